@@ -1,0 +1,58 @@
+"""Flask intake API: the app factory wires settings, database, storage, Celery and OpenAPI."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g
+from flask_smorest import Api
+
+from api.errors import register_error_handlers
+from shared.resources import Resources
+from shared.settings import Settings, get_settings
+from worker.celery_app import celery_init_app
+
+openapi = Api()
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app. Nothing happens at import time; every process calls this once."""
+    settings = settings or get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = Flask("markq")
+    app.config.from_mapping(
+        MAX_CONTENT_LENGTH=settings.max_pages_per_paper * settings.max_page_bytes + 1024 * 1024,
+        API_TITLE="markq",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.1.0",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_REDOC_PATH="/docs",
+        OPENAPI_REDOC_URL="https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js",
+        API_SPEC_OPTIONS={
+            "info": {"description": "Mark test papers with a vision model; count missed knowledge points."},
+            "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearerAuth": []}],
+        },
+    )
+    app.config.from_prefixed_env("MARKQ_FLASK")
+    app.extensions["markq"] = Resources(settings)
+    celery_init_app(app, settings)
+
+    openapi.init_app(app)
+    from api import exams, health, papers
+
+    openapi.register_blueprint(health.blp)
+    openapi.register_blueprint(exams.blp)
+    openapi.register_blueprint(papers.blp)
+    register_error_handlers(app)
+
+    @app.teardown_appcontext
+    def _close_session(_exc: BaseException | None) -> None:
+        session = g.pop("db", None)
+        if session is not None:
+            session.close()
+
+    import worker.tasks  # noqa: F401  (registers the tasks with this app's Celery)
+
+    return app

@@ -1,0 +1,57 @@
+"""markq-admin: the IT admin's commands (database, schools, keys)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from shared.db import make_engine, make_session_factory, transaction
+from shared.grading.vocabulary import sync_vocabulary
+from shared.migrate import upgrade
+from shared.schools import SchoolExists, SchoolNotFound, create_key, create_school, find_school
+from shared.settings import get_settings
+
+
+def _sessions():  # type: ignore[no-untyped-def]
+    return make_session_factory(make_engine(get_settings().database_url))
+
+
+@click.group()
+def main() -> None:
+    """Administer a markq installation (settings come from MARKQ_* variables)."""
+
+
+@main.command()
+def migrate() -> None:
+    """Create or upgrade the database schema and load the knowledge-point vocabulary."""
+    settings = get_settings()
+    upgrade(settings.database_url)
+    with transaction(_sessions()) as session:
+        count = sync_vocabulary(session)
+    click.echo(json.dumps({"migrated": True, "knowledge_points": count}))
+
+
+@main.command("create-school")
+@click.argument("name")
+def create_school_command(name: str) -> None:
+    """Create a school (a tenant) and print it."""
+    try:
+        with transaction(_sessions()) as session:
+            school = create_school(session, name)
+            click.echo(json.dumps({"school_id": school.id, "name": school.name}, ensure_ascii=False))
+    except (SchoolExists, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command("create-key")
+@click.argument("school")
+def create_key_command(school: str) -> None:
+    """Create an API key for SCHOOL (name or id) and print it; it is shown only this once."""
+    try:
+        with transaction(_sessions()) as session:
+            new = create_key(session, find_school(session, school))
+            click.echo(json.dumps({"school_id": new.school.id, "school": new.school.name, "api_key": new.key},
+                                  ensure_ascii=False))
+    except SchoolNotFound as exc:
+        raise click.ClickException(str(exc)) from exc

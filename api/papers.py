@@ -1,0 +1,132 @@
+"""Papers: submit one (multipart, ordered pages), list an exam's papers, read one with its result."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from flask import request, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from sqlalchemy import select
+
+from api.context import current_school, db, require_school, resources
+from api.errors import ApiError, not_found
+from api.exams import school_exam
+from api.schemas import PaperListArgs, PaperSchema, PaperSummarySchema
+from shared.grading.exams import usage_totals
+from shared.intake import PageError, UploadedPage, check_pages, submit_paper
+from shared.models import Paper, Usage
+from shared.storage import StorageError
+from worker.tasks import grade_paper
+
+log = logging.getLogger(__name__)
+blp = Blueprint("papers", __name__, description="Students' papers and their results")
+
+SUBMIT_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["student_ref", "pages"],
+                "properties": {
+                    "student_ref": {"type": "string", "maxLength": 100,
+                                    "description": "A pseudonymous student reference (no names needed)."},
+                    "class_label": {"type": "string", "maxLength": 100},
+                    "pages": {"type": "array", "items": {"type": "string", "format": "binary"},
+                              "description": "Page images in order (JPEG, PNG, WebP, TIFF)."},
+                },
+            },
+            "encoding": {"pages": {"contentType": "image/jpeg, image/png, image/webp, image/tiff"}},
+        }
+    },
+}
+
+
+def paper_view(paper: Paper) -> dict[str, Any]:
+    return {
+        **{c.key: getattr(paper, c.key) for c in Paper.__table__.columns},
+        "status": paper.status.value,
+        "pages": paper.pages,
+        "questions": [
+            {
+                **{c.key: getattr(q, c.key) for c in q.__table__.columns},
+                "knowledge_points": [kp.knowledge_point_id for kp in q.knowledge_points],
+            }
+            for q in paper.questions
+        ],
+        "usage": usage_totals(db(), Usage.paper_id == paper.id),
+        "status_url": url_for("papers.PaperById", paper_id=paper.id, _external=False),
+    }
+
+
+def _form_text(name: str, *, required: bool, max_length: int = 100) -> str:
+    value = request.form.get(name, "").strip()
+    if required and not value:
+        raise ApiError(422, "invalid_request", f"form field {name!r} is required")
+    if len(value) > max_length:
+        raise ApiError(422, "invalid_request", f"form field {name!r} is longer than {max_length}")
+    return value
+
+
+@blp.route("/v1/exams/<uuid:exam_id>/papers")
+class ExamPapers(MethodView):
+    decorators = [require_school]
+
+    @blp.doc(requestBody=SUBMIT_BODY)
+    @blp.response(202, PaperSchema)
+    def post(self, exam_id: uuid.UUID) -> tuple[dict[str, Any], int, dict[str, str]]:
+        """Submit one student's paper: its pages in order. Grading happens in the background."""
+        exam = school_exam(exam_id)
+        settings = resources().settings
+        student_ref = _form_text("student_ref", required=True)
+        class_label = _form_text("class_label", required=False)
+        files = request.files.getlist("pages")
+        if not files:
+            raise ApiError(422, "invalid_request", "send at least one page file in the 'pages' field")
+        if len(files) > settings.max_pages_per_paper:
+            raise ApiError(413, "too_many_pages", f"at most {settings.max_pages_per_paper} pages per paper")
+        pages = [UploadedPage(f.stream, f.filename or f"page-{i}") for i, f in enumerate(files, start=1)]
+        try:
+            headers = check_pages(pages, max_bytes=settings.max_page_bytes, max_pixels=settings.max_image_pixels)
+        except PageError as exc:
+            code = {413: "page_too_large", 415: "unsupported_page"}.get(exc.status, "invalid_page")
+            raise ApiError(exc.status, code, str(exc), {"file": exc.filename, "page": exc.number}) from exc
+        try:
+            paper = submit_paper(
+                db(), resources().storage, exam,
+                student_ref=student_ref, class_label=class_label, pages=pages, headers=headers,
+            )
+        except StorageError as exc:
+            raise ApiError(503, "storage_unavailable", "could not store the pages; nothing was kept") from exc
+        try:
+            grade_paper.delay(str(paper.id))
+        except Exception:  # the paper is safe in SQL; the sweep enqueues it when Redis is back
+            log.warning("could not enqueue paper %s; the sweep will pick it up", paper.id, exc_info=True)
+        view = paper_view(paper)
+        return view, 202, {"Location": view["status_url"]}
+
+    @blp.arguments(PaperListArgs, location="query")
+    @blp.response(200, PaperSummarySchema(many=True))
+    def get(self, args: dict[str, Any], exam_id: uuid.UUID) -> list[Paper]:
+        """The exam's papers, optionally only those with one status."""
+        exam = school_exam(exam_id)
+        query = select(Paper).where(Paper.exam_id == exam.id)
+        if "status" in args:
+            query = query.where(Paper.status == args["status"])
+        return list(db().scalars(query.order_by(Paper.class_label, Paper.student_ref)))
+
+
+@blp.route("/v1/papers/<uuid:paper_id>")
+class PaperById(MethodView):
+    decorators = [require_school]
+
+    @blp.response(200, PaperSchema)
+    def get(self, paper_id: uuid.UUID) -> dict[str, Any]:
+        """A paper: status, per-question results with knowledge points, and its usage and cost."""
+        paper = db().scalar(select(Paper).where(Paper.id == paper_id, Paper.school_id == current_school().id))
+        if paper is None:
+            raise not_found("paper")
+        return paper_view(paper)

@@ -1,0 +1,133 @@
+"""Request and response schemas; flask-smorest turns them into the OpenAPI document."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from shared.settings import get_settings
+
+SUBJECTS = ("math", "chinese", "english")
+
+
+class KeyQuestionSchema(Schema):
+    id = fields.String(required=True, metadata={"description": "Question number as printed, e.g. '3' or '2b'."})
+    prompt = fields.String(metadata={"description": "Question text (optional)."})
+    answer = fields.String(required=True)
+    points = fields.Float(required=True)
+    knowledge_points = fields.List(fields.String(), metadata={"description": "Knowledge point ids."})
+    accepted = fields.List(fields.String(), metadata={"description": "Equivalent forms also accepted."})
+    notes = fields.String(metadata={"description": "Partial-credit notes."})
+
+
+class AnswerKeySchema(Schema):
+    questions = fields.List(fields.Nested(KeyQuestionSchema), required=True)
+
+
+class ExamCreateSchema(Schema):
+    title = fields.String(required=True, validate=validate.Length(1, 200))
+    subject = fields.String(required=True, validate=validate.OneOf(SUBJECTS))
+    grade = fields.Integer(required=True, validate=validate.Range(1, 9))
+    language = fields.String(load_default="zh", validate=validate.OneOf(["zh", "en"]))
+    answer_key = fields.Nested(AnswerKeySchema, required=True)
+    rubric = fields.String(load_default="", validate=validate.Length(max=10_000))
+    model = fields.String(load_default=lambda: get_settings().default_model)
+    image_detail = fields.String(
+        load_default=lambda: get_settings().default_image_detail,
+        validate=validate.OneOf(["low", "high", "auto"]),
+    )
+
+
+class UsageTotalsSchema(Schema):
+    calls = fields.Integer()
+    prompt_tokens = fields.Integer()
+    cached_tokens = fields.Integer()
+    completion_tokens = fields.Integer()
+    cost_usd = fields.Float()
+
+
+class ExamSchema(Schema):
+    id = fields.UUID()
+    title = fields.String()
+    subject = fields.String()
+    grade = fields.Integer()
+    language = fields.String()
+    model = fields.String()
+    image_detail = fields.String()
+    rubric = fields.String()
+    answer_key = fields.Nested(AnswerKeySchema)
+    status_reason = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    papers = fields.Integer(metadata={"description": "Papers submitted."})
+    progress = fields.Dict(keys=fields.String(), values=fields.Integer(),
+                           metadata={"description": "Paper counts by status."})
+    usage = fields.Nested(UsageTotalsSchema, metadata={"description": "Provider usage and cost so far."})
+
+
+class PageSchema(Schema):
+    number = fields.Integer()
+    format = fields.String(attribute="original_format")
+    width = fields.Integer()
+    height = fields.Integer()
+    bytes = fields.Integer(attribute="original_bytes")
+
+
+class QuestionResultSchema(Schema):
+    question_id = fields.String()
+    student_answer = fields.String()
+    correct_answer = fields.String()
+    is_correct = fields.Boolean()
+    score = fields.Float()
+    max_score = fields.Float()
+    knowledge_points = fields.List(fields.String())
+    error_type = fields.String()
+    explanation = fields.String()
+    correction = fields.String()
+    confidence = fields.Float()
+    needs_review = fields.Boolean()
+
+
+class PaperSchema(Schema):
+    id = fields.UUID()
+    exam_id = fields.UUID()
+    student_ref = fields.String()
+    class_label = fields.String()
+    status = fields.String()
+    status_reason = fields.String(allow_none=True)
+    attempts = fields.Integer()
+    score = fields.Float(allow_none=True)
+    max_score = fields.Float(allow_none=True)
+    created_at = fields.DateTime()
+    graded_at = fields.DateTime(allow_none=True)
+    pages = fields.List(fields.Nested(PageSchema))
+    questions = fields.List(fields.Nested(QuestionResultSchema))
+    usage = fields.Nested(UsageTotalsSchema)
+    status_url = fields.String()
+
+
+class PaperListArgs(Schema):
+    status = fields.String(validate=validate.OneOf(
+        ["queued", "processing", "graded", "needs_review", "failed", "paused"]))
+
+
+class PaperSummarySchema(Schema):
+    id = fields.UUID()
+    student_ref = fields.String()
+    class_label = fields.String()
+    status = fields.String()
+    status_reason = fields.String(allow_none=True)
+    score = fields.Float(allow_none=True)
+    max_score = fields.Float(allow_none=True)
+
+
+class MissedPointSchema(Schema):
+    id = fields.String()
+    name_zh = fields.String()
+    name_en = fields.String()
+    missed = fields.Integer(metadata={"description": "Questions tagged with this point answered wrong."})
+    attempted = fields.Integer(metadata={"description": "Questions tagged with this point, graded."})
+
+
+class ExamReportSchema(Schema):
+    exam_id = fields.UUID()
+    papers = fields.List(fields.Nested(PaperSummarySchema))
+    missed_knowledge_points = fields.List(fields.Nested(MissedPointSchema))

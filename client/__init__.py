@@ -1,0 +1,1 @@
+"""Python client for the markq HTTP API and the teacher CLI."""

@@ -1,0 +1,126 @@
+"""Exams: creation, progress, cost so far, and the first report, all from SQL."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from shared.costs import UnknownModel, known_models, model_card
+from shared.grading.answer_key import AnswerKey
+from shared.grading.vocabulary import unknown_points
+from shared.models import (
+    Exam,
+    KnowledgePoint,
+    Paper,
+    PaperStatus,
+    QuestionKnowledgePoint,
+    QuestionResult,
+    School,
+    Usage,
+)
+
+
+class InvalidExam(ValueError):
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def create_exam(session: Session, school: School, fields: dict[str, Any]) -> Exam:
+    try:
+        answer_key = AnswerKey.model_validate(fields["answer_key"])
+    except ValidationError as exc:
+        details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        raise InvalidExam("the answer key is not valid", details) from exc
+    try:
+        model_card(fields["model"])
+    except UnknownModel as exc:
+        raise InvalidExam(f"unknown model {fields['model']!r}; known: {', '.join(known_models())}") from exc
+    missing = unknown_points(session, answer_key.knowledge_point_ids())
+    if missing:
+        raise InvalidExam(f"unknown knowledge points in the answer key: {', '.join(sorted(missing))}")
+    exam = Exam(
+        school_id=school.id,
+        title=fields["title"],
+        subject=fields["subject"],
+        grade=fields["grade"],
+        language=fields["language"],
+        answer_key=answer_key.model_dump(mode="json"),
+        rubric=fields["rubric"],
+        model=fields["model"],
+        image_detail=fields["image_detail"],
+    )
+    session.add(exam)
+    session.flush()
+    return exam
+
+
+def get_exam(session: Session, school: School, exam_id: uuid.UUID) -> Exam | None:
+    """The exam, only if it belongs to `school`."""
+    return session.scalar(select(Exam).where(Exam.id == exam_id, Exam.school_id == school.id))
+
+
+def usage_totals(session: Session, *conditions: Any) -> dict[str, Any]:
+    row = session.execute(
+        select(
+            func.count(Usage.id),
+            func.coalesce(func.sum(Usage.prompt_tokens), 0),
+            func.coalesce(func.sum(Usage.cached_tokens), 0),
+            func.coalesce(func.sum(Usage.completion_tokens), 0),
+            func.coalesce(func.sum(Usage.cost_usd), 0),
+        ).where(*conditions)
+    ).one()
+    return {
+        "calls": row[0],
+        "prompt_tokens": int(row[1]),
+        "cached_tokens": int(row[2]),
+        "completion_tokens": int(row[3]),
+        "cost_usd": float(row[4]),
+    }
+
+
+def exam_view(session: Session, exam: Exam) -> dict[str, Any]:
+    """The exam with paper counts by status and the usage and cost so far."""
+    counts = dict(
+        session.execute(
+            select(Paper.status, func.count()).where(Paper.exam_id == exam.id).group_by(Paper.status)
+        ).all()
+    )
+    progress = {status.value: int(counts.get(status, 0)) for status in PaperStatus}
+    return {
+        **{c.key: getattr(exam, c.key) for c in Exam.__table__.columns},
+        "papers": sum(progress.values()),
+        "progress": progress,
+        "usage": usage_totals(session, Usage.exam_id == exam.id),
+    }
+
+
+def exam_report(session: Session, exam: Exam) -> dict[str, Any]:
+    """Scores per paper and knowledge points ranked by times missed, with their denominator."""
+    papers = session.scalars(
+        select(Paper).where(Paper.exam_id == exam.id).order_by(Paper.class_label, Paper.student_ref)
+    ).all()
+    graded = Paper.status.in_([PaperStatus.graded, PaperStatus.needs_review])
+    missed = func.sum(case((QuestionResult.is_correct.is_(False), 1), else_=0))
+    rows = session.execute(
+        select(
+            KnowledgePoint.id, KnowledgePoint.name_zh, KnowledgePoint.name_en,
+            missed.label("missed"), func.count().label("attempted"),
+        )
+        .select_from(QuestionKnowledgePoint)
+        .join(QuestionResult, QuestionResult.id == QuestionKnowledgePoint.question_result_id)
+        .join(Paper, Paper.id == QuestionResult.paper_id)
+        .join(KnowledgePoint, KnowledgePoint.id == QuestionKnowledgePoint.knowledge_point_id)
+        .where(Paper.exam_id == exam.id, graded, QuestionResult.needs_review.is_(False))
+        .group_by(KnowledgePoint.id, KnowledgePoint.name_zh, KnowledgePoint.name_en)
+        .order_by(missed.desc(), KnowledgePoint.id)
+    ).all()
+    return {
+        "exam_id": exam.id,
+        "papers": papers,
+        "missed_knowledge_points": [row._asdict() for row in rows],
+    }

@@ -1,0 +1,100 @@
+"""The reply the model must give: a strict JSON schema built from the exam, and its validation."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.grading.answer_key import AnswerKey
+
+ErrorType = Literal[
+    "none", "calculation", "concept", "misread_question", "unit", "incomplete", "blank", "illegible"
+]
+ERROR_TYPES: tuple[str, ...] = ErrorType.__args__  # type: ignore[attr-defined]
+SCHEMA_NAME = "paper_marks"
+
+
+class QuestionMark(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    student_answer: str
+    is_correct: bool
+    score: float = Field(ge=0)
+    knowledge_points: list[str]
+    error_type: ErrorType
+    explanation: str
+    correction: str
+    confidence: float = Field(ge=0, le=1)
+
+
+class InvalidMarks(ValueError):
+    """The model's reply does not fit the exam."""
+
+
+def marks_schema(answer_key: AnswerKey, vocabulary: list[str]) -> dict[str, Any]:
+    """A strict JSON schema with one required property per question, so none is skipped or
+    invented, and knowledge points as an enum of the exam's vocabulary, so tags never drift."""
+    questions = {
+        q.id: {
+            "type": "object",
+            "properties": {
+                "student_answer": {
+                    "type": "string",
+                    "description": "Exactly what the student wrote, as read; empty if blank.",
+                },
+                "is_correct": {"type": "boolean"},
+                "score": {"type": "number", "minimum": 0, "maximum": q.points},
+                "knowledge_points": {
+                    "type": "array",
+                    "items": {"type": "string", "enum": vocabulary},
+                    "description": "Knowledge points this question tests; for a wrong answer, the ones missed.",
+                },
+                "error_type": {"type": "string", "enum": list(ERROR_TYPES)},
+                "explanation": {"type": "string", "description": "What is wrong, in the exam's language."},
+                "correction": {"type": "string", "description": "The correct working, in the exam's language."},
+                "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            },
+            "required": list(QuestionMark.model_fields),
+            "additionalProperties": False,
+        }
+        for q in answer_key.questions
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "questions": {
+                "type": "object",
+                "properties": questions,
+                "required": list(questions),
+                "additionalProperties": False,
+            }
+        },
+        "required": ["questions"],
+        "additionalProperties": False,
+    }
+
+
+def parse_marks(content: str, answer_key: AnswerKey, vocabulary: set[str]) -> dict[str, QuestionMark]:
+    """Validate the model's JSON against the exam; raise InvalidMarks with the reason."""
+    try:
+        raw = _PaperMarks.model_validate_json(content)
+    except ValidationError as exc:
+        raise InvalidMarks(f"reply does not match the schema: {exc.errors()[0]['msg']}") from exc
+    expected = [q.id for q in answer_key.questions]
+    if set(raw.questions) != set(expected):
+        raise InvalidMarks(f"reply covers questions {sorted(raw.questions)}, expected {expected}")
+    for question in answer_key.questions:
+        mark = raw.questions[question.id]
+        stray = set(mark.knowledge_points) - vocabulary
+        if stray:
+            raise InvalidMarks(f"question {question.id}: unknown knowledge points {sorted(stray)}")
+        if mark.score > question.points:
+            raise InvalidMarks(f"question {question.id}: score {mark.score} above {question.points}")
+    return {qid: raw.questions[qid] for qid in expected}
+
+
+class _PaperMarks(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    questions: dict[str, QuestionMark]

@@ -1,0 +1,79 @@
+"""The chat request for one paper: a static prefix first (identical for every paper of an exam,
+so the provider's prompt cache applies), then the page images as image parts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from shared.grading.answer_key import AnswerKey
+from shared.grading.marks import SCHEMA_NAME, marks_schema
+from shared.models import Exam, KnowledgePoint
+
+INSTRUCTIONS = """You mark primary and middle school (grades 1-9) test papers from photos or scans.
+For every question in the answer key:
+- Read the student's answer exactly as written; write it in student_answer ("" if blank).
+- Compare it with the key's answer and accepted forms; equivalent forms (0.75 = 3/4 = 75%) are correct.
+- Award a score between 0 and the question's points, using the partial-credit notes and the rubric.
+- Tag the knowledge points the question tests, from the given list only; for a wrong answer these are the points the student missed.
+- error_type: "none" when correct; otherwise calculation, concept, misread_question, unit, incomplete, blank, or illegible.
+- If the handwriting cannot be read with confidence, use error_type "illegible" and a low confidence; never guess.
+- explanation says what went wrong and correction shows the right working, in the exam's language, briefly, for the student.
+- confidence is your certainty in the verdict, from 0 to 1.
+Reply only with the JSON object the schema describes."""
+
+
+@dataclass(frozen=True)
+class PageImage:
+    """A page as the provider will fetch it: a presigned https URL or a data: URL."""
+
+    url: str
+
+
+def exam_context(exam: Exam, answer_key: AnswerKey, vocabulary: list[KnowledgePoint]) -> str:
+    """The exam as the model reads it, serialised deterministically (sorted keys, no spacing)."""
+    context = {
+        "subject": exam.subject,
+        "grade": exam.grade,
+        "language": exam.language,
+        "answer_key": answer_key.model_dump(mode="json"),
+        "rubric": exam.rubric,
+        "knowledge_points": {kp.id: f"{kp.name_zh} / {kp.name_en}" for kp in vocabulary},
+    }
+    return json.dumps(context, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def build_request(
+    exam: Exam,
+    answer_key: AnswerKey,
+    vocabulary: list[KnowledgePoint],
+    pages: list[PageImage],
+    max_completion_tokens: int,
+) -> dict[str, Any]:
+    """Keyword arguments for `client.chat.completions.create`."""
+    schema = marks_schema(answer_key, [kp.id for kp in vocabulary])
+    image_parts = [
+        {"type": "image_url", "image_url": {"url": page.url, "detail": exam.image_detail}}
+        for page in pages
+    ]
+    return {
+        "model": exam.model,
+        "messages": [
+            {"role": "system", "content": INSTRUCTIONS},
+            {"role": "system", "content": exam_context(exam, answer_key, vocabulary)},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": f"The student's paper, {len(pages)} page(s) in order."},
+                    *image_parts,
+                ],
+            },
+        ],
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": SCHEMA_NAME, "strict": True, "schema": schema},
+        },
+        "max_completion_tokens": max_completion_tokens,
+        "prompt_cache_key": f"markq-exam-{exam.id}",
+    }

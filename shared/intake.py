@@ -1,0 +1,117 @@
+"""Submitting a paper: check every page, stream originals to storage, insert the row.
+
+Nothing is stored unless every page is acceptable, and stored objects are removed again if the
+database insert fails, so a bad request leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from sqlalchemy.orm import Session
+
+from shared.images import PageHeader, PageRejected, inspect_page
+from shared.models import Exam, Page, Paper, PaperStatus
+from shared.storage import Storage, original_page_key
+
+
+@dataclass(frozen=True)
+class UploadedPage:
+    stream: BinaryIO
+    filename: str  # only ever shown back in error messages, never used in a storage key
+
+
+class PageError(ValueError):
+    """A page was refused; `filename` and `reason` say which and why."""
+
+    def __init__(self, filename: str, number: int, reason: str, status: int) -> None:
+        super().__init__(f"page {number} ({filename}): {reason}")
+        self.filename = filename
+        self.number = number
+        self.reason = reason
+        self.status = status
+
+
+class _HashingReader:
+    """Counts and hashes bytes as storage reads them, so the upload is read once."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.raw.read(size)
+        self.sha256.update(chunk)
+        self.size += len(chunk)
+        return chunk
+
+
+def check_pages(pages: list[UploadedPage], *, max_bytes: int, max_pixels: int) -> list[PageHeader]:
+    headers = []
+    for number, page in enumerate(pages, start=1):
+        page.stream.seek(0, 2)
+        size = page.stream.tell()
+        page.stream.seek(0)
+        if size == 0:
+            raise PageError(page.filename, number, "file is empty", 422)
+        if size > max_bytes:
+            raise PageError(page.filename, number, f"file is {size} bytes, over the {max_bytes} limit", 413)
+        try:
+            headers.append(inspect_page(page.stream, max_pixels))
+        except PageRejected as exc:
+            raise PageError(page.filename, number, exc.reason, exc.status) from exc
+    return headers
+
+
+def submit_paper(
+    session: Session,
+    storage: Storage,
+    exam: Exam,
+    *,
+    student_ref: str,
+    class_label: str,
+    pages: list[UploadedPage],
+    headers: list[PageHeader],
+) -> Paper:
+    """Store the pages and commit the paper as queued. The caller enqueues after the commit."""
+    paper = Paper(
+        id=uuid.uuid4(),
+        school_id=exam.school_id,
+        exam_id=exam.id,
+        student_ref=student_ref,
+        class_label=class_label,
+        status=PaperStatus.queued,
+    )
+    stored: list[str] = []
+    try:
+        for number, (page, header) in enumerate(zip(pages, headers, strict=True), start=1):
+            key = original_page_key(exam.school_id, exam.id, paper.id, number)
+            reader = _HashingReader(page.stream)
+            storage.put(key, reader, header.content_type)  # type: ignore[arg-type]
+            stored.append(key)
+            paper.pages.append(
+                Page(
+                    number=number,
+                    original_key=key,
+                    original_format=header.format,
+                    original_bytes=reader.size,
+                    width=header.width,
+                    height=header.height,
+                    sha256=reader.sha256.hexdigest(),
+                )
+            )
+        session.add(paper)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        for key in stored:
+            try:
+                storage.delete(key)
+            except Exception:  # best effort; the original error matters more
+                pass
+        raise
+    return paper

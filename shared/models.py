@@ -1,0 +1,212 @@
+"""SQLAlchemy 2.x models: the source of truth for schools, exams, papers, results and usage."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class PaperStatus(str, enum.Enum):
+    queued = "queued"
+    processing = "processing"
+    graded = "graded"
+    needs_review = "needs_review"
+    failed = "failed"
+    paused = "paused"
+
+
+class School(Base):
+    __tablename__ = "schools"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """A school's API key. Only a SHA-256 of the secret is kept; the prefix finds the row."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+    school: Mapped[School] = relationship()
+
+
+class KnowledgePoint(Base):
+    """One node of the versioned bilingual knowledge-point vocabulary (知识点)."""
+
+    __tablename__ = "knowledge_points"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(40))
+    grade: Mapped[int] = mapped_column(Integer)
+    strand: Mapped[str] = mapped_column(String(100))
+    name_zh: Mapped[str] = mapped_column(String(200))
+    name_en: Mapped[str] = mapped_column(String(200))
+    vocabulary_version: Mapped[str] = mapped_column(String(20))
+
+    __table_args__ = (Index("ix_knowledge_points_subject_grade", "subject", "grade"),)
+
+
+class Exam(Base):
+    __tablename__ = "exams"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(String(40))
+    grade: Mapped[int] = mapped_column(Integer)
+    language: Mapped[str] = mapped_column(String(10))
+    answer_key: Mapped[dict[str, Any]] = mapped_column(JSON)
+    rubric: Mapped[str] = mapped_column(Text, default="")
+    model: Mapped[str] = mapped_column(String(100))
+    image_detail: Mapped[str] = mapped_column(String(10))
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Paper(Base):
+    __tablename__ = "papers"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
+    exam_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("exams.id", ondelete="CASCADE"), index=True)
+    student_ref: Mapped[str] = mapped_column(String(100))
+    class_label: Mapped[str] = mapped_column(String(100), default="")
+    status: Mapped[PaperStatus] = mapped_column(
+        Enum(PaperStatus, native_enum=False, length=20), default=PaperStatus.queued
+    )
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    score: Mapped[float | None] = mapped_column(Float)
+    max_score: Mapped[float | None] = mapped_column(Float)
+    reply_key: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    claimed_at: Mapped[datetime | None]
+    graded_at: Mapped[datetime | None]
+
+    pages: Mapped[list[Page]] = relationship(
+        order_by="Page.number", cascade="all, delete-orphan", back_populates="paper"
+    )
+    questions: Mapped[list[QuestionResult]] = relationship(
+        order_by="QuestionResult.position", cascade="all, delete-orphan", back_populates="paper"
+    )
+    usage: Mapped[list[Usage]] = relationship(order_by="Usage.id", viewonly=True)
+
+    __table_args__ = (Index("ix_papers_status_updated", "status", "updated_at"),)
+
+
+class Page(Base):
+    __tablename__ = "pages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    paper_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    original_key: Mapped[str] = mapped_column(String(300))
+    original_format: Mapped[str] = mapped_column(String(20))
+    original_bytes: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    normalised_key: Mapped[str | None] = mapped_column(String(300))
+
+    paper: Mapped[Paper] = relationship(back_populates="pages")
+
+    __table_args__ = (UniqueConstraint("paper_id", "number"),)
+
+
+class QuestionResult(Base):
+    __tablename__ = "question_results"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    paper_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    question_id: Mapped[str] = mapped_column(String(50))
+    student_answer: Mapped[str] = mapped_column(Text)
+    correct_answer: Mapped[str] = mapped_column(Text)
+    is_correct: Mapped[bool] = mapped_column(Boolean)
+    score: Mapped[float] = mapped_column(Float)
+    max_score: Mapped[float] = mapped_column(Float)
+    error_type: Mapped[str] = mapped_column(String(30))
+    explanation: Mapped[str] = mapped_column(Text)
+    correction: Mapped[str] = mapped_column(Text)
+    confidence: Mapped[float] = mapped_column(Float)
+    needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    paper: Mapped[Paper] = relationship(back_populates="questions")
+    knowledge_points: Mapped[list[QuestionKnowledgePoint]] = relationship(
+        cascade="all, delete-orphan", back_populates="question"
+    )
+
+    __table_args__ = (UniqueConstraint("paper_id", "question_id"),)
+
+
+class QuestionKnowledgePoint(Base):
+    """Which knowledge points a question result touches; reports count missed points from here."""
+
+    __tablename__ = "question_knowledge_points"
+
+    question_result_id: Mapped[int] = mapped_column(
+        ForeignKey("question_results.id", ondelete="CASCADE"), primary_key=True
+    )
+    knowledge_point_id: Mapped[str] = mapped_column(
+        ForeignKey("knowledge_points.id"), primary_key=True, index=True
+    )
+
+    question: Mapped[QuestionResult] = relationship(back_populates="knowledge_points")
+
+
+class Usage(Base):
+    """One row per provider call, successful or not."""
+
+    __tablename__ = "usage"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
+    exam_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("exams.id", ondelete="CASCADE"), index=True)
+    paper_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("papers.id", ondelete="CASCADE"), index=True
+    )
+    model: Mapped[str] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(30))
+    request_id: Mapped[str | None] = mapped_column(String(100))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal(0))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,149 @@
+"""The one place that talks to the vision provider (OpenAI or any OpenAI-compatible server).
+
+The SDK's own retries are off (`max_retries=0`): retrying is the Celery task's job, with the
+attempt count kept in SQL, so a call is never retried twice over (once by the SDK, once by us).
+Errors come out classified, so the task knows what to retry and what never to retry.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from datetime import datetime, timezone
+from typing import Any
+
+import openai
+
+
+class ProviderError(Exception):
+    def __init__(self, reason: str, request_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.request_id = request_id
+
+
+class RateLimited(ProviderError):
+    """429 with a wait: try again after `retry_after` seconds."""
+
+    def __init__(self, reason: str, retry_after: float, request_id: str | None = None) -> None:
+        super().__init__(reason, request_id)
+        self.retry_after = retry_after
+
+
+class QuotaExhausted(ProviderError):
+    """The account has no credit left; retrying cannot help until someone pays."""
+
+
+class RequestRejected(ProviderError):
+    """The provider refused this request (4xx); the same request will fail again."""
+
+
+class ProviderUnavailable(ProviderError):
+    """5xx, timeout or connection failure: worth trying again later."""
+
+
+@dataclass(frozen=True)
+class ProviderReply:
+    content: str
+    model: str
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    request_id: str | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+
+
+def parse_duration(text: str) -> float | None:
+    """Seconds in an OpenAI reset header: '1s', '120ms', '6m0s', '1h2m3.5s'."""
+    text = text.strip()
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    unit_seconds = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sum(float(n) * unit_seconds[u] for n, u in parts)
+
+
+def retry_after_seconds(headers: Mapping[str, str], default: float = 1.0) -> float:
+    """How long the provider asks us to wait, from retry-after-ms, retry-after or reset headers."""
+    if (value := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    if (value := headers.get("retry-after")) is not None:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            try:
+                when = parsedate_to_datetime(value)
+                return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+            except (TypeError, ValueError):
+                pass
+    resets = [
+        parse_duration(headers[name])
+        for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
+        if name in headers
+    ]
+    resets = [r for r in resets if r is not None]
+    return max(resets) if resets else default
+
+
+class VisionProvider:
+    def __init__(self, api_key: str | None, base_url: str | None, timeout: float) -> None:
+        self.client = openai.OpenAI(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
+        )
+
+    def complete(self, request: dict[str, Any]) -> ProviderReply:
+        """Make one chat completion call; raise a ProviderError subclass on failure."""
+        try:
+            raw = self.client.chat.completions.with_raw_response.create(**request)
+        except openai.RateLimitError as exc:
+            request_id = exc.response.headers.get("x-request-id")
+            if exc.code == "insufficient_quota" or _error_type(exc) == "insufficient_quota":
+                raise QuotaExhausted(f"provider quota exhausted: {exc.message}", request_id) from exc
+            raise RateLimited(
+                f"rate limited: {exc.message}", retry_after_seconds(exc.response.headers), request_id
+            ) from exc
+        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+            raise ProviderUnavailable(f"provider unreachable: {exc}") from exc
+        except openai.APIStatusError as exc:
+            request_id = exc.response.headers.get("x-request-id")
+            if exc.status_code >= 500:
+                raise ProviderUnavailable(
+                    f"provider error {exc.status_code}: {exc.message}", request_id
+                ) from exc
+            raise RequestRejected(
+                f"provider refused the request ({exc.status_code}): {exc.message}", request_id
+            ) from exc
+        completion = raw.parse()
+        usage = completion.usage
+        cached = 0
+        if usage is not None and usage.prompt_tokens_details is not None:
+            cached = usage.prompt_tokens_details.cached_tokens or 0
+        choice = completion.choices[0]
+        if choice.message.refusal:
+            raise RequestRejected(f"model refused: {choice.message.refusal}", raw.headers.get("x-request-id"))
+        return ProviderReply(
+            content=choice.message.content or "",
+            model=completion.model,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            cached_tokens=cached,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            request_id=raw.headers.get("x-request-id"),
+            headers=dict(raw.headers),
+        )
+
+
+def _error_type(exc: openai.APIStatusError) -> str | None:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            return error.get("type")
+    return None

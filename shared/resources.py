@@ -1,0 +1,35 @@
+"""What a running process holds: settings, database, storage and (lazily) the provider."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.db import make_engine, make_session_factory
+from shared.provider import VisionProvider
+from shared.settings import Settings
+from shared.storage import Storage, make_storage
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    engine: Engine = field(init=False)
+    sessions: sessionmaker[Session] = field(init=False)
+    storage: Storage = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.engine = make_engine(self.settings.database_url)
+        self.sessions = make_session_factory(self.engine)
+        self.storage = make_storage(self.settings)
+
+    @cached_property
+    def provider(self) -> VisionProvider:
+        return VisionProvider(
+            api_key=self.settings.openai_api_key,
+            base_url=self.settings.openai_base_url,
+            timeout=self.settings.provider_timeout_seconds,
+        )

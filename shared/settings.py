@@ -1,0 +1,55 @@
+"""The one settings object: environment variables prefixed MARKQ_, plus the openai SDK's own."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ImageDetail = Literal["low", "high", "auto"]
+
+
+class Settings(BaseSettings):
+    """Defaults work on a bare machine: SQLite and a storage folder under .markq/, local Redis."""
+
+    model_config = SettingsConfigDict(env_prefix="MARKQ_", env_file=".env", extra="ignore")
+
+    home: Path = Path(".markq")
+    database_url: str = "sqlite:///.markq/markq.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    storage_backend: Literal["local", "s3"] = "local"
+    storage_dir: Path = Path(".markq/storage")
+    s3_bucket: str = "markq"
+    s3_endpoint_url: str | None = None
+    # Where the provider can reach the storage. When set, pages go out as presigned GET URLs
+    # signed for this endpoint; when unset, pages go inline as data: image parts.
+    s3_public_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    presign_seconds: int = Field(300, ge=30, le=3600)
+
+    openai_api_key: str | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL"))
+    provider_timeout_seconds: float = 120.0
+    default_model: str = "gpt-4o"
+    default_image_detail: ImageDetail = "high"
+    max_completion_tokens: int = 4000
+
+    max_page_bytes: int = 25 * 1024 * 1024
+    max_pages_per_paper: int = 20
+    max_image_pixels: int = 40_000_000
+
+    queue_name: str = "markq"
+    max_attempts: int = 5
+    stuck_queued_seconds: int = 300
+    stuck_processing_seconds: int = 900
+    sweep_interval_seconds: float = 60.0
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,156 @@
+"""One storage interface for page images and raw replies: a local folder or S3 (MinIO in compose).
+
+Keys are built by `page_key` and friends from ids only, never from a client's file name.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import boto3
+from botocore.client import Config as BotoConfig
+from botocore.exceptions import ClientError
+
+from shared.settings import Settings
+
+
+class StorageError(Exception):
+    """The storage could not do what was asked."""
+
+
+class ObjectNotFound(StorageError):
+    pass
+
+
+class Storage(Protocol):
+    def put(self, key: str, stream: BinaryIO, content_type: str) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def presign_get(self, key: str, expires_seconds: int) -> str | None:
+        """A URL the provider can fetch, or None when the storage is not reachable from outside."""
+        ...
+    def delete(self, key: str) -> None: ...
+    def check(self) -> None:
+        """Raise StorageError unless the storage answers."""
+        ...
+
+
+def paper_prefix(school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID) -> str:
+    return f"{school_id}/{exam_id}/{paper_id}"
+
+
+def original_page_key(school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID, number: int) -> str:
+    return f"{paper_prefix(school_id, exam_id, paper_id)}/page-{number}.orig"
+
+
+def normalised_page_key(school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID, number: int) -> str:
+    return f"{paper_prefix(school_id, exam_id, paper_id)}/page-{number}.jpg"
+
+
+def reply_key(school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID, attempt: int) -> str:
+    return f"{paper_prefix(school_id, exam_id, paper_id)}/reply-{attempt}.json"
+
+
+class LocalStorage:
+    """A folder on disk: the embedded default. It has no URL a remote provider could fetch."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root):
+            raise StorageError(f"key escapes the storage folder: {key!r}")
+        return path
+
+    def put(self, key: str, stream: BinaryIO, content_type: str) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        with partial.open("wb") as out:
+            shutil.copyfileobj(stream, out, length=1024 * 1024)
+        partial.replace(path)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(key) from exc
+
+    def presign_get(self, key: str, expires_seconds: int) -> str | None:
+        return None
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def check(self) -> None:
+        if not self.root.is_dir():
+            raise StorageError(f"storage folder {self.root} is missing")
+
+
+class S3Storage:
+    """S3 or any S3-compatible server (MinIO) through boto3, streaming uploads."""
+
+    def __init__(
+        self,
+        bucket: str,
+        endpoint_url: str | None = None,
+        public_endpoint_url: str | None = None,
+        region: str = "us-east-1",
+    ) -> None:
+        self.bucket = bucket
+        config = BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"})
+        self.client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+        # Presigned URLs are signed for the host the provider will use, which may differ from
+        # the host the workers use (e.g. minio:9000 inside compose, a public name outside).
+        self.public_client = (
+            boto3.client("s3", endpoint_url=public_endpoint_url, region_name=region, config=config)
+            if public_endpoint_url
+            else None
+        )
+
+    def put(self, key: str, stream: BinaryIO, content_type: str) -> None:
+        try:
+            self.client.upload_fileobj(
+                stream, self.bucket, key, ExtraArgs={"ContentType": content_type}
+            )
+        except ClientError as exc:
+            raise StorageError(f"could not store {key}: {exc}") from exc
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                raise ObjectNotFound(key) from exc
+            raise StorageError(f"could not read {key}: {exc}") from exc
+
+    def presign_get(self, key: str, expires_seconds: int) -> str | None:
+        if self.public_client is None:
+            return None
+        return self.public_client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_seconds
+        )
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def check(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except Exception as exc:  # any failure means "not ready"
+            raise StorageError(f"bucket {self.bucket} does not answer: {exc}") from exc
+
+
+def make_storage(settings: Settings) -> Storage:
+    if settings.storage_backend == "s3":
+        return S3Storage(
+            settings.s3_bucket,
+            endpoint_url=settings.s3_endpoint_url,
+            public_endpoint_url=settings.s3_public_endpoint_url,
+            region=settings.s3_region,
+        )
+    return LocalStorage(settings.storage_dir)

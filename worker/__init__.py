@@ -1,0 +1,1 @@
+"""Celery app and tasks. Tasks stay thin: claim, call the pipeline in shared/, record."""

@@ -1,0 +1,45 @@
+"""Celery bound to the Flask app, the way Flask's own docs wire it."""
+
+from __future__ import annotations
+
+from celery import Celery, Task
+from flask import Flask
+
+from shared.settings import Settings
+
+
+def celery_config(settings: Settings) -> dict[str, object]:
+    return {
+        "broker_url": settings.redis_url,
+        "task_ignore_result": True,  # state lives in SQL, never in a result backend
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_default_queue": settings.queue_name,
+        # Countdowns must stay well under this, or Redis would deliver the message twice.
+        "broker_transport_options": {"visibility_timeout": 3600},
+        "broker_connection_retry_on_startup": True,
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+        "beat_schedule": {
+            "sweep-stuck-papers": {
+                "task": "markq.sweep_stuck_papers",
+                "schedule": settings.sweep_interval_seconds,
+            }
+        },
+        "worker_hijack_root_logger": False,
+    }
+
+
+def celery_init_app(app: Flask, settings: Settings) -> Celery:
+    class FlaskTask(Task):
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.config_from_object(celery_config(settings))
+    celery_app.set_default()
+    app.extensions["celery"] = celery_app
+    return celery_app

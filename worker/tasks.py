@@ -1,0 +1,116 @@
+"""Celery tasks: they carry paper ids only, claim, call the pipeline, and record the outcome."""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+
+from celery import Task, shared_task
+from flask import current_app
+
+from shared.db import transaction
+from shared.grading import pipeline
+from shared.grading.marks import InvalidMarks
+from shared.provider import (
+    ProviderUnavailable,
+    QuotaExhausted,
+    RateLimited,
+    RequestRejected,
+)
+from shared.models import Paper
+from shared.resources import Resources
+from shared.storage import StorageError
+
+log = logging.getLogger(__name__)
+MAX_COUNTDOWN = 600.0  # far below the broker's visibility timeout (3600 s)
+
+
+def resources() -> Resources:
+    return current_app.extensions["markq"]
+
+
+@shared_task(name="markq.grade_paper", bind=True, max_retries=None)
+def grade_paper(self: Task, paper_id: str) -> str:
+    """Grade one paper. A duplicate delivery finds the paper already claimed and does nothing."""
+    res = resources()
+    pid = uuid.UUID(paper_id)
+    with transaction(res.sessions) as session:
+        if not pipeline.claim_paper(session, pid):
+            return "not claimed"
+    try:
+        with transaction(res.sessions) as session:
+            prepared = pipeline.prepare_paper(
+                session, res.storage, pid,
+                presign_seconds=res.settings.presign_seconds,
+                max_completion_tokens=res.settings.max_completion_tokens,
+            )
+    except StorageError as exc:
+        return _retry_or_fail(self, res, pid, f"storage unavailable: {exc}")
+    except Exception as exc:
+        log.exception("paper %s could not be prepared", paper_id)
+        with transaction(res.sessions) as session:
+            pipeline.fail_paper(session, pid, f"could not prepare the pages: {exc}")
+        return "failed"
+
+    try:
+        reply = res.provider.complete(prepared.request)
+    except RateLimited as exc:
+        with transaction(res.sessions) as session:
+            pipeline.record_usage(session, prepared, None, "rate_limited", exc.request_id)
+            pipeline.release_paper(session, pid, reason=exc.reason, refund_attempt=True)
+        raise self.retry(countdown=min(MAX_COUNTDOWN, exc.retry_after + random.uniform(0, 1)))
+    except QuotaExhausted as exc:
+        with transaction(res.sessions) as session:
+            pipeline.record_usage(session, prepared, None, "insufficient_quota", exc.request_id)
+            pipeline.pause_exam(session, prepared.exam_id, exc.reason)
+        return "paused"
+    except RequestRejected as exc:
+        with transaction(res.sessions) as session:
+            pipeline.record_usage(session, prepared, None, "rejected", exc.request_id)
+            pipeline.fail_paper(session, pid, exc.reason)
+        return "failed"
+    except ProviderUnavailable as exc:
+        with transaction(res.sessions) as session:
+            pipeline.record_usage(session, prepared, None, "unavailable", exc.request_id)
+        return _retry_or_fail(self, res, pid, exc.reason)
+
+    key = pipeline.archive_reply(res.storage, prepared, reply)
+    with transaction(res.sessions) as session:
+        try:
+            marks = pipeline.parse_reply(prepared, reply)
+        except InvalidMarks as exc:
+            pipeline.record_usage(session, prepared, reply, "invalid_reply")
+            pipeline.fail_paper(session, pid, f"the model's reply was unusable: {exc}")
+            return "failed"
+        pipeline.record_usage(session, prepared, reply, "ok")
+        status = pipeline.record_marks(session, prepared, marks, key)
+    return status.value
+
+
+def _retry_or_fail(task: Task, res: Resources, pid: uuid.UUID, reason: str) -> str:
+    """A transient failure: back off exponentially with jitter, up to max_attempts, then fail."""
+    with transaction(res.sessions) as session:
+        attempts = session.get_one(Paper, pid).attempts
+        if attempts >= res.settings.max_attempts:
+            pipeline.fail_paper(session, pid, f"gave up after {attempts} attempts: {reason}")
+            return "failed"
+        pipeline.release_paper(session, pid, reason=reason, refund_attempt=False)
+    raise task.retry(countdown=min(MAX_COUNTDOWN, 2.0**attempts) * random.uniform(0.5, 1.0))
+
+
+@shared_task(name="markq.sweep_stuck_papers")
+def sweep_stuck_papers() -> int:
+    """Re-enqueue papers whose message was lost (a flushed Redis, a dead worker)."""
+    res = resources()
+    with transaction(res.sessions) as session:
+        ids = pipeline.stuck_papers(
+            session,
+            queued_before=pipeline.deadline(res.settings.stuck_queued_seconds),
+            processing_before=pipeline.deadline(res.settings.stuck_processing_seconds),
+        )
+    for paper_id in ids:
+        grade_paper.delay(str(paper_id))
+    if ids:
+        log.info("re-enqueued %d stuck papers", len(ids))
+    return len(ids)
