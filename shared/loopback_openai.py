@@ -1,0 +1,493 @@
+"""An OpenAI-compatible server for loopback use: tests, benchmarks and the demo without a key.
+
+It speaks `/v1/chat/completions` with text and image parts (data: URLs and loopback http URLs),
+counts usage with OpenAI's image-token rules, enforces requests and tokens per minute with
+`x-ratelimit-*` headers and 429 bodies (continuously refilled buckets, as OpenAI describes),
+injects latency and faults, simulates prompt caching of long static prefixes, and replies with
+JSON that validates against the request's `json_schema`. `/_loopback/stats` counts what arrived,
+including any base64 pasted into text, which a correct client never sends.
+
+Control endpoints (loopback only, no auth): GET /_loopback/stats, POST /_loopback/reset,
+POST /_loopback/config {"rpm", "tpm", "latency_ms": [lo, hi]}, POST /_loopback/replies
+{"replies": [object, ...]} (returned in order instead of generated ones),
+POST /_loopback/faults {"faults": [{"status", "type", "code", "message"}, ...]}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import io
+import ipaddress
+import json
+import random
+import re
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import jsonschema
+from flask import Flask, Response, jsonify, request
+from PIL import Image
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from shared.costs import UnknownModel, image_tokens, text_tokens
+
+BASE64_IN_TEXT = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,|[A-Za-z0-9+/]{200,}={0,2}")
+CACHE_MIN_TOKENS = 1024
+CACHE_INCREMENT = 128
+
+
+class Bucket:
+    """A continuously refilled bucket: `capacity` per minute."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.level = float(capacity)
+        self.stamp = time.monotonic()
+
+    def refill(self) -> None:
+        now = time.monotonic()
+        self.level = min(self.capacity, self.level + (now - self.stamp) * self.capacity / 60.0)
+        self.stamp = now
+
+    def seconds_until(self, amount: float) -> float:
+        return max(0.0, (amount - self.level) * 60.0 / self.capacity)
+
+    def seconds_until_full(self) -> float:
+        return self.seconds_until(self.capacity)
+
+
+def format_duration(seconds: float) -> str:
+    """OpenAI's reset header format: '120ms', '1s', '6m0s'."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    minutes, rest = divmod(seconds, 60)
+    if minutes >= 1:
+        return f"{int(minutes)}m{rest:.0f}s" if rest == int(rest) else f"{int(minutes)}m{rest:.3g}s"
+    return f"{rest:.3g}s"
+
+
+@dataclass
+class LoopbackState:
+    rpm: int = 10_000
+    tpm: int = 10_000_000
+    latency_ms: tuple[int, int] = (0, 0)
+    replies: deque[Any] = field(default_factory=deque)
+    faults: deque[dict[str, Any]] = field(default_factory=deque)
+    stats: dict[str, int] = field(default_factory=dict)
+    seen_prefixes: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.requests_bucket = Bucket(self.rpm)
+        self.tokens_bucket = Bucket(self.tpm)
+        self.replies.clear()
+        self.faults.clear()
+        self.seen_prefixes.clear()
+        self.stats = dict.fromkeys(
+            [
+                "requests", "completions", "rate_limited", "faults", "bad_requests",
+                "image_parts_data", "image_parts_url", "base64_in_text", "base64_chars_in_text",
+                "prompt_tokens", "cached_tokens", "completion_tokens", "schema_violations",
+            ],
+            0,
+        )
+
+    def count(self, name: str, amount: int = 1) -> None:
+        self.stats[name] = self.stats.get(name, 0) + amount
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, code: str = "invalid_request_error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def _openai_error(status: int, message: str, type_: str, code: str | None,
+                  headers: dict[str, str] | None = None) -> Response:
+    response = jsonify({"error": {"message": message, "type": type_, "param": None, "code": code}})
+    response.status_code = status
+    response.headers["x-request-id"] = f"req_{uuid.uuid4().hex}"
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host in {"localhost"}:
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+def _image_size(url: str) -> tuple[tuple[int, int], bytes]:
+    if url.startswith("data:"):
+        header, _, payload = url.partition(",")
+        if ";base64" not in header or not header.startswith("data:image/"):
+            raise BadRequest("image data URLs must be data:image/...;base64,...", "invalid_image_url")
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except ValueError as exc:
+            raise BadRequest("image data URL is not valid base64", "invalid_image_url") from exc
+    else:
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not _is_loopback(parts.hostname):
+            raise BadRequest("this loopback server only fetches loopback http URLs", "invalid_image_url")
+        try:
+            reply = httpx.get(url, timeout=10)
+        except httpx.HTTPError as exc:
+            raise BadRequest(f"could not download the image: {exc}", "invalid_image_url") from exc
+        if reply.status_code != 200:
+            raise BadRequest(f"downloading the image gave HTTP {reply.status_code}", "invalid_image_url")
+        data = reply.content
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size, data
+    except Exception as exc:
+        raise BadRequest("the image could not be decoded", "invalid_image_format") from exc
+
+
+@dataclass
+class PromptCount:
+    tokens: int = 0
+    prefix_tokens: int = 0
+    prefix_text: str = ""
+    seed: bytes = b""
+
+
+def count_prompt(state: LoopbackState, model: str, messages: list[dict[str, Any]]) -> PromptCount:
+    """Prompt tokens by OpenAI's rules; the static prefix is everything before the first image."""
+    count = PromptCount()
+    digest = hashlib.sha256()
+    in_prefix = True
+    for message in messages:
+        if not isinstance(message, dict) or "role" not in message:
+            raise BadRequest("each message needs a role")
+        count.tokens += 4
+        content = message.get("content")
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else content or []
+        for part in parts:
+            if part.get("type") == "text":
+                text = str(part.get("text", ""))
+                found = BASE64_IN_TEXT.findall(text)
+                if found:
+                    state.count("base64_in_text", len(found))
+                    state.count("base64_chars_in_text", sum(len(f) for f in found))
+                tokens = text_tokens(text)
+                count.tokens += tokens
+                if in_prefix:
+                    count.prefix_tokens += tokens
+                    count.prefix_text += text
+                else:
+                    digest.update(text.encode())
+            elif part.get("type") == "image_url":
+                in_prefix = False
+                image = part.get("image_url") or {}
+                url = str(image.get("url", ""))
+                state.count("image_parts_data" if url.startswith("data:") else "image_parts_url")
+                (width, height), data = _image_size(url)
+                digest.update(hashlib.sha256(data).digest())
+                try:
+                    count.tokens += image_tokens(model, width, height, image.get("detail", "auto"))
+                except UnknownModel:
+                    count.tokens += image_tokens("gpt-4o", width, height, image.get("detail", "auto"))
+            else:
+                raise BadRequest(f"unsupported content part type {part.get('type')!r}")
+    count.seed = digest.digest()
+    return count
+
+
+def generate_instance(schema: dict[str, Any], rng: random.Random) -> Any:
+    """A value that validates against `schema` (the subset structured outputs allow)."""
+    if "enum" in schema:
+        return rng.choice(schema["enum"])
+    if "const" in schema:
+        return schema["const"]
+    if "anyOf" in schema:
+        return generate_instance(schema["anyOf"][0], rng)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        value = {name: generate_instance(sub, rng) for name, sub in properties.items()}
+        return _coherent_mark(value, properties, rng)
+    if kind == "array":
+        items = schema.get("items", {})
+        low = schema.get("minItems", 1)
+        high = max(low, min(schema.get("maxItems", 2), 2))
+        if "enum" in items:
+            choices = list(items["enum"])
+            return rng.sample(choices, min(len(choices), rng.randint(low, high))) if choices else []
+        return [generate_instance(items, rng) for _ in range(rng.randint(low, high))]
+    if kind == "string":
+        return "simulated"
+    if kind in {"number", "integer"}:
+        low = schema.get("minimum", 0)
+        high = schema.get("maximum", low + 10)
+        value = rng.uniform(low, high)
+        return round(value) if kind == "integer" else round(value, 2)
+    if kind == "boolean":
+        return rng.random() < 0.5
+    return None
+
+
+def _coherent_mark(value: dict[str, Any], properties: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """A simulated verdict that makes sense: a correct answer scores full marks and has no error."""
+    if not {"is_correct", "score", "error_type"} <= value.keys():
+        return value
+    correct = rng.random() < 0.7
+    value["is_correct"] = correct
+    value["score"] = properties["score"].get("maximum", 1) if correct else properties["score"].get("minimum", 0)
+    errors = [e for e in properties["error_type"].get("enum", []) if e not in {"none", "illegible", "blank"}]
+    value["error_type"] = "none" if correct or not errors else rng.choice(errors)
+    if "confidence" in value:
+        value["confidence"] = round(rng.uniform(0.8, 0.99), 2)
+    if "student_answer" in value:
+        value["student_answer"] = "(simulated)"
+    return value
+
+
+def create_app(state: LoopbackState | None = None) -> Flask:
+    state = state or LoopbackState()
+    app = Flask("markq-loopback-openai")
+    app.extensions["loopback"] = state
+
+    def ratelimit_headers() -> dict[str, str]:
+        return {
+            "x-ratelimit-limit-requests": str(state.requests_bucket.capacity),
+            "x-ratelimit-limit-tokens": str(state.tokens_bucket.capacity),
+            "x-ratelimit-remaining-requests": str(int(state.requests_bucket.level)),
+            "x-ratelimit-remaining-tokens": str(int(state.tokens_bucket.level)),
+            "x-ratelimit-reset-requests": format_duration(state.requests_bucket.seconds_until_full()),
+            "x-ratelimit-reset-tokens": format_duration(state.tokens_bucket.seconds_until_full()),
+        }
+
+    @app.post("/v1/chat/completions")
+    def chat_completions() -> Response:
+        if not request.headers.get("Authorization", "").startswith("Bearer "):
+            return _openai_error(401, "missing API key", "invalid_request_error", "invalid_api_key")
+        body = request.get_json(silent=True)
+        with state.lock:
+            state.count("requests")
+            if not isinstance(body, dict) or not body.get("model") or not isinstance(body.get("messages"), list):
+                state.count("bad_requests")
+                return _openai_error(400, "'model' and 'messages' are required", "invalid_request_error", None)
+            if state.faults:
+                fault = state.faults.popleft()
+                state.count("faults")
+                return _openai_error(
+                    int(fault.get("status", 500)), fault.get("message", "injected fault"),
+                    fault.get("type", "server_error"), fault.get("code"), fault.get("headers"),
+                )
+        try:
+            prompt = count_prompt(state, body["model"], body["messages"])
+        except BadRequest as exc:
+            with state.lock:
+                state.count("bad_requests")
+            return _openai_error(400, exc.message, "invalid_request_error", exc.code)
+        max_out = int(body.get("max_completion_tokens") or body.get("max_tokens") or 4096)
+        needed = prompt.tokens + max_out
+        with state.lock:
+            state.requests_bucket.refill()
+            state.tokens_bucket.refill()
+            if needed > state.tokens_bucket.capacity:
+                state.count("bad_requests")
+                return _openai_error(
+                    400 if needed > 10 * state.tokens_bucket.capacity else 429,
+                    f"Request too large for {body['model']}: Limit {state.tokens_bucket.capacity}, Requested {needed}.",
+                    "tokens", "rate_limit_exceeded", ratelimit_headers(),
+                )
+            wait = max(state.requests_bucket.seconds_until(1), state.tokens_bucket.seconds_until(needed))
+            if wait > 0:
+                state.count("rate_limited")
+                kind = "requests" if state.requests_bucket.level < 1 else "tokens"
+                headers = ratelimit_headers()
+                headers["retry-after-ms"] = str(max(1, round(wait * 1000)))
+                headers["retry-after"] = str(max(1, round(wait)))
+                return _openai_error(
+                    429, f"Rate limit reached for {body['model']} on {kind} per min. Please try again in {format_duration(wait)}.",
+                    kind, "rate_limit_exceeded", headers,
+                )
+            state.requests_bucket.level -= 1
+            state.tokens_bucket.level -= needed
+            headers = ratelimit_headers()
+            cache_key = f"{body.get('prompt_cache_key', '')}|{hashlib.sha256(prompt.prefix_text.encode()).hexdigest()}"
+            cached = 0
+            if prompt.prefix_tokens >= CACHE_MIN_TOKENS:
+                if cache_key in state.seen_prefixes:
+                    cached = prompt.prefix_tokens // CACHE_INCREMENT * CACHE_INCREMENT
+                state.seen_prefixes.add(cache_key)
+            scripted = state.replies.popleft() if state.replies else None
+        low, high = state.latency_ms
+        if high > 0:
+            time.sleep(random.uniform(low, high) / 1000)
+        content = reply_content(state, body, prompt, scripted)
+        completion_tokens = text_tokens(content)
+        # Unused capacity of the reservation goes back, as OpenAI counts actual output.
+        with state.lock:
+            state.tokens_bucket.level = min(state.tokens_bucket.capacity,
+                                             state.tokens_bucket.level + max(0, max_out - completion_tokens))
+            state.count("completions")
+            state.count("prompt_tokens", prompt.tokens)
+            state.count("cached_tokens", cached)
+            state.count("completion_tokens", completion_tokens)
+        response = jsonify({
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }],
+            "usage": {
+                "prompt_tokens": prompt.tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt.tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+            },
+            "system_fingerprint": "markq-loopback",
+        })
+        response.headers["x-request-id"] = f"req_{uuid.uuid4().hex}"
+        for key, value in headers.items():
+            response.headers[key] = value
+        return response
+
+    @app.get("/v1/models")
+    def models() -> Response:
+        from shared.costs import known_models
+
+        return jsonify({"object": "list", "data": [{"id": m, "object": "model", "owned_by": "markq"} for m in known_models()]})
+
+    @app.get("/_loopback/stats")
+    def stats() -> Response:
+        with state.lock:
+            return jsonify(dict(state.stats))
+
+    @app.post("/_loopback/reset")
+    def reset() -> Response:
+        with state.lock:
+            state.reset()
+        return jsonify({"reset": True})
+
+    @app.post("/_loopback/config")
+    def config() -> Response:
+        body = request.get_json(force=True)
+        with state.lock:
+            state.rpm = int(body.get("rpm", state.rpm))
+            state.tpm = int(body.get("tpm", state.tpm))
+            if "latency_ms" in body:
+                state.latency_ms = (int(body["latency_ms"][0]), int(body["latency_ms"][1]))
+            state.requests_bucket = Bucket(state.rpm)
+            state.tokens_bucket = Bucket(state.tpm)
+        return jsonify({"rpm": state.rpm, "tpm": state.tpm, "latency_ms": list(state.latency_ms)})
+
+    @app.post("/_loopback/replies")
+    def replies() -> Response:
+        body = request.get_json(force=True)
+        with state.lock:
+            state.replies.extend(body["replies"])
+            return jsonify({"queued": len(state.replies)})
+
+    @app.post("/_loopback/faults")
+    def faults() -> Response:
+        body = request.get_json(force=True)
+        with state.lock:
+            state.faults.extend(body["faults"])
+            return jsonify({"queued": len(state.faults)})
+
+    return app
+
+
+def reply_content(state: LoopbackState, body: dict[str, Any], prompt: PromptCount, scripted: Any) -> str:
+    response_format = body.get("response_format") or {}
+    schema = (response_format.get("json_schema") or {}).get("schema")
+    if scripted is not None:
+        value = scripted
+    elif schema is not None:
+        value = generate_instance(schema, random.Random(prompt.seed))
+    else:
+        return "This is a simulated reply from the markq loopback server."
+    if schema is not None:
+        try:
+            jsonschema.validate(value, schema)
+        except jsonschema.ValidationError:
+            with state.lock:
+                state.count("schema_violations")
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+class LoopbackServer:
+    """The server on a thread, for tests and the demo: `with LoopbackServer() as server: server.url`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, state: LoopbackState | None = None) -> None:
+        self.state = state or LoopbackState()
+        self._server: BaseWSGIServer = make_server(
+            host, port, create_app(self.state), threaded=True, request_handler=_QuietHandler
+        )
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> LoopbackServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--rpm", type=int, default=10_000)
+    parser.add_argument("--tpm", type=int, default=10_000_000)
+    parser.add_argument("--latency-ms", default="0-0", help="uniform latency range, e.g. 200-800")
+    args = parser.parse_args()
+    if not _is_loopback(args.host):
+        parser.error("this server is for loopback use only")
+    low, _, high = args.latency_ms.partition("-")
+    state = LoopbackState(rpm=args.rpm, tpm=args.tpm, latency_ms=(int(low), int(high or low)))
+    server = LoopbackServer(args.host, args.port, state)
+    print(f"loopback OpenAI-compatible server at {server.url}", flush=True)
+    try:
+        server._server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
