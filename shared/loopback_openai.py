@@ -39,7 +39,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from shared.costs import UnknownModel, image_tokens, text_tokens
 
-BASE64_IN_TEXT = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,|[A-Za-z0-9+/]{200,}={0,2}")
+BASE64_IN_TEXT = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,[A-Za-z0-9+/=]*|[A-Za-z0-9+/]{200,}={0,2}")
 CACHE_MIN_TOKENS = 1024
 CACHE_INCREMENT = 128
 

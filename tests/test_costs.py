@@ -1,0 +1,48 @@
+import pytest
+
+from shared.costs import call_cost, image_patches, image_tokens, model_card, text_tokens
+from decimal import Decimal
+
+
+@pytest.mark.parametrize(
+    ("model", "width", "height", "detail", "tokens"),
+    [
+        ("gpt-4o", 1024, 1024, "high", 765),
+        ("gpt-4o", 2048, 4096, "high", 1105),
+        ("gpt-4o", 4096, 8192, "low", 85),
+        ("gpt-4o", 1900, 1900, "high", 765),
+        ("gpt-4.1", 1024, 1024, "high", 765),
+        ("gpt-4o-mini", 1024, 1024, "high", 2833 + 4 * 5667),
+        ("gpt-5", 1024, 1024, "high", 70 + 4 * 140),
+        ("o3", 1024, 1024, "high", 75 + 4 * 150),
+        ("gpt-4o-2024-08-06", 512, 512, "high", 255),
+    ],
+)
+def test_tile_scheme_matches_the_documented_examples(model, width, height, detail, tokens):
+    assert image_tokens(model, width, height, detail) == tokens
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "patches"),
+    [(1024, 1024, 1024), (1800, 2400, 1452), (100, 100, 16)],
+)
+def test_patch_scheme_counts_the_documented_patches(width, height, patches):
+    assert image_patches(width, height) == patches
+
+
+def test_patch_scheme_multiplies_by_the_model_factor():
+    assert image_tokens("gpt-4.1-mini", 1800, 2400) == 2353  # ceil(1452 * 1.62)
+    assert image_tokens("gpt-4.1-mini", 1024, 1024) == 1659  # the guide's own example
+    assert image_tokens("gpt-4.1-nano", 1024, 1024) == 2520  # ceil(1024 * 2.46 = 2519.04)
+
+
+def test_cached_tokens_are_priced_at_the_cached_rate():
+    assert model_card("gpt-4o").cached_input_per_million == Decimal("1.25")
+    full = call_cost("gpt-4o", 1_000_000, 0, 0)
+    cached = call_cost("gpt-4o", 1_000_000, 1_000_000, 0)
+    assert (full, cached) == (Decimal("2.500000"), Decimal("1.250000"))
+
+
+def test_text_estimate_counts_chinese_characters_as_tokens():
+    assert text_tokens("分数") == 2
+    assert text_tokens("abcdefgh") == 2
