@@ -1,0 +1,103 @@
+"""The intake API on the real PostgreSQL, Redis and S3 server."""
+
+import io
+
+import boto3
+import redis
+from sqlalchemy import func, select
+
+from shared.models import Paper
+from tests.conftest import exam_body, page_bytes
+
+
+def create_exam(client, headers, **overrides):
+    reply = client.post("/v1/exams", headers=headers, json=exam_body(**overrides))
+    assert reply.status_code == 201, reply.json
+    return reply.json
+
+
+def test_health_and_readiness_check_every_dependency(client):
+    assert client.get("/healthz").json == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json["checks"] == {"database": "ok", "redis": "ok", "storage": "ok"}
+
+
+def test_openapi_document_and_docs_page(client):
+    spec = client.get("/openapi.json").json
+    assert spec["openapi"].startswith("3.1")
+    assert {"/v1/exams", "/v1/exams/{exam_id}/papers", "/v1/papers/{paper_id}"} <= set(spec["paths"])
+    assert "multipart/form-data" in spec["paths"]["/v1/exams/{exam_id}/papers"]["post"]["requestBody"]["content"]
+    assert b"redoc" in client.get("/docs").data.lower()
+
+
+def test_requests_without_a_valid_key_are_refused_in_the_error_shape(client):
+    for headers in ({}, {"Authorization": "Bearer mq_nothing_here"}, {"Authorization": "Basic abc"}):
+        reply = client.get("/v1/exams/00000000-0000-0000-0000-000000000000", headers=headers)
+        assert reply.status_code == 401
+        assert reply.json["error"]["code"] == "unauthorized"
+
+
+def test_unknown_routes_and_bad_bodies_use_the_one_error_shape(client, auth):
+    assert client.get("/nope").json["error"]["code"] == "not_found"
+    invalid = client.post("/v1/exams", headers=auth("A"), json={"title": "x", "grade": 12})
+    assert invalid.status_code == 422
+    assert set(invalid.json["error"]) >= {"code", "message", "details"}
+    bad_key = client.post("/v1/exams", headers=auth("A"), json=exam_body(
+        answer_key={"questions": [{"id": "1", "answer": "2", "points": 1, "knowledge_points": ["math.g3.nope"]}]}))
+    assert bad_key.status_code == 422 and "math.g3.nope" in bad_key.json["error"]["message"]
+    not_json = client.post("/v1/exams", headers=auth("A"), data="{", content_type="application/json")
+    assert not_json.status_code in (400, 422) and "error" in not_json.json
+
+
+def test_another_schools_exam_and_paper_answer_404(client, auth):
+    exam = create_exam(client, auth("A"))
+    submitted = client.post(f"/v1/exams/{exam['id']}/papers", headers=auth("A"),
+                            data={"student_ref": "s-404", "pages": [(io.BytesIO(page_bytes()), "p1.jpg")]})
+    assert submitted.status_code == 202
+    for path in (f"/v1/exams/{exam['id']}", f"/v1/exams/{exam['id']}/report",
+                 f"/v1/exams/{exam['id']}/papers", f"/v1/papers/{submitted.json['id']}"):
+        assert client.get(path, headers=auth("B")).status_code == 404, path
+        assert client.get(path, headers=auth("A")).status_code == 200, path
+    posted = client.post(f"/v1/exams/{exam['id']}/papers", headers=auth("B"),
+                         data={"student_ref": "s", "pages": [(io.BytesIO(page_bytes()), "p1.jpg")]})
+    assert posted.status_code == 404
+
+
+def test_a_file_that_is_not_an_image_is_refused_and_nothing_is_kept(client, auth, app, settings):
+    exam = create_exam(client, auth("A"))
+    queue = redis.Redis.from_url(settings.redis_url)
+    queued_before = queue.llen(settings.queue_name)
+    reply = client.post(
+        f"/v1/exams/{exam['id']}/papers", headers=auth("A"),
+        data={"student_ref": "s1", "pages": [(io.BytesIO(page_bytes()), "p1.jpg"),
+                                             (io.BytesIO(b"%PDF-1.7 homework"), "homework.pdf")]},
+    )
+    assert reply.status_code == 415
+    assert reply.json["error"]["code"] == "unsupported_page"
+    assert reply.json["error"]["details"] == {"file": "homework.pdf", "page": 2}
+    s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name="us-east-1")
+    listed = s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=f"{exam_school(app, exam)}/{exam['id']}/")
+    assert listed.get("KeyCount", 0) == 0
+    with app.extensions["markq"].sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Paper).where(Paper.exam_id == exam["id"])) == 0
+    assert queue.llen(settings.queue_name) == queued_before
+
+
+def test_missing_fields_and_pages_are_clear_errors(client, auth):
+    exam = create_exam(client, auth("A"))
+    no_student = client.post(f"/v1/exams/{exam['id']}/papers", headers=auth("A"),
+                             data={"pages": [(io.BytesIO(page_bytes()), "p1.jpg")]})
+    assert no_student.status_code == 422 and "student_ref" in no_student.json["error"]["message"]
+    no_pages = client.post(f"/v1/exams/{exam['id']}/papers", headers=auth("A"), data={"student_ref": "s"})
+    assert no_pages.status_code == 422 and "pages" in no_pages.json["error"]["message"]
+    empty = client.post(f"/v1/exams/{exam['id']}/papers", headers=auth("A"),
+                        data={"student_ref": "s", "pages": [(io.BytesIO(b""), "blank.jpg")]})
+    assert empty.status_code == 422 and "blank.jpg" in empty.json["error"]["message"]
+
+
+def exam_school(app, exam):
+    from shared.models import Exam
+
+    with app.extensions["markq"].sessions() as session:
+        return session.get(Exam, __import__("uuid").UUID(exam["id"])).school_id

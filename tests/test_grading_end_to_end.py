@@ -1,0 +1,198 @@
+"""One paper from upload to graded result: HTTP API, real Celery worker on Redis, PostgreSQL,
+the S3 server, and the loopback OpenAI server through the official SDK."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import boto3
+import httpx
+import pytest
+import redis
+from sqlalchemy import select
+
+from shared.models import Paper, PaperStatus, Usage
+from tests.conftest import exam_body, loopback_call, page_bytes, start_celery, stop_process
+
+pytestmark = pytest.mark.integration
+FINISHED = {"graded", "needs_review", "failed", "paused"}
+
+
+def make_exam(api, headers, **overrides):
+    reply = httpx.post(f"{api}/v1/exams", headers=headers, json=exam_body(**overrides))
+    assert reply.status_code == 201, reply.text
+    return reply.json()
+
+
+def submit(api, headers, exam_id, student="s1", pages=2):
+    files = [("pages", (f"photo-{n}.jpg", page_bytes(f"p{n}"), "image/jpeg")) for n in range(1, pages + 1)]
+    reply = httpx.post(f"{api}/v1/exams/{exam_id}/papers", headers=headers,
+                       data={"student_ref": student, "class_label": "3A"}, files=files)
+    assert reply.status_code == 202, reply.text
+    return reply.json()
+
+
+def wait_for(api, headers, paper_id, statuses=FINISHED, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        paper = httpx.get(f"{api}/v1/papers/{paper_id}", headers=headers).json()
+        if paper["status"] in statuses:
+            return paper
+        time.sleep(0.2)
+    pytest.fail(f"paper {paper_id} still {paper['status']} after {timeout}s")
+
+
+def completions(loopback):
+    return loopback_call(loopback, "/_loopback/stats")["completions"]
+
+
+def test_a_two_page_paper_is_graded_by_a_real_worker(live_api, auth, worker, loopback, settings, app):
+    exam = make_exam(live_api, auth("A"))
+    before = loopback_call(loopback, "/_loopback/stats")
+    submitted = submit(live_api, auth("A"), exam["id"], pages=2)
+    assert submitted["status"] == "queued" and len(submitted["pages"]) == 2
+    paper = wait_for(live_api, auth("A"), submitted["id"])
+    after = loopback_call(loopback, "/_loopback/stats")
+
+    assert paper["status"] in {"graded", "needs_review"}
+    assert [q["question_id"] for q in paper["questions"]] == ["1", "2", "3", "4"]
+    vocabulary = {kp.id for kp in _exam_vocabulary(app, exam["id"])}
+    for question in paper["questions"]:
+        assert question["knowledge_points"], question
+        assert set(question["knowledge_points"]) <= vocabulary
+    # the key's own points are always kept
+    assert "math.g3.fractions-intro" in paper["questions"][1]["knowledge_points"]
+    assert paper["score"] == sum(q["score"] for q in paper["questions"])
+    assert paper["usage"]["calls"] == 1
+    assert paper["usage"]["prompt_tokens"] > 2 * 85 and paper["usage"]["completion_tokens"] > 0
+    assert paper["usage"]["cost_usd"] > 0
+    # both pages went as image parts, by presigned URL (the storage has a public endpoint here)
+    assert after["image_parts_url"] - before["image_parts_url"] == 2
+    assert after["image_parts_data"] == before["image_parts_data"]
+    s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name="us-east-1")
+    with app.extensions["markq"].sessions() as session:
+        row = session.get(Paper, uuid.UUID(paper["id"]))
+        keys = [p.original_key for p in row.pages] + [p.normalised_key for p in row.pages] + [row.reply_key]
+        usage = session.scalars(select(Usage).where(Usage.paper_id == row.id)).all()
+    assert len(usage) == 1 and usage[0].outcome == "ok" and usage[0].prompt_tokens > 0
+    for key in keys:
+        assert s3.head_object(Bucket=settings.s3_bucket, Key=key)["ContentLength"] > 0
+    exam_now = httpx.get(f"{live_api}/v1/exams/{exam['id']}", headers=auth("A")).json()
+    assert exam_now["papers"] == 1 and exam_now["usage"]["cost_usd"] == pytest.approx(paper["usage"]["cost_usd"])
+
+
+def test_the_same_task_delivered_twice_calls_the_provider_once(live_api, auth, worker, loopback, app, settings):
+    from worker.tasks import grade_paper
+
+    exam = make_exam(live_api, auth("A"))
+    celery_app = app.extensions["celery"]
+    celery_app.control.cancel_consumer(settings.queue_name, destination=[worker], reply=True)
+    try:
+        before = completions(loopback)
+        submitted = submit(live_api, auth("A"), exam["id"], student="twice", pages=1)
+        grade_paper.delay(submitted["id"])  # the duplicate
+        assert redis.Redis.from_url(settings.redis_url).llen(settings.queue_name) >= 2
+    finally:
+        celery_app.control.add_consumer(settings.queue_name, destination=[worker], reply=True)
+    paper = wait_for(live_api, auth("A"), submitted["id"])
+    _wait_queue_empty(settings)
+    assert completions(loopback) - before == 1
+    assert paper["attempts"] == 1 and paper["usage"]["calls"] == 1
+
+
+def test_a_paper_whose_message_is_lost_is_graded_after_the_sweep(
+    live_api, auth, worker, loopback, app, settings, service_env, tmp_path
+):
+    exam = make_exam(live_api, auth("A"))
+    celery_app = app.extensions["celery"]
+    broker = redis.Redis.from_url(settings.redis_url)
+    celery_app.control.cancel_consumer(settings.queue_name, destination=[worker], reply=True)
+    try:
+        submitted = submit(live_api, auth("A"), exam["id"], student="lost", pages=1)
+        assert broker.llen(settings.queue_name) == 1
+        broker.delete(settings.queue_name)  # the message is gone, as after a Redis restart
+    finally:
+        celery_app.control.add_consumer(settings.queue_name, destination=[worker], reply=True)
+    time.sleep(1.0)
+    assert httpx.get(f"{live_api}/v1/papers/{submitted['id']}", headers=auth("A")).json()["status"] == "queued"
+    beat = start_celery(service_env, "beat", "--loglevel=INFO", "-s", str(tmp_path / "beat-schedule"),
+                        log=tmp_path / "beat.log")
+    try:
+        paper = wait_for(live_api, auth("A"), submitted["id"], timeout=60)
+    finally:
+        stop_process(beat)
+    assert paper["status"] in {"graded", "needs_review"}
+
+
+def test_a_rate_limited_call_is_retried_once_and_completes(live_api, auth, worker, loopback):
+    exam = make_exam(live_api, auth("A"))
+    loopback_call(loopback, "/_loopback/faults", {"faults": [{
+        "status": 429, "type": "requests", "code": "rate_limit_exceeded", "message": "slow down",
+        "headers": {"retry-after-ms": "300"}}]})
+    before = loopback_call(loopback, "/_loopback/stats")
+    paper = wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], pages=1)["id"])
+    after = loopback_call(loopback, "/_loopback/stats")
+    assert paper["status"] in {"graded", "needs_review"}
+    assert after["requests"] - before["requests"] == 2
+    assert after["completions"] - before["completions"] == 1
+    assert paper["attempts"] == 1  # waiting for the provider is not an attempt
+
+
+def test_exhausted_quota_pauses_the_exam_with_the_providers_message(live_api, auth, worker, loopback):
+    exam = make_exam(live_api, auth("A"))
+    loopback_call(loopback, "/_loopback/faults", {"faults": [{
+        "status": 429, "type": "insufficient_quota", "code": "insufficient_quota",
+        "message": "You exceeded your current quota."}]})
+    paper = wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], pages=1)["id"])
+    assert paper["status"] == "paused"
+    assert "quota" in paper["status_reason"]
+    exam_now = httpx.get(f"{live_api}/v1/exams/{exam['id']}", headers=auth("A")).json()
+    assert exam_now["progress"]["paused"] == 1 and "quota" in exam_now["status_reason"]
+
+
+def test_a_refused_request_fails_the_paper_with_the_reason(live_api, auth, worker, loopback):
+    exam = make_exam(live_api, auth("A"))
+    loopback_call(loopback, "/_loopback/faults", {"faults": [{
+        "status": 400, "type": "invalid_request_error", "code": "context_length_exceeded",
+        "message": "Request too large for gpt-4o"}]})
+    before = completions(loopback)
+    paper = wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], pages=1)["id"])
+    assert paper["status"] == "failed" and "Request too large" in paper["status_reason"]
+    assert completions(loopback) == before
+
+
+def test_the_exam_report_counts_missed_points_from_sql(live_api, auth, worker, loopback):
+    exam = make_exam(live_api, auth("A"))
+    right = {"student_answer": "56", "is_correct": True, "score": 2, "knowledge_points": [],
+             "error_type": "none", "explanation": "", "correction": "", "confidence": 0.95}
+    wrong = {**right, "student_answer": "54", "is_correct": False, "score": 0, "error_type": "calculation",
+             "explanation": "7 x 8 is 56", "correction": "7 x 8 = 56"}
+    replies = [{"questions": {"1": wrong, "2": right, "3": {**right, "score": 3}, "4": {**wrong, "score": 0}}},
+               {"questions": {"1": wrong, "2": right, "3": {**right, "score": 3}, "4": {**right, "score": 3}}}]
+    loopback_call(loopback, "/_loopback/replies", {"replies": replies})
+    ids = [submit(live_api, auth("A"), exam["id"], student=f"r{n}", pages=1)["id"] for n in range(2)]
+    for paper_id in ids:
+        wait_for(live_api, auth("A"), paper_id)
+    report = httpx.get(f"{live_api}/v1/exams/{exam['id']}/report", headers=auth("A")).json()
+    missed = {row["id"]: (row["missed"], row["attempted"]) for row in report["missed_knowledge_points"]}
+    assert missed["math.g3.multi-digit-multiplication"] == (2, 2)
+    assert missed["math.g3.fractions-intro"] == (0, 2)
+    assert report["missed_knowledge_points"][0]["id"] == "math.g3.multi-digit-multiplication"
+    assert sorted(p["score"] for p in report["papers"]) == [5, 8]
+
+
+def _wait_queue_empty(settings, timeout=10.0):
+    broker = redis.Redis.from_url(settings.redis_url)
+    deadline = time.monotonic() + timeout
+    while broker.llen(settings.queue_name) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)  # let the worker finish the delivery it took
+
+
+def _exam_vocabulary(app, exam_id):
+    from shared.grading.vocabulary import exam_vocabulary
+    from shared.models import Exam
+
+    with app.extensions["markq"].sessions() as session:
+        return exam_vocabulary(session, session.get(Exam, uuid.UUID(exam_id)))
