@@ -1,0 +1,86 @@
+"""A small Python client for the markq HTTP API."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+FINISHED = frozenset({"graded", "needs_review", "failed", "paused"})
+
+
+class MarkqError(Exception):
+    """An error reply from the API, in its one shape."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+class MarkqClient:
+    def __init__(self, base_url: str, api_key: str, timeout: float = 60.0) -> None:
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/"), timeout=timeout,
+            headers={"Authorization": f"Bearer {api_key}"},
+        )
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        reply = self.http.request(method, path, **kwargs)
+        if reply.status_code >= 400:
+            try:
+                error = reply.json()["error"]
+            except (ValueError, KeyError, TypeError):
+                error = {"code": "http_error", "message": reply.text[:500]}
+            raise MarkqError(reply.status_code, error.get("code", "error"), error.get("message", ""),
+                             error.get("details"))
+        return reply.json()
+
+    def create_exam(self, exam: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/v1/exams", json=exam)
+
+    def exam(self, exam_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/exams/{exam_id}")
+
+    def papers(self, exam_id: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/v1/exams/{exam_id}/papers")
+
+    def report(self, exam_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/exams/{exam_id}/report")
+
+    def paper(self, paper_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/papers/{paper_id}")
+
+    def submit_paper(
+        self, exam_id: str, student_ref: str, pages: Sequence[Path], class_label: str = ""
+    ) -> dict[str, Any]:
+        """Upload one paper's page files, in order. Files are streamed, not read whole."""
+        handles = [path.open("rb") for path in pages]
+        try:
+            files = [("pages", (path.name, handle)) for path, handle in zip(pages, handles, strict=True)]
+            return self._call("POST", f"/v1/exams/{exam_id}/papers",
+                              data={"student_ref": student_ref, "class_label": class_label}, files=files)
+        finally:
+            for handle in handles:
+                handle.close()
+
+    def wait_for_exam(
+        self, exam_id: str, timeout: float = 600.0, on_progress: Callable[[dict[str, Any]], None] | None = None
+    ) -> dict[str, Any]:
+        """Poll until every paper of the exam has finished (graded, needs review, failed or paused)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            exam = self.exam(exam_id)
+            if on_progress:
+                on_progress(exam)
+            waiting = sum(n for status, n in exam["progress"].items() if status not in FINISHED)
+            if waiting == 0:
+                return exam
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"exam {exam_id}: {waiting} papers still waiting after {timeout:.0f}s")
+            time.sleep(1.0)
