@@ -14,6 +14,9 @@ from shared.settings import Settings
 from shared.storage import Storage, make_storage
 
 
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
 @dataclass
 class Resources:
     settings: Settings
@@ -30,6 +33,7 @@ class Resources:
     def provider(self) -> VisionProvider:
         return VisionProvider(
             api_key=self.settings.openai_api_key,
-            base_url=self.settings.openai_base_url,
+            # Explicit, so a blank OPENAI_BASE_URL in the environment never reaches the SDK.
+            base_url=self.settings.openai_base_url or OPENAI_DEFAULT_BASE_URL,
             timeout=self.settings.provider_timeout_seconds,
         )

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ImageDetail = Literal["low", "high", "auto"]
@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     stuck_queued_seconds: int = 300
     stuck_processing_seconds: int = 900
     sweep_interval_seconds: float = 60.0
+
+    @field_validator("openai_api_key", "openai_base_url", "s3_endpoint_url", "s3_public_endpoint_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """docker-compose passes unset variables through as empty strings."""
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 @lru_cache(maxsize=1)

@@ -46,3 +46,12 @@ def test_cached_tokens_are_priced_at_the_cached_rate():
 def test_text_estimate_counts_chinese_characters_as_tokens():
     assert text_tokens("分数") == 2
     assert text_tokens("abcdefgh") == 2
+
+
+def test_blank_environment_values_count_as_unset(monkeypatch):
+    from shared.settings import Settings
+
+    monkeypatch.setenv("OPENAI_BASE_URL", "")
+    monkeypatch.setenv("MARKQ_S3_PUBLIC_ENDPOINT_URL", " ")
+    settings = Settings()
+    assert settings.openai_base_url is None and settings.s3_public_endpoint_url is None

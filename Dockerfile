@@ -1,0 +1,20 @@
+# One image for api, worker, beat, flower and the one-shot migration.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1
+
+RUN useradd --create-home --uid 10001 markq
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY api ./api
+COPY worker ./worker
+COPY shared ./shared
+COPY client ./client
+COPY bench ./bench
+RUN pip install .
+
+USER markq
+EXPOSE 8000
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-", "api:create_app()"]
