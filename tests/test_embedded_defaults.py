@@ -33,6 +33,14 @@ def sqlite_sessions(tmp_path):
     engine.dispose()
 
 
+def new_exam(sessions, school_name, **overrides):
+    with transaction(sessions) as session:
+        school = create_school(session, school_name)
+        return create_exam(session, school, {
+            "title": "t", "subject": "math", "grade": 3, "language": "zh", "answer_key": MATH_KEY,
+            "rubric": "", "model": "gpt-4o", "image_detail": "high", **overrides})
+
+
 def test_migrations_build_every_table_on_sqlite(sqlite_sessions):
     tables = set(inspect(sqlite_sessions.kw["bind"]).get_table_names())
     assert {"schools", "api_keys", "exams", "papers", "pages", "question_results",
@@ -41,11 +49,7 @@ def test_migrations_build_every_table_on_sqlite(sqlite_sessions):
 
 def test_local_storage_pages_go_inline_as_data_image_parts(sqlite_sessions, tmp_path, loopback):
     storage = LocalStorage(tmp_path / "storage")
-    with transaction(sqlite_sessions) as session:
-        school = create_school(session, "Embedded school")
-        exam = create_exam(session, school, {
-            "title": "t", "subject": "math", "grade": 3, "language": "en", "answer_key": MATH_KEY,
-            "rubric": "", "model": "gpt-4o", "image_detail": "high"})
+    exam = new_exam(sqlite_sessions, "Embedded school", language="en")
     pages = [UploadedPage(io.BytesIO(page_bytes()), "p1.png")]
     headers = check_pages(pages, max_bytes=10_000_000, max_pixels=10_000_000)
     with sqlite_sessions() as session:
@@ -73,11 +77,7 @@ def test_local_storage_pages_go_inline_as_data_image_parts(sqlite_sessions, tmp_
 
 def test_the_request_prefix_is_identical_for_every_paper_of_an_exam(sqlite_sessions, tmp_path):
     storage = LocalStorage(tmp_path / "storage")
-    with transaction(sqlite_sessions) as session:
-        school = create_school(session, "Prefix school")
-        exam = create_exam(session, school, {
-            "title": "t", "subject": "math", "grade": 3, "language": "zh", "answer_key": MATH_KEY,
-            "rubric": "Show working.", "model": "gpt-4o", "image_detail": "high"})
+    exam = new_exam(sqlite_sessions, "Prefix school", rubric="Show working.")
     requests = []
     for student, text in (("a", "first"), ("b", "second paper")):
         pages = [UploadedPage(io.BytesIO(page_bytes(text)), "p.jpg")]
