@@ -210,29 +210,41 @@ def count_prompt(state: LoopbackState, model: str, messages: list[dict[str, Any]
     return count
 
 
-def generate_instance(schema: dict[str, Any], rng: random.Random) -> Any:
+def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
+    """Follow local `$ref`s (#/$defs/...) to the schema they name."""
+    while "$ref" in schema:
+        target: Any = root
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        schema = target
+    return schema
+
+
+def generate_instance(schema: dict[str, Any], rng: random.Random, root: dict[str, Any] | None = None) -> Any:
     """A value that validates against `schema` (the subset structured outputs allow)."""
+    root = root if root is not None else schema
+    schema = _resolve(schema, root)
     if "enum" in schema:
         return rng.choice(schema["enum"])
     if "const" in schema:
         return schema["const"]
     if "anyOf" in schema:
-        return generate_instance(schema["anyOf"][0], rng)
+        return generate_instance(schema["anyOf"][0], rng, root)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object":
         properties = schema.get("properties", {})
-        value = {name: generate_instance(sub, rng) for name, sub in properties.items()}
+        value = {name: generate_instance(sub, rng, root) for name, sub in properties.items()}
         return _coherent_mark(value, properties, rng)
     if kind == "array":
-        items = schema.get("items", {})
+        items = _resolve(schema.get("items", {}), root)
         low = schema.get("minItems", 1)
         high = max(low, min(schema.get("maxItems", 2), 2))
         if "enum" in items:
             choices = list(items["enum"])
             return rng.sample(choices, min(len(choices), rng.randint(low, high))) if choices else []
-        return [generate_instance(items, rng) for _ in range(rng.randint(low, high))]
+        return [generate_instance(items, rng, root) for _ in range(rng.randint(low, high))]
     if kind == "string":
         return "simulated"
     if kind in {"number", "integer"}:
@@ -295,6 +307,12 @@ def create_app(state: LoopbackState | None = None) -> Flask:
                 )
         try:
             prompt = count_prompt(state, body["model"], body["messages"])
+            schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
+            if schema is not None:
+                schema_text = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+                prompt.tokens += text_tokens(schema_text)
+                prompt.prefix_tokens += text_tokens(schema_text)
+                prompt.prefix_text += schema_text
         except BadRequest as exc:
             with state.lock:
                 state.count("bad_requests")

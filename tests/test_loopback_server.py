@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from shared.loopback_openai import LoopbackServer, LoopbackState, format_duration
+from shared.costs import text_tokens
 from shared.provider import parse_duration
 
 SCHEMA = {
@@ -52,8 +53,10 @@ def own_server():
 def test_usage_counts_image_parts_by_the_tile_rule(own_server):
     client = openai.OpenAI(api_key="x", base_url=own_server.url, max_retries=0)
     completion = ask(client, data_url()).parse()
-    # 765 image tokens (1024x1024 high) + "mark" (1) + 4 message overhead
-    assert completion.usage.prompt_tokens == 770
+    # 765 image tokens (1024x1024 high) + "mark" (1) + 4 message overhead + the response schema,
+    # which OpenAI also counts as prompt
+    schema_tokens = text_tokens(json.dumps(SCHEMA, sort_keys=True, separators=(",", ":")))
+    assert completion.usage.prompt_tokens == 770 + schema_tokens
     jsonschema.validate(json.loads(completion.choices[0].message.content), SCHEMA)
 
 

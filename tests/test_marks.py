@@ -25,7 +25,8 @@ def test_schema_is_strict_with_every_question_required_and_points_as_an_enum():
     assert questions["required"] == ["1", "2", "3", "4"]
     assert questions["additionalProperties"] is False
     q1 = questions["properties"]["1"]
-    assert q1["properties"]["knowledge_points"]["items"]["enum"] == VOCAB
+    assert q1["properties"]["knowledge_points"]["items"] == {"$ref": "#/$defs/knowledge_point"}
+    assert schema["$defs"]["knowledge_point"]["enum"] == VOCAB
     assert set(q1["required"]) == set(q1["properties"])
     jsonschema.Draft202012Validator.check_schema(schema)
 

@@ -34,7 +34,8 @@ class InvalidMarks(ValueError):
 
 def marks_schema(answer_key: AnswerKey, vocabulary: list[str]) -> dict[str, Any]:
     """A strict JSON schema with one required property per question, so none is skipped or
-    invented, and knowledge points as an enum of the exam's vocabulary, so tags never drift."""
+    invented, and knowledge points as an enum of the exam's vocabulary, so tags never drift.
+    The enum is defined once under $defs: repeating it per question would cost tokens per question."""
     questions = {
         q.id: {
             "type": "object",
@@ -47,7 +48,7 @@ def marks_schema(answer_key: AnswerKey, vocabulary: list[str]) -> dict[str, Any]
                 "score": {"type": "number", "minimum": 0, "maximum": q.points},
                 "knowledge_points": {
                     "type": "array",
-                    "items": {"type": "string", "enum": vocabulary},
+                    "items": {"$ref": "#/$defs/knowledge_point"},
                     "description": "Knowledge points this question tests; for a wrong answer, the ones missed.",
                 },
                 "error_type": {"type": "string", "enum": list(ERROR_TYPES)},
@@ -61,6 +62,7 @@ def marks_schema(answer_key: AnswerKey, vocabulary: list[str]) -> dict[str, Any]
         for q in answer_key.questions
     }
     return {
+        "$defs": {"knowledge_point": {"type": "string", "enum": vocabulary}},
         "type": "object",
         "properties": {
             "questions": {
