@@ -109,5 +109,48 @@ def report(ctx: click.Context, exam_id: str) -> None:
     _print(_run(lambda: _client(ctx).report(exam_id)))
 
 
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--model", "models", multiple=True, help="A model to price; repeat to compare. Default: three.")
+@click.option("--size", "sizes", multiple=True, help="A page size WxH instead of files; repeat per page.")
+@click.option("--detail", default="high", show_default=True,
+              type=click.Choice(["low", "high", "auto", "original"]))
+@click.option("--class-size", default=40, show_default=True, help="Papers in the class.")
+@click.option("--questions", default=10, show_default=True, help="Questions on the paper.")
+def estimate(paths: tuple[Path, ...], models: tuple[str, ...], sizes: tuple[str, ...], detail: str,
+             class_size: int, questions: int) -> None:
+    """Tokens and dollars before marking: PATHS (page files or a folder: one paper) or --size WxH.
+
+    Runs locally with markq's token rules and price file; no API key needed.
+    """
+    from PIL import Image
+
+    from shared.costs import UnknownModel, UnsupportedDetail
+    from shared.estimate import PageSize, estimate as run_estimate, parse_size
+
+    pages: list[PageSize] = []
+    try:
+        for size in sizes:
+            width, height = parse_size(size)
+            pages.append(PageSize(size, width, height))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--size") from exc
+    files: list[Path] = []
+    for path in paths:
+        files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                pages.append(PageSize(file.name, image.width, image.height))
+        except OSError as exc:
+            raise click.ClickException(f"{file}: not a readable image ({exc})") from exc
+    if not pages:
+        raise click.UsageError("give page files, a folder, or --size WxH")
+    try:
+        _print(run_estimate(pages, list(models) or None, detail, class_size, questions))
+    except (UnknownModel, UnsupportedDetail) as exc:
+        raise click.ClickException(f"{exc}") from exc
+
+
 if __name__ == "__main__":
     sys.exit(main())

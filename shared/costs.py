@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 TILE_FIT = 2048
 TILE_SHORT_SIDE = 768
@@ -33,16 +34,27 @@ class ModelCard:
     base_tokens: int = 0
     tile_tokens: int = 0
     multiplier: float = 1.0
+    # Models with `detail: "original"` count 32px patches up to this budget, unshrunk below it.
+    original_patch_budget: int | None = None
 
 
 class UnknownModel(KeyError):
     pass
 
 
-@lru_cache(maxsize=1)
-def _model_table() -> dict[str, ModelCard]:
+class UnsupportedDetail(ValueError):
+    pass
+
+
+def _load_models(override: str | None) -> tuple[str, dict[str, ModelCard]]:
     raw = json.loads(resources.files("shared").joinpath("data/models.json").read_text("utf-8"))
-    return {
+    taken = raw["prices_taken"]
+    cards = dict(raw["models"])
+    if override:
+        extra = json.loads(Path(override).read_text("utf-8"))
+        cards.update(extra.get("models", {}))
+        taken = extra.get("prices_taken", taken)
+    return taken, {
         name: ModelCard(
             name=name,
             scheme=card["scheme"],
@@ -52,9 +64,31 @@ def _model_table() -> dict[str, ModelCard]:
             base_tokens=card.get("base_tokens", 0),
             tile_tokens=card.get("tile_tokens", 0),
             multiplier=card.get("multiplier", 1.0),
+            original_patch_budget=card.get("original_patch_budget"),
         )
-        for name, card in raw["models"].items()
+        for name, card in cards.items()
     }
+
+
+@lru_cache(maxsize=4)
+def _models_from(override: str | None) -> tuple[str, dict[str, ModelCard]]:
+    return _load_models(override)
+
+
+def _override() -> str | None:
+    from shared.settings import get_settings
+
+    path = get_settings().models_file
+    return str(path) if path else None
+
+
+def _model_table() -> dict[str, ModelCard]:
+    return _models_from(_override())[1]
+
+
+def prices_taken() -> str:
+    """The date the prices were taken (from the packaged file, or the override file)."""
+    return _models_from(_override())[0]
 
 
 def model_card(model: str) -> ModelCard:
@@ -80,11 +114,11 @@ def tile_scheme_size(width: int, height: int) -> tuple[int, int]:
     return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
 
 
-def patch_scheme_size(width: int, height: int) -> tuple[int, int]:
-    """The size the patch scheme sees: unchanged within the 1536-patch budget, else shrunk."""
-    if math.ceil(width / PATCH) * math.ceil(height / PATCH) <= PATCH_BUDGET:
+def patch_scheme_size(width: int, height: int, budget: int = PATCH_BUDGET) -> tuple[int, int]:
+    """The size the patch scheme sees: unchanged within the patch budget, else shrunk."""
+    if math.ceil(width / PATCH) * math.ceil(height / PATCH) <= budget:
         return width, height
-    shrink = math.sqrt(PATCH * PATCH * PATCH_BUDGET / (width * height))
+    shrink = math.sqrt(PATCH * PATCH * budget / (width * height))
     width_patches, height_patches = width * shrink / PATCH, height * shrink / PATCH
     shrink *= min(
         math.floor(width_patches) / width_patches, math.floor(height_patches) / height_patches
@@ -92,14 +126,22 @@ def patch_scheme_size(width: int, height: int) -> tuple[int, int]:
     return max(1, int(width * shrink)), max(1, int(height * shrink))
 
 
-def image_patches(width: int, height: int) -> int:
-    w, h = patch_scheme_size(width, height)
-    return min(PATCH_BUDGET, math.ceil(w / PATCH) * math.ceil(h / PATCH))
+def image_patches(width: int, height: int, budget: int = PATCH_BUDGET) -> int:
+    w, h = patch_scheme_size(width, height, budget)
+    return min(budget, math.ceil(w / PATCH) * math.ceil(h / PATCH))
 
 
 def image_tokens(model: str, width: int, height: int, detail: str = "high") -> int:
-    """Input tokens one image costs on `model` at `detail` ("low", "high" or "auto")."""
+    """Input tokens one image costs on `model` at `detail`: "low", "high", "auto" (counted as
+    high, the most it can cost) or "original" (only models that have it)."""
     card = model_card(model)
+    if detail == "original":
+        if card.original_patch_budget is None:
+            raise UnsupportedDetail(f"{model} has no 'original' detail")
+        patches = image_patches(width, height, card.original_patch_budget)
+        return math.ceil(patches * card.multiplier)
+    if detail not in {"low", "high", "auto"}:
+        raise UnsupportedDetail(f"detail must be low, high, auto or original, not {detail!r}")
     if card.scheme == "patch":
         return math.ceil(image_patches(width, height) * card.multiplier)
     if detail == "low":

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL"))
     provider_timeout_seconds: float = 120.0
     default_model: str = "gpt-4o"
+    # A JSON file in the shape of shared/data/models.json whose models replace or extend the
+    # packaged prices and token rules (e.g. when OpenAI changes prices).
+    models_file: Path | None = None
     default_image_detail: ImageDetail = "high"
     max_completion_tokens: int = 4000
 

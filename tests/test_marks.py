@@ -24,10 +24,12 @@ def test_schema_is_strict_with_every_question_required_and_points_as_an_enum():
     questions = schema["properties"]["questions"]
     assert questions["required"] == ["1", "2", "3", "4"]
     assert questions["additionalProperties"] is False
-    q1 = questions["properties"]["1"]
-    assert q1["properties"]["knowledge_points"]["items"] == {"$ref": "#/$defs/knowledge_point"}
+    assert questions["properties"]["1"] == {"$ref": "#/$defs/question_mark"}
+    mark_schema = schema["$defs"]["question_mark"]
+    assert mark_schema["properties"]["knowledge_points"]["items"] == {"$ref": "#/$defs/knowledge_point"}
     assert schema["$defs"]["knowledge_point"]["enum"] == VOCAB
-    assert set(q1["required"]) == set(q1["properties"])
+    assert set(mark_schema["required"]) == set(mark_schema["properties"])
+    assert mark_schema["additionalProperties"] is False
     jsonschema.Draft202012Validator.check_schema(schema)
 
 
@@ -41,7 +43,7 @@ def test_a_valid_reply_parses_in_answer_key_order():
     [
         json.dumps({"questions": {"1": mark()}}),
         reply(**{"2": mark(knowledge_points=["math.g9.made-up"])}),
-        reply(**{"1": mark(score=5)}),
+        reply(**{"1": mark(score=-1)}),
         "not json",
     ],
 )
@@ -53,3 +55,19 @@ def test_replies_that_do_not_fit_the_exam_are_refused(bad):
 def test_answer_key_question_ids_must_be_unique():
     with pytest.raises(ValueError, match="repeat"):
         AnswerKey.model_validate({"questions": [{"id": "1", "answer": "a", "points": 1}] * 2})
+
+
+def test_the_schema_does_not_grow_with_each_question_beyond_a_reference():
+    small = AnswerKey.model_validate(MATH_KEY)
+    large = AnswerKey.model_validate({"questions": [
+        {"id": str(n), "answer": "1", "points": 1} for n in range(1, 41)]})
+    grow = len(json.dumps(marks_schema(large, VOCAB))) - len(json.dumps(marks_schema(small, VOCAB)))
+    assert grow / 36 < 60  # characters per extra question: one "$ref" and the id
+
+
+def test_a_score_above_the_points_is_clamped_and_sent_to_review():
+    from shared.grading.marks import QuestionMark
+    from shared.grading.pipeline import needs_review
+
+    assert needs_review(QuestionMark.model_validate(mark(score=5)), points=2)
+    assert not needs_review(QuestionMark.model_validate(mark(score=2)), points=2)

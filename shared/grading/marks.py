@@ -35,40 +35,45 @@ class InvalidMarks(ValueError):
 def marks_schema(answer_key: AnswerKey, vocabulary: list[str]) -> dict[str, Any]:
     """A strict JSON schema with one required property per question, so none is skipped or
     invented, and knowledge points as an enum of the exam's vocabulary, so tags never drift.
-    The enum is defined once under $defs: repeating it per question would cost tokens per question."""
-    questions = {
-        q.id: {
-            "type": "object",
-            "properties": {
-                "student_answer": {
-                    "type": "string",
-                    "description": "Exactly what the student wrote, as read; empty if blank.",
-                },
-                "is_correct": {"type": "boolean"},
-                "score": {"type": "number", "minimum": 0, "maximum": q.points},
-                "knowledge_points": {
-                    "type": "array",
-                    "items": {"$ref": "#/$defs/knowledge_point"},
-                    "description": "Knowledge points this question tests; for a wrong answer, the ones missed.",
-                },
-                "error_type": {"type": "string", "enum": list(ERROR_TYPES)},
-                "explanation": {"type": "string", "description": "What is wrong, in the exam's language."},
-                "correction": {"type": "string", "description": "The correct working, in the exam's language."},
-                "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+
+    The question object and the enum are defined once under $defs and referenced: repeating them
+    per question cost about 270 prompt tokens per question on every paper. A question's maximum
+    score is in the answer key the model reads; a score above it is clamped and sent to review.
+    """
+    question_mark = {
+        "type": "object",
+        "properties": {
+            "student_answer": {
+                "type": "string",
+                "description": "Exactly what the student wrote, as read; empty if blank.",
             },
-            "required": list(QuestionMark.model_fields),
-            "additionalProperties": False,
-        }
-        for q in answer_key.questions
+            "is_correct": {"type": "boolean"},
+            "score": {"type": "number", "minimum": 0, "description": "0 to the question's points."},
+            "knowledge_points": {
+                "type": "array",
+                "items": {"$ref": "#/$defs/knowledge_point"},
+                "description": "Knowledge points this question tests; for a wrong answer, the ones missed.",
+            },
+            "error_type": {"type": "string", "enum": list(ERROR_TYPES)},
+            "explanation": {"type": "string", "description": "What is wrong, in the exam's language."},
+            "correction": {"type": "string", "description": "The correct working, in the exam's language."},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        },
+        "required": list(QuestionMark.model_fields),
+        "additionalProperties": False,
     }
+    ids = [q.id for q in answer_key.questions]
     return {
-        "$defs": {"knowledge_point": {"type": "string", "enum": vocabulary}},
+        "$defs": {
+            "knowledge_point": {"type": "string", "enum": vocabulary},
+            "question_mark": question_mark,
+        },
         "type": "object",
         "properties": {
             "questions": {
                 "type": "object",
-                "properties": questions,
-                "required": list(questions),
+                "properties": {qid: {"$ref": "#/$defs/question_mark"} for qid in ids},
+                "required": ids,
                 "additionalProperties": False,
             }
         },
@@ -91,8 +96,6 @@ def parse_marks(content: str, answer_key: AnswerKey, vocabulary: set[str]) -> di
         stray = set(mark.knowledge_points) - vocabulary
         if stray:
             raise InvalidMarks(f"question {question.id}: unknown knowledge points {sorted(stray)}")
-        if mark.score > question.points:
-            raise InvalidMarks(f"question {question.id}: score {mark.score} above {question.points}")
     return {qid: raw.questions[qid] for qid in expected}
 
 

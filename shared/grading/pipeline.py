@@ -163,9 +163,10 @@ def record_usage(
     return usage
 
 
-def needs_review(mark: QuestionMark) -> bool:
-    """Illegible is not wrong, and a verdict the model is unsure of is not final: a teacher looks."""
-    return mark.error_type == "illegible" or mark.confidence < REVIEW_BELOW_CONFIDENCE
+def needs_review(mark: QuestionMark, points: float) -> bool:
+    """Illegible is not wrong, a verdict the model is unsure of is not final, and a score above
+    the question's points means the model misread the key: a teacher looks."""
+    return mark.error_type == "illegible" or mark.confidence < REVIEW_BELOW_CONFIDENCE or mark.score > points
 
 
 def record_marks(
@@ -179,7 +180,7 @@ def record_marks(
     any_review = False
     for position, question in enumerate(prepared.answer_key.questions):
         mark = marks[question.id]
-        review = needs_review(mark)
+        review = needs_review(mark, question.points)
         any_review |= review
         score = 0.0 if review and mark.error_type == "illegible" else min(mark.score, question.points)
         total += score

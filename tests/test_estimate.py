@@ -1,0 +1,97 @@
+"""Pre-flight estimates: the documented token examples through the CLI, and the API."""
+
+import io
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from client.cli import main
+from tests.conftest import page_bytes
+
+
+def cli_estimate(*args):
+    result = CliRunner().invoke(main, ["estimate", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "detail", "tokens"),
+    [
+        ("gpt-4o", "1024x1024", "high", 765),
+        ("gpt-4o", "2048x4096", "high", 1105),
+        ("gpt-4o", "4096x8192", "low", 85),
+        ("gpt-4.1-mini", "1800x2400", "high", 2353),
+        ("gpt-4o-mini", "1024x1024", "high", 25501),
+    ],
+)
+def test_markq_estimate_gives_the_documented_tokens(model, size, detail, tokens):
+    out = cli_estimate("--model", model, "--size", size, "--detail", detail)
+    assert out["models"][model]["pages"][0]["tokens"] == tokens
+
+
+def test_patch_models_show_their_patches_and_multiplier():
+    page = cli_estimate("--model", "gpt-4.1-mini", "--size", "1800x2400")["models"]["gpt-4.1-mini"]["pages"][0]
+    assert (page["patches"], page["multiplier"]) == (1452, 1.62)
+
+
+def test_models_side_by_side_show_mini_images_cost_no_less_than_4o():
+    out = cli_estimate("--size", "1240x1754", "--size", "1240x1754", "--class-size", "40")
+    models = out["models"]
+    assert set(models) == {"gpt-4o", "gpt-4o-mini", "gpt-4.1-mini"}
+    image_cost = {m: sum(p["cost_usd"] for p in v["pages"]) for m, v in models.items()}
+    # 33x the tokens at a 16.7x lower price: a gpt-4o-mini page costs twice a gpt-4o page
+    assert image_cost["gpt-4o-mini"] / image_cost["gpt-4o"] == pytest.approx(2.0, rel=0.01)
+    for model in models.values():
+        assert model["class"]["papers"] == 40
+        assert model["class"]["cost_usd"] > 39 * model["paper"]["cost_usd_with_cached_prefix"]
+
+
+def test_a_folder_of_pages_is_one_paper(tmp_path):
+    for n in (1, 2):
+        (tmp_path / f"p{n}.png").write_bytes(page_bytes(size=(1024, 1024), fmt="PNG"))
+    out = cli_estimate(str(tmp_path), "--model", "gpt-4o")
+    assert out["models"]["gpt-4o"]["paper"]["image_tokens"] == 2 * 765
+
+
+def test_original_detail_only_where_a_model_has_it(tmp_path, monkeypatch):
+    result = CliRunner().invoke(main, ["estimate", "--model", "gpt-4o", "--size", "100x100", "--detail", "original"])
+    assert result.exit_code == 1 and "no 'original' detail" in result.output
+    models = tmp_path / "models.json"
+    models.write_text(json.dumps({"prices_taken": "2026-11-01", "models": {"gpt-next": {
+        "scheme": "patch", "multiplier": 1.0, "original_patch_budget": 10000,
+        "input": 1.0, "cached_input": 0.1, "output": 4.0}}}))
+    from shared.settings import get_settings
+
+    monkeypatch.setenv("MARKQ_MODELS_FILE", str(models))
+    get_settings.cache_clear()
+    try:
+        out = cli_estimate("--model", "gpt-next", "--size", "3200x3200", "--detail", "original")
+        assert out["models"]["gpt-next"]["pages"][0]["tokens"] == 10000
+        assert out["prices_taken"] == "2026-11-01"
+    finally:
+        monkeypatch.delenv("MARKQ_MODELS_FILE")
+        get_settings.cache_clear()
+
+
+def test_bad_sizes_are_usage_errors():
+    result = CliRunner().invoke(main, ["estimate", "--size", "big"])
+    assert result.exit_code == 2 and "1024x768" in result.output
+
+
+def test_the_api_estimates_sizes_and_page_files(client, auth):
+    by_size = client.post("/v1/estimate", headers=auth("A"), json={
+        "sizes": [{"width": 1024, "height": 1024}], "models": ["gpt-4o", "gpt-5"], "class_size": 30})
+    assert by_size.status_code == 200, by_size.json
+    assert by_size.json["models"]["gpt-4o"]["pages"][0]["tokens"] == 765
+    assert by_size.json["models"]["gpt-5"]["pages"][0]["tokens"] == 70 + 4 * 140
+    by_file = client.post("/v1/estimate", headers=auth("A"), data={
+        "pages": [(io.BytesIO(page_bytes(size=(2048, 4096), fmt="PNG")), "p.png")], "models": "gpt-4o"})
+    assert by_file.status_code == 200, by_file.json
+    assert by_file.json["models"]["gpt-4o"]["pages"][0]["tokens"] == 1105
+    unknown = client.post("/v1/estimate", headers=auth("A"), json={"sizes": [{"width": 1, "height": 1}],
+                                                                   "models": ["gpt-99"]})
+    assert unknown.status_code == 422 and "gpt-99" in unknown.json["error"]["message"]
+    empty = client.post("/v1/estimate", headers=auth("A"), json={"sizes": []})
+    assert empty.status_code == 422 and empty.json["error"]["details"]
