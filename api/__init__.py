@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     openapi.register_blueprint(exams.blp)
     openapi.register_blueprint(papers.blp)
     openapi.register_blueprint(estimate.blp)
+    openapi.register_blueprint(exams.school_blp)
     register_error_handlers(app)
 
     @app.teardown_appcontext

@@ -9,6 +9,8 @@ import click
 from shared.db import make_engine, make_session_factory, transaction
 from shared.grading.vocabulary import sync_vocabulary
 from shared.migrate import upgrade
+from decimal import Decimal, InvalidOperation
+
 from shared.schools import SchoolExists, SchoolNotFound, create_key, create_school, find_school
 from shared.settings import get_settings
 
@@ -53,5 +55,26 @@ def create_key_command(school: str) -> None:
             new = create_key(session, find_school(session, school))
             click.echo(json.dumps({"school_id": new.school.id, "school": new.school.name, "api_key": new.key},
                                   ensure_ascii=False))
+    except SchoolNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command("set-budget")
+@click.argument("school")
+@click.option("--daily-usd", required=True, help="Dollars per UTC day, or 'none' for no cap.")
+def set_budget_command(school: str, daily_usd: str) -> None:
+    """Set SCHOOL's daily budget. Papers it paused resume at the next sweep if there is room."""
+    try:
+        value = None if daily_usd.lower() == "none" else Decimal(daily_usd)
+    except InvalidOperation as exc:
+        raise click.BadParameter("a dollar amount such as 5 or 12.50, or 'none'") from exc
+    if value is not None and value < 0:
+        raise click.BadParameter("a budget cannot be negative")
+    try:
+        with transaction(_sessions()) as session:
+            row = find_school(session, school)
+            row.daily_budget_usd = value
+            click.echo(json.dumps({"school_id": row.id, "school": row.name,
+                                   "daily_budget_usd": None if value is None else str(value)}, ensure_ascii=False))
     except SchoolNotFound as exc:
         raise click.ClickException(str(exc)) from exc

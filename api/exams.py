@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
+
 from api.context import current_school, db, require_school
 from api.errors import ApiError, not_found
 from api.schemas import (
     ExamCreateSchema,
     ExamReportSchema,
     ExamSchema,
+    ExamUpdateSchema,
+    SchoolSchema,
 )
-from shared.grading.exams import InvalidExam, create_exam, exam_report, exam_view, get_exam
-from shared.models import Exam
+from shared import budget
+from shared.grading.exams import InvalidExam, create_exam, exam_report, exam_view, get_exam, usage_totals
+from shared.models import Exam, Usage
+from worker.tasks import grade_paper
+
+log = logging.getLogger(__name__)
 
 blp = Blueprint("exams", __name__, url_prefix="/v1/exams", description="Exams and their progress")
 
@@ -45,6 +53,15 @@ class Exams(MethodView):
         return exam_view(session, exam)
 
 
+def enqueue(paper_ids: list[uuid.UUID]) -> None:
+    """Queue papers after the commit that made them queued; the sweep covers a failed send."""
+    for paper_id in paper_ids:
+        try:
+            grade_paper.delay(str(paper_id))
+        except Exception:
+            log.warning("could not enqueue paper %s; the sweep will pick it up", paper_id, exc_info=True)
+
+
 @blp.route("/<uuid:exam_id>")
 class ExamById(MethodView):
     decorators = [require_school]
@@ -53,6 +70,37 @@ class ExamById(MethodView):
     def get(self, exam_id: uuid.UUID) -> dict[str, Any]:
         """An exam with paper counts by status and the cost so far."""
         return exam_view(db(), school_exam(exam_id))
+
+    @blp.arguments(ExamUpdateSchema)
+    @blp.response(200, ExamSchema)
+    def patch(self, fields: dict[str, Any], exam_id: uuid.UUID) -> dict[str, Any]:
+        """Change the exam's budget. Papers paused by the budget resume if it now has room."""
+        session = db()
+        exam = school_exam(exam_id)
+        exam.budget_usd = fields["budget_usd"]
+        resumed: list[uuid.UUID] = []
+        if exam.budget_usd is None or budget.exam_spent(session, exam.id) < exam.budget_usd:
+            resumed = budget.resume_papers(session, causes=(budget.EXAM_BUDGET,), exam_id=exam.id)
+        session.commit()
+        enqueue(resumed)
+        return exam_view(session, exam)
+
+
+@blp.route("/<uuid:exam_id>/resume")
+class ExamResume(MethodView):
+    decorators = [require_school]
+
+    @blp.response(200, ExamSchema)
+    def post(self, exam_id: uuid.UUID) -> dict[str, Any]:
+        """Resume every paused paper of the exam (e.g. after topping up the provider account).
+        A paper still over a budget pauses again at once, before any call."""
+        session = db()
+        exam = school_exam(exam_id)
+        resumed = budget.resume_papers(
+            session, causes=(budget.QUOTA, budget.EXAM_BUDGET, budget.SCHOOL_BUDGET), exam_id=exam.id)
+        session.commit()
+        enqueue(resumed)
+        return exam_view(session, exam)
 
 
 @blp.route("/<uuid:exam_id>/report")
@@ -63,3 +111,24 @@ class ExamReport(MethodView):
     def get(self, exam_id: uuid.UUID) -> dict[str, Any]:
         """Scores per paper and the knowledge points most missed, computed in SQL."""
         return exam_report(db(), school_exam(exam_id))
+
+
+school_blp = Blueprint("school", __name__, url_prefix="/v1/school", description="The caller's school")
+
+
+@school_blp.route("")
+class SchoolView(MethodView):
+    decorators = [require_school]
+
+    @school_blp.response(200, SchoolSchema)
+    def get(self) -> dict[str, Any]:
+        """The school's daily budget, today's spend and its whole ledger."""
+        school = current_school()
+        session = db()
+        return {
+            "id": school.id,
+            "name": school.name,
+            "daily_budget_usd": school.daily_budget_usd,
+            "spent_today_usd": budget.school_spent_today(session, school.id),
+            "usage": usage_totals(session, Usage.school_id == school.id),
+        }

@@ -13,13 +13,12 @@ from sqlalchemy import select
 
 from api.context import current_school, db, require_school, resources
 from api.errors import ApiError, not_found
-from api.exams import school_exam
+from api.exams import enqueue, school_exam
 from api.schemas import PaperListArgs, PaperSchema, PaperSummarySchema
 from shared.grading.exams import usage_totals
 from shared.intake import PageError, UploadedPage, check_pages, submit_paper
 from shared.models import Paper, Usage
 from shared.storage import StorageError
-from worker.tasks import grade_paper
 
 log = logging.getLogger(__name__)
 blp = Blueprint("papers", __name__, description="Students' papers and their results")
@@ -101,10 +100,7 @@ class ExamPapers(MethodView):
             )
         except StorageError as exc:
             raise ApiError(503, "storage_unavailable", "could not store the pages; nothing was kept") from exc
-        try:
-            grade_paper.delay(str(paper.id))
-        except Exception:  # the paper is safe in SQL; the sweep enqueues it when Redis is back
-            log.warning("could not enqueue paper %s; the sweep will pick it up", paper.id, exc_info=True)
+        enqueue([paper.id])
         view = paper_view(paper)
         return view, 202, {"Location": view["status_url"]}
 

@@ -35,14 +35,34 @@ class ExamCreateSchema(Schema):
         load_default=lambda: get_settings().default_image_detail,
         validate=validate.OneOf(["low", "high", "auto"]),
     )
+    budget_usd = fields.Decimal(allow_none=True, load_default=None, validate=validate.Range(min=0),
+                                metadata={"description": "Most the exam may spend, in dollars; none: no cap."})
+
+
+class ExamUpdateSchema(Schema):
+    budget_usd = fields.Decimal(required=True, allow_none=True, validate=validate.Range(min=0),
+                                metadata={"description": "New cap in dollars, or null for none. Raising it resumes paused papers."})
 
 
 class UsageTotalsSchema(Schema):
-    calls = fields.Integer()
+    calls = fields.Integer(metadata={"description": "Provider calls made."})
     prompt_tokens = fields.Integer()
-    cached_tokens = fields.Integer()
+    cached_tokens = fields.Integer(metadata={"description": "Prompt tokens served from the provider's cache (priced lower)."})
     completion_tokens = fields.Integer()
-    cost_usd = fields.Float()
+    cost_usd = fields.Float(metadata={"description": "Dollars spent, plus worst-case reservations of calls in flight."})
+    estimated_prompt_tokens = fields.Integer()
+    estimated_completion_tokens = fields.Integer()
+    estimated_cost_usd = fields.Float()
+    reused = fields.Integer(metadata={"description": "Papers graded by reusing an identical earlier result, at no cost."})
+    in_flight = fields.Integer()
+
+
+class SchoolSchema(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    daily_budget_usd = fields.Float(allow_none=True)
+    spent_today_usd = fields.Float(metadata={"description": "Since 00:00 UTC."})
+    usage = fields.Nested(UsageTotalsSchema)
 
 
 class ExamSchema(Schema):
@@ -57,6 +77,7 @@ class ExamSchema(Schema):
     answer_key = fields.Nested(AnswerKeySchema)
     status_reason = fields.String(allow_none=True)
     created_at = fields.DateTime()
+    budget_usd = fields.Float(allow_none=True)
     papers = fields.Integer(metadata={"description": "Papers submitted."})
     progress = fields.Dict(keys=fields.String(), values=fields.Integer(),
                            metadata={"description": "Paper counts by status."})
@@ -94,6 +115,7 @@ class PaperSchema(Schema):
     status = fields.String()
     status_reason = fields.String(allow_none=True)
     attempts = fields.Integer()
+    reused_from = fields.UUID(allow_none=True, metadata={"description": "The earlier paper with identical pages whose result was reused."})
     score = fields.Float(allow_none=True)
     max_score = fields.Float(allow_none=True)
     created_at = fields.DateTime()

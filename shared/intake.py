@@ -104,6 +104,7 @@ def submit_paper(
                     sha256=reader.sha256.hexdigest(),
                 )
             )
+        paper.pages_hash = hashlib.sha256("".join(p.sha256 for p in paper.pages).encode()).hexdigest()
         session.add(paper)
         session.commit()
     except BaseException:

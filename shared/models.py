@@ -48,6 +48,8 @@ class School(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    # Dollars the school may spend per UTC day; None means no cap.
+    daily_budget_usd: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -95,6 +97,8 @@ class Exam(Base):
     rubric: Mapped[str] = mapped_column(Text, default="")
     model: Mapped[str] = mapped_column(String(100))
     image_detail: Mapped[str] = mapped_column(String(10))
+    # Dollars the whole exam may spend; None means no cap.
+    budget_usd: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -111,7 +115,14 @@ class Paper(Base):
         Enum(PaperStatus, native_enum=False, length=20), default=PaperStatus.queued
     )
     status_reason: Mapped[str | None] = mapped_column(Text)
+    # Why a paused paper is paused: "exam_budget", "school_budget" or "quota"; cleared on resume.
+    paused_for: Mapped[str | None] = mapped_column(String(20))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Content hash of the ordered pages, and of the exact request prefix it was graded under:
+    # the same pages under the same prompt are graded once.
+    pages_hash: Mapped[str | None] = mapped_column(String(64))
+    prompt_version: Mapped[str | None] = mapped_column(String(64))
+    reused_from: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     score: Mapped[float | None] = mapped_column(Float)
     max_score: Mapped[float | None] = mapped_column(Float)
     reply_key: Mapped[str | None] = mapped_column(String(300))
@@ -128,7 +139,10 @@ class Paper(Base):
     )
     usage: Mapped[list[Usage]] = relationship(order_by="Usage.id", viewonly=True)
 
-    __table_args__ = (Index("ix_papers_status_updated", "status", "updated_at"),)
+    __table_args__ = (
+        Index("ix_papers_status_updated", "status", "updated_at"),
+        Index("ix_papers_reuse", "school_id", "pages_hash", "prompt_version"),
+    )
 
 
 class Page(Base):
@@ -144,6 +158,8 @@ class Page(Base):
     height: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str] = mapped_column(String(64))
     normalised_key: Mapped[str | None] = mapped_column(String(300))
+    sent_width: Mapped[int | None] = mapped_column(Integer)
+    sent_height: Mapped[int | None] = mapped_column(Integer)
 
     paper: Mapped[Paper] = relationship(back_populates="pages")
 
@@ -203,10 +219,15 @@ class Usage(Base):
         ForeignKey("papers.id", ondelete="CASCADE"), index=True
     )
     model: Mapped[str] = mapped_column(String(100))
+    # "reserved" while the call is in flight (cost_usd holds the worst case, so caps hold under
+    # concurrency), then ok, rate_limited, rejected, unavailable, insufficient_quota, reused, ...
     outcome: Mapped[str] = mapped_column(String(30))
     request_id: Mapped[str | None] = mapped_column(String(100))
+    estimated_prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    estimated_completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    estimated_cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal(0))
     prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal(0))
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

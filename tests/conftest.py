@@ -25,7 +25,7 @@ import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from moto.server import ThreadedMotoServer
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from werkzeug.serving import make_server
 
 from shared.db import transaction
@@ -221,12 +221,14 @@ def exam_body(**overrides: Any) -> dict[str, Any]:
             "answer_key": MATH_KEY, **overrides}
 
 
-def page_bytes(text: str = "page", size: tuple[int, int] = (1240, 1754), fmt: str = "JPEG") -> bytes:
-    """A plain page image with some dark marks (not a real paper; enough for the pipeline)."""
+def page_bytes(text: str | None = None, size: tuple[int, int] = (1240, 1754), fmt: str = "JPEG") -> bytes:
+    """A plain page with some marks and `text` written on it (unique by default, so two pages
+    are never identical unless a test asks: identical pages are graded once and reused)."""
     image = Image.new("RGB", size, "white")
     for x in range(100, size[0] - 100, 40):
         image.paste((20, 20, 20), (x, 200, x + 20, 220))
-    image.paste((30, 30, 30), (100, 300 + 10 * len(text), 400, 320 + 10 * len(text)))
+    ImageDraw.Draw(image).text((100, 300), text or secrets.token_hex(8), fill=(0, 0, 0),
+                               font=ImageFont.load_default(40))
     out = io.BytesIO()
     image.save(out, fmt)
     return out.getvalue()

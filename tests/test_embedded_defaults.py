@@ -8,6 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import inspect
 
+from shared import budget
 from shared.db import make_engine, make_session_factory, transaction
 from shared.grading import pipeline
 from shared.grading.exams import create_exam
@@ -69,9 +70,14 @@ def test_local_storage_pages_go_inline_as_data_image_parts(sqlite_sessions, tmp_
     after = httpx.get(loopback.url.removesuffix("/v1") + "/_loopback/stats").json()
     assert after["image_parts_data"] - before["image_parts_data"] == 1
     with transaction(sqlite_sessions) as session:
+        usage_id = budget.reserve(session, exam_id=prepared.exam_id, school_id=prepared.school_id,
+                                  paper_id=paper.id, model=prepared.model, estimate=prepared.estimate).id
+    with transaction(sqlite_sessions) as session:
         marks = pipeline.parse_reply(prepared, reply)
-        pipeline.record_usage(session, prepared, reply, "ok")
+        usage = pipeline.settle_usage(session, usage_id, reply, "ok")
         status = pipeline.record_marks(session, prepared, marks, "reply-key")
+    # markq's estimate uses the same token rules as the loopback server, so here they agree
+    assert usage.prompt_tokens == usage.estimated_prompt_tokens
     assert status in (PaperStatus.graded, PaperStatus.needs_review)
 
 

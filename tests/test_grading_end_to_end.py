@@ -26,7 +26,7 @@ def make_exam(api, headers, **overrides):
 
 
 def submit(api, headers, exam_id, student="s1", pages=2):
-    files = [("pages", (f"photo-{n}.jpg", page_bytes(f"p{n}"), "image/jpeg")) for n in range(1, pages + 1)]
+    files = [("pages", (f"photo-{n}.jpg", page_bytes(), "image/jpeg")) for n in range(1, pages + 1)]
     reply = httpx.post(f"{api}/v1/exams/{exam_id}/papers", headers=headers,
                        data={"student_ref": student, "class_label": "3A"}, files=files)
     assert reply.status_code == 202, reply.text
@@ -43,11 +43,18 @@ def wait_for(api, headers, paper_id, statuses=FINISHED, timeout=60.0):
     pytest.fail(f"paper {paper_id} still {paper['status']} after {timeout}s")
 
 
+@pytest.fixture
+def idle(worker, app):
+    """The worker with nothing in flight, so the loopback counters measure this test alone."""
+    _wait_until_no_paper_is_in_flight(app)
+    return worker
+
+
 def completions(loopback):
     return loopback_call(loopback, "/_loopback/stats")["completions"]
 
 
-def test_a_two_page_paper_is_graded_by_a_real_worker(live_api, auth, worker, loopback, settings, app):
+def test_a_two_page_paper_is_graded_by_a_real_worker(live_api, auth, idle, loopback, settings, app):
     exam = make_exam(live_api, auth("A"))
     before = loopback_call(loopback, "/_loopback/stats")
     submitted = submit(live_api, auth("A"), exam["id"], pages=2)
@@ -82,7 +89,7 @@ def test_a_two_page_paper_is_graded_by_a_real_worker(live_api, auth, worker, loo
     assert exam_now["papers"] == 1 and exam_now["usage"]["cost_usd"] == pytest.approx(paper["usage"]["cost_usd"])
 
 
-def test_the_same_task_delivered_twice_calls_the_provider_once(live_api, auth, worker, loopback, app, settings):
+def test_the_same_task_delivered_twice_calls_the_provider_once(live_api, auth, idle, worker, loopback, app, settings):
     from worker.tasks import grade_paper
 
     exam = make_exam(live_api, auth("A"))
@@ -125,7 +132,7 @@ def test_a_paper_whose_message_is_lost_is_graded_after_the_sweep(
     assert paper["status"] in {"graded", "needs_review"}
 
 
-def test_a_rate_limited_call_is_retried_once_and_completes(live_api, auth, worker, loopback):
+def test_a_rate_limited_call_is_retried_once_and_completes(live_api, auth, idle, loopback):
     exam = make_exam(live_api, auth("A"))
     loopback_call(loopback, "/_loopback/faults", {"faults": [{
         "status": 429, "type": "requests", "code": "rate_limit_exceeded", "message": "slow down",
@@ -139,7 +146,7 @@ def test_a_rate_limited_call_is_retried_once_and_completes(live_api, auth, worke
     assert paper["attempts"] == 1  # waiting for the provider is not an attempt
 
 
-def test_exhausted_quota_pauses_the_exam_with_the_providers_message(live_api, auth, worker, loopback):
+def test_exhausted_quota_pauses_the_exam_with_the_providers_message(live_api, auth, idle, loopback):
     exam = make_exam(live_api, auth("A"))
     loopback_call(loopback, "/_loopback/faults", {"faults": [{
         "status": 429, "type": "insufficient_quota", "code": "insufficient_quota",
@@ -151,7 +158,7 @@ def test_exhausted_quota_pauses_the_exam_with_the_providers_message(live_api, au
     assert exam_now["progress"]["paused"] == 1 and "quota" in exam_now["status_reason"]
 
 
-def test_a_refused_request_fails_the_paper_with_the_reason(live_api, auth, worker, loopback):
+def test_a_refused_request_fails_the_paper_with_the_reason(live_api, auth, idle, loopback):
     exam = make_exam(live_api, auth("A"))
     loopback_call(loopback, "/_loopback/faults", {"faults": [{
         "status": 400, "type": "invalid_request_error", "code": "context_length_exceeded",
@@ -162,8 +169,8 @@ def test_a_refused_request_fails_the_paper_with_the_reason(live_api, auth, worke
     assert completions(loopback) == before
 
 
-def test_the_exam_report_counts_missed_points_from_sql(live_api, auth, worker, loopback, app):
-    _wait_until_no_paper_is_in_flight(app)  # scripted replies go to whichever call comes next
+def test_the_exam_report_counts_missed_points_from_sql(live_api, auth, idle, loopback):
+    # idle: scripted replies go to whichever call comes next
     exam = make_exam(live_api, auth("A"))
     right = {"student_answer": "56", "is_correct": True, "score": 2, "knowledge_points": [],
              "error_type": "none", "explanation": "", "correction": "", "confidence": 0.95}

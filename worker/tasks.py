@@ -9,6 +9,7 @@ import uuid
 from celery import Task, shared_task
 from flask import current_app
 
+from shared import budget
 from shared.db import transaction
 from shared.grading import pipeline
 from shared.grading.marks import InvalidMarks
@@ -53,26 +54,42 @@ def grade_paper(self: Task, paper_id: str) -> str:
             pipeline.fail_paper(session, pid, f"could not prepare the pages: {exc}")
         return "failed"
 
+    with transaction(res.sessions) as session:
+        if pipeline.reuse_earlier_result(session, prepared) is not None:
+            return "reused"
+    try:
+        with transaction(res.sessions) as session:
+            usage_id = budget.reserve(
+                session, exam_id=prepared.exam_id, school_id=prepared.school_id, paper_id=pid,
+                model=prepared.model, estimate=prepared.estimate,
+            ).id
+    except budget.BudgetExceeded as exc:
+        with transaction(res.sessions) as session:
+            scope = {"exam_id": prepared.exam_id} if exc.cause == budget.EXAM_BUDGET else {"school_id": prepared.school_id}
+            budget.pause_papers(session, cause=exc.cause, reason=exc.reason, paper_id=pid, **scope)
+        return "paused"
+
     try:
         reply = res.provider.complete(prepared.request)
     except RateLimited as exc:
         with transaction(res.sessions) as session:
-            pipeline.record_usage(session, prepared, None, "rate_limited", exc.request_id)
+            pipeline.settle_usage(session, usage_id, None, "rate_limited", exc.request_id)
             pipeline.release_paper(session, pid, reason=exc.reason, refund_attempt=True)
         raise self.retry(countdown=min(MAX_COUNTDOWN, exc.retry_after + random.uniform(0, 1)))
     except QuotaExhausted as exc:
         with transaction(res.sessions) as session:
-            pipeline.record_usage(session, prepared, None, "insufficient_quota", exc.request_id)
-            pipeline.pause_exam(session, prepared.exam_id, exc.reason)
+            pipeline.settle_usage(session, usage_id, None, "insufficient_quota", exc.request_id)
+            budget.pause_papers(session, cause=budget.QUOTA, reason=exc.reason, paper_id=pid,
+                                exam_id=prepared.exam_id)
         return "paused"
     except RequestRejected as exc:
         with transaction(res.sessions) as session:
-            pipeline.record_usage(session, prepared, None, "rejected", exc.request_id)
+            pipeline.settle_usage(session, usage_id, None, "rejected", exc.request_id)
             pipeline.fail_paper(session, pid, exc.reason)
         return "failed"
     except ProviderUnavailable as exc:
         with transaction(res.sessions) as session:
-            pipeline.record_usage(session, prepared, None, "unavailable", exc.request_id)
+            pipeline.settle_usage(session, usage_id, None, "unavailable", exc.request_id)
         return _retry_or_fail(self, res, pid, exc.reason)
 
     key = pipeline.archive_reply(res.storage, prepared, reply)
@@ -80,10 +97,10 @@ def grade_paper(self: Task, paper_id: str) -> str:
         try:
             marks = pipeline.parse_reply(prepared, reply)
         except InvalidMarks as exc:
-            pipeline.record_usage(session, prepared, reply, "invalid_reply")
+            pipeline.settle_usage(session, usage_id, reply, "invalid_reply")
             pipeline.fail_paper(session, pid, f"the model's reply was unusable: {exc}")
             return "failed"
-        pipeline.record_usage(session, prepared, reply, "ok")
+        pipeline.settle_usage(session, usage_id, reply, "ok")
         status = pipeline.record_marks(session, prepared, marks, key)
     return status.value
 
@@ -101,14 +118,17 @@ def _retry_or_fail(task: Task, res: Resources, pid: uuid.UUID, reason: str) -> s
 
 @shared_task(name="markq.sweep_stuck_papers")
 def sweep_stuck_papers() -> int:
-    """Re-enqueue papers whose message was lost (a flushed Redis, a dead worker)."""
+    """Re-enqueue papers whose message was lost (a flushed Redis, a dead worker), and papers
+    paused by a budget that has room again (raised, or a new day for a school's daily cap)."""
     res = resources()
     with transaction(res.sessions) as session:
-        ids = pipeline.stuck_papers(
+        ids = list(pipeline.stuck_papers(
             session,
             queued_before=pipeline.deadline(res.settings.stuck_queued_seconds),
             processing_before=pipeline.deadline(res.settings.stuck_processing_seconds),
-        )
+        ))
+    with transaction(res.sessions) as session:
+        ids += budget.resumable_by_budget(session)
     for paper_id in ids:
         grade_paper.delay(str(paper_id))
     if ids:

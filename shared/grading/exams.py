@@ -53,6 +53,7 @@ def create_exam(session: Session, school: School, fields: dict[str, Any]) -> Exa
         rubric=fields["rubric"],
         model=fields["model"],
         image_detail=fields["image_detail"],
+        budget_usd=fields.get("budget_usd"),
     )
     session.add(exam)
     session.flush()
@@ -65,21 +66,31 @@ def get_exam(session: Session, school: School, exam_id: uuid.UUID) -> Exam | Non
 
 
 def usage_totals(session: Session, *conditions: Any) -> dict[str, Any]:
+    """The ledger summed: calls made, tokens and dollars, estimated beside actual. Reservations of
+    calls in flight count in cost_usd (at their worst case) until the call settles."""
+    total = lambda column: func.coalesce(func.sum(column), 0)  # noqa: E731
+    calls = func.sum(case((Usage.outcome.notin_(["reused", "reserved"]), 1), else_=0))
     row = session.execute(
         select(
-            func.count(Usage.id),
-            func.coalesce(func.sum(Usage.prompt_tokens), 0),
-            func.coalesce(func.sum(Usage.cached_tokens), 0),
-            func.coalesce(func.sum(Usage.completion_tokens), 0),
-            func.coalesce(func.sum(Usage.cost_usd), 0),
+            func.coalesce(calls, 0),
+            total(Usage.prompt_tokens), total(Usage.cached_tokens), total(Usage.completion_tokens),
+            total(Usage.cost_usd), total(Usage.estimated_prompt_tokens),
+            total(Usage.estimated_completion_tokens), total(Usage.estimated_cost_usd),
+            func.coalesce(func.sum(case((Usage.outcome == "reused", 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Usage.outcome == "reserved", 1), else_=0)), 0),
         ).where(*conditions)
     ).one()
     return {
-        "calls": row[0],
+        "calls": int(row[0]),
         "prompt_tokens": int(row[1]),
         "cached_tokens": int(row[2]),
         "completion_tokens": int(row[3]),
         "cost_usd": float(row[4]),
+        "estimated_prompt_tokens": int(row[5]),
+        "estimated_completion_tokens": int(row[6]),
+        "estimated_cost_usd": float(row[7]),
+        "reused": int(row[8]),
+        "in_flight": int(row[9]),
     }
 
 

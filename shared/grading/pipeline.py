@@ -12,15 +12,18 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from shared.budget import CallEstimate
 from shared.costs import UnknownModel, call_cost
+from shared.estimate import OUTPUT_TOKENS_PER_QUESTION
 from shared.grading.answer_key import AnswerKey
 from shared.grading.marks import QuestionMark, parse_marks
-from shared.grading.prompt import PageImage, build_request
+from shared.grading.prompt import PageImage, build_request, estimate_prompt_tokens, prompt_version
 from shared.grading.vocabulary import exam_vocabulary
 from shared.images import normalise_page
 from shared.models import (
@@ -67,17 +70,6 @@ def fail_paper(session: Session, paper_id: uuid.UUID, reason: str) -> None:
     )
 
 
-def pause_exam(session: Session, exam_id: uuid.UUID, reason: str) -> int:
-    """Every paper of the exam still waiting is paused with `reason`; returns how many."""
-    session.execute(update(Exam).where(Exam.id == exam_id).values(status_reason=reason))
-    result = session.execute(
-        update(Paper)
-        .where(Paper.exam_id == exam_id, Paper.status.in_([PaperStatus.queued, PaperStatus.processing]))
-        .values(status=PaperStatus.paused, status_reason=reason, updated_at=utcnow())
-    )
-    return result.rowcount
-
-
 @dataclass(frozen=True)
 class PreparedPaper:
     paper_id: uuid.UUID
@@ -88,6 +80,31 @@ class PreparedPaper:
     answer_key: AnswerKey
     vocabulary: frozenset[str]
     request: dict[str, Any]
+    prompt_version: str
+    pages_hash: str | None
+    estimate: CallEstimate
+
+
+# The text estimate is a heuristic; the reservation allows this much more, so a cap still holds
+# when the real tokenizer counts higher.
+PROMPT_MARGIN = 1.25
+
+
+def completion_allowance(questions: int, ceiling: int) -> int:
+    """The most output a paper may produce: enough for every question's verdict and explanation,
+    small enough that a runaway reply cannot burn the budget."""
+    return min(ceiling, 400 + 250 * questions)
+
+
+def call_estimate(model: str, request: dict[str, Any], page_sizes: list[tuple[int, int]], questions: int) -> CallEstimate:
+    prompt = estimate_prompt_tokens(request, page_sizes)
+    expected_out = OUTPUT_TOKENS_PER_QUESTION * questions
+    try:
+        expected = call_cost(model, prompt, 0, expected_out)
+        worst = call_cost(model, int(prompt * PROMPT_MARGIN), 0, request["max_completion_tokens"])
+    except UnknownModel:
+        expected = worst = Decimal(0)
+    return CallEstimate(prompt, expected_out, expected, worst)
 
 
 def prepare_paper(
@@ -101,19 +118,23 @@ def prepare_paper(
     images = []
     for page in paper.pages:
         key = normalised_page_key(paper.school_id, exam.id, paper.id, page.number)
-        if page.normalised_key is None:
+        jpeg = b""
+        if page.normalised_key is None or page.sent_width is None:
             normalised = normalise_page(storage.get(page.original_key), exam.model, exam.image_detail)
             storage.put(key, io.BytesIO(normalised.jpeg), "image/jpeg")
             page.normalised_key = key
+            page.sent_width, page.sent_height = normalised.width, normalised.height
             jpeg = normalised.jpeg
-        else:
-            jpeg = b""
         url = storage.presign_get(key, presign_seconds)
         if url is None:
             jpeg = jpeg or storage.get(key)
             url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
         images.append(PageImage(url))
-    request = build_request(exam, answer_key, vocabulary, images, max_completion_tokens)
+    max_out = completion_allowance(len(answer_key.questions), max_completion_tokens)
+    request = build_request(exam, answer_key, vocabulary, images, max_out)
+    version = prompt_version(request)
+    paper.prompt_version = version
+    sizes = [(page.sent_width or 0, page.sent_height or 0) for page in paper.pages]
     return PreparedPaper(
         paper_id=paper.id,
         exam_id=exam.id,
@@ -123,6 +144,9 @@ def prepare_paper(
         answer_key=answer_key,
         vocabulary=frozenset(kp.id for kp in vocabulary),
         request=request,
+        prompt_version=version,
+        pages_hash=paper.pages_hash,
+        estimate=call_estimate(exam.model, request, sizes, len(answer_key.questions)),
     )
 
 
@@ -136,31 +160,57 @@ def archive_reply(storage: Storage, prepared: PreparedPaper, reply: ProviderRepl
     return key
 
 
-def record_usage(
-    session: Session, prepared: PreparedPaper, reply: ProviderReply | None, outcome: str,
-    request_id: str | None = None,
+def settle_usage(
+    session: Session, usage_id: int, reply: ProviderReply | None, outcome: str, request_id: str | None = None,
 ) -> Usage:
-    """One usage row per provider call, priced by the exam's model (unknown models cost 0, flagged)."""
-    usage = Usage(
-        school_id=prepared.school_id,
-        exam_id=prepared.exam_id,
-        paper_id=prepared.paper_id,
-        model=prepared.model,
-        outcome=outcome,
-        request_id=reply.request_id if reply else request_id,
-    )
+    """Replace a call's reservation with what it really cost (nothing, when no reply came back)."""
+    usage = session.get_one(Usage, usage_id)
+    usage.outcome = outcome
+    usage.request_id = reply.request_id if reply else request_id
+    usage.prompt_tokens = reply.prompt_tokens if reply else 0
+    usage.cached_tokens = reply.cached_tokens if reply else 0
+    usage.completion_tokens = reply.completion_tokens if reply else 0
+    usage.cost_usd = Decimal(0)
     if reply is not None:
-        usage.prompt_tokens = reply.prompt_tokens
-        usage.cached_tokens = reply.cached_tokens
-        usage.completion_tokens = reply.completion_tokens
         try:
-            usage.cost_usd = call_cost(
-                prepared.model, reply.prompt_tokens, reply.cached_tokens, reply.completion_tokens
-            )
+            usage.cost_usd = call_cost(usage.model, reply.prompt_tokens, reply.cached_tokens, reply.completion_tokens)
         except UnknownModel:
             usage.outcome = f"{outcome}:unpriced"
-    session.add(usage)
     return usage
+
+
+def reuse_earlier_result(session: Session, prepared: PreparedPaper) -> PaperStatus | None:
+    """If the school already graded these exact pages under this exact prompt, copy that result:
+    no provider call, no cost. Returns the new status, or None when there is nothing to reuse."""
+    if prepared.pages_hash is None:
+        return None
+    source = session.scalar(
+        select(Paper).where(
+            Paper.school_id == prepared.school_id,
+            Paper.pages_hash == prepared.pages_hash,
+            Paper.prompt_version == prepared.prompt_version,
+            Paper.status.in_([PaperStatus.graded, PaperStatus.needs_review]),
+            Paper.id != prepared.paper_id,
+        ).order_by(Paper.graded_at).limit(1)
+    )
+    if source is None:
+        return None
+    paper = session.get_one(Paper, prepared.paper_id)
+    paper.questions.clear()
+    session.flush()
+    skip = {"id", "paper_id"}
+    for question in source.questions:
+        copy = QuestionResult(**{c.key: getattr(question, c.key) for c in QuestionResult.__table__.columns
+                                 if c.key not in skip})
+        copy.knowledge_points = [QuestionKnowledgePoint(knowledge_point_id=kp.knowledge_point_id)
+                                 for kp in question.knowledge_points]
+        paper.questions.append(copy)
+    paper.score, paper.max_score = source.score, source.max_score
+    paper.status, paper.status_reason = source.status, source.status_reason
+    paper.reply_key, paper.reused_from, paper.graded_at = source.reply_key, source.id, utcnow()
+    session.add(Usage(school_id=prepared.school_id, exam_id=prepared.exam_id, paper_id=prepared.paper_id,
+                      model=prepared.model, outcome="reused"))
+    return paper.status
 
 
 def needs_review(mark: QuestionMark, points: float) -> bool:
@@ -232,6 +282,12 @@ def stuck_papers(
     ).all()
     if ids:
         session.execute(update(Paper).where(Paper.id.in_(ids)).values(updated_at=utcnow()))
+    # A reservation whose worker died keeps its worst-case cost (the call may have been made and
+    # billed), so a cap still holds; it is only relabelled so it stops looking in flight.
+    session.execute(
+        update(Usage).where(Usage.outcome == "reserved", Usage.created_at < processing_before)
+        .values(outcome="abandoned")
+    )
     return ids
 
 

@@ -3,10 +3,12 @@ so the provider's prompt cache applies), then the page images as image parts."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
+from shared.costs import image_tokens, text_tokens
 from shared.grading.answer_key import AnswerKey
 from shared.grading.marks import SCHEMA_NAME, marks_schema
 from shared.models import Exam, KnowledgePoint
@@ -77,3 +79,33 @@ def build_request(
         "max_completion_tokens": max_completion_tokens,
         "prompt_cache_key": f"markq-exam-{exam.id}",
     }
+
+
+def prompt_version(request: dict[str, Any]) -> str:
+    """A hash of everything in the request but the pages: same hash, same marking."""
+    fixed = {
+        "model": request["model"],
+        "prefix": request["messages"][:-1],
+        "text": [p for p in request["messages"][-1]["content"] if p["type"] == "text"],
+        "detail": sorted({p["image_url"].get("detail", "auto") for p in request["messages"][-1]["content"]
+                          if p["type"] == "image_url"}),
+        "response_format": request["response_format"],
+    }
+    return hashlib.sha256(json.dumps(fixed, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def estimate_prompt_tokens(request: dict[str, Any], page_sizes: list[tuple[int, int]]) -> int:
+    """Prompt tokens by OpenAI's image rules and markq's text estimate (4 per message overhead);
+    the response schema counts as prompt, as it does at OpenAI."""
+    tokens = text_tokens(json.dumps(request["response_format"]["json_schema"]["schema"],
+                                    sort_keys=True, separators=(",", ":")))
+    detail = "high"
+    for message in request["messages"]:
+        tokens += 4
+        content = message["content"]
+        for part in [{"type": "text", "text": content}] if isinstance(content, str) else content:
+            if part["type"] == "text":
+                tokens += text_tokens(part["text"])
+            else:
+                detail = part["image_url"].get("detail", "auto")
+    return tokens + sum(image_tokens(request["model"], w, h, detail) for w, h in page_sizes)
