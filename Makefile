@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test install services bench-check compose-check clean
+.PHONY: demo test install services bench-tokens compose-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: install
 
 test: install services
 	$(PY) -m pytest
+
+bench-tokens: install
+	$(PY) -m pip install -q -e ".[test,bench]"
+	$(PY) -m bench.tokens
 
 compose-check: install
 	$(PY) scripts/check_compose.py

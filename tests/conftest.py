@@ -28,10 +28,13 @@ from moto.server import ThreadedMotoServer
 from PIL import Image, ImageDraw, ImageFont
 from werkzeug.serving import make_server
 
+from sqlalchemy import func, select
+
 from shared.db import transaction
 from shared.grading.vocabulary import sync_vocabulary
 from shared.loopback_openai import LoopbackServer, _QuietHandler
 from shared.migrate import upgrade
+from shared.models import Paper, PaperStatus
 from shared.schools import create_key, create_school
 from shared.settings import Settings, get_settings
 
@@ -232,3 +235,22 @@ def page_bytes(text: str | None = None, size: tuple[int, int] = (1240, 1754), fm
     out = io.BytesIO()
     image.save(out, fmt)
     return out.getvalue()
+
+
+def wait_until_no_paper_is_in_flight(app: Flask, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.extensions["markq"].sessions() as session:
+            busy = session.scalar(select(func.count()).select_from(Paper).where(
+                Paper.status.in_([PaperStatus.queued, PaperStatus.processing])))
+        if busy == 0:
+            return
+        time.sleep(0.2)
+    pytest.fail("papers still in flight")
+
+
+@pytest.fixture
+def idle(worker: str, app: Flask) -> str:
+    """The worker with nothing in flight, so the loopback counters measure this test alone."""
+    wait_until_no_paper_is_in_flight(app)
+    return worker

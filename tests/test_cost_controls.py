@@ -33,7 +33,7 @@ def wait_exam(api, headers, exam_id, done, timeout=60.0):
     pytest.fail(f"exam {exam_id} stuck at {exam['progress']}")
 
 
-def test_the_exam_budget_stops_calls_and_raising_it_finishes_the_exam(live_api, auth, worker, loopback, app):
+def test_the_exam_budget_stops_calls_and_raising_it_finishes_the_exam(live_api, auth, idle, loopback):
     exam = make_exam(live_api, auth("A"), budget_usd="0.0001")
     before = loopback_call(loopback, "/_loopback/stats")["completions"]
     ids = [submit(live_api, auth("A"), exam["id"], student=f"b{n}", pages=1)["id"] for n in range(6)]
@@ -80,7 +80,7 @@ def test_the_school_daily_budget_pauses_and_the_sweep_resumes(live_api, auth, wo
     assert wait_for(live_api, auth("B"), paper["id"], {"graded", "needs_review"})["status"] != "paused"
 
 
-def test_resubmitting_identical_pages_makes_no_provider_call(live_api, auth, worker, loopback):
+def test_resubmitting_identical_pages_makes_no_provider_call(live_api, auth, idle, loopback):
     exam = make_exam(live_api, auth("A"))
     pages = [page_bytes(), page_bytes()]
 

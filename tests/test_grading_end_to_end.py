@@ -43,13 +43,6 @@ def wait_for(api, headers, paper_id, statuses=FINISHED, timeout=60.0):
     pytest.fail(f"paper {paper_id} still {paper['status']} after {timeout}s")
 
 
-@pytest.fixture
-def idle(worker, app):
-    """The worker with nothing in flight, so the loopback counters measure this test alone."""
-    _wait_until_no_paper_is_in_flight(app)
-    return worker
-
-
 def completions(loopback):
     return loopback_call(loopback, "/_loopback/stats")["completions"]
 
@@ -196,18 +189,6 @@ def _wait_queue_empty(settings, timeout=10.0):
     while broker.llen(settings.queue_name) and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.0)  # let the worker finish the delivery it took
-
-
-def _wait_until_no_paper_is_in_flight(app, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with app.extensions["markq"].sessions() as session:
-            busy = session.scalar(select(func.count()).select_from(Paper).where(
-                Paper.status.in_([PaperStatus.queued, PaperStatus.processing])))
-        if busy == 0:
-            return
-        time.sleep(0.2)
-    pytest.fail("papers still in flight")
 
 
 def _exam_vocabulary(app, exam_id):

@@ -3,7 +3,11 @@ import io
 import pytest
 from PIL import Image
 
-from shared.images import PageRejected, inspect_page, normalise_page
+import math
+
+from bench.pages import exam_sheet, jpeg, phone_photo
+from shared.costs import image_tokens, tile_scheme_size
+from shared.images import PageRejected, cheapest_scale, inspect_page, normalise_page
 from tests.conftest import page_bytes
 
 
@@ -33,21 +37,49 @@ def test_too_many_pixels_is_refused_before_decoding():
     assert refused.value.status == 413
 
 
-def test_normalising_turns_a_rotated_photo_upright_and_bounds_its_size():
-    image = Image.new("RGB", (4032, 3024), "white")
-    image.paste((0, 0, 0), (0, 0, 400, 100))  # a dark bar at the top-left of the stored pixels
-    exif = Image.Exif()
-    exif[0x0112] = 6  # the camera was rotated: display needs a 90 degree turn clockwise
-    out = io.BytesIO()
-    image.save(out, "JPEG", exif=exif)
-    page = normalise_page(out.getvalue(), "gpt-4o", "high")
-    assert page.height > page.width  # upright portrait
-    assert min(page.width, page.height) <= 768 and max(page.width, page.height) <= 2048
+def test_a_rotated_phone_photo_arrives_upright_cut_to_the_sheet():
+    page = normalise_page(phone_photo(seed=1), "gpt-4o", "high")
     with Image.open(io.BytesIO(page.jpeg)) as result:
-        assert result.format == "JPEG" and result.mode == "RGB"
-        assert result.getpixel((result.width - 5, 5))[0] < 60  # the bar is now at the top-right
+        assert result.format == "JPEG" and result.mode == "L"
+    assert 1.25 < page.height / page.width < 1.6  # an upright A4 sheet, the desk cut away
+    assert image_tokens("gpt-4o", page.width, page.height) < image_tokens("gpt-4o", 4032, 3024)
+
+
+def test_an_a4_sheet_costs_two_tiles_instead_of_six():
+    page = normalise_page(jpeg(exam_sheet(1240, 1754, seed=5)), "gpt-4o", "high")
+    assert image_tokens("gpt-4o", 1240, 1754) == 1105  # what the provider charges for the original
+    assert image_tokens("gpt-4o", page.width, page.height) == 425
+    assert page.width == 512  # the tiles it pays for are filled, not wasted
 
 
 def test_a_small_page_is_not_enlarged():
     page = normalise_page(page_bytes(size=(600, 800)), "gpt-4o", "high")
-    assert (page.width, page.height) == (600, 800)
+    assert page.width <= 600 and page.height <= 800
+
+
+def test_a_blank_page_is_kept_whole_at_the_providers_size():
+    blank = io.BytesIO()
+    Image.new("RGB", (1240, 1754), "white").save(blank, "JPEG")
+    page = normalise_page(blank.getvalue(), "gpt-4o", "high")
+    assert (page.width, page.height) == tile_scheme_size(1240, 1754)
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "min_scale", "expected_units"),
+    [
+        ("gpt-4o", (1000, 1400), 0.45, (1, 2)),  # 450x630 -> fill one column of tiles: 512 wide
+        ("gpt-4o", (1000, 1400), 0.60, (2, 2)),
+        ("gpt-4.1-mini", (1000, 1400), 0.45, (15, 20)),  # 32px patches, filled
+    ],
+)
+def test_the_cheapest_scale_fills_the_tiles_it_pays_for(model, size, min_scale, expected_units):
+    unit = 32 if model == "gpt-4.1-mini" else 512
+    scale = cheapest_scale(model, "high", *size, min_scale)
+    assert scale >= min_scale
+    cols, rows = (math.ceil(size[0] * scale / unit - 1e-9), math.ceil(size[1] * scale / unit - 1e-9))
+    assert (cols, rows) == expected_units
+
+
+def test_a_mismeasured_page_never_shrinks_below_a_share_of_the_providers_size():
+    limit = tile_scheme_size(1240, 1754)[0] / 1240
+    assert cheapest_scale("gpt-4o", "high", 1240, 1754, min_scale=0.01) >= limit * 0.4
