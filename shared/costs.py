@@ -9,6 +9,7 @@ shrinking the image by the documented rule when it has more, times a per-model m
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 TILE_FIT = 2048
 TILE_SHORT_SIDE = 768
@@ -153,10 +155,32 @@ def image_tokens(model: str, width: int, height: int, detail: str = "high") -> i
 _CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
 
 
-def text_tokens(text: str) -> int:
-    """An estimate of text tokens: about one per CJK character and one per four other characters."""
+@lru_cache(maxsize=1)
+def _o200k() -> Any:
+    """OpenAI's o200k_base tokenizer (every model in the price file uses it), from bpe-openai,
+    which carries its tables in the package; None where it is not installed."""
+    try:
+        import bpe_openai
+    except ImportError:
+        return None
+    try:
+        return bpe_openai.get_encoding("o200k_base")
+    except Exception:
+        logging.getLogger(__name__).warning("o200k_base did not load; text tokens are estimated", exc_info=True)
+        return None
+
+
+def estimate_text_tokens(text: str) -> int:
+    """A tokenizer-free estimate: about one token per CJK character, one per four other characters."""
     cjk = len(_CJK.findall(text))
     return cjk + math.ceil((len(text) - cjk) / 4)
+
+
+def text_tokens(text: str) -> int:
+    """Text tokens as OpenAI counts them when the tokenizer is installed, else an estimate.
+    encode_ordinary: text that looks like a special token is counted, never refused."""
+    encoding = _o200k()
+    return len(encoding.encode_ordinary(text)) if encoding is not None else estimate_text_tokens(text)
 
 
 def call_cost(model: str, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> Decimal:

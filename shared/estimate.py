@@ -18,11 +18,12 @@ from shared.costs import (
 
 DEFAULT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1-mini")
 # What a paper costs besides its images. The static prefix (instructions, answer key, vocabulary,
-# schema) was measured on markq's own requests for a grade 3 mathematics exam: 1002 tokens at 4
-# questions, 1286 at 10, 1766 at 20. The reply is an allowance of 90 tokens per question (verdict,
-# short explanation and correction), not a measurement of a real model.
-PREFIX_TOKENS_BASE = 900
-PREFIX_TOKENS_PER_QUESTION = 45
+# schema) was measured with the o200k_base tokenizer on markq's own requests for a grade 3
+# mathematics exam: 1014 tokens at 4 questions, 1368 at 10, 1958 at 20, 3138 at 40. The reply is an
+# allowance of 90 tokens per question (verdict, short explanation and correction), not a
+# measurement of a real model.
+PREFIX_TOKENS_BASE = 780
+PREFIX_TOKENS_PER_QUESTION = 59
 OUTPUT_TOKENS_PER_QUESTION = 90
 CACHE_MIN_TOKENS = 1024
 

@@ -43,9 +43,16 @@ def test_cached_tokens_are_priced_at_the_cached_rate():
     assert (full, cached) == (Decimal("2.500000"), Decimal("1.250000"))
 
 
-def test_text_estimate_counts_chinese_characters_as_tokens():
-    assert text_tokens("分数") == 2
-    assert text_tokens("abcdefgh") == 2
+def test_text_tokens_use_the_real_o200k_tokenizer():
+    assert text_tokens("hello world") == 2
+    assert text_tokens("a <|endoftext|> b") > 3  # counted like any text, not refused
+
+
+def test_the_fallback_estimate_counts_chinese_characters_as_tokens():
+    from shared.costs import estimate_text_tokens
+
+    assert estimate_text_tokens("分数") == 2
+    assert estimate_text_tokens("abcdefgh") == 2
 
 
 def test_blank_environment_values_count_as_unset(monkeypatch):
