@@ -132,6 +132,8 @@ def print_results(client: MarkqClient, exam: dict[str, Any], simulated: bool) ->
             line += f" review: {', '.join(review)}"
         if paper["status"] in ("failed", "paused"):
             line += f" ({paper['status_reason']})"
+        if paper.get("reused_from"):
+            line += " (same pages as an earlier paper: its result reused, no provider call)"
         print(line + tag)
     missed = [row for row in report["missed_knowledge_points"] if row["missed"]]
     print(f"  most-missed knowledge points{tag}:")

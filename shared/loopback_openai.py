@@ -220,23 +220,28 @@ def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def generate_instance(schema: dict[str, Any], rng: random.Random, root: dict[str, Any] | None = None) -> Any:
-    """A value that validates against `schema` (the subset structured outputs allow)."""
+def generate_instance(
+    schema: dict[str, Any], rng: random.Random, root: dict[str, Any] | None = None,
+    points: dict[str, float] | None = None, key: str | None = None,
+) -> Any:
+    """A value that validates against `schema` (the subset structured outputs allow). `points`
+    maps question ids to their points, read from the exam in the prompt, as a model would."""
     root = root if root is not None else schema
+    points = points or {}
     schema = _resolve(schema, root)
     if "enum" in schema:
         return rng.choice(schema["enum"])
     if "const" in schema:
         return schema["const"]
     if "anyOf" in schema:
-        return generate_instance(schema["anyOf"][0], rng, root)
+        return generate_instance(schema["anyOf"][0], rng, root, points)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object":
         properties = schema.get("properties", {})
-        value = {name: generate_instance(sub, rng, root) for name, sub in properties.items()}
-        return _coherent_mark(value, properties, rng)
+        value = {name: generate_instance(sub, rng, root, points, name) for name, sub in properties.items()}
+        return _coherent_mark(value, properties, rng, points.get(key or ""))
     if kind == "array":
         items = _resolve(schema.get("items", {}), root)
         low = schema.get("minItems", 1)
@@ -244,7 +249,7 @@ def generate_instance(schema: dict[str, Any], rng: random.Random, root: dict[str
         if "enum" in items:
             choices = list(items["enum"])
             return rng.sample(choices, min(len(choices), rng.randint(low, high))) if choices else []
-        return [generate_instance(items, rng, root) for _ in range(rng.randint(low, high))]
+        return [generate_instance(items, rng, root, points) for _ in range(rng.randint(low, high))]
     if kind == "string":
         return "simulated"
     if kind in {"number", "integer"}:
@@ -257,13 +262,16 @@ def generate_instance(schema: dict[str, Any], rng: random.Random, root: dict[str
     return None
 
 
-def _coherent_mark(value: dict[str, Any], properties: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+def _coherent_mark(
+    value: dict[str, Any], properties: dict[str, Any], rng: random.Random, points: float | None
+) -> dict[str, Any]:
     """A simulated verdict that makes sense: a correct answer scores full marks and has no error."""
     if not {"is_correct", "score", "error_type"} <= value.keys():
         return value
     correct = rng.random() < 0.7
     value["is_correct"] = correct
-    value["score"] = properties["score"].get("maximum", 1) if correct else properties["score"].get("minimum", 0)
+    full = points if points is not None else properties["score"].get("maximum", 1)
+    value["score"] = full if correct else properties["score"].get("minimum", 0)
     errors = [e for e in properties["error_type"].get("enum", []) if e not in {"none", "illegible", "blank"}]
     value["error_type"] = "none" if correct or not errors else rng.choice(errors)
     if "confidence" in value:
@@ -440,7 +448,7 @@ def reply_content(state: LoopbackState, body: dict[str, Any], prompt: PromptCoun
     if scripted is not None:
         value = scripted
     elif schema is not None:
-        value = generate_instance(schema, random.Random(prompt.seed))
+        value = generate_instance(schema, random.Random(prompt.seed), points=_question_points(body))
     else:
         return "This is a simulated reply from the markq loopback server."
     if schema is not None:
@@ -455,6 +463,21 @@ def reply_content(state: LoopbackState, body: dict[str, Any], prompt: PromptCoun
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, *args: object, **kwargs: object) -> None:
         pass
+
+
+def _question_points(body: dict[str, Any]) -> dict[str, float]:
+    """Question ids and points from an answer key in the system messages, if one is there."""
+    for message in body.get("messages", []):
+        if message.get("role") != "system" or not isinstance(message.get("content"), str):
+            continue
+        try:
+            context = json.loads(message["content"])
+        except ValueError:
+            continue
+        if isinstance(context, dict) and isinstance(context.get("answer_key"), dict):
+            return {str(q.get("id")): float(q.get("points", 1))
+                    for q in context["answer_key"].get("questions", []) if isinstance(q, dict)}
+    return {}
 
 
 class LoopbackServer:

@@ -197,3 +197,13 @@ def _exam_vocabulary(app, exam_id):
 
     with app.extensions["markq"].sessions() as session:
         return exam_vocabulary(session, session.get(Exam, uuid.UUID(exam_id)))
+
+
+def test_simulated_correct_answers_score_full_points(live_api, auth, worker):
+    exam = make_exam(live_api, auth("A"))
+    paper = wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], pages=1)["id"])
+    for question in paper["questions"]:
+        if question["is_correct"]:
+            assert question["score"] == question["max_score"]
+        else:
+            assert question["score"] == 0
