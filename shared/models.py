@@ -79,7 +79,12 @@ class KnowledgePoint(Base):
     strand: Mapped[str] = mapped_column(String(100))
     name_zh: Mapped[str] = mapped_column(String(200))
     name_en: Mapped[str] = mapped_column(String(200))
+    aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
     vocabulary_version: Mapped[str] = mapped_column(String(20))
+    # Set for a point an exam added itself; such points belong to that exam only.
+    exam_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("exams.id", ondelete="CASCADE"), index=True
+    )
 
     __table_args__ = (Index("ix_knowledge_points_subject_grade", "subject", "grade"),)
 
@@ -99,6 +104,9 @@ class Exam(Base):
     image_detail: Mapped[str] = mapped_column(String(10))
     # Dollars the whole exam may spend; None means no cap.
     budget_usd: Mapped[Decimal | None] = mapped_column(Numeric(12, 4))
+    # Trial run: grade only the first N papers and hold the rest until the teacher releases them.
+    trial_papers: Mapped[int | None] = mapped_column(Integer)
+    trial_released: Mapped[bool] = mapped_column(Boolean, default=False)
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -175,14 +183,25 @@ class QuestionResult(Base):
     question_id: Mapped[str] = mapped_column(String(50))
     student_answer: Mapped[str] = mapped_column(Text)
     correct_answer: Mapped[str] = mapped_column(Text)
+    # The effective verdict (the model's, or the teacher's after review): every count reads these.
     is_correct: Mapped[bool] = mapped_column(Boolean)
-    score: Mapped[float] = mapped_column(Float)
+    score: Mapped[float | None] = mapped_column(Float)  # None until a teacher reads an illegible answer
     max_score: Mapped[float] = mapped_column(Float)
     error_type: Mapped[str] = mapped_column(String(30))
     explanation: Mapped[str] = mapped_column(Text)
     correction: Mapped[str] = mapped_column(Text)
     confidence: Mapped[float] = mapped_column(Float)
     needs_review: Mapped[bool] = mapped_column(Boolean, default=False)
+    review_reason: Mapped[str | None] = mapped_column(Text)
+    # False when the key gave no answer and the model solved the question itself.
+    from_key: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The deterministic check: True/False when it could compare the answer with the key, else None.
+    check_equivalent: Mapped[bool | None] = mapped_column(Boolean)
+    # What the model said, kept when a teacher overrides it, for the agreement figure.
+    model_is_correct: Mapped[bool] = mapped_column(Boolean)
+    model_score: Mapped[float | None] = mapped_column(Float)
+    model_knowledge_points: Mapped[list[str]] = mapped_column(JSON, default=list)
+    reviewed_at: Mapped[datetime | None]
 
     paper: Mapped[Paper] = relationship(back_populates="questions")
     knowledge_points: Mapped[list[QuestionKnowledgePoint]] = relationship(

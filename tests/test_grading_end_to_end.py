@@ -169,8 +169,12 @@ def test_the_exam_report_counts_missed_points_from_sql(live_api, auth, idle, loo
              "error_type": "none", "explanation": "", "correction": "", "confidence": 0.95}
     wrong = {**right, "student_answer": "54", "is_correct": False, "score": 0, "error_type": "calculation",
              "explanation": "7 x 8 is 56", "correction": "7 x 8 = 56"}
-    replies = [{"questions": {"1": wrong, "2": right, "3": {**right, "score": 3}, "4": {**wrong, "score": 0}}},
-               {"questions": {"1": wrong, "2": right, "3": {**right, "score": 3}, "4": {**right, "score": 3}}}]
+    q2 = {**right, "student_answer": "0.75"}
+    q3 = {**right, "student_answer": "24厘米", "score": 3}
+    q4_right = {**right, "student_answer": "7……2", "score": 3}
+    q4_wrong = {**wrong, "student_answer": "7……1", "score": 0}
+    replies = [{"questions": {"1": wrong, "2": q2, "3": q3, "4": q4_wrong}},
+               {"questions": {"1": wrong, "2": q2, "3": q3, "4": q4_right}}]
     loopback_call(loopback, "/_loopback/replies", {"replies": replies})
     ids = [submit(live_api, auth("A"), exam["id"], student=f"r{n}", pages=1)["id"] for n in range(2)]
     for paper_id in ids:

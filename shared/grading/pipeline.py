@@ -22,6 +22,7 @@ from shared.budget import CallEstimate
 from shared.costs import UnknownModel, call_cost
 from shared.estimate import OUTPUT_TOKENS_PER_QUESTION
 from shared.grading.answer_key import AnswerKey
+from shared.grading.equivalence import equivalent
 from shared.grading.marks import QuestionMark, parse_marks
 from shared.grading.prompt import PageImage, build_request, estimate_prompt_tokens, prompt_version
 from shared.grading.vocabulary import exam_vocabulary
@@ -213,10 +214,24 @@ def reuse_earlier_result(session: Session, prepared: PreparedPaper) -> PaperStat
     return paper.status
 
 
-def needs_review(mark: QuestionMark, points: float) -> bool:
-    """Illegible is not wrong, a verdict the model is unsure of is not final, and a score above
-    the question's points means the model misread the key: a teacher looks."""
-    return mark.error_type == "illegible" or mark.confidence < REVIEW_BELOW_CONFIDENCE or mark.score > points
+NO_KEY_CONFIDENCE = 0.6  # a verdict on a question the key did not answer is never more certain
+
+
+def review_reason(mark: QuestionMark, points: float, check: bool | None, key_answer: str | None) -> str | None:
+    """Why a teacher must look at this verdict, or None. Illegible is not wrong; an unsure verdict
+    is not final; a score above the points means the model misread the key; and where the
+    deterministic check and the model disagree, neither is trusted."""
+    if mark.error_type == "illegible":
+        return "illegible: a teacher must read the answer"
+    if mark.score > points:
+        return f"the model gave {mark.score:g} of {points:g} points"
+    if check is not None and check != mark.is_correct:
+        relation = "equivalent to" if check else "not equivalent to"
+        return (f"the check finds {mark.student_answer!r} {relation} the key {key_answer!r}, "
+                f"but the model marked it {'correct' if mark.is_correct else 'wrong'}")
+    if mark.confidence < REVIEW_BELOW_CONFIDENCE:
+        return f"the model is unsure (confidence {mark.confidence:.2f})"
+    return None
 
 
 def record_marks(
@@ -224,40 +239,53 @@ def record_marks(
 ) -> PaperStatus:
     """Write the question results and the paper's score and status (caller owns the transaction)."""
     paper = session.get_one(Paper, prepared.paper_id)
+    subject = session.get_one(Exam, prepared.exam_id).subject
     paper.questions.clear()
     session.flush()
-    total = 0.0
-    any_review = False
     for position, question in enumerate(prepared.answer_key.questions):
         mark = marks[question.id]
-        review = needs_review(mark, question.points)
-        any_review |= review
-        score = 0.0 if review and mark.error_type == "illegible" else min(mark.score, question.points)
-        total += score
+        check = (equivalent(mark.student_answer, question.answer, tuple(question.accepted))
+                 if subject == "math" and question.answer else None)
+        reason = review_reason(mark, question.points, check, question.answer)
+        illegible = mark.error_type == "illegible"
+        confidence = mark.confidence if question.answer else min(mark.confidence, NO_KEY_CONFIDENCE)
+        points = list(dict.fromkeys([*question.knowledge_points, *mark.knowledge_points]))
         result = QuestionResult(
             position=position,
             question_id=question.id,
             student_answer=mark.student_answer,
-            correct_answer=question.answer,
+            correct_answer=question.answer or "",
             is_correct=mark.is_correct,
-            score=score,
+            score=None if illegible else min(mark.score, question.points),
             max_score=question.points,
             error_type=mark.error_type,
             explanation=mark.explanation,
             correction=mark.correction,
-            confidence=mark.confidence,
-            needs_review=review,
+            confidence=confidence,
+            needs_review=reason is not None,
+            review_reason=reason,
+            from_key=bool(question.answer),
+            check_equivalent=check,
+            model_is_correct=mark.is_correct,
+            model_score=mark.score,
+            model_knowledge_points=points,
         )
-        points = dict.fromkeys([*question.knowledge_points, *mark.knowledge_points])
         result.knowledge_points = [QuestionKnowledgePoint(knowledge_point_id=kp) for kp in points]
         paper.questions.append(result)
-    paper.score = total
-    paper.max_score = prepared.answer_key.max_score
-    paper.status = PaperStatus.needs_review if any_review else PaperStatus.graded
-    paper.status_reason = "some answers need a teacher's review" if any_review else None
+    session.flush()
+    settle_paper(paper, prepared.answer_key.max_score)
     paper.reply_key = reply_key
     paper.graded_at = utcnow()
     return paper.status
+
+
+def settle_paper(paper: Paper, max_score: float) -> None:
+    """The paper's score and status from its questions: needs_review while any question does."""
+    paper.score = sum(q.score for q in paper.questions if q.score is not None)
+    paper.max_score = max_score
+    waiting = sum(1 for q in paper.questions if q.needs_review)
+    paper.status = PaperStatus.needs_review if waiting else PaperStatus.graded
+    paper.status_reason = f"{waiting} answer(s) need a teacher's review" if waiting else None
 
 
 def parse_reply(prepared: PreparedPaper, reply: ProviderReply) -> dict[str, QuestionMark]:

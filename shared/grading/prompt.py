@@ -17,6 +17,7 @@ INSTRUCTIONS = """You mark primary and middle school (grades 1-9) test papers fr
 For every question in the answer key:
 - Read the student's answer exactly as written; write it in student_answer ("" if blank).
 - Compare it with the key's answer and accepted forms; equivalent forms (0.75 = 3/4 = 75%) are correct.
+- Where the key gives no answer, solve the question yourself first, then compare.
 - Award a score between 0 and the question's points, using the partial-credit notes and the rubric.
 - Tag the knowledge points the question tests, from the given list only; for a wrong answer these are the points the student missed.
 - error_type: "none" when correct; otherwise calculation, concept, misread_question, unit, incomplete, blank, or illegible.
