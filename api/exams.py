@@ -13,13 +13,12 @@ from api.context import current_school, db, require_school
 from api.errors import ApiError, not_found
 from api.schemas import (
     ExamCreateSchema,
-    ExamReportSchema,
     ExamSchema,
     ExamUpdateSchema,
     SchoolSchema,
 )
 from shared import budget
-from shared.grading.exams import InvalidExam, create_exam, exam_report, exam_view, get_exam, usage_totals
+from shared.grading.exams import InvalidExam, create_exam, exam_view, get_exam, usage_totals
 from shared.models import Exam, Usage
 from worker.tasks import grade_paper
 
@@ -101,16 +100,6 @@ class ExamResume(MethodView):
         session.commit()
         enqueue(resumed)
         return exam_view(session, exam)
-
-
-@blp.route("/<uuid:exam_id>/report")
-class ExamReport(MethodView):
-    decorators = [require_school]
-
-    @blp.response(200, ExamReportSchema)
-    def get(self, exam_id: uuid.UUID) -> dict[str, Any]:
-        """Scores per paper and the knowledge points most missed, computed in SQL."""
-        return exam_report(db(), school_exam(exam_id))
 
 
 school_blp = Blueprint("school", __name__, url_prefix="/v1/school", description="The caller's school")

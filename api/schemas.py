@@ -146,10 +146,127 @@ class MissedPointSchema(Schema):
     name_zh = fields.String()
     name_en = fields.String()
     missed = fields.Integer(metadata={"description": "Questions tagged with this point answered wrong."})
-    attempted = fields.Integer(metadata={"description": "Questions tagged with this point, graded."})
+    attempted = fields.Integer(metadata={"description": "Questions tagged with this point with a final verdict."})
+
+
+class BucketSchema(Schema):
+    range = fields.String()
+    papers = fields.Integer()
+
+
+class QuestionAccuracySchema(Schema):
+    question_id = fields.String()
+    attempted = fields.Integer()
+    correct = fields.Integer()
+    accuracy = fields.Float(allow_none=True)
+    mean_score = fields.Float()
+    points = fields.Float()
+
+
+class ClassSummarySchema(Schema):
+    class_label = fields.String()
+    papers = fields.Integer()
+    mean_percent = fields.Float()
+    missed_knowledge_points = fields.List(fields.Nested(MissedPointSchema))
+
+
+class ReviewSummarySchema(Schema):
+    needing_review = fields.Integer()
+    reviewed = fields.Integer()
+    model_teacher_agreement = fields.Float(allow_none=True, metadata={
+        "description": "Share of reviewed questions where the teacher kept the model's verdict."})
 
 
 class ExamReportSchema(Schema):
     exam_id = fields.UUID()
+    title = fields.String()
+    language = fields.String()
     papers = fields.List(fields.Nested(PaperSummarySchema))
+    score_distribution = fields.List(fields.Nested(BucketSchema))
+    questions = fields.List(fields.Nested(QuestionAccuracySchema))
     missed_knowledge_points = fields.List(fields.Nested(MissedPointSchema))
+    classes = fields.List(fields.Nested(ClassSummarySchema))
+    review = fields.Nested(ReviewSummarySchema)
+
+
+class ReviewItemSchema(Schema):
+    paper_id = fields.UUID()
+    student_ref = fields.String()
+    class_label = fields.String()
+    question_id = fields.String()
+    student_answer = fields.String()
+    correct_answer = fields.String()
+    model_is_correct = fields.Boolean()
+    model_score = fields.Float(allow_none=True)
+    max_score = fields.Float()
+    error_type = fields.String()
+    confidence = fields.Float()
+    check_equivalent = fields.Boolean(allow_none=True)
+    review_reason = fields.String(allow_none=True)
+    knowledge_points = fields.List(fields.String())
+
+
+class OverrideSchema(Schema):
+    is_correct = fields.Boolean()
+    score = fields.Float()
+    error_type = fields.String()
+    knowledge_points = fields.List(fields.String(), validate=validate.Length(max=10))
+
+
+class StudentArgs(Schema):
+    since = fields.DateTime(metadata={"description": "Papers submitted at or after this time."})
+    until = fields.DateTime(metadata={"description": "Papers submitted before this time."})
+    exam = fields.UUID(metadata={"description": "Only this exam."})
+
+
+class StudentExamSchema(Schema):
+    exam_id = fields.UUID()
+    title = fields.String()
+    subject = fields.String()
+    paper_id = fields.UUID()
+    class_label = fields.String()
+    status = fields.String()
+    score = fields.Float(allow_none=True)
+    max_score = fields.Float(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class MistakeSchema(Schema):
+    exam = fields.String()
+    date = fields.DateTime()
+    question_id = fields.String()
+    student_answer = fields.String()
+    correct_answer = fields.String()
+    error_type = fields.String()
+    explanation = fields.String()
+    correction = fields.String()
+
+
+class NotebookGroupSchema(Schema):
+    knowledge_point = fields.String()
+    name_zh = fields.String()
+    name_en = fields.String()
+    mistakes = fields.List(fields.Nested(MistakeSchema))
+
+
+class StudentReportSchema(Schema):
+    student_ref = fields.String()
+    exams = fields.List(fields.Nested(StudentExamSchema))
+    weak_points = fields.List(fields.Nested(MissedPointSchema))
+    mistake_notebook = fields.List(fields.Nested(NotebookGroupSchema))
+
+
+class KnowledgePointArgs(Schema):
+    subject = fields.String(validate=validate.OneOf(SUBJECTS))
+    grade = fields.Integer(validate=validate.Range(1, 9))
+
+
+class KnowledgePointSchema(Schema):
+    id = fields.String()
+    subject = fields.String()
+    grade = fields.Integer()
+    strand = fields.String()
+    name_zh = fields.String()
+    name_en = fields.String()
+    aliases = fields.List(fields.String())
+    vocabulary_version = fields.String()

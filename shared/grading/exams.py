@@ -11,17 +11,9 @@ from sqlalchemy.orm import Session
 
 from shared.costs import UnknownModel, known_models, model_card
 from shared.grading.answer_key import AnswerKey
+from shared.grading.reports import review_summary
 from shared.grading.vocabulary import unknown_points
-from shared.models import (
-    Exam,
-    KnowledgePoint,
-    Paper,
-    PaperStatus,
-    QuestionKnowledgePoint,
-    QuestionResult,
-    School,
-    Usage,
-)
+from shared.models import Exam, Paper, PaperStatus, School, Usage
 
 
 class InvalidExam(ValueError):
@@ -104,34 +96,8 @@ def exam_view(session: Session, exam: Exam) -> dict[str, Any]:
     progress = {status.value: int(counts.get(status, 0)) for status in PaperStatus}
     return {
         **{c.key: getattr(exam, c.key) for c in Exam.__table__.columns},
+        "review": review_summary(session, exam.id),
         "papers": sum(progress.values()),
         "progress": progress,
         "usage": usage_totals(session, Usage.exam_id == exam.id),
-    }
-
-
-def exam_report(session: Session, exam: Exam) -> dict[str, Any]:
-    """Scores per paper and knowledge points ranked by times missed, with their denominator."""
-    papers = session.scalars(
-        select(Paper).where(Paper.exam_id == exam.id).order_by(Paper.class_label, Paper.student_ref)
-    ).all()
-    graded = Paper.status.in_([PaperStatus.graded, PaperStatus.needs_review])
-    missed = func.sum(case((QuestionResult.is_correct.is_(False), 1), else_=0))
-    rows = session.execute(
-        select(
-            KnowledgePoint.id, KnowledgePoint.name_zh, KnowledgePoint.name_en,
-            missed.label("missed"), func.count().label("attempted"),
-        )
-        .select_from(QuestionKnowledgePoint)
-        .join(QuestionResult, QuestionResult.id == QuestionKnowledgePoint.question_result_id)
-        .join(Paper, Paper.id == QuestionResult.paper_id)
-        .join(KnowledgePoint, KnowledgePoint.id == QuestionKnowledgePoint.knowledge_point_id)
-        .where(Paper.exam_id == exam.id, graded, QuestionResult.needs_review.is_(False))
-        .group_by(KnowledgePoint.id, KnowledgePoint.name_zh, KnowledgePoint.name_en)
-        .order_by(missed.desc(), KnowledgePoint.id)
-    ).all()
-    return {
-        "exam_id": exam.id,
-        "papers": papers,
-        "missed_knowledge_points": [row._asdict() for row in rows],
     }

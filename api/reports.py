@@ -1,0 +1,164 @@
+"""Reports, review and the knowledge-point vocabulary."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from typing import Any
+
+from flask import Response, request
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from sqlalchemy import select
+
+from api.context import current_school, db, require_school
+from api.errors import ApiError, not_found
+from api.exams import school_exam
+from api.papers import paper_view
+from api.schemas import (
+    ExamReportSchema,
+    KnowledgePointArgs,
+    KnowledgePointSchema,
+    OverrideSchema,
+    PaperSchema,
+    ReviewItemSchema,
+    StudentArgs,
+    StudentReportSchema,
+)
+from shared.grading.reports import exam_report, student_report
+from shared.grading.review import InvalidOverride, override_question, review_queue
+from shared.models import KnowledgePoint, Paper
+
+blp = Blueprint("reports", __name__, description="Reports, review and knowledge points")
+CSV_TABLES = ("papers", "questions", "knowledge_points", "classes")
+
+
+def csv_response(rows: list[dict[str, Any]], columns: list[str], filename: str) -> Response:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    # a byte-order mark so spreadsheet programs read the Chinese names as UTF-8
+    return Response("\ufeff" + out.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@blp.route("/v1/exams/<uuid:exam_id>/report")
+class ExamReport(MethodView):
+    decorators = [require_school]
+
+    @blp.response(200, ExamReportSchema)
+    def get(self, exam_id: uuid.UUID) -> dict[str, Any]:
+        """Score distribution, per-question accuracy, knowledge points by times missed (with
+        attempts), and the same per class; all from SQL over final verdicts."""
+        return exam_report(db(), school_exam(exam_id))
+
+
+@blp.route("/v1/exams/<uuid:exam_id>/report.csv")
+class ExamReportCsv(MethodView):
+    decorators = [require_school]
+
+    @blp.doc(parameters=[{"in": "query", "name": "table", "schema": {"type": "string", "enum": list(CSV_TABLES)}}],
+             responses={"200": {"description": "CSV", "content": {"text/csv": {}}}})
+    def get(self, exam_id: uuid.UUID) -> Response:
+        """The report as CSV: ?table=papers (default), questions, knowledge_points or classes."""
+        table = request.args.get("table", "papers")
+        if table not in CSV_TABLES:
+            raise ApiError(422, "invalid_request", f"table must be one of {', '.join(CSV_TABLES)}")
+        report = exam_report(db(), school_exam(exam_id))
+        if table == "papers":
+            rows = [{"student_ref": p.student_ref, "class_label": p.class_label, "status": p.status.value,
+                     "score": p.score, "max_score": p.max_score} for p in report["papers"]]
+            columns = ["student_ref", "class_label", "status", "score", "max_score"]
+        elif table == "questions":
+            rows, columns = report["questions"], ["question_id", "attempted", "correct", "accuracy", "mean_score", "points"]
+        elif table == "knowledge_points":
+            rows, columns = report["missed_knowledge_points"], ["id", "name_zh", "name_en", "missed", "attempted"]
+        else:
+            rows = [{"class_label": c["class_label"], **kp} for c in report["classes"] for kp in c["missed_knowledge_points"]]
+            columns = ["class_label", "id", "name_zh", "name_en", "missed", "attempted"]
+        return csv_response(rows, columns, f"exam-{exam_id}-{table}.csv")
+
+
+@blp.route("/v1/exams/<uuid:exam_id>/review")
+class ExamReview(MethodView):
+    decorators = [require_school]
+
+    @blp.response(200, ReviewItemSchema(many=True))
+    def get(self, exam_id: uuid.UUID) -> list[dict[str, Any]]:
+        """Answers waiting for a teacher, with the model's verdict and why each needs review."""
+        return review_queue(db(), school_exam(exam_id).id)
+
+
+@blp.route("/v1/papers/<uuid:paper_id>/questions/<question_id>")
+class QuestionOverride(MethodView):
+    decorators = [require_school]
+
+    @blp.arguments(OverrideSchema)
+    @blp.response(200, PaperSchema)
+    def patch(self, changes: dict[str, Any], paper_id: uuid.UUID, question_id: str) -> dict[str, Any]:
+        """A teacher's verdict on one answer: is_correct, score, error_type, knowledge_points.
+        The question leaves review and every count follows."""
+        session = db()
+        paper = session.scalar(select(Paper).where(Paper.id == paper_id, Paper.school_id == current_school().id))
+        if paper is None:
+            raise not_found("paper")
+        if not paper.questions:
+            raise ApiError(409, "not_graded", "the paper has no results to review yet")
+        if not changes:
+            raise ApiError(422, "invalid_request", "give at least one of is_correct, score, error_type, knowledge_points")
+        try:
+            override_question(session, paper, question_id, changes)
+        except LookupError as exc:
+            raise not_found("question") from exc
+        except InvalidOverride as exc:
+            session.rollback()
+            raise ApiError(422, "invalid_override", str(exc)) from exc
+        session.commit()
+        return paper_view(paper)
+
+
+@blp.route("/v1/students/<student_ref>")
+class StudentReport(MethodView):
+    decorators = [require_school]
+
+    @blp.arguments(StudentArgs, location="query")
+    @blp.response(200, StudentReportSchema)
+    def get(self, args: dict[str, Any], student_ref: str) -> dict[str, Any]:
+        """A student's exams, weak knowledge points over a time window, and mistake notebook (错题本)."""
+        return student_report(db(), current_school().id, student_ref, args.get("since"), args.get("until"),
+                              args.get("exam"))
+
+
+@blp.route("/v1/students/<student_ref>/mistakes.csv")
+class StudentMistakesCsv(MethodView):
+    decorators = [require_school]
+
+    @blp.arguments(StudentArgs, location="query")
+    @blp.doc(responses={"200": {"description": "CSV", "content": {"text/csv": {}}}})
+    def get(self, args: dict[str, Any], student_ref: str) -> Response:
+        """The mistake notebook as CSV, one row per wrong answer, grouped by knowledge point."""
+        report = student_report(db(), current_school().id, student_ref, args.get("since"), args.get("until"),
+                                args.get("exam"))
+        rows = [{"knowledge_point": g["knowledge_point"], "name_zh": g["name_zh"], "name_en": g["name_en"], **m}
+                for g in report["mistake_notebook"] for m in g["mistakes"]]
+        columns = ["knowledge_point", "name_zh", "name_en", "exam", "date", "question_id", "student_answer",
+                   "correct_answer", "error_type", "explanation", "correction"]
+        return csv_response(rows, columns, f"mistakes-{student_ref}.csv")
+
+
+@blp.route("/v1/knowledge-points")
+class KnowledgePoints(MethodView):
+    decorators = [require_school]
+
+    @blp.arguments(KnowledgePointArgs, location="query")
+    @blp.response(200, KnowledgePointSchema(many=True))
+    def get(self, args: dict[str, Any]) -> list[KnowledgePoint]:
+        """The shared knowledge-point vocabulary (知识点), optionally for one subject and grade."""
+        query = select(KnowledgePoint).where(KnowledgePoint.exam_id.is_(None))
+        if "subject" in args:
+            query = query.where(KnowledgePoint.subject == args["subject"])
+        if "grade" in args:
+            query = query.where(KnowledgePoint.grade == args["grade"])
+        return list(db().scalars(query.order_by(KnowledgePoint.subject, KnowledgePoint.grade, KnowledgePoint.id)))

@@ -1,0 +1,174 @@
+"""Reports: every number computed in SQL from stored results; the model never invents counts.
+
+A question counts once its verdict is final: its paper is graded (or awaiting review elsewhere)
+and the question itself is not waiting for a teacher. After a review, the teacher's verdict counts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Float, and_, case, cast, func, select
+from sqlalchemy.orm import Session
+
+from shared.models import (
+    Exam,
+    KnowledgePoint,
+    Paper,
+    PaperStatus,
+    QuestionKnowledgePoint,
+    QuestionResult,
+)
+
+GRADED = Paper.status.in_([PaperStatus.graded, PaperStatus.needs_review])
+FINAL = and_(GRADED, QuestionResult.needs_review.is_(False))
+MISSED = func.sum(case((QuestionResult.is_correct.is_(False), 1), else_=0))
+BUCKETS = [(0, 60, "0-59%"), (60, 70, "60-69%"), (70, 80, "70-79%"), (80, 90, "80-89%"), (90, 101, "90-100%")]
+
+
+def _rows(session: Session, query: Any) -> list[dict[str, Any]]:
+    return [row._asdict() for row in session.execute(query)]
+
+
+def missed_points(session: Session, *conditions: Any, by_class: bool = False) -> list[dict[str, Any]]:
+    """Knowledge points ranked by times missed, with attempted as the denominator."""
+    columns = [KnowledgePoint.id, KnowledgePoint.name_zh, KnowledgePoint.name_en]
+    if by_class:
+        columns.insert(0, Paper.class_label)
+    query = (
+        select(*columns, MISSED.label("missed"), func.count().label("attempted"))
+        .select_from(QuestionKnowledgePoint)
+        .join(QuestionResult, QuestionResult.id == QuestionKnowledgePoint.question_result_id)
+        .join(Paper, Paper.id == QuestionResult.paper_id)
+        .join(KnowledgePoint, KnowledgePoint.id == QuestionKnowledgePoint.knowledge_point_id)
+        .where(FINAL, *conditions)
+        .group_by(*columns)
+        .order_by(*( [Paper.class_label] if by_class else []), MISSED.desc(), KnowledgePoint.id)
+    )
+    return _rows(session, query)
+
+
+def score_distribution(session: Session, exam_id: Any) -> list[dict[str, Any]]:
+    percent = cast(Paper.score, Float) * 100 / Paper.max_score
+    bucket = case(*[(and_(percent >= low, percent < high), label) for low, high, label in BUCKETS], else_="?")
+    counts = dict(session.execute(
+        select(bucket, func.count()).where(Paper.exam_id == exam_id, GRADED, Paper.max_score > 0).group_by(bucket)
+    ).all())
+    return [{"range": label, "papers": int(counts.get(label, 0))} for _low, _high, label in BUCKETS]
+
+
+def question_accuracy(session: Session, exam_id: Any) -> list[dict[str, Any]]:
+    correct = func.sum(case((QuestionResult.is_correct.is_(True), 1), else_=0))
+    rows = _rows(session, (
+        select(QuestionResult.question_id, func.min(QuestionResult.position).label("position"),
+               func.count().label("attempted"), correct.label("correct"),
+               func.avg(QuestionResult.score).label("mean_score"), func.max(QuestionResult.max_score).label("points"))
+        .join(Paper, Paper.id == QuestionResult.paper_id)
+        .where(Paper.exam_id == exam_id, FINAL)
+        .group_by(QuestionResult.question_id)
+        .order_by("position")
+    ))
+    for row in rows:
+        row.pop("position")
+        row["accuracy"] = round(row["correct"] / row["attempted"], 4) if row["attempted"] else None
+        row["mean_score"] = round(float(row["mean_score"] or 0), 3)
+    return rows
+
+
+def class_summary(session: Session, exam_id: Any) -> list[dict[str, Any]]:
+    percent = cast(Paper.score, Float) * 100 / Paper.max_score
+    rows = _rows(session, (
+        select(Paper.class_label, func.count().label("papers"), func.avg(percent).label("mean_percent"))
+        .where(Paper.exam_id == exam_id, GRADED, Paper.max_score > 0)
+        .group_by(Paper.class_label).order_by(Paper.class_label)
+    ))
+    for row in rows:
+        row["mean_percent"] = round(float(row["mean_percent"] or 0), 1)
+    return rows
+
+
+def review_summary(session: Session, exam_id: Any) -> dict[str, Any]:
+    """How many answers wait for a teacher, how many were reviewed, and how often the model's
+    verdict matched the teacher's on the reviewed ones."""
+    reviewed = QuestionResult.reviewed_at.is_not(None)
+    agree = func.sum(case((and_(reviewed, QuestionResult.model_is_correct == QuestionResult.is_correct), 1), else_=0))
+    waiting, done, agreed = session.execute(
+        select(func.sum(case((QuestionResult.needs_review.is_(True), 1), else_=0)),
+               func.sum(case((reviewed, 1), else_=0)), agree)
+        .join(Paper, Paper.id == QuestionResult.paper_id).where(Paper.exam_id == exam_id)
+    ).one()
+    done = int(done or 0)
+    return {"needing_review": int(waiting or 0), "reviewed": done,
+            "model_teacher_agreement": round(int(agreed or 0) / done, 4) if done else None}
+
+
+def exam_report(session: Session, exam: Exam) -> dict[str, Any]:
+    papers = session.scalars(
+        select(Paper).where(Paper.exam_id == exam.id).order_by(Paper.class_label, Paper.student_ref)
+    ).all()
+    by_class: dict[str, list[dict[str, Any]]] = {}
+    for row in missed_points(session, Paper.exam_id == exam.id, by_class=True):
+        by_class.setdefault(row.pop("class_label"), []).append(row)
+    return {
+        "exam_id": exam.id,
+        "title": exam.title,
+        "language": exam.language,
+        "papers": papers,
+        "score_distribution": score_distribution(session, exam.id),
+        "questions": question_accuracy(session, exam.id),
+        "missed_knowledge_points": missed_points(session, Paper.exam_id == exam.id),
+        "classes": [{**row, "missed_knowledge_points": by_class.get(row["class_label"], [])}
+                    for row in class_summary(session, exam.id)],
+        "review": review_summary(session, exam.id),
+    }
+
+
+def student_report(
+    session: Session, school_id: int, student_ref: str, since: datetime | None = None,
+    until: datetime | None = None, exam_id: Any = None,
+) -> dict[str, Any]:
+    """One student's exams, weak points across them, and the mistake notebook (错题本)."""
+    scope = [Paper.school_id == school_id, Paper.student_ref == student_ref]
+    if since is not None:
+        scope.append(Paper.created_at >= since)
+    if until is not None:
+        scope.append(Paper.created_at < until)
+    if exam_id is not None:
+        scope.append(Paper.exam_id == exam_id)
+    exams = _rows(session, (
+        select(Exam.id.label("exam_id"), Exam.title, Exam.subject, Exam.language, Paper.id.label("paper_id"),
+               Paper.class_label, Paper.status, Paper.score, Paper.max_score, Paper.created_at)
+        .join(Exam, Exam.id == Paper.exam_id).where(*scope).order_by(Paper.created_at)
+    ))
+    for row in exams:
+        row["status"] = row["status"].value
+    mistakes = session.execute(
+        select(KnowledgePoint.id, KnowledgePoint.name_zh, KnowledgePoint.name_en, Exam.title,
+               Paper.created_at, QuestionResult.question_id, QuestionResult.student_answer,
+               QuestionResult.correct_answer, QuestionResult.error_type, QuestionResult.explanation,
+               QuestionResult.correction)
+        .select_from(QuestionKnowledgePoint)
+        .join(QuestionResult, QuestionResult.id == QuestionKnowledgePoint.question_result_id)
+        .join(Paper, Paper.id == QuestionResult.paper_id)
+        .join(Exam, Exam.id == Paper.exam_id)
+        .join(KnowledgePoint, KnowledgePoint.id == QuestionKnowledgePoint.knowledge_point_id)
+        .where(FINAL, QuestionResult.is_correct.is_(False), *scope)
+        .order_by(KnowledgePoint.id, Paper.created_at, QuestionResult.position)
+    ).all()
+    notebook: dict[str, dict[str, Any]] = {}
+    for row in mistakes:
+        group = notebook.setdefault(row.id, {"knowledge_point": row.id, "name_zh": row.name_zh,
+                                             "name_en": row.name_en, "mistakes": []})
+        group["mistakes"].append({
+            "exam": row.title, "date": row.created_at, "question_id": row.question_id,
+            "student_answer": row.student_answer, "correct_answer": row.correct_answer,
+            "error_type": row.error_type, "explanation": row.explanation, "correction": row.correction,
+        })
+    weak = missed_points(session, *scope)
+    return {
+        "student_ref": student_ref,
+        "exams": exams,
+        "weak_points": [w for w in weak if w["missed"]],
+        "mistake_notebook": sorted(notebook.values(), key=lambda g: -len(g["mistakes"])),
+    }

@@ -1,0 +1,82 @@
+"""A teacher's review: override a verdict, a score or knowledge points. Counts follow at once,
+because every report reads the effective columns; the model's verdict stays for the agreement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from shared.grading.answer_key import AnswerKey
+from shared.grading.marks import ERROR_TYPES
+from shared.grading.pipeline import settle_paper
+from shared.models import Exam, KnowledgePoint, Paper, QuestionKnowledgePoint, QuestionResult, utcnow
+
+
+class InvalidOverride(ValueError):
+    pass
+
+
+def allowed_points(session: Session, exam: Exam, ids: list[str]) -> list[str]:
+    found = set(session.scalars(select(KnowledgePoint.id).where(
+        KnowledgePoint.id.in_(ids), or_(KnowledgePoint.exam_id.is_(None), KnowledgePoint.exam_id == exam.id))))
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise InvalidOverride(f"unknown knowledge points: {', '.join(missing)}")
+    return list(dict.fromkeys(ids))
+
+
+def override_question(
+    session: Session, paper: Paper, question_id: str, changes: dict[str, Any]
+) -> QuestionResult:
+    """Apply a teacher's verdict to one question of a graded paper (caller commits)."""
+    question = next((q for q in paper.questions if q.question_id == question_id), None)
+    if question is None:
+        raise LookupError(f"paper has no question {question_id!r}")
+    exam = session.get_one(Exam, paper.exam_id)
+    if "is_correct" in changes:
+        question.is_correct = bool(changes["is_correct"])
+        if "score" not in changes:
+            question.score = question.max_score if question.is_correct else 0.0
+        if question.is_correct:
+            question.error_type = "none"
+    if "score" in changes:
+        score = float(changes["score"])
+        if not 0 <= score <= question.max_score:
+            raise InvalidOverride(f"score must be between 0 and {question.max_score:g}")
+        question.score = score
+    if question.score is None:
+        raise InvalidOverride("this answer has no score yet: give is_correct or score")
+    if "error_type" in changes:
+        if changes["error_type"] not in ERROR_TYPES:
+            raise InvalidOverride(f"error_type must be one of {', '.join(ERROR_TYPES)}")
+        question.error_type = changes["error_type"]
+    if "knowledge_points" in changes:
+        points = allowed_points(session, exam, list(changes["knowledge_points"]))
+        question.knowledge_points.clear()
+        session.flush()
+        question.knowledge_points.extend(QuestionKnowledgePoint(knowledge_point_id=kp) for kp in points)
+    question.needs_review = False
+    question.review_reason = None
+    question.reviewed_at = utcnow()
+    session.flush()
+    settle_paper(paper, AnswerKey.model_validate(exam.answer_key).max_score)
+    return question
+
+
+def review_queue(session: Session, exam_id: Any) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(Paper.id, Paper.student_ref, Paper.class_label, QuestionResult)
+        .join(QuestionResult, QuestionResult.paper_id == Paper.id)
+        .where(Paper.exam_id == exam_id, QuestionResult.needs_review.is_(True))
+        .order_by(Paper.class_label, Paper.student_ref, QuestionResult.position)
+    ).all()
+    return [{
+        "paper_id": paper_id, "student_ref": student, "class_label": label,
+        "question_id": q.question_id, "student_answer": q.student_answer, "correct_answer": q.correct_answer,
+        "model_is_correct": q.model_is_correct, "model_score": q.model_score, "max_score": q.max_score,
+        "error_type": q.error_type, "confidence": q.confidence, "check_equivalent": q.check_equivalent,
+        "review_reason": q.review_reason,
+        "knowledge_points": [kp.knowledge_point_id for kp in q.knowledge_points],
+    } for paper_id, student, label, q in rows]
