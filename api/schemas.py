@@ -97,7 +97,7 @@ class QuestionResultSchema(Schema):
     student_answer = fields.String()
     correct_answer = fields.String()
     is_correct = fields.Boolean()
-    score = fields.Float()
+    score = fields.Float(allow_none=True, metadata={"description": "None while an illegible answer waits for a teacher."})
     max_score = fields.Float()
     knowledge_points = fields.List(fields.String())
     error_type = fields.String()
@@ -105,6 +105,12 @@ class QuestionResultSchema(Schema):
     correction = fields.String()
     confidence = fields.Float()
     needs_review = fields.Boolean()
+    review_reason = fields.String(allow_none=True)
+    from_key = fields.Boolean(metadata={"description": "False when the key had no answer and the model solved it."})
+    check_equivalent = fields.Boolean(allow_none=True, metadata={
+        "description": "The deterministic check: answer equivalent to the key (true/false), or undecided (null)."})
+    model_is_correct = fields.Boolean()
+    reviewed_at = fields.DateTime(allow_none=True)
 
 
 class PaperSchema(Schema):

@@ -1,0 +1,118 @@
+"""Known verdicts for a class, through the real worker: the reports count exactly, a teacher's
+override moves every count, and the deterministic check and illegible answers go to review."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import httpx
+import pytest
+
+from tests.conftest import loopback_call, page_bytes
+from tests.test_grading_end_to_end import make_exam, submit, wait_for
+
+pytestmark = pytest.mark.integration
+
+KEY = {"questions": [
+    {"id": "1", "answer": "56", "points": 2, "knowledge_points": ["math.g2.times-tables"]},
+    {"id": "2", "answer": "0.75", "points": 2, "knowledge_points": ["math.g3.fractions-intro"]},
+    {"id": "3", "answer": "24厘米", "points": 3, "knowledge_points": ["math.g3.perimeter"]},
+]}
+ANSWERS = {"1": ("56", "54"), "2": ("0.75", "0.7"), "3": ("24厘米", "12厘米")}
+POINTS = {"1": 2, "2": 2, "3": 3}
+# student -> (class, questions answered wrong)
+CLASS = {"A1": ("3A", {"1"}), "A2": ("3A", {"1", "3"}), "A3": ("3A", set()),
+         "B1": ("3B", {"2"}), "B2": ("3B", {"1", "2", "3"})}
+
+
+def verdict(question: str, wrong: bool, **overrides):
+    right_answer, wrong_answer = ANSWERS[question]
+    return {"student_answer": wrong_answer if wrong else right_answer, "is_correct": not wrong,
+            "score": 0 if wrong else POINTS[question], "knowledge_points": [],
+            "error_type": "calculation" if wrong else "none", "explanation": "x" if wrong else "",
+            "correction": f"= {right_answer}" if wrong else "", "confidence": 0.95, **overrides}
+
+
+def test_report_counts_per_point_class_and_student_are_exact_and_follow_an_override(live_api, auth, idle, loopback):
+    headers = auth("A")
+    exam = make_exam(live_api, headers, answer_key=KEY)
+    papers = {}
+    replies = [{"questions": {q: verdict(q, q in wrong) for q in ANSWERS}} for _label, wrong in CLASS.values()]
+    loopback_call(loopback, "/_loopback/replies", {"replies": replies})
+    for student, (label, _wrong) in CLASS.items():  # one at a time: scripted replies go in order
+        files = [("pages", ("p1.jpg", page_bytes(), "image/jpeg"))]
+        reply = httpx.post(f"{live_api}/v1/exams/{exam['id']}/papers", headers=headers,
+                           data={"student_ref": student, "class_label": label}, files=files)
+        papers[student] = wait_for(live_api, headers, reply.json()["id"])
+        assert papers[student]["status"] == "graded", papers[student]
+
+    report = httpx.get(f"{live_api}/v1/exams/{exam['id']}/report", headers=headers).json()
+    missed = {r["id"]: (r["missed"], r["attempted"]) for r in report["missed_knowledge_points"]}
+    assert missed == {"math.g2.times-tables": (3, 5), "math.g3.perimeter": (2, 5), "math.g3.fractions-intro": (2, 5)}
+    assert report["missed_knowledge_points"][0]["id"] == "math.g2.times-tables"
+    by_class = {c["class_label"]: {r["id"]: (r["missed"], r["attempted"]) for r in c["missed_knowledge_points"]}
+                for c in report["classes"]}
+    assert by_class["3A"] == {"math.g2.times-tables": (2, 3), "math.g3.perimeter": (1, 3), "math.g3.fractions-intro": (0, 3)}
+    assert by_class["3B"] == {"math.g2.times-tables": (1, 2), "math.g3.perimeter": (1, 2), "math.g3.fractions-intro": (2, 2)}
+    assert {q["question_id"]: (q["correct"], q["attempted"]) for q in report["questions"]} == {"1": (2, 5), "2": (3, 5), "3": (3, 5)}
+    # scores: A1 5/7, A2 2/7, A3 7/7, B1 5/7, B2 0/7 -> percent 71, 29, 100, 71, 0
+    assert {b["range"]: b["papers"] for b in report["score_distribution"]} == {
+        "0-59%": 2, "60-69%": 0, "70-79%": 2, "80-89%": 0, "90-100%": 1}
+    student = httpx.get(f"{live_api}/v1/students/B2", headers=headers, params={"exam": exam["id"]}).json()
+    assert {w["id"]: (w["missed"], w["attempted"]) for w in student["weak_points"]} == {
+        "math.g2.times-tables": (1, 1), "math.g3.fractions-intro": (1, 1), "math.g3.perimeter": (1, 1)}
+    notebook = {g["knowledge_point"]: g["mistakes"] for g in student["mistake_notebook"]}
+    assert notebook["math.g3.perimeter"][0]["correction"] == "= 24厘米"
+    assert notebook["math.g3.perimeter"][0]["student_answer"] == "12厘米"
+
+    # The teacher decides A2's answer to question 3 was right after all.
+    overridden = httpx.patch(f"{live_api}/v1/papers/{papers['A2']['id']}/questions/3", headers=headers,
+                             json={"is_correct": True})
+    assert overridden.status_code == 200, overridden.text
+    assert overridden.json()["score"] == 2 + 3
+    report = httpx.get(f"{live_api}/v1/exams/{exam['id']}/report", headers=headers).json()
+    missed = {r["id"]: (r["missed"], r["attempted"]) for r in report["missed_knowledge_points"]}
+    assert missed["math.g3.perimeter"] == (1, 5)
+    by_class = {c["class_label"]: {r["id"]: r["missed"] for r in c["missed_knowledge_points"]} for c in report["classes"]}
+    assert by_class["3A"]["math.g3.perimeter"] == 0
+    assert report["review"] == {"needing_review": 0, "reviewed": 1, "model_teacher_agreement": 0.0}
+    rows = list(csv.DictReader(io.StringIO(httpx.get(
+        f"{live_api}/v1/exams/{exam['id']}/report.csv", headers=headers,
+        params={"table": "knowledge_points"}).text.lstrip("\ufeff"))))
+    assert {r["id"]: (int(r["missed"]), int(r["attempted"])) for r in rows}["math.g3.perimeter"] == (1, 5)
+
+
+def test_the_check_sends_3_4_marked_wrong_against_0_75_to_review(live_api, auth, idle, loopback):
+    headers = auth("A")
+    exam = make_exam(live_api, headers, answer_key=KEY)
+    reply = {q: verdict(q, False) for q in ANSWERS}
+    reply["2"] = verdict("2", True, student_answer="3/4", error_type="concept")
+    loopback_call(loopback, "/_loopback/replies", {"replies": [{"questions": reply}]})
+    paper = wait_for(live_api, headers, submit(live_api, headers, exam["id"], pages=1)["id"])
+    question = next(q for q in paper["questions"] if q["question_id"] == "2")
+    assert paper["status"] == "needs_review"
+    assert question["needs_review"] and question["is_correct"] is False
+    queue = httpx.get(f"{live_api}/v1/exams/{exam['id']}/review", headers=headers).json()
+    assert [(i["question_id"], i["check_equivalent"]) for i in queue] == [("2", True)]
+    assert "equivalent" in queue[0]["review_reason"]
+    # not counted as missed while it waits for the teacher
+    report = httpx.get(f"{live_api}/v1/exams/{exam['id']}/report", headers=headers).json()
+    assert {r["id"]: r["attempted"] for r in report["missed_knowledge_points"]}.get("math.g3.fractions-intro") is None
+
+
+def test_an_illegible_answer_goes_to_review_and_is_not_scored_zero(live_api, auth, idle, loopback):
+    headers = auth("A")
+    exam = make_exam(live_api, headers, answer_key=KEY)
+    reply = {q: verdict(q, False) for q in ANSWERS}
+    reply["3"] = verdict("3", True, student_answer="", error_type="illegible", confidence=0.2)
+    loopback_call(loopback, "/_loopback/replies", {"replies": [{"questions": reply}]})
+    paper = wait_for(live_api, headers, submit(live_api, headers, exam["id"], pages=1)["id"])
+    question = next(q for q in paper["questions"] if q["question_id"] == "3")
+    assert question["needs_review"] and question["score"] is None
+    assert "illegible" in question["review_reason"]
+    assert paper["status"] == "needs_review" and paper["score"] == 4  # 2 + 2 scored, 3 pending
+    # the teacher reads it: 24 cm, right
+    after = httpx.patch(f"{live_api}/v1/papers/{paper['id']}/questions/3", headers=headers,
+                        json={"is_correct": True}).json()
+    assert after["status"] == "graded" and after["score"] == 7
