@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     celery_init_app(app, settings)
 
     openapi.init_app(app)
-    from api import estimate, exams, health, papers, reports
+    from api import estimate, exams, health, pages, papers, reports
 
     openapi.register_blueprint(health.blp)
     openapi.register_blueprint(exams.blp)
@@ -48,6 +48,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     openapi.register_blueprint(estimate.blp)
     openapi.register_blueprint(exams.school_blp)
     openapi.register_blueprint(reports.blp)
+    openapi.register_blueprint(pages.share_blp)
+    app.register_blueprint(pages.pages)
     register_error_handlers(app)
 
     @app.teardown_appcontext

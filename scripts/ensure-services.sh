@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start what markq needs on this machine when it is not already answering:
-# Redis (broker, limiter), PostgreSQL (tests), and the Debian fonts the sample papers use.
+# Redis (broker, limiter); with --postgres (the tests) PostgreSQL and Chromium; and the Debian
+# fonts the sample papers and report pages use.
 set -euo pipefail
 need_pg="${1:-}"
 
@@ -24,6 +25,11 @@ if [ "$need_pg" = "--postgres" ] && ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/
   echo "starting PostgreSQL"
   as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start
   for _ in $(seq 50); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 0.2; done
+fi
+
+if [ "$need_pg" = "--postgres" ] && ! command -v chromium >/dev/null; then
+  echo "installing Chromium (the tests render the report pages in it)"
+  apt_install chromium
 fi
 
 if command -v fc-list >/dev/null && ! fc-list | grep -qi "wqy"; then

@@ -45,17 +45,35 @@ class Settings(BaseSettings):
     max_pages_per_paper: int = 20
     max_image_pixels: int = 40_000_000
 
+    # Signs the share links of the HTML report pages. Unset: a random key is made once and kept in
+    # MARKQ_HOME/secret_key, which every process of one installation shares.
+    secret_key: str | None = None
+
     queue_name: str = "markq"
     max_attempts: int = 5
     stuck_queued_seconds: int = 300
     stuck_processing_seconds: int = 900
     sweep_interval_seconds: float = 60.0
 
-    @field_validator("openai_api_key", "openai_base_url", "s3_endpoint_url", "s3_public_endpoint_url", mode="before")
+    @field_validator("openai_api_key", "openai_base_url", "s3_endpoint_url", "s3_public_endpoint_url",
+                     "secret_key", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         """docker-compose passes unset variables through as empty strings."""
         return None if isinstance(value, str) and not value.strip() else value
+
+
+def secret_key(settings: Settings) -> str:
+    if settings.secret_key:
+        return settings.secret_key
+    path = settings.home / "secret_key"
+    if not path.exists():
+        import secrets
+
+        settings.home.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,90 @@
+"""The teacher's report page and a student's feedback sheet, rendered by a real headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.conftest import loopback_call, page_bytes
+from tests.test_grading_end_to_end import make_exam, wait_for
+from tests.test_reports_and_review import ANSWERS, KEY, verdict
+
+pytestmark = pytest.mark.integration
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--hide-scrollbars", "--window-size=1100,1400"]
+
+
+def chromium(tmp_path, *args: str) -> str:
+    assert CHROMIUM, "chromium is not installed (make test installs it: scripts/ensure-services.sh)"
+    result = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def assert_not_blank(png) -> None:
+    with Image.open(png) as shot:
+        grey = shot.convert("L")
+        dark = sum(grey.histogram()[:180])
+        assert dark > 0.003 * grey.width * grey.height, "the screenshot is blank"
+        pixels = shot.convert("RGB").resize((275, 350)).tobytes()
+        reds = sum(1 for i in range(0, len(pixels), 3)
+                   if pixels[i] > 180 and pixels[i + 1] < 120 and pixels[i + 2] < 120)
+        assert reds > 20, "no bar of the chart is drawn"
+
+
+@pytest.fixture(scope="module")
+def shared_exam(live_api, school_keys, worker, loopback, app):
+    from tests.conftest import wait_until_no_paper_is_in_flight
+
+    wait_until_no_paper_is_in_flight(app)
+    headers = {"Authorization": f"Bearer {school_keys['A']}"}
+    exam = make_exam(live_api, headers, answer_key=KEY, title="三年级数学 · 第三单元")
+    wrong = {"S1": {"1", "3"}, "S2": {"1"}, "S3": set()}
+    loopback_call(loopback, "/_loopback/replies", {"replies": [
+        {"questions": {q: verdict(q, q in w) for q in ANSWERS}} for w in wrong.values()]})
+    for student in wrong:
+        reply = httpx.post(f"{live_api}/v1/exams/{exam['id']}/papers", headers=headers,
+                           data={"student_ref": student, "class_label": "3(2)"},
+                           files=[("pages", ("p.jpg", page_bytes(), "image/jpeg"))])
+        wait_for(live_api, headers, reply.json()["id"])
+    link = httpx.post(f"{live_api}/v1/exams/{exam['id']}/share", headers=headers).json()
+    return exam, link["report_url"]
+
+
+def test_the_teacher_page_shows_the_chart_classes_and_students(shared_exam, tmp_path):
+    exam, url = shared_exam
+    dom = chromium(tmp_path, "--dump-dom", url)
+    assert "三年级数学 · 第三单元" in dom
+    assert 'data-kp="math.g2.times-tables"' in dom and '<b class="missed">2</b> / <span class="attempted">3</span>' in dom
+    assert 'data-class="3(2)"' in dom and "/students/S1?token=" in dom
+    shot = tmp_path / "teacher.png"
+    chromium(tmp_path, f"--screenshot={shot}", url)
+    assert_not_blank(shot)
+
+
+def test_the_student_sheet_is_in_the_exams_language(shared_exam, tmp_path):
+    exam, url = shared_exam
+    sheet = url.replace(f"/pages/exams/{exam['id']}?", f"/pages/exams/{exam['id']}/students/S1?")
+    dom = chromium(tmp_path, "--dump-dom", sheet)
+    assert "学生反馈单" in dom and "错题本" in dom and "周长" in dom
+    assert "订正: = 24厘米" in dom
+    shot = tmp_path / "student.png"
+    chromium(tmp_path, f"--screenshot={shot}", sheet)
+    assert_not_blank(shot)
+
+
+def test_page_links_are_signed_for_one_exam(shared_exam, live_api, auth):
+    exam, url = shared_exam
+    assert httpx.get(url).status_code == 200
+    forged = httpx.get(url.split("?")[0] + "?token=forged")
+    assert forged.status_code == 403 and forged.json()["error"]["code"] == "bad_link"
+    other = make_exam(live_api, auth("A"))
+    wrong_exam = httpx.get(url.replace(exam["id"], other["id"]))
+    assert wrong_exam.status_code == 403
