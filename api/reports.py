@@ -68,8 +68,7 @@ class ExamReportCsv(MethodView):
             raise ApiError(422, "invalid_request", f"table must be one of {', '.join(CSV_TABLES)}")
         report = exam_report(db(), school_exam(exam_id))
         if table == "papers":
-            rows = [{"student_ref": p.student_ref, "class_label": p.class_label, "status": p.status.value,
-                     "score": p.score, "max_score": p.max_score} for p in report["papers"]]
+            rows = report["papers"]
             columns = ["student_ref", "class_label", "status", "score", "max_score"]
         elif table == "questions":
             rows, columns = report["questions"], ["question_id", "attempted", "correct", "accuracy", "mean_score", "points"]

@@ -104,9 +104,13 @@ def review_summary(session: Session, exam_id: Any) -> dict[str, Any]:
 
 
 def exam_report(session: Session, exam: Exam) -> dict[str, Any]:
-    papers = session.scalars(
-        select(Paper).where(Paper.exam_id == exam.id).order_by(Paper.class_label, Paper.student_ref)
-    ).all()
+    papers = _rows(session, (
+        select(Paper.id, Paper.student_ref, Paper.class_label, Paper.status, Paper.status_reason,
+               Paper.score, Paper.max_score)
+        .where(Paper.exam_id == exam.id).order_by(Paper.class_label, Paper.student_ref)
+    ))
+    for paper in papers:
+        paper["status"] = paper["status"].value
     by_class: dict[str, list[dict[str, Any]]] = {}
     for row in missed_points(session, Paper.exam_id == exam.id, by_class=True):
         by_class.setdefault(row.pop("class_label"), []).append(row)
