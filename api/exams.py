@@ -102,6 +102,22 @@ class ExamResume(MethodView):
         return exam_view(session, exam)
 
 
+@blp.route("/<uuid:exam_id>/release")
+class ExamRelease(MethodView):
+    decorators = [require_school]
+
+    @blp.response(200, ExamSchema)
+    def post(self, exam_id: uuid.UUID) -> dict[str, Any]:
+        """End the trial run: grade the papers it held, and every paper submitted from now on."""
+        session = db()
+        exam = school_exam(exam_id)
+        exam.trial_released = True
+        resumed = budget.resume_papers(session, causes=(budget.TRIAL,), exam_id=exam.id)
+        session.commit()
+        enqueue(resumed)
+        return exam_view(session, exam)
+
+
 school_blp = Blueprint("school", __name__, url_prefix="/v1/school", description="The caller's school")
 
 

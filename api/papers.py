@@ -17,7 +17,7 @@ from api.exams import enqueue, school_exam
 from api.schemas import PaperListArgs, PaperSchema, PaperSummarySchema
 from shared.grading.exams import usage_totals
 from shared.intake import PageError, UploadedPage, check_pages, submit_paper
-from shared.models import Paper, Usage
+from shared.models import Paper, PaperStatus, Usage
 from shared.storage import StorageError
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,8 @@ class ExamPapers(MethodView):
             )
         except StorageError as exc:
             raise ApiError(503, "storage_unavailable", "could not store the pages; nothing was kept") from exc
-        enqueue([paper.id])
+        if paper.status == PaperStatus.queued:
+            enqueue([paper.id])
         view = paper_view(paper)
         return view, 202, {"Location": view["status_url"]}
 

@@ -37,6 +37,17 @@ class ExamCreateSchema(Schema):
     )
     budget_usd = fields.Decimal(allow_none=True, load_default=None, validate=validate.Range(min=0),
                                 metadata={"description": "Most the exam may spend, in dollars; none: no cap."})
+    trial_papers = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=1), metadata={
+        "description": "Grade only the first N papers; hold the rest until POST /v1/exams/{id}/release."})
+    knowledge_points = fields.List(fields.Nested(lambda: OwnPointSchema()), load_default=list, metadata={
+        "description": "Points of this exam's own, referenced by their id in the answer key."})
+
+
+class OwnPointSchema(Schema):
+    id = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9][a-z0-9.-]{0,40}$"))
+    name_zh = fields.String(required=True, validate=validate.Length(1, 200))
+    name_en = fields.String(validate=validate.Length(max=200))
+    strand = fields.String(validate=validate.Length(max=100))
 
 
 class ExamUpdateSchema(Schema):
@@ -78,6 +89,9 @@ class ExamSchema(Schema):
     status_reason = fields.String(allow_none=True)
     created_at = fields.DateTime()
     budget_usd = fields.Float(allow_none=True)
+    trial_papers = fields.Integer(allow_none=True)
+    trial_released = fields.Boolean()
+    review = fields.Nested(lambda: ReviewSummarySchema())
     papers = fields.Integer(metadata={"description": "Papers submitted."})
     progress = fields.Dict(keys=fields.String(), values=fields.Integer(),
                            metadata={"description": "Paper counts by status."})

@@ -21,6 +21,7 @@ from shared.models import Exam, Paper, PaperStatus, School, Usage, utcnow
 EXAM_BUDGET = "exam_budget"
 SCHOOL_BUDGET = "school_budget"
 QUOTA = "quota"
+TRIAL = "trial"  # held by a trial run until the teacher releases the exam
 
 
 class BudgetExceeded(Exception):

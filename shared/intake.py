@@ -11,7 +11,10 @@ import uuid
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+
+from shared.budget import TRIAL
 
 from shared.images import PageHeader, PageRejected, inspect_page
 from shared.models import Exam, Page, Paper, PaperStatus
@@ -77,7 +80,8 @@ def submit_paper(
     pages: list[UploadedPage],
     headers: list[PageHeader],
 ) -> Paper:
-    """Store the pages and commit the paper as queued. The caller enqueues after the commit."""
+    """Store the pages and commit the paper: queued (the caller enqueues after the commit), or held
+    when the exam is in a trial run that already has its first papers."""
     paper = Paper(
         id=uuid.uuid4(),
         school_id=exam.school_id,
@@ -86,6 +90,13 @@ def submit_paper(
         class_label=class_label,
         status=PaperStatus.queued,
     )
+    if exam.trial_papers and not exam.trial_released:
+        earlier = session.scalar(select(func.count()).select_from(Paper).where(Paper.exam_id == exam.id)) or 0
+        if earlier >= exam.trial_papers:
+            paper.status = PaperStatus.paused
+            paper.paused_for = TRIAL
+            paper.status_reason = (f"trial run: the first {exam.trial_papers} papers are graded first; "
+                                   "release the exam to grade the rest")
     stored: list[str] = []
     try:
         for number, (page, header) in enumerate(zip(pages, headers, strict=True), start=1):

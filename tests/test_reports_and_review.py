@@ -116,3 +116,61 @@ def test_an_illegible_answer_goes_to_review_and_is_not_scored_zero(live_api, aut
     after = httpx.patch(f"{live_api}/v1/papers/{paper['id']}/questions/3", headers=headers,
                         json={"is_correct": True}).json()
     assert after["status"] == "graded" and after["score"] == 7
+
+
+def test_a_trial_run_grades_the_first_papers_and_holds_the_rest_until_released(live_api, auth, idle):
+    headers = auth("A")
+    exam = make_exam(live_api, headers, answer_key=KEY, trial_papers=2)
+    ids = [submit(live_api, headers, exam["id"], student=f"t{n}", pages=1)["id"] for n in range(4)]
+    first = [wait_for(live_api, headers, paper_id) for paper_id in ids[:2]]
+    assert all(p["status"] in ("graded", "needs_review") for p in first)
+    held = [httpx.get(f"{live_api}/v1/papers/{paper_id}", headers=headers).json() for paper_id in ids[2:]]
+    assert [p["status"] for p in held] == ["paused", "paused"] and "trial run" in held[0]["status_reason"]
+    released = httpx.post(f"{live_api}/v1/exams/{exam['id']}/release", headers=headers).json()
+    assert released["trial_released"] is True
+    assert all(wait_for(live_api, headers, paper_id)["status"] in ("graded", "needs_review") for paper_id in ids[2:])
+
+
+def test_an_exam_may_add_its_own_knowledge_points(live_api, auth, idle, loopback):
+    headers = auth("A")
+    key = {"questions": [{"id": "1", "answer": "8", "points": 1, "knowledge_points": ["cube-counting"]}]}
+    exam = make_exam(live_api, headers, answer_key=key, knowledge_points=[
+        {"id": "cube-counting", "name_zh": "数小正方体", "name_en": "Counting small cubes"}])
+    own = exam["answer_key"]["questions"][0]["knowledge_points"][0]
+    assert own.startswith("exam-") and own.endswith(".cube-counting")
+    wrong = verdict("1", True, student_answer="6")
+    loopback_call(loopback, "/_loopback/replies", {"replies": [{"questions": {"1": wrong}}]})
+    wait_for(live_api, headers, submit(live_api, headers, exam["id"], pages=1)["id"])
+    report = httpx.get(f"{live_api}/v1/exams/{exam['id']}/report", headers=headers).json()
+    assert [(r["id"], r["name_zh"], r["missed"]) for r in report["missed_knowledge_points"]] == [(own, "数小正方体", 1)]
+    # the shared vocabulary does not list it; another exam cannot use it
+    listed = httpx.get(f"{live_api}/v1/knowledge-points", headers=headers, params={"subject": "math"}).json()
+    assert own not in {p["id"] for p in listed}
+    refused = httpx.post(f"{live_api}/v1/exams", headers=headers, json={
+        "title": "t", "subject": "math", "grade": 3,
+        "answer_key": {"questions": [{"id": "1", "answer": "1", "points": 1, "knowledge_points": [own]}]}})
+    assert refused.status_code == 422
+
+
+def test_the_vocabulary_lists_at_least_150_mathematics_points_for_grades_1_to_9(client, auth):
+    points = client.get("/v1/knowledge-points", headers=auth("A"), query_string={"subject": "math"}).json
+    assert len(points) >= 150
+    assert {p["grade"] for p in points} == set(range(1, 10))
+    assert all(p["name_zh"] and p["name_en"] and p["strand"] for p in points)
+    grade3 = client.get("/v1/knowledge-points", headers=auth("A"), query_string={"subject": "math", "grade": 3}).json
+    assert {p["grade"] for p in grade3} == {3} and any("乘法口诀" in p["aliases"] for p in points)
+    for subject in ("chinese", "english"):
+        assert len(client.get("/v1/knowledge-points", headers=auth("A"), query_string={"subject": subject}).json) >= 10
+
+
+def test_a_question_the_key_leaves_open_is_solved_by_the_model_with_lower_confidence(live_api, auth, idle, loopback):
+    headers = auth("A")
+    key = {"questions": [{"id": "1", "answer": "56", "points": 2}, {"id": "2", "points": 2, "prompt": "12 × 12 = ?"}]}
+    exam = make_exam(live_api, headers, answer_key=key)
+    loopback_call(loopback, "/_loopback/replies", {"replies": [{"questions": {
+        "1": verdict("1", False), "2": {**verdict("1", False), "student_answer": "144"}}}]})
+    paper = wait_for(live_api, headers, submit(live_api, headers, exam["id"], pages=1)["id"])
+    by_id = {q["question_id"]: q for q in paper["questions"]}
+    assert by_id["1"]["from_key"] is True and by_id["1"]["confidence"] == 0.95
+    assert by_id["2"]["from_key"] is False and by_id["2"]["confidence"] <= 0.6
+    assert by_id["2"]["correct_answer"] == "" and by_id["2"]["check_equivalent"] is None

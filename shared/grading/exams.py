@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from shared.costs import UnknownModel, known_models, model_card
 from shared.grading.answer_key import AnswerKey
 from shared.grading.reports import review_summary
-from shared.grading.vocabulary import unknown_points
-from shared.models import Exam, Paper, PaperStatus, School, Usage
+from shared.grading.vocabulary import custom_point_id, unknown_points
+from shared.models import Exam, KnowledgePoint, Paper, PaperStatus, School, Usage
 
 
 class InvalidExam(ValueError):
@@ -32,10 +32,17 @@ def create_exam(session: Session, school: School, fields: dict[str, Any]) -> Exa
         model_card(fields["model"])
     except UnknownModel as exc:
         raise InvalidExam(f"unknown model {fields['model']!r}; known: {', '.join(known_models())}") from exc
-    missing = unknown_points(session, answer_key.knowledge_point_ids())
+    own = {point["id"]: point for point in fields.get("knowledge_points") or []}
+    missing = unknown_points(session, answer_key.knowledge_point_ids() - own.keys())
     if missing:
-        raise InvalidExam(f"unknown knowledge points in the answer key: {', '.join(sorted(missing))}")
+        raise InvalidExam(f"unknown knowledge points in the answer key: {', '.join(sorted(missing))}; "
+                          "list them with GET /v1/knowledge-points, or add them to the exam's knowledge_points")
+    exam_id = uuid.uuid4()
+    renamed = {given: custom_point_id(exam_id, given) for given in own}
+    for question in answer_key.questions:
+        question.knowledge_points = [renamed.get(kp, kp) for kp in question.knowledge_points]
     exam = Exam(
+        id=exam_id,
         school_id=school.id,
         title=fields["title"],
         subject=fields["subject"],
@@ -46,8 +53,15 @@ def create_exam(session: Session, school: School, fields: dict[str, Any]) -> Exa
         model=fields["model"],
         image_detail=fields["image_detail"],
         budget_usd=fields.get("budget_usd"),
+        trial_papers=fields.get("trial_papers"),
     )
     session.add(exam)
+    session.flush()
+    for given, point in own.items():
+        session.add(KnowledgePoint(
+            id=renamed[given], subject=exam.subject, grade=exam.grade, strand=point.get("strand") or "exam",
+            name_zh=point["name_zh"], name_en=point.get("name_en") or point["name_zh"], aliases=[],
+            vocabulary_version="exam", exam_id=exam.id))
     session.flush()
     return exam
 

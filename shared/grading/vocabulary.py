@@ -17,14 +17,15 @@ def packaged_vocabulary() -> tuple[str, list[dict[str, object]]]:
     raw = json.loads(
         resources.files("shared").joinpath("data/knowledge_points.json").read_text("utf-8")
     )
-    keys = ("id", "subject", "grade", "strand", "name_zh", "name_en")
+    keys = ("id", "subject", "grade", "strand", "name_zh", "name_en", "aliases")
     return raw["version"], [dict(zip(keys, row, strict=True)) for row in raw["points"]]
 
 
 def sync_vocabulary(session: Session) -> int:
-    """Insert or update every packaged knowledge point; returns how many were written."""
+    """Insert or update every packaged knowledge point; returns how many were written. Points a
+    newer vocabulary drops are kept, so results that name them still read."""
     version, points = packaged_vocabulary()
-    existing = {kp.id: kp for kp in session.scalars(select(KnowledgePoint))}
+    existing = {kp.id: kp for kp in session.scalars(select(KnowledgePoint).where(KnowledgePoint.exam_id.is_(None)))}
     for point in points:
         row = existing.get(str(point["id"])) or KnowledgePoint(id=point["id"])
         for field, value in point.items():
@@ -38,18 +39,26 @@ def exam_vocabulary(session: Session, exam: Exam) -> list[KnowledgePoint]:
     """The points the model may tag for this exam: the subject at this grade and the one before,
     plus every point the answer key names. Sorted by id, so the request prefix never changes."""
     named = {kp for question in exam.answer_key.get("questions", []) for kp in question.get("knowledge_points", [])}
+    shared = KnowledgePoint.exam_id.is_(None)
     rows = session.scalars(
         select(KnowledgePoint).where(
-            (KnowledgePoint.subject == exam.subject)
-            & KnowledgePoint.grade.between(exam.grade - 1, exam.grade)
-            | KnowledgePoint.id.in_(named)
+            (shared & (KnowledgePoint.subject == exam.subject) & KnowledgePoint.grade.between(exam.grade - 1, exam.grade))
+            | (shared & KnowledgePoint.id.in_(named))
+            | (KnowledgePoint.exam_id == exam.id)
         )
     )
     return sorted(rows, key=lambda kp: kp.id)
 
 
 def unknown_points(session: Session, ids: set[str]) -> set[str]:
+    """Ids that are not in the shared vocabulary."""
     if not ids:
         return set()
-    found = set(session.scalars(select(KnowledgePoint.id).where(KnowledgePoint.id.in_(ids))))
+    found = set(session.scalars(select(KnowledgePoint.id).where(
+        KnowledgePoint.id.in_(ids), KnowledgePoint.exam_id.is_(None))))
     return ids - found
+
+
+def custom_point_id(exam_id: object, given: str) -> str:
+    """An exam's own point gets an id no other exam can collide with."""
+    return f"exam-{str(exam_id).replace('-', '')[:12]}.{given}"
