@@ -42,10 +42,11 @@ def register_error_handlers(app: Flask) -> None:
         code = (exc.name or "error").lower().replace(" ", "_")
         details = None
         data = getattr(exc, "data", None)  # webargs/flask-smorest validation messages
+        message = exc.description or exc.name
         if isinstance(data, dict) and "messages" in data:
             details = data["messages"]
             code = "invalid_request"
-        message = exc.description or exc.name
+            message = "the request is not valid; details name each field and what is wrong with it"
         if exc.code == 413:
             message = "request body too large"
         return error_response(exc.code or 500, code, message, details)

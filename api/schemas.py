@@ -12,7 +12,7 @@ SUBJECTS = ("math", "chinese", "english")
 class KeyQuestionSchema(Schema):
     id = fields.String(required=True, metadata={"description": "Question number as printed, e.g. '3' or '2b'."})
     prompt = fields.String(metadata={"description": "Question text (optional)."})
-    answer = fields.String(required=True)
+    answer = fields.String(allow_none=True, metadata={"description": "Leave out to let the model solve it (lower confidence)."})
     points = fields.Float(required=True)
     knowledge_points = fields.List(fields.String(), metadata={"description": "Knowledge point ids."})
     accepted = fields.List(fields.String(), metadata={"description": "Equivalent forms also accepted."})
