@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import Any
 
@@ -20,9 +19,8 @@ from api.schemas import (
 from shared import budget
 from shared.grading.exams import InvalidExam, create_exam, exam_view, get_exam, usage_totals
 from shared.models import Exam, Usage
-from worker.tasks import grade_paper
+from worker.tasks import start_grading
 
-log = logging.getLogger(__name__)
 
 blp = Blueprint("exams", __name__, url_prefix="/v1/exams", description="Exams and their progress")
 
@@ -52,15 +50,6 @@ class Exams(MethodView):
         return exam_view(session, exam)
 
 
-def enqueue(paper_ids: list[uuid.UUID]) -> None:
-    """Queue papers after the commit that made them queued; the sweep covers a failed send."""
-    for paper_id in paper_ids:
-        try:
-            grade_paper.delay(str(paper_id))
-        except Exception:
-            log.warning("could not enqueue paper %s; the sweep will pick it up", paper_id, exc_info=True)
-
-
 @blp.route("/<uuid:exam_id>")
 class ExamById(MethodView):
     decorators = [require_school]
@@ -81,7 +70,7 @@ class ExamById(MethodView):
         if exam.budget_usd is None or budget.exam_spent(session, exam.id) < exam.budget_usd:
             resumed = budget.resume_papers(session, causes=(budget.EXAM_BUDGET,), exam_id=exam.id)
         session.commit()
-        enqueue(resumed)
+        start_grading(resumed)
         return exam_view(session, exam)
 
 
@@ -98,7 +87,7 @@ class ExamResume(MethodView):
         resumed = budget.resume_papers(
             session, causes=(budget.QUOTA, budget.EXAM_BUDGET, budget.SCHOOL_BUDGET), exam_id=exam.id)
         session.commit()
-        enqueue(resumed)
+        start_grading(resumed)
         return exam_view(session, exam)
 
 
@@ -114,7 +103,7 @@ class ExamRelease(MethodView):
         exam.trial_released = True
         resumed = budget.resume_papers(session, causes=(budget.TRIAL,), exam_id=exam.id)
         session.commit()
-        enqueue(resumed)
+        start_grading(resumed)
         return exam_view(session, exam)
 
 

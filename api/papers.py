@@ -13,12 +13,13 @@ from sqlalchemy import select
 
 from api.context import current_school, db, require_school, resources
 from api.errors import ApiError, not_found
-from api.exams import enqueue, school_exam
+from api.exams import school_exam
 from api.schemas import PaperListArgs, PaperSchema, PaperSummarySchema
 from shared.grading.exams import usage_totals
 from shared.intake import PageError, UploadedPage, check_pages, submit_paper
 from shared.models import Paper, PaperStatus, Usage
 from shared.storage import StorageError
+from worker.tasks import start_grading
 
 log = logging.getLogger(__name__)
 blp = Blueprint("papers", __name__, description="Students' papers and their results")
@@ -101,7 +102,7 @@ class ExamPapers(MethodView):
         except StorageError as exc:
             raise ApiError(503, "storage_unavailable", "could not store the pages; nothing was kept") from exc
         if paper.status == PaperStatus.queued:
-            enqueue([paper.id])
+            start_grading([paper.id])
         view = paper_view(paper)
         return view, 202, {"Location": view["status_url"]}
 

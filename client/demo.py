@@ -175,7 +175,10 @@ def main() -> None:
         processes.start("api", str(bin_dir / "gunicorn"), "-b", f"127.0.0.1:{api_port}", "-w", "2",
                         "api:create_app()")
         processes.start("worker", sys.executable, "-m", "celery", "-A", "worker.main", "worker",
-                        "--loglevel=INFO", "--concurrency=2", "-Q", settings.queue_name)
+                        "--loglevel=INFO", "--pool=threads", "--concurrency=8", "-n", "calls@%h",
+                        "-Q", settings.queue_name)
+        processes.start("worker-images", sys.executable, "-m", "celery", "-A", "worker.main", "worker",
+                        "--loglevel=INFO", "--concurrency=2", "-n", "images@%h", "-Q", settings.image_queue_name)
         processes.start("beat", sys.executable, "-m", "celery", "-A", "worker.main", "beat",
                         "--loglevel=INFO", "-s", str(home / "beat-schedule"))
         processes.start("flower", sys.executable, "-m", "celery", "-A", "worker.main", "flower",

@@ -27,9 +27,11 @@ class ProviderError(Exception):
 class RateLimited(ProviderError):
     """429 with a wait: try again after `retry_after` seconds."""
 
-    def __init__(self, reason: str, retry_after: float, request_id: str | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float, request_id: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
         super().__init__(reason, request_id)
         self.retry_after = retry_after
+        self.headers = dict(headers or {})
 
 
 class QuotaExhausted(ProviderError):
@@ -108,7 +110,8 @@ class VisionProvider:
             if exc.code == "insufficient_quota" or _error_type(exc) == "insufficient_quota":
                 raise QuotaExhausted(f"provider quota exhausted: {exc.message}", request_id) from exc
             raise RateLimited(
-                f"rate limited: {exc.message}", retry_after_seconds(exc.response.headers), request_id
+                f"rate limited: {exc.message}", retry_after_seconds(exc.response.headers), request_id,
+                exc.response.headers,
             ) from exc
         except (openai.APITimeoutError, openai.APIConnectionError) as exc:
             raise ProviderUnavailable(f"provider unreachable: {exc}") from exc

@@ -9,6 +9,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import make_engine, make_session_factory
+import redis
+
+from shared.limiter import RateLimiter
 from shared.provider import VisionProvider
 from shared.settings import Settings
 from shared.storage import Storage, make_storage
@@ -25,9 +28,15 @@ class Resources:
     storage: Storage = field(init=False)
 
     def __post_init__(self) -> None:
-        self.engine = make_engine(self.settings.database_url)
+        self.engine = make_engine(self.settings.database_url, self.settings.db_pool_size,
+                                  self.settings.db_max_overflow)
         self.sessions = make_session_factory(self.engine)
         self.storage = make_storage(self.settings)
+
+    @cached_property
+    def limiter(self) -> RateLimiter:
+        client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        return RateLimiter(client, self.settings.rate_limit_rpm, self.settings.rate_limit_tpm)
 
     @cached_property
     def provider(self) -> VisionProvider:

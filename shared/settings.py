@@ -49,7 +49,16 @@ class Settings(BaseSettings):
     # MARKQ_HOME/secret_key, which every process of one installation shares.
     secret_key: str | None = None
 
-    queue_name: str = "markq"
+    queue_name: str = "markq"  # provider calls: run its worker with a thread pool (-P threads)
+    image_queue_name: str = "markq-images"  # page normalisation, CPU work: a prefork worker
+    # Where the shared limiter starts before the provider's x-ratelimit-* headers correct it.
+    rate_limit_rpm: int = 500
+    rate_limit_tpm: int = 30_000
+    # A wait for capacity up to this long sleeps in the worker; a longer one frees the worker slot
+    # and retries the task with a countdown.
+    short_wait_seconds: float = 2.0
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
     max_attempts: int = 5
     stuck_queued_seconds: int = 300
     stuck_processing_seconds: int = 900

@@ -106,6 +106,7 @@ def service_env(postgres_url: str, redis_url: str, s3_url: str, loopback: Loopba
         "MARKQ_S3_ENDPOINT_URL": s3_url,
         "MARKQ_S3_PUBLIC_ENDPOINT_URL": s3_url,
         "MARKQ_QUEUE_NAME": "markq-test",
+        "MARKQ_IMAGE_QUEUE_NAME": "markq-test-images",
         "MARKQ_STUCK_QUEUED_SECONDS": "2",
         "MARKQ_SWEEP_INTERVAL_SECONDS": "1",
         "OPENAI_BASE_URL": loopback.url,
@@ -172,12 +173,13 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="session")
 def worker(app: Flask, service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Celery worker process consuming from the real Redis; yields its node name."""
+    """A real Celery worker process consuming both queues from the real Redis, on a thread pool
+    as provider calls run in production; yields its node name."""
     name = f"markq-test-{secrets.token_hex(3)}@localhost"
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     process = start_celery(
-        service_env, "worker", "--loglevel=INFO", "--concurrency=2", "-n", name,
-        "-Q", service_env["MARKQ_QUEUE_NAME"], log=log,
+        service_env, "worker", "--loglevel=INFO", "--pool=threads", "--concurrency=4", "-n", name,
+        "-Q", f"{service_env['MARKQ_QUEUE_NAME']},{service_env['MARKQ_IMAGE_QUEUE_NAME']}", log=log,
     )
     celery_app = app.extensions["celery"]
     deadline = time.monotonic() + 60
@@ -254,3 +256,19 @@ def idle(worker: str, app: Flask) -> str:
     """The worker with nothing in flight, so the loopback counters measure this test alone."""
     wait_until_no_paper_is_in_flight(app)
     return worker
+
+
+def queued_messages(settings: Settings) -> int:
+    """Messages waiting in both markq queues."""
+    broker = redis.Redis.from_url(settings.redis_url)
+    return int(broker.llen(settings.queue_name) + broker.llen(settings.image_queue_name))
+
+
+def pause_consuming(app: Flask, settings: Settings, worker: str) -> None:
+    for queue in (settings.queue_name, settings.image_queue_name):
+        app.extensions["celery"].control.cancel_consumer(queue, destination=[worker], reply=True)
+
+
+def resume_consuming(app: Flask, settings: Settings, worker: str) -> None:
+    for queue in (settings.queue_name, settings.image_queue_name):
+        app.extensions["celery"].control.add_consumer(queue, destination=[worker], reply=True)

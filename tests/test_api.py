@@ -3,11 +3,10 @@
 import io
 
 import boto3
-import redis
 from sqlalchemy import func, select
 
 from shared.models import Paper
-from tests.conftest import exam_body, page_bytes
+from tests.conftest import exam_body, page_bytes, queued_messages
 
 
 def create_exam(client, headers, **overrides):
@@ -66,8 +65,7 @@ def test_another_schools_exam_and_paper_answer_404(client, auth):
 
 def test_a_file_that_is_not_an_image_is_refused_and_nothing_is_kept(client, auth, app, settings):
     exam = create_exam(client, auth("A"))
-    queue = redis.Redis.from_url(settings.redis_url)
-    queued_before = queue.llen(settings.queue_name)
+    queued_before = queued_messages(settings)
     reply = client.post(
         f"/v1/exams/{exam['id']}/papers", headers=auth("A"),
         data={"student_ref": "s1", "pages": [(io.BytesIO(page_bytes()), "p1.jpg"),
@@ -81,7 +79,7 @@ def test_a_file_that_is_not_an_image_is_refused_and_nothing_is_kept(client, auth
     assert listed.get("KeyCount", 0) == 0
     with app.extensions["markq"].sessions() as session:
         assert session.scalar(select(func.count()).select_from(Paper).where(Paper.exam_id == exam["id"])) == 0
-    assert queue.llen(settings.queue_name) == queued_before
+    assert queued_messages(settings) == queued_before
 
 
 def test_missing_fields_and_pages_are_clear_errors(client, auth):

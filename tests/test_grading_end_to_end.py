@@ -13,7 +13,16 @@ import redis
 from sqlalchemy import func, select
 
 from shared.models import Paper, PaperStatus, Usage
-from tests.conftest import exam_body, loopback_call, page_bytes, start_celery, stop_process
+from tests.conftest import (
+    exam_body,
+    loopback_call,
+    page_bytes,
+    pause_consuming,
+    queued_messages,
+    resume_consuming,
+    start_celery,
+    stop_process,
+)
 
 pytestmark = pytest.mark.integration
 FINISHED = {"graded", "needs_review", "failed", "paused"}
@@ -86,15 +95,15 @@ def test_the_same_task_delivered_twice_calls_the_provider_once(live_api, auth, i
     from worker.tasks import grade_paper
 
     exam = make_exam(live_api, auth("A"))
-    celery_app = app.extensions["celery"]
-    celery_app.control.cancel_consumer(settings.queue_name, destination=[worker], reply=True)
+    pause_consuming(app, settings, worker)
     try:
         before = completions(loopback)
         submitted = submit(live_api, auth("A"), exam["id"], student="twice", pages=1)
         grade_paper.delay(submitted["id"])  # the duplicate
-        assert redis.Redis.from_url(settings.redis_url).llen(settings.queue_name) >= 2
+        grade_paper.delay(submitted["id"])  # and another
+        assert queued_messages(settings) == 3
     finally:
-        celery_app.control.add_consumer(settings.queue_name, destination=[worker], reply=True)
+        resume_consuming(app, settings, worker)
     paper = wait_for(live_api, auth("A"), submitted["id"])
     _wait_queue_empty(settings)
     assert completions(loopback) - before == 1
@@ -105,15 +114,15 @@ def test_a_paper_whose_message_is_lost_is_graded_after_the_sweep(
     live_api, auth, worker, loopback, app, settings, service_env, tmp_path
 ):
     exam = make_exam(live_api, auth("A"))
-    celery_app = app.extensions["celery"]
     broker = redis.Redis.from_url(settings.redis_url)
-    celery_app.control.cancel_consumer(settings.queue_name, destination=[worker], reply=True)
+    pause_consuming(app, settings, worker)
     try:
         submitted = submit(live_api, auth("A"), exam["id"], student="lost", pages=1)
-        assert broker.llen(settings.queue_name) == 1
-        broker.delete(settings.queue_name)  # the message is gone, as after a Redis restart
+        assert queued_messages(settings) == 1
+        broker.delete(settings.queue_name, settings.image_queue_name)  # gone, as after a Redis restart
+        assert queued_messages(settings) == 0
     finally:
-        celery_app.control.add_consumer(settings.queue_name, destination=[worker], reply=True)
+        resume_consuming(app, settings, worker)
     time.sleep(1.0)
     assert httpx.get(f"{live_api}/v1/papers/{submitted['id']}", headers=auth("A")).json()["status"] == "queued"
     beat = start_celery(service_env, "beat", "--loglevel=INFO", "-s", str(tmp_path / "beat-schedule"),
@@ -188,9 +197,8 @@ def test_the_exam_report_counts_missed_points_from_sql(live_api, auth, idle, loo
 
 
 def _wait_queue_empty(settings, timeout=10.0):
-    broker = redis.Redis.from_url(settings.redis_url)
     deadline = time.monotonic() + timeout
-    while broker.llen(settings.queue_name) and time.monotonic() < deadline:
+    while queued_messages(settings) and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(1.0)  # let the worker finish the delivery it took
 

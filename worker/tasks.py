@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 
 from celery import Task, shared_task
@@ -19,7 +20,8 @@ from shared.provider import (
     RateLimited,
     RequestRejected,
 )
-from shared.models import Paper
+from shared.limiter import TooLargeForLimit
+from shared.models import Paper, PaperStatus
 from shared.resources import Resources
 from shared.storage import StorageError
 
@@ -29,6 +31,34 @@ MAX_COUNTDOWN = 600.0  # far below the broker's visibility timeout (3600 s)
 
 def resources() -> Resources:
     return current_app.extensions["markq"]
+
+
+@shared_task(name="markq.normalise_paper", ignore_result=True)
+def normalise_paper(paper_id: str) -> str:
+    """CPU work on its own queue: normalise the pages of a queued paper, then queue the call.
+    Idempotent: pages already normalised are skipped."""
+    res = resources()
+    pid = uuid.UUID(paper_id)
+    try:
+        with transaction(res.sessions) as session:
+            paper = session.get(Paper, pid)
+            if paper is None or paper.status != PaperStatus.queued:
+                return "skipped"
+            pipeline.normalise_pages(session, res.storage, paper)
+    except Exception:
+        # grade_paper normalises whatever is missing itself, and owns retrying and failing
+        log.warning("normalising paper %s failed; grading will retry it", paper_id, exc_info=True)
+    grade_paper.delay(paper_id)
+    return "normalised"
+
+
+def start_grading(paper_ids: list[uuid.UUID]) -> None:
+    """Queue papers whose rows are committed as queued; the sweep covers a failed send."""
+    for paper_id in paper_ids:
+        try:
+            normalise_paper.delay(str(paper_id))
+        except Exception:
+            log.warning("could not enqueue paper %s; the sweep will pick it up", paper_id, exc_info=True)
 
 
 @shared_task(name="markq.grade_paper", bind=True, max_retries=None)
@@ -57,6 +87,22 @@ def grade_paper(self: Task, paper_id: str) -> str:
     with transaction(res.sessions) as session:
         if pipeline.reuse_earlier_result(session, prepared) is not None:
             return "reused"
+
+    need = prepared.estimate.prompt_tokens + prepared.request["max_completion_tokens"]
+    try:
+        wait = res.limiter.acquire(prepared.model, need)
+        while 0 < wait <= res.settings.short_wait_seconds:
+            time.sleep(wait)
+            wait = res.limiter.acquire(prepared.model, need)
+    except TooLargeForLimit as exc:
+        with transaction(res.sessions) as session:
+            pipeline.fail_paper(session, pid, f"request too large: {exc}")
+        return "failed"
+    if wait > 0:  # a long wait frees this worker slot; the capacity is not taken
+        with transaction(res.sessions) as session:
+            pipeline.release_paper(session, pid, reason="waiting for the provider's rate limit", refund_attempt=True)
+        raise self.retry(countdown=min(MAX_COUNTDOWN, wait + random.uniform(0, 1)))
+
     try:
         with transaction(res.sessions) as session:
             usage_id = budget.reserve(
@@ -64,6 +110,7 @@ def grade_paper(self: Task, paper_id: str) -> str:
                 model=prepared.model, estimate=prepared.estimate,
             ).id
     except budget.BudgetExceeded as exc:
+        res.limiter.refund(prepared.model, need)
         with transaction(res.sessions) as session:
             scope = {"exam_id": prepared.exam_id} if exc.cause == budget.EXAM_BUDGET else {"school_id": prepared.school_id}
             budget.pause_papers(session, cause=exc.cause, reason=exc.reason, paper_id=pid, **scope)
@@ -72,6 +119,8 @@ def grade_paper(self: Task, paper_id: str) -> str:
     try:
         reply = res.provider.complete(prepared.request)
     except RateLimited as exc:
+        res.limiter.hold(prepared.model, exc.retry_after)  # every worker holds back, not just this one
+        res.limiter.observe(prepared.model, exc.headers)
         with transaction(res.sessions) as session:
             pipeline.settle_usage(session, usage_id, None, "rate_limited", exc.request_id)
             pipeline.release_paper(session, pid, reason=exc.reason, refund_attempt=True)
@@ -92,6 +141,8 @@ def grade_paper(self: Task, paper_id: str) -> str:
             pipeline.settle_usage(session, usage_id, None, "unavailable", exc.request_id)
         return _retry_or_fail(self, res, pid, exc.reason)
 
+    res.limiter.observe(prepared.model, reply.headers)
+    res.limiter.refund(prepared.model, prepared.request["max_completion_tokens"] - reply.completion_tokens)
     key = pipeline.archive_reply(res.storage, prepared, reply)
     with transaction(res.sessions) as session:
         try:
@@ -129,8 +180,7 @@ def sweep_stuck_papers() -> int:
         ))
     with transaction(res.sessions) as session:
         ids += budget.resumable_by_budget(session)
-    for paper_id in ids:
-        grade_paper.delay(str(paper_id))
+    start_grading(ids)
     if ids:
         log.info("re-enqueued %d stuck papers", len(ids))
     return len(ids)

@@ -108,6 +108,22 @@ def call_estimate(model: str, request: dict[str, Any], page_sizes: list[tuple[in
     return CallEstimate(prompt, expected_out, expected, worst)
 
 
+def normalise_pages(session: Session, storage: Storage, paper: Paper) -> dict[int, bytes]:
+    """Normalise and store every page not done yet; returns the new JPEGs by page number."""
+    exam = session.get_one(Exam, paper.exam_id)
+    fresh = {}
+    for page in paper.pages:
+        if page.normalised_key is not None and page.sent_width is not None:
+            continue
+        key = normalised_page_key(paper.school_id, exam.id, paper.id, page.number)
+        normalised = normalise_page(storage.get(page.original_key), exam.model, exam.image_detail)
+        storage.put(key, io.BytesIO(normalised.jpeg), "image/jpeg")
+        page.normalised_key = key
+        page.sent_width, page.sent_height = normalised.width, normalised.height
+        fresh[page.number] = normalised.jpeg
+    return fresh
+
+
 def prepare_paper(
     session: Session, storage: Storage, paper_id: uuid.UUID, *, presign_seconds: int, max_completion_tokens: int
 ) -> PreparedPaper:
@@ -116,19 +132,12 @@ def prepare_paper(
     exam = session.get_one(Exam, paper.exam_id)
     answer_key = AnswerKey.model_validate(exam.answer_key)
     vocabulary = exam_vocabulary(session, exam)
+    fresh = normalise_pages(session, storage, paper)
     images = []
     for page in paper.pages:
-        key = normalised_page_key(paper.school_id, exam.id, paper.id, page.number)
-        jpeg = b""
-        if page.normalised_key is None or page.sent_width is None:
-            normalised = normalise_page(storage.get(page.original_key), exam.model, exam.image_detail)
-            storage.put(key, io.BytesIO(normalised.jpeg), "image/jpeg")
-            page.normalised_key = key
-            page.sent_width, page.sent_height = normalised.width, normalised.height
-            jpeg = normalised.jpeg
-        url = storage.presign_get(key, presign_seconds)
+        url = storage.presign_get(page.normalised_key, presign_seconds)
         if url is None:
-            jpeg = jpeg or storage.get(key)
+            jpeg = fresh.get(page.number) or storage.get(page.normalised_key)
             url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
         images.append(PageImage(url))
     max_out = completion_allowance(len(answer_key.questions), max_completion_tokens)
