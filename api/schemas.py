@@ -37,6 +37,8 @@ class ExamCreateSchema(Schema):
     )
     budget_usd = fields.Decimal(allow_none=True, load_default=None, validate=validate.Range(min=0),
                                 metadata={"description": "Most the exam may spend, in dollars; none: no cap."})
+    priority = fields.String(load_default="standard", validate=validate.OneOf(["standard", "economy"]), metadata={
+        "description": "economy: papers go through the Batch API at half the price, results within 24 hours."})
     trial_papers = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=1), metadata={
         "description": "Grade only the first N papers; hold the rest until POST /v1/exams/{id}/release."})
     knowledge_points = fields.List(fields.Nested(lambda: OwnPointSchema()), load_default=list, metadata={
@@ -53,6 +55,16 @@ class OwnPointSchema(Schema):
 class ExamUpdateSchema(Schema):
     budget_usd = fields.Decimal(required=True, allow_none=True, validate=validate.Range(min=0),
                                 metadata={"description": "New cap in dollars, or null for none. Raising it resumes paused papers."})
+
+
+class BatchSchema(Schema):
+    id = fields.UUID()
+    status = fields.String()
+    total = fields.Integer()
+    completed = fields.Integer()
+    failed = fields.Integer()
+    created_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
 
 
 class UsageTotalsSchema(Schema):
@@ -91,6 +103,8 @@ class ExamSchema(Schema):
     budget_usd = fields.Float(allow_none=True)
     trial_papers = fields.Integer(allow_none=True)
     trial_released = fields.Boolean()
+    priority = fields.String()
+    batches = fields.List(fields.Nested(lambda: BatchSchema()), metadata={"description": "Batch API jobs (economy lane)."})
     review = fields.Nested(lambda: ReviewSummarySchema())
     papers = fields.Integer(metadata={"description": "Papers submitted."})
     progress = fields.Dict(keys=fields.String(), values=fields.Integer(),

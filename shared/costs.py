@@ -183,10 +183,15 @@ def text_tokens(text: str) -> int:
     return len(encoding.encode_ordinary(text)) if encoding is not None else estimate_text_tokens(text)
 
 
-def call_cost(model: str, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> Decimal:
-    """Dollars for one call; cached prompt tokens are priced at the cached rate."""
+BATCH_DISCOUNT = Decimal("0.5")  # the Batch API costs half, input and output alike
+
+
+def call_cost(model: str, prompt_tokens: int, cached_tokens: int, completion_tokens: int,
+              batch: bool = False) -> Decimal:
+    """Dollars for one call; cached prompt tokens are priced at the cached rate, and a call made
+    through the Batch API at half of everything."""
     card = model_card(model)
-    million = Decimal(1_000_000)
+    million = Decimal(1_000_000) / (BATCH_DISCOUNT if batch else Decimal(1))
     uncached = max(0, prompt_tokens - cached_tokens)
     cost = (
         uncached * card.input_per_million

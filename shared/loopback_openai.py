@@ -83,6 +83,12 @@ class LoopbackState:
     faults: deque[dict[str, Any]] = field(default_factory=deque)
     stats: dict[str, int] = field(default_factory=dict)
     seen_prefixes: set[str] = field(default_factory=set)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    batches: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # {"fail_lines": n}: the next batch answers its first n lines with an error;
+    # {"expire_after": n}: the next batch expires after answering n lines.
+    batch_faults: dict[str, int] = field(default_factory=dict)
+    batch_seconds: float = 0.5  # how long a batch takes to run
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -94,11 +100,13 @@ class LoopbackState:
         self.replies.clear()
         self.faults.clear()
         self.seen_prefixes.clear()
+        self.batch_faults.clear()
         self.stats = dict.fromkeys(
             [
                 "requests", "completions", "rate_limited", "faults", "bad_requests",
                 "image_parts_data", "image_parts_url", "base64_in_text", "base64_chars_in_text",
                 "prompt_tokens", "cached_tokens", "completion_tokens", "schema_violations",
+                "batches", "batch_lines",
             ],
             0,
         )
@@ -281,120 +289,242 @@ def _coherent_mark(
     return value
 
 
-def create_app(state: LoopbackState | None = None) -> Flask:
-    state = state or LoopbackState()
-    app = Flask("markq-loopback-openai")
-    app.extensions["loopback"] = state
+def _error(status: int, message: str, type_: str, code: str | None,
+           headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
+    return status, {"error": {"message": message, "type": type_, "param": None, "code": code}}, dict(headers or {})
 
-    def ratelimit_headers() -> dict[str, str]:
-        return {
-            "x-ratelimit-limit-requests": str(state.requests_bucket.capacity),
-            "x-ratelimit-limit-tokens": str(state.tokens_bucket.capacity),
-            "x-ratelimit-remaining-requests": str(int(state.requests_bucket.level)),
-            "x-ratelimit-remaining-tokens": str(int(state.tokens_bucket.level)),
-            "x-ratelimit-reset-requests": format_duration(state.requests_bucket.seconds_until_full()),
-            "x-ratelimit-reset-tokens": format_duration(state.tokens_bucket.seconds_until_full()),
-        }
 
-    @app.post("/v1/chat/completions")
-    def chat_completions() -> Response:
-        if not request.headers.get("Authorization", "").startswith("Bearer "):
-            return _openai_error(401, "missing API key", "invalid_request_error", "invalid_api_key")
-        body = request.get_json(silent=True)
+def ratelimit_headers(state: LoopbackState) -> dict[str, str]:
+    return {
+        "x-ratelimit-limit-requests": str(state.requests_bucket.capacity),
+        "x-ratelimit-limit-tokens": str(state.tokens_bucket.capacity),
+        "x-ratelimit-remaining-requests": str(int(state.requests_bucket.level)),
+        "x-ratelimit-remaining-tokens": str(int(state.tokens_bucket.level)),
+        "x-ratelimit-reset-requests": format_duration(state.requests_bucket.seconds_until_full()),
+        "x-ratelimit-reset-tokens": format_duration(state.tokens_bucket.seconds_until_full()),
+    }
+
+
+def complete(state: LoopbackState, body: Any, *, limits: bool) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """One chat completion: (status, JSON body, headers). `limits` is False for batch lines,
+    which do not count against the per-minute limits."""
+    with state.lock:
+        state.count("requests")
+        if not isinstance(body, dict) or not body.get("model") or not isinstance(body.get("messages"), list):
+            state.count("bad_requests")
+            return _error(400, "'model' and 'messages' are required", "invalid_request_error", None)
+        if limits and state.faults:
+            fault = state.faults.popleft()
+            state.count("faults")
+            return _error(int(fault.get("status", 500)), fault.get("message", "injected fault"),
+                          fault.get("type", "server_error"), fault.get("code"), fault.get("headers"))
+    try:
+        prompt = count_prompt(state, body["model"], body["messages"])
+        schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
+        if schema is not None:
+            schema_text = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+            prompt.tokens += text_tokens(schema_text)
+            prompt.prefix_tokens += text_tokens(schema_text)
+            prompt.prefix_text += schema_text
+    except BadRequest as exc:
         with state.lock:
-            state.count("requests")
-            if not isinstance(body, dict) or not body.get("model") or not isinstance(body.get("messages"), list):
-                state.count("bad_requests")
-                return _openai_error(400, "'model' and 'messages' are required", "invalid_request_error", None)
-            if state.faults:
-                fault = state.faults.popleft()
-                state.count("faults")
-                return _openai_error(
-                    int(fault.get("status", 500)), fault.get("message", "injected fault"),
-                    fault.get("type", "server_error"), fault.get("code"), fault.get("headers"),
-                )
-        try:
-            prompt = count_prompt(state, body["model"], body["messages"])
-            schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
-            if schema is not None:
-                schema_text = json.dumps(schema, sort_keys=True, separators=(",", ":"))
-                prompt.tokens += text_tokens(schema_text)
-                prompt.prefix_tokens += text_tokens(schema_text)
-                prompt.prefix_text += schema_text
-        except BadRequest as exc:
-            with state.lock:
-                state.count("bad_requests")
-            return _openai_error(400, exc.message, "invalid_request_error", exc.code)
-        max_out = int(body.get("max_completion_tokens") or body.get("max_tokens") or 4096)
-        needed = prompt.tokens + max_out
-        with state.lock:
+            state.count("bad_requests")
+        return _error(400, exc.message, "invalid_request_error", exc.code)
+    max_out = int(body.get("max_completion_tokens") or body.get("max_tokens") or 4096)
+    needed = prompt.tokens + max_out
+    headers: dict[str, str] = {}
+    with state.lock:
+        if limits:
             state.requests_bucket.refill()
             state.tokens_bucket.refill()
             if needed > state.tokens_bucket.capacity:
                 state.count("bad_requests")
-                return _openai_error(
+                return _error(
                     400 if needed > 10 * state.tokens_bucket.capacity else 429,
                     f"Request too large for {body['model']}: Limit {state.tokens_bucket.capacity}, Requested {needed}.",
-                    "tokens", "rate_limit_exceeded", ratelimit_headers(),
+                    "tokens", "rate_limit_exceeded", ratelimit_headers(state),
                 )
             wait = max(state.requests_bucket.seconds_until(1), state.tokens_bucket.seconds_until(needed))
             if wait > 0:
                 state.count("rate_limited")
                 kind = "requests" if state.requests_bucket.level < 1 else "tokens"
-                headers = ratelimit_headers()
+                headers = ratelimit_headers(state)
                 headers["retry-after-ms"] = str(max(1, round(wait * 1000)))
                 headers["retry-after"] = str(max(1, round(wait)))
-                return _openai_error(
-                    429, f"Rate limit reached for {body['model']} on {kind} per min. Please try again in {format_duration(wait)}.",
-                    kind, "rate_limit_exceeded", headers,
+                return _error(
+                    429, f"Rate limit reached for {body['model']} on {kind} per min. "
+                    f"Please try again in {format_duration(wait)}.", kind, "rate_limit_exceeded", headers,
                 )
             state.requests_bucket.level -= 1
             state.tokens_bucket.level -= needed
-            headers = ratelimit_headers()
-            cache_key = f"{body.get('prompt_cache_key', '')}|{hashlib.sha256(prompt.prefix_text.encode()).hexdigest()}"
-            cached = 0
-            if prompt.prefix_tokens >= CACHE_MIN_TOKENS:
-                if cache_key in state.seen_prefixes:
-                    cached = prompt.prefix_tokens // CACHE_INCREMENT * CACHE_INCREMENT
-                state.seen_prefixes.add(cache_key)
-            scripted = state.replies.popleft() if state.replies else None
-        low, high = state.latency_ms
-        if high > 0:
-            time.sleep(random.uniform(low, high) / 1000)
-        content = reply_content(state, body, prompt, scripted)
-        completion_tokens = text_tokens(content)
-        # Unused capacity of the reservation goes back, as OpenAI counts actual output.
-        with state.lock:
+            headers = ratelimit_headers(state)
+        cache_key = f"{body.get('prompt_cache_key', '')}|{hashlib.sha256(prompt.prefix_text.encode()).hexdigest()}"
+        cached = 0
+        if prompt.prefix_tokens >= CACHE_MIN_TOKENS:
+            if cache_key in state.seen_prefixes:
+                cached = prompt.prefix_tokens // CACHE_INCREMENT * CACHE_INCREMENT
+            state.seen_prefixes.add(cache_key)
+        scripted = state.replies.popleft() if state.replies else None
+    low, high = state.latency_ms
+    if limits and high > 0:
+        time.sleep(random.uniform(low, high) / 1000)
+    content = reply_content(state, body, prompt, scripted)
+    completion_tokens = text_tokens(content)
+    with state.lock:
+        if limits:  # unused capacity of the reservation goes back, as OpenAI counts actual output
             state.tokens_bucket.level = min(state.tokens_bucket.capacity,
-                                             state.tokens_bucket.level + max(0, max_out - completion_tokens))
-            state.count("completions")
-            state.count("prompt_tokens", prompt.tokens)
-            state.count("cached_tokens", cached)
-            state.count("completion_tokens", completion_tokens)
-        response = jsonify({
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body["model"],
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": None},
-                "finish_reason": "stop",
-                "logprobs": None,
-            }],
-            "usage": {
-                "prompt_tokens": prompt.tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt.tokens + completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
-            },
-            "system_fingerprint": "markq-loopback",
-        })
+                                            state.tokens_bucket.level + max(0, max_out - completion_tokens))
+        state.count("completions")
+        state.count("prompt_tokens", prompt.tokens)
+        state.count("cached_tokens", cached)
+        state.count("completion_tokens", completion_tokens)
+    return 200, {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body["model"],
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content, "refusal": None},
+            "finish_reason": "stop",
+            "logprobs": None,
+        }],
+        "usage": {
+            "prompt_tokens": prompt.tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt.tokens + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+        },
+        "system_fingerprint": "markq-loopback",
+    }, headers
+
+
+def _json_error(status: int, message: str) -> Response:
+    response = jsonify({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}})
+    response.status_code = status
+    return response
+
+
+def _run_batch(state: LoopbackState, batch_id: str, lines: list[dict[str, Any]], faults: dict[str, int]) -> None:
+    """Answer a batch's lines as /v1/chat/completions would, then publish output and error files."""
+    time.sleep(state.batch_seconds / 2)
+    with state.lock:
+        state.batches[batch_id]["status"] = "in_progress"
+    outputs, errors = [], []
+    expire_after = faults.get("expire_after")
+    for n, line in enumerate(lines):
+        if expire_after is not None and n >= expire_after:
+            break
+        custom_id = line.get("custom_id")
+        if n < faults.get("fail_lines", 0):
+            errors.append({"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": custom_id, "response": None,
+                           "error": {"code": "server_error", "message": "injected line failure"}})
+            continue
+        status, payload, _headers = complete(state, line.get("body"), limits=False)
+        entry = {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": custom_id,
+                 "response": {"status_code": status, "request_id": f"req_{uuid.uuid4().hex}", "body": payload},
+                 "error": None}
+        (outputs if status == 200 else errors).append(entry)
+    time.sleep(state.batch_seconds / 2)
+    with state.lock:
+        batch = state.batches[batch_id]
+        for kind, entries in (("output_file_id", outputs), ("error_file_id", errors)):
+            if entries:
+                file_id = f"file-{uuid.uuid4().hex}"
+                data = "\n".join(json.dumps(e, ensure_ascii=False) for e in entries).encode("utf-8") + b"\n"
+                state.files[file_id] = {"id": file_id, "object": "file", "bytes": len(data), "data": data,
+                                        "created_at": int(time.time()), "filename": f"{batch_id}-{kind}.jsonl",
+                                        "purpose": "batch_output", "status": "processed"}
+                batch[kind] = file_id
+        batch["request_counts"] = {"total": len(lines), "completed": len(outputs), "failed": len(errors)}
+        batch["status"] = "expired" if expire_after is not None and expire_after < len(lines) else "completed"
+        batch["completed_at" if batch["status"] == "completed" else "expired_at"] = int(time.time())
+        state.count("batch_lines", len(outputs) + len(errors))
+
+
+def create_app(state: LoopbackState | None = None) -> Flask:
+    state = state or LoopbackState()
+    app = Flask("markq-loopback-openai")
+    app.extensions["loopback"] = state
+
+    @app.post("/v1/chat/completions")
+    def chat_completions() -> Response:
+        if not request.headers.get("Authorization", "").startswith("Bearer "):
+            return _openai_error(401, "missing API key", "invalid_request_error", "invalid_api_key")
+        status, payload, headers = complete(state, request.get_json(silent=True), limits=True)
+        response = jsonify(payload)
+        response.status_code = status
         response.headers["x-request-id"] = f"req_{uuid.uuid4().hex}"
         for key, value in headers.items():
             response.headers[key] = value
         return response
+
+    @app.post("/v1/files")
+    def upload_file() -> Response:
+        upload = request.files.get("file")
+        if upload is None:
+            return _json_error(400, "send the file in a multipart 'file' field")
+        data = upload.read()
+        file_id = f"file-{uuid.uuid4().hex}"
+        meta = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
+                "filename": upload.filename or "upload.jsonl", "purpose": request.form.get("purpose", "batch"),
+                "status": "processed"}
+        with state.lock:
+            state.files[file_id] = {**meta, "data": data}
+        return jsonify(meta)
+
+    @app.get("/v1/files/<file_id>")
+    def file_meta(file_id: str) -> Response:
+        with state.lock:
+            stored = state.files.get(file_id)
+        if stored is None:
+            return _json_error(404, f"no file {file_id}")
+        return jsonify({k: v for k, v in stored.items() if k != "data"})
+
+    @app.get("/v1/files/<file_id>/content")
+    def file_content(file_id: str) -> Response:
+        with state.lock:
+            stored = state.files.get(file_id)
+        if stored is None:
+            return _json_error(404, f"no file {file_id}")
+        return Response(stored["data"], mimetype="application/jsonl")
+
+    @app.post("/v1/batches")
+    def create_batch() -> Response:
+        body = request.get_json(silent=True) or {}
+        with state.lock:
+            source = state.files.get(body.get("input_file_id", ""))
+        if source is None:
+            return _json_error(400, "input_file_id names no uploaded file")
+        if body.get("endpoint") != "/v1/chat/completions":
+            return _json_error(400, "this server runs batches of /v1/chat/completions only")
+        batch_id = f"batch_{uuid.uuid4().hex}"
+        lines = [json.loads(line) for line in source["data"].decode("utf-8").splitlines() if line.strip()]
+        batch = {"id": batch_id, "object": "batch", "endpoint": body["endpoint"], "errors": None,
+                 "input_file_id": body["input_file_id"], "completion_window": body.get("completion_window", "24h"),
+                 "status": "validating", "output_file_id": None, "error_file_id": None,
+                 "created_at": int(time.time()), "metadata": body.get("metadata"),
+                 "request_counts": {"total": len(lines), "completed": 0, "failed": 0}}
+        with state.lock:
+            state.batches[batch_id] = batch
+            faults = dict(state.batch_faults)
+            state.batch_faults.clear()
+            state.count("batches")
+        threading.Thread(target=_run_batch, args=(state, batch_id, lines, faults), daemon=True).start()
+        return jsonify(batch)
+
+    @app.get("/v1/batches/<batch_id>")
+    def get_batch(batch_id: str) -> Response:
+        with state.lock:
+            batch = state.batches.get(batch_id)
+            return jsonify(batch) if batch else _json_error(404, f"no batch {batch_id}")
+
+    @app.post("/_loopback/batch-faults")
+    def batch_faults() -> Response:
+        with state.lock:
+            state.batch_faults.update(request.get_json(force=True))
+            return jsonify(state.batch_faults)
 
     @app.get("/v1/models")
     def models() -> Response:

@@ -34,7 +34,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
 
 
-class PaperStatus(str, enum.Enum):
+class PaperStatus(enum.StrEnum):
     queued = "queued"
     processing = "processing"
     graded = "graded"
@@ -107,6 +107,9 @@ class Exam(Base):
     # Trial run: grade only the first N papers and hold the rest until the teacher releases them.
     trial_papers: Mapped[int | None] = mapped_column(Integer)
     trial_released: Mapped[bool] = mapped_column(Boolean, default=False)
+    # "standard": each paper is one call now; "economy": papers go through the Batch API at half
+    # the price, results within the provider's 24-hour window.
+    priority: Mapped[str] = mapped_column(String(10), default="standard")
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -129,6 +132,7 @@ class Paper(Base):
     # Content hash of the ordered pages, and of the exact request prefix it was graded under:
     # the same pages under the same prompt are graded once.
     pages_hash: Mapped[str | None] = mapped_column(String(64))
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("provider_batches.id"), index=True)
     prompt_version: Mapped[str | None] = mapped_column(String(64))
     reused_from: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     score: Mapped[float | None] = mapped_column(Float)
@@ -151,6 +155,24 @@ class Paper(Base):
         Index("ix_papers_status_updated", "status", "updated_at"),
         Index("ix_papers_reuse", "school_id", "pages_hash", "prompt_version"),
     )
+
+
+class ProviderBatch(Base):
+    """One Batch API job: an exam's waiting papers sent together at the batch price."""
+
+    __tablename__ = "provider_batches"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
+    exam_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("exams.id", ondelete="CASCADE"), index=True)
+    provider_batch_id: Mapped[str] = mapped_column(String(100), unique=True)
+    input_file_id: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20), default="validating")
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    completed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
 
 
 class Page(Base):

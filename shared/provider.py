@@ -96,9 +96,11 @@ def retry_after_seconds(headers: Mapping[str, str], default: float = 1.0) -> flo
 
 
 class VisionProvider:
-    def __init__(self, api_key: str | None, base_url: str | None, timeout: float) -> None:
+    """Chat completions now, or through the Batch API (JSONL via the Files API) at half price."""
+
+    def __init__(self, api_key: str | None, base_url: str | None, timeout: float, sdk_retries: int = 0) -> None:
         self.client = openai.OpenAI(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=sdk_retries
         )
 
     def complete(self, request: dict[str, Any]) -> ProviderReply:
@@ -143,6 +145,31 @@ class VisionProvider:
         )
 
 
+def reply_from_completion(body: Mapping[str, Any], request_id: str | None = None) -> ProviderReply:
+    """A ProviderReply from a chat completion body (a Batch API output line's response body)."""
+    completion = openai.types.chat.ChatCompletion.model_validate(body)
+    usage = completion.usage
+    cached = usage.prompt_tokens_details.cached_tokens or 0 if usage and usage.prompt_tokens_details else 0
+    message = completion.choices[0].message
+    if message.refusal:
+        raise RequestRejected(f"model refused: {message.refusal}", request_id)
+    return ProviderReply(
+        content=message.content or "", model=completion.model,
+        prompt_tokens=usage.prompt_tokens if usage else 0, cached_tokens=cached,
+        completion_tokens=usage.completion_tokens if usage else 0, request_id=request_id,
+    )
+
+
+@dataclass(frozen=True)
+class BatchState:
+    status: str
+    total: int
+    completed: int
+    failed: int
+    output_file_id: str | None
+    error_file_id: str | None
+
+
 def _error_type(exc: openai.APIStatusError) -> str | None:
     body = exc.body
     if isinstance(body, dict):
@@ -150,3 +177,41 @@ def _error_type(exc: openai.APIStatusError) -> str | None:
         if isinstance(error, dict):
             return error.get("type")
     return None
+
+
+def _batch_call(call: Any) -> Any:
+    try:
+        return call()
+    except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+        raise ProviderUnavailable(f"provider unreachable: {exc}") from exc
+    except openai.APIStatusError as exc:
+        if exc.status_code >= 500 or exc.status_code == 429:
+            raise ProviderUnavailable(f"provider error {exc.status_code}: {exc.message}") from exc
+        raise RequestRejected(f"provider refused ({exc.status_code}): {exc.message}") from exc
+
+
+def submit_batch(provider: VisionProvider, lines: list[dict[str, Any]]) -> tuple[str, str]:
+    """Upload the JSONL and create the batch; returns (batch id, input file id)."""
+    import json
+
+    data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode("utf-8")
+    upload = _batch_call(lambda: provider.client.files.create(file=("markq-batch.jsonl", data), purpose="batch"))
+    batch = _batch_call(lambda: provider.client.batches.create(
+        input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"))
+    return batch.id, upload.id
+
+
+def batch_state(provider: VisionProvider, batch_id: str) -> BatchState:
+    batch = _batch_call(lambda: provider.client.batches.retrieve(batch_id))
+    counts = batch.request_counts
+    return BatchState(batch.status, counts.total if counts else 0, counts.completed if counts else 0,
+                      counts.failed if counts else 0, batch.output_file_id, batch.error_file_id)
+
+
+def file_lines(provider: VisionProvider, file_id: str | None) -> list[dict[str, Any]]:
+    import json
+
+    if not file_id:
+        return []
+    text = _batch_call(lambda: provider.client.files.content(file_id).text)
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

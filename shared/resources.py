@@ -45,4 +45,5 @@ class Resources:
             # Explicit, so a blank OPENAI_BASE_URL in the environment never reaches the SDK.
             base_url=self.settings.openai_base_url or OPENAI_DEFAULT_BASE_URL,
             timeout=self.settings.provider_timeout_seconds,
+            sdk_retries=self.settings.provider_sdk_retries,
         )

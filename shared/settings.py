@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     # signed for this endpoint; when unset, pages go inline as data: image parts.
     s3_public_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
-    presign_seconds: int = Field(300, ge=30, le=3600)
+    presign_seconds: int = Field(300, ge=30, le=3600)  # live calls: the page is fetched at once
 
     openai_api_key: str | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL"))
@@ -56,7 +56,15 @@ class Settings(BaseSettings):
     rate_limit_tpm: int = 30_000
     # A wait for capacity up to this long sleeps in the worker; a longer one frees the worker slot
     # and retries the task with a countdown.
-    short_wait_seconds: float = 2.0
+    short_wait_seconds: float = 10.0
+    # Off only to measure a naive baseline (bench.throughput): no shared limiter, and the SDK
+    # retrying on its own. In service, retries are the task's (see docs/architecture.md).
+    # The economy lane: how often beat sends waiting papers and polls open batches, and how long
+    # a batch's presigned page URLs live (a batch may wait up to 24 hours to run).
+    batch_interval_seconds: float = 60.0
+    batch_presign_seconds: int = Field(24 * 3600 + 3600, ge=60, le=7 * 24 * 3600)
+    limiter_enabled: bool = True
+    provider_sdk_retries: int = 0
     db_pool_size: int = 10
     db_max_overflow: int = 20
     max_attempts: int = 5

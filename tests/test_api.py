@@ -99,3 +99,11 @@ def exam_school(app, exam):
 
     with app.extensions["markq"].sessions() as session:
         return session.get(Exam, __import__("uuid").UUID(exam["id"])).school_id
+
+
+def test_paper_lists_give_statuses_as_plain_words(client, auth):
+    exam = create_exam(client, auth("A"))
+    client.post(f"/v1/exams/{exam['id']}/papers", headers=auth("A"),
+                data={"student_ref": "s-list", "pages": [(io.BytesIO(page_bytes()), "p1.jpg")]})
+    listed = client.get(f"/v1/exams/{exam['id']}/papers", headers=auth("A")).json
+    assert listed[0]["status"] in {"queued", "processing", "graded", "needs_review"}

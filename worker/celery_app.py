@@ -27,7 +27,9 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "sweep-stuck-papers": {
                 "task": "markq.sweep_stuck_papers",
                 "schedule": settings.sweep_interval_seconds,
-            }
+            },
+            "send-batches": {"task": "markq.send_batches", "schedule": settings.batch_interval_seconds},
+            "poll-batches": {"task": "markq.poll_batches", "schedule": settings.batch_interval_seconds},
         },
         "worker_hijack_root_logger": False,
     }

@@ -10,18 +10,19 @@ import uuid
 from celery import Task, shared_task
 from flask import current_app
 
-from shared import budget
+from shared import batches, budget
 from shared.db import transaction
 from shared.grading import pipeline
 from shared.grading.marks import InvalidMarks
 from shared.provider import (
+    ProviderError,
     ProviderUnavailable,
     QuotaExhausted,
     RateLimited,
     RequestRejected,
 )
 from shared.limiter import TooLargeForLimit
-from shared.models import Paper, PaperStatus
+from shared.models import Exam, Paper, PaperStatus
 from shared.resources import Resources
 from shared.storage import StorageError
 
@@ -45,9 +46,13 @@ def normalise_paper(paper_id: str) -> str:
             if paper is None or paper.status != PaperStatus.queued:
                 return "skipped"
             pipeline.normalise_pages(session, res.storage, paper)
+            economy = session.get_one(Exam, paper.exam_id).priority == "economy"
     except Exception:
         # grade_paper normalises whatever is missing itself, and owns retrying and failing
         log.warning("normalising paper %s failed; grading will retry it", paper_id, exc_info=True)
+        economy = False
+    if economy:
+        return "waiting for the next batch"  # markq.send_batches collects it
     grade_paper.delay(paper_id)
     return "normalised"
 
@@ -67,6 +72,9 @@ def grade_paper(self: Task, paper_id: str) -> str:
     res = resources()
     pid = uuid.UUID(paper_id)
     with transaction(res.sessions) as session:
+        paper = session.get(Paper, pid)
+        if paper is not None and session.get_one(Exam, paper.exam_id).priority == "economy":
+            return "economy lane"  # sent by markq.send_batches, never as a live call
         if not pipeline.claim_paper(session, pid):
             return "not claimed"
     try:
@@ -89,11 +97,12 @@ def grade_paper(self: Task, paper_id: str) -> str:
             return "reused"
 
     need = prepared.estimate.prompt_tokens + prepared.request["max_completion_tokens"]
+    limiter = res.limiter if res.settings.limiter_enabled else None
     try:
-        wait = res.limiter.acquire(prepared.model, need)
-        while 0 < wait <= res.settings.short_wait_seconds:
+        wait = limiter.acquire(prepared.model, need) if limiter else 0.0
+        while limiter and 0 < wait <= res.settings.short_wait_seconds:
             time.sleep(wait)
-            wait = res.limiter.acquire(prepared.model, need)
+            wait = limiter.acquire(prepared.model, need)
     except TooLargeForLimit as exc:
         with transaction(res.sessions) as session:
             pipeline.fail_paper(session, pid, f"request too large: {exc}")
@@ -101,7 +110,7 @@ def grade_paper(self: Task, paper_id: str) -> str:
     if wait > 0:  # a long wait frees this worker slot; the capacity is not taken
         with transaction(res.sessions) as session:
             pipeline.release_paper(session, pid, reason="waiting for the provider's rate limit", refund_attempt=True)
-        raise self.retry(countdown=min(MAX_COUNTDOWN, wait + random.uniform(0, 1)))
+        raise self.retry(countdown=min(MAX_COUNTDOWN, wait * random.uniform(1.0, 1.1)))
 
     try:
         with transaction(res.sessions) as session:
@@ -110,7 +119,8 @@ def grade_paper(self: Task, paper_id: str) -> str:
                 model=prepared.model, estimate=prepared.estimate,
             ).id
     except budget.BudgetExceeded as exc:
-        res.limiter.refund(prepared.model, need)
+        if limiter:
+            limiter.refund(prepared.model, need)
         with transaction(res.sessions) as session:
             scope = {"exam_id": prepared.exam_id} if exc.cause == budget.EXAM_BUDGET else {"school_id": prepared.school_id}
             budget.pause_papers(session, cause=exc.cause, reason=exc.reason, paper_id=pid, **scope)
@@ -119,8 +129,9 @@ def grade_paper(self: Task, paper_id: str) -> str:
     try:
         reply = res.provider.complete(prepared.request)
     except RateLimited as exc:
-        res.limiter.hold(prepared.model, exc.retry_after)  # every worker holds back, not just this one
-        res.limiter.observe(prepared.model, exc.headers)
+        if limiter:
+            limiter.hold(prepared.model, exc.retry_after)  # every worker holds back, not just this one
+            limiter.observe(prepared.model, exc.headers)
         with transaction(res.sessions) as session:
             pipeline.settle_usage(session, usage_id, None, "rate_limited", exc.request_id)
             pipeline.release_paper(session, pid, reason=exc.reason, refund_attempt=True)
@@ -141,8 +152,9 @@ def grade_paper(self: Task, paper_id: str) -> str:
             pipeline.settle_usage(session, usage_id, None, "unavailable", exc.request_id)
         return _retry_or_fail(self, res, pid, exc.reason)
 
-    res.limiter.observe(prepared.model, reply.headers)
-    res.limiter.refund(prepared.model, prepared.request["max_completion_tokens"] - reply.completion_tokens)
+    if limiter:
+        limiter.observe(prepared.model, reply.headers)
+        limiter.refund(prepared.model, prepared.request["max_completion_tokens"] - reply.completion_tokens)
     key = pipeline.archive_reply(res.storage, prepared, reply)
     with transaction(res.sessions) as session:
         try:
@@ -184,3 +196,39 @@ def sweep_stuck_papers() -> int:
     if ids:
         log.info("re-enqueued %d stuck papers", len(ids))
     return len(ids)
+
+
+@shared_task(name="markq.send_batches")
+def send_batches() -> int:
+    """Send each economy exam's queued papers as one Batch API job."""
+    res = resources()
+    with res.sessions() as session:
+        exam_ids = batches.exams_with_waiting_papers(session)
+    sent = 0
+    for exam_id in exam_ids:
+        try:
+            batch = batches.send_exam_batch(
+                res.sessions, res.storage, res.provider, exam_id,
+                presign_seconds=res.settings.batch_presign_seconds,
+                max_completion_tokens=res.settings.max_completion_tokens,
+            )
+        except ProviderError as exc:
+            log.warning("batch for exam %s not sent (%s); the next run tries again", exam_id, exc.reason)
+            continue
+        sent += batch is not None
+    return sent
+
+
+@shared_task(name="markq.poll_batches")
+def poll_batches() -> int:
+    """Follow open batches; record the answers of those that ended and requeue the rest."""
+    res = resources()
+    with res.sessions() as session:
+        ids = batches.open_batches(session)
+    ended = 0
+    for batch_id in ids:
+        try:
+            ended += batches.poll_batch(res.sessions, res.storage, res.provider, batch_id) in batches.TERMINAL
+        except ProviderError as exc:
+            log.warning("batch %s not polled (%s); the next run tries again", batch_id, exc.reason)
+    return ended

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from shared.costs import UnknownModel, known_models, model_card
 from shared.grading.answer_key import AnswerKey
+from shared.batches import exam_batches
 from shared.grading.reports import review_summary
 from shared.grading.vocabulary import custom_point_id, unknown_points
 from shared.models import Exam, KnowledgePoint, Paper, PaperStatus, School, Usage
@@ -54,6 +55,7 @@ def create_exam(session: Session, school: School, fields: dict[str, Any]) -> Exa
         image_detail=fields["image_detail"],
         budget_usd=fields.get("budget_usd"),
         trial_papers=fields.get("trial_papers"),
+        priority=fields.get("priority", "standard"),
     )
     session.add(exam)
     session.flush()
@@ -75,7 +77,7 @@ def usage_totals(session: Session, *conditions: Any) -> dict[str, Any]:
     """The ledger summed: calls made, tokens and dollars, estimated beside actual. Reservations of
     calls in flight count in cost_usd (at their worst case) until the call settles."""
     total = lambda column: func.coalesce(func.sum(column), 0)  # noqa: E731
-    calls = func.sum(case((Usage.outcome.notin_(["reused", "reserved"]), 1), else_=0))
+    calls = func.sum(case((Usage.outcome.notin_(["reused", "reserved", "batch_not_sent"]), 1), else_=0))
     row = session.execute(
         select(
             func.coalesce(calls, 0),
@@ -111,6 +113,7 @@ def exam_view(session: Session, exam: Exam) -> dict[str, Any]:
     return {
         **{c.key: getattr(exam, c.key) for c in Exam.__table__.columns},
         "review": review_summary(session, exam.id),
+        "batches": exam_batches(session, exam.id),
         "papers": sum(progress.values()),
         "progress": progress,
         "usage": usage_totals(session, Usage.exam_id == exam.id),

@@ -172,8 +172,10 @@ def archive_reply(storage: Storage, prepared: PreparedPaper, reply: ProviderRepl
 
 def settle_usage(
     session: Session, usage_id: int, reply: ProviderReply | None, outcome: str, request_id: str | None = None,
+    batch: bool = False,
 ) -> Usage:
-    """Replace a call's reservation with what it really cost (nothing, when no reply came back)."""
+    """Replace a call's reservation with what it really cost (nothing, when no reply came back);
+    a reply through the Batch API is priced at the batch rate."""
     usage = session.get_one(Usage, usage_id)
     usage.outcome = outcome
     usage.request_id = reply.request_id if reply else request_id
@@ -183,7 +185,10 @@ def settle_usage(
     usage.cost_usd = Decimal(0)
     if reply is not None:
         try:
-            usage.cost_usd = call_cost(usage.model, reply.prompt_tokens, reply.cached_tokens, reply.completion_tokens)
+            usage.cost_usd = call_cost(usage.model, reply.prompt_tokens, reply.cached_tokens,
+                                       reply.completion_tokens, batch=batch)
+            if batch:
+                usage.outcome = f"{outcome}:batch"
         except UnknownModel:
             usage.outcome = f"{outcome}:unpriced"
     return usage
@@ -307,8 +312,9 @@ def stuck_papers(
     """Papers whose message may be lost: queued too long, or processing past the deadline (the
     worker died). Processing ones go back to queued here, so the next claim can take them."""
     session.execute(
-        update(Paper)
-        .where(Paper.status == PaperStatus.processing, Paper.claimed_at < processing_before)
+        update(Paper)  # papers in a batch belong to the batch poller, which has 24 hours
+        .where(Paper.status == PaperStatus.processing, Paper.claimed_at < processing_before,
+               Paper.batch_id.is_(None))
         .values(status=PaperStatus.queued, status_reason="worker did not finish; retrying", updated_at=utcnow())
     )
     ids = session.scalars(

@@ -1,0 +1,180 @@
+"""The economy lane: an exam's papers sent through the Batch API at half the price.
+
+A beat task collects the queued papers of economy exams, claims them, reserves their worst-case
+cost at the batch price, and sends them as one JSONL file (custom_id = paper id). Another beat
+task polls open batches; when one ends, each answered line is recorded as a live reply would be
+(priced at the batch rate), and every paper whose line failed, or that an expired or failed batch
+never answered, goes back to queued to be sent again in the next batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared import budget
+from shared.costs import BATCH_DISCOUNT
+from shared.db import transaction
+from shared.grading import pipeline
+from shared.grading.marks import InvalidMarks
+from shared.models import Exam, Paper, PaperStatus, ProviderBatch, Usage, utcnow
+from shared.provider import (
+    ProviderError,
+    VisionProvider,
+    batch_state,
+    file_lines,
+    reply_from_completion,
+    submit_batch,
+)
+from shared.storage import Storage
+
+log = logging.getLogger(__name__)
+TERMINAL = {"completed", "expired", "failed", "cancelled"}
+MAX_LINES = 1000
+
+
+def exams_with_waiting_papers(session: Session) -> list[uuid.UUID]:
+    return list(session.scalars(
+        select(Exam.id).where(Exam.priority == "economy", Exam.id.in_(
+            select(Paper.exam_id).where(Paper.status == PaperStatus.queued, Paper.batch_id.is_(None))))
+    ))
+
+
+def send_exam_batch(
+    sessions: sessionmaker[Session], storage: Storage, provider: VisionProvider, exam_id: uuid.UUID,
+    *, presign_seconds: int, max_completion_tokens: int,
+) -> ProviderBatch | None:
+    """Send the exam's queued papers as one batch; None when there was nothing to send."""
+    with sessions() as session:
+        ids = list(session.scalars(select(Paper.id).where(
+            Paper.exam_id == exam_id, Paper.status == PaperStatus.queued, Paper.batch_id.is_(None))
+            .order_by(Paper.created_at).limit(MAX_LINES)))
+    lines, reservations = [], {}
+    for paper_id in ids:
+        with transaction(sessions) as session:
+            if not pipeline.claim_paper(session, paper_id):
+                continue
+        with transaction(sessions) as session:
+            prepared = pipeline.prepare_paper(session, storage, paper_id, presign_seconds=presign_seconds,
+                                              max_completion_tokens=max_completion_tokens)
+            if pipeline.reuse_earlier_result(session, prepared) is not None:
+                continue
+        estimate = dataclasses.replace(
+            prepared.estimate,
+            expected_cost=prepared.estimate.expected_cost * BATCH_DISCOUNT,
+            worst_case_cost=prepared.estimate.worst_case_cost * BATCH_DISCOUNT,
+        )
+        try:
+            with transaction(sessions) as session:
+                reservations[paper_id] = budget.reserve(
+                    session, exam_id=prepared.exam_id, school_id=prepared.school_id, paper_id=paper_id,
+                    model=prepared.model, estimate=estimate).id
+        except budget.BudgetExceeded as exc:
+            with transaction(sessions) as session:
+                scope = {"exam_id": exam_id} if exc.cause == budget.EXAM_BUDGET else {"school_id": prepared.school_id}
+                budget.pause_papers(session, cause=exc.cause, reason=exc.reason, paper_id=paper_id, **scope)
+            break
+        lines.append({"custom_id": str(paper_id), "method": "POST", "url": "/v1/chat/completions",
+                      "body": prepared.request})
+    if not lines:
+        return None
+    try:
+        provider_batch_id, input_file_id = submit_batch(provider, lines)
+    except ProviderError as exc:
+        with transaction(sessions) as session:
+            for paper_id, usage_id in reservations.items():
+                pipeline.settle_usage(session, usage_id, None, "batch_not_sent")
+                pipeline.release_paper(session, paper_id, reason=f"batch not sent: {exc.reason}", refund_attempt=True)
+        raise
+    with transaction(sessions) as session:
+        exam = session.get_one(Exam, exam_id)
+        batch = ProviderBatch(school_id=exam.school_id, exam_id=exam_id, provider_batch_id=provider_batch_id,
+                              input_file_id=input_file_id, total=len(lines))
+        session.add(batch)
+        session.flush()
+        session.execute(update(Paper).where(Paper.id.in_(reservations))
+                        .values(batch_id=batch.id, status_reason="in a batch (economy lane)"))
+    return batch
+
+
+def poll_batch(sessions: sessionmaker[Session], storage: Storage, provider: VisionProvider,
+               batch_id: uuid.UUID) -> str:
+    """Update one open batch; when it has ended, record its answers and requeue the rest."""
+    with sessions() as session:
+        batch = session.get_one(ProviderBatch, batch_id)
+        provider_batch_id = batch.provider_batch_id
+    state = batch_state(provider, provider_batch_id)
+    with transaction(sessions) as session:
+        session.execute(update(ProviderBatch).where(ProviderBatch.id == batch_id).values(
+            status=state.status, completed=state.completed, failed=state.failed))
+    if state.status not in TERMINAL:
+        return state.status
+    answered: set[str] = set()
+    for line in file_lines(provider, state.output_file_id):
+        response = line.get("response") or {}
+        if response.get("status_code") == 200 and record_line(sessions, storage, line["custom_id"], response):
+            answered.add(line["custom_id"])
+    with transaction(sessions) as session:
+        left = session.scalars(select(Paper).where(Paper.batch_id == batch_id,
+                                                   Paper.status == PaperStatus.processing)).all()
+        for paper in left:  # a failed line, or one an expired or failed batch never answered
+            usage = session.scalar(select(Usage).where(Usage.paper_id == paper.id, Usage.outcome == "reserved"))
+            if usage is not None:
+                pipeline.settle_usage(session, usage.id, None, "batch_line_failed")
+            paper.status, paper.batch_id, paper.claimed_at = PaperStatus.queued, None, None
+            paper.status_reason = f"batch {state.status}: sent again in the next batch"
+            paper.updated_at = utcnow()
+        session.execute(update(ProviderBatch).where(ProviderBatch.id == batch_id).values(finished_at=utcnow()))
+    return state.status
+
+
+def record_line(sessions: sessionmaker[Session], storage: Storage, custom_id: str, response: dict[str, Any]) -> bool:
+    """Record one answered line like a live reply, priced at the batch rate."""
+    try:
+        paper_id = uuid.UUID(custom_id)
+    except ValueError:
+        return False
+    with transaction(sessions) as session:
+        paper = session.get(Paper, paper_id)
+        if paper is None or paper.status != PaperStatus.processing:
+            return False
+        usage = session.scalar(select(Usage).where(Usage.paper_id == paper_id, Usage.outcome == "reserved"))
+        prepared = pipeline.prepare_paper(session, storage, paper_id, presign_seconds=60, max_completion_tokens=1)
+    try:
+        reply = reply_from_completion(response["body"], response.get("request_id"))
+    except (ProviderError, ValueError) as exc:
+        with transaction(sessions) as session:
+            if usage is not None:
+                pipeline.settle_usage(session, usage.id, None, "batch_rejected")
+            pipeline.fail_paper(session, paper_id, f"batch reply unusable: {exc}")
+        return True
+    key = pipeline.archive_reply(storage, prepared, reply)
+    with transaction(sessions) as session:
+        try:
+            marks = pipeline.parse_reply(prepared, reply)
+        except InvalidMarks as exc:
+            if usage is not None:
+                pipeline.settle_usage(session, usage.id, reply, "invalid_reply", batch=True)
+            pipeline.fail_paper(session, paper_id, f"the model's reply was unusable: {exc}")
+            return True
+        if usage is not None:
+            pipeline.settle_usage(session, usage.id, reply, "ok", batch=True)
+        pipeline.record_marks(session, prepared, marks, key)
+    return True
+
+
+def open_batches(session: Session) -> list[uuid.UUID]:
+    return list(session.scalars(select(ProviderBatch.id).where(ProviderBatch.finished_at.is_(None))))
+
+
+def exam_batches(session: Session, exam_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = session.scalars(select(ProviderBatch).where(ProviderBatch.exam_id == exam_id)
+                           .order_by(ProviderBatch.created_at)).all()
+    return [{"id": b.id, "status": b.status, "total": b.total, "completed": b.completed, "failed": b.failed,
+             "created_at": b.created_at, "finished_at": b.finished_at} for b in rows]
+
