@@ -153,3 +153,10 @@ def resumable_by_budget(session: Session) -> list[uuid.UUID]:
         if school.daily_budget_usd is None or school_spent_today(session, school.id) < school.daily_budget_usd:
             ids += resume_papers(session, causes=(SCHOOL_BUDGET,), school_id=school.id)
     return ids
+
+
+def quota_pause(session: Session, exam_id: uuid.UUID) -> str | None:
+    """The reason the exam is paused for the provider's quota, if it is: no call is made for any of
+    its papers until someone resumes it (POST /v1/exams/{id}/resume)."""
+    return session.scalar(select(Paper.status_reason).where(
+        Paper.exam_id == exam_id, Paper.status == PaperStatus.paused, Paper.paused_for == QUOTA).limit(1))

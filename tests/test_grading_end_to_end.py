@@ -158,6 +158,15 @@ def test_exhausted_quota_pauses_the_exam_with_the_providers_message(live_api, au
     assert "quota" in paper["status_reason"]
     exam_now = httpx.get(f"{live_api}/v1/exams/{exam['id']}", headers=auth("A")).json()
     assert exam_now["progress"]["paused"] == 1 and "quota" in exam_now["status_reason"]
+    # no further call for this exam: a paper submitted now pauses without one
+    before = loopback_call(loopback, "/_loopback/stats")["requests"]
+    later = wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], pages=1)["id"])
+    assert later["status"] == "paused" and "quota" in later["status_reason"]
+    assert loopback_call(loopback, "/_loopback/stats")["requests"] == before
+    # after topping up, resuming grades both
+    httpx.post(f"{live_api}/v1/exams/{exam['id']}/resume", headers=auth("A")).raise_for_status()
+    assert wait_for(live_api, auth("A"), later["id"])["status"] in {"graded", "needs_review"}
+    assert wait_for(live_api, auth("A"), paper["id"])["status"] in {"graded", "needs_review"}
 
 
 def test_a_refused_request_fails_the_paper_with_the_reason(live_api, auth, idle, loopback):

@@ -95,6 +95,9 @@ def grade_paper(self: Task, paper_id: str) -> str:
     with transaction(res.sessions) as session:
         if pipeline.reuse_earlier_result(session, prepared) is not None:
             return "reused"
+        if (reason := budget.quota_pause(session, prepared.exam_id)) is not None:
+            budget.pause_papers(session, cause=budget.QUOTA, reason=reason, paper_id=pid, exam_id=prepared.exam_id)
+            return "paused"
 
     need = prepared.estimate.prompt_tokens + prepared.request["max_completion_tokens"]
     limiter = res.limiter if res.settings.limiter_enabled else None
