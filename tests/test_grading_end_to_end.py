@@ -228,3 +228,25 @@ def test_simulated_correct_answers_score_full_points(live_api, auth, worker):
             assert question["score"] == question["max_score"]
         else:
             assert question["score"] == 0
+
+
+def test_a_server_error_is_retried_with_backoff_and_counted_in_sql(live_api, auth, idle, loopback):
+    exam = make_exam(live_api, auth("A"))
+    loopback_call(loopback, "/_loopback/faults", {"faults": [{"status": 503, "message": "overloaded"}]})
+    before = loopback_call(loopback, "/_loopback/stats")
+    paper = wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], pages=1)["id"], timeout=90)
+    after = loopback_call(loopback, "/_loopback/stats")
+    assert paper["status"] in {"graded", "needs_review"}
+    assert paper["attempts"] == 2  # the failed call was an attempt
+    assert after["requests"] - before["requests"] == 2 and after["completions"] - before["completions"] == 1
+    assert paper["usage"]["calls"] == 2 and paper["usage"]["cost_usd"] > 0
+
+
+def test_server_errors_past_the_attempt_limit_fail_the_paper_with_the_reason(live_api, auth, idle, loopback, settings):
+    exam = make_exam(live_api, auth("A"))
+    faults = [{"status": 500, "message": "still broken"}] * settings.max_attempts
+    loopback_call(loopback, "/_loopback/faults", {"faults": faults})
+    paper = wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], pages=1)["id"], timeout=120)
+    assert paper["status"] == "failed"
+    assert f"gave up after {settings.max_attempts} attempts" in paper["status_reason"]
+    assert "still broken" in paper["status_reason"]
