@@ -36,10 +36,11 @@ SUBMIT_BODY = {
                                     "description": "A pseudonymous student reference (no names needed)."},
                     "class_label": {"type": "string", "maxLength": 100},
                     "pages": {"type": "array", "items": {"type": "string", "format": "binary"},
-                              "description": "Page images in order (JPEG, PNG, WebP, TIFF)."},
+                              "description": "Page images in order (JPEG, PNG, WebP, TIFF, HEIC), or PDFs "
+                                             "(one page each per PDF page)."},
                 },
             },
-            "encoding": {"pages": {"contentType": "image/jpeg, image/png, image/webp, image/tiff"}},
+            "encoding": {"pages": {"contentType": "image/jpeg, image/png, image/webp, image/tiff, image/heic, application/pdf"}},
         }
     },
 }
@@ -88,9 +89,10 @@ class ExamPapers(MethodView):
             raise ApiError(422, "invalid_request", "send at least one page file in the 'pages' field")
         if len(files) > settings.max_pages_per_paper:
             raise ApiError(413, "too_many_pages", f"at most {settings.max_pages_per_paper} pages per paper")
-        pages = [UploadedPage(f.stream, f.filename or f"page-{i}") for i, f in enumerate(files, start=1)]
+        uploads = [UploadedPage(f.stream, f.filename or f"page-{i}") for i, f in enumerate(files, start=1)]
         try:
-            headers = check_pages(pages, max_bytes=settings.max_page_bytes, max_pixels=settings.max_image_pixels)
+            pages, headers = check_pages(uploads, max_bytes=settings.max_page_bytes, max_pixels=settings.max_image_pixels,
+                                         max_pages=settings.max_pages_per_paper, pdf_dpi=settings.pdf_dpi)
         except PageError as exc:
             code = {413: "page_too_large", 415: "unsupported_page"}.get(exc.status, "invalid_page")
             raise ApiError(exc.status, code, str(exc), {"file": exc.filename, "page": exc.number}) from exc

@@ -12,7 +12,10 @@ from PIL import Image, ImageChops, ImageFilter, ImageMath, ImageOps, Unidentifie
 
 from shared.costs import model_card, patch_scheme_size, tile_scheme_size
 
-ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF")
+from pillow_heif import register_heif_opener
+
+register_heif_opener()  # phones save HEIC; Pillow reads it through pillow-heif
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "HEIF")
 JPEG_QUALITY = 90  # small greyscale pages: quality costs bytes, never tokens
 
 
@@ -36,8 +39,10 @@ class PageHeader:
         return Image.MIME.get(self.format, "application/octet-stream")
 
 
-def inspect_page(stream: BinaryIO, max_pixels: int) -> PageHeader:
-    """Read only the header of an uploaded page: its format (allow-listed) and size (bounded).
+def inspect_page(stream: BinaryIO, max_pixels: int, decode: bool = True) -> PageHeader:
+    """Check an uploaded page: its format (allow-listed), its size (bounded before any pixel is
+    decoded, decompression-bomb warnings fatal), and, with `decode`, that every pixel decodes,
+    so a damaged file is refused now rather than failing in a worker later.
 
     The stream is left at its start so it can be stored unchanged.
     """
@@ -47,19 +52,24 @@ def inspect_page(stream: BinaryIO, max_pixels: int) -> PageHeader:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(stream, formats=ACCEPTED_FORMATS) as image:
                 header = PageHeader(image.format or "", image.width, image.height)
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning,
-            OSError, SyntaxError, ValueError) as exc:
-        if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-            raise PageRejected("image has too many pixels (decompression bomb?)", 413) from exc
+                if header.width * header.height > max_pixels:
+                    raise PageRejected(
+                        f"image is {header.width}x{header.height}, more than {max_pixels} pixels", 413)
+                if decode:
+                    try:
+                        image.load()
+                    except (OSError, SyntaxError, ValueError) as exc:
+                        raise PageRejected(f"the image is damaged and does not decode ({exc})", 422) from exc
+    except PageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PageRejected("image has too many pixels (decompression bomb?)", 413) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise PageRejected(
-            f"not a readable image; accepted formats are {', '.join(ACCEPTED_FORMATS)}", 415
+            f"not a readable image or PDF; accepted: {', '.join(ACCEPTED_FORMATS)} and PDF", 415
         ) from exc
     finally:
         stream.seek(start)
-    if header.width * header.height > max_pixels:
-        raise PageRejected(
-            f"image is {header.width}x{header.height}, more than {max_pixels} pixels", 413
-        )
     return header
 
 

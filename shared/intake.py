@@ -7,6 +7,7 @@ database insert fails, so a bad request leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
+import io
 import uuid
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 from shared.budget import TRIAL
 
 from shared.images import PageHeader, PageRejected, inspect_page
+from shared.pdf import is_pdf, render_pdf
 from shared.models import Exam, Page, Paper, PaperStatus
 from shared.storage import Storage, original_page_key
 
@@ -53,21 +55,36 @@ class _HashingReader:
         return chunk
 
 
-def check_pages(pages: list[UploadedPage], *, max_bytes: int, max_pixels: int) -> list[PageHeader]:
-    headers = []
-    for number, page in enumerate(pages, start=1):
-        page.stream.seek(0, 2)
-        size = page.stream.tell()
-        page.stream.seek(0)
+def check_pages(
+    uploads: list[UploadedPage], *, max_bytes: int, max_pixels: int, max_pages: int, pdf_dpi: int = 150,
+) -> tuple[list[UploadedPage], list[PageHeader]]:
+    """Every upload checked and expanded into pages: an image is one page, a PDF one page per PDF
+    page (rendered at `pdf_dpi`). Raises PageError naming the file at the first problem."""
+    pages: list[UploadedPage] = []
+    headers: list[PageHeader] = []
+    for number, upload in enumerate(uploads, start=1):
+        upload.stream.seek(0, 2)
+        size = upload.stream.tell()
+        upload.stream.seek(0)
         if size == 0:
-            raise PageError(page.filename, number, "file is empty", 422)
+            raise PageError(upload.filename, number, "file is empty", 422)
         if size > max_bytes:
-            raise PageError(page.filename, number, f"file is {size} bytes, over the {max_bytes} limit", 413)
+            raise PageError(upload.filename, number, f"file is {size} bytes, over the {max_bytes} limit", 413)
         try:
-            headers.append(inspect_page(page.stream, max_pixels))
+            if is_pdf(upload.stream):
+                rendered = render_pdf(upload.stream, dpi=pdf_dpi, max_pages=max_pages, max_pixels=max_pixels)
+                for index, data in enumerate(rendered, start=1):
+                    page = UploadedPage(io.BytesIO(data), f"{upload.filename} page {index}")
+                    pages.append(page)
+                    headers.append(inspect_page(page.stream, max_pixels, decode=False))
+            else:
+                headers.append(inspect_page(upload.stream, max_pixels))
+                pages.append(upload)
         except PageRejected as exc:
-            raise PageError(page.filename, number, exc.reason, exc.status) from exc
-    return headers
+            raise PageError(upload.filename, number, exc.reason, exc.status) from exc
+        if len(pages) > max_pages:
+            raise PageError(upload.filename, number, f"more than the {max_pages} pages a paper may have", 413)
+    return pages, headers
 
 
 def submit_paper(

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     max_page_bytes: int = 25 * 1024 * 1024
     max_pages_per_paper: int = 20
     max_image_pixels: int = 40_000_000
+    pdf_dpi: int = Field(150, ge=72, le=400)  # scanned PDFs are rendered page by page at this resolution
 
     # Signs the share links of the HTML report pages. Unset: a random key is made once and kept in
     # MARKQ_HOME/secret_key, which every process of one installation shares.

@@ -69,11 +69,11 @@ def test_a_file_that_is_not_an_image_is_refused_and_nothing_is_kept(client, auth
     reply = client.post(
         f"/v1/exams/{exam['id']}/papers", headers=auth("A"),
         data={"student_ref": "s1", "pages": [(io.BytesIO(page_bytes()), "p1.jpg"),
-                                             (io.BytesIO(b"%PDF-1.7 homework"), "homework.pdf")]},
+                                             (io.BytesIO("我的作业 homework notes".encode()), "homework.txt")]},
     )
     assert reply.status_code == 415
     assert reply.json["error"]["code"] == "unsupported_page"
-    assert reply.json["error"]["details"] == {"file": "homework.pdf", "page": 2}
+    assert reply.json["error"]["details"] == {"file": "homework.txt", "page": 2}
     s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name="us-east-1")
     listed = s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=f"{exam_school(app, exam)}/{exam['id']}/")
     assert listed.get("KeyCount", 0) == 0

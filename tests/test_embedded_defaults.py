@@ -52,7 +52,7 @@ def test_local_storage_pages_go_inline_as_data_image_parts(sqlite_sessions, tmp_
     storage = LocalStorage(tmp_path / "storage")
     exam = new_exam(sqlite_sessions, "Embedded school", language="en")
     pages = [UploadedPage(io.BytesIO(page_bytes()), "p1.png")]
-    headers = check_pages(pages, max_bytes=10_000_000, max_pixels=10_000_000)
+    pages, headers = check_pages(pages, max_bytes=10_000_000, max_pixels=10_000_000, max_pages=20)
     with sqlite_sessions() as session:
         paper = submit_paper(session, storage, exam, student_ref="s", class_label="", pages=pages, headers=headers)
     with transaction(sqlite_sessions) as session:
@@ -87,7 +87,7 @@ def test_the_request_prefix_is_identical_for_every_paper_of_an_exam(sqlite_sessi
     requests = []
     for student, text in (("a", "first"), ("b", "second paper")):
         pages = [UploadedPage(io.BytesIO(page_bytes(text)), "p.jpg")]
-        headers = check_pages(pages, max_bytes=10_000_000, max_pixels=10_000_000)
+        pages, headers = check_pages(pages, max_bytes=10_000_000, max_pixels=10_000_000, max_pages=20)
         with sqlite_sessions() as session:
             paper = submit_paper(session, storage, exam, student_ref=student, class_label="", pages=pages, headers=headers)
         with transaction(sqlite_sessions) as session:
