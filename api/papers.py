@@ -6,7 +6,7 @@ import logging
 import uuid
 from typing import Any
 
-from flask import request, url_for
+from flask import jsonify, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
@@ -15,6 +15,7 @@ from api.context import current_school, db, require_school, resources
 from api.errors import ApiError, not_found
 from api.exams import school_exam
 from api.schemas import PaperListArgs, PaperSchema, PaperSummarySchema
+from shared import idempotency
 from shared.grading.exams import usage_totals
 from shared.intake import PageError, UploadedPage, check_pages, submit_paper
 from shared.models import Paper, PaperStatus, Usage
@@ -72,40 +73,71 @@ def _form_text(name: str, *, required: bool, max_length: int = 100) -> str:
     return value
 
 
+def submit(exam: Any) -> dict[str, Any]:
+    """Check, store and queue one paper from the request's form; returns its view."""
+    settings = resources().settings
+    student_ref = _form_text("student_ref", required=True)
+    class_label = _form_text("class_label", required=False)
+    files = request.files.getlist("pages")
+    if not files:
+        raise ApiError(422, "invalid_request", "send at least one page file in the 'pages' field")
+    if len(files) > settings.max_pages_per_paper:
+        raise ApiError(413, "too_many_pages", f"at most {settings.max_pages_per_paper} pages per paper")
+    uploads = [UploadedPage(f.stream, f.filename or f"page-{i}") for i, f in enumerate(files, start=1)]
+    try:
+        pages, headers = check_pages(uploads, max_bytes=settings.max_page_bytes, max_pixels=settings.max_image_pixels,
+                                     max_pages=settings.max_pages_per_paper, pdf_dpi=settings.pdf_dpi)
+    except PageError as exc:
+        code = {413: "page_too_large", 415: "unsupported_page"}.get(exc.status, "invalid_page")
+        raise ApiError(exc.status, code, str(exc), {"file": exc.filename, "page": exc.number}) from exc
+    try:
+        paper = submit_paper(
+            db(), resources().storage, exam,
+            student_ref=student_ref, class_label=class_label, pages=pages, headers=headers,
+        )
+    except StorageError as exc:
+        raise ApiError(503, "storage_unavailable", "could not store the pages; nothing was kept") from exc
+    if paper.status == PaperStatus.queued:
+        start_grading([paper.id])
+    return paper_view(paper)
+
+
 @blp.route("/v1/exams/<uuid:exam_id>/papers")
 class ExamPapers(MethodView):
     decorators = [require_school]
 
-    @blp.doc(requestBody=SUBMIT_BODY)
+    @blp.doc(requestBody=SUBMIT_BODY, parameters=[{
+        "in": "header", "name": "Idempotency-Key", "required": False, "schema": {"type": "string", "maxLength": 200},
+        "description": "The same key and request return the first response; another request under the key: 409."}])
     @blp.response(202, PaperSchema)
-    def post(self, exam_id: uuid.UUID) -> tuple[dict[str, Any], int, dict[str, str]]:
+    def post(self, exam_id: uuid.UUID) -> Any:
         """Submit one student's paper: its pages in order. Grading happens in the background."""
         exam = school_exam(exam_id)
-        settings = resources().settings
-        student_ref = _form_text("student_ref", required=True)
-        class_label = _form_text("class_label", required=False)
-        files = request.files.getlist("pages")
-        if not files:
-            raise ApiError(422, "invalid_request", "send at least one page file in the 'pages' field")
-        if len(files) > settings.max_pages_per_paper:
-            raise ApiError(413, "too_many_pages", f"at most {settings.max_pages_per_paper} pages per paper")
-        uploads = [UploadedPage(f.stream, f.filename or f"page-{i}") for i, f in enumerate(files, start=1)]
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if not key:
+            view = submit(exam)
+            return view, 202, {"Location": view["status_url"]}
+        if len(key) > 200:
+            raise ApiError(422, "invalid_request", "Idempotency-Key is longer than 200 characters")
+        school_id = current_school().id
+        files = [("pages", f.filename, f.stream) for f in request.files.getlist("pages")]
+        request_hash = idempotency.fingerprint(request.path, dict(request.form.items()), files)
         try:
-            pages, headers = check_pages(uploads, max_bytes=settings.max_page_bytes, max_pixels=settings.max_image_pixels,
-                                         max_pages=settings.max_pages_per_paper, pdf_dpi=settings.pdf_dpi)
-        except PageError as exc:
-            code = {413: "page_too_large", 415: "unsupported_page"}.get(exc.status, "invalid_page")
-            raise ApiError(exc.status, code, str(exc), {"file": exc.filename, "page": exc.number}) from exc
+            replay = idempotency.begin(db(), school_id, key, request_hash)
+        except idempotency.KeyConflict as exc:
+            raise ApiError(409, "idempotency_conflict", str(exc)) from exc
+        if replay is not None:
+            response = jsonify(replay.response)
+            response.status_code = replay.status_code
+            response.headers["Idempotent-Replayed"] = "true"
+            return response
         try:
-            paper = submit_paper(
-                db(), resources().storage, exam,
-                student_ref=student_ref, class_label=class_label, pages=pages, headers=headers,
-            )
-        except StorageError as exc:
-            raise ApiError(503, "storage_unavailable", "could not store the pages; nothing was kept") from exc
-        if paper.status == PaperStatus.queued:
-            start_grading([paper.id])
-        view = paper_view(paper)
+            view = submit(exam)
+        except BaseException:
+            idempotency.release(db(), school_id, key)
+            raise
+        body = PaperSchema().dump(view)
+        idempotency.finish(db(), school_id, key, 202, body)
         return view, 202, {"Location": view["status_url"]}
 
     @blp.arguments(PaperListArgs, location="query")

@@ -175,6 +175,22 @@ class ProviderBatch(Base):
     finished_at: Mapped[datetime | None]
 
 
+class IdempotencyKey(Base):
+    """A client's Idempotency-Key: the same key and request return the first response."""
+
+    __tablename__ = "idempotency_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)  # None while the first request runs
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("school_id", "key"),)
+
+
 class Page(Base):
     __tablename__ = "pages"
 

@@ -95,3 +95,27 @@ def test_a_file_over_the_size_limit_is_413():
     with pytest.raises(PageError) as refused:
         check_pages([UploadedPage(io.BytesIO(b"x" * 2000), "huge.jpg")], max_bytes=1000, max_pixels=10**7, max_pages=20)
     assert refused.value.status == 413 and "huge.jpg" in str(refused.value)
+
+
+def test_the_same_idempotency_key_and_body_return_the_first_paper(client, auth, app):
+    from sqlalchemy import func, select
+
+    from shared.models import Paper
+
+    exam = create_exam(client, auth("A"))
+    data = image_bytes("JPEG")
+
+    def send(key, content=data, student="s-idem"):
+        return client.post(f"/v1/exams/{exam['id']}/papers", headers={**auth("A"), "Idempotency-Key": key},
+                           data={"student_ref": student, "pages": [(io.BytesIO(content), "p.jpg")]})
+
+    first, again = send("k-1"), send("k-1")
+    assert first.status_code == again.status_code == 202
+    assert again.json["id"] == first.json["id"] and again.headers["Idempotent-Replayed"] == "true"
+    other = send("k-1", student="someone else")
+    assert other.status_code == 409 and other.json["error"]["code"] == "idempotency_conflict"
+    with app.extensions["markq"].sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Paper).where(Paper.exam_id == exam["id"])) == 1
+    # a failed request releases its key: the corrected retry goes through under the same key
+    assert send("k-2", content=b"not an image").status_code == 415
+    assert send("k-2").status_code == 202
