@@ -40,11 +40,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     celery_init_app(app, settings)
 
     openapi.init_app(app)
-    from api import estimate, exams, health, pages, papers, reports
+    from api import bulk, estimate, exams, health, pages, papers, reports
 
     openapi.register_blueprint(health.blp)
     openapi.register_blueprint(exams.blp)
     openapi.register_blueprint(papers.blp)
+    openapi.register_blueprint(bulk.blp)
     openapi.register_blueprint(estimate.blp)
     openapi.register_blueprint(exams.school_blp)
     openapi.register_blueprint(reports.blp)

@@ -44,7 +44,12 @@ class Settings(BaseSettings):
     max_page_bytes: int = 25 * 1024 * 1024
     max_pages_per_paper: int = 20
     max_image_pixels: int = 40_000_000
-    pdf_dpi: int = Field(150, ge=72, le=400)  # scanned PDFs are rendered page by page at this resolution
+    pdf_dpi: int = Field(150, ge=72, le=400)
+    # One class's ZIP: entries, bytes unpacked in all, and how much more than compressed an entry
+    # may be before it counts as a zip bomb (scans compress 1-3x; a bomb, a thousand times).
+    bulk_max_entries: int = 2000
+    bulk_max_total_bytes: int = 2 * 1024**3
+    bulk_max_ratio: int = 100  # scanned PDFs are rendered page by page at this resolution
 
     # Signs the share links of the HTML report pages. Unset: a random key is made once and kept in
     # MARKQ_HOME/secret_key, which every process of one installation shares.
