@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -68,6 +68,28 @@ class MarkqClient:
         finally:
             for handle in handles:
                 handle.close()
+
+    def submit_class(self, exam_id: str, archive: BinaryIO, filename: str, class_label: str = "",
+                     roster: Path | None = None) -> dict[str, Any]:
+        """Upload one class's ZIP to the bulk endpoint (streamed from `archive`)."""
+        files: list[tuple[str, tuple[str, Any]]] = [("archive", (filename, archive))]
+        handle = roster.open("rb") if roster else None
+        try:
+            if handle is not None:
+                files.append(("roster", (roster.name, handle)))  # type: ignore[union-attr]
+            return self._call("POST", f"/v1/exams/{exam_id}/bulk", data={"class_label": class_label}, files=files)
+        finally:
+            if handle is not None:
+                handle.close()
+
+    def report_csv(self, exam_id: str, table: str = "papers") -> bytes:
+        reply = self.http.get(f"/v1/exams/{exam_id}/report.csv", params={"table": table})
+        if reply.status_code >= 400:
+            self._call("GET", f"/v1/exams/{exam_id}/report.csv", params={"table": table})
+        return reply.content
+
+    def share(self, exam_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/exams/{exam_id}/share")
 
     def wait_for_exam(
         self, exam_id: str, timeout: float = 600.0, on_progress: Callable[[dict[str, Any]], None] | None = None

@@ -1,33 +1,56 @@
 """markq: the teacher's command line, talking to the HTTP API.
 
-Configuration: flags, else MARKQ_API_URL and MARKQ_API_KEY in the environment.
+Configuration, first found wins: flags, then MARKQ_API_URL and MARKQ_API_KEY in the environment,
+then the user config file (~/.config/markq/config.toml, or MARKQ_CONFIG):
+
+    api_url = "https://markq.school.example"
+    api_key = "mq_..."
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import sys
+import tempfile
+import tomllib
+import webbrowser
+import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 
-from client.api import MarkqClient, MarkqError
+from client.api import FINISHED, MarkqClient, MarkqError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif"}
+PAGE_SUFFIXES = IMAGE_SUFFIXES | {".pdf"}
 
 
 def _print(value: Any) -> None:
     click.echo(json.dumps(value, ensure_ascii=False, indent=2))
 
 
+def user_config() -> dict[str, Any]:
+    path = Path(os.environ.get("MARKQ_CONFIG", Path.home() / ".config" / "markq" / "config.toml"))
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text("utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise click.ClickException(f"{path}: {exc}") from exc
+
+
 @click.group()
-@click.option("--api-url", envvar="MARKQ_API_URL", default="http://127.0.0.1:8000", show_default=True)
-@click.option("--api-key", envvar="MARKQ_API_KEY", help="The school's API key (or MARKQ_API_KEY).")
+@click.option("--api-url", envvar="MARKQ_API_URL", help="The markq API (or MARKQ_API_URL, or the config file).")
+@click.option("--api-key", envvar="MARKQ_API_KEY", help="The school's API key (or MARKQ_API_KEY, or the config file).")
 @click.pass_context
-def main(ctx: click.Context, api_url: str, api_key: str | None) -> None:
+def main(ctx: click.Context, api_url: str | None, api_key: str | None) -> None:
     """Mark test papers with markq."""
-    ctx.obj = {"url": api_url, "key": api_key}
+    config = user_config() if not (api_url and api_key) else {}
+    ctx.obj = {"url": api_url or config.get("api_url") or "http://127.0.0.1:8000",
+               "key": api_key or config.get("api_key")}
 
 
 def _client(ctx: click.Context) -> MarkqClient:
@@ -65,18 +88,73 @@ def exams_show(ctx: click.Context, exam_id: str) -> None:
     _print(_run(lambda: _client(ctx).exam(exam_id)))
 
 
+class _Progress(io.RawIOBase):
+    """A file whose reads move a progress bar: upload bytes as httpx streams them."""
+
+    def __init__(self, raw: BinaryIO, bar: Any) -> None:
+        self.raw, self.bar = raw, bar
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.raw.read(size)
+        self.bar.update(len(chunk))
+        return chunk
+
+
+def _zip_folder(folder: Path, out: BinaryIO) -> int:
+    """A class folder (a folder per student) as a ZIP, pages stored as they are; returns the count."""
+    count = 0
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and path.suffix.lower() in PAGE_SUFFIXES:
+                archive.write(path, path.relative_to(folder).as_posix())
+                count += 1
+    return count
+
+
 @main.command()
 @click.argument("exam_id")
-@click.argument("pages", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--student", required=True, help="The student's reference.")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--student", help="Submit PATHS (images or PDFs, in order) as this one student's paper.")
 @click.option("--class", "class_label", default="", help="The class label.")
+@click.option("--roster", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV mapping files to students (file, student_ref[, class_label]).")
 @click.pass_context
-def submit(ctx: click.Context, exam_id: str, pages: tuple[Path, ...], student: str, class_label: str) -> None:
-    """Submit one student's paper: PAGES are image files in order, or one folder of them."""
-    files: list[Path] = []
-    for path in pages:
-        files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
-    _print(_run(lambda: _client(ctx).submit_paper(exam_id, student, files, class_label)))
+def submit(ctx: click.Context, exam_id: str, paths: tuple[Path, ...], student: str | None, class_label: str,
+           roster: Path | None) -> None:
+    """Submit papers. With --student: PATHS are one paper's pages. Without: each PATH is a class,
+    a folder with a folder per student (or student__page names), or a ZIP of one. Running it
+    again sends only what is not in yet."""
+    client = _client(ctx)
+    if student:
+        files: list[Path] = []
+        for path in paths:
+            files += sorted(p for p in path.iterdir() if p.suffix.lower() in PAGE_SUFFIXES) if path.is_dir() else [path]
+        _print(_run(lambda: client.submit_paper(exam_id, student, files, class_label)))
+        return
+    totals = {"created": 0, "existing": 0, "refused": 0}
+    for path in paths:
+        with tempfile.TemporaryFile() as spool:
+            if path.is_dir():
+                if not _zip_folder(path, spool):
+                    raise click.ClickException(f"{path}: no page files (jpg, png, webp, tif, heic, pdf) in it")
+                name = f"{path.name}.zip"
+            elif zipfile.is_zipfile(path):
+                spool.write(path.read_bytes())
+                name = path.name
+            else:
+                raise click.UsageError(f"{path}: give a class folder or a ZIP, or use --student for one paper")
+            size = spool.tell()
+            spool.seek(0)
+            with click.progressbar(length=size, label=f"uploading {path.name}", file=sys.stderr) as bar:
+                reply = _run(lambda: client.submit_class(exam_id, _Progress(spool, bar), name, class_label, roster))
+        for key in totals:
+            totals[key] += len(reply[key])
+        for refusal in reply["refused"]:
+            click.echo(f"refused {refusal['file']}: {refusal['reason']}", err=True)
+    _print(totals)
 
 
 @main.command()
@@ -84,12 +162,18 @@ def submit(ctx: click.Context, exam_id: str, pages: tuple[Path, ...], student: s
 @click.option("--timeout", default=3600.0, show_default=True)
 @click.pass_context
 def wait(ctx: click.Context, exam_id: str, timeout: float) -> None:
-    """Wait until every paper of the exam has finished."""
-    def progress(exam: dict[str, Any]) -> None:
-        counts = ", ".join(f"{k} {v}" for k, v in exam["progress"].items() if v)
-        click.echo(f"{exam['title']}: {counts}", err=True)
+    """Wait until every paper of the exam has finished, with a progress bar."""
+    client = _client(ctx)
+    total = _run(lambda: client.exam(exam_id))["papers"]
+    with click.progressbar(length=total, label="grading", file=sys.stderr) as bar:
+        done = [0]
 
-    exam = _run(lambda: _client(ctx).wait_for_exam(exam_id, timeout=timeout, on_progress=progress))
+        def progress(exam: dict[str, Any]) -> None:
+            finished = sum(n for status, n in exam["progress"].items() if status in FINISHED)
+            bar.update(finished - done[0])
+            done[0] = finished
+
+        exam = _run(lambda: client.wait_for_exam(exam_id, timeout=timeout, on_progress=progress))
     _print(exam["progress"])
 
 
@@ -103,10 +187,23 @@ def paper(ctx: click.Context, paper_id: str) -> None:
 
 @main.command()
 @click.argument("exam_id")
+@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a CSV (one row per paper) to this file.")
+@click.option("--table", type=click.Choice(["papers", "questions", "knowledge_points", "classes"]), default="papers",
+              show_default=True, help="Which table the CSV holds.")
+@click.option("--open", "open_page", is_flag=True, help="Open the teacher's report page in a browser.")
 @click.pass_context
-def report(ctx: click.Context, exam_id: str) -> None:
+def report(ctx: click.Context, exam_id: str, csv_file: Path | None, table: str, open_page: bool) -> None:
     """Scores and the most-missed knowledge points of an exam."""
-    _print(_run(lambda: _client(ctx).report(exam_id)))
+    client = _client(ctx)
+    _print(_run(lambda: client.report(exam_id)))
+    if csv_file:
+        csv_file.write_bytes(_run(lambda: client.report_csv(exam_id, table)))
+        click.echo(f"wrote {csv_file}", err=True)
+    if open_page:
+        url = _run(lambda: client.share(exam_id))["report_url"]
+        click.echo(url, err=True)
+        webbrowser.open(url)
 
 
 @main.command()

@@ -36,3 +36,34 @@ def test_errors_are_reported_in_words_not_tracebacks(live_api, school_keys, tmp_
     assert result.exit_code == 1 and "not_found" in result.output
     no_key = CliRunner().invoke(main, ["report", "x"], env={"MARKQ_API_URL": live_api, "MARKQ_API_KEY": ""})
     assert no_key.exit_code == 2 and "API key" in no_key.output
+
+
+def test_submitting_a_class_folder_twice_creates_no_new_papers(live_api, school_keys, tmp_path):
+    env = {"MARKQ_API_URL": live_api, "MARKQ_API_KEY": school_keys["A"], "MARKQ_CONFIG": str(tmp_path / "none.toml")}
+    runner = CliRunner()
+    exam_file = tmp_path / "exam.json"
+    exam_file.write_text(json.dumps(exam_body()), "utf-8")
+    exam_id = json.loads(runner.invoke(main, ["exams", "create", str(exam_file)], env=env).output)["id"]
+    folder = tmp_path / "3A"
+    for student, pages in (("S01", 2), ("S02", 1), ("S03", 1)):
+        (folder / student).mkdir(parents=True)
+        for n in range(1, pages + 1):
+            (folder / student / f"p{n}.jpg").write_bytes(page_bytes())
+    (folder / "S03" / "notes.txt").write_text("ignored: not a page")
+    first = runner.invoke(main, ["submit", exam_id, str(folder), "--class", "3A"], env=env)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout) == {"created": 3, "existing": 0, "refused": 0}
+    again = runner.invoke(main, ["submit", exam_id, str(folder), "--class", "3A"], env=env)
+    assert json.loads(again.stdout) == {"created": 0, "existing": 3, "refused": 0}
+    out = tmp_path / "papers.csv"
+    report = runner.invoke(main, ["report", exam_id, "--csv", str(out)], env=env)
+    assert report.exit_code == 0, report.output
+    assert sorted(line.split(",")[0] for line in out.read_text("utf-8-sig").splitlines()[1:]) == ["S01", "S02", "S03"]
+
+
+def test_the_user_config_file_supplies_url_and_key(live_api, school_keys, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(f'api_url = "{live_api}"\napi_key = "{school_keys["A"]}"\n', "utf-8")
+    result = CliRunner().invoke(main, ["report", "00000000-0000-0000-0000-000000000000"],
+                                env={"MARKQ_CONFIG": str(config), "MARKQ_API_URL": "", "MARKQ_API_KEY": ""})
+    assert result.exit_code == 1 and "not_found" in result.output  # reached the API with the key
