@@ -8,7 +8,7 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from api.context import current_school, db, require_school
+from api.context import current_school, db, require_school, resources
 from api.errors import ApiError, not_found
 from api.schemas import (
     ExamCreateSchema,
@@ -16,7 +16,7 @@ from api.schemas import (
     ExamUpdateSchema,
     SchoolSchema,
 )
-from shared import budget
+from shared import budget, webhooks
 from shared.grading.exams import InvalidExam, create_exam, exam_view, get_exam, usage_totals
 from shared.models import Exam, Usage
 from worker.tasks import start_grading
@@ -41,13 +41,18 @@ class Exams(MethodView):
     def post(self, fields: dict[str, Any]) -> dict[str, Any]:
         """Create an exam with its answer key."""
         session = db()
+        if fields.get("callback_url"):
+            try:
+                webhooks.check_destination(fields["callback_url"], resources().settings)
+            except webhooks.DestinationRefused as exc:
+                raise ApiError(422, "callback_refused", str(exc)) from exc
         try:
             exam = create_exam(session, current_school(), fields)
         except InvalidExam as exc:
             session.rollback()
             raise ApiError(422, "invalid_exam", str(exc), exc.details) from exc
         session.commit()
-        return exam_view(session, exam)
+        return {**exam_view(session, exam), "callback_secret": exam.callback_secret}
 
 
 @blp.route("/<uuid:exam_id>")

@@ -37,6 +37,8 @@ class ExamCreateSchema(Schema):
     )
     budget_usd = fields.Decimal(allow_none=True, load_default=None, validate=validate.Range(min=0),
                                 metadata={"description": "Most the exam may spend, in dollars; none: no cap."})
+    callback_url = fields.Url(load_default=None, allow_none=True, schemes={"http", "https"}, require_tld=False, metadata={
+        "description": "Told (POST, signed) when each paper is graded and when the exam is done. The host must be on the admin's allow-list."})
     priority = fields.String(load_default="standard", validate=validate.OneOf(["standard", "economy"]), metadata={
         "description": "economy: papers go through the Batch API at half the price, results within 24 hours."})
     trial_papers = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=1), metadata={
@@ -104,6 +106,10 @@ class ExamSchema(Schema):
     trial_papers = fields.Integer(allow_none=True)
     trial_released = fields.Boolean()
     priority = fields.String()
+    callback_url = fields.String(allow_none=True)
+    callback_secret = fields.String(allow_none=True, metadata={
+        "description": "Only in the reply that creates the exam: the key of the Markq-Signature HMAC."})
+    webhooks = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={"description": "Deliveries by status."})
     batches = fields.List(fields.Nested(lambda: BatchSchema()), metadata={"description": "Batch API jobs (economy lane)."})
     review = fields.Nested(lambda: ReviewSummarySchema())
     papers = fields.Integer(metadata={"description": "Papers submitted."})

@@ -103,8 +103,9 @@ def send_exam_batch(
 
 
 def poll_batch(sessions: sessionmaker[Session], storage: Storage, provider: VisionProvider,
-               batch_id: uuid.UUID) -> str:
-    """Update one open batch; when it has ended, record its answers and requeue the rest."""
+               batch_id: uuid.UUID) -> tuple[str, list[uuid.UUID]]:
+    """Update one open batch; when it has ended, record its answers and requeue the rest.
+    Returns the batch's status and the papers it finished."""
     with sessions() as session:
         batch = session.get_one(ProviderBatch, batch_id)
         provider_batch_id = batch.provider_batch_id
@@ -113,7 +114,7 @@ def poll_batch(sessions: sessionmaker[Session], storage: Storage, provider: Visi
         session.execute(update(ProviderBatch).where(ProviderBatch.id == batch_id).values(
             status=state.status, completed=state.completed, failed=state.failed))
     if state.status not in TERMINAL:
-        return state.status
+        return state.status, []
     answered: set[str] = set()
     for line in file_lines(provider, state.output_file_id):
         response = line.get("response") or {}
@@ -130,7 +131,7 @@ def poll_batch(sessions: sessionmaker[Session], storage: Storage, provider: Visi
             paper.status_reason = f"batch {state.status}: sent again in the next batch"
             paper.updated_at = utcnow()
         session.execute(update(ProviderBatch).where(ProviderBatch.id == batch_id).values(finished_at=utcnow()))
-    return state.status
+    return state.status, [uuid.UUID(custom_id) for custom_id in answered]
 
 
 def record_line(sessions: sessionmaker[Session], storage: Storage, custom_id: str, response: dict[str, Any]) -> bool:

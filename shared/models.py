@@ -110,6 +110,10 @@ class Exam(Base):
     # "standard": each paper is one call now; "economy": papers go through the Batch API at half
     # the price, results within the provider's 24-hour window.
     priority: Mapped[str] = mapped_column(String(10), default="standard")
+    # Told when each paper is graded and when the exam is done; requests signed with the secret.
+    callback_url: Mapped[str | None] = mapped_column(String(500))
+    callback_secret: Mapped[str | None] = mapped_column(String(64))
+    done_notified_at: Mapped[datetime | None]
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -189,6 +193,22 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("school_id", "key"),)
+
+
+class WebhookDelivery(Base):
+    """One event for an exam's callback URL, delivered (and retried) by a task."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    exam_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("exams.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending, delivered, failed
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]
 
 
 class Page(Base):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ImageDetail = Literal["low", "high", "auto"]
 
@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     # a batch's presigned page URLs live (a batch may wait up to 24 hours to run).
     batch_interval_seconds: float = 60.0
     batch_presign_seconds: int = Field(24 * 3600 + 3600, ge=60, le=7 * 24 * 3600)
+    # Webhooks: callback hosts an admin allows (comma-separated, wildcards like *.school.example),
+    # and whether internal addresses or plain http may be called (tests and closed networks only).
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_allow_private: bool = False
+    webhook_allow_http: bool = False
+    webhook_max_attempts: int = 8
     limiter_enabled: bool = True
     provider_sdk_retries: int = 0
     db_pool_size: int = 10
@@ -77,6 +83,11 @@ class Settings(BaseSettings):
     stuck_queued_seconds: int = 300
     stuck_processing_seconds: int = 900
     sweep_interval_seconds: float = 60.0
+
+    @field_validator("webhook_allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
 
     @field_validator("openai_api_key", "openai_base_url", "s3_endpoint_url", "s3_public_endpoint_url",
                      "secret_key", mode="before")

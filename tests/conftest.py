@@ -109,7 +109,11 @@ def service_env(postgres_url: str, redis_url: str, s3_url: str, loopback: Loopba
         "MARKQ_IMAGE_QUEUE_NAME": "markq-test-images",
         "MARKQ_STUCK_QUEUED_SECONDS": "2",
         "MARKQ_SWEEP_INTERVAL_SECONDS": "1",
-        "MARKQ_MAX_ATTEMPTS": "3",  # backoff 2 s then 4 s: the give-up test stays short
+        "MARKQ_MAX_ATTEMPTS": "3",
+        # the tests' receiver listens on loopback over plain http: allowed here, never by default
+        "MARKQ_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+        "MARKQ_WEBHOOK_ALLOW_PRIVATE": "true",
+        "MARKQ_WEBHOOK_ALLOW_HTTP": "true",  # backoff 2 s then 4 s: the give-up test stays short
         "OPENAI_BASE_URL": loopback.url,
         "OPENAI_API_KEY": "sk-loopback",
         "AWS_ACCESS_KEY_ID": "testing",

@@ -10,7 +10,7 @@ import uuid
 from celery import Task, shared_task
 from flask import current_app
 
-from shared import batches, budget
+from shared import batches, budget, webhooks
 from shared.db import transaction
 from shared.grading import pipeline
 from shared.grading.marks import InvalidMarks
@@ -22,7 +22,7 @@ from shared.provider import (
     RequestRejected,
 )
 from shared.limiter import TooLargeForLimit
-from shared.models import Exam, Paper, PaperStatus
+from shared.models import Exam, Paper, PaperStatus, WebhookDelivery
 from shared.resources import Resources
 from shared.storage import StorageError
 
@@ -90,11 +90,15 @@ def grade_paper(self: Task, paper_id: str) -> str:
         log.exception("paper %s could not be prepared", paper_id)
         with transaction(res.sessions) as session:
             pipeline.fail_paper(session, pid, f"could not prepare the pages: {exc}")
+        notify(pid)
         return "failed"
 
     with transaction(res.sessions) as session:
-        if pipeline.reuse_earlier_result(session, prepared) is not None:
-            return "reused"
+        reused = pipeline.reuse_earlier_result(session, prepared) is not None
+    if reused:
+        notify(pid)
+        return "reused"
+    with transaction(res.sessions) as session:
         if (reason := budget.quota_pause(session, prepared.exam_id)) is not None:
             budget.pause_papers(session, cause=budget.QUOTA, reason=reason, paper_id=pid, exam_id=prepared.exam_id)
             return "paused"
@@ -109,6 +113,7 @@ def grade_paper(self: Task, paper_id: str) -> str:
     except TooLargeForLimit as exc:
         with transaction(res.sessions) as session:
             pipeline.fail_paper(session, pid, f"request too large: {exc}")
+        notify(pid)
         return "failed"
     if wait > 0:  # a long wait frees this worker slot; the capacity is not taken
         with transaction(res.sessions) as session:
@@ -149,6 +154,7 @@ def grade_paper(self: Task, paper_id: str) -> str:
         with transaction(res.sessions) as session:
             pipeline.settle_usage(session, usage_id, None, "rejected", exc.request_id)
             pipeline.fail_paper(session, pid, exc.reason)
+        notify(pid)
         return "failed"
     except ProviderUnavailable as exc:
         with transaction(res.sessions) as session:
@@ -165,20 +171,26 @@ def grade_paper(self: Task, paper_id: str) -> str:
         except InvalidMarks as exc:
             pipeline.settle_usage(session, usage_id, reply, "invalid_reply")
             pipeline.fail_paper(session, pid, f"the model's reply was unusable: {exc}")
-            return "failed"
-        pipeline.settle_usage(session, usage_id, reply, "ok")
-        status = pipeline.record_marks(session, prepared, marks, key)
-    return status.value
+            outcome = "failed"
+        else:
+            pipeline.settle_usage(session, usage_id, reply, "ok")
+            outcome = pipeline.record_marks(session, prepared, marks, key).value
+    notify(pid)
+    return outcome
 
 
 def _retry_or_fail(task: Task, res: Resources, pid: uuid.UUID, reason: str) -> str:
     """A transient failure: back off exponentially with jitter, up to max_attempts, then fail."""
     with transaction(res.sessions) as session:
         attempts = session.get_one(Paper, pid).attempts
-        if attempts >= res.settings.max_attempts:
+        give_up = attempts >= res.settings.max_attempts
+        if give_up:
             pipeline.fail_paper(session, pid, f"gave up after {attempts} attempts: {reason}")
-            return "failed"
-        pipeline.release_paper(session, pid, reason=reason, refund_attempt=False)
+        else:
+            pipeline.release_paper(session, pid, reason=reason, refund_attempt=False)
+    if give_up:
+        notify(pid)
+        return "failed"
     raise task.retry(countdown=min(MAX_COUNTDOWN, 2.0**attempts) * random.uniform(0.5, 1.0))
 
 
@@ -231,7 +243,33 @@ def poll_batches() -> int:
     ended = 0
     for batch_id in ids:
         try:
-            ended += batches.poll_batch(res.sessions, res.storage, res.provider, batch_id) in batches.TERMINAL
+            status, finished = batches.poll_batch(res.sessions, res.storage, res.provider, batch_id)
+            ended += status in batches.TERMINAL
+            for paper_id in finished:
+                notify(paper_id)
         except ProviderError as exc:
             log.warning("batch %s not polled (%s); the next run tries again", batch_id, exc.reason)
     return ended
+
+
+def notify(paper_id: uuid.UUID) -> None:
+    """Queue the webhook deliveries for a paper that has finished (and its exam, if done)."""
+    res = resources()
+    with transaction(res.sessions) as session:
+        ids = webhooks.queue_events(session, paper_id)
+    for delivery_id in ids:
+        deliver_webhook.delay(delivery_id)
+
+
+@shared_task(name="markq.deliver_webhook", bind=True, max_retries=None)
+def deliver_webhook(self: Task, delivery_id: int) -> str:
+    """POST one signed event; retried with exponential backoff, then given up with the reason."""
+    res = resources()
+    with transaction(res.sessions) as session:
+        if webhooks.deliver(session, delivery_id, res.settings):
+            return "done"
+        attempts = session.get_one(WebhookDelivery, delivery_id).attempts
+        if attempts >= res.settings.webhook_max_attempts:
+            webhooks.give_up(session, delivery_id)
+            return "gave up"
+    raise self.retry(countdown=min(MAX_COUNTDOWN, 2.0**attempts) * random.uniform(0.5, 1.0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 from shared.costs import UnknownModel, known_models, model_card
 from shared.grading.answer_key import AnswerKey
 from shared.batches import exam_batches
+from shared.webhooks import summary as webhook_summary
 from shared.grading.reports import review_summary
 from shared.grading.vocabulary import custom_point_id, unknown_points
 from shared.models import Exam, KnowledgePoint, Paper, PaperStatus, School, Usage
@@ -56,6 +58,8 @@ def create_exam(session: Session, school: School, fields: dict[str, Any]) -> Exa
         budget_usd=fields.get("budget_usd"),
         trial_papers=fields.get("trial_papers"),
         priority=fields.get("priority", "standard"),
+        callback_url=fields.get("callback_url"),
+        callback_secret=secrets.token_hex(32) if fields.get("callback_url") else None,
     )
     session.add(exam)
     session.flush()
@@ -111,7 +115,8 @@ def exam_view(session: Session, exam: Exam) -> dict[str, Any]:
     )
     progress = {status.value: int(counts.get(status, 0)) for status in PaperStatus}
     return {
-        **{c.key: getattr(exam, c.key) for c in Exam.__table__.columns},
+        **{c.key: getattr(exam, c.key) for c in Exam.__table__.columns if c.key != "callback_secret"},
+        "webhooks": webhook_summary(session, exam.id),
         "review": review_summary(session, exam.id),
         "batches": exam_batches(session, exam.id),
         "papers": sum(progress.values()),

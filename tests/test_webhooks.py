@@ -1,0 +1,98 @@
+"""Webhooks: signed, retried, and only to hosts the admin allowed."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from shared.settings import Settings
+from shared.webhooks import DestinationRefused, check_destination, sign
+from tests.test_grading_end_to_end import make_exam, submit, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+class Receiver:
+    """A school's endpoint on loopback: records what arrives, fails the first `fail` requests."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.received: list[tuple[dict, dict]] = []
+        self.fail = fail
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.fail > 0:
+                    receiver.fail -= 1
+                    self.send_response(500)
+                else:
+                    receiver.received.append((dict(self.headers), {"raw": body, **json.loads(body)}))
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/markq"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_a_graded_paper_and_the_finished_exam_are_told_signed_after_a_retry(live_api, auth, idle):
+    receiver = Receiver(fail=1)
+    try:
+        created = make_exam(live_api, auth("A"), callback_url=receiver.url)
+        secret = created["callback_secret"]
+        assert len(secret) == 64
+        assert httpx.get(f"{live_api}/v1/exams/{created['id']}", headers=auth("A")).json().get("callback_secret") is None
+        paper = wait_for(live_api, auth("A"), submit(live_api, auth("A"), created["id"], pages=1)["id"])
+        deadline = time.monotonic() + 30
+        while len(receiver.received) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        events = {body["event"]: (headers, body) for headers, body in receiver.received}
+        assert set(events) == {"paper.graded", "exam.done"}
+        headers, body = events["paper.graded"]
+        assert body["paper_id"] == paper["id"] and body["status"] == paper["status"]
+        stamp, signature = (part.split("=", 1)[1] for part in headers["Markq-Signature"].split(","))
+        expected = hmac.new(secret.encode(), f"{stamp}.".encode() + body["raw"], hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(signature, expected)
+        assert events["exam.done"][1]["papers"] == {paper["status"]: 1}
+        exam = httpx.get(f"{live_api}/v1/exams/{created['id']}", headers=auth("A")).json()
+        assert exam["webhooks"] == {"pending": 0, "delivered": 2, "failed": 0}
+    finally:
+        receiver.close()
+
+
+def test_callbacks_go_only_to_hosts_the_admin_allowed(live_api, auth):
+    refused = httpx.post(f"{live_api}/v1/exams", headers=auth("A"), json={
+        "title": "t", "subject": "math", "grade": 3, "callback_url": "https://hooks.elsewhere.example/x",
+        "answer_key": {"questions": [{"id": "1", "answer": "1", "points": 1}]}})
+    assert refused.status_code == 422 and "allowed callback hosts" in refused.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("url", ["https://127.0.0.1/x", "https://10.0.0.8/x", "https://169.254.169.254/latest",
+                                 "https://[::1]/x", "https://192.168.1.20/x"])
+def test_internal_addresses_are_refused_unless_the_admin_allows_them(url):
+    strict = Settings(webhook_allowed_hosts=["*"], webhook_allow_private=False)
+    with pytest.raises(DestinationRefused, match="internal address"):
+        check_destination(url, strict)
+
+
+def test_plain_http_is_refused_by_default():
+    with pytest.raises(DestinationRefused, match="https"):
+        check_destination("http://school.example/x", Settings(webhook_allowed_hosts=["school.example"], webhook_allow_http=False))
+
+
+def test_the_signature_is_hmac_sha256_of_time_and_body():
+    assert sign("k", b"{}", timestamp=10) == "t=10,v1=" + hmac.new(b"k", b"10.{}", hashlib.sha256).hexdigest()
