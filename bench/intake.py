@@ -1,0 +1,165 @@
+"""Intake throughput and memory: pages through the API against the same bytes straight to S3.
+
+    python -m bench.intake
+
+Uploads 500 pages of about 1.5 MB (100 papers of 5 pages) through the real API (gunicorn, two
+worker processes of 4 threads, one per core; S3 storage on moto's server, PostgreSQL, Redis), then
+the same bytes directly to the same S3 server with boto3 from 8 threads. Prints pages per second
+for both, their ratio, and the larger peak memory growth of the API's worker processes (VmHWM from
+/proc after the run, less VmRSS before).
+The API decodes every page fully on intake, which the direct upload does not. Targets: at least 0.5
+of direct throughput, memory growth under 100 MB. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import boto3
+import httpx
+import psycopg
+import redis
+from PIL import Image, ImageDraw, ImageFilter
+
+from bench.throughput import ADMIN_URL, REDIS_URL, free_port
+from shared.db import make_engine, make_session_factory, transaction
+from shared.grading.vocabulary import sync_vocabulary
+from shared.migrate import upgrade
+from shared.schools import create_key, create_school
+
+PAPERS, PAGES_PER_PAPER, THREADS = 100, 5, 8
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def scan(seed: int) -> bytes:
+    """An A4 scan at 300 dpi with paper grain, about 1.5 MB as JPEG."""
+    rng = random.Random(seed)
+    image = Image.effect_noise((2480, 3508), 18).point(lambda v: 200 + v // 5)
+    draw = ImageDraw.Draw(image)
+    for line in range(40):
+        y = 200 + line * 80
+        draw.line((200 + rng.randint(0, 50), y, 2200 - rng.randint(0, 400), y + rng.randint(-3, 3)), fill=30, width=4)
+    out = io.BytesIO()
+    image.filter(ImageFilter.GaussianBlur(0.5)).convert("RGB").save(out, "JPEG", quality=88)
+    return out.getvalue()
+
+
+def rss_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> int:
+    pages = [scan(seed) for seed in range(10)]
+    mean_mb = sum(map(len, pages)) / len(pages) / 1e6
+    print(f"generated pages of {mean_mb:.2f} MB on average", flush=True)
+    home = Path(tempfile.mkdtemp(prefix="markq-intake-"))
+    s3_port, api_port = free_port(), free_port()
+    s3_url = f"http://127.0.0.1:{s3_port}"
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
+    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
+                            env=env, stdout=(home / "moto.log").open("wb"), stderr=subprocess.STDOUT)
+    db_name = f"markq_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db_name}"')
+    db_url = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{db_name}"
+    api = None
+    try:
+        upgrade(db_url)
+        engine = make_engine(db_url)
+        with transaction(make_session_factory(engine)) as session:
+            sync_vocabulary(session)
+            key = create_key(session, create_school(session, "bench")).key
+        engine.dispose()
+        for _ in range(100):
+            try:
+                httpx.get(s3_url)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1",
+                          aws_access_key_id="bench", aws_secret_access_key="bench")
+        s3.create_bucket(Bucket="intake")
+        s3.create_bucket(Bucket="direct")
+        api_env = {**env, "MARKQ_HOME": str(home), "MARKQ_DATABASE_URL": db_url, "MARKQ_REDIS_URL": REDIS_URL,
+                   "MARKQ_STORAGE_BACKEND": "s3", "MARKQ_S3_BUCKET": "intake", "MARKQ_S3_ENDPOINT_URL": s3_url,
+                   "MARKQ_QUEUE_NAME": "bench-calls", "MARKQ_IMAGE_QUEUE_NAME": "bench-images"}
+        api = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-b", f"127.0.0.1:{api_port}",
+                                "-w", "2", "--threads", str(THREADS // 2), "--timeout", "120", "api:create_app()"],
+                               cwd=ROOT, env=api_env, stdout=(home / "api.log").open("wb"), stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{api_port}"
+        headers = {"Authorization": f"Bearer {key}"}
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        worker_pids = [int(pid) for pid in subprocess.run(["ps", "--ppid", str(api.pid), "-o", "pid="],
+                                                          capture_output=True, text=True).stdout.split()]
+        exam = httpx.post(f"{base}/v1/exams", headers=headers, timeout=60, json={
+            "title": "intake bench", "subject": "math", "grade": 3,
+            "answer_key": {"questions": [{"id": "1", "answer": "1", "points": 1}]}}).json()
+        # warm up both workers (imports, first connections), then take the baseline
+        for n in range(4):
+            httpx.post(f"{base}/v1/exams/{exam['id']}/papers", headers=headers, timeout=120,
+                       data={"student_ref": f"warm{n}"}, files=[("pages", ("p.jpg", pages[0], "image/jpeg"))]).raise_for_status()
+        rss_before = {pid: rss_kb(pid, "VmRSS") for pid in worker_pids}
+
+        def through_api(n: int) -> None:
+            files = [("pages", (f"p{i}.jpg", pages[(n + i) % len(pages)], "image/jpeg")) for i in range(PAGES_PER_PAPER)]
+            reply = httpx.post(f"{base}/v1/exams/{exam['id']}/papers", headers=headers, timeout=300,
+                               data={"student_ref": f"s{n}"}, files=files)
+            reply.raise_for_status()
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(THREADS) as pool:
+            list(pool.map(through_api, range(PAPERS)))
+        api_seconds = time.perf_counter() - started
+        peak_growth_mb = max(rss_kb(pid, "VmHWM") - rss_before[pid] for pid in worker_pids) / 1024
+
+        def direct(n: int) -> None:
+            for i in range(PAGES_PER_PAPER):
+                s3.upload_fileobj(io.BytesIO(pages[(n + i) % len(pages)]), "direct", f"{n}/{i}")
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(THREADS) as pool:
+            list(pool.map(direct, range(PAPERS)))
+        direct_seconds = time.perf_counter() - started
+        total = PAPERS * PAGES_PER_PAPER
+        stored = s3.list_objects_v2(Bucket="intake", MaxKeys=1000)["KeyCount"]
+        api_rate, direct_rate = total / api_seconds, total / direct_seconds
+        ratio = api_rate / direct_rate
+        met = ratio >= 0.5 and peak_growth_mb < 100
+        print(f"through the API: {total} pages in {api_seconds:.1f} s = {api_rate:.1f} pages/s ({stored - 4} stored)")
+        print(f"directly to S3:  {total} pages in {direct_seconds:.1f} s = {direct_rate:.1f} pages/s")
+        print(f"ratio {ratio:.2f} (target >= 0.5); API worker peak memory growth {peak_growth_mb:.1f} MB "
+              f"(target < 100): {'MET' if met else 'NOT MET'}")
+        print(json.dumps({"pages": total, "mean_page_mb": round(mean_mb, 2), "api_pages_per_second": round(api_rate, 2),
+                          "direct_pages_per_second": round(direct_rate, 2), "ratio": round(ratio, 3),
+                          "api_peak_memory_growth_mb": round(peak_growth_mb, 1), "target_met": met}))
+    finally:
+        for process in (api, moto):
+            if process is not None:
+                process.terminate()
+                process.wait(timeout=30)
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
