@@ -55,6 +55,16 @@ class Exams(MethodView):
         return {**exam_view(session, exam), "callback_secret": exam.callback_secret}
 
 
+def resume(exam: Exam, causes: tuple[str, ...]) -> dict[str, Any]:
+    """Commit the exam's changes with its papers paused for `causes` back in the queue, then queue
+    them (after the commit, so a worker never sees them before they are queued)."""
+    session = db()
+    resumed = budget.resume_papers(session, causes=causes, exam_id=exam.id) if causes else []
+    session.commit()
+    start_grading(resumed)
+    return exam_view(session, exam)
+
+
 @blp.route("/<uuid:exam_id>")
 class ExamById(MethodView):
     decorators = [require_school]
@@ -68,15 +78,10 @@ class ExamById(MethodView):
     @blp.response(200, ExamSchema)
     def patch(self, fields: dict[str, Any], exam_id: uuid.UUID) -> dict[str, Any]:
         """Change the exam's budget. Papers paused by the budget resume if it now has room."""
-        session = db()
         exam = school_exam(exam_id)
         exam.budget_usd = fields["budget_usd"]
-        resumed: list[uuid.UUID] = []
-        if exam.budget_usd is None or budget.exam_spent(session, exam.id) < exam.budget_usd:
-            resumed = budget.resume_papers(session, causes=(budget.EXAM_BUDGET,), exam_id=exam.id)
-        session.commit()
-        start_grading(resumed)
-        return exam_view(session, exam)
+        room = exam.budget_usd is None or budget.exam_spent(db(), exam.id) < exam.budget_usd
+        return resume(exam, (budget.EXAM_BUDGET,) if room else ())
 
 
 @blp.route("/<uuid:exam_id>/resume")
@@ -87,13 +92,7 @@ class ExamResume(MethodView):
     def post(self, exam_id: uuid.UUID) -> dict[str, Any]:
         """Resume every paused paper of the exam (e.g. after topping up the provider account).
         A paper still over a budget pauses again at once, before any call."""
-        session = db()
-        exam = school_exam(exam_id)
-        resumed = budget.resume_papers(
-            session, causes=(budget.QUOTA, budget.EXAM_BUDGET, budget.SCHOOL_BUDGET), exam_id=exam.id)
-        session.commit()
-        start_grading(resumed)
-        return exam_view(session, exam)
+        return resume(school_exam(exam_id), (budget.QUOTA, budget.EXAM_BUDGET, budget.SCHOOL_BUDGET))
 
 
 @blp.route("/<uuid:exam_id>/release")
@@ -103,13 +102,9 @@ class ExamRelease(MethodView):
     @blp.response(200, ExamSchema)
     def post(self, exam_id: uuid.UUID) -> dict[str, Any]:
         """End the trial run: grade the papers it held, and every paper submitted from now on."""
-        session = db()
         exam = school_exam(exam_id)
         exam.trial_released = True
-        resumed = budget.resume_papers(session, causes=(budget.TRIAL,), exam_id=exam.id)
-        session.commit()
-        start_grading(resumed)
-        return exam_view(session, exam)
+        return resume(exam, (budget.TRIAL,))
 
 
 school_blp = Blueprint("school", __name__, url_prefix="/v1/school", description="The caller's school")
