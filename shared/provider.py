@@ -126,38 +126,32 @@ class VisionProvider:
             raise RequestRejected(
                 f"provider refused the request ({exc.status_code}): {exc.message}", request_id
             ) from exc
-        completion = raw.parse()
-        usage = completion.usage
-        cached = 0
-        if usage is not None and usage.prompt_tokens_details is not None:
-            cached = usage.prompt_tokens_details.cached_tokens or 0
-        choice = completion.choices[0]
-        if choice.message.refusal:
-            raise RequestRejected(f"model refused: {choice.message.refusal}", raw.headers.get("x-request-id"))
-        return ProviderReply(
-            content=choice.message.content or "",
-            model=completion.model,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            cached_tokens=cached,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            request_id=raw.headers.get("x-request-id"),
-            headers=dict(raw.headers),
-        )
+        return _reply(raw.parse(), raw.headers.get("x-request-id"), dict(raw.headers))
 
 
-def reply_from_completion(body: Mapping[str, Any], request_id: str | None = None) -> ProviderReply:
-    """A ProviderReply from a chat completion body (a Batch API output line's response body)."""
-    completion = openai.types.chat.ChatCompletion.model_validate(body)
+def _reply(completion: Any, request_id: str | None, headers: Mapping[str, str] | None = None) -> ProviderReply:
+    """The reply in a chat completion, live or from a batch; a refusal is a RequestRejected."""
     usage = completion.usage
-    cached = usage.prompt_tokens_details.cached_tokens or 0 if usage and usage.prompt_tokens_details else 0
+    cached = 0
+    if usage is not None and usage.prompt_tokens_details is not None:
+        cached = usage.prompt_tokens_details.cached_tokens or 0
     message = completion.choices[0].message
     if message.refusal:
         raise RequestRejected(f"model refused: {message.refusal}", request_id)
     return ProviderReply(
-        content=message.content or "", model=completion.model,
-        prompt_tokens=usage.prompt_tokens if usage else 0, cached_tokens=cached,
-        completion_tokens=usage.completion_tokens if usage else 0, request_id=request_id,
+        content=message.content or "",
+        model=completion.model,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        cached_tokens=cached,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        request_id=request_id,
+        headers=dict(headers or {}),
     )
+
+
+def reply_from_completion(body: Mapping[str, Any], request_id: str | None = None) -> ProviderReply:
+    """A ProviderReply from a chat completion body (a Batch API output line's response body)."""
+    return _reply(openai.types.chat.ChatCompletion.model_validate(body), request_id)
 
 
 @dataclass(frozen=True)
