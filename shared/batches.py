@@ -145,7 +145,7 @@ def record_line(sessions: sessionmaker[Session], storage: Storage, custom_id: st
         if paper is None or paper.status != PaperStatus.processing:
             return False
         usage = session.scalar(select(Usage).where(Usage.paper_id == paper_id, Usage.outcome == "reserved"))
-        prepared = pipeline.prepare_paper(session, storage, paper_id, presign_seconds=60, max_completion_tokens=1)
+        prepared = pipeline.marking_context(session, paper_id)
     try:
         reply = reply_from_completion(response["body"], response.get("request_id"))
     except (ProviderError, ValueError) as exc:

@@ -72,7 +72,9 @@ def fail_paper(session: Session, paper_id: uuid.UUID, reason: str) -> None:
 
 
 @dataclass(frozen=True)
-class PreparedPaper:
+class MarkingContext:
+    """What recording a reply needs: the paper's ids and the exam's key and vocabulary."""
+
     paper_id: uuid.UUID
     exam_id: uuid.UUID
     school_id: int
@@ -80,6 +82,12 @@ class PreparedPaper:
     model: str
     answer_key: AnswerKey
     vocabulary: frozenset[str]
+
+
+@dataclass(frozen=True)
+class PreparedPaper(MarkingContext):
+    """A paper ready to send: its context, the chat request and what the call may cost."""
+
     request: dict[str, Any]
     prompt_version: str
     pages_hash: str | None
@@ -124,6 +132,21 @@ def normalise_pages(session: Session, storage: Storage, paper: Paper) -> dict[in
     return fresh
 
 
+def marking_context(session: Session, paper_id: uuid.UUID) -> MarkingContext:
+    """The context of a paper whose request was already sent (a Batch API line): no page is read."""
+    paper = session.get_one(Paper, paper_id)
+    exam = session.get_one(Exam, paper.exam_id)
+    return MarkingContext(
+        paper_id=paper.id,
+        exam_id=exam.id,
+        school_id=paper.school_id,
+        attempt=paper.attempts,
+        model=exam.model,
+        answer_key=AnswerKey.model_validate(exam.answer_key),
+        vocabulary=frozenset(kp.id for kp in exam_vocabulary(session, exam)),
+    )
+
+
 def prepare_paper(
     session: Session, storage: Storage, paper_id: uuid.UUID, *, presign_seconds: int, max_completion_tokens: int
 ) -> PreparedPaper:
@@ -160,7 +183,7 @@ def prepare_paper(
     )
 
 
-def archive_reply(storage: Storage, prepared: PreparedPaper, reply: ProviderReply) -> str:
+def archive_reply(storage: Storage, prepared: MarkingContext, reply: ProviderReply) -> str:
     key = reply_key(prepared.school_id, prepared.exam_id, prepared.paper_id, prepared.attempt)
     body = json.dumps(
         {"model": reply.model, "request_id": reply.request_id, "content": reply.content},
@@ -249,7 +272,7 @@ def review_reason(mark: QuestionMark, points: float, check: bool | None, key_ans
 
 
 def record_marks(
-    session: Session, prepared: PreparedPaper, marks: dict[str, QuestionMark], reply_key: str
+    session: Session, prepared: MarkingContext, marks: dict[str, QuestionMark], reply_key: str
 ) -> PaperStatus:
     """Write the question results and the paper's score and status (caller owns the transaction)."""
     paper = session.get_one(Paper, prepared.paper_id)
@@ -302,7 +325,7 @@ def settle_paper(paper: Paper, max_score: float) -> None:
     paper.status_reason = f"{waiting} answer(s) need a teacher's review" if waiting else None
 
 
-def parse_reply(prepared: PreparedPaper, reply: ProviderReply) -> dict[str, QuestionMark]:
+def parse_reply(prepared: MarkingContext, reply: ProviderReply) -> dict[str, QuestionMark]:
     return parse_marks(reply.content, prepared.answer_key, set(prepared.vocabulary))
 
 
