@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import asdict
 from typing import Any
@@ -16,7 +15,7 @@ from api.context import db, require_school, resources
 from api.errors import ApiError
 from api.exams import school_exam
 from shared.bulk import ArchiveRefused, BulkLimits, read_archive, read_roster
-from shared.intake import PageError, UploadedPage, check_pages, submit_paper
+from shared.intake import PageError, UploadedPage, check_pages, pages_hash, stream_digest, submit_paper
 from shared.models import Paper, PaperStatus
 from shared.storage import StorageError
 from worker.tasks import start_grading
@@ -32,17 +31,6 @@ BULK_BODY = {"required": True, "content": {"multipart/form-data": {"schema": {
                    "description": "Optional CSV: file, student_ref[, class_label]."},
         "class_label": {"type": "string", "description": "Class of every paper not given one by the roster."},
     }}}}}
-
-
-def pages_hash(pages: list[UploadedPage]) -> str:
-    digests = []
-    for page in pages:
-        digest = hashlib.sha256()
-        while chunk := page.stream.read(1024 * 1024):
-            digest.update(chunk)
-        page.stream.seek(0)
-        digests.append(digest.hexdigest())
-    return hashlib.sha256("".join(digests).encode()).hexdigest()
 
 
 @blp.route("/v1/exams/<uuid:exam_id>/bulk")
@@ -87,7 +75,7 @@ class BulkSubmit(MethodView):
                                 "student_ref": student.student_ref,
                                 "note": "this student's paper was not created; send it again once fixed"})
                 continue
-            digest = pages_hash(pages)
+            digest = pages_hash([stream_digest(page.stream) for page in pages])
             earlier = session.scalar(select(Paper.id).where(
                 Paper.exam_id == exam.id, Paper.student_ref == student.student_ref, Paper.pages_hash == digest))
             if earlier is not None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from shared.intake import stream_digest
 from shared.models import IdempotencyKey
 
 
@@ -24,17 +25,13 @@ class Replay:
     response: dict[str, Any]
 
 
-def fingerprint(path: str, fields: dict[str, str], files: list[tuple[str, bytes | None, Any]]) -> str:
+def fingerprint(path: str, fields: dict[str, str], files: list[tuple[str, str | None, BinaryIO]]) -> str:
     """A hash of the request: path, form fields, and each file's name and content hash."""
     digest = hashlib.sha256(path.encode())
     for name in sorted(fields):
         digest.update(f"\\0{name}={fields[name]}".encode())
     for field, filename, stream in files:
-        content = hashlib.sha256()
-        while chunk := stream.read(1024 * 1024):
-            content.update(chunk)
-        stream.seek(0)
-        digest.update(f"\\0{field}:{filename}:{content.hexdigest()}".encode())
+        digest.update(f"\\0{field}:{filename}:{stream_digest(stream)}".encode())
     return digest.hexdigest()
 
 

@@ -55,6 +55,21 @@ class _HashingReader:
         return chunk
 
 
+def pages_hash(stream_digests: list[str]) -> str:
+    """A paper's content hash, from its pages' SHA-256 hex digests in order: identical pages, one hash."""
+    return hashlib.sha256("".join(stream_digests).encode()).hexdigest()
+
+
+def stream_digest(stream: BinaryIO) -> str:
+    """The SHA-256 hex digest of an upload, read in chunks; the stream is left at its start.
+    (hashlib.file_digest may read through fileno(), which moves a spooled upload to disk.)"""
+    digest = hashlib.sha256()
+    while chunk := stream.read(1024 * 1024):
+        digest.update(chunk)
+    stream.seek(0)
+    return digest.hexdigest()
+
+
 def check_pages(
     uploads: list[UploadedPage], *, max_bytes: int, max_pixels: int, max_pages: int, pdf_dpi: int = 150,
 ) -> tuple[list[UploadedPage], list[PageHeader]]:
@@ -132,7 +147,7 @@ def submit_paper(
                     sha256=reader.sha256.hexdigest(),
                 )
             )
-        paper.pages_hash = hashlib.sha256("".join(p.sha256 for p in paper.pages).encode()).hexdigest()
+        paper.pages_hash = pages_hash([p.sha256 for p in paper.pages])
         session.add(paper)
         session.commit()
     except BaseException:
