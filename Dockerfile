@@ -5,6 +5,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1
 
+# opencv (under the offline OCR engine) needs libGL and GLib; Debian's handwriting-style fonts
+# draw the demo's sample papers.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 fonts-wqy-microhei fonts-arphic-ukai fonts-humor-sans \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 markq
 WORKDIR /app
 COPY pyproject.toml README.md ./

@@ -24,7 +24,6 @@ test: install services
 	$(PY) -m pytest
 
 bench-tokens: install
-	$(PY) -m pip install -q -e ".[test,bench]"
 	$(PY) -m bench.tokens
 
 compose-check: install

@@ -47,7 +47,8 @@ class Exams(MethodView):
             except webhooks.DestinationRefused as exc:
                 raise ApiError(422, "callback_refused", str(exc)) from exc
         try:
-            exam = create_exam(session, current_school(), fields)
+            exam = create_exam(session, current_school(), fields,
+                               vision_available=bool(resources().settings.openai_api_key))
         except InvalidExam as exc:
             session.rollback()
             raise ApiError(422, "invalid_exam", str(exc), exc.details) from exc

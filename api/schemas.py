@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from shared.settings import get_settings
+from shared.settings import PROVIDERS, get_settings
 
 SUBJECTS = ("math", "chinese", "english")
 
@@ -41,6 +41,11 @@ class ExamCreateSchema(Schema):
         "description": "Told (POST, signed) when each paper is graded and when the exam is done. The host must be on the admin's allow-list."})
     priority = fields.String(load_default="standard", validate=validate.OneOf(["standard", "economy"]), metadata={
         "description": "economy: papers go through the Batch API at half the price, results within 24 hours."})
+    provider = fields.String(load_default=lambda: get_settings().provider, validate=validate.OneOf(PROVIDERS), metadata={
+        "description": "Who reads the answers. vision: the vision model reads every page. local: the OCR engine on "
+                       "the server, free, against the answer key; answers it is unsure of go to a teacher. cascade: "
+                       "local first, and only the questions it is unsure of go to the vision model, as crops when "
+                       "that is cheaper. Default: vision when the server has an OpenAI key, else local."})
     trial_papers = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=1), metadata={
         "description": "Grade only the first N papers; hold the rest until POST /v1/exams/{id}/release."})
     knowledge_points = fields.List(fields.Nested(lambda: OwnPointSchema()), load_default=list, metadata={
@@ -106,6 +111,7 @@ class ExamSchema(Schema):
     trial_papers = fields.Integer(allow_none=True)
     trial_released = fields.Boolean()
     priority = fields.String()
+    provider = fields.String()
     callback_url = fields.String(allow_none=True)
     callback_secret = fields.String(allow_none=True, metadata={
         "description": "Only in the reply that creates the exam: the key of the Markq-Signature HMAC."})
@@ -141,6 +147,7 @@ class QuestionResultSchema(Schema):
     needs_review = fields.Boolean()
     review_reason = fields.String(allow_none=True)
     from_key = fields.Boolean(metadata={"description": "False when the key had no answer and the model solved it."})
+    marked_by = fields.String(metadata={"description": "local: the offline reader marked it; vision: the vision model."})
     check_equivalent = fields.Boolean(allow_none=True, metadata={
         "description": "The deterministic check: answer equivalent to the key (true/false), or undecided (null)."})
     model_is_correct = fields.Boolean()

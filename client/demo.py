@@ -1,9 +1,12 @@
 """The main job: start markq on this machine, mark sample papers, print the results.
 
-Starts Redis if none answers, then the API (gunicorn), a Celery worker, beat and Flower as local
-processes; without OPENAI_API_KEY it also starts the loopback OpenAI-compatible server and says on
-every result that the grades are simulated. Stops what it started when done (--keep leaves the
-processes running and prints how to stop them).
+Starts Redis if none answers, then the API (gunicorn), Celery workers (calls, images, offline
+OCR), beat and Flower as local processes. With OPENAI_API_KEY the vision model marks the papers;
+without one, the offline reader does (provider `local`): real grades from OCR against the answer
+key, at no cost, with the answers it is unsure of left for a teacher's review. `--loopback` instead
+shows the vision path against the loopback OpenAI-compatible server, and says on every result that
+those grades are simulated. Stops what it started when done (--keep leaves the processes running
+and prints how to stop them).
 """
 
 from __future__ import annotations
@@ -119,7 +122,9 @@ def demo_key(database_url: str) -> str:
 def print_results(client: MarkqClient, exam: dict[str, Any], simulated: bool) -> None:
     tag = f" {SIMULATED}" if simulated else ""
     report = client.report(exam["id"])
-    print(f"\n== {exam['title']} (model {exam['model']}) ==")
+    who = "the offline reader (OCR on this machine, no provider calls)" if exam["provider"] == "local" \
+        else f"{exam['provider']}, model {exam['model']}"
+    print(f"\n== {exam['title']} (marked by {who}) ==")
     for summary in report["papers"]:
         paper = client.paper(summary["id"])
         score = f"{paper['score']:g}/{paper['max_score']:g}" if paper["score"] is not None else "-"
@@ -130,6 +135,10 @@ def print_results(client: MarkqClient, exam: dict[str, Any], simulated: bool) ->
             line += f" wrong: {', '.join(wrong)}"
         if review:
             line += f" review: {', '.join(review)}"
+        read = [f"{q['question_id']}={q['student_answer']!r}" for q in paper["questions"]
+                if q["marked_by"] == "local" and not q["is_correct"]]
+        if read and not simulated:
+            line += f" (read: {', '.join(read)})"
         if paper["status"] in ("failed", "paused"):
             line += f" ({paper['status_reason']})"
         if paper.get("reused_from"):
@@ -151,6 +160,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keep", action="store_true", help="leave the processes running afterwards")
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--loopback", action="store_true",
+                        help="without OPENAI_API_KEY, show the vision path against the loopback server (simulated grades)")
     args = parser.parse_args()
 
     settings = get_settings()
@@ -159,13 +170,17 @@ def main() -> None:
     ensure_redis(settings.redis_url)
     env = dict(os.environ)
     processes = Processes(home / "logs", env)
-    simulated = not settings.openai_api_key
+    simulated = not settings.openai_api_key and args.loopback
     try:
+        if not settings.openai_api_key and not simulated:
+            print("No OPENAI_API_KEY: the offline reader marks the papers (provider 'local'): real grades, "
+                  "no key, no cost.")
         if simulated:
             port = free_port(8089)
             processes.start("loopback-openai", sys.executable, "-m", "shared.loopback_openai",
                             "--port", str(port), "--latency-ms", "200-600")
-            env.update(OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1", OPENAI_API_KEY="sk-loopback")
+            env.update(OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1", OPENAI_API_KEY="sk-loopback",
+                       MARKQ_DEFAULT_PROVIDER="vision")
             print(f"No OPENAI_API_KEY: grading with the loopback server at {env['OPENAI_BASE_URL']}. "
                   "Grades below are SIMULATED.")
         api_key = demo_key(settings.database_url)
@@ -179,6 +194,8 @@ def main() -> None:
                         "-Q", settings.queue_name)
         processes.start("worker-images", sys.executable, "-m", "celery", "-A", "worker.main", "worker",
                         "--loglevel=INFO", "--concurrency=2", "-n", "images@%h", "-Q", settings.image_queue_name)
+        processes.start("worker-ocr", sys.executable, "-m", "celery", "-A", "worker.main", "worker",
+                        "--loglevel=INFO", "--concurrency=2", "-n", "ocr@%h", "-Q", settings.ocr_queue_name)
         processes.start("beat", sys.executable, "-m", "celery", "-A", "worker.main", "beat",
                         "--loglevel=INFO", "-s", str(home / "beat-schedule"))
         processes.start("flower", sys.executable, "-m", "celery", "-A", "worker.main", "flower",

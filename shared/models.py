@@ -110,6 +110,10 @@ class Exam(Base):
     # "standard": each paper is one call now; "economy": papers go through the Batch API at half
     # the price, results within the provider's 24-hour window.
     priority: Mapped[str] = mapped_column(String(10), default="standard")
+    # Who reads the answers: "vision" (the vision model, every page), "local" (the OCR engine on
+    # this machine, free; unsure answers go to a teacher) or "cascade" (local first, and only the
+    # questions it is unsure of go to the vision model).
+    provider: Mapped[str] = mapped_column(String(10), default="vision", server_default="vision")
     # Told when each paper is graded and when the exam is done; requests signed with the secret.
     callback_url: Mapped[str | None] = mapped_column(String(500))
     callback_secret: Mapped[str | None] = mapped_column(String(64))
@@ -142,6 +146,9 @@ class Paper(Base):
     score: Mapped[float | None] = mapped_column(Float)
     max_score: Mapped[float | None] = mapped_column(Float)
     reply_key: Mapped[str | None] = mapped_column(String(300))
+    # The offline reader's readings per question (local and cascade exams), kept so a retried
+    # cascade paper does not read its pages again.
+    local_reading: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     claimed_at: Mapped[datetime | None]
@@ -260,6 +267,8 @@ class QuestionResult(Base):
     model_score: Mapped[float | None] = mapped_column(Float)
     model_knowledge_points: Mapped[list[str]] = mapped_column(JSON, default=list)
     reviewed_at: Mapped[datetime | None]
+    # Who produced the verdict: "vision" (the model) or "local" (the offline reader).
+    marked_by: Mapped[str] = mapped_column(String(10), default="vision", server_default="vision")
 
     paper: Mapped[Paper] = relationship(back_populates="questions")
     knowledge_points: Mapped[list[QuestionKnowledgePoint]] = relationship(

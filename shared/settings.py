@@ -10,6 +10,8 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ImageDetail = Literal["low", "high", "auto"]
+Provider = Literal["vision", "local", "cascade"]
+PROVIDERS: tuple[str, ...] = Provider.__args__  # type: ignore[attr-defined]
 
 
 class Settings(BaseSettings):
@@ -40,6 +42,12 @@ class Settings(BaseSettings):
     models_file: Path | None = None
     default_image_detail: ImageDetail = "high"
     max_completion_tokens: int = 4000
+    # Who reads an exam's answers when the exam does not say: unset means "vision" when an
+    # OPENAI_API_KEY is set and "local" (offline OCR, free) when none is.
+    default_provider: Provider | None = None
+    # The offline reader's verdicts below this confidence go to a teacher (local) or to the vision
+    # model (cascade). Chosen with `python -m bench.offline`.
+    local_confidence_threshold: float = Field(0.9, ge=0, le=1)
 
     max_page_bytes: int = 25 * 1024 * 1024
     max_pages_per_paper: int = 20
@@ -57,6 +65,7 @@ class Settings(BaseSettings):
 
     queue_name: str = "markq"  # provider calls: run its worker with a thread pool (-P threads)
     image_queue_name: str = "markq-images"  # page normalisation, CPU work: a prefork worker
+    ocr_queue_name: str = "markq-ocr"  # offline reading, CPU work: a prefork worker of its own
     # Where the shared limiter starts before the provider's x-ratelimit-* headers correct it.
     rate_limit_rpm: int = 500
     rate_limit_tpm: int = 30_000
@@ -84,13 +93,18 @@ class Settings(BaseSettings):
     stuck_processing_seconds: int = 900
     sweep_interval_seconds: float = 60.0
 
+    @property
+    def provider(self) -> str:
+        """The provider an exam gets when it names none."""
+        return self.default_provider or ("vision" if self.openai_api_key else "local")
+
     @field_validator("webhook_allowed_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
 
     @field_validator("openai_api_key", "openai_base_url", "s3_endpoint_url", "s3_public_endpoint_url",
-                     "secret_key", mode="before")
+                     "secret_key", "default_provider", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         """docker-compose passes unset variables through as empty strings."""

@@ -107,6 +107,7 @@ def service_env(postgres_url: str, redis_url: str, s3_url: str, loopback: Loopba
         "MARKQ_S3_PUBLIC_ENDPOINT_URL": s3_url,
         "MARKQ_QUEUE_NAME": "markq-test",
         "MARKQ_IMAGE_QUEUE_NAME": "markq-test-images",
+        "MARKQ_OCR_QUEUE_NAME": "markq-test-ocr",
         "MARKQ_STUCK_QUEUED_SECONDS": "2",
         "MARKQ_SWEEP_INTERVAL_SECONDS": "1",
         "MARKQ_MAX_ATTEMPTS": "3",
@@ -160,6 +161,9 @@ def live_api(app: Flask) -> Iterator[str]:
     server.shutdown()
 
 
+QUEUES = ("MARKQ_QUEUE_NAME", "MARKQ_IMAGE_QUEUE_NAME", "MARKQ_OCR_QUEUE_NAME")
+
+
 def start_celery(service_env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "worker.main", *args],
@@ -178,13 +182,13 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="session")
 def worker(app: Flask, service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Celery worker process consuming both queues from the real Redis, on a thread pool
+    """A real Celery worker process consuming every queue from the real Redis, on a thread pool
     as provider calls run in production; yields its node name."""
     name = f"markq-test-{secrets.token_hex(3)}@localhost"
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     process = start_celery(
         service_env, "worker", "--loglevel=INFO", "--pool=threads", "--concurrency=4", "-n", name,
-        "-Q", f"{service_env['MARKQ_QUEUE_NAME']},{service_env['MARKQ_IMAGE_QUEUE_NAME']}", log=log,
+        "-Q", ",".join(service_env[name] for name in QUEUES), log=log,
     )
     celery_app = app.extensions["celery"]
     deadline = time.monotonic() + 60
@@ -265,16 +269,20 @@ def idle(worker: str, app: Flask) -> str:
 
 
 def queued_messages(settings: Settings) -> int:
-    """Messages waiting in both markq queues."""
+    """Messages waiting in the markq queues."""
     broker = redis.Redis.from_url(settings.redis_url)
-    return int(broker.llen(settings.queue_name) + broker.llen(settings.image_queue_name))
+    return int(sum(broker.llen(queue) for queue in queue_names(settings)))
+
+
+def queue_names(settings: Settings) -> tuple[str, str, str]:
+    return settings.queue_name, settings.image_queue_name, settings.ocr_queue_name
 
 
 def pause_consuming(app: Flask, settings: Settings, worker: str) -> None:
-    for queue in (settings.queue_name, settings.image_queue_name):
+    for queue in queue_names(settings):
         app.extensions["celery"].control.cancel_consumer(queue, destination=[worker], reply=True)
 
 
 def resume_consuming(app: Flask, settings: Settings, worker: str) -> None:
-    for queue in (settings.queue_name, settings.image_queue_name):
+    for queue in queue_names(settings):
         app.extensions["celery"].control.add_consumer(queue, destination=[worker], reply=True)

@@ -6,6 +6,7 @@ import logging
 import random
 import time
 import uuid
+from dataclasses import replace
 
 from celery import Task, shared_task
 from flask import current_app
@@ -13,6 +14,7 @@ from flask import current_app
 from shared import batches, budget, webhooks
 from shared.db import transaction
 from shared.grading import pipeline
+from shared.grading.answer_key import AnswerKey
 from shared.grading.marks import InvalidMarks
 from shared.provider import (
     ProviderError,
@@ -37,7 +39,9 @@ def resources() -> Resources:
 @shared_task(name="markq.normalise_paper", ignore_result=True)
 def normalise_paper(paper_id: str) -> str:
     """CPU work on its own queue: normalise the pages of a queued paper, then queue the call.
-    Idempotent: pages already normalised are skipped."""
+    Idempotent: pages already normalised are skipped. Papers of local and cascade exams are read
+    offline first (markq.read_paper); a cascade paper is normalised later, only if it needs the
+    vision model."""
     res = resources()
     pid = uuid.UUID(paper_id)
     try:
@@ -45,8 +49,14 @@ def normalise_paper(paper_id: str) -> str:
             paper = session.get(Paper, pid)
             if paper is None or paper.status != PaperStatus.queued:
                 return "skipped"
-            pipeline.normalise_pages(session, res.storage, paper)
-            economy = session.get_one(Exam, paper.exam_id).priority == "economy"
+            exam = session.get_one(Exam, paper.exam_id)
+            offline = exam.provider != "vision" and paper.local_reading is None
+            if not offline:
+                pipeline.normalise_pages(session, res.storage, paper)
+            economy = exam.priority == "economy"
+        if offline:
+            read_paper.delay(paper_id)
+            return "reading offline"
     except Exception:
         # grade_paper normalises whatever is missing itself, and owns retrying and failing
         log.warning("normalising paper %s failed; grading will retry it", paper_id, exc_info=True)
@@ -66,6 +76,69 @@ def start_grading(paper_ids: list[uuid.UUID]) -> None:
             log.warning("could not enqueue paper %s; the sweep will pick it up", paper_id, exc_info=True)
 
 
+@shared_task(name="markq.read_paper", bind=True, max_retries=None)
+def read_paper(self: Task, paper_id: str) -> str:
+    """Read a paper offline (OCR, on its own queue) and mark it against the answer key. A local
+    exam's paper is done here; a cascade paper whose unsure questions need the vision model goes
+    back to the queue for markq.grade_paper, which asks about those questions only."""
+    res = resources()
+    pid = uuid.UUID(paper_id)
+    with transaction(res.sessions) as session:
+        paper = session.get(Paper, pid)
+        if paper is None:
+            return "skipped"
+        exam = session.get_one(Exam, paper.exam_id)
+        if exam.provider == "vision" or (exam.provider == "cascade" and paper.local_reading is not None):
+            return _queue_call(paper_id) if paper.status == PaperStatus.queued else "already read"
+        if not pipeline.claim_paper(session, pid):
+            return "not claimed"
+        answer_key = AnswerKey.model_validate(exam.answer_key)
+        page_keys = [page.original_key for page in paper.pages]
+        reading = paper.local_reading
+    try:
+        if reading is None:
+            reading = pipeline.read_locally([res.storage.get(key) for key in page_keys], answer_key)
+    except StorageError as exc:
+        return _retry_or_fail(self, res, pid, f"storage unavailable: {exc}")
+    except Exception as exc:
+        log.exception("paper %s could not be read offline", paper_id)
+        with transaction(res.sessions) as session:
+            pipeline.fail_paper(session, pid, f"the pages could not be read offline: {exc}")
+        notify(pid)
+        return "failed"
+    threshold = res.settings.local_confidence_threshold
+    try:
+        with transaction(res.sessions) as session:
+            paper = session.get_one(Paper, pid)
+            paper.local_reading = reading
+            readings = pipeline.stored_readings(reading)
+            marks = pipeline.local_marks(readings, answer_key, exam.subject, exam.language)
+            unsure = [qid for qid, mark in marks.items() if mark.confidence < threshold]
+            if exam.provider == "local" or not unsure:
+                context = replace(pipeline.marking_context(session, pid), local_marks=marks)
+                outcome = pipeline.record_marks(session, context, {}, None, local_threshold=threshold).value
+            else:
+                pipeline.release_paper(session, pid, refund_attempt=True, reason=(
+                    f"read offline; {len(unsure)} question(s) the reader is unsure of go to the vision model"))
+                outcome = "to the vision model"
+    except Exception as exc:
+        log.exception("paper %s could not be marked offline", paper_id)
+        with transaction(res.sessions) as session:
+            pipeline.fail_paper(session, pid, f"offline marking failed: {exc}")
+        notify(pid)
+        return "failed"
+    if outcome == "to the vision model":
+        return _queue_call(paper_id)
+    notify(pid)
+    return outcome
+
+
+def _queue_call(paper_id: str) -> str:
+    """On to the vision model, through normalisation (CPU work stays off the calls queue)."""
+    normalise_paper.delay(paper_id)
+    return "queued for the vision model"
+
+
 @shared_task(name="markq.grade_paper", bind=True, max_retries=None)
 def grade_paper(self: Task, paper_id: str) -> str:
     """Grade one paper. A duplicate delivery finds the paper already claimed and does nothing."""
@@ -73,8 +146,14 @@ def grade_paper(self: Task, paper_id: str) -> str:
     pid = uuid.UUID(paper_id)
     with transaction(res.sessions) as session:
         paper = session.get(Paper, pid)
-        if paper is not None and session.get_one(Exam, paper.exam_id).priority == "economy":
+        exam = session.get_one(Exam, paper.exam_id) if paper is not None else None
+        if exam is not None and exam.priority == "economy":
             return "economy lane"  # sent by markq.send_batches, never as a live call
+        if paper is not None and exam is not None and exam.provider != "vision" and paper.local_reading is None:
+            read_paper.delay(paper_id)  # read offline first; never a vision call for a local exam
+            return "to the offline reader"
+        if paper is not None and exam is not None and exam.provider == "local":
+            return "local exam"
         if not pipeline.claim_paper(session, pid):
             return "not claimed"
     try:
@@ -83,6 +162,7 @@ def grade_paper(self: Task, paper_id: str) -> str:
                 session, res.storage, pid,
                 presign_seconds=res.settings.presign_seconds,
                 max_completion_tokens=res.settings.max_completion_tokens,
+                local_threshold=res.settings.local_confidence_threshold,
             )
     except StorageError as exc:
         return _retry_or_fail(self, res, pid, f"storage unavailable: {exc}")
@@ -174,7 +254,8 @@ def grade_paper(self: Task, paper_id: str) -> str:
             outcome = "failed"
         else:
             pipeline.settle_usage(session, usage_id, reply, "ok")
-            outcome = pipeline.record_marks(session, prepared, marks, key).value
+            outcome = pipeline.record_marks(session, prepared, marks, key,
+                                            local_threshold=res.settings.local_confidence_threshold).value
     notify(pid)
     return outcome
 

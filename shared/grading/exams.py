@@ -25,12 +25,15 @@ class InvalidExam(ValueError):
         self.details = details
 
 
-def create_exam(session: Session, school: School, fields: dict[str, Any]) -> Exam:
+def create_exam(session: Session, school: School, fields: dict[str, Any], *, vision_available: bool = True) -> Exam:
+    """Validate and store an exam. `vision_available`: whether this installation has a key for the
+    vision model (providers vision and cascade need one)."""
     try:
         answer_key = AnswerKey.model_validate(fields["answer_key"])
     except ValidationError as exc:
         details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         raise InvalidExam("the answer key is not valid", details) from exc
+    check_provider(fields.get("provider", "vision"), answer_key, fields.get("priority", "standard"), vision_available)
     try:
         model_card(fields["model"])
     except UnknownModel as exc:
@@ -58,6 +61,7 @@ def create_exam(session: Session, school: School, fields: dict[str, Any]) -> Exa
         budget_usd=fields.get("budget_usd"),
         trial_papers=fields.get("trial_papers"),
         priority=fields.get("priority", "standard"),
+        provider=fields.get("provider", "vision"),
         callback_url=fields.get("callback_url"),
         callback_secret=secrets.token_hex(32) if fields.get("callback_url") else None,
     )
@@ -70,6 +74,21 @@ def create_exam(session: Session, school: School, fields: dict[str, Any]) -> Exa
             vocabulary_version="exam", exam_id=exam.id))
     session.flush()
     return exam
+
+
+def check_provider(provider: str, answer_key: AnswerKey, priority: str, vision_available: bool) -> None:
+    """Refuse a provider that cannot mark this exam here, saying why."""
+    if provider in ("vision", "cascade") and not vision_available:
+        raise InvalidExam(f"provider {provider!r} needs the vision model, and this server has no OPENAI_API_KEY; "
+                          "use provider 'local' (offline marking against the answer key)")
+    if provider == "local":
+        unanswered = [q.id for q in answer_key.questions if not q.answer]
+        if unanswered:
+            raise InvalidExam(
+                "offline marking compares each answer with the answer key, which gives no answer for "
+                f"question(s) {', '.join(unanswered)}; add the answers, or use provider 'cascade' or 'vision'")
+    if provider != "vision" and priority == "economy":
+        raise InvalidExam("priority 'economy' (the Batch API) is for provider 'vision' only")
 
 
 def get_exam(session: Session, school: School, exam_id: uuid.UUID) -> Exam | None:

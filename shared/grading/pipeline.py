@@ -9,8 +9,8 @@ import base64
 import io
 import json
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -19,8 +19,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from shared.budget import CallEstimate
-from shared.costs import UnknownModel, call_cost
+from shared.costs import UnknownModel, call_cost, image_tokens
 from shared.estimate import OUTPUT_TOKENS_PER_QUESTION
+from shared.grading import local
 from shared.grading.answer_key import AnswerKey
 from shared.grading.equivalence import equivalent
 from shared.grading.marks import QuestionMark, parse_marks
@@ -37,9 +38,10 @@ from shared.models import (
     utcnow,
 )
 from shared.provider import ProviderReply
-from shared.storage import Storage, normalised_page_key, reply_key
+from shared.storage import Storage, crop_sheet_key, normalised_page_key, reply_key
 
 REVIEW_BELOW_CONFIDENCE = 0.6
+LOCAL_CONFIDENCE_THRESHOLD = 0.9  # the offline reader's; the setting local_confidence_threshold
 
 
 def claim_paper(session: Session, paper_id: uuid.UUID) -> bool:
@@ -82,6 +84,10 @@ class MarkingContext:
     model: str
     answer_key: AnswerKey
     vocabulary: frozenset[str]
+    # A cascade paper: the questions asked of the vision model (the rest were marked offline, with
+    # these marks). None: every question is asked.
+    asked_key: AnswerKey | None = field(default=None, kw_only=True)
+    local_marks: Mapping[str, QuestionMark] = field(default_factory=dict, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -147,27 +153,50 @@ def marking_context(session: Session, paper_id: uuid.UUID) -> MarkingContext:
     )
 
 
+def _image_url(storage: Storage, key: str, presign_seconds: int, jpeg: bytes | None) -> str:
+    """A presigned URL when the provider can reach the storage, else an inline data: URL."""
+    url = storage.presign_get(key, presign_seconds)
+    if url is None:
+        url = "data:image/jpeg;base64," + base64.b64encode(jpeg or storage.get(key)).decode("ascii")
+    return url
+
+
 def prepare_paper(
-    session: Session, storage: Storage, paper_id: uuid.UUID, *, presign_seconds: int, max_completion_tokens: int
+    session: Session, storage: Storage, paper_id: uuid.UUID, *, presign_seconds: int, max_completion_tokens: int,
+    local_threshold: float = LOCAL_CONFIDENCE_THRESHOLD,
 ) -> PreparedPaper:
-    """Normalise each page (once; stored beside the original) and build the chat request."""
+    """Normalise each page (once; stored beside the original) and build the chat request. A
+    cascade paper asks only about the questions the offline reader was unsure of."""
     paper = session.get_one(Paper, paper_id)
     exam = session.get_one(Exam, paper.exam_id)
     answer_key = AnswerKey.model_validate(exam.answer_key)
     vocabulary = exam_vocabulary(session, exam)
     fresh = normalise_pages(session, storage, paper)
-    images = []
-    for page in paper.pages:
-        url = storage.presign_get(page.normalised_key, presign_seconds)
-        if url is None:
-            jpeg = fresh.get(page.number) or storage.get(page.normalised_key)
-            url = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
-        images.append(PageImage(url))
-    max_out = completion_allowance(len(answer_key.questions), max_completion_tokens)
-    request = build_request(exam, answer_key, vocabulary, images, max_out)
+    sizes = [(page.sent_width or 0, page.sent_height or 0) for page in paper.pages]
+    images = [PageImage(_image_url(storage, page.normalised_key, presign_seconds, fresh.get(page.number)))
+              for page in paper.pages]
+    asked, confident, caption = answer_key, {}, None
+    if exam.provider == "cascade" and paper.local_reading is not None:
+        readings = stored_readings(paper.local_reading)
+        marks = local_marks(readings, answer_key, exam.subject, exam.language)
+        unsure = [q for q in answer_key.questions if marks[q.id].confidence < local_threshold]
+        confident = {qid: mark for qid, mark in marks.items() if mark.confidence >= local_threshold}
+        asked = AnswerKey(questions=unsure)
+        crops = _question_crops(storage, paper, [readings[q.id] for q in unsure])
+        if crops is not None and image_tokens(exam.model, crops.width, crops.height, exam.image_detail) < sum(
+                image_tokens(exam.model, w, h, exam.image_detail) for w, h in sizes):
+            key = crop_sheet_key(paper.school_id, exam.id, paper.id, paper.attempts)
+            out = io.BytesIO()
+            crops.save(out, "JPEG", quality=90)
+            storage.put(key, io.BytesIO(out.getvalue()), "image/jpeg")
+            images = [PageImage(_image_url(storage, key, presign_seconds, out.getvalue()))]
+            sizes = [crops.size]
+            caption = (f"Question(s) {', '.join(q.id for q in unsure)} cut from the student's paper, one under "
+                       "another, each labelled with its number on the left.")
+    max_out = completion_allowance(len(asked.questions), max_completion_tokens)
+    request = build_request(exam, asked, vocabulary, images, max_out, caption=caption)
     version = prompt_version(request)
     paper.prompt_version = version
-    sizes = [(page.sent_width or 0, page.sent_height or 0) for page in paper.pages]
     return PreparedPaper(
         paper_id=paper.id,
         exam_id=exam.id,
@@ -176,11 +205,43 @@ def prepare_paper(
         model=exam.model,
         answer_key=answer_key,
         vocabulary=frozenset(kp.id for kp in vocabulary),
+        asked_key=asked if asked is not answer_key else None,
+        local_marks=confident,
         request=request,
         prompt_version=version,
         pages_hash=paper.pages_hash,
-        estimate=call_estimate(exam.model, request, sizes, len(answer_key.questions)),
+        estimate=call_estimate(exam.model, request, sizes, len(asked.questions)),
     )
+
+
+def _question_crops(storage: Storage, paper: Paper, readings: list[local.AnswerReading]) -> Any:
+    """One image of the questions' crops, or None when a question was not found on the pages."""
+    if not readings or any(r.page is None or r.region is None for r in readings):
+        return None
+    pages = {r.page: storage.get(paper.pages[r.page - 1].original_key) for r in readings if r.page}
+    originals = [pages.get(n, b"") for n in range(1, len(paper.pages) + 1)]
+    return local.crop_sheet(originals, readings)
+
+
+def stored_readings(local_reading: Mapping[str, Any]) -> dict[str, local.AnswerReading]:
+    return {qid: local.AnswerReading.from_json(value) for qid, value in local_reading["questions"].items()}
+
+
+def read_locally(pages: list[bytes], answer_key: AnswerKey) -> dict[str, Any]:
+    """Read a paper's pages offline: what is stored in papers.local_reading."""
+    import time
+
+    from shared.ocr import ENGINE_NAME
+
+    started = time.process_time()
+    readings = local.read_paper(pages, answer_key)
+    return {"engine": ENGINE_NAME, "cpu_seconds": round(time.process_time() - started, 3),
+            "questions": {qid: reading.to_json() for qid, reading in readings.items()}}
+
+
+def local_marks(readings: Mapping[str, local.AnswerReading], answer_key: AnswerKey, subject: str,
+                language: str) -> dict[str, QuestionMark]:
+    return {q.id: local.mark_reading(readings[q.id], q, subject, language) for q in answer_key.questions}
 
 
 def archive_reply(storage: Storage, prepared: MarkingContext, reply: ProviderReply) -> str:
@@ -254,6 +315,15 @@ def reuse_earlier_result(session: Session, prepared: PreparedPaper) -> PaperStat
 NO_KEY_CONFIDENCE = 0.6  # a verdict on a question the key did not answer is never more certain
 
 
+def local_review_reason(mark: QuestionMark, threshold: float) -> str | None:
+    """Why a teacher must look at an offline verdict, or None."""
+    if mark.error_type == "illegible":
+        return f"illegible: {mark.explanation}"
+    if mark.confidence < threshold:
+        return f"the offline reader is unsure (confidence {mark.confidence:.2f} < {threshold:g}): {mark.explanation}"
+    return None
+
+
 def review_reason(mark: QuestionMark, points: float, check: bool | None, key_answer: str | None) -> str | None:
     """Why a teacher must look at this verdict, or None. Illegible is not wrong; an unsure verdict
     is not final; a score above the points means the model misread the key; and where the
@@ -272,18 +342,22 @@ def review_reason(mark: QuestionMark, points: float, check: bool | None, key_ans
 
 
 def record_marks(
-    session: Session, prepared: MarkingContext, marks: dict[str, QuestionMark], reply_key: str
+    session: Session, prepared: MarkingContext, marks: Mapping[str, QuestionMark], reply_key: str | None,
+    *, local_threshold: float = LOCAL_CONFIDENCE_THRESHOLD,
 ) -> PaperStatus:
-    """Write the question results and the paper's score and status (caller owns the transaction)."""
+    """Write the question results and the paper's score and status (caller owns the transaction).
+    A question not in `marks` takes its offline mark from the context (a cascade paper)."""
     paper = session.get_one(Paper, prepared.paper_id)
     subject = session.get_one(Exam, prepared.exam_id).subject
     paper.questions.clear()
     session.flush()
     for position, question in enumerate(prepared.answer_key.questions):
-        mark = marks[question.id]
+        marked_by = "vision" if question.id in marks else "local"
+        mark = marks[question.id] if marked_by == "vision" else prepared.local_marks[question.id]
         check = (equivalent(mark.student_answer, question.answer, tuple(question.accepted))
                  if subject == "math" and question.answer else None)
-        reason = review_reason(mark, question.points, check, question.answer)
+        reason = (review_reason(mark, question.points, check, question.answer) if marked_by == "vision"
+                  else local_review_reason(mark, local_threshold))
         illegible = mark.error_type == "illegible"
         confidence = mark.confidence if question.answer else min(mark.confidence, NO_KEY_CONFIDENCE)
         points = list(dict.fromkeys([*question.knowledge_points, *mark.knowledge_points]))
@@ -306,6 +380,7 @@ def record_marks(
             model_is_correct=mark.is_correct,
             model_score=mark.score,
             model_knowledge_points=points,
+            marked_by=marked_by,
         )
         result.knowledge_points = [QuestionKnowledgePoint(knowledge_point_id=kp) for kp in points]
         paper.questions.append(result)
@@ -326,7 +401,7 @@ def settle_paper(paper: Paper, max_score: float) -> None:
 
 
 def parse_reply(prepared: MarkingContext, reply: ProviderReply) -> dict[str, QuestionMark]:
-    return parse_marks(reply.content, prepared.answer_key, set(prepared.vocabulary))
+    return parse_marks(reply.content, prepared.asked_key or prepared.answer_key, set(prepared.vocabulary))
 
 
 def stuck_papers(

@@ -53,8 +53,10 @@ def build_request(
     vocabulary: list[KnowledgePoint],
     pages: list[PageImage],
     max_completion_tokens: int,
+    caption: str | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for `client.chat.completions.create`."""
+    """Keyword arguments for `client.chat.completions.create`. `caption` says what the images are
+    when they are not the paper's pages in order (the cascade's crops)."""
     schema = marks_schema(answer_key, [kp.id for kp in vocabulary])
     image_parts = [
         {"type": "image_url", "image_url": {"url": page.url, "detail": exam.image_detail}}
@@ -68,7 +70,7 @@ def build_request(
             {
                 "role": "user",
                 "content": [
-                    {"type": "text", "text": f"The student's paper, {len(pages)} page(s) in order."},
+                    {"type": "text", "text": caption or f"The student's paper, {len(pages)} page(s) in order."},
                     *image_parts,
                 ],
             },

@@ -1,0 +1,388 @@
+"""Offline marking: read each student's answer with the local OCR engine and mark it against the
+answer key, with a confidence per answer. No provider, no key, no cost.
+
+How a page is read:
+1. The page is turned upright (EXIF), scaled to at most LONG_SIDE pixels, and its uneven light
+   divided out (the same `flatten` the vision path uses), then every text line is detected and
+   recognised.
+2. Layout: each key question is found by its printed number ("3.", "3、", "(3)") at the left of a
+   line, in key order across the pages. The question's answer area runs from under its printed
+   line to the next question's number. Printed text inside it (a wrapped prompt) is recognised by
+   matching the key's prompt and left out.
+3. The answer is read twice: from the detector's lines in the area, and by recognising the crop
+   around the area's ink as one line. Two agreeing readings are trusted more than one; readings
+   that disagree, ink the text does not cover, and misses by a single character all lower the
+   confidence. An area with no ink is a blank answer.
+4. Marking: mathematics through the equivalence check (numbers, fractions, units, remainders),
+   other subjects by normalised text; knowledge points come from the answer key.
+
+Where the confidence is below the exam's threshold the answer goes to a teacher (provider `local`)
+or to the vision model (provider `cascade`). Without an answer in the key nothing can be marked.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from PIL import Image, ImageDraw, ImageOps
+
+from shared import ocr
+from shared.grading.answer_key import AnswerKey, KeyQuestion
+from shared.grading.equivalence import equivalent, parse_value
+from shared.grading.marks import QuestionMark
+from shared.images import ACCEPTED_FORMATS, flatten, ink_mask
+
+LONG_SIDE = 2000  # OCR reads a 150-300 dpi page well at this size; a 12 MP photo is halved
+_ANCHOR = re.compile(r"^\s*[(（]?\s*(?:第\s*)?(?P<id>[0-9]{1,3}[a-zA-Z]?)\s*(?:[)）.．、,，:：]|题)")
+MIN_INK_PIXELS = 40  # fewer ink pixels than this in an answer area is a speck, not writing
+ReadingState = Literal["read", "blank", "illegible", "not_found"]
+
+
+@dataclass
+class PageScan:
+    number: int
+    image: Image.Image  # greyscale, flattened, at most LONG_SIDE
+    ink: Image.Image  # white where there is ink
+    lines: list[ocr.TextLine]
+
+
+@dataclass(frozen=True)
+class AnswerReading:
+    """What the offline reader made of one question on the paper."""
+
+    question_id: str
+    state: ReadingState
+    text: str
+    confidence: float
+    page: int | None = None  # page number, from 1
+    region: tuple[int, int, int, int] | None = None  # question line and answer area, scan pixels
+    line_height: int | None = None  # the page's typical text line, scan pixels
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> AnswerReading:
+        region = value.get("region")
+        return cls(**{**value, "region": tuple(region) if region else None})
+
+
+def scan_page(data: bytes, number: int) -> PageScan:
+    with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as image:
+        gray = ImageOps.exif_transpose(image).convert("L")
+    scale = LONG_SIDE / max(gray.size)
+    if scale < 1:
+        gray = gray.resize((round(gray.width * scale), round(gray.height * scale)), Image.Resampling.LANCZOS)
+    flat = flatten(gray)
+    return PageScan(number, flat, ink_mask(flat), ocr.read_lines(flat))
+
+
+def normalise_text(text: str) -> str:
+    """For comparing readings and answers: width-folded, case-folded, without spaces, underscores,
+    quotes or end punctuation (handwriting loses spaces; OCR reads a blank line as underscores)."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = re.sub(r"[\s_'\"‘’“”`]+", "", text)
+    return text.strip("。.,，;；:：!！?？")
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Vertical overlap of two boxes, as a share of the shorter one."""
+    top, bottom = max(a[1], b[1]), min(a[3], b[3])
+    return max(0, bottom - top) / max(1, min(a[3] - a[1], b[3] - b[1]))
+
+
+def _prompt_similarity(rest: str, prompt: str) -> float:
+    rest, prompt = normalise_text(rest), normalise_text(prompt)
+    if not prompt:
+        return 1.0
+    if not rest:
+        return 0.0
+    return difflib.SequenceMatcher(None, rest, prompt[: max(len(rest), 1) + 4]).ratio()
+
+
+@dataclass(frozen=True)
+class _Anchor:
+    page: int  # index into the scans
+    line: ocr.TextLine
+    rest: str  # the line's text after the question number
+
+
+def find_anchors(pages: list[PageScan], key: AnswerKey) -> dict[str, _Anchor]:
+    """Each key question's printed number, in key order across the pages."""
+    candidates: list[tuple[int, ocr.TextLine, str, str]] = []
+    for index, page in enumerate(pages):
+        for line in sorted(page.lines, key=lambda l: (l.box[1], l.box[0])):
+            if match := _ANCHOR.match(unicodedata.normalize("NFKC", line.text)):
+                candidates.append((index, line, match.group("id").lower(), line.text[match.end():]))
+    margins = {}
+    for index in range(len(pages)):
+        xs = [line.box[0] for i, line, _id, _rest in candidates if i == index]
+        margins[index] = min(xs) if xs else 0
+    anchors: dict[str, _Anchor] = {}
+    position = (-1, -1)
+    for question in key.questions:
+        for index, line, qid, rest in candidates:
+            if qid != question.id.lower() or (index, line.box[1]) <= position:
+                continue
+            if line.box[0] > margins[index] + 0.12 * pages[index].image.width:
+                continue  # not at the left margin: an answer like "3.5", not a question number
+            if question.prompt and _prompt_similarity(rest, question.prompt) < 0.4:
+                continue
+            anchors[question.id] = _Anchor(index, line, rest)
+            position = (index, line.box[1])
+            break
+    return anchors
+
+
+def _rows(lines: Iterable[ocr.TextLine]) -> list[ocr.TextLine]:
+    """Lines in reading order: top to bottom by row, left to right within a row."""
+    ordered = sorted(lines, key=lambda l: l.centre_y)
+    rows: list[list[ocr.TextLine]] = []
+    for line in ordered:
+        if rows and abs(rows[-1][0].centre_y - line.centre_y) < 0.5 * max(line.height, rows[-1][0].height):
+            rows[-1].append(line)
+        else:
+            rows.append([line])
+    return [line for row in rows for line in sorted(row, key=lambda l: l.box[0])]
+
+
+def _inserted_text(line_text: str, prompt: str) -> str:
+    """What a question's printed line holds beyond the key's prompt: an answer written in a blank."""
+    said, printed = normalise_text(line_text), normalise_text(prompt)
+    if not printed:
+        return ""
+    matcher = difflib.SequenceMatcher(None, said, printed, autojunk=False)
+    return "".join(said[i1:i2] for tag, i1, i2, _j1, _j2 in matcher.get_opcodes() if tag in ("insert", "replace"))
+
+
+def read_answers(pages: list[PageScan], key: AnswerKey) -> dict[str, AnswerReading]:
+    anchors = find_anchors(pages, key)
+    ordered = sorted(anchors.items(), key=lambda item: (item[1].page, item[1].line.box[1]))
+    readings = {}
+    for position, (qid, anchor) in enumerate(ordered):
+        page = pages[anchor.page]
+        following = ordered[position + 1][1] if position + 1 < len(ordered) else None
+        question = next(q for q in key.questions if q.id == qid)
+        bottom = following.line.box[1] if following and following.page == anchor.page else page.image.height
+        readings[qid] = _read_area(page, anchor, question, bottom)
+    for question in key.questions:
+        if question.id not in readings:
+            readings[question.id] = AnswerReading(question.id, "not_found", "", 0.0,
+                                                  note="the question's number was not found on the pages")
+    return {q.id: readings[q.id] for q in key.questions}
+
+
+def _is_printed(line: ocr.TextLine, anchor: ocr.TextLine, prompt: str, page_width: int) -> bool:
+    """A line under the question that is the prompt wrapping on: its text is part of the prompt,
+    and it is long, or starts where the question's text does (a short word like "play" that the
+    prompt also contains is more likely the answer)."""
+    said = normalise_text(line.text)
+    if not prompt or len(said) < 2 or said not in prompt:
+        return False
+    return len(said) >= 0.3 * len(prompt) or abs(line.box[0] - anchor.box[0]) <= 0.03 * page_width
+
+
+_DOTS = re.compile(r"(?<=\d)\s*[.·…⋯・?]{3,}\s*(?=\d)")
+
+
+def clean_reading(text: str) -> str:
+    """OCR reads the remainder dots of 23÷4=5……3 as any run of dots, middle dots and the odd '?'."""
+    return _DOTS.sub("……", text.strip())
+
+
+def _read_area(page: PageScan, anchor: _Anchor, question: KeyQuestion, bottom: int) -> AnswerReading:
+    on_line = [l for l in page.lines if l is anchor.line or
+               (_overlap(l.box, anchor.line.box) >= 0.5 and l.box[0] >= anchor.line.box[0])]
+    top = max(l.box[3] for l in on_line)
+    line_text = anchor.rest + "".join(l.text for l in on_line if l is not anchor.line)
+    printed_prompt = normalise_text(question.prompt)
+    in_area = [l for l in page.lines if l not in on_line and top - 2 <= l.centre_y < bottom]
+    printed = [l for l in in_area if _is_printed(l, anchor.line, printed_prompt, page.image.width)]
+    written = _rows(l for l in in_area if l not in printed)
+    typical = sorted(l.height for l in page.lines)[len(page.lines) // 2]
+    where = {"page": page.number, "region": (0, max(0, anchor.line.box[1] - 4), page.image.width, bottom),
+             "line_height": typical}
+
+    mask = page.ink.crop((0, top, page.image.width, bottom)).copy()
+    draw = ImageDraw.Draw(mask)
+    for line in printed:
+        draw.rectangle((line.box[0], line.box[1] - top, line.box[2], line.box[3] - top), fill=0)
+    ink_pixels = mask.histogram()[255]
+    box = mask.getbbox() if ink_pixels >= MIN_INK_PIXELS else None
+
+    if box is None and not written:
+        inline = _inserted_text(line_text, question.prompt)
+        if inline:  # written into the blank on the question's own line: one reading only
+            score = min(l.score for l in on_line)
+            return AnswerReading(question.id, "read", inline, min(score, 0.85), **where,
+                                 note="read from the question's own line")
+        return AnswerReading(question.id, "blank", "", 0.95, **where)
+
+    det_text = clean_reading(" ".join(l.text for l in written))
+    det_score = min((l.score for l in written), default=0.0)
+    rec_text, rec_score = "", 0.0
+    if box is not None and box[3] - box[1] <= 2.2 * typical:
+        pad = max(4, typical // 6)
+        crop = page.image.crop((max(0, box[0] - pad), top + max(0, box[1] - pad),
+                                min(page.image.width, box[2] + pad), top + min(mask.height, box[3] + pad)))
+        rec_text, rec_score = ocr.recognise(crop)
+        rec_text = clean_reading(rec_text)
+
+    notes = []
+    if det_text and rec_text:
+        if normalise_text(det_text) == normalise_text(rec_text):
+            text, confidence = det_text, max(det_score, rec_score)
+        else:
+            text = det_text if det_score >= rec_score else rec_text
+            confidence = min(det_score, rec_score) * 0.6
+            notes.append(f"two readings disagree ({det_text!r} and {rec_text!r})")
+    elif det_text or rec_text:
+        text = det_text or rec_text
+        confidence = det_score * 0.9 if det_text else rec_score * 0.85
+        notes.append("read once")
+    else:
+        return AnswerReading(question.id, "illegible", "", 0.0, **where,
+                             note="there is writing here that the offline reader cannot read")
+    if box is not None and written:
+        covered = mask.copy()
+        ImageDraw.Draw(covered).rectangle((0, 0, covered.width, covered.height), fill=0)
+        for line in written:
+            covered.paste(mask.crop((line.box[0], line.box[1] - top, line.box[2], line.box[3] - top)),
+                          (line.box[0], line.box[1] - top))
+        share = covered.histogram()[255] / max(1, ink_pixels)
+        if share < 0.75:
+            confidence *= 0.7
+            notes.append(f"only {share:.0%} of the writing was read")
+    return AnswerReading(question.id, "read", text, round(confidence, 4), **where, note="; ".join(notes))
+
+
+def _edit_distance(a: str, b: str) -> int:
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+def _text_equal(answer: str, question: KeyQuestion) -> bool:
+    said = normalise_text(answer)
+    return any(said == normalise_text(form) for form in (question.answer or "", *question.accepted))
+
+
+def _unit_error(answer: str, key: str) -> bool:
+    """The right number with a missing, extra or wrong unit."""
+    said, wanted = parse_value(answer), parse_value(key)
+    if said is None or wanted is None or said.remainder is not None:
+        return False
+    digits = lambda text: re.sub(r"[^0-9./]", "", unicodedata.normalize("NFKC", text))  # noqa: E731
+    return said.dimension != wanted.dimension and digits(answer) == digits(key)
+
+
+def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, language: str) -> QuestionMark:
+    """The verdict on one reading, with the confidence the verdict deserves."""
+    zh = language == "zh"
+    points = list(question.knowledge_points)
+    if question.answer is None:
+        return QuestionMark(
+            student_answer=reading.text, is_correct=False, score=0, knowledge_points=points,
+            error_type="illegible", confidence=0.0, correction="",
+            explanation="答案表没有给出这道题的答案，离线批改无法判分。" if zh else
+            "The answer key gives no answer for this question, so offline marking cannot mark it.")
+    key = question.answer
+    if reading.state in ("illegible", "not_found"):
+        return QuestionMark(
+            student_answer=reading.text, is_correct=False, score=0, knowledge_points=points,
+            error_type="illegible", confidence=0.0, correction=f"答案：{key}" if zh else f"Answer: {key}",
+            explanation=("离线识别读不出这道题的答案，需要老师查看。" if zh else
+                         "The offline reader could not read this answer; a teacher must look at it."))
+    if reading.state == "blank":
+        return QuestionMark(
+            student_answer="", is_correct=False, score=0, knowledge_points=points, error_type="blank",
+            confidence=reading.confidence, correction=f"答案：{key}" if zh else f"Answer: {key}",
+            explanation="没有作答。" if zh else "No answer was given.")
+    check = equivalent(reading.text, key, tuple(question.accepted)) if subject == "math" else None
+    correct = check if check is not None else _text_equal(reading.text, question)
+    if correct:
+        # A misreading that lands exactly on the key is far less likely than one that misses it.
+        return QuestionMark(student_answer=reading.text, is_correct=True, score=question.points,
+                            knowledge_points=points, error_type="none", explanation="", correction="",
+                            confidence=round(0.5 + 0.5 * reading.confidence, 4))
+    confidence = reading.confidence
+    nearest = min(_edit_distance(normalise_text(reading.text), normalise_text(form))
+                  for form in (key, *question.accepted))
+    if nearest <= 1:
+        confidence *= 0.8  # one character from the key: as likely a misreading as a mistake
+    if subject == "math" and parse_value(key) is not None and parse_value(reading.text) is None:
+        confidence *= 0.6  # the key is a value and the reading is not: probably misread
+    unit = subject == "math" and _unit_error(reading.text, key)
+    error_type = "unit" if unit else "calculation" if subject == "math" else "concept"
+    if zh:
+        explanation = (f"单位不对：你写的是 {reading.text}，应为 {key}。" if unit
+                       else f"你的答案是 {reading.text}，正确答案是 {key}。")
+    else:
+        explanation = (f"Wrong unit: you wrote {reading.text}; the answer is {key}." if unit
+                       else f"You wrote {reading.text}; the answer is {key}.")
+    return QuestionMark(student_answer=reading.text, is_correct=False, score=0, knowledge_points=points,
+                        error_type=error_type, explanation=explanation,
+                        correction=f"正确答案：{key}" if zh else f"Correct answer: {key}",
+                        confidence=round(confidence, 4))
+
+
+def read_paper(pages: list[bytes], key: AnswerKey) -> dict[str, AnswerReading]:
+    """Read every key question's answer from a paper's pages (original uploads, in order)."""
+    return read_answers([scan_page(data, number) for number, data in enumerate(pages, start=1)], key)
+
+
+def crop_sheet(pages: list[bytes], readings: list[AnswerReading], line_px: int = 16) -> Image.Image:
+    """The questions of `readings` cut from their pages and stacked into one greyscale image, each
+    labelled with its number: what the cascade sends the vision model instead of whole pages."""
+    scans: dict[int, Image.Image] = {}
+    crops = []
+    for reading in readings:
+        if reading.page is None or reading.region is None:
+            continue
+        if reading.page not in scans:
+            with Image.open(io.BytesIO(pages[reading.page - 1]), formats=ACCEPTED_FORMATS) as image:
+                gray = ImageOps.exif_transpose(image).convert("L")
+            scale = LONG_SIDE / max(gray.size)
+            if scale < 1:
+                gray = gray.resize((round(gray.width * scale), round(gray.height * scale)), Image.Resampling.LANCZOS)
+            scans[reading.page] = flatten(gray)
+        crop = scans[reading.page].crop(reading.region)
+        mask = ink_mask(crop)
+        if (ink := mask.getbbox()) is not None:
+            crop = crop.crop((max(0, ink[0] - 10), 0, min(crop.width, ink[2] + 10), crop.height))
+        crops.append((reading.question_id, crop, reading.line_height or line_px))
+    if not crops:
+        raise ValueError("no question could be located on the pages")
+    label_width = 90
+    scaled = [(qid, _scaled(crop, min(1.0, line_px / height))) for qid, crop, height in crops]
+    width = label_width + max(c.width for _q, c in scaled)
+    height = sum(c.height + 12 for _q, c in scaled)
+    sheet = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(sheet)
+    y = 0
+    for qid, crop in scaled:
+        draw.text((6, y + 4), f"Q{qid}", fill=0, font_size=24)
+        sheet.paste(crop, (label_width, y))
+        y += crop.height
+        draw.line((0, y + 6, width, y + 6), fill=160, width=2)
+        y += 12
+    return sheet
+
+
+def _scaled(image: Image.Image, scale: float) -> Image.Image:
+    """Scaled so a text line is as tall as asked: enough for handwriting, few tiles."""
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
