@@ -155,6 +155,11 @@ def sheet_box(gray: Image.Image) -> tuple[int, int, int, int] | None:
     covered = bright.crop(box).histogram()[255] / max(1, (box[2] - box[0]) * (box[3] - box[1]))
     if area > 0.92 or covered < 0.6:  # no desk to remove, or not one clear sheet
         return None
+    # A desk shows on two opposite sides of the sheet; a shadow darkens one side or a corner, and
+    # what it leaves bright must not be mistaken for the sheet.
+    inside = lambda low, high, size: low > 0.01 * size and high < 0.99 * size  # noqa: E731
+    if not (inside(box[0], box[2], small.width) or inside(box[1], box[3], small.height)):
+        return None
     inset_x, inset_y = round((box[2] - box[0]) * 0.01), round((box[3] - box[1]) * 0.01)
     return ((box[0] + inset_x) * factor, (box[1] + inset_y) * factor,
             (box[2] - inset_x) * factor, (box[3] - inset_y) * factor)

@@ -25,6 +25,19 @@ class TextLine:
     box: tuple[int, int, int, int]
     text: str
     score: float
+    # The detector's four corners (top-left, top-right, bottom-right, bottom-left): a tilted
+    # page's lines come out tilted.
+    quad: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def angle(self) -> float:
+        """The line's tilt in degrees, from its top edge (positive: rising to the right is negative y)."""
+        import math
+
+        if len(self.quad) < 2:
+            return 0.0
+        (x0, y0), (x1, y1) = self.quad[0], self.quad[1]
+        return math.degrees(math.atan2(y1 - y0, x1 - x0)) if x1 > x0 else 0.0
 
     @property
     def height(self) -> int:
@@ -57,7 +70,7 @@ def read_lines(image: Image.Image) -> list[TextLine]:
     for quad, text, score in result or []:
         xs, ys = [p[0] for p in quad], [p[1] for p in quad]
         lines.append(TextLine((int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1),
-                              str(text), float(score)))
+                              str(text), float(score), tuple((float(x), float(y)) for x, y in quad)))
     return lines
 
 

@@ -36,7 +36,7 @@ from shared import ocr
 from shared.grading.answer_key import AnswerKey, KeyQuestion
 from shared.grading.equivalence import equivalent, parse_value
 from shared.grading.marks import QuestionMark
-from shared.images import ACCEPTED_FORMATS, flatten, ink_mask
+from shared.images import ACCEPTED_FORMATS, flatten, ink_mask, sheet_box
 
 LONG_SIDE = 2000  # OCR reads a 150-300 dpi page well at this size; a 12 MP photo is halved
 _ANCHOR = re.compile(r"^\s*[(（]?\s*(?:第\s*)?(?P<id>[0-9]{1,3}[a-zA-Z]?)\s*(?:[)）.．、,，:：]|题)")
@@ -74,14 +74,43 @@ class AnswerReading:
         return cls(**{**value, "region": tuple(region) if region else None})
 
 
-def scan_page(data: bytes, number: int) -> PageScan:
+def upright_sheet(data: bytes) -> Image.Image:
+    """The page upright, cut to the sheet when it is a photo with a desk around it, at most
+    LONG_SIDE pixels, with uneven light divided out: what is read, and what crops are cut from."""
     with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as image:
         gray = ImageOps.exif_transpose(image).convert("L")
+    if (sheet := sheet_box(gray)) is not None:
+        gray = gray.crop(sheet)
     scale = LONG_SIDE / max(gray.size)
     if scale < 1:
         gray = gray.resize((round(gray.width * scale), round(gray.height * scale)), Image.Resampling.LANCZOS)
-    flat = flatten(gray)
-    return PageScan(number, flat, ink_mask(flat), ocr.read_lines(flat))
+    return flatten(gray)
+
+
+def scan_page(data: bytes, number: int) -> PageScan:
+    """Read a page; a tilted page (a photo, a skewed scan) is turned level first, by the median
+    tilt of the lines the detector found, so that question areas can be cut as rectangles."""
+    flat = upright_sheet(data)
+    lines = ocr.read_lines(flat)
+    wide = [line.angle for line in lines if line.box[2] - line.box[0] > 3 * line.height]
+    tilt = sorted(wide)[len(wide) // 2] if wide else 0.0
+    if abs(tilt) >= 0.3:
+        flat = flat.rotate(tilt, resample=Image.Resampling.BICUBIC, fillcolor=255)
+        lines = [_turned(line, tilt, flat.width / 2, flat.height / 2) for line in lines]
+    return PageScan(number, flat, ink_mask(flat), lines)
+
+
+def _turned(line: ocr.TextLine, degrees: float, cx: float, cy: float) -> ocr.TextLine:
+    """The line as it lies on the page turned by `degrees` (counter-clockwise, as Pillow turns)."""
+    import math
+
+    a = math.radians(degrees)
+    cos, sin = math.cos(a), math.sin(a)
+    quad = tuple((cx + (x - cx) * cos + (y - cy) * sin, cy - (x - cx) * sin + (y - cy) * cos)
+                 for x, y in line.quad)
+    xs, ys = [p[0] for p in quad], [p[1] for p in quad]
+    return ocr.TextLine((int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1), line.text,
+                        line.score, quad)
 
 
 def normalise_text(text: str) -> str:
@@ -146,7 +175,7 @@ def _rows(lines: Iterable[ocr.TextLine]) -> list[ocr.TextLine]:
     ordered = sorted(lines, key=lambda l: l.centre_y)
     rows: list[list[ocr.TextLine]] = []
     for line in ordered:
-        if rows and abs(rows[-1][0].centre_y - line.centre_y) < 0.5 * max(line.height, rows[-1][0].height):
+        if rows and any(_overlap(line.box, other.box) >= 0.3 for other in rows[-1]):
             rows[-1].append(line)
         else:
             rows.append([line])
@@ -159,19 +188,22 @@ def _inserted_text(line_text: str, prompt: str) -> str:
     if not printed:
         return ""
     matcher = difflib.SequenceMatcher(None, said, printed, autojunk=False)
-    return "".join(said[i1:i2] for tag, i1, i2, _j1, _j2 in matcher.get_opcodes() if tag in ("insert", "replace"))
+    extra = "".join(said[i1:i2] for tag, i1, i2, _j1, _j2 in matcher.get_opcodes() if tag in ("delete", "replace"))
+    return extra if re.search(r"\w", extra) else ""  # a misread sign is not an answer
 
 
 def read_answers(pages: list[PageScan], key: AnswerKey) -> dict[str, AnswerReading]:
     anchors = find_anchors(pages, key)
     ordered = sorted(anchors.items(), key=lambda item: (item[1].page, item[1].line.box[1]))
+    on_lines = {qid: _question_line(pages[anchor.page], anchor) for qid, anchor in ordered}
+    claimed = {id(line) for lines in on_lines.values() for line in lines}
     readings = {}
     for position, (qid, anchor) in enumerate(ordered):
         page = pages[anchor.page]
         following = ordered[position + 1][1] if position + 1 < len(ordered) else None
         question = next(q for q in key.questions if q.id == qid)
         bottom = following.line.box[1] if following and following.page == anchor.page else page.image.height
-        readings[qid] = _read_area(page, anchor, question, bottom)
+        readings[qid] = _read_area(page, anchor, on_lines[qid], claimed, question, bottom)
     for question in key.questions:
         if question.id not in readings:
             readings[question.id] = AnswerReading(question.id, "not_found", "", 0.0,
@@ -197,21 +229,39 @@ def clean_reading(text: str) -> str:
     return _DOTS.sub("……", text.strip())
 
 
-def _read_area(page: PageScan, anchor: _Anchor, question: KeyQuestion, bottom: int) -> AnswerReading:
-    on_line = [l for l in page.lines if l is anchor.line or
-               (_overlap(l.box, anchor.line.box) >= 0.5 and l.box[0] >= anchor.line.box[0])]
-    top = max(l.box[3] for l in on_line)
+def _question_line(page: PageScan, anchor: _Anchor) -> list[ocr.TextLine]:
+    """The question's printed line: the number's line, what continues it to the right, and an
+    answer written after it (handwriting sits a little above or below the printed baseline)."""
+    box = anchor.line.box
+    return [l for l in page.lines if l is anchor.line
+            or (_overlap(l.box, box) >= 0.5 and l.box[0] >= box[0])
+            or (_overlap(l.box, box) >= 0.2 and l.box[0] >= box[2] - 10)]
+
+
+def _read_area(page: PageScan, anchor: _Anchor, on_line: list[ocr.TextLine], claimed: set[int],
+               question: KeyQuestion, bottom: int) -> AnswerReading:
+    typical = sorted(l.height for l in page.lines)[len(page.lines) // 2]
+    # Below the printed line and clear of its descenders, which its box may leave out.
+    top = max(l.box[3] for l in on_line) + max(2, typical // 6)
     line_text = anchor.rest + "".join(l.text for l in on_line if l is not anchor.line)
     printed_prompt = normalise_text(question.prompt)
-    in_area = [l for l in page.lines if l not in on_line and top - 2 <= l.centre_y < bottom]
+    in_area = [l for l in page.lines if id(l) not in claimed and top - 2 <= l.centre_y < bottom]
     printed = [l for l in in_area if _is_printed(l, anchor.line, printed_prompt, page.image.width)]
     written = _rows(l for l in in_area if l not in printed)
-    typical = sorted(l.height for l in page.lines)[len(page.lines) // 2]
     where = {"page": page.number, "region": (0, max(0, anchor.line.box[1] - 4), page.image.width, bottom),
              "line_height": typical}
 
-    mask = page.ink.crop((0, top, page.image.width, bottom)).copy()
+    mask = page.ink.crop((0, top, page.image.width, max(top + 1, bottom))).copy()
     draw = ImageDraw.Draw(mask)
+    # Writing lies between the questions' margin and a little past the printed text; outside that
+    # band, and along the foot of the page, is what is left of a photographed sheet's edges.
+    left = max(0, min(l.box[0] for l in page.lines) - round(0.03 * mask.width))
+    right = min(mask.width, max(l.box[2] for l in page.lines) + round(0.05 * mask.width))
+    draw.rectangle((0, 0, left, mask.height), fill=0)
+    draw.rectangle((right, 0, mask.width, mask.height), fill=0)
+    foot = page.image.height - round(0.02 * page.image.height) - top
+    if foot < mask.height:
+        draw.rectangle((0, foot, mask.width, mask.height), fill=0)
     for line in printed:
         draw.rectangle((line.box[0], line.box[1] - top, line.box[2], line.box[3] - top), fill=0)
     ink_pixels = mask.histogram()[255]
@@ -319,8 +369,8 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     confidence = reading.confidence
     nearest = min(_edit_distance(normalise_text(reading.text), normalise_text(form))
                   for form in (key, *question.accepted))
-    if nearest <= 1:
-        confidence *= 0.8  # one character from the key: as likely a misreading as a mistake
+    if nearest <= 1 and reading.confidence < 0.98:
+        confidence *= 0.8  # one character from the key, read unsurely: perhaps a misreading
     if subject == "math" and parse_value(key) is not None and parse_value(reading.text) is None:
         confidence *= 0.6  # the key is a value and the reading is not: probably misread
     unit = subject == "math" and _unit_error(reading.text, key)
@@ -351,12 +401,7 @@ def crop_sheet(pages: list[bytes], readings: list[AnswerReading], line_px: int =
         if reading.page is None or reading.region is None:
             continue
         if reading.page not in scans:
-            with Image.open(io.BytesIO(pages[reading.page - 1]), formats=ACCEPTED_FORMATS) as image:
-                gray = ImageOps.exif_transpose(image).convert("L")
-            scale = LONG_SIDE / max(gray.size)
-            if scale < 1:
-                gray = gray.resize((round(gray.width * scale), round(gray.height * scale)), Image.Resampling.LANCZOS)
-            scans[reading.page] = flatten(gray)
+            scans[reading.page] = upright_sheet(pages[reading.page - 1])
         crop = scans[reading.page].crop(reading.region)
         mask = ink_mask(crop)
         if (ink := mask.getbbox()) is not None:

@@ -183,8 +183,7 @@ def prepare_paper(
         confident = {qid: mark for qid, mark in marks.items() if mark.confidence >= local_threshold}
         asked = AnswerKey(questions=unsure)
         crops = _question_crops(storage, paper, [readings[q.id] for q in unsure])
-        if crops is not None and image_tokens(exam.model, crops.width, crops.height, exam.image_detail) < sum(
-                image_tokens(exam.model, w, h, exam.image_detail) for w, h in sizes):
+        if crops is not None and crops_are_cheaper(exam.model, exam.image_detail, crops.size, sizes):
             key = crop_sheet_key(paper.school_id, exam.id, paper.id, paper.attempts)
             out = io.BytesIO()
             crops.save(out, "JPEG", quality=90)
@@ -212,6 +211,11 @@ def prepare_paper(
         pages_hash=paper.pages_hash,
         estimate=call_estimate(exam.model, request, sizes, len(asked.questions)),
     )
+
+
+def crops_are_cheaper(model: str, detail: str, crops: tuple[int, int], pages: list[tuple[int, int]]) -> bool:
+    """Whether one image of the unsure questions' crops costs fewer tokens than the pages."""
+    return image_tokens(model, *crops, detail) < sum(image_tokens(model, w, h, detail) for w, h in pages)
 
 
 def _question_crops(storage: Storage, paper: Paper, readings: list[local.AnswerReading]) -> Any:

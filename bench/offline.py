@@ -1,0 +1,149 @@
+"""Offline marking on generated papers with known truth, and what a cascade saves.
+
+    python -m bench.offline [--papers 60] [--seed 7000] [--threshold 0.9]
+
+Papers come from bench.handwriting: printed questions, answers in handwriting-style fonts, right,
+wrong, blank or written inline, on scanned, skewed, shadowed, pencilled or phone-photographed
+pages. Each is read and marked by the local provider's code (shared.grading.local), and prints:
+
+- confident: the share of questions marked at or above the confidence threshold;
+- accuracy on confident: the share of those verdicts (correct / not correct) that match the truth;
+- silently wrong: the share of all questions marked confidently and wrongly;
+- CPU seconds per page of the reading (process time: onnxruntime's threads included);
+- cascade tokens: the vision-model prompt tokens a cascade spends (only the unsure questions, as
+  crops when cheaper than the pages) against sending every paper to the vision model, at gpt-4o
+  high detail, counted with the same rules as markq's estimates.
+
+Targets: at least 70% confident, at least 97% accuracy on confident, at most 1% silently wrong.
+The last line is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import uuid
+from collections import Counter, defaultdict
+from typing import Any
+
+from bench.handwriting import answer_key, make_paper
+from shared.grading import local
+from shared.grading.answer_key import AnswerKey
+from shared.grading.pipeline import crops_are_cheaper, local_marks
+from shared.grading.prompt import PageImage, build_request, estimate_prompt_tokens
+from shared.grading.vocabulary import packaged_vocabulary
+from shared.images import normalise_page
+from shared.models import Exam, KnowledgePoint
+from shared.settings import get_settings
+
+MODEL, DETAIL = "gpt-4o", "high"
+
+
+def vocabulary(subject: str, grade: int, key: AnswerKey) -> list[KnowledgePoint]:
+    """The points an exam's prompt lists (as shared.grading.vocabulary.exam_vocabulary selects)."""
+    named = key.knowledge_point_ids()
+    _version, points = packaged_vocabulary()
+    chosen = [p for p in points if (p["subject"] == subject and grade - 1 <= int(p["grade"]) <= grade)  # type: ignore[call-overload]
+              or p["id"] in named]
+    return sorted((KnowledgePoint(**p) for p in chosen), key=lambda kp: kp.id)
+
+
+def prompt_tokens(exam: Exam, key: AnswerKey, sizes: list[tuple[int, int]], caption: str | None) -> int:
+    points = vocabulary(exam.subject, exam.grade, key)
+    images = [PageImage("https://storage.example/page.jpg") for _ in sizes]
+    request = build_request(exam, key, points, images, 1000, caption=caption)
+    return estimate_prompt_tokens(request, sizes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--papers", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=7000)
+    parser.add_argument("--threshold", type=float, default=get_settings().local_confidence_threshold)
+    parser.add_argument("--show-errors", action="store_true", help="print every wrong verdict")
+    args = parser.parse_args()
+
+    total = confident = confident_right = silent = pages = 0
+    cpu = wall = 0.0
+    vision_tokens = cascade_tokens = 0
+    by_variant: dict[str, Counter[str]] = defaultdict(Counter)
+    local.scan_page(make_paper(args.seed).pages[0], 1)  # load the OCR engine outside the timing
+    for n in range(args.papers):
+        paper = make_paper(args.seed + n)
+        key = AnswerKey.model_validate(answer_key(paper))
+        started_cpu, started_wall = time.process_time(), time.perf_counter()
+        readings = local.read_paper(paper.pages, key)
+        cpu += time.process_time() - started_cpu
+        wall += time.perf_counter() - started_wall
+        pages += len(paper.pages)
+        marks = local_marks(readings, key, paper.subject, paper.language)
+        stats = by_variant[paper.variant]
+        for written in paper.answers:
+            mark = marks[written.question.id]
+            sure, right = mark.confidence >= args.threshold, mark.is_correct == written.correct
+            total += 1
+            confident += sure
+            confident_right += sure and right
+            silent += sure and not right
+            stats.update(questions=1, confident=sure, silent=sure and not right)
+            if args.show_errors and (not right or not sure):
+                reading = readings[written.question.id]
+                print(f"  {'SILENT ' if sure and not right else ''}{'wrong' if not right else 'unsure'} "
+                      f"paper {n} ({paper.variant}, {paper.font}) q{written.question.id} wrote {written.text!r} "
+                      f"read {reading.text!r} ({reading.state}, {reading.confidence:.2f} -> {mark.confidence:.2f}) "
+                      f"{reading.note}")
+
+        exam = Exam(id=uuid.UUID(int=n), subject=paper.subject, grade=3 if paper.subject == "math" else 6,
+                    language=paper.language, rubric="", model=MODEL, image_detail=DETAIL)
+        sizes = []
+        for data in paper.pages:
+            normalised = normalise_page(data, MODEL, DETAIL)
+            sizes.append((normalised.width, normalised.height))
+        vision_tokens += prompt_tokens(exam, key, sizes, None)
+        unsure = [q for q in key.questions if marks[q.id].confidence < args.threshold]
+        if unsure:
+            asked = AnswerKey(questions=unsure)
+            try:
+                crops = local.crop_sheet(paper.pages, [readings[q.id] for q in unsure])
+            except ValueError:
+                crops = None
+            located = all(readings[q.id].region is not None for q in unsure)
+            if crops is not None and located and crops_are_cheaper(MODEL, DETAIL, crops.size, sizes):
+                cascade_tokens += prompt_tokens(exam, asked, [crops.size], "crops")
+            else:
+                cascade_tokens += prompt_tokens(exam, asked, sizes, None)
+        print(f"paper {n + 1}/{args.papers}: {paper.subject}, {paper.variant}, {len(paper.pages)} page(s), "
+              f"{len(unsure)} of {len(key.questions)} unsure", flush=True)
+
+    figures: dict[str, Any] = {
+        "papers": args.papers,
+        "pages": pages,
+        "questions": total,
+        "threshold": args.threshold,
+        "confident_share": round(confident / total, 4),
+        "accuracy_on_confident": round(confident_right / max(1, confident), 4),
+        "silently_wrong_share": round(silent / total, 4),
+        "cpu_seconds_per_page": round(cpu / pages, 3),
+        "wall_seconds_per_page": round(wall / pages, 3),
+        "vision_tokens_all_pages": vision_tokens,
+        "vision_tokens_cascade": cascade_tokens,
+        "cascade_token_ratio": round(cascade_tokens / max(1, vision_tokens), 4),
+        "targets_met": confident / total >= 0.7 and confident_right / max(1, confident) >= 0.97
+        and silent / total <= 0.01,
+    }
+    print("\nby page kind:")
+    for variant, stats in sorted(by_variant.items()):
+        print(f"  {variant:12s} questions {stats['questions']:4d}  confident {stats['confident'] / stats['questions']:.0%}"
+              f"  silently wrong {stats['silent']}")
+    print(f"\nconfident {figures['confident_share']:.1%} (target >= 70%), accuracy on confident "
+          f"{figures['accuracy_on_confident']:.2%} (target >= 97%), silently wrong "
+          f"{figures['silently_wrong_share']:.2%} (target <= 1%)")
+    print(f"CPU {figures['cpu_seconds_per_page']} s per page ({figures['wall_seconds_per_page']} s wall); "
+          f"cascade vision tokens {cascade_tokens} against {vision_tokens} for every page "
+          f"({figures['cascade_token_ratio']:.1%})")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
