@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start what markq needs on this machine when it is not already answering:
 # Redis (broker, limiter); with --postgres (the tests) PostgreSQL and Chromium; and the Debian
-# fonts the sample papers and report pages use.
+# fonts the sample papers, bench.offline and the report pages use.
 set -euo pipefail
 need_pg="${1:-}"
 
@@ -32,6 +32,9 @@ if [ "$need_pg" = "--postgres" ] && ! command -v chromium >/dev/null; then
   apt_install chromium
 fi
 
-if command -v fc-list >/dev/null && ! fc-list | grep -qi "wqy"; then
-  apt_install fonts-wqy-microhei fonts-arphic-ukai fonts-humor-sans || echo "fonts not installed; samples fall back to DejaVu" >&2
+# Print and handwriting-style fonts: the demo's sample papers use the first three, bench.offline all.
+if command -v fc-list >/dev/null && ! fc-list | grep -qi "KleeOne"; then
+  apt_install fonts-wqy-microhei fonts-arphic-ukai fonts-humor-sans fonts-arphic-gkai00mp fonts-klee \
+    fonts-comic-neue fonts-dkg-handwriting fonts-femkeklaver fonts-breip \
+    || echo "fonts not installed; samples fall back to DejaVu" >&2
 fi

@@ -7,7 +7,8 @@ injects latency and faults, simulates prompt caching of long static prefixes, an
 JSON that validates against the request's `json_schema`. `/_loopback/stats` counts what arrived,
 including any base64 pasted into text, which a correct client never sends.
 
-Control endpoints (loopback only, no auth): GET /_loopback/stats, POST /_loopback/reset,
+Control endpoints (loopback only, no auth): GET /_loopback/stats, GET /_loopback/requests (the
+question ids and image sizes of the last 100 completions), POST /_loopback/reset,
 POST /_loopback/config {"rpm", "tpm", "latency_ms": [lo, hi]}, POST /_loopback/replies
 {"replies": [object, ...]} (returned in order instead of generated ones),
 POST /_loopback/faults {"faults": [{"status", "type", "code", "message"}, ...]}.
@@ -89,6 +90,8 @@ class LoopbackState:
     # {"expire_after": n}: the next batch expires after answering n lines.
     batch_faults: dict[str, int] = field(default_factory=dict)
     batch_seconds: float = 0.5  # how long a batch takes to run
+    # What the last completions asked: question ids in the reply schema and image sizes.
+    requests_seen: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -101,6 +104,7 @@ class LoopbackState:
         self.faults.clear()
         self.seen_prefixes.clear()
         self.batch_faults.clear()
+        self.requests_seen.clear()
         self.stats = dict.fromkeys(
             [
                 "requests", "completions", "rate_limited", "faults", "bad_requests",
@@ -174,6 +178,7 @@ class PromptCount:
     prefix_tokens: int = 0
     prefix_text: str = ""
     seed: bytes = b""
+    images: list[tuple[int, int]] = field(default_factory=list)
 
 
 def count_prompt(state: LoopbackState, model: str, messages: list[dict[str, Any]]) -> PromptCount:
@@ -207,6 +212,7 @@ def count_prompt(state: LoopbackState, model: str, messages: list[dict[str, Any]
                 url = str(image.get("url", ""))
                 state.count("image_parts_data" if url.startswith("data:") else "image_parts_url")
                 (width, height), data = _image_size(url)
+                count.images.append((width, height))
                 digest.update(hashlib.sha256(data).digest())
                 try:
                     count.tokens += image_tokens(model, width, height, image.get("detail", "auto"))
@@ -330,6 +336,11 @@ def complete(state: LoopbackState, body: Any, *, limits: bool) -> tuple[int, dic
         with state.lock:
             state.count("bad_requests")
         return _error(400, exc.message, "invalid_request_error", exc.code)
+    with state.lock:
+        questions = ((schema or {}).get("properties", {}).get("questions") or {}).get("properties", {})
+        state.requests_seen.append({"model": body["model"], "questions": list(questions),
+                                    "images": [list(size) for size in prompt.images],
+                                    "prompt_tokens": prompt.tokens})
     max_out = int(body.get("max_completion_tokens") or body.get("max_tokens") or 4096)
     needed = prompt.tokens + max_out
     headers: dict[str, str] = {}
@@ -536,6 +547,11 @@ def create_app(state: LoopbackState | None = None) -> Flask:
     def stats() -> Response:
         with state.lock:
             return jsonify(dict(state.stats))
+
+    @app.get("/_loopback/requests")
+    def requests_seen() -> Response:
+        with state.lock:
+            return jsonify(list(state.requests_seen))
 
     @app.post("/_loopback/reset")
     def reset() -> Response:

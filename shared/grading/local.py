@@ -337,6 +337,15 @@ def _unit_error(answer: str, key: str) -> bool:
     return said.dimension != wanted.dimension and digits(answer) == digits(key)
 
 
+def _not_like_the_key(answer: str, key: str) -> bool:
+    """The key is a number (or quantity) and the reading is not one: letters where digits belong
+    ("5b" for 56) are far more often a misreading than what a pupil wrote."""
+    wanted, said = parse_value(key), parse_value(answer)
+    if wanted is None:
+        return False
+    return said is None or bool(said.amount.free_symbols and not wanted.amount.free_symbols)
+
+
 def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, language: str) -> QuestionMark:
     """The verdict on one reading, with the confidence the verdict deserves."""
     zh = language == "zh"
@@ -371,7 +380,7 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
                   for form in (key, *question.accepted))
     if nearest <= 1 and reading.confidence < 0.98:
         confidence *= 0.8  # one character from the key, read unsurely: perhaps a misreading
-    if subject == "math" and parse_value(key) is not None and parse_value(reading.text) is None:
+    if subject == "math" and _not_like_the_key(reading.text, key):
         confidence *= 0.6  # the key is a value and the reading is not: probably misread
     unit = subject == "math" and _unit_error(reading.text, key)
     error_type = "unit" if unit else "calculation" if subject == "math" else "concept"

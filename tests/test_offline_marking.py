@@ -1,0 +1,220 @@
+"""Offline marking (provider `local`) and the cascade (provider `cascade`): the OCR reader on the
+demo's sample papers, the verdicts it gives, and the whole path through the API, a real Celery
+worker (the OCR queue), PostgreSQL, the S3 server and, for the cascade, the loopback OpenAI server."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image, ImageDraw
+
+from client import samples
+from shared.grading import local
+from shared.grading.answer_key import AnswerKey, KeyQuestion
+from shared.grading.exams import InvalidExam, check_provider
+from tests.conftest import loopback_call
+
+FINISHED = {"graded", "needs_review", "failed", "paused"}
+
+
+@pytest.fixture(scope="module")
+def sample_papers(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return samples.write_samples(tmp_path_factory.mktemp("samples"))
+
+
+def math_plan(sample_papers: dict) -> dict:
+    return sample_papers["exams"][0]
+
+
+def english_plan(sample_papers: dict) -> dict:
+    return sample_papers["exams"][1]
+
+
+def read(plan: dict, student: str) -> dict[str, local.AnswerReading]:
+    key = AnswerKey.model_validate(plan["exam"]["answer_key"])
+    return local.read_paper([path.read_bytes() for path in plan["papers"][student]], key)
+
+
+def test_the_reader_reads_each_students_answers_on_the_sample_papers(sample_papers):
+    readings = read(math_plan(sample_papers), "S02")  # wrote 54 for 7x8 and 12厘米 for the perimeter
+    assert {qid: r.text for qid, r in readings.items() if qid != "4"} == {
+        "1": "54", "2": "0.75", "3": "12厘米", "5": "2000", "6": "500"}
+    assert all(r.state == "read" and r.page in (1, 2) for r in readings.values())
+    # S04's first page is a phone photo stored sideways with an EXIF turn: read upright
+    assert read(math_plan(sample_papers), "S04")["3"].text == "32厘米"
+    english = read(english_plan(sample_papers), "E03")
+    assert normalised(english["1"].text) == "play" and normalised(english["2"].text) == "reading"
+
+
+def normalised(text: str) -> str:
+    return local.normalise_text(text)
+
+
+def test_confident_verdicts_match_what_the_students_wrote(sample_papers):
+    plan = math_plan(sample_papers)
+    key = AnswerKey.model_validate(plan["exam"]["answer_key"])
+    for student, wrong in samples.MATH_STUDENTS.items():
+        readings = read(plan, student)
+        for question in key.questions:
+            mark = local.mark_reading(readings[question.id], question, "math", "zh")
+            if mark.confidence >= 0.9:
+                assert mark.is_correct == (question.id not in wrong), (student, question.id, mark)
+                assert mark.knowledge_points == question.knowledge_points
+                assert mark.score == (question.points if mark.is_correct else 0)
+
+
+def test_a_blank_answer_is_marked_blank_and_a_scribble_goes_to_review():
+    key = AnswerKey.model_validate({"questions": [
+        {"id": "1", "prompt": "7 × 8 =", "answer": "56", "points": 2},
+        {"id": "2", "prompt": "125 × 4 =", "answer": "500", "points": 2}]})
+    page = Image.new("RGB", samples.A4_150_DPI, (250, 249, 245))
+    draw = ImageDraw.Draw(page)
+    printed = samples._font(samples.PRINT_FONTS, 34)
+    draw.text((90, 240), "1. 7 × 8 =", font=printed, fill=(15, 15, 15))
+    draw.text((90, 600), "2. 125 × 4 =", font=printed, fill=(15, 15, 15))
+    for n in range(12):  # a heavy scribble under question 2, not text
+        draw.line((160 + n * 9, 680, 240 + n * 11, 740 - n * 3), fill=(25, 45, 150), width=5)
+    out = io.BytesIO()
+    page.save(out, "JPEG", quality=90)
+    readings = local.read_paper([out.getvalue()], key)
+    assert readings["1"].state == "blank"
+    blank = local.mark_reading(readings["1"], key.questions[0], "math", "zh")
+    assert (blank.is_correct, blank.error_type, blank.score) == (False, "blank", 0)
+    scribble = local.mark_reading(readings["2"], key.questions[1], "math", "zh")
+    assert scribble.confidence < 0.9, readings["2"]
+
+
+def question(answer: str | None, accepted: tuple[str, ...] = ()) -> KeyQuestion:
+    return KeyQuestion(id="1", answer=answer, points=3, accepted=list(accepted),
+                       knowledge_points=["math.g3.perimeter"])
+
+
+def reading(text: str, confidence: float = 0.99, state: str = "read") -> local.AnswerReading:
+    return local.AnswerReading("1", state, text, confidence)  # type: ignore[arg-type]
+
+
+def test_verdicts_compare_values_units_and_text():
+    assert local.mark_reading(reading("3/4"), question("0.75"), "math", "zh").is_correct
+    assert local.mark_reading(reading("5余3"), question("5……3"), "math", "zh").is_correct
+    unit = local.mark_reading(reading("24"), question("24厘米"), "math", "zh")
+    assert (unit.is_correct, unit.error_type) == (False, "unit")
+    assert "24厘米" in unit.correction
+    assert local.mark_reading(reading("ARE READING"), question("are reading"), "english", "en").is_correct
+    assert not local.mark_reading(reading("childs"), question("children"), "english", "en").is_correct
+
+
+def test_unsure_readings_give_unsure_verdicts():
+    # one character from the key, read unsurely: as likely a misreading as a mistake
+    assert local.mark_reading(reading("58", 0.95), question("56"), "math", "zh").confidence < 0.9
+    assert local.mark_reading(reading("58", 0.999), question("56"), "math", "zh").confidence >= 0.9
+    # the key is a number and the reading is not: probably misread
+    assert local.mark_reading(reading("5b", 0.99), question("56"), "math", "zh").confidence < 0.9
+    illegible = local.mark_reading(reading("", 0.0, "illegible"), question("56"), "math", "zh")
+    assert (illegible.error_type, illegible.confidence) == ("illegible", 0.0)
+    no_answer = local.mark_reading(reading("56"), question(None), "math", "en")
+    assert no_answer.confidence == 0.0 and "no answer" in no_answer.explanation
+
+
+def test_local_marking_needs_an_answer_for_every_question_and_vision_needs_a_key():
+    key = AnswerKey.model_validate({"questions": [
+        {"id": "1", "answer": "56", "points": 2}, {"id": "2", "points": 2}]})
+    with pytest.raises(InvalidExam, match="no answer for question"):
+        check_provider("local", key, "standard", vision_available=True)
+    with pytest.raises(InvalidExam, match="no OPENAI_API_KEY"):
+        check_provider("cascade", key, "standard", vision_available=False)
+    with pytest.raises(InvalidExam, match="economy"):
+        check_provider("cascade", key, "economy", vision_available=True)
+    check_provider("cascade", key, "standard", vision_available=True)  # the vision model solves 2
+
+
+def test_a_local_exam_without_answers_is_refused_in_the_error_shape(client, auth):
+    body = {"title": "t", "subject": "math", "grade": 3, "provider": "local",
+            "answer_key": {"questions": [{"id": "1", "points": 2}]}}
+    reply = client.post("/v1/exams", headers=auth("A"), json=body)
+    assert reply.status_code == 422
+    assert reply.json["error"]["code"] == "invalid_exam"
+    assert "question(s) 1" in reply.json["error"]["message"]
+
+
+def create_exam(api: str, headers: dict, plan: dict, provider: str) -> dict:
+    reply = httpx.post(f"{api}/v1/exams", headers=headers, json={**plan["exam"], "provider": provider})
+    assert reply.status_code == 201, reply.text
+    assert reply.json()["provider"] == provider
+    return reply.json()
+
+
+def submit(api: str, headers: dict, exam_id: str, student: str, pages: list[Path]) -> dict:
+    files = [("pages", (path.name, path.read_bytes(), "image/jpeg")) for path in pages]
+    reply = httpx.post(f"{api}/v1/exams/{exam_id}/papers", headers=headers,
+                       data={"student_ref": student, "class_label": "3(2)"}, files=files)
+    assert reply.status_code == 202, reply.text
+    return reply.json()
+
+
+def wait_for(api: str, headers: dict, paper_id: str, timeout: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        paper = httpx.get(f"{api}/v1/papers/{paper_id}", headers=headers).json()
+        if paper["status"] in FINISHED:
+            return paper
+        time.sleep(0.3)
+    pytest.fail(f"paper {paper_id} still {paper['status']} after {timeout}s")
+
+
+@pytest.mark.integration
+def test_a_local_exam_is_marked_offline_with_no_provider_call(live_api, auth, idle, loopback, sample_papers):
+    plan = math_plan(sample_papers)
+    exam = create_exam(live_api, auth("A"), plan, "local")
+    before = loopback_call(loopback, "/_loopback/stats")["requests"]
+    submitted = submit(live_api, auth("A"), exam["id"], "S02", plan["papers"]["S02"])
+    paper = wait_for(live_api, auth("A"), submitted["id"])
+
+    assert loopback_call(loopback, "/_loopback/stats")["requests"] == before  # nothing reached it
+    assert paper["status"] == "needs_review"  # the remainder question's dots read unsurely
+    by_id = {q["question_id"]: q for q in paper["questions"]}
+    assert all(q["marked_by"] == "local" for q in paper["questions"])
+    assert (by_id["1"]["student_answer"], by_id["1"]["is_correct"], by_id["1"]["needs_review"]) == ("54", False, False)
+    assert by_id["1"]["knowledge_points"] == ["math.g2.times-tables"]
+    assert by_id["3"]["is_correct"] is False and by_id["2"]["is_correct"] is True
+    assert by_id["4"]["needs_review"] and "offline reader is unsure" in by_id["4"]["review_reason"]
+    assert paper["usage"]["calls"] == 0 and paper["usage"]["cost_usd"] == 0
+    report = httpx.get(f"{live_api}/v1/exams/{exam['id']}/report", headers=auth("A")).json()
+    missed = {row["id"]: row["missed"] for row in report["missed_knowledge_points"]}
+    assert missed["math.g2.times-tables"] == 1 and missed["math.g3.perimeter"] == 1
+
+
+@pytest.mark.integration
+def test_the_cascade_sends_only_the_unsure_questions_to_the_vision_model(live_api, auth, idle, loopback,
+                                                                      sample_papers):
+    plan = math_plan(sample_papers)
+    exam = create_exam(live_api, auth("A"), plan, "cascade")
+    loopback_call(loopback, "/_loopback/reset", {})
+    submitted = submit(live_api, auth("A"), exam["id"], "S01", plan["papers"]["S01"])
+    paper = wait_for(live_api, auth("A"), submitted["id"])
+
+    seen = loopback_call(loopback, "/_loopback/requests")
+    assert len(seen) == 1
+    assert seen[0]["questions"] == ["4"]  # the remainder question, read unsurely offline
+    [crop] = seen[0]["images"]  # one image of the crops, not the two pages
+    assert crop[0] * crop[1] < 0.25 * samples.A4_150_DPI[0] * samples.A4_150_DPI[1]
+    by_id = {q["question_id"]: q for q in paper["questions"]}
+    assert by_id["4"]["marked_by"] == "vision"
+    assert {q["marked_by"] for qid, q in by_id.items() if qid != "4"} == {"local"}
+    assert all(by_id[qid]["is_correct"] for qid in ("1", "2", "3", "5", "6"))  # S01 got them right
+    assert paper["usage"]["calls"] == 1 and paper["usage"]["prompt_tokens"] == seen[0]["prompt_tokens"]
+
+
+@pytest.mark.integration
+def test_a_cascade_paper_the_reader_is_sure_of_makes_no_call(live_api, auth, idle, loopback, sample_papers):
+    plan = english_plan(sample_papers)
+    exam = create_exam(live_api, auth("A"), plan, "cascade")
+    loopback_call(loopback, "/_loopback/reset", {})
+    submitted = submit(live_api, auth("A"), exam["id"], "E01", plan["papers"]["E01"])
+    paper = wait_for(live_api, auth("A"), submitted["id"])
+    assert loopback_call(loopback, "/_loopback/requests") == []
+    assert paper["status"] == "graded"
+    assert [q["is_correct"] for q in paper["questions"]] == [True, True, False, True]  # wrote "childs"
