@@ -7,7 +7,7 @@ import math
 
 from bench.pages import exam_sheet, jpeg, phone_photo
 from shared.costs import image_tokens, tile_scheme_size
-from shared.images import PageRejected, cheapest_scale, inspect_page, normalise_page
+from shared.images import PageRejected, cheapest_scale, inspect_page, normalise_page, sheet_box
 from tests.conftest import page_bytes
 
 
@@ -83,3 +83,15 @@ def test_the_cheapest_scale_fills_the_tiles_it_pays_for(model, size, min_scale, 
 def test_a_mismeasured_page_never_shrinks_below_a_share_of_the_providers_size():
     limit = tile_scheme_size(1240, 1754)[0] / 1240
     assert cheapest_scale("gpt-4o", "high", 1240, 1754, min_scale=0.01) >= limit * 0.4
+
+
+@pytest.mark.parametrize("turn", [0, 90, 180, 270])
+def test_a_shadow_across_a_scan_is_not_mistaken_for_a_desk(turn):
+    sheet = exam_sheet(1240, 1754, seed=3)
+    shadow = Image.linear_gradient("L").rotate(turn).resize(sheet.size).point(lambda v: 255 - v // 2)
+    shaded = Image.composite(sheet, Image.new("RGB", sheet.size, (0, 0, 0)), shadow)
+    assert sheet_box(shaded.convert("L")) is None  # the dark half is paper with writing on it
+    photo = Image.open(io.BytesIO(phone_photo(seed=1)))
+    from PIL import ImageOps
+
+    assert sheet_box(ImageOps.exif_transpose(photo).convert("L")) is not None  # a desk all round
