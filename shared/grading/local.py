@@ -197,13 +197,15 @@ def read_answers(pages: list[PageScan], key: AnswerKey) -> dict[str, AnswerReadi
     ordered = sorted(anchors.items(), key=lambda item: (item[1].page, item[1].line.box[1]))
     on_lines = {qid: _question_line(pages[anchor.page], anchor) for qid, anchor in ordered}
     claimed = {id(line) for lines in on_lines.values() for line in lines}
+    heights = sorted(anchor.line.height for _qid, anchor in ordered)
+    print_height = heights[len(heights) // 2] if heights else 0
     readings = {}
     for position, (qid, anchor) in enumerate(ordered):
         page = pages[anchor.page]
         following = ordered[position + 1][1] if position + 1 < len(ordered) else None
         question = next(q for q in key.questions if q.id == qid)
         bottom = following.line.box[1] if following and following.page == anchor.page else page.image.height
-        readings[qid] = _read_area(page, anchor, on_lines[qid], claimed, question, bottom)
+        readings[qid] = _read_area(page, anchor, on_lines[qid], claimed, question, bottom, print_height)
     for question in key.questions:
         if question.id not in readings:
             readings[question.id] = AnswerReading(question.id, "not_found", "", 0.0,
@@ -216,9 +218,9 @@ def _is_printed(line: ocr.TextLine, anchor: ocr.TextLine, prompt: str, page_widt
     and it is long, or starts where the question's text does (a short word like "play" that the
     prompt also contains is more likely the answer)."""
     said = normalise_text(line.text)
-    if not prompt or len(said) < 2 or said not in prompt:
-        return False
-    return len(said) >= 0.3 * len(prompt) or abs(line.box[0] - anchor.box[0]) <= 0.03 * page_width
+    if not prompt or len(said) < 4 or said not in prompt or line.height > 1.3 * anchor.height:
+        return False  # short, or taller than print: handwriting that repeats part of the prompt
+    return len(said) >= 0.5 * len(prompt) or abs(line.box[0] - anchor.box[0]) <= 0.03 * page_width
 
 
 _DOTS = re.compile(r"(?<=\d)\s*[.·…⋯・?]{3,}\s*(?=\d)")
@@ -239,7 +241,7 @@ def _question_line(page: PageScan, anchor: _Anchor) -> list[ocr.TextLine]:
 
 
 def _read_area(page: PageScan, anchor: _Anchor, on_line: list[ocr.TextLine], claimed: set[int],
-               question: KeyQuestion, bottom: int) -> AnswerReading:
+               question: KeyQuestion, bottom: int, print_height: int) -> AnswerReading:
     typical = sorted(l.height for l in page.lines)[len(page.lines) // 2]
     # Below the printed line and clear of its descenders, which its box may leave out.
     top = max(l.box[3] for l in on_line) + max(2, typical // 6)
@@ -273,6 +275,12 @@ def _read_area(page: PageScan, anchor: _Anchor, on_line: list[ocr.TextLine], cla
             score = min(l.score for l in on_line)
             return AnswerReading(question.id, "read", inline, min(score, 0.85), **where,
                                  note="read from the question's own line")
+        if printed:  # text was found here, and taken for the prompt: perhaps wrongly
+            return AnswerReading(question.id, "blank", "", 0.6, **where,
+                                 note="only text resembling the question was found under it")
+        if any(l.height > 1.3 * print_height for l in on_line):  # print and something taller
+            return AnswerReading(question.id, "blank", "", 0.6, **where,
+                                 note="the question's line holds more than its print, unread")
         return AnswerReading(question.id, "blank", "", 0.95, **where)
 
     det_text = clean_reading(" ".join(l.text for l in written))
