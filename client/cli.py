@@ -73,10 +73,15 @@ def exams() -> None:
 
 @exams.command("create")
 @click.argument("exam_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--provider", type=click.Choice(["vision", "local", "cascade"]),
+              help="Who reads the answers: the vision model, the offline reader (free), or offline first "
+                   "with only unsure questions to the vision model. Default: the file's, else the server's.")
 @click.pass_context
-def exams_create(ctx: click.Context, exam_file: Path) -> None:
+def exams_create(ctx: click.Context, exam_file: Path, provider: str | None) -> None:
     """Create an exam from a JSON file (title, subject, grade, language, answer_key, rubric, model)."""
     exam = json.loads(exam_file.read_text("utf-8"))
+    if provider:
+        exam["provider"] = provider
     _print(_run(lambda: _client(ctx).create_exam(exam)))
 
 

@@ -1,5 +1,6 @@
 """The teacher CLI against the live API over HTTP."""
 
+import copy
 import json
 
 from click.testing import CliRunner
@@ -67,3 +68,17 @@ def test_the_user_config_file_supplies_url_and_key(live_api, school_keys, tmp_pa
     result = CliRunner().invoke(main, ["report", "00000000-0000-0000-0000-000000000000"],
                                 env={"MARKQ_CONFIG": str(config), "MARKQ_API_URL": "", "MARKQ_API_KEY": ""})
     assert result.exit_code == 1 and "not_found" in result.output  # reached the API with the key
+
+
+def test_an_exam_can_be_created_for_offline_marking(live_api, school_keys, tmp_path):
+    env = {"MARKQ_API_URL": live_api, "MARKQ_API_KEY": school_keys["A"]}
+    exam_file = tmp_path / "exam.json"
+    exam_file.write_text(json.dumps(exam_body()), "utf-8")
+    created = CliRunner().invoke(main, ["exams", "create", str(exam_file), "--provider", "local"], env=env)
+    assert created.exit_code == 0, created.output
+    assert json.loads(created.output)["provider"] == "local"
+    body = copy.deepcopy(exam_body())  # the shared key must stay whole for other tests
+    body["answer_key"]["questions"][0].pop("answer")
+    exam_file.write_text(json.dumps(body), "utf-8")
+    refused = CliRunner().invoke(main, ["exams", "create", str(exam_file), "--provider", "local"], env=env)
+    assert refused.exit_code == 1 and "invalid_exam" in refused.output and "no answer" in refused.output
