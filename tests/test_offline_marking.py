@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,7 @@ from client import samples
 from shared.grading import local
 from shared.grading.answer_key import AnswerKey, KeyQuestion
 from shared.grading.exams import InvalidExam, check_provider
+from shared.models import Paper
 from tests.conftest import loopback_call
 
 FINISHED = {"graded", "needs_review", "failed", "paused"}
@@ -218,3 +220,23 @@ def test_a_cascade_paper_the_reader_is_sure_of_makes_no_call(live_api, auth, idl
     assert loopback_call(loopback, "/_loopback/requests") == []
     assert paper["status"] == "graded"
     assert [q["is_correct"] for q in paper["questions"]] == [True, True, False, True]  # wrote "childs"
+
+
+@pytest.mark.integration
+def test_a_failed_cascade_call_is_retried_for_the_same_unsure_questions(live_api, auth, idle, loopback, app,
+                                                                         sample_papers):
+    plan = math_plan(sample_papers)
+    exam = create_exam(live_api, auth("A"), plan, "cascade")
+    loopback_call(loopback, "/_loopback/reset", {})
+    loopback_call(loopback, "/_loopback/faults", {"faults": [{"status": 503, "message": "overloaded"}]})
+    submitted = submit(live_api, auth("A"), exam["id"], "S04", plan["papers"]["S04"])
+    paper = wait_for(live_api, auth("A"), submitted["id"])
+
+    assert loopback_call(loopback, "/_loopback/stats")["faults"] == 1  # the first call: 503
+    seen = loopback_call(loopback, "/_loopback/requests")  # the retry, asking the same question
+    assert [r["questions"] for r in seen] == [["4"]]
+    assert paper["status"] in {"graded", "needs_review"} and paper["usage"]["calls"] == 2
+    assert {q["question_id"]: q["marked_by"] for q in paper["questions"]}["4"] == "vision"
+    with app.extensions["markq"].sessions() as session:
+        stored = session.get(Paper, uuid.UUID(submitted["id"])).local_reading
+    assert stored["engine"].startswith("rapidocr") and set(stored["questions"]) == {"1", "2", "3", "4", "5", "6"}
