@@ -242,17 +242,56 @@ def _question_line(page: PageScan, anchor: _Anchor) -> list[ocr.TextLine]:
 
 def _read_area(page: PageScan, anchor: _Anchor, on_line: list[ocr.TextLine], claimed: set[int],
                question: KeyQuestion, bottom: int, print_height: int) -> AnswerReading:
+    """Read one question's answer area: blank, one reading or two, with the confidence earned."""
     typical = sorted(l.height for l in page.lines)[len(page.lines) // 2]
     # Below the printed line and clear of its descenders, which its box may leave out.
     top = max(l.box[3] for l in on_line) + max(2, typical // 6)
-    line_text = anchor.rest + "".join(l.text for l in on_line if l is not anchor.line)
-    printed_prompt = normalise_text(question.prompt)
     in_area = [l for l in page.lines if id(l) not in claimed and top - 2 <= l.centre_y < bottom]
+    printed_prompt = normalise_text(question.prompt)
     printed = [l for l in in_area if _is_printed(l, anchor.line, printed_prompt, page.image.width)]
     written = _rows(l for l in in_area if l not in printed)
     where = {"page": page.number, "region": (0, max(0, anchor.line.box[1] - 4), page.image.width, bottom),
              "line_height": typical}
+    mask = _answer_ink(page, top, bottom, printed)
+    ink_pixels = mask.histogram()[255]
+    box = mask.getbbox() if ink_pixels >= MIN_INK_PIXELS else None
 
+    if box is None and not written:
+        line_text = anchor.rest + "".join(l.text for l in on_line if l is not anchor.line)
+        if inline := _inserted_text(line_text, question.prompt):  # written into the question's blank
+            return AnswerReading(question.id, "read", inline, min(min(l.score for l in on_line), 0.85), **where,
+                                 note="read from the question's own line")
+        if printed:  # text was found here, and taken for the prompt: perhaps wrongly
+            return AnswerReading(question.id, "blank", "", 0.6, **where,
+                                 note="only text resembling the question was found under it")
+        if any(l.height > 1.3 * print_height for l in on_line):  # print and something taller
+            return AnswerReading(question.id, "blank", "", 0.6, **where,
+                                 note="the question's line holds more than its print, unread")
+        return AnswerReading(question.id, "blank", "", 0.95, **where)
+
+    det_text = clean_reading(" ".join(l.text for l in written))
+    det_score = min((l.score for l in written), default=0.0)
+    rec_text, rec_score = "", 0.0
+    if box is not None and box[3] - box[1] <= 2.2 * typical:  # one line of writing: read it whole
+        pad = max(4, typical // 6)
+        crop = page.image.crop((max(0, box[0] - pad), top + max(0, box[1] - pad),
+                                min(page.image.width, box[2] + pad), top + min(mask.height, box[3] + pad)))
+        rec_text, rec_score = ocr.recognise(crop)
+        rec_text = clean_reading(rec_text)
+    if not det_text and not rec_text:
+        return AnswerReading(question.id, "illegible", "", 0.0, **where,
+                             note="there is writing here that the offline reader cannot read")
+    text, confidence, notes = _two_readings(det_text, det_score, rec_text, rec_score)
+    if box is not None and written:
+        share = _share_read(mask, written, top, ink_pixels)
+        if share < 0.75:
+            confidence *= 0.7
+            notes.append(f"only {share:.0%} of the writing was read")
+    return AnswerReading(question.id, "read", text, round(confidence, 4), **where, note="; ".join(notes))
+
+
+def _answer_ink(page: PageScan, top: int, bottom: int, printed: list[ocr.TextLine]) -> Image.Image:
+    """The ink of an answer area (rows `top` to `bottom`), without print and sheet edges."""
     mask = page.ink.crop((0, top, page.image.width, max(top + 1, bottom))).copy()
     draw = ImageDraw.Draw(mask)
     # Writing lies between the questions' margin and a little past the printed text; outside that
@@ -266,59 +305,29 @@ def _read_area(page: PageScan, anchor: _Anchor, on_line: list[ocr.TextLine], cla
         draw.rectangle((0, foot, mask.width, mask.height), fill=0)
     for line in printed:
         draw.rectangle((line.box[0], line.box[1] - top, line.box[2], line.box[3] - top), fill=0)
-    ink_pixels = mask.histogram()[255]
-    box = mask.getbbox() if ink_pixels >= MIN_INK_PIXELS else None
+    return mask
 
-    if box is None and not written:
-        inline = _inserted_text(line_text, question.prompt)
-        if inline:  # written into the blank on the question's own line: one reading only
-            score = min(l.score for l in on_line)
-            return AnswerReading(question.id, "read", inline, min(score, 0.85), **where,
-                                 note="read from the question's own line")
-        if printed:  # text was found here, and taken for the prompt: perhaps wrongly
-            return AnswerReading(question.id, "blank", "", 0.6, **where,
-                                 note="only text resembling the question was found under it")
-        if any(l.height > 1.3 * print_height for l in on_line):  # print and something taller
-            return AnswerReading(question.id, "blank", "", 0.6, **where,
-                                 note="the question's line holds more than its print, unread")
-        return AnswerReading(question.id, "blank", "", 0.95, **where)
 
-    det_text = clean_reading(" ".join(l.text for l in written))
-    det_score = min((l.score for l in written), default=0.0)
-    rec_text, rec_score = "", 0.0
-    if box is not None and box[3] - box[1] <= 2.2 * typical:
-        pad = max(4, typical // 6)
-        crop = page.image.crop((max(0, box[0] - pad), top + max(0, box[1] - pad),
-                                min(page.image.width, box[2] + pad), top + min(mask.height, box[3] + pad)))
-        rec_text, rec_score = ocr.recognise(crop)
-        rec_text = clean_reading(rec_text)
-
-    notes = []
+def _two_readings(det_text: str, det_score: float, rec_text: str, rec_score: float) -> tuple[str, float, list[str]]:
+    """One answer from the detector's lines and the whole-crop recognition: agreeing readings keep
+    the better score; disagreeing ones, or a single one, are trusted less."""
     if det_text and rec_text:
         if normalise_text(det_text) == normalise_text(rec_text):
-            text, confidence = det_text, max(det_score, rec_score)
-        else:
-            text = det_text if det_score >= rec_score else rec_text
-            confidence = min(det_score, rec_score) * 0.6
-            notes.append(f"two readings disagree ({det_text!r} and {rec_text!r})")
-    elif det_text or rec_text:
-        text = det_text or rec_text
-        confidence = det_score * 0.9 if det_text else rec_score * 0.85
-        notes.append("read once")
-    else:
-        return AnswerReading(question.id, "illegible", "", 0.0, **where,
-                             note="there is writing here that the offline reader cannot read")
-    if box is not None and written:
-        covered = mask.copy()
-        ImageDraw.Draw(covered).rectangle((0, 0, covered.width, covered.height), fill=0)
-        for line in written:
-            covered.paste(mask.crop((line.box[0], line.box[1] - top, line.box[2], line.box[3] - top)),
-                          (line.box[0], line.box[1] - top))
-        share = covered.histogram()[255] / max(1, ink_pixels)
-        if share < 0.75:
-            confidence *= 0.7
-            notes.append(f"only {share:.0%} of the writing was read")
-    return AnswerReading(question.id, "read", text, round(confidence, 4), **where, note="; ".join(notes))
+            return det_text, max(det_score, rec_score), []
+        text = det_text if det_score >= rec_score else rec_text
+        return text, min(det_score, rec_score) * 0.6, [f"two readings disagree ({det_text!r} and {rec_text!r})"]
+    if det_text:
+        return det_text, det_score * 0.9, ["read once"]
+    return rec_text, rec_score * 0.85, ["read once"]
+
+
+def _share_read(mask: Image.Image, written: list[ocr.TextLine], top: int, ink_pixels: int) -> float:
+    """How much of the area's ink lies inside the lines that were read."""
+    covered = Image.new("L", mask.size, 0)
+    for line in written:
+        covered.paste(mask.crop((line.box[0], line.box[1] - top, line.box[2], line.box[3] - top)),
+                      (line.box[0], line.box[1] - top))
+    return covered.histogram()[255] / max(1, ink_pixels)
 
 
 def _edit_distance(a: str, b: str) -> int:
