@@ -184,7 +184,9 @@ def _degrade(page: Image.Image, variant: str, rng: random.Random) -> bytes:
         page = Image.composite(page, Image.new("RGB", page.size, (0, 0, 0)), shadow.point(lambda v: 255 - v // 2))
     if variant == "pencil":
         page = ImageOps.autocontrast(page, cutoff=0).point(lambda v: 110 + v * 145 // 255)
-    noise = Image.effect_noise(page.size, rng.uniform(8, 20)).convert("RGB")
+    sigma = rng.uniform(8, 20)  # sensor and paper noise, from the paper's own seed: the same every run
+    noise = Image.frombytes("L", page.size, rng.randbytes(page.width * page.height))
+    noise = noise.point(lambda v: max(0, min(255, round(128 + (v - 128) * sigma / 74)))).convert("RGB")
     page = Image.blend(page, noise, 0.06).filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 0.9)))
     page.save(out, "JPEG", quality=rng.randint(75, 92))
     return out.getvalue()

@@ -1,0 +1,35 @@
+"""bench.offline keeps working: two generated papers, read and marked against their known truth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.handwriting import answer_key, make_paper
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_generated_papers_carry_their_truth_and_are_the_same_every_run():
+    paper = make_paper(3)
+    assert paper.pages == make_paper(3).pages  # seeded: a benchmark run can be repeated
+    key = answer_key(paper)
+    assert [q["id"] for q in key["questions"]] == [w.question.id for w in paper.answers]
+    for written in paper.answers:
+        forms = (written.question.answer, *[a for a in written.question.accepted if a])
+        assert (written.text in forms) == written.correct
+
+
+def test_the_offline_benchmark_prints_its_figures_as_json():
+    run = subprocess.run([sys.executable, "-m", "bench.offline", "--papers", "2", "--seed", "7000"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    figures = json.loads(run.stdout.strip().splitlines()[-1])
+    assert figures["papers"] == 2 and figures["pages"] >= 2
+    assert figures["questions"] == sum(len(make_paper(7000 + n).answers) for n in range(2))
+    for share in ("confident_share", "accuracy_on_confident", "silently_wrong_share"):
+        assert 0 <= figures[share] <= 1
+    assert 0 < figures["vision_tokens_cascade"] < figures["vision_tokens_all_pages"] or \
+        figures["vision_tokens_cascade"] == 0
