@@ -282,12 +282,55 @@ def _read_area(page: PageScan, anchor: _Anchor, on_line: list[ocr.TextLine], cla
         return AnswerReading(question.id, "illegible", "", 0.0, **where,
                              note="there is writing here that the offline reader cannot read")
     text, confidence, notes = _two_readings(det_text, det_score, rec_text, rec_score)
+    if box is not None and (match := _REMAINDER_READ.match(text)):
+        # The dots of 5……3 drag a line's score down; read the two numbers on their own instead.
+        parts = _remainder_parts(page.image.crop((box[0], top + box[1], box[2], top + box[3])),
+                                 mask.crop(box))
+        if parts is not None and parts[0][0] == match.group(1) and parts[1][0] == match.group(2):
+            confidence = max(confidence, min(parts[0][1], parts[1][1]))
+            notes = [n for n in notes if n != "read once"] + ["the numbers read again apart from the dots"]
     if box is not None and written:
         share = _share_read(mask, written, top, ink_pixels)
         if share < 0.75:
             confidence *= 0.7
             notes.append(f"only {share:.0%} of the writing was read")
     return AnswerReading(question.id, "read", text, round(confidence, 4), **where, note="; ".join(notes))
+
+
+_REMAINDER_READ = re.compile(r"^(\d+)……(\d+)$")
+
+
+def _remainder_parts(image: Image.Image, mask: Image.Image) -> tuple[tuple[str, float], tuple[str, float]] | None:
+    """The quotient and the remainder of an answer like 5……3, each recognised alone: the ink's
+    columns split into runs, the short runs in the middle being the dots. None when the ink does
+    not look like number, dots, number."""
+    pixels, (width, height) = mask.load(), mask.size
+    spans = []  # (first column, last column + 1, ink height) of each run of inked columns
+    start = top = bottom = None
+    for x in range(width + 1):
+        rows = [y for y in range(height) if x < width and pixels[x, y]]
+        if rows:
+            if start is None:
+                start, top, bottom = x, rows[0], rows[-1]
+            top, bottom = min(top, rows[0]), max(bottom, rows[-1])
+        elif start is not None:
+            spans.append((start, x, bottom - top + 1))
+            start = None
+    tallest = max((s[2] for s in spans), default=0)
+    kinds = "".join("d" if s[2] >= 0.5 * tallest else "." for s in spans)
+    if not (match := re.fullmatch(r"(d+)(\.{2,})(d+)", kinds)):
+        return None
+    left, right = spans[: match.end(1)], spans[match.start(3):]
+    parts = []
+    for group in (left, right):
+        pad = max(4, height // 5)
+        crop = Image.new("L", (group[-1][1] - group[0][0] + 2 * pad, height + 2 * pad), 255)
+        crop.paste(image.crop((group[0][0], 0, group[-1][1], height)), (pad, pad))
+        text, score = ocr.recognise(crop)
+        if not text.strip().isdigit():
+            return None
+        parts.append((text.strip(), score))
+    return parts[0], parts[1]
 
 
 def _answer_ink(page: PageScan, top: int, bottom: int, printed: list[ocr.TextLine]) -> Image.Image:
