@@ -64,6 +64,7 @@ def test_the_teacher_page_shows_the_chart_classes_and_students(shared_exam, tmp_
     assert "三年级数学 · 第三单元" in dom
     assert 'data-kp="math.g2.times-tables"' in dom and '<b class="missed">2</b> / <span class="attempted">3</span>' in dom
     assert 'data-class="3(2)"' in dom and "/students/S1?token=" in dom
+    assert "marked by gpt-4o" in dom  # who marked the exam: here the vision model
     shot = tmp_path / "teacher.png"
     chromium(tmp_path, f"--screenshot={shot}", url)
     assert_not_blank(shot)
