@@ -3,7 +3,8 @@ and English) on the CPU through onnxruntime and ships those models inside its wh
 with no network and no key.
 
 One engine per process, loaded on first use (about a second) and shared by the threads of that
-process behind a lock: the ONNX sessions already use every core for one page.
+process behind a lock: the ONNX sessions already use every core for one page, unless
+MARKQ_OCR_THREADS says how many (with several OCR worker processes on one host, 1 each).
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ def _get_engine() -> Any:
     if _engine is None:
         from rapidocr_onnxruntime import RapidOCR
 
-        _engine = RapidOCR()
+        from shared.settings import get_settings
+
+        threads = get_settings().ocr_threads
+        _engine = RapidOCR(intra_op_num_threads=threads) if threads else RapidOCR()
     return _engine
 
 

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # The offline reader's verdicts below this confidence go to a teacher (local) or to the vision
     # model (cascade). Chosen with `python -m bench.offline`.
     local_confidence_threshold: float = Field(0.9, ge=0, le=1)
+    # Threads the OCR engine uses for one page; unset: every core. With N OCR worker processes
+    # on a host of C cores, C // N avoids oversubscribing.
+    ocr_threads: int | None = Field(None, ge=1, le=256)
 
     max_page_bytes: int = 25 * 1024 * 1024
     max_pages_per_paper: int = 20
@@ -104,7 +107,7 @@ class Settings(BaseSettings):
         return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
 
     @field_validator("openai_api_key", "openai_base_url", "s3_endpoint_url", "s3_public_endpoint_url",
-                     "secret_key", "default_provider", mode="before")
+                     "secret_key", "default_provider", "ocr_threads", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         """docker-compose passes unset variables through as empty strings."""
