@@ -9,6 +9,7 @@ MARKQ_OCR_THREADS says how many (with several OCR worker processes on one host, 
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -32,9 +33,7 @@ class TextLine:
 
     @property
     def angle(self) -> float:
-        """The line's tilt in degrees, from its top edge (positive: rising to the right is negative y)."""
-        import math
-
+        """The line's tilt in degrees, from its top edge (positive: falling to the right, as y grows down)."""
         if len(self.quad) < 2:
             return 0.0
         (x0, y0), (x1, y1) = self.quad[0], self.quad[1]

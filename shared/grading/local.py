@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 import io
+import math
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -102,8 +103,6 @@ def scan_page(data: bytes, number: int) -> PageScan:
 
 def _turned(line: ocr.TextLine, degrees: float, cx: float, cy: float) -> ocr.TextLine:
     """The line as it lies on the page turned by `degrees` (counter-clockwise, as Pillow turns)."""
-    import math
-
     a = math.radians(degrees)
     cos, sin = math.cos(a), math.sin(a)
     quad = tuple((cx + (x - cx) * cos + (y - cy) * sin, cy - (x - cx) * sin + (y - cy) * cos)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from PIL import Image
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -37,6 +39,7 @@ from shared.models import (
     Usage,
     utcnow,
 )
+from shared.ocr import ENGINE_NAME
 from shared.provider import ProviderReply
 from shared.storage import Storage, crop_sheet_key, normalised_page_key, reply_key
 
@@ -218,7 +221,7 @@ def crops_are_cheaper(model: str, detail: str, crops: tuple[int, int], pages: li
     return image_tokens(model, *crops, detail) < sum(image_tokens(model, w, h, detail) for w, h in pages)
 
 
-def _question_crops(storage: Storage, paper: Paper, readings: list[local.AnswerReading]) -> Any:
+def _question_crops(storage: Storage, paper: Paper, readings: list[local.AnswerReading]) -> Image.Image | None:
     """One image of the questions' crops, or None when a question was not found on the pages."""
     if not readings or any(r.page is None or r.region is None for r in readings):
         return None
@@ -233,10 +236,6 @@ def stored_readings(local_reading: Mapping[str, Any]) -> dict[str, local.AnswerR
 
 def read_locally(pages: list[bytes], answer_key: AnswerKey) -> dict[str, Any]:
     """Read a paper's pages offline: what is stored in papers.local_reading."""
-    import time
-
-    from shared.ocr import ENGINE_NAME
-
     started = time.process_time()
     readings = local.read_paper(pages, answer_key)
     return {"engine": ENGINE_NAME, "cpu_seconds": round(time.process_time() - started, 3),
