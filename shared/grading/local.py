@@ -472,8 +472,8 @@ def crop_sheet(pages: list[bytes], readings: list[AnswerReading], line_px: int =
             scans[reading.page] = upright_sheet(pages[reading.page - 1])
         crop = scans[reading.page].crop(reading.region)
         mask = ink_mask(crop)
-        if (ink := mask.getbbox()) is not None:
-            crop = crop.crop((max(0, ink[0] - 10), 0, min(crop.width, ink[2] + 10), crop.height))
+        if (ink := mask.getbbox()) is not None:  # the question's line down to its last ink
+            crop = crop.crop((max(0, ink[0] - 10), 0, min(crop.width, ink[2] + 10), min(crop.height, ink[3] + 10)))
         crops.append((reading.question_id, crop, reading.line_height or line_px))
     if not crops:
         raise ValueError("no question could be located on the pages")
