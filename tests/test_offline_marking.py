@@ -259,3 +259,34 @@ def test_a_failed_cascade_call_is_retried_for_the_same_unsure_questions(live_api
     with app.extensions["markq"].sessions() as session:
         stored = session.get(Paper, uuid.UUID(submitted["id"])).local_reading
     assert stored["engine"].startswith("rapidocr") and set(stored["questions"]) == {"1", "2", "3", "4", "5", "6"}
+
+
+@pytest.mark.integration
+def test_offline_reading_waits_on_its_own_queue_and_never_holds_up_provider_calls(
+        live_api, auth, idle, app, settings, sample_papers):
+    import redis
+
+    from tests.conftest import exam_body, page_bytes
+
+    celery = app.extensions["celery"]
+    broker = redis.Redis.from_url(settings.redis_url)
+    celery.control.cancel_consumer(settings.ocr_queue_name, destination=[idle], reply=True)
+    try:
+        plan = math_plan(sample_papers)
+        offline = create_exam(live_api, auth("A"), plan, "local")
+        waiting = submit(live_api, auth("A"), offline["id"], "S01", plan["papers"]["S01"])
+        deadline = time.monotonic() + 30
+        while broker.llen(settings.ocr_queue_name) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert broker.llen(settings.ocr_queue_name) == 1  # normalised? no: routed to the OCR queue
+
+        vision = httpx.post(f"{live_api}/v1/exams", headers=auth("A"), json=exam_body()).json()
+        reply = httpx.post(f"{live_api}/v1/exams/{vision['id']}/papers", headers=auth("A"),
+                           data={"student_ref": "v1"}, files=[("pages", ("p.jpg", page_bytes(), "image/jpeg"))])
+        graded = wait_for(live_api, auth("A"), reply.json()["id"], timeout=60)
+        assert graded["status"] in {"graded", "needs_review"}  # the provider call went ahead
+        still = httpx.get(f"{live_api}/v1/papers/{waiting['id']}", headers=auth("A")).json()
+        assert still["status"] == "queued"
+    finally:
+        celery.control.add_consumer(settings.ocr_queue_name, destination=[idle], reply=True)
+    assert wait_for(live_api, auth("A"), waiting["id"])["status"] == "graded"
