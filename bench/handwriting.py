@@ -1,7 +1,8 @@
-"""Generated papers with known truth for the offline benchmark: printed questions, answers in
-handwriting-style fonts (Debian's fonts-arphic-ukai, -gkai00mp, -klee, -humor-sans, -comic-neue,
--dkg-handwriting, -femkeklaver, -breip), some right, some wrong, some blank, a few written inline
-after the '=', on pages that are scanned, skewed, shadowed, or photographed by a phone.
+"""Generated papers with known truth for the offline benchmark: printed questions (now and then
+under a section heading), answers in handwriting-style fonts (Debian's fonts-arphic-ukai,
+-gkai00mp, -klee, -humor-sans, -comic-neue, -dkg-handwriting, -femkeklaver, -breip), some right,
+some wrong, some blank, a few written inline after the '=', on pages that are scanned, skewed,
+shadowed, in pencil, or photographed by a phone.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ HAND_LATIN = ["/usr/share/fonts/truetype/humor-sans/Humor-Sans.ttf",
               "/usr/share/fonts/truetype/fifthhorseman/dkg.ttf",
               "/usr/share/fonts/truetype/femkeklaver/femkeklaver.ttf",
               "/usr/share/fonts/truetype/breip/Breip.ttf"]
+HEADINGS_ZH = ["二、填空题（每空2分）", "三、计算题", "四、解决问题（共10分）", "五、应用题"]
+HEADINGS_EN = ["Part B  Grammar (10 points)", "Section 2: Vocabulary", "III. Fill in the blanks"]
 VARIANTS = ("scan", "skewed scan", "shadow", "phone photo", "pencil")
 A4 = (1240, 1754)
 
@@ -140,7 +143,11 @@ def render_pages(title: str, answers: list[Written], font: str, cjk_font: str, r
         printed = _font(PRINT_FONTS, rng.choice([30, 32, 34]))
         y = 230 + rng.randint(-10, 20)
         ink = rng.choice([(25, 45, 150), (20, 20, 30), (70, 70, 80)])  # blue pen, black pen, pencil
-        for written in answers[start:start + per_page]:
+        for position, written in enumerate(answers[start:start + per_page]):
+            if position and rng.random() < 0.25:  # a section heading between two questions
+                y += 70
+                heading = rng.choice(HEADINGS_ZH if title.startswith("数学") else HEADINGS_EN)
+                draw.text((90, y - 75), heading, font=_font(PRINT_FONTS, 32), fill=(15, 15, 15))
             question = written.question
             line = f"{question.id}. {question.prompt}"
             draw.text((90, y), line, font=printed, fill=(15, 15, 15))

@@ -290,3 +290,22 @@ def test_offline_reading_waits_on_its_own_queue_and_never_holds_up_provider_call
     finally:
         celery.control.add_consumer(settings.ocr_queue_name, destination=[idle], reply=True)
     assert wait_for(live_api, auth("A"), waiting["id"])["status"] == "graded"
+
+
+def test_a_section_heading_between_questions_is_not_read_as_an_answer():
+    key = AnswerKey.model_validate({"questions": [
+        {"id": "1", "prompt": "7 × 8 =", "answer": "56", "points": 2},
+        {"id": "2", "prompt": "2 千克 = ____ 克", "answer": "2000", "points": 2}]})
+    page = Image.new("RGB", samples.A4_150_DPI, (250, 249, 245))
+    draw = ImageDraw.Draw(page)
+    printed, hand = samples._font(samples.PRINT_FONTS, 34), samples._font(samples.HAND_ZH_FONTS, 46)
+    draw.text((90, 240), "1. 7 × 8 =", font=printed, fill=(15, 15, 15))
+    draw.text((150, 300), "56", font=hand, fill=(25, 45, 150))
+    draw.text((90, 420), "二、填空题（每空2分）", font=printed, fill=(15, 15, 15))
+    draw.text((90, 520), "2. 2 千克 = ____ 克", font=printed, fill=(15, 15, 15))
+    draw.text((150, 580), "2000", font=hand, fill=(25, 45, 150))
+    out = io.BytesIO()
+    page.save(out, "JPEG", quality=90)
+    readings = local.read_paper([out.getvalue()], key)
+    assert (readings["1"].text, readings["2"].text) == ("56", "2000")
+    assert readings["1"].confidence >= 0.9 and readings["1"].region[3] <= 425  # the area ends at the heading

@@ -212,10 +212,18 @@ def read_answers(pages: list[PageScan], key: AnswerKey) -> dict[str, AnswerReadi
     return {q.id: readings[q.id] for q in key.questions}
 
 
+# A section heading between questions: 二、填空题, 第二部分, Part B, Section 2, III. Fill in ...
+_HEADING = re.compile(r"^\s*(?:[一二三四五六七八九十]+\s*[、.．]|第[一二三四五六七八九十]+部分|"
+                      r"(?:part|section)\s+[a-z0-9]+\b|[ivx]+\s*[.．、]\s*[a-z])", re.IGNORECASE)
+
+
 def _is_printed(line: ocr.TextLine, anchor: ocr.TextLine, prompt: str, page_width: int) -> bool:
-    """A line under the question that is the prompt wrapping on: its text is part of the prompt,
-    and it is long, or starts where the question's text does (a short word like "play" that the
-    prompt also contains is more likely the answer)."""
+    """A line under the question that is print, not the answer: a section heading at the questions'
+    margin, or the prompt wrapping on (its text is part of the prompt, and it is long, or starts
+    where the question's text does: a short word like "play" that the prompt also contains is
+    more likely the answer)."""
+    if _HEADING.match(unicodedata.normalize("NFKC", line.text)) and abs(line.box[0] - anchor.box[0]) <= 0.03 * page_width:
+        return True
     said = normalise_text(line.text)
     if not prompt or len(said) < 4 or said not in prompt or line.height > 1.3 * anchor.height:
         return False  # short, or taller than print: handwriting that repeats part of the prompt
@@ -248,6 +256,11 @@ def _read_area(page: PageScan, anchor: _Anchor, on_line: list[ocr.TextLine], cla
     in_area = [l for l in page.lines if id(l) not in claimed and top - 2 <= l.centre_y < bottom]
     printed_prompt = normalise_text(question.prompt)
     printed = [l for l in in_area if _is_printed(l, anchor.line, printed_prompt, page.image.width)]
+    headings = [l for l in printed if _HEADING.match(unicodedata.normalize("NFKC", l.text))]
+    if headings:  # the answer area ends where the next section begins
+        bottom = min(bottom, min(l.box[1] for l in headings))
+        in_area = [l for l in in_area if l.centre_y < bottom]
+        printed = [l for l in printed if l.centre_y < bottom]
     written = _rows(l for l in in_area if l not in printed)
     where = {"page": page.number, "region": (0, max(0, anchor.line.box[1] - 4), page.image.width, bottom),
              "line_height": typical}
