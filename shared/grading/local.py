@@ -448,10 +448,11 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
                             knowledge_points=points, error_type="none", explanation="", correction="",
                             confidence=round(0.5 + 0.5 * reading.confidence, 4))
     confidence = reading.confidence
-    nearest = min(_edit_distance(normalise_text(reading.text), normalise_text(form))
-                  for form in (key, *question.accepted))
-    if nearest <= 1 and reading.confidence < 0.98:
-        confidence *= 0.8  # one character from the key, read unsurely: perhaps a misreading
+    said = normalise_text(reading.text)
+    near = any(_edit_distance(said, normalise_text(form)) <= max(1, len(normalise_text(form)) // 5)
+               for form in (key, *question.accepted))
+    if near and reading.confidence < 0.98:
+        confidence *= 0.8  # a character or two from the key, read unsurely: perhaps a misreading
     if subject == "math" and _not_like_the_key(reading.text, key):
         confidence *= 0.6  # the key is a value and the reading is not: probably misread
     unit = subject == "math" and _unit_error(reading.text, key)
