@@ -9,7 +9,7 @@ pages. Each is read and marked by the local provider's code (shared.grading.loca
 - confident: the share of questions marked at or above the confidence threshold;
 - accuracy on confident: the share of those verdicts (correct / not correct) that match the truth;
 - silently wrong: the share of all questions marked confidently and wrongly;
-- CPU seconds per page of the reading (process time: onnxruntime's threads included);
+- CPU seconds per page of reading and marking (process time: onnxruntime's threads included);
 - cascade tokens: the vision-model prompt tokens a cascade spends (only the unsure questions, as
   crops when cheaper than the pages) against sending every paper to the vision model, at gpt-4o
   high detail, counted with the same rules as markq's estimates.
@@ -30,7 +30,7 @@ from typing import Any
 from bench.handwriting import answer_key, make_paper
 from shared.grading import local
 from shared.grading.answer_key import AnswerKey
-from shared.grading.pipeline import crops_are_cheaper, local_marks
+from shared.grading.pipeline import cheaper_crops, read_offline, unsure_questions
 from shared.grading.prompt import PageImage, build_request, estimate_prompt_tokens
 from shared.grading.vocabulary import packaged_vocabulary
 from shared.images import normalise_page
@@ -73,11 +73,12 @@ def main() -> None:
         paper = make_paper(args.seed + n)
         key = AnswerKey.model_validate(answer_key(paper))
         started_cpu, started_wall = time.process_time(), time.perf_counter()
-        readings = local.read_paper(paper.pages, key)
+        offline = read_offline(paper.pages, key, subject=paper.subject, language=paper.language,
+                               threshold=args.threshold, crops=True)
         cpu += time.process_time() - started_cpu
         wall += time.perf_counter() - started_wall
         pages += len(paper.pages)
-        marks = local_marks(readings, key, paper.subject, paper.language)
+        marks = offline.marks
         stats = by_variant[paper.variant]
         for written in paper.answers:
             mark = marks[written.question.id]
@@ -88,7 +89,7 @@ def main() -> None:
             silent += sure and not right
             stats.update(questions=1, confident=sure, silent=sure and not right)
             if args.show_errors and (not right or not sure):
-                reading = readings[written.question.id]
+                reading = local.AnswerReading.from_json(offline.local_reading["questions"][written.question.id])
                 print(f"  {'SILENT ' if sure and not right else ''}{'wrong' if not right else 'unsure'} "
                       f"paper {n} ({paper.variant}, {paper.font}) q{written.question.id} wrote {written.text!r} "
                       f"read {reading.text!r} ({reading.state}, {reading.confidence:.2f} -> {mark.confidence:.2f}) "
@@ -101,16 +102,11 @@ def main() -> None:
             normalised = normalise_page(data, MODEL, DETAIL)
             sizes.append((normalised.width, normalised.height))
         vision_tokens += prompt_tokens(exam, key, sizes, None)
-        unsure = [q for q in key.questions if marks[q.id].confidence < args.threshold]
-        if unsure:
-            asked = AnswerKey(questions=unsure)
-            try:
-                crops = local.crop_sheet(paper.pages, [readings[q.id] for q in unsure])
-            except ValueError:
-                crops = None
-            located = all(readings[q.id].region is not None for q in unsure)
-            if crops is not None and located and crops_are_cheaper(MODEL, DETAIL, crops.size, sizes):
-                cascade_tokens += prompt_tokens(exam, asked, [crops.size], "crops")
+        unsure = unsure_questions(marks, args.threshold)
+        if unsure:  # what prepare_paper would send: the crops when cheaper, else the pages
+            asked = AnswerKey(questions=[q for q in key.questions if q.id in unsure])
+            if (crops := cheaper_crops(offline.local_reading, unsure, MODEL, DETAIL, sizes)) is not None:
+                cascade_tokens += prompt_tokens(exam, asked, [(crops["width"], crops["height"])], "crops")
             else:
                 cascade_tokens += prompt_tokens(exam, asked, sizes, None)
         print(f"paper {n + 1}/{args.papers}: {paper.subject}, {paper.variant}, {len(paper.pages)} page(s), "

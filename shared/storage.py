@@ -49,9 +49,9 @@ def normalised_page_key(school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID,
     return f"{paper_prefix(school_id, exam_id, paper_id)}/page-{number}.jpg"
 
 
-def crop_sheet_key(school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID, attempt: int) -> str:
-    """The cascade's crops of the questions the offline reader was unsure of."""
-    return f"{paper_prefix(school_id, exam_id, paper_id)}/crops-{attempt}.jpg"
+def crop_sheet_key(school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID) -> str:
+    """The cascade's crops of the questions the offline reader was unsure of (read once a paper)."""
+    return f"{paper_prefix(school_id, exam_id, paper_id)}/crops.jpg"
 
 
 def reply_key(school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID, attempt: int) -> str:

@@ -19,8 +19,9 @@ from shared.grading.answer_key import AnswerKey, KeyQuestion
 from shared.grading.exams import InvalidExam, check_provider
 from shared.models import Paper
 from tests.conftest import loopback_call
+from tests.test_grading_end_to_end import wait_for
 
-FINISHED = {"graded", "needs_review", "failed", "paused"}
+OCR_TIMEOUT = 120.0  # the first paper also loads the OCR engine
 
 
 @pytest.fixture(scope="module")
@@ -71,34 +72,49 @@ def test_confident_verdicts_match_what_the_students_wrote(sample_papers):
                 assert mark.score == (question.points if mark.is_correct else 0)
 
 
+PAPER = (250, 249, 245)
+
+
+def draw_scribble(draw: ImageDraw.ImageDraw, top: int) -> None:
+    """A heavy scribble in blue ink from `top` down, under a question: writing, but not text."""
+    for n in range(12):
+        draw.line((160 + n * 9, top, 240 + n * 11, top + 60 - n * 3), fill=(25, 45, 150), width=5)
+
+
 def scribbled(page: Path, top: int, folder: Path) -> Path:
     """The sample page with the answer under the question at `top` rubbed out and scribbled over:
     writing no reader can be sure of."""
     with Image.open(page) as image:
         image = image.convert("RGB")
     draw = ImageDraw.Draw(image)
-    draw.rectangle((100, top + 45, 1150, top + 200), fill=(250, 249, 245))
-    for n in range(12):
-        draw.line((160 + n * 9, top + 80, 240 + n * 11, top + 140 - n * 3), fill=(25, 45, 150), width=5)
+    draw.rectangle((100, top + 45, 1150, top + 200), fill=PAPER)
+    draw_scribble(draw, top + 80)
     out = folder / f"scribbled-{page.name}"
     image.save(out, "JPEG", quality=90)
     return out
+
+
+def new_page() -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    page = Image.new("RGB", samples.A4_150_DPI, PAPER)
+    return page, ImageDraw.Draw(page)
+
+
+def jpeg(page: Image.Image) -> bytes:
+    out = io.BytesIO()
+    page.save(out, "JPEG", quality=90)
+    return out.getvalue()
 
 
 def test_a_blank_answer_is_marked_blank_and_a_scribble_goes_to_review():
     key = AnswerKey.model_validate({"questions": [
         {"id": "1", "prompt": "7 × 8 =", "answer": "56", "points": 2},
         {"id": "2", "prompt": "125 × 4 =", "answer": "500", "points": 2}]})
-    page = Image.new("RGB", samples.A4_150_DPI, (250, 249, 245))
-    draw = ImageDraw.Draw(page)
+    page, draw = new_page()
     printed = samples._font(samples.PRINT_FONTS, 34)
     draw.text((90, 240), "1. 7 × 8 =", font=printed, fill=(15, 15, 15))
     draw.text((90, 600), "2. 125 × 4 =", font=printed, fill=(15, 15, 15))
-    for n in range(12):  # a heavy scribble under question 2, not text
-        draw.line((160 + n * 9, 680, 240 + n * 11, 740 - n * 3), fill=(25, 45, 150), width=5)
-    out = io.BytesIO()
-    page.save(out, "JPEG", quality=90)
-    readings = local.read_paper([out.getvalue()], key)
+    draw_scribble(draw, 680)  # under question 2
+    readings = local.read_paper([jpeg(page)], key)
     assert readings["1"].state == "blank"
     blank = local.mark_reading(readings["1"], key.questions[0], "math", "zh")
     assert (blank.is_correct, blank.error_type, blank.score) == (False, "blank", 0)
@@ -173,23 +189,13 @@ def submit(api: str, headers: dict, exam_id: str, student: str, pages: list[Path
     return reply.json()
 
 
-def wait_for(api: str, headers: dict, paper_id: str, timeout: float = 120.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        paper = httpx.get(f"{api}/v1/papers/{paper_id}", headers=headers).json()
-        if paper["status"] in FINISHED:
-            return paper
-        time.sleep(0.3)
-    pytest.fail(f"paper {paper_id} still {paper['status']} after {timeout}s")
-
-
 @pytest.mark.integration
 def test_a_local_exam_is_marked_offline_with_no_provider_call(live_api, auth, idle, loopback, sample_papers):
     plan = math_plan(sample_papers)
     exam = create_exam(live_api, auth("A"), plan, "local")
     before = loopback_call(loopback, "/_loopback/stats")["requests"]
     submitted = submit(live_api, auth("A"), exam["id"], "S02", plan["papers"]["S02"])
-    paper = wait_for(live_api, auth("A"), submitted["id"])
+    paper = wait_for(live_api, auth("A"), submitted["id"], timeout=OCR_TIMEOUT)
 
     assert loopback_call(loopback, "/_loopback/stats")["requests"] == before  # nothing reached it
     assert paper["status"] == "graded" and paper["score"] == 10
@@ -214,7 +220,7 @@ def test_the_cascade_sends_only_the_unsure_questions_to_the_vision_model(live_ap
     first, second = plan["papers"]["S01"]
     pages = [first, scribbled(second, 240, tmp_path)]  # question 4's answer made unreadable
     submitted = submit(live_api, auth("A"), exam["id"], "S01", pages)
-    paper = wait_for(live_api, auth("A"), submitted["id"])
+    paper = wait_for(live_api, auth("A"), submitted["id"], timeout=OCR_TIMEOUT)
 
     seen = loopback_call(loopback, "/_loopback/requests")
     assert len(seen) == 1
@@ -234,7 +240,7 @@ def test_a_cascade_paper_the_reader_is_sure_of_makes_no_call(live_api, auth, idl
     exam = create_exam(live_api, auth("A"), plan, "cascade")
     loopback_call(loopback, "/_loopback/reset", {})
     submitted = submit(live_api, auth("A"), exam["id"], "E01", plan["papers"]["E01"])
-    paper = wait_for(live_api, auth("A"), submitted["id"])
+    paper = wait_for(live_api, auth("A"), submitted["id"], timeout=OCR_TIMEOUT)
     assert loopback_call(loopback, "/_loopback/requests") == []
     assert paper["status"] == "graded"
     assert [q["is_correct"] for q in paper["questions"]] == [True, True, False, True]  # wrote "childs"
@@ -249,7 +255,7 @@ def test_a_failed_cascade_call_is_retried_for_the_same_unsure_questions(live_api
     loopback_call(loopback, "/_loopback/faults", {"faults": [{"status": 503, "message": "overloaded"}]})
     first, second = plan["papers"]["S04"]
     submitted = submit(live_api, auth("A"), exam["id"], "S04", [first, scribbled(second, 240, tmp_path)])
-    paper = wait_for(live_api, auth("A"), submitted["id"])
+    paper = wait_for(live_api, auth("A"), submitted["id"], timeout=OCR_TIMEOUT)
 
     assert loopback_call(loopback, "/_loopback/stats")["faults"] == 1  # the first call: 503
     seen = loopback_call(loopback, "/_loopback/requests")  # the retry, asking the same question
@@ -283,29 +289,26 @@ def test_offline_reading_waits_on_its_own_queue_and_never_holds_up_provider_call
         vision = httpx.post(f"{live_api}/v1/exams", headers=auth("A"), json=exam_body()).json()
         reply = httpx.post(f"{live_api}/v1/exams/{vision['id']}/papers", headers=auth("A"),
                            data={"student_ref": "v1"}, files=[("pages", ("p.jpg", page_bytes(), "image/jpeg"))])
-        graded = wait_for(live_api, auth("A"), reply.json()["id"], timeout=60)
+        graded = wait_for(live_api, auth("A"), reply.json()["id"])
         assert graded["status"] in {"graded", "needs_review"}  # the provider call went ahead
         still = httpx.get(f"{live_api}/v1/papers/{waiting['id']}", headers=auth("A")).json()
         assert still["status"] == "queued"
     finally:
         celery.control.add_consumer(settings.ocr_queue_name, destination=[idle], reply=True)
-    assert wait_for(live_api, auth("A"), waiting["id"])["status"] == "graded"
+    assert wait_for(live_api, auth("A"), waiting["id"], timeout=OCR_TIMEOUT)["status"] == "graded"
 
 
 def test_a_section_heading_between_questions_is_not_read_as_an_answer():
     key = AnswerKey.model_validate({"questions": [
         {"id": "1", "prompt": "7 × 8 =", "answer": "56", "points": 2},
         {"id": "2", "prompt": "2 千克 = ____ 克", "answer": "2000", "points": 2}]})
-    page = Image.new("RGB", samples.A4_150_DPI, (250, 249, 245))
-    draw = ImageDraw.Draw(page)
+    page, draw = new_page()
     printed, hand = samples._font(samples.PRINT_FONTS, 34), samples._font(samples.HAND_ZH_FONTS, 46)
     draw.text((90, 240), "1. 7 × 8 =", font=printed, fill=(15, 15, 15))
     draw.text((150, 300), "56", font=hand, fill=(25, 45, 150))
     draw.text((90, 420), "二、填空题（每空2分）", font=printed, fill=(15, 15, 15))
     draw.text((90, 520), "2. 2 千克 = ____ 克", font=printed, fill=(15, 15, 15))
     draw.text((150, 580), "2000", font=hand, fill=(25, 45, 150))
-    out = io.BytesIO()
-    page.save(out, "JPEG", quality=90)
-    readings = local.read_paper([out.getvalue()], key)
+    readings = local.read_paper([jpeg(page)], key)
     assert (readings["1"].text, readings["2"].text) == ("56", "2000")
     assert readings["1"].confidence >= 0.9 and readings["1"].region[3] <= 425  # the area ends at the heading

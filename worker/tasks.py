@@ -95,9 +95,16 @@ def read_paper(self: Task, paper_id: str) -> str:
         answer_key = AnswerKey.model_validate(exam.answer_key)
         page_keys = [page.original_key for page in paper.pages]
         reading = paper.local_reading
+    threshold = res.settings.local_confidence_threshold
     try:
         if reading is None:
-            reading = pipeline.read_locally([res.storage.get(key) for key in page_keys], answer_key)
+            offline = pipeline.read_offline(
+                [res.storage.get(key) for key in page_keys], answer_key, subject=exam.subject,
+                language=exam.language, threshold=threshold, crops=exam.provider == "cascade")
+            pipeline.store_crops(res.storage, offline, exam.school_id, exam.id, pid)
+            reading, marks = offline.local_reading, offline.marks
+        else:  # read before, marked nothing yet (its worker died): the stored reading serves
+            marks = pipeline.offline_marks(reading, answer_key, exam.subject, exam.language)
     except StorageError as exc:
         return _retry_or_fail(self, res, pid, f"storage unavailable: {exc}")
     except Exception as exc:
@@ -106,14 +113,11 @@ def read_paper(self: Task, paper_id: str) -> str:
             pipeline.fail_paper(session, pid, f"the pages could not be read offline: {exc}")
         notify(pid)
         return "failed"
-    threshold = res.settings.local_confidence_threshold
     try:
         with transaction(res.sessions) as session:
             paper = session.get_one(Paper, pid)
             paper.local_reading = reading
-            readings = pipeline.stored_readings(reading)
-            marks = pipeline.local_marks(readings, answer_key, exam.subject, exam.language)
-            unsure = [qid for qid, mark in marks.items() if mark.confidence < threshold]
+            unsure = pipeline.unsure_questions(marks, threshold)
             if exam.provider == "local" or not unsure:
                 context = replace(pipeline.marking_context(session, pid), local_marks=marks)
                 outcome = pipeline.record_marks(session, context, {}, None, local_threshold=threshold).value

@@ -29,6 +29,7 @@ import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any, Literal
 
 from PIL import Image, ImageDraw, ImageOps
@@ -51,6 +52,11 @@ class PageScan:
     image: Image.Image  # greyscale, flattened, at most LONG_SIDE
     ink: Image.Image  # white where there is ink
     lines: list[ocr.TextLine]
+
+    @cached_property
+    def line_height(self) -> int:
+        """The page's typical text line: the median height of the lines found."""
+        return sorted(line.height for line in self.lines)[len(self.lines) // 2]
 
 
 @dataclass(frozen=True)
@@ -217,12 +223,16 @@ _HEADING = re.compile(r"^\s*(?:[一二三四五六七八九十]+\s*[、.．]|第
                       r"(?:part|section)\s+[a-z0-9]+\b|[ivx]+\s*[.．、]\s*[a-z])", re.IGNORECASE)
 
 
+def _is_heading(line: ocr.TextLine) -> bool:
+    return _HEADING.match(unicodedata.normalize("NFKC", line.text)) is not None
+
+
 def _is_printed(line: ocr.TextLine, anchor: ocr.TextLine, prompt: str, page_width: int) -> bool:
     """A line under the question that is print, not the answer: a section heading at the questions'
     margin, or the prompt wrapping on (its text is part of the prompt, and it is long, or starts
     where the question's text does: a short word like "play" that the prompt also contains is
     more likely the answer)."""
-    if _HEADING.match(unicodedata.normalize("NFKC", line.text)) and abs(line.box[0] - anchor.box[0]) <= 0.03 * page_width:
+    if _is_heading(line) and abs(line.box[0] - anchor.box[0]) <= 0.03 * page_width:
         return True
     said = normalise_text(line.text)
     if not prompt or len(said) < 4 or said not in prompt or line.height > 1.3 * anchor.height:
@@ -250,13 +260,13 @@ def _question_line(page: PageScan, anchor: _Anchor) -> list[ocr.TextLine]:
 def _read_area(page: PageScan, anchor: _Anchor, on_line: list[ocr.TextLine], claimed: set[int],
                question: KeyQuestion, bottom: int, print_height: int) -> AnswerReading:
     """Read one question's answer area: blank, one reading or two, with the confidence earned."""
-    typical = sorted(l.height for l in page.lines)[len(page.lines) // 2]
+    typical = page.line_height
     # Below the printed line and clear of its descenders, which its box may leave out.
     top = max(l.box[3] for l in on_line) + max(2, typical // 6)
     in_area = [l for l in page.lines if id(l) not in claimed and top - 2 <= l.centre_y < bottom]
     printed_prompt = normalise_text(question.prompt)
     printed = [l for l in in_area if _is_printed(l, anchor.line, printed_prompt, page.image.width)]
-    headings = [l for l in printed if _HEADING.match(unicodedata.normalize("NFKC", l.text))]
+    headings = [l for l in printed if _is_heading(l)]
     if headings:  # the answer area ends where the next section begins
         bottom = min(bottom, min(l.box[1] for l in headings))
         in_area = [l for l in in_area if l.centre_y < bottom]
@@ -469,24 +479,27 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
                         confidence=round(confidence, 4))
 
 
+def scan_pages(pages: list[bytes]) -> list[PageScan]:
+    """A paper's pages (original uploads, in order), each read."""
+    return [scan_page(data, number) for number, data in enumerate(pages, start=1)]
+
+
 def read_paper(pages: list[bytes], key: AnswerKey) -> dict[str, AnswerReading]:
     """Read every key question's answer from a paper's pages (original uploads, in order)."""
-    return read_answers([scan_page(data, number) for number, data in enumerate(pages, start=1)], key)
+    return read_answers(scan_pages(pages), key)
 
 
-def crop_sheet(pages: list[bytes], readings: list[AnswerReading], line_px: int = 16) -> Image.Image:
-    """The questions of `readings` cut from their pages and stacked into one greyscale image, each
-    labelled with its number: what the cascade sends the vision model instead of whole pages."""
-    scans: dict[int, Image.Image] = {}
+def crop_sheet(scans: list[PageScan], readings: list[AnswerReading], line_px: int = 16) -> Image.Image:
+    """The questions of `readings` cut from the pages as they were read (upright, level, flattened:
+    the readings' regions are in those pixels) and stacked into one greyscale image, each labelled
+    with its number: what the cascade sends the vision model instead of whole pages."""
     crops = []
     for reading in readings:
         if reading.page is None or reading.region is None:
             continue
-        if reading.page not in scans:
-            scans[reading.page] = upright_sheet(pages[reading.page - 1])
-        crop = scans[reading.page].crop(reading.region)
-        mask = ink_mask(crop)
-        if (ink := mask.getbbox()) is not None:  # the question's line down to its last ink
+        scan = scans[reading.page - 1]
+        crop = scan.image.crop(reading.region)
+        if (ink := scan.ink.crop(reading.region).getbbox()) is not None:  # the line down to its last ink
             crop = crop.crop((max(0, ink[0] - 10), 0, min(crop.width, ink[2] + 10), min(crop.height, ink[3] + 10)))
         crops.append((reading.question_id, crop, reading.line_height or line_px))
     if not crops:

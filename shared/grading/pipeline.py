@@ -180,20 +180,14 @@ def prepare_paper(
               for page in paper.pages]
     asked, confident, caption = answer_key, {}, None
     if exam.provider == "cascade" and paper.local_reading is not None:
-        readings = stored_readings(paper.local_reading)
-        marks = local_marks(readings, answer_key, exam.subject, exam.language)
-        unsure = [q for q in answer_key.questions if marks[q.id].confidence < local_threshold]
-        confident = {qid: mark for qid, mark in marks.items() if mark.confidence >= local_threshold}
-        asked = AnswerKey(questions=unsure)
-        crops = _question_crops(storage, paper, [readings[q.id] for q in unsure])
-        if crops is not None and crops_are_cheaper(exam.model, exam.image_detail, crops.size, sizes):
-            key = crop_sheet_key(paper.school_id, exam.id, paper.id, paper.attempts)
-            out = io.BytesIO()
-            crops.save(out, "JPEG", quality=90)
-            storage.put(key, io.BytesIO(out.getvalue()), "image/jpeg")
-            images = [PageImage(_image_url(storage, key, presign_seconds, out.getvalue()))]
-            sizes = [crops.size]
-            caption = (f"Question(s) {', '.join(q.id for q in unsure)} cut from the student's paper, one under "
+        marks = offline_marks(paper.local_reading, answer_key, exam.subject, exam.language)
+        unsure = unsure_questions(marks, local_threshold)
+        confident = {qid: mark for qid, mark in marks.items() if qid not in unsure}
+        asked = AnswerKey(questions=[q for q in answer_key.questions if q.id in unsure])
+        if (crops := cheaper_crops(paper.local_reading, unsure, exam.model, exam.image_detail, sizes)) is not None:
+            images = [PageImage(_image_url(storage, crops["key"], presign_seconds, None))]
+            sizes = [(crops["width"], crops["height"])]
+            caption = (f"Question(s) {', '.join(unsure)} cut from the student's paper, one under "
                        "another, each labelled with its number on the left.")
     max_out = completion_allowance(len(asked.questions), max_completion_tokens)
     request = build_request(exam, asked, vocabulary, images, max_out, caption=caption)
@@ -216,35 +210,73 @@ def prepare_paper(
     )
 
 
-def crops_are_cheaper(model: str, detail: str, crops: tuple[int, int], pages: list[tuple[int, int]]) -> bool:
-    """Whether one image of the unsure questions' crops costs fewer tokens than the pages."""
-    return image_tokens(model, *crops, detail) < sum(image_tokens(model, w, h, detail) for w, h in pages)
-
-
-def _question_crops(storage: Storage, paper: Paper, readings: list[local.AnswerReading]) -> Image.Image | None:
-    """One image of the questions' crops, or None when a question was not found on the pages."""
-    if not readings or any(r.page is None or r.region is None for r in readings):
+def cheaper_crops(local_reading: Mapping[str, Any], unsure: list[str], model: str, detail: str,
+                  pages: list[tuple[int, int]]) -> Mapping[str, Any] | None:
+    """The crops cut when the pages were read, if they are of these very questions (the threshold
+    may have changed since) and cost fewer tokens than the pages; None: send the pages."""
+    crops = local_reading.get("crops")
+    if not crops or crops["questions"] != unsure:
         return None
-    pages = {r.page: storage.get(paper.pages[r.page - 1].original_key) for r in readings if r.page}
-    originals = [pages.get(n, b"") for n in range(1, len(paper.pages) + 1)]
-    return local.crop_sheet(originals, readings)
+    cost = image_tokens(model, crops["width"], crops["height"], detail)
+    return crops if cost < sum(image_tokens(model, w, h, detail) for w, h in pages) else None
 
 
-def stored_readings(local_reading: Mapping[str, Any]) -> dict[str, local.AnswerReading]:
-    return {qid: local.AnswerReading.from_json(value) for qid, value in local_reading["questions"].items()}
+@dataclass
+class OfflineReading:
+    """A paper read offline: what papers.local_reading stores, the marks, and (for a cascade) one
+    image of the unsure questions' crops, cut from the pages as they were read."""
+
+    local_reading: dict[str, Any]
+    marks: dict[str, QuestionMark]
+    crops: Image.Image | None
 
 
-def read_locally(pages: list[bytes], answer_key: AnswerKey) -> dict[str, Any]:
-    """Read a paper's pages offline: what is stored in papers.local_reading."""
+def read_offline(pages: list[bytes], answer_key: AnswerKey, *, subject: str, language: str,
+                 threshold: float, crops: bool) -> OfflineReading:
+    """Read and mark a paper's pages (original uploads, in order) with the offline reader; with
+    `crops`, also cut the questions below `threshold`, when every one of them was found."""
     started = time.process_time()
-    readings = local.read_paper(pages, answer_key)
-    return {"engine": ENGINE_NAME, "cpu_seconds": round(time.process_time() - started, 3),
-            "questions": {qid: reading.to_json() for qid, reading in readings.items()}}
+    scans = local.scan_pages(pages)
+    readings = local.read_answers(scans, answer_key)
+    marks = _marks(readings, answer_key, subject, language)
+    local_reading: dict[str, Any] = {"engine": ENGINE_NAME,
+                                     "questions": {qid: reading.to_json() for qid, reading in readings.items()}}
+    unsure = unsure_questions(marks, threshold)
+    sheet = None
+    if crops and unsure and all(readings[qid].region is not None for qid in unsure):
+        sheet = local.crop_sheet(scans, [readings[qid] for qid in unsure])
+        local_reading["crops"] = {"questions": unsure, "width": sheet.width, "height": sheet.height}
+    local_reading["cpu_seconds"] = round(time.process_time() - started, 3)
+    return OfflineReading(local_reading, marks, sheet)
 
 
-def local_marks(readings: Mapping[str, local.AnswerReading], answer_key: AnswerKey, subject: str,
-                language: str) -> dict[str, QuestionMark]:
+def store_crops(storage: Storage, offline: OfflineReading, school_id: int, exam_id: uuid.UUID,
+                paper_id: uuid.UUID) -> None:
+    """Keep the crops beside the pages, for the vision call that asks about those questions."""
+    if offline.crops is None:
+        return
+    out = io.BytesIO()
+    offline.crops.save(out, "JPEG", quality=90)
+    key = crop_sheet_key(school_id, exam_id, paper_id)
+    storage.put(key, io.BytesIO(out.getvalue()), "image/jpeg")
+    offline.local_reading["crops"]["key"] = key
+
+
+def offline_marks(local_reading: Mapping[str, Any], answer_key: AnswerKey, subject: str,
+                  language: str) -> dict[str, QuestionMark]:
+    """The marks of a stored offline reading (papers.local_reading)."""
+    readings = {qid: local.AnswerReading.from_json(value) for qid, value in local_reading["questions"].items()}
+    return _marks(readings, answer_key, subject, language)
+
+
+def _marks(readings: Mapping[str, local.AnswerReading], answer_key: AnswerKey, subject: str,
+           language: str) -> dict[str, QuestionMark]:
     return {q.id: local.mark_reading(readings[q.id], q, subject, language) for q in answer_key.questions}
+
+
+def unsure_questions(marks: Mapping[str, QuestionMark], threshold: float) -> list[str]:
+    """The questions, in key order, whose offline verdict is below the confidence threshold."""
+    return [qid for qid, mark in marks.items() if mark.confidence < threshold]
 
 
 def archive_reply(storage: Storage, prepared: MarkingContext, reply: ProviderReply) -> str:
