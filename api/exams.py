@@ -16,7 +16,8 @@ from api.schemas import (
     ExamUpdateSchema,
     SchoolSchema,
 )
-from shared import budget, webhooks
+from shared import webhooks
+from shared.spending import caps
 from shared.grading.exams import InvalidExam, create_exam, exam_view, get_exam, usage_totals
 from shared.models import Exam, Usage
 from worker.tasks import start_grading
@@ -60,7 +61,7 @@ def resume(exam: Exam, causes: tuple[str, ...]) -> dict[str, Any]:
     """Commit the exam's changes with its papers paused for `causes` back in the queue, then queue
     them (after the commit, so a worker never sees them before they are queued)."""
     session = db()
-    resumed = budget.resume_papers(session, causes=causes, exam_id=exam.id) if causes else []
+    resumed = caps.resume_papers(session, causes=causes, exam_id=exam.id) if causes else []
     session.commit()
     start_grading(resumed)
     return exam_view(session, exam)
@@ -81,8 +82,8 @@ class ExamById(MethodView):
         """Change the exam's budget. Papers paused by the budget resume if it now has room."""
         exam = school_exam(exam_id)
         exam.budget_usd = fields["budget_usd"]
-        room = exam.budget_usd is None or budget.exam_spent(db(), exam.id) < exam.budget_usd
-        return resume(exam, (budget.EXAM_BUDGET,) if room else ())
+        room = exam.budget_usd is None or caps.exam_spent(db(), exam.id) < exam.budget_usd
+        return resume(exam, (caps.EXAM_BUDGET,) if room else ())
 
 
 @blp.route("/<uuid:exam_id>/resume")
@@ -93,7 +94,7 @@ class ExamResume(MethodView):
     def post(self, exam_id: uuid.UUID) -> dict[str, Any]:
         """Resume every paused paper of the exam (e.g. after topping up the provider account).
         A paper still over a budget pauses again at once, before any call."""
-        return resume(school_exam(exam_id), (budget.QUOTA, budget.EXAM_BUDGET, budget.SCHOOL_BUDGET))
+        return resume(school_exam(exam_id), (caps.QUOTA, caps.EXAM_BUDGET, caps.SCHOOL_BUDGET))
 
 
 @blp.route("/<uuid:exam_id>/release")
@@ -105,7 +106,7 @@ class ExamRelease(MethodView):
         """End the trial run: grade the papers it held, and every paper submitted from now on."""
         exam = school_exam(exam_id)
         exam.trial_released = True
-        return resume(exam, (budget.TRIAL,))
+        return resume(exam, (caps.TRIAL,))
 
 
 school_blp = Blueprint("school", __name__, url_prefix="/v1/school", description="The caller's school")
@@ -124,6 +125,6 @@ class SchoolView(MethodView):
             "id": school.id,
             "name": school.name,
             "daily_budget_usd": school.daily_budget_usd,
-            "spent_today_usd": budget.school_spent_today(session, school.id),
+            "spent_today_usd": caps.school_spent_today(session, school.id),
             "usage": usage_totals(session, Usage.school_id == school.id),
         }

@@ -38,7 +38,7 @@ from sqlalchemy import func, select
 
 from shared.db import make_engine, make_session_factory, transaction
 from shared.grading.vocabulary import sync_vocabulary
-from shared.loopback_openai import LoopbackServer, LoopbackState
+from loopback.server import LoopbackServer, LoopbackState
 from shared.migrate import upgrade
 from shared.models import Paper, PaperStatus
 from shared.schools import create_key, create_school

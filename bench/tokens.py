@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from bench.pages import exam_sheet, jpeg, phone_photo
-from shared.costs import call_cost, image_tokens, model_card, patch_scheme_size, tile_scheme_size
-from shared.estimate import OUTPUT_TOKENS_PER_QUESTION, PREFIX_TOKENS_BASE, PREFIX_TOKENS_PER_QUESTION
+from shared.spending.costs import call_cost, image_tokens, model_card, patch_scheme_size, tile_scheme_size
+from shared.spending.estimate import OUTPUT_TOKENS_PER_QUESTION, PREFIX_TOKENS_BASE, PREFIX_TOKENS_PER_QUESTION
 from shared.images import normalise_page
 
 FAMILIES = ["gpt-4o", "gpt-5", "gpt-4o-mini", "gpt-4.1-mini", "o4-mini"]

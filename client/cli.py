@@ -227,8 +227,8 @@ def estimate(paths: tuple[Path, ...], models: tuple[str, ...], sizes: tuple[str,
     """
     from PIL import Image
 
-    from shared.costs import UnknownModel, UnsupportedDetail
-    from shared.estimate import PageSize, estimate as run_estimate, parse_size
+    from shared.spending.costs import UnknownModel, UnsupportedDetail
+    from shared.spending.estimate import PageSize, estimate as run_estimate, parse_size
 
     pages: list[PageSize] = []
     try:

@@ -177,7 +177,7 @@ def main() -> None:
                   "no key, no cost.")
         if simulated:
             port = free_port(8089)
-            processes.start("loopback-openai", sys.executable, "-m", "shared.loopback_openai",
+            processes.start("loopback-openai", sys.executable, "-m", "loopback.server",
                             "--port", str(port), "--latency-ms", "200-600")
             env.update(OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1", OPENAI_API_KEY="sk-loopback",
                        MARKQ_DEFAULT_PROVIDER="vision")

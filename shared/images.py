@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 from PIL import Image, ImageChops, ImageFilter, ImageMath, ImageOps, UnidentifiedImageError
 
-from shared.costs import model_card, patch_scheme_size, tile_scheme_size
+from shared.spending.costs import model_card, patch_scheme_size, tile_scheme_size
 
 from pillow_heif import register_heif_opener
 

@@ -32,7 +32,7 @@ from sqlalchemy import func, select
 
 from shared.db import transaction
 from shared.grading.vocabulary import sync_vocabulary
-from shared.loopback_openai import LoopbackServer, _QuietHandler
+from loopback.server import LoopbackServer, _QuietHandler
 from shared.migrate import upgrade
 from shared.models import Exam, Paper, PaperStatus
 from shared.schools import create_key, create_school

@@ -1,6 +1,6 @@
 import pytest
 
-from shared.costs import call_cost, image_patches, image_tokens, model_card, text_tokens
+from shared.spending.costs import call_cost, image_patches, image_tokens, model_card, text_tokens
 from decimal import Decimal
 
 
@@ -49,7 +49,7 @@ def test_text_tokens_use_the_real_o200k_tokenizer():
 
 
 def test_the_fallback_estimate_counts_chinese_characters_as_tokens():
-    from shared.costs import estimate_text_tokens
+    from shared.spending.costs import estimate_text_tokens
 
     assert estimate_text_tokens("分数") == 2
     assert estimate_text_tokens("abcdefgh") == 2

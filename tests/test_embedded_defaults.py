@@ -8,12 +8,12 @@ import httpx
 import pytest
 from sqlalchemy import inspect
 
-from shared import budget
+from shared.spending import caps
 from shared.db import make_engine, make_session_factory, transaction
 from shared.grading import pipeline
 from shared.grading.exams import create_exam
 from shared.grading.vocabulary import sync_vocabulary
-from shared.intake import UploadedPage, check_pages, submit_paper
+from shared.intake.submission import UploadedPage, check_pages, submit_paper
 from shared.migrate import upgrade
 from shared.models import PaperStatus
 from shared.provider import VisionProvider
@@ -70,7 +70,7 @@ def test_local_storage_pages_go_inline_as_data_image_parts(sqlite_sessions, tmp_
     after = httpx.get(loopback.url.removesuffix("/v1") + "/_loopback/stats").json()
     assert after["image_parts_data"] - before["image_parts_data"] == 1
     with transaction(sqlite_sessions) as session:
-        usage_id = budget.reserve(session, exam_id=prepared.exam_id, school_id=prepared.school_id,
+        usage_id = caps.reserve(session, exam_id=prepared.exam_id, school_id=prepared.school_id,
                                   paper_id=paper.id, model=prepared.model, estimate=prepared.estimate).id
     with transaction(sqlite_sessions) as session:
         marks = pipeline.parse_reply(prepared, reply)

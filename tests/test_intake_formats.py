@@ -8,7 +8,7 @@ import boto3
 import pytest
 from PIL import Image
 
-from shared.intake import PageError, UploadedPage, check_pages
+from shared.intake.submission import PageError, UploadedPage, check_pages
 from tests.conftest import page_bytes
 from tests.test_api import create_exam, exam_school
 

@@ -10,8 +10,8 @@ import openai
 import pytest
 from PIL import Image
 
-from shared.loopback_openai import LoopbackServer, LoopbackState, format_duration
-from shared.costs import text_tokens
+from loopback.server import LoopbackServer, LoopbackState, format_duration
+from shared.spending.costs import text_tokens
 from shared.provider import parse_duration
 
 SCHEMA = {

@@ -11,7 +11,9 @@ from dataclasses import replace
 from celery import Task, shared_task
 from flask import current_app
 
-from shared import batches, budget, webhooks
+from shared import webhooks
+from shared.grading import batches
+from shared.spending import caps
 from shared.db import transaction
 from shared.grading import pipeline
 from shared.grading.answer_key import AnswerKey
@@ -183,8 +185,8 @@ def grade_paper(self: Task, paper_id: str) -> str:
         notify(pid)
         return "reused"
     with transaction(res.sessions) as session:
-        if (reason := budget.quota_pause(session, prepared.exam_id)) is not None:
-            budget.pause_papers(session, cause=budget.QUOTA, reason=reason, paper_id=pid, exam_id=prepared.exam_id)
+        if (reason := caps.quota_pause(session, prepared.exam_id)) is not None:
+            caps.pause_papers(session, cause=caps.QUOTA, reason=reason, paper_id=pid, exam_id=prepared.exam_id)
             return "paused"
 
     need = prepared.estimate.prompt_tokens + prepared.request["max_completion_tokens"]
@@ -206,16 +208,16 @@ def grade_paper(self: Task, paper_id: str) -> str:
 
     try:
         with transaction(res.sessions) as session:
-            usage_id = budget.reserve(
+            usage_id = caps.reserve(
                 session, exam_id=prepared.exam_id, school_id=prepared.school_id, paper_id=pid,
                 model=prepared.model, estimate=prepared.estimate,
             ).id
-    except budget.BudgetExceeded as exc:
+    except caps.BudgetExceeded as exc:
         if limiter:
             limiter.refund(prepared.model, need)
         with transaction(res.sessions) as session:
-            scope = {"exam_id": prepared.exam_id} if exc.cause == budget.EXAM_BUDGET else {"school_id": prepared.school_id}
-            budget.pause_papers(session, cause=exc.cause, reason=exc.reason, paper_id=pid, **scope)
+            scope = {"exam_id": prepared.exam_id} if exc.cause == caps.EXAM_BUDGET else {"school_id": prepared.school_id}
+            caps.pause_papers(session, cause=exc.cause, reason=exc.reason, paper_id=pid, **scope)
         return "paused"
 
     try:
@@ -231,7 +233,7 @@ def grade_paper(self: Task, paper_id: str) -> str:
     except QuotaExhausted as exc:
         with transaction(res.sessions) as session:
             pipeline.settle_usage(session, usage_id, None, "insufficient_quota", exc.request_id)
-            budget.pause_papers(session, cause=budget.QUOTA, reason=exc.reason, paper_id=pid,
+            caps.pause_papers(session, cause=caps.QUOTA, reason=exc.reason, paper_id=pid,
                                 exam_id=prepared.exam_id)
         return "paused"
     except RequestRejected as exc:
@@ -291,7 +293,7 @@ def sweep_stuck_papers() -> int:
             processing_before=pipeline.deadline(res.settings.stuck_processing_seconds),
         ))
     with transaction(res.sessions) as session:
-        ids += budget.resumable_by_budget(session)
+        ids += caps.resumable_by_budget(session)
     start_grading(ids)
     if ids:
         log.info("re-enqueued %d stuck papers", len(ids))

@@ -10,9 +10,9 @@ from pydantic import ValidationError
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from shared.costs import UnknownModel, known_models, model_card
+from shared.spending.costs import UnknownModel, known_models, model_card
 from shared.grading.answer_key import AnswerKey
-from shared.batches import exam_batches
+from shared.grading.batches import exam_batches
 from shared.webhooks import summary as webhook_summary
 from shared.grading.reports import review_summary
 from shared.grading.vocabulary import custom_point_id, unknown_points

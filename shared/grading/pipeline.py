@@ -20,9 +20,9 @@ from PIL import Image
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from shared.budget import CallEstimate
-from shared.costs import UnknownModel, call_cost, image_tokens
-from shared.estimate import OUTPUT_TOKENS_PER_QUESTION
+from shared.spending.caps import CallEstimate
+from shared.spending.costs import UnknownModel, call_cost, image_tokens
+from shared.spending.estimate import OUTPUT_TOKENS_PER_QUESTION
 from shared.grading import local
 from shared.grading.answer_key import AnswerKey
 from shared.grading.equivalence import equivalent

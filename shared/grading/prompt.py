@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from shared.costs import image_tokens, text_tokens
+from shared.spending.costs import image_tokens, text_tokens
 from shared.grading.answer_key import AnswerKey
 from shared.grading.marks import SCHEMA_NAME, marks_schema
 from shared.models import Exam, KnowledgePoint

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from shared.costs import (
+from shared.spending.costs import (
     PATCH_BUDGET,
     call_cost,
     image_patches,

@@ -38,7 +38,7 @@ from flask import Flask, Response, jsonify, request
 from PIL import Image
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from shared.costs import UnknownModel, image_tokens, text_tokens
+from shared.spending.costs import UnknownModel, image_tokens, text_tokens
 
 BASE64_IN_TEXT = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,[A-Za-z0-9+/=]*|[A-Za-z0-9+/]{200,}={0,2}")
 CACHE_MIN_TOKENS = 1024
@@ -539,7 +539,7 @@ def create_app(state: LoopbackState | None = None) -> Flask:
 
     @app.get("/v1/models")
     def models() -> Response:
-        from shared.costs import known_models
+        from shared.spending.costs import known_models
 
         return jsonify({"object": "list", "data": [{"id": m, "object": "model", "owned_by": "markq"} for m in known_models()]})
 

@@ -15,10 +15,10 @@ from typing import BinaryIO
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.budget import TRIAL
+from shared.spending.caps import TRIAL
 
 from shared.images import PageHeader, PageRejected, inspect_page
-from shared.pdf import is_pdf, render_pdf
+from shared.intake.pdf import is_pdf, render_pdf
 from shared.models import Exam, Page, Paper, PaperStatus
 from shared.storage import Storage, original_page_key
 

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared import budget
-from shared.costs import BATCH_DISCOUNT
+from shared.spending import caps
+from shared.spending.costs import BATCH_DISCOUNT
 from shared.db import transaction
 from shared.grading import pipeline
 from shared.grading.marks import InvalidMarks
@@ -71,13 +71,13 @@ def send_exam_batch(
         )
         try:
             with transaction(sessions) as session:
-                reservations[paper_id] = budget.reserve(
+                reservations[paper_id] = caps.reserve(
                     session, exam_id=prepared.exam_id, school_id=prepared.school_id, paper_id=paper_id,
                     model=prepared.model, estimate=estimate).id
-        except budget.BudgetExceeded as exc:
+        except caps.BudgetExceeded as exc:
             with transaction(sessions) as session:
-                scope = {"exam_id": exam_id} if exc.cause == budget.EXAM_BUDGET else {"school_id": prepared.school_id}
-                budget.pause_papers(session, cause=exc.cause, reason=exc.reason, paper_id=paper_id, **scope)
+                scope = {"exam_id": exam_id} if exc.cause == caps.EXAM_BUDGET else {"school_id": prepared.school_id}
+                caps.pause_papers(session, cause=exc.cause, reason=exc.reason, paper_id=paper_id, **scope)
             break
         lines.append({"custom_id": str(paper_id), "method": "POST", "url": "/v1/chat/completions",
                       "body": prepared.request})

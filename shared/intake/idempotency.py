@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.intake import stream_digest
+from shared.intake.submission import stream_digest
 from shared.models import IdempotencyKey
 
 

@@ -1,0 +1,1 @@
+"""Spending: token rules and prices, estimates before a call, budget caps, and the ledger."""
