@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal, InvalidOperation
 
 import click
 
 from shared.db import make_engine, make_session_factory, transaction
 from shared.grading.vocabulary import sync_vocabulary
 from shared.migrate import upgrade
-from decimal import Decimal, InvalidOperation
-
-from shared.schools import SchoolExists, SchoolNotFound, create_key, create_school, find_school
+from shared.schools import (
+    SchoolExists,
+    SchoolNotFound,
+    create_key,
+    create_school,
+    find_school,
+)
 from shared.settings import get_settings
 
 

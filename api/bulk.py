@@ -15,7 +15,14 @@ from api.context import db, require_school, resources
 from api.errors import ApiError
 from api.exams import school_exam
 from shared.intake.bulk import ArchiveRefused, BulkLimits, read_archive, read_roster
-from shared.intake.submission import PageError, UploadedPage, check_pages, pages_hash, stream_digest, submit_paper
+from shared.intake.submission import (
+    PageError,
+    UploadedPage,
+    check_pages,
+    pages_hash,
+    stream_digest,
+    submit_paper,
+)
 from shared.models import Paper, PaperStatus
 from shared.storage import StorageError
 from worker.tasks import start_grading

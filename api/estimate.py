@@ -11,9 +11,9 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from api.context import require_school, resources
 from api.errors import ApiError
+from shared.images import PageRejected, inspect_page
 from shared.spending.costs import UnknownModel, UnsupportedDetail
 from shared.spending.estimate import PageSize, estimate
-from shared.images import PageRejected, inspect_page
 
 blp = Blueprint("estimate", __name__, url_prefix="/v1/estimate", description="Cost before marking")
 

@@ -17,11 +17,12 @@ from api.schemas import (
     SchoolSchema,
 )
 from shared import webhooks
+from shared.grading import papers
+from shared.grading.exams import InvalidExam, create_exam, exam_view, get_exam
+from shared.models import Exam, PauseCause, Usage
 from shared.spending import caps
-from shared.grading.exams import InvalidExam, create_exam, exam_view, get_exam, usage_totals
-from shared.models import Exam, Usage
+from shared.spending.ledger import usage_totals
 from worker.tasks import start_grading
-
 
 blp = Blueprint("exams", __name__, url_prefix="/v1/exams", description="Exams and their progress")
 
@@ -61,7 +62,7 @@ def resume(exam: Exam, causes: tuple[str, ...]) -> dict[str, Any]:
     """Commit the exam's changes with its papers paused for `causes` back in the queue, then queue
     them (after the commit, so a worker never sees them before they are queued)."""
     session = db()
-    resumed = caps.resume_papers(session, causes=causes, exam_id=exam.id) if causes else []
+    resumed = papers.resume(session, causes=causes, exam_id=exam.id) if causes else []
     session.commit()
     start_grading(resumed)
     return exam_view(session, exam)
@@ -83,7 +84,7 @@ class ExamById(MethodView):
         exam = school_exam(exam_id)
         exam.budget_usd = fields["budget_usd"]
         room = exam.budget_usd is None or caps.exam_spent(db(), exam.id) < exam.budget_usd
-        return resume(exam, (caps.EXAM_BUDGET,) if room else ())
+        return resume(exam, (PauseCause.exam_budget,) if room else ())
 
 
 @blp.route("/<uuid:exam_id>/resume")
@@ -94,7 +95,7 @@ class ExamResume(MethodView):
     def post(self, exam_id: uuid.UUID) -> dict[str, Any]:
         """Resume every paused paper of the exam (e.g. after topping up the provider account).
         A paper still over a budget pauses again at once, before any call."""
-        return resume(school_exam(exam_id), (caps.QUOTA, caps.EXAM_BUDGET, caps.SCHOOL_BUDGET))
+        return resume(school_exam(exam_id), (PauseCause.quota, PauseCause.exam_budget, PauseCause.school_budget))
 
 
 @blp.route("/<uuid:exam_id>/release")
@@ -106,7 +107,7 @@ class ExamRelease(MethodView):
         """End the trial run: grade the papers it held, and every paper submitted from now on."""
         exam = school_exam(exam_id)
         exam.trial_released = True
-        return resume(exam, (caps.TRIAL,))
+        return resume(exam, (PauseCause.trial,))
 
 
 school_blp = Blueprint("school", __name__, url_prefix="/v1/school", description="The caller's school")

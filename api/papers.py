@@ -16,9 +16,9 @@ from api.errors import ApiError, not_found
 from api.exams import school_exam
 from api.schemas import PaperListArgs, PaperSchema, PaperSummarySchema
 from shared.intake import idempotency
-from shared.grading.exams import usage_totals
 from shared.intake.submission import PageError, UploadedPage, check_pages, submit_paper
 from shared.models import Paper, PaperStatus, Usage
+from shared.spending.ledger import usage_totals
 from shared.storage import StorageError
 from worker.tasks import start_grading
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from shared.settings import PROVIDERS, get_settings
+from shared.models import Priority, Reader
+from shared.settings import get_settings
 
 SUBJECTS = ("math", "chinese", "english")
 
@@ -39,9 +40,9 @@ class ExamCreateSchema(Schema):
                                 metadata={"description": "Most the exam may spend, in dollars; none: no cap."})
     callback_url = fields.Url(load_default=None, allow_none=True, schemes={"http", "https"}, require_tld=False, metadata={
         "description": "Told (POST, signed) when each paper is graded and when the exam is done. The host must be on the admin's allow-list."})
-    priority = fields.String(load_default="standard", validate=validate.OneOf(["standard", "economy"]), metadata={
+    priority = fields.String(load_default=Priority.standard.value, validate=validate.OneOf([p.value for p in Priority]), metadata={
         "description": "economy: papers go through the Batch API at half the price, results within 24 hours."})
-    provider = fields.String(load_default=lambda: get_settings().provider, validate=validate.OneOf(PROVIDERS), metadata={
+    provider = fields.String(load_default=lambda: get_settings().provider.value, validate=validate.OneOf([reader.value for reader in Reader]), metadata={
         "description": "Who reads the answers. vision: the vision model reads every page. local: the OCR engine on "
                        "the server, free, against the answer key; answers it is unsure of go to a teacher. cascade: "
                        "local first, and only the questions it is unsure of go to the vision model, as crops when "

@@ -4,7 +4,7 @@
 
 Papers come from bench.handwriting: printed questions, answers in handwriting-style fonts, right,
 wrong, blank or written inline, on scanned, skewed, shadowed, pencilled or phone-photographed
-pages. Each is read and marked by the local provider's code (shared.grading.local), and prints:
+pages. Each is read and marked by the local provider's code (shared.grading.reader), and prints:
 
 - confident: the share of questions marked at or above the confidence threshold;
 - accuracy on confident: the share of those verdicts (correct / not correct) that match the truth;
@@ -28,10 +28,11 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from bench.handwriting import answer_key, make_paper
-from shared.grading import local
 from shared.grading.answer_key import AnswerKey
-from shared.grading.pipeline import cheaper_crops, read_offline, unsure_questions
-from shared.grading.prompt import PageImage, build_request, estimate_prompt_tokens
+from shared.grading.offline import cheaper_crops, read_offline, unsure_questions
+from shared.grading.prompt import PageImage, build_request, count_prompt_tokens
+from shared.grading.reader import scanning
+from shared.grading.reader.reading import AnswerReading
 from shared.grading.vocabulary import packaged_vocabulary
 from shared.images import normalise_page
 from shared.models import Exam, KnowledgePoint
@@ -53,7 +54,7 @@ def prompt_tokens(exam: Exam, key: AnswerKey, sizes: list[tuple[int, int]], capt
     points = vocabulary(exam.subject, exam.grade, key)
     images = [PageImage("https://storage.example/page.jpg") for _ in sizes]
     request = build_request(exam, key, points, images, 1000, caption=caption)
-    return estimate_prompt_tokens(request, sizes)
+    return count_prompt_tokens(request, sizes)
 
 
 def main() -> None:
@@ -68,7 +69,7 @@ def main() -> None:
     cpu = wall = 0.0
     vision_tokens = cascade_tokens = 0
     by_variant: dict[str, Counter[str]] = defaultdict(Counter)
-    local.scan_page(make_paper(args.seed).pages[0], 1)  # load the OCR engine outside the timing
+    scanning.scan_page(make_paper(args.seed).pages[0], 1)  # load the OCR engine outside the timing
     for n in range(args.papers):
         paper = make_paper(args.seed + n)
         key = AnswerKey.model_validate(answer_key(paper))
@@ -89,7 +90,7 @@ def main() -> None:
             silent += sure and not right
             stats.update(questions=1, confident=sure, silent=sure and not right)
             if args.show_errors and (not right or not sure):
-                reading = local.AnswerReading.from_json(offline.local_reading["questions"][written.question.id])
+                reading = AnswerReading.from_json(offline.local_reading["questions"][written.question.id])
                 print(f"  {'SILENT ' if sure and not right else ''}{'wrong' if not right else 'unsure'} "
                       f"paper {n} ({paper.variant}, {paper.font}) q{written.question.id} wrote {written.text!r} "
                       f"read {reading.text!r} ({reading.state}, {reading.confidence:.2f} -> {mark.confidence:.2f}) "

@@ -25,7 +25,14 @@ from shared.db import make_engine, make_session_factory, transaction
 from shared.grading.reports import exam_report, student_report
 from shared.grading.vocabulary import packaged_vocabulary, sync_vocabulary
 from shared.migrate import upgrade
-from shared.models import Exam, Paper, PaperStatus, QuestionKnowledgePoint, QuestionResult, School
+from shared.models import (
+    Exam,
+    Paper,
+    PaperStatus,
+    QuestionKnowledgePoint,
+    QuestionResult,
+    School,
+)
 
 ADMIN_URL = os.environ.get("MARKQ_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 QUESTIONS = 10

@@ -36,9 +36,9 @@ import redis
 from PIL import Image, ImageDraw, ImageFont
 from sqlalchemy import func, select
 
+from loopback.server import LoopbackServer, LoopbackState
 from shared.db import make_engine, make_session_factory, transaction
 from shared.grading.vocabulary import sync_vocabulary
-from loopback.server import LoopbackServer, LoopbackState
 from shared.migrate import upgrade
 from shared.models import Paper, PaperStatus
 from shared.schools import create_key, create_school

@@ -14,18 +14,28 @@ The last line is one JSON object with the figures.
 from __future__ import annotations
 
 import io
-from collections import Counter
 import json
 import sys
 import time
+from collections import Counter
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from bench.pages import exam_sheet, jpeg, phone_photo
-from shared.spending.costs import call_cost, image_tokens, model_card, patch_scheme_size, tile_scheme_size
-from shared.spending.estimate import OUTPUT_TOKENS_PER_QUESTION, PREFIX_TOKENS_BASE, PREFIX_TOKENS_PER_QUESTION
 from shared.images import normalise_page
+from shared.spending.costs import (
+    call_cost,
+    image_tokens,
+    model_card,
+    patch_scheme_size,
+    tile_scheme_size,
+)
+from shared.spending.estimate import (
+    OUTPUT_TOKENS_PER_QUESTION,
+    PREFIX_TOKENS_BASE,
+    PREFIX_TOKENS_PER_QUESTION,
+)
 
 FAMILIES = ["gpt-4o", "gpt-5", "gpt-4o-mini", "gpt-4.1-mini", "o4-mini"]
 CLASS_MODELS = ["gpt-4o", "gpt-4o-mini", "gpt-4.1-mini"]

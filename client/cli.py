@@ -228,7 +228,8 @@ def estimate(paths: tuple[Path, ...], models: tuple[str, ...], sizes: tuple[str,
     from PIL import Image
 
     from shared.spending.costs import UnknownModel, UnsupportedDetail
-    from shared.spending.estimate import PageSize, estimate as run_estimate, parse_size
+    from shared.spending.estimate import PageSize, parse_size
+    from shared.spending.estimate import estimate as run_estimate
 
     pages: list[PageSize] = []
     try:

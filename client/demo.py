@@ -12,7 +12,6 @@ and prints how to stop them).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal

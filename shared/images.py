@@ -8,11 +8,17 @@ import warnings
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from PIL import Image, ImageChops, ImageFilter, ImageMath, ImageOps, UnidentifiedImageError
+from PIL import (
+    Image,
+    ImageChops,
+    ImageFilter,
+    ImageMath,
+    ImageOps,
+    UnidentifiedImageError,
+)
+from pillow_heif import register_heif_opener
 
 from shared.spending.costs import model_card, patch_scheme_size, tile_scheme_size
-
-from pillow_heif import register_heif_opener
 
 register_heif_opener()  # phones save HEIC; Pillow reads it through pillow-heif
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "HEIF")

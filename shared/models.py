@@ -43,6 +43,54 @@ class PaperStatus(enum.StrEnum):
     paused = "paused"
 
 
+class Reader(enum.StrEnum):
+    """Who reads an exam's answers."""
+
+    vision = "vision"  # the vision model reads every page
+    local = "local"  # the OCR engine on this machine, free; unsure answers go to a teacher
+    cascade = "cascade"  # local first; only the questions it is unsure of go to the vision model
+
+
+class Priority(enum.StrEnum):
+    """How an exam's provider calls are made."""
+
+    standard = "standard"  # one live call per paper, now
+    economy = "economy"  # through the Batch API at half the price, within the provider's 24 hours
+
+
+class PauseCause(enum.StrEnum):
+    """Why a paused paper waits; cleared when the cause is."""
+
+    exam_budget = "exam_budget"
+    school_budget = "school_budget"
+    quota = "quota"
+    trial = "trial"  # held by a trial run until the teacher releases the exam
+
+
+class MarkedBy(enum.StrEnum):
+    vision = "vision"
+    local = "local"
+
+
+class UsageOutcome(enum.StrEnum):
+    """What became of one provider call (a usage row). The ledger owns every transition."""
+
+    reserved = "reserved"  # in flight: cost_usd holds the worst case, so caps hold under concurrency
+    replied = "replied"  # paid and stored (reply first), not yet recorded as marks
+    ok = "ok"  # recorded
+    invalid_reply = "invalid_reply"
+    rate_limited = "rate_limited"
+    insufficient_quota = "insufficient_quota"
+    rejected = "rejected"
+    unavailable = "unavailable"
+    unknown = "unknown"  # the request was sent and no answer came: kept at its estimate
+    abandoned = "abandoned"  # its worker died before it settled: kept at its worst case
+    reused = "reused"
+    batch_not_sent = "batch_not_sent"
+    batch_line_failed = "batch_line_failed"  # the batch ended without answering this paper
+    batch_rejected = "batch_rejected"  # the batch's answer for this paper was unusable
+
+
 class School(Base):
     __tablename__ = "schools"
 
@@ -107,13 +155,13 @@ class Exam(Base):
     # Trial run: grade only the first N papers and hold the rest until the teacher releases them.
     trial_papers: Mapped[int | None] = mapped_column(Integer)
     trial_released: Mapped[bool] = mapped_column(Boolean, default=False)
-    # "standard": each paper is one call now; "economy": papers go through the Batch API at half
-    # the price, results within the provider's 24-hour window.
-    priority: Mapped[str] = mapped_column(String(10), default="standard")
-    # Who reads the answers: "vision" (the vision model, every page), "local" (the OCR engine on
-    # this machine, free; unsure answers go to a teacher) or "cascade" (local first, and only the
-    # questions it is unsure of go to the vision model).
-    provider: Mapped[str] = mapped_column(String(10), default="vision", server_default="vision")
+    priority: Mapped[Priority] = mapped_column(
+        Enum(Priority, native_enum=False, length=10), default=Priority.standard
+    )
+    # Who reads the answers (named "provider" in the API).
+    provider: Mapped[Reader] = mapped_column(
+        Enum(Reader, native_enum=False, length=10), default=Reader.vision, server_default="vision"
+    )
     # Told when each paper is graded and when the exam is done; requests signed with the secret.
     callback_url: Mapped[str | None] = mapped_column(String(500))
     callback_secret: Mapped[str | None] = mapped_column(String(64))
@@ -134,8 +182,8 @@ class Paper(Base):
         Enum(PaperStatus, native_enum=False, length=20), default=PaperStatus.queued
     )
     status_reason: Mapped[str | None] = mapped_column(Text)
-    # Why a paused paper is paused: "exam_budget", "school_budget" or "quota"; cleared on resume.
-    paused_for: Mapped[str | None] = mapped_column(String(20))
+    # Why a paused paper is paused; cleared on resume.
+    paused_for: Mapped[PauseCause | None] = mapped_column(Enum(PauseCause, native_enum=False, length=20))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Content hash of the ordered pages, and of the exact request prefix it was graded under:
     # the same pages under the same prompt are graded once.
@@ -267,8 +315,10 @@ class QuestionResult(Base):
     model_score: Mapped[float | None] = mapped_column(Float)
     model_knowledge_points: Mapped[list[str]] = mapped_column(JSON, default=list)
     reviewed_at: Mapped[datetime | None]
-    # Who produced the verdict: "vision" (the model) or "local" (the offline reader).
-    marked_by: Mapped[str] = mapped_column(String(10), default="vision", server_default="vision")
+    # Who produced the verdict: the vision model or the offline reader.
+    marked_by: Mapped[MarkedBy] = mapped_column(
+        Enum(MarkedBy, native_enum=False, length=10), default=MarkedBy.vision, server_default="vision"
+    )
 
     paper: Mapped[Paper] = relationship(back_populates="questions")
     knowledge_points: Mapped[list[QuestionKnowledgePoint]] = relationship(
@@ -305,8 +355,7 @@ class Usage(Base):
         ForeignKey("papers.id", ondelete="CASCADE"), index=True
     )
     model: Mapped[str] = mapped_column(String(100))
-    # "reserved" while the call is in flight (cost_usd holds the worst case, so caps hold under
-    # concurrency), then ok, rate_limited, rejected, unavailable, insufficient_quota, reused, ...
+    # A UsageOutcome, with ":batch" or ":unpriced" after it where that applies (shared.spending.ledger).
     outcome: Mapped[str] = mapped_column(String(30))
     request_id: Mapped[str | None] = mapped_column(String(100))
     estimated_prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
@@ -316,4 +365,10 @@ class Usage(Base):
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal(0))
+    # The paid reply, stored before anything else is done with it, so a failure after the call
+    # (Redis, storage, the database, a killed worker) records from it instead of calling again.
+    reply_content: Mapped[str | None] = mapped_column(Text)
+    reply_model: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+    __table_args__ = (Index("ix_usage_paper_outcome", "paper_id", "outcome"),)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import openai
@@ -44,6 +44,10 @@ class RequestRejected(ProviderError):
 
 class ProviderUnavailable(ProviderError):
     """5xx, timeout or connection failure: worth trying again later."""
+
+
+class ProviderTimedOut(ProviderUnavailable):
+    """The request was sent and no answer came in time: the provider may have answered, and billed."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,9 @@ class VisionProvider:
                 f"rate limited: {exc.message}", retry_after_seconds(exc.response.headers), request_id,
                 exc.response.headers,
             ) from exc
-        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+        except openai.APITimeoutError as exc:
+            raise ProviderTimedOut(f"provider did not answer in time: {exc}") from exc
+        except openai.APIConnectionError as exc:
             raise ProviderUnavailable(f"provider unreachable: {exc}") from exc
         except openai.APIStatusError as exc:
             request_id = exc.response.headers.get("x-request-id")

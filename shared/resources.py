@@ -5,17 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
+import redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import make_engine, make_session_factory
-import redis
-
 from shared.limiter import RateLimiter
 from shared.provider import VisionProvider
 from shared.settings import Settings
 from shared.storage import Storage, make_storage
-
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 

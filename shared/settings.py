@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.models import Reader
+
 ImageDetail = Literal["low", "high", "auto"]
-Provider = Literal["vision", "local", "cascade"]
-PROVIDERS: tuple[str, ...] = Provider.__args__  # type: ignore[attr-defined]
 
 
 class Settings(BaseSettings):
@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     max_completion_tokens: int = 4000
     # Who reads an exam's answers when the exam does not say: unset means "vision" when an
     # OPENAI_API_KEY is set and "local" (offline OCR, free) when none is.
-    default_provider: Provider | None = None
+    default_provider: Reader | None = None
     # The offline reader's verdicts below this confidence go to a teacher (local) or to the vision
     # model (cascade). Chosen with `python -m bench.offline`.
     local_confidence_threshold: float = Field(0.9, ge=0, le=1)
@@ -93,13 +93,24 @@ class Settings(BaseSettings):
     db_max_overflow: int = 20
     max_attempts: int = 5
     stuck_queued_seconds: int = 300
-    stuck_processing_seconds: int = 900
+    # A claimed paper's lease: the sweep takes back a paper whose worker has been silent this long.
+    # Unset: the provider timeout plus one sweep interval, so a paper whose worker died is marked
+    # again within the provider timeout plus two sweep intervals, and a live call is never cut short.
+    stuck_processing_seconds: float | None = None
     sweep_interval_seconds: float = 60.0
 
     @property
-    def provider(self) -> str:
-        """The provider an exam gets when it names none."""
-        return self.default_provider or ("vision" if self.openai_api_key else "local")
+    def lease_seconds(self) -> float:
+        if self.stuck_processing_seconds is not None:
+            return self.stuck_processing_seconds
+        return self.provider_timeout_seconds + self.sweep_interval_seconds
+
+    @property
+    def provider(self) -> Reader:
+        """Who reads an exam's answers when the exam names no provider."""
+        if self.default_provider is not None:
+            return self.default_provider
+        return Reader.vision if self.openai_api_key else Reader.local
 
     @field_validator("webhook_allowed_hosts", mode="before")
     @classmethod

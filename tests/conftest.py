@@ -26,13 +26,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from moto.server import ThreadedMotoServer
 from PIL import Image, ImageDraw, ImageFont
+from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
-from sqlalchemy import func, select
-
+from loopback.server import LoopbackServer, _QuietHandler
 from shared.db import transaction
 from shared.grading.vocabulary import sync_vocabulary
-from loopback.server import LoopbackServer, _QuietHandler
 from shared.migrate import upgrade
 from shared.models import Exam, Paper, PaperStatus
 from shared.schools import create_key, create_school

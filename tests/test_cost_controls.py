@@ -11,9 +11,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from shared.spending.costs import call_cost
 from shared.models import School, Usage
-from tests.conftest import exam_body, loopback_call, page_bytes
+from shared.spending.costs import call_cost
+from tests.conftest import loopback_call, page_bytes
 from tests.test_grading_end_to_end import make_exam, submit, wait_for
 
 pytestmark = pytest.mark.integration

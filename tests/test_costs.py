@@ -1,7 +1,8 @@
+from decimal import Decimal
+
 import pytest
 
 from shared.spending.costs import call_cost, image_patches, image_tokens, model_card, text_tokens
-from decimal import Decimal
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from shared.spending.costs import call_cost
 from shared.models import Usage
+from shared.spending.costs import call_cost
 from tests.conftest import loopback_call
 from tests.test_grading_end_to_end import make_exam, submit
 

@@ -2,22 +2,23 @@
 sent inline as data: image parts because a local folder has no URL a provider could fetch."""
 
 import io
-import uuid
 
 import httpx
 import pytest
 from sqlalchemy import inspect
 
-from shared.spending import caps
 from shared.db import make_engine, make_session_factory, transaction
-from shared.grading import pipeline
+from shared.grading import papers
 from shared.grading.exams import create_exam
+from shared.grading.requests import prepare_paper
+from shared.grading.results import parse_reply, record_marks
 from shared.grading.vocabulary import sync_vocabulary
 from shared.intake.submission import UploadedPage, check_pages, submit_paper
 from shared.migrate import upgrade
 from shared.models import PaperStatus
 from shared.provider import VisionProvider
 from shared.schools import create_school
+from shared.spending import ledger
 from shared.storage import LocalStorage
 from tests.conftest import MATH_KEY, page_bytes
 
@@ -56,10 +57,11 @@ def test_local_storage_pages_go_inline_as_data_image_parts(sqlite_sessions, tmp_
     with sqlite_sessions() as session:
         paper = submit_paper(session, storage, exam, student_ref="s", class_label="", pages=pages, headers=headers)
     with transaction(sqlite_sessions) as session:
-        assert pipeline.claim_paper(session, paper.id)
-        assert not pipeline.claim_paper(session, paper.id)  # a second claim does nothing
+        assert papers.claim(session, paper.id)
+        assert not papers.claim(session, paper.id)  # a second claim does nothing
     with transaction(sqlite_sessions) as session:
-        prepared = pipeline.prepare_paper(session, storage, paper.id, presign_seconds=60, max_completion_tokens=2000)
+        prepared = prepare_paper(session, storage, paper.id, presign_seconds=60, max_completion_tokens=2000,
+                                 local_threshold=0.9)
     image_parts = [p for p in prepared.request["messages"][-1]["content"] if p["type"] == "image_url"]
     assert len(image_parts) == 1 and image_parts[0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
     text = " ".join(str(m["content"]) for m in prepared.request["messages"][:-1])
@@ -70,12 +72,14 @@ def test_local_storage_pages_go_inline_as_data_image_parts(sqlite_sessions, tmp_
     after = httpx.get(loopback.url.removesuffix("/v1") + "/_loopback/stats").json()
     assert after["image_parts_data"] - before["image_parts_data"] == 1
     with transaction(sqlite_sessions) as session:
-        usage_id = caps.reserve(session, exam_id=prepared.exam_id, school_id=prepared.school_id,
-                                  paper_id=paper.id, model=prepared.model, estimate=prepared.estimate).id
+        usage_id = ledger.reserve(session, exam_id=prepared.exam_id, school_id=prepared.school_id,
+                                  paper_id=paper.id, model=prepared.model, cost=prepared.cost).id
     with transaction(sqlite_sessions) as session:
-        marks = pipeline.parse_reply(prepared, reply)
-        usage = pipeline.settle_usage(session, usage_id, reply, "ok")
-        status = pipeline.record_marks(session, prepared, marks, "reply-key")
+        ledger.store_reply(session, usage_id, reply)
+    with transaction(sqlite_sessions) as session:
+        usage = ledger.stored_reply(session, paper.id)
+        marks = parse_reply(prepared, ledger.reply_of(usage))
+        status = record_marks(session, prepared, marks, "reply-key", local_threshold=0.9)
     # markq's estimate uses the same token rules as the loopback server, so here they agree
     assert usage.prompt_tokens == usage.estimated_prompt_tokens
     assert status in (PaperStatus.graded, PaperStatus.needs_review)
@@ -91,8 +95,8 @@ def test_the_request_prefix_is_identical_for_every_paper_of_an_exam(sqlite_sessi
         with sqlite_sessions() as session:
             paper = submit_paper(session, storage, exam, student_ref=student, class_label="", pages=pages, headers=headers)
         with transaction(sqlite_sessions) as session:
-            requests.append(pipeline.prepare_paper(session, storage, paper.id, presign_seconds=60,
-                                                   max_completion_tokens=2000).request)
+            requests.append(prepare_paper(session, storage, paper.id, presign_seconds=60,
+                                          max_completion_tokens=2000, local_threshold=0.9).request)
     first, second = requests
     assert first["messages"][:2] == second["messages"][:2]
     assert first["response_format"] == second["response_format"]

@@ -10,9 +10,9 @@ import boto3
 import httpx
 import pytest
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from shared.models import Paper, PaperStatus, Usage
+from shared.models import Paper, Usage
 from tests.conftest import (
     exam_body,
     loopback_call,

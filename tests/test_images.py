@@ -1,13 +1,12 @@
 import io
+import math
 
 import pytest
 from PIL import Image
 
-import math
-
 from bench.pages import exam_sheet, jpeg, phone_photo
-from shared.spending.costs import image_tokens, tile_scheme_size
 from shared.images import PageRejected, cheapest_scale, inspect_page, normalise_page, sheet_box
+from shared.spending.costs import image_tokens, tile_scheme_size
 from tests.conftest import page_bytes
 
 

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from loopback.server import LoopbackServer, LoopbackState, format_duration
-from shared.spending.costs import text_tokens
 from shared.provider import parse_duration
+from shared.spending.costs import text_tokens
 
 SCHEMA = {
     "type": "object",

@@ -67,7 +67,7 @@ def test_the_schema_does_not_grow_with_each_question_beyond_a_reference():
 
 def test_a_score_above_the_points_is_sent_to_review():
     from shared.grading.marks import QuestionMark
-    from shared.grading.pipeline import review_reason
+    from shared.grading.review import review_reason
 
     assert "5 of 2" in review_reason(QuestionMark.model_validate(mark(score=5)), 2, None, "56")
     assert review_reason(QuestionMark.model_validate(mark(score=2)), 2, None, "56") is None
@@ -75,7 +75,7 @@ def test_a_score_above_the_points_is_sent_to_review():
 
 def test_the_check_disagreeing_with_the_model_sends_the_question_to_review():
     from shared.grading.marks import QuestionMark
-    from shared.grading.pipeline import review_reason
+    from shared.grading.review import review_reason
 
     wrong = QuestionMark.model_validate(mark(student_answer="3/4", is_correct=False, score=0, error_type="concept"))
     assert "equivalent" in review_reason(wrong, 2, True, "0.75")

@@ -14,10 +14,12 @@ import pytest
 from PIL import Image, ImageDraw
 
 from client import samples
-from shared.grading import local
 from shared.grading.answer_key import AnswerKey, KeyQuestion
-from shared.grading.exams import InvalidExam, check_provider
-from shared.models import Paper
+from shared.grading.lanes import check_lane
+from shared.grading.reader.layout import normalise_text
+from shared.grading.reader.marking import mark_reading
+from shared.grading.reader.reading import AnswerReading, read_paper
+from shared.models import Paper, Priority, Reader
 from tests.conftest import loopback_call
 from tests.test_grading_end_to_end import wait_for
 
@@ -37,9 +39,9 @@ def english_plan(sample_papers: dict) -> dict:
     return sample_papers["exams"][1]
 
 
-def read(plan: dict, student: str) -> dict[str, local.AnswerReading]:
+def read(plan: dict, student: str) -> dict[str, AnswerReading]:
     key = AnswerKey.model_validate(plan["exam"]["answer_key"])
-    return local.read_paper([path.read_bytes() for path in plan["papers"][student]], key)
+    return read_paper([path.read_bytes() for path in plan["papers"][student]], key)
 
 
 def test_the_reader_reads_each_students_answers_on_the_sample_papers(sample_papers):
@@ -56,7 +58,7 @@ def test_the_reader_reads_each_students_answers_on_the_sample_papers(sample_pape
 
 
 def normalised(text: str) -> str:
-    return local.normalise_text(text)
+    return normalise_text(text)
 
 
 def test_confident_verdicts_match_what_the_students_wrote(sample_papers):
@@ -65,7 +67,7 @@ def test_confident_verdicts_match_what_the_students_wrote(sample_papers):
     for student, wrong in samples.MATH_STUDENTS.items():
         readings = read(plan, student)
         for question in key.questions:
-            mark = local.mark_reading(readings[question.id], question, "math", "zh")
+            mark = mark_reading(readings[question.id], question, "math", "zh")
             if mark.confidence >= 0.9:
                 assert mark.is_correct == (question.id not in wrong), (student, question.id, mark)
                 assert mark.knowledge_points == question.knowledge_points
@@ -114,11 +116,11 @@ def test_a_blank_answer_is_marked_blank_and_a_scribble_goes_to_review():
     draw.text((90, 240), "1. 7 × 8 =", font=printed, fill=(15, 15, 15))
     draw.text((90, 600), "2. 125 × 4 =", font=printed, fill=(15, 15, 15))
     draw_scribble(draw, 680)  # under question 2
-    readings = local.read_paper([jpeg(page)], key)
+    readings = read_paper([jpeg(page)], key)
     assert readings["1"].state == "blank"
-    blank = local.mark_reading(readings["1"], key.questions[0], "math", "zh")
+    blank = mark_reading(readings["1"], key.questions[0], "math", "zh")
     assert (blank.is_correct, blank.error_type, blank.score) == (False, "blank", 0)
-    scribble = local.mark_reading(readings["2"], key.questions[1], "math", "zh")
+    scribble = mark_reading(readings["2"], key.questions[1], "math", "zh")
     assert scribble.confidence < 0.9, readings["2"]
 
 
@@ -127,42 +129,38 @@ def question(answer: str | None, accepted: tuple[str, ...] = ()) -> KeyQuestion:
                        knowledge_points=["math.g3.perimeter"])
 
 
-def reading(text: str, confidence: float = 0.99, state: str = "read") -> local.AnswerReading:
-    return local.AnswerReading("1", state, text, confidence)  # type: ignore[arg-type]
+def reading(text: str, confidence: float = 0.99, state: str = "read") -> AnswerReading:
+    return AnswerReading("1", state, text, confidence)  # type: ignore[arg-type]
 
 
 def test_verdicts_compare_values_units_and_text():
-    assert local.mark_reading(reading("3/4"), question("0.75"), "math", "zh").is_correct
-    assert local.mark_reading(reading("5余3"), question("5……3"), "math", "zh").is_correct
-    unit = local.mark_reading(reading("24"), question("24厘米"), "math", "zh")
+    assert mark_reading(reading("3/4"), question("0.75"), "math", "zh").is_correct
+    assert mark_reading(reading("5余3"), question("5……3"), "math", "zh").is_correct
+    unit = mark_reading(reading("24"), question("24厘米"), "math", "zh")
     assert (unit.is_correct, unit.error_type) == (False, "unit")
     assert "24厘米" in unit.correction
-    assert local.mark_reading(reading("ARE READING"), question("are reading"), "english", "en").is_correct
-    assert not local.mark_reading(reading("childs"), question("children"), "english", "en").is_correct
+    assert mark_reading(reading("ARE READING"), question("are reading"), "english", "en").is_correct
+    assert not mark_reading(reading("childs"), question("children"), "english", "en").is_correct
 
 
 def test_unsure_readings_give_unsure_verdicts():
     # one character from the key, read unsurely: as likely a misreading as a mistake
-    assert local.mark_reading(reading("58", 0.95), question("56"), "math", "zh").confidence < 0.9
-    assert local.mark_reading(reading("58", 0.999), question("56"), "math", "zh").confidence >= 0.9
+    assert mark_reading(reading("58", 0.95), question("56"), "math", "zh").confidence < 0.9
+    assert mark_reading(reading("58", 0.999), question("56"), "math", "zh").confidence >= 0.9
     # the key is a number and the reading is not: probably misread
-    assert local.mark_reading(reading("5b", 0.99), question("56"), "math", "zh").confidence < 0.9
-    illegible = local.mark_reading(reading("", 0.0, "illegible"), question("56"), "math", "zh")
+    assert mark_reading(reading("5b", 0.99), question("56"), "math", "zh").confidence < 0.9
+    illegible = mark_reading(reading("", 0.0, "illegible"), question("56"), "math", "zh")
     assert (illegible.error_type, illegible.confidence) == ("illegible", 0.0)
-    no_answer = local.mark_reading(reading("56"), question(None), "math", "en")
+    no_answer = mark_reading(reading("56"), question(None), "math", "en")
     assert no_answer.confidence == 0.0 and "no answer" in no_answer.explanation
 
 
 def test_local_marking_needs_an_answer_for_every_question_and_vision_needs_a_key():
-    key = AnswerKey.model_validate({"questions": [
-        {"id": "1", "answer": "56", "points": 2}, {"id": "2", "points": 2}]})
-    with pytest.raises(InvalidExam, match="no answer for question"):
-        check_provider("local", key, "standard", vision_available=True)
-    with pytest.raises(InvalidExam, match="no OPENAI_API_KEY"):
-        check_provider("cascade", key, "standard", vision_available=False)
-    with pytest.raises(InvalidExam, match="economy"):
-        check_provider("cascade", key, "economy", vision_available=True)
-    check_provider("cascade", key, "standard", vision_available=True)  # the vision model solves 2
+    unanswered = ["2"]  # question 1 has an answer in the key, question 2 none
+    assert "no answer for question(s) 2" in check_lane(Reader.local, Priority.standard, unanswered, True)
+    assert "no OPENAI_API_KEY" in check_lane(Reader.cascade, Priority.standard, unanswered, False)
+    assert "economy" in check_lane(Reader.cascade, Priority.economy, unanswered, True)
+    assert check_lane(Reader.cascade, Priority.standard, unanswered, True) is None  # the model solves 2
 
 
 def test_a_local_exam_without_answers_is_refused_in_the_error_shape(client, auth):
@@ -309,6 +307,6 @@ def test_a_section_heading_between_questions_is_not_read_as_an_answer():
     draw.text((90, 420), "二、填空题（每空2分）", font=printed, fill=(15, 15, 15))
     draw.text((90, 520), "2. 2 千克 = ____ 克", font=printed, fill=(15, 15, 15))
     draw.text((150, 580), "2000", font=hand, fill=(25, 45, 150))
-    readings = local.read_paper([jpeg(page)], key)
+    readings = read_paper([jpeg(page)], key)
     assert (readings["1"].text, readings["2"].text) == ("56", "2000")
     assert readings["1"].confidence >= 0.9 and readings["1"].region[3] <= 425  # the area ends at the heading

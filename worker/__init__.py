@@ -1,1 +1,1 @@
-"""Celery app and tasks. Tasks stay thin: claim, call the pipeline in shared/, record."""
+"""Celery app and tasks. Tasks stay thin: each names its lane step; worker.base runs it."""

@@ -38,13 +38,17 @@ def celery_config(settings: Settings) -> dict[str, object]:
     }
 
 
-def celery_init_app(app: Flask, settings: Settings) -> Celery:
-    class FlaskTask(Task):
-        def __call__(self, *args: object, **kwargs: object) -> object:
-            with app.app_context():
-                return self.run(*args, **kwargs)
+class FlaskTask(Task):
+    """Every task runs inside the Flask app's context (Flask's own Celery example)."""
 
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        with self.app.flask_app.app_context():  # type: ignore[attr-defined]
+            return self.run(*args, **kwargs)
+
+
+def celery_init_app(app: Flask, settings: Settings) -> Celery:
     celery_app = Celery(app.name, task_cls=FlaskTask)
+    celery_app.flask_app = app  # type: ignore[attr-defined]
     celery_app.config_from_object(celery_config(settings))
     celery_app.set_default()
     app.extensions["celery"] = celery_app

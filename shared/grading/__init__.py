@@ -1,1 +1,1 @@
-"""The grading domain: exams, answer keys, knowledge points, the reply schema and the pipeline."""
+"""The grading domain: exams, answer keys, knowledge points, the lanes and their steps, the reply schema, review and reports."""

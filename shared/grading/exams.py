@@ -7,16 +7,27 @@ import uuid
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.spending.costs import UnknownModel, known_models, model_card
+from shared.grading import lanes
 from shared.grading.answer_key import AnswerKey
-from shared.grading.batches import exam_batches
-from shared.webhooks import summary as webhook_summary
+from shared.grading.lane_batch import exam_batches
 from shared.grading.reports import review_summary
 from shared.grading.vocabulary import custom_point_id, unknown_points
-from shared.models import Exam, KnowledgePoint, Paper, PaperStatus, School, Usage
+from shared.models import (
+    Exam,
+    KnowledgePoint,
+    Paper,
+    PaperStatus,
+    Priority,
+    Reader,
+    School,
+    Usage,
+)
+from shared.spending import ledger
+from shared.spending.costs import UnknownModel, known_models, model_card
+from shared.webhooks import summary as webhook_summary
 
 
 class InvalidExam(ValueError):
@@ -33,7 +44,10 @@ def create_exam(session: Session, school: School, fields: dict[str, Any], *, vis
     except ValidationError as exc:
         details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         raise InvalidExam("the answer key is not valid", details) from exc
-    check_provider(fields.get("provider", "vision"), answer_key, fields.get("priority", "standard"), vision_available)
+    reader, priority = Reader(fields.get("provider", Reader.vision)), Priority(fields.get("priority", Priority.standard))
+    unanswered = [q.id for q in answer_key.questions if not q.answer]
+    if (refusal := lanes.check_lane(reader, priority, unanswered, vision_available)) is not None:
+        raise InvalidExam(refusal)
     try:
         model_card(fields["model"])
     except UnknownModel as exc:
@@ -60,8 +74,8 @@ def create_exam(session: Session, school: School, fields: dict[str, Any], *, vis
         image_detail=fields["image_detail"],
         budget_usd=fields.get("budget_usd"),
         trial_papers=fields.get("trial_papers"),
-        priority=fields.get("priority", "standard"),
-        provider=fields.get("provider", "vision"),
+        priority=priority,
+        provider=reader,
         callback_url=fields.get("callback_url"),
         callback_secret=secrets.token_hex(32) if fields.get("callback_url") else None,
     )
@@ -76,53 +90,9 @@ def create_exam(session: Session, school: School, fields: dict[str, Any], *, vis
     return exam
 
 
-def check_provider(provider: str, answer_key: AnswerKey, priority: str, vision_available: bool) -> None:
-    """Refuse a provider that cannot mark this exam here, saying why."""
-    if provider in ("vision", "cascade") and not vision_available:
-        raise InvalidExam(f"provider {provider!r} needs the vision model, and this server has no OPENAI_API_KEY; "
-                          "use provider 'local' (offline marking against the answer key)")
-    if provider == "local":
-        unanswered = [q.id for q in answer_key.questions if not q.answer]
-        if unanswered:
-            raise InvalidExam(
-                "offline marking compares each answer with the answer key, which gives no answer for "
-                f"question(s) {', '.join(unanswered)}; add the answers, or use provider 'cascade' or 'vision'")
-    if provider != "vision" and priority == "economy":
-        raise InvalidExam("priority 'economy' (the Batch API) is for provider 'vision' only")
-
-
 def get_exam(session: Session, school: School, exam_id: uuid.UUID) -> Exam | None:
     """The exam, only if it belongs to `school`."""
     return session.scalar(select(Exam).where(Exam.id == exam_id, Exam.school_id == school.id))
-
-
-def usage_totals(session: Session, *conditions: Any) -> dict[str, Any]:
-    """The ledger summed: calls made, tokens and dollars, estimated beside actual. Reservations of
-    calls in flight count in cost_usd (at their worst case) until the call settles."""
-    total = lambda column: func.coalesce(func.sum(column), 0)  # noqa: E731
-    calls = func.sum(case((Usage.outcome.notin_(["reused", "reserved", "batch_not_sent"]), 1), else_=0))
-    row = session.execute(
-        select(
-            func.coalesce(calls, 0),
-            total(Usage.prompt_tokens), total(Usage.cached_tokens), total(Usage.completion_tokens),
-            total(Usage.cost_usd), total(Usage.estimated_prompt_tokens),
-            total(Usage.estimated_completion_tokens), total(Usage.estimated_cost_usd),
-            func.coalesce(func.sum(case((Usage.outcome == "reused", 1), else_=0)), 0),
-            func.coalesce(func.sum(case((Usage.outcome == "reserved", 1), else_=0)), 0),
-        ).where(*conditions)
-    ).one()
-    return {
-        "calls": int(row[0]),
-        "prompt_tokens": int(row[1]),
-        "cached_tokens": int(row[2]),
-        "completion_tokens": int(row[3]),
-        "cost_usd": float(row[4]),
-        "estimated_prompt_tokens": int(row[5]),
-        "estimated_completion_tokens": int(row[6]),
-        "estimated_cost_usd": float(row[7]),
-        "reused": int(row[8]),
-        "in_flight": int(row[9]),
-    }
 
 
 def exam_view(session: Session, exam: Exam) -> dict[str, Any]:
@@ -140,5 +110,5 @@ def exam_view(session: Session, exam: Exam) -> dict[str, Any]:
         "batches": exam_batches(session, exam.id),
         "papers": sum(progress.values()),
         "progress": progress,
-        "usage": usage_totals(session, Usage.exam_id == exam.id),
+        "usage": ledger.usage_totals(session, Usage.exam_id == exam.id),
     }

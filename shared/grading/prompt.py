@@ -8,10 +8,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from shared.spending.costs import image_tokens, text_tokens
 from shared.grading.answer_key import AnswerKey
 from shared.grading.marks import SCHEMA_NAME, marks_schema
 from shared.models import Exam, KnowledgePoint
+from shared.spending.costs import image_tokens, text_tokens
 
 INSTRUCTIONS = """You mark primary and middle school (grades 1-9) test papers from photos or scans.
 For every question in the answer key:
@@ -97,7 +97,7 @@ def prompt_version(request: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fixed, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def estimate_prompt_tokens(request: dict[str, Any], page_sizes: list[tuple[int, int]]) -> int:
+def count_prompt_tokens(request: dict[str, Any], page_sizes: list[tuple[int, int]]) -> int:
     """Prompt tokens by OpenAI's image rules and markq's text estimate (4 per message overhead);
     the response schema counts as prompt, as it does at OpenAI."""
     tokens = text_tokens(json.dumps(request["response_format"]["json_schema"]["schema"],

@@ -1,5 +1,6 @@
-"""A teacher's review: override a verdict, a score or knowledge points. Counts follow at once,
-because every report reads the effective columns; the model's verdict stays for the agreement."""
+"""Review: when a verdict waits for a teacher, and the teacher's override of a verdict, a score or
+knowledge points. Counts follow at once, because every report reads the effective columns; the
+model's verdict stays for the agreement."""
 
 from __future__ import annotations
 
@@ -8,14 +9,49 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from shared.grading import papers
 from shared.grading.answer_key import AnswerKey
-from shared.grading.marks import ERROR_TYPES
-from shared.grading.pipeline import settle_paper
-from shared.models import Exam, KnowledgePoint, Paper, QuestionKnowledgePoint, QuestionResult, utcnow
+from shared.grading.marks import ERROR_TYPES, QuestionMark
+from shared.models import (
+    Exam,
+    KnowledgePoint,
+    Paper,
+    QuestionKnowledgePoint,
+    QuestionResult,
+    utcnow,
+)
+
+REVIEW_BELOW_CONFIDENCE = 0.6  # the vision model's own confidence below which a verdict waits
 
 
 class InvalidOverride(ValueError):
     pass
+
+
+def local_review_reason(mark: QuestionMark, threshold: float) -> str | None:
+    """Why a teacher must look at an offline verdict, or None."""
+    if mark.error_type == "illegible":
+        return f"illegible: {mark.explanation}"
+    if mark.confidence < threshold:
+        return f"the offline reader is unsure (confidence {mark.confidence:.2f} < {threshold:g}): {mark.explanation}"
+    return None
+
+
+def review_reason(mark: QuestionMark, points: float, check: bool | None, key_answer: str | None) -> str | None:
+    """Why a teacher must look at this verdict, or None. Illegible is not wrong; an unsure verdict
+    is not final; a score above the points means the model misread the key; and where the
+    deterministic check and the model disagree, neither is trusted."""
+    if mark.error_type == "illegible":
+        return "illegible: a teacher must read the answer"
+    if mark.score > points:
+        return f"the model gave {mark.score:g} of {points:g} points"
+    if check is not None and check != mark.is_correct:
+        relation = "equivalent to" if check else "not equivalent to"
+        return (f"the check finds {mark.student_answer!r} {relation} the key {key_answer!r}, "
+                f"but the model marked it {'correct' if mark.is_correct else 'wrong'}")
+    if mark.confidence < REVIEW_BELOW_CONFIDENCE:
+        return f"the model is unsure (confidence {mark.confidence:.2f})"
+    return None
 
 
 def allowed_points(session: Session, exam: Exam, ids: list[str]) -> list[str]:
@@ -61,7 +97,7 @@ def override_question(
     question.review_reason = None
     question.reviewed_at = utcnow()
     session.flush()
-    settle_paper(paper, AnswerKey.model_validate(exam.answer_key).max_score)
+    papers.settle(paper, AnswerKey.model_validate(exam.answer_key).max_score)
     return question
 
 

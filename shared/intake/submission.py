@@ -15,11 +15,9 @@ from typing import BinaryIO
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.spending.caps import TRIAL
-
 from shared.images import PageHeader, PageRejected, inspect_page
 from shared.intake.pdf import is_pdf, render_pdf
-from shared.models import Exam, Page, Paper, PaperStatus
+from shared.models import Exam, Page, Paper, PaperStatus, PauseCause
 from shared.storage import Storage, original_page_key
 
 
@@ -126,7 +124,7 @@ def submit_paper(
         earlier = session.scalar(select(func.count()).select_from(Paper).where(Paper.exam_id == exam.id)) or 0
         if earlier >= exam.trial_papers:
             paper.status = PaperStatus.paused
-            paper.paused_for = TRIAL
+            paper.paused_for = PauseCause.trial
             paper.status_reason = (f"trial run: the first {exam.trial_papers} papers are graded first; "
                                    "release the exam to grade the rest")
     stored: list[str] = []

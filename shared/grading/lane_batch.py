@@ -9,29 +9,29 @@ never answered, goes back to queued to be sent again in the next batch.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import uuid
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from shared.spending import caps
-from shared.spending.costs import BATCH_DISCOUNT
 from shared.db import transaction
-from shared.grading import pipeline
-from shared.grading.marks import InvalidMarks
-from shared.models import Exam, Paper, PaperStatus, ProviderBatch, Usage, utcnow
+from shared.grading import lanes, papers
+from shared.grading.lane_live import record_stored_reply, store_reply_first
+from shared.grading.requests import prepare_paper
+from shared.grading.reuse import reuse_earlier_result
+from shared.models import Exam, Paper, PaperStatus, ProviderBatch, UsageOutcome, utcnow
 from shared.provider import (
     ProviderError,
-    VisionProvider,
     batch_state,
     file_lines,
     reply_from_completion,
     submit_batch,
 )
-from shared.storage import Storage
+from shared.resources import Resources
+from shared.spending import caps, ledger
+from shared.spending.costs import BATCH_DISCOUNT
 
 log = logging.getLogger(__name__)
 TERMINAL = {"completed", "expired", "failed", "cancelled"}
@@ -40,16 +40,14 @@ MAX_LINES = 1000
 
 def exams_with_waiting_papers(session: Session) -> list[uuid.UUID]:
     return list(session.scalars(
-        select(Exam.id).where(Exam.priority == "economy", Exam.id.in_(
+        select(Exam.id).where(lanes.batched_exams(), Exam.id.in_(
             select(Paper.exam_id).where(Paper.status == PaperStatus.queued, Paper.batch_id.is_(None))))
     ))
 
 
-def send_exam_batch(
-    sessions: sessionmaker[Session], storage: Storage, provider: VisionProvider, exam_id: uuid.UUID,
-    *, presign_seconds: int, max_completion_tokens: int,
-) -> ProviderBatch | None:
+def send_exam_batch(res: Resources, exam_id: uuid.UUID) -> ProviderBatch | None:
     """Send the exam's queued papers as one batch; None when there was nothing to send."""
+    sessions, settings = res.sessions, res.settings
     with sessions() as session:
         ids = list(session.scalars(select(Paper.id).where(
             Paper.exam_id == exam_id, Paper.status == PaperStatus.queued, Paper.batch_id.is_(None))
@@ -57,39 +55,39 @@ def send_exam_batch(
     lines, reservations = [], {}
     for paper_id in ids:
         with transaction(sessions) as session:
-            if not pipeline.claim_paper(session, paper_id):
+            if not papers.claim(session, paper_id):
                 continue
+            stored = ledger.stored_reply(session, paper_id)
+        if stored is not None:  # paid for before, not recorded: never sent again
+            record_stored_reply(res, paper_id, stored.id)
+            continue
         with transaction(sessions) as session:
-            prepared = pipeline.prepare_paper(session, storage, paper_id, presign_seconds=presign_seconds,
-                                              max_completion_tokens=max_completion_tokens)
-            if pipeline.reuse_earlier_result(session, prepared) is not None:
+            prepared = prepare_paper(session, res.storage, paper_id, presign_seconds=settings.batch_presign_seconds,
+                                     max_completion_tokens=settings.max_completion_tokens,
+                                     local_threshold=settings.local_confidence_threshold)
+            if reuse_earlier_result(session, prepared) is not None:
                 continue
-        estimate = dataclasses.replace(
-            prepared.estimate,
-            expected_cost=prepared.estimate.expected_cost * BATCH_DISCOUNT,
-            worst_case_cost=prepared.estimate.worst_case_cost * BATCH_DISCOUNT,
-        )
         try:
             with transaction(sessions) as session:
-                reservations[paper_id] = caps.reserve(
+                reservations[paper_id] = ledger.reserve(
                     session, exam_id=prepared.exam_id, school_id=prepared.school_id, paper_id=paper_id,
-                    model=prepared.model, estimate=estimate).id
+                    model=prepared.model, cost=prepared.cost.at_batch_rate(BATCH_DISCOUNT)).id
         except caps.BudgetExceeded as exc:
             with transaction(sessions) as session:
-                scope = {"exam_id": exam_id} if exc.cause == caps.EXAM_BUDGET else {"school_id": prepared.school_id}
-                caps.pause_papers(session, cause=exc.cause, reason=exc.reason, paper_id=paper_id, **scope)
+                papers.pause(session, cause=exc.cause, reason=exc.reason, paper_id=paper_id,
+                             **caps.pause_scope(exc, exam_id, prepared.school_id))
             break
         lines.append({"custom_id": str(paper_id), "method": "POST", "url": "/v1/chat/completions",
                       "body": prepared.request})
     if not lines:
         return None
     try:
-        provider_batch_id, input_file_id = submit_batch(provider, lines)
+        provider_batch_id, input_file_id = submit_batch(res.provider, lines)
     except ProviderError as exc:
         with transaction(sessions) as session:
             for paper_id, usage_id in reservations.items():
-                pipeline.settle_usage(session, usage_id, None, "batch_not_sent")
-                pipeline.release_paper(session, paper_id, reason=f"batch not sent: {exc.reason}", refund_attempt=True)
+                ledger.settle_unpaid(session, usage_id, UsageOutcome.batch_not_sent)
+                papers.release(session, paper_id, reason=f"batch not sent: {exc.reason}", refund_attempt=True)
         raise
     with transaction(sessions) as session:
         exam = session.get_one(Exam, exam_id)
@@ -102,10 +100,10 @@ def send_exam_batch(
     return batch
 
 
-def poll_batch(sessions: sessionmaker[Session], storage: Storage, provider: VisionProvider,
-               batch_id: uuid.UUID) -> tuple[str, list[uuid.UUID]]:
+def poll_batch(res: Resources, batch_id: uuid.UUID) -> tuple[str, list[uuid.UUID]]:
     """Update one open batch; when it has ended, record its answers and requeue the rest.
     Returns the batch's status and the papers it finished."""
+    sessions, provider = res.sessions, res.provider
     with sessions() as session:
         batch = session.get_one(ProviderBatch, batch_id)
         provider_batch_id = batch.provider_batch_id
@@ -118,15 +116,14 @@ def poll_batch(sessions: sessionmaker[Session], storage: Storage, provider: Visi
     answered: set[str] = set()
     for line in file_lines(provider, state.output_file_id):
         response = line.get("response") or {}
-        if response.get("status_code") == 200 and record_line(sessions, storage, line["custom_id"], response):
+        if response.get("status_code") == 200 and record_line(res, line["custom_id"], response):
             answered.add(line["custom_id"])
     with transaction(sessions) as session:
         left = session.scalars(select(Paper).where(Paper.batch_id == batch_id,
                                                    Paper.status == PaperStatus.processing)).all()
         for paper in left:  # a failed line, or one an expired or failed batch never answered
-            usage = session.scalar(select(Usage).where(Usage.paper_id == paper.id, Usage.outcome == "reserved"))
-            if usage is not None:
-                pipeline.settle_usage(session, usage.id, None, "batch_line_failed")
+            if (usage := ledger.reservation(session, paper.id)) is not None:
+                ledger.settle_unpaid(session, usage.id, UsageOutcome.batch_line_failed)
             paper.status, paper.batch_id, paper.claimed_at = PaperStatus.queued, None, None
             paper.status_reason = f"batch {state.status}: sent again in the next batch"
             paper.updated_at = utcnow()
@@ -134,38 +131,29 @@ def poll_batch(sessions: sessionmaker[Session], storage: Storage, provider: Visi
     return state.status, [uuid.UUID(custom_id) for custom_id in answered]
 
 
-def record_line(sessions: sessionmaker[Session], storage: Storage, custom_id: str, response: dict[str, Any]) -> bool:
-    """Record one answered line like a live reply, priced at the batch rate."""
+def record_line(res: Resources, custom_id: str, response: dict[str, Any]) -> bool:
+    """Record one answered line like a live reply (stored first), priced at the batch rate."""
     try:
         paper_id = uuid.UUID(custom_id)
     except ValueError:
         return False
-    with transaction(sessions) as session:
+    with transaction(res.sessions) as session:
         paper = session.get(Paper, paper_id)
         if paper is None or paper.status != PaperStatus.processing:
             return False
-        usage = session.scalar(select(Usage).where(Usage.paper_id == paper_id, Usage.outcome == "reserved"))
-        prepared = pipeline.marking_context(session, paper_id)
-    try:
-        reply = reply_from_completion(response["body"], response.get("request_id"))
-    except (ProviderError, ValueError) as exc:
-        with transaction(sessions) as session:
-            if usage is not None:
-                pipeline.settle_usage(session, usage.id, None, "batch_rejected")
-            pipeline.fail_paper(session, paper_id, f"batch reply unusable: {exc}")
-        return True
-    key = pipeline.archive_reply(storage, prepared, reply)
-    with transaction(sessions) as session:
+        usage = ledger.reservation(session, paper_id) or ledger.stored_reply(session, paper_id)
+    if usage is None:
+        return False
+    if usage.outcome == UsageOutcome.reserved:
         try:
-            marks = pipeline.parse_reply(prepared, reply)
-        except InvalidMarks as exc:
-            if usage is not None:
-                pipeline.settle_usage(session, usage.id, reply, "invalid_reply", batch=True)
-            pipeline.fail_paper(session, paper_id, f"the model's reply was unusable: {exc}")
+            reply = reply_from_completion(response["body"], response.get("request_id"))
+        except (ProviderError, ValueError) as exc:
+            with transaction(res.sessions) as session:
+                ledger.settle_unpaid(session, usage.id, UsageOutcome.batch_rejected)
+                papers.fail(session, paper_id, f"batch reply unusable: {exc}")
             return True
-        if usage is not None:
-            pipeline.settle_usage(session, usage.id, reply, "ok", batch=True)
-        pipeline.record_marks(session, prepared, marks, key)
+        store_reply_first(res, usage.id, reply, batch=True)
+    record_stored_reply(res, paper_id, usage.id)
     return True
 
 

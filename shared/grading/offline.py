@@ -1,0 +1,93 @@
+"""The offline lane's step: read and mark a paper with the OCR engine on this machine.
+
+The reader itself is `shared.grading.reader` (scanning, layout, reading, marking); this module
+runs it over a paper, keeps what it read (papers.local_reading) and, for a cascade, cuts the
+unsure questions' crops once, from the pages as they were read.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from shared.grading.answer_key import AnswerKey
+from shared.grading.marks import QuestionMark
+from shared.grading.reader import marking, reading, scanning
+from shared.ocr import ENGINE_NAME
+from shared.spending.costs import image_tokens
+from shared.storage import Storage, crop_sheet_key
+
+
+@dataclass
+class OfflineReading:
+    """A paper read offline: what papers.local_reading stores, the marks, and (for a cascade) one
+    image of the unsure questions' crops, cut from the pages as they were read."""
+
+    local_reading: dict[str, Any]
+    marks: dict[str, QuestionMark]
+    crops: Image.Image | None
+
+
+def read_offline(pages: list[bytes], answer_key: AnswerKey, *, subject: str, language: str,
+                 threshold: float, crops: bool) -> OfflineReading:
+    """Read and mark a paper's pages (original uploads, in order) with the offline reader; with
+    `crops`, also cut the questions below `threshold`, when every one of them was found."""
+    started = time.process_time()
+    scans = scanning.scan_pages(pages)
+    readings = reading.read_answers(scans, answer_key)
+    marks = _marks(readings, answer_key, subject, language)
+    local_reading: dict[str, Any] = {"engine": ENGINE_NAME,
+                                     "questions": {qid: answer.to_json() for qid, answer in readings.items()}}
+    unsure = unsure_questions(marks, threshold)
+    sheet = None
+    if crops and unsure and all(readings[qid].region is not None for qid in unsure):
+        sheet = reading.crop_sheet(scans, [readings[qid] for qid in unsure])
+        local_reading["crops"] = {"questions": unsure, "width": sheet.width, "height": sheet.height}
+    local_reading["cpu_seconds"] = round(time.process_time() - started, 3)
+    return OfflineReading(local_reading, marks, sheet)
+
+
+def store_crops(storage: Storage, offline: OfflineReading, school_id: int, exam_id: uuid.UUID,
+                paper_id: uuid.UUID) -> None:
+    """Keep the crops beside the pages, for the vision call that asks about those questions."""
+    if offline.crops is None:
+        return
+    out = io.BytesIO()
+    offline.crops.save(out, "JPEG", quality=90)
+    key = crop_sheet_key(school_id, exam_id, paper_id)
+    storage.put(key, io.BytesIO(out.getvalue()), "image/jpeg")
+    offline.local_reading["crops"]["key"] = key
+
+
+def offline_marks(local_reading: Mapping[str, Any], answer_key: AnswerKey, subject: str,
+                  language: str) -> dict[str, QuestionMark]:
+    """The marks of a stored offline reading (papers.local_reading)."""
+    readings = {qid: reading.AnswerReading.from_json(value) for qid, value in local_reading["questions"].items()}
+    return _marks(readings, answer_key, subject, language)
+
+
+def _marks(readings: Mapping[str, reading.AnswerReading], answer_key: AnswerKey, subject: str,
+           language: str) -> dict[str, QuestionMark]:
+    return {q.id: marking.mark_reading(readings[q.id], q, subject, language) for q in answer_key.questions}
+
+
+def unsure_questions(marks: Mapping[str, QuestionMark], threshold: float) -> list[str]:
+    """The questions, in key order, whose offline verdict is below the confidence threshold."""
+    return [qid for qid, mark in marks.items() if mark.confidence < threshold]
+
+
+def cheaper_crops(local_reading: Mapping[str, Any], unsure: list[str], model: str, detail: str,
+                  pages: list[tuple[int, int]]) -> Mapping[str, Any] | None:
+    """The crops cut when the pages were read, if they are of these very questions (the threshold
+    may have changed since) and cost fewer tokens than the pages; None: send the pages."""
+    crops = local_reading.get("crops")
+    if not crops or crops["questions"] != unsure:
+        return None
+    cost = image_tokens(model, crops["width"], crops["height"], detail)
+    return crops if cost < sum(image_tokens(model, w, h, detail) for w, h in pages) else None

@@ -1,0 +1,143 @@
+"""Layout: where each key question and its answer area are on the scanned pages.
+
+Each key question is found by its printed number ("3.", "3、", "(3)") at the left of a line, in
+key order across the pages, and, when the key has a prompt, only where the text after the number
+resembles it. The question's answer area runs from under its printed line to the next question's
+number, or to a section heading (二、填空题, Part B) between them. Printed text inside it is left
+out: a wrapped prompt, recognised by matching the key's prompt, and a heading; so are the edges of
+a photographed sheet. What remains of the area's ink is the answer's.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from PIL import Image, ImageDraw
+
+from shared import ocr
+from shared.grading.answer_key import AnswerKey
+from shared.grading.reader.scanning import PageScan
+
+_ANCHOR = re.compile(r"^\s*[(（]?\s*(?:第\s*)?(?P<id>[0-9]{1,3}[a-zA-Z]?)\s*(?:[)）.．、,，:：]|题)")
+
+
+def normalise_text(text: str) -> str:
+    """For comparing readings and answers: width-folded, case-folded, without spaces, underscores,
+    quotes or end punctuation (handwriting loses spaces; OCR reads a blank line as underscores)."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = re.sub(r"[\s_'\"‘’“”`]+", "", text)
+    return text.strip("。.,，;；:：!！?？")
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Vertical overlap of two boxes, as a share of the shorter one."""
+    top, bottom = max(a[1], b[1]), min(a[3], b[3])
+    return max(0, bottom - top) / max(1, min(a[3] - a[1], b[3] - b[1]))
+
+
+def _prompt_similarity(rest: str, prompt: str) -> float:
+    rest, prompt = normalise_text(rest), normalise_text(prompt)
+    if not prompt:
+        return 1.0
+    if not rest:
+        return 0.0
+    return difflib.SequenceMatcher(None, rest, prompt[: max(len(rest), 1) + 4]).ratio()
+
+
+@dataclass(frozen=True)
+class Anchor:
+    page: int  # index into the scans
+    line: ocr.TextLine
+    rest: str  # the line's text after the question number
+
+
+def find_anchors(pages: list[PageScan], key: AnswerKey) -> dict[str, Anchor]:
+    """Each key question's printed number, in key order across the pages."""
+    candidates: list[tuple[int, ocr.TextLine, str, str]] = []
+    for index, page in enumerate(pages):
+        for line in sorted(page.lines, key=lambda l: (l.box[1], l.box[0])):
+            if match := _ANCHOR.match(unicodedata.normalize("NFKC", line.text)):
+                candidates.append((index, line, match.group("id").lower(), line.text[match.end():]))
+    margins = {}
+    for index in range(len(pages)):
+        xs = [line.box[0] for i, line, _id, _rest in candidates if i == index]
+        margins[index] = min(xs) if xs else 0
+    anchors: dict[str, Anchor] = {}
+    position = (-1, -1)
+    for question in key.questions:
+        for index, line, qid, rest in candidates:
+            if qid != question.id.lower() or (index, line.box[1]) <= position:
+                continue
+            if line.box[0] > margins[index] + 0.12 * pages[index].image.width:
+                continue  # not at the left margin: an answer like "3.5", not a question number
+            if question.prompt and _prompt_similarity(rest, question.prompt) < 0.4:
+                continue
+            anchors[question.id] = Anchor(index, line, rest)
+            position = (index, line.box[1])
+            break
+    return anchors
+
+
+def in_reading_order(lines: Iterable[ocr.TextLine]) -> list[ocr.TextLine]:
+    """Lines in reading order: top to bottom by row, left to right within a row."""
+    ordered = sorted(lines, key=lambda l: l.centre_y)
+    rows: list[list[ocr.TextLine]] = []
+    for line in ordered:
+        if rows and any(_overlap(line.box, other.box) >= 0.3 for other in rows[-1]):
+            rows[-1].append(line)
+        else:
+            rows.append([line])
+    return [line for row in rows for line in sorted(row, key=lambda l: l.box[0])]
+
+
+# A section heading between questions: 二、填空题, 第二部分, Part B, Section 2, III. Fill in ...
+_HEADING = re.compile(r"^\s*(?:[一二三四五六七八九十]+\s*[、.．]|第[一二三四五六七八九十]+部分|"
+                      r"(?:part|section)\s+[a-z0-9]+\b|[ivx]+\s*[.．、]\s*[a-z])", re.IGNORECASE)
+
+
+def is_heading(line: ocr.TextLine) -> bool:
+    return _HEADING.match(unicodedata.normalize("NFKC", line.text)) is not None
+
+
+def is_printed(line: ocr.TextLine, anchor: ocr.TextLine, prompt: str, page_width: int) -> bool:
+    """A line under the question that is print, not the answer: a section heading at the questions'
+    margin, or the prompt wrapping on (its text is part of the prompt, and it is long, or starts
+    where the question's text does: a short word like "play" that the prompt also contains is
+    more likely the answer)."""
+    if is_heading(line) and abs(line.box[0] - anchor.box[0]) <= 0.03 * page_width:
+        return True
+    said = normalise_text(line.text)
+    if not prompt or len(said) < 4 or said not in prompt or line.height > 1.3 * anchor.height:
+        return False  # short, or taller than print: handwriting that repeats part of the prompt
+    return len(said) >= 0.5 * len(prompt) or abs(line.box[0] - anchor.box[0]) <= 0.03 * page_width
+
+
+def question_line(page: PageScan, anchor: Anchor) -> list[ocr.TextLine]:
+    """The question's printed line: the number's line, what continues it to the right, and an
+    answer written after it (handwriting sits a little above or below the printed baseline)."""
+    box = anchor.line.box
+    return [l for l in page.lines if l is anchor.line
+            or (_overlap(l.box, box) >= 0.5 and l.box[0] >= box[0])
+            or (_overlap(l.box, box) >= 0.2 and l.box[0] >= box[2] - 10)]
+
+
+def answer_ink(page: PageScan, top: int, bottom: int, printed: list[ocr.TextLine]) -> Image.Image:
+    """The ink of an answer area (rows `top` to `bottom`), without print and sheet edges."""
+    mask = page.ink.crop((0, top, page.image.width, max(top + 1, bottom))).copy()
+    draw = ImageDraw.Draw(mask)
+    # Writing lies between the questions' margin and a little past the printed text; outside that
+    # band, and along the foot of the page, is what is left of a photographed sheet's edges.
+    left = max(0, min(l.box[0] for l in page.lines) - round(0.03 * mask.width))
+    right = min(mask.width, max(l.box[2] for l in page.lines) + round(0.05 * mask.width))
+    draw.rectangle((0, 0, left, mask.height), fill=0)
+    draw.rectangle((right, 0, mask.width, mask.height), fill=0)
+    foot = page.image.height - round(0.02 * page.image.height) - top
+    if foot < mask.height:
+        draw.rectangle((0, foot, mask.width, mask.height), fill=0)
+    for line in printed:
+        draw.rectangle((line.box[0], line.box[1] - top, line.box[2], line.box[3] - top), fill=0)
+    return mask

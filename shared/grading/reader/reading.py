@@ -1,0 +1,261 @@
+"""Reading: the answer in each question's area, with the confidence the reading earns.
+
+The answer is read twice: from the detector's lines in the area, and by recognising the crop
+around the area's ink as one line. Two agreeing readings are trusted more than one; readings that
+disagree, and ink the text does not cover, lower the confidence. An area with no ink is a blank
+answer, unless the answer was written into the question's own line (a blank in the prompt). The
+dots of a remainder (5……3) drag a reading's score down, so its two numbers are read again apart
+from them. Also here: the crops of chosen questions, cut from the pages as they were read, that a
+cascade sends the vision model instead of whole pages.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from PIL import Image, ImageDraw
+
+from shared import ocr
+from shared.grading.answer_key import AnswerKey, KeyQuestion
+from shared.grading.reader.layout import (
+    Anchor,
+    answer_ink,
+    find_anchors,
+    in_reading_order,
+    is_heading,
+    is_printed,
+    normalise_text,
+    question_line,
+)
+from shared.grading.reader.scanning import PageScan, scan_pages
+
+MIN_INK_PIXELS = 40  # fewer ink pixels than this in an answer area is a speck, not writing
+ReadingState = Literal["read", "blank", "illegible", "not_found"]
+
+
+@dataclass(frozen=True)
+class AnswerReading:
+    """What the offline reader made of one question on the paper."""
+
+    question_id: str
+    state: ReadingState
+    text: str
+    confidence: float
+    page: int | None = None  # page number, from 1
+    region: tuple[int, int, int, int] | None = None  # question line and answer area, scan pixels
+    line_height: int | None = None  # the page's typical text line, scan pixels
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> AnswerReading:
+        region = value.get("region")
+        return cls(**{**value, "region": tuple(region) if region else None})
+
+
+def _inserted_text(line_text: str, prompt: str) -> str:
+    """What a question's printed line holds beyond the key's prompt: an answer written in a blank."""
+    said, printed = normalise_text(line_text), normalise_text(prompt)
+    if not printed:
+        return ""
+    matcher = difflib.SequenceMatcher(None, said, printed, autojunk=False)
+    extra = "".join(said[i1:i2] for tag, i1, i2, _j1, _j2 in matcher.get_opcodes() if tag in ("delete", "replace"))
+    return extra if re.search(r"\w", extra) else ""  # a misread sign is not an answer
+
+
+def read_answers(pages: list[PageScan], key: AnswerKey) -> dict[str, AnswerReading]:
+    anchors = find_anchors(pages, key)
+    ordered = sorted(anchors.items(), key=lambda item: (item[1].page, item[1].line.box[1]))
+    on_lines = {qid: question_line(pages[anchor.page], anchor) for qid, anchor in ordered}
+    claimed = {id(line) for lines in on_lines.values() for line in lines}
+    heights = sorted(anchor.line.height for _qid, anchor in ordered)
+    print_height = heights[len(heights) // 2] if heights else 0
+    readings = {}
+    for position, (qid, anchor) in enumerate(ordered):
+        page = pages[anchor.page]
+        following = ordered[position + 1][1] if position + 1 < len(ordered) else None
+        question = next(q for q in key.questions if q.id == qid)
+        bottom = following.line.box[1] if following and following.page == anchor.page else page.image.height
+        readings[qid] = _read_area(page, anchor, on_lines[qid], claimed, question, bottom, print_height)
+    for question in key.questions:
+        if question.id not in readings:
+            readings[question.id] = AnswerReading(question.id, "not_found", "", 0.0,
+                                                  note="the question's number was not found on the pages")
+    return {q.id: readings[q.id] for q in key.questions}
+
+
+_DOTS = re.compile(r"(?<=\d)\s*[.·…⋯・?]{3,}\s*(?=\d)")
+
+
+def clean_reading(text: str) -> str:
+    """OCR reads the remainder dots of 23÷4=5……3 as any run of dots, middle dots and the odd '?'."""
+    return _DOTS.sub("……", text.strip())
+
+
+def _read_area(page: PageScan, anchor: Anchor, on_line: list[ocr.TextLine], claimed: set[int],
+               question: KeyQuestion, bottom: int, print_height: int) -> AnswerReading:
+    """Read one question's answer area: blank, one reading or two, with the confidence earned."""
+    typical = page.line_height
+    # Below the printed line and clear of its descenders, which its box may leave out.
+    top = max(l.box[3] for l in on_line) + max(2, typical // 6)
+    in_area = [l for l in page.lines if id(l) not in claimed and top - 2 <= l.centre_y < bottom]
+    printed_prompt = normalise_text(question.prompt)
+    printed = [l for l in in_area if is_printed(l, anchor.line, printed_prompt, page.image.width)]
+    headings = [l for l in printed if is_heading(l)]
+    if headings:  # the answer area ends where the next section begins
+        bottom = min(bottom, min(l.box[1] for l in headings))
+        in_area = [l for l in in_area if l.centre_y < bottom]
+        printed = [l for l in printed if l.centre_y < bottom]
+    written = in_reading_order(l for l in in_area if l not in printed)
+    where = {"page": page.number, "region": (0, max(0, anchor.line.box[1] - 4), page.image.width, bottom),
+             "line_height": typical}
+    mask = answer_ink(page, top, bottom, printed)
+    ink_pixels = mask.histogram()[255]
+    box = mask.getbbox() if ink_pixels >= MIN_INK_PIXELS else None
+
+    if box is None and not written:
+        line_text = anchor.rest + "".join(l.text for l in on_line if l is not anchor.line)
+        if inline := _inserted_text(line_text, question.prompt):  # written into the question's blank
+            return AnswerReading(question.id, "read", inline, min(min(l.score for l in on_line), 0.85), **where,
+                                 note="read from the question's own line")
+        if printed:  # text was found here, and taken for the prompt: perhaps wrongly
+            return AnswerReading(question.id, "blank", "", 0.6, **where,
+                                 note="only text resembling the question was found under it")
+        if any(l.height > 1.3 * print_height for l in on_line):  # print and something taller
+            return AnswerReading(question.id, "blank", "", 0.6, **where,
+                                 note="the question's line holds more than its print, unread")
+        return AnswerReading(question.id, "blank", "", 0.95, **where)
+
+    det_text = clean_reading(" ".join(l.text for l in written))
+    det_score = min((l.score for l in written), default=0.0)
+    rec_text, rec_score = "", 0.0
+    if box is not None and box[3] - box[1] <= 2.2 * typical:  # one line of writing: read it whole
+        pad = max(4, typical // 6)
+        crop = page.image.crop((max(0, box[0] - pad), top + max(0, box[1] - pad),
+                                min(page.image.width, box[2] + pad), top + min(mask.height, box[3] + pad)))
+        rec_text, rec_score = ocr.recognise(crop)
+        rec_text = clean_reading(rec_text)
+    if not det_text and not rec_text:
+        return AnswerReading(question.id, "illegible", "", 0.0, **where,
+                             note="there is writing here that the offline reader cannot read")
+    text, confidence, notes = _two_readings(det_text, det_score, rec_text, rec_score)
+    if box is not None and (match := _REMAINDER_READ.match(text)):
+        # The dots of 5……3 drag a line's score down; read the two numbers on their own instead.
+        parts = _remainder_parts(page.image.crop((box[0], top + box[1], box[2], top + box[3])),
+                                 mask.crop(box))
+        if parts is not None and parts[0][0] == match.group(1) and parts[1][0] == match.group(2):
+            confidence = max(confidence, min(parts[0][1], parts[1][1]))
+            notes = [n for n in notes if n != "read once"] + ["the numbers read again apart from the dots"]
+    if box is not None and written:
+        share = _share_read(mask, written, top, ink_pixels)
+        if share < 0.75:
+            confidence *= 0.7
+            notes.append(f"only {share:.0%} of the writing was read")
+    return AnswerReading(question.id, "read", text, round(confidence, 4), **where, note="; ".join(notes))
+
+
+_REMAINDER_READ = re.compile(r"^(\d+)……(\d+)$")
+
+
+def _remainder_parts(image: Image.Image, mask: Image.Image) -> tuple[tuple[str, float], tuple[str, float]] | None:
+    """The quotient and the remainder of an answer like 5……3, each recognised alone: the ink's
+    columns split into runs, the short runs in the middle being the dots. None when the ink does
+    not look like number, dots, number."""
+    pixels, (width, height) = mask.load(), mask.size
+    spans = []  # (first column, last column + 1, ink height) of each run of inked columns
+    start = top = bottom = None
+    for x in range(width + 1):
+        rows = [y for y in range(height) if x < width and pixels[x, y]]
+        if rows:
+            if start is None:
+                start, top, bottom = x, rows[0], rows[-1]
+            top, bottom = min(top, rows[0]), max(bottom, rows[-1])
+        elif start is not None:
+            spans.append((start, x, bottom - top + 1))
+            start = None
+    tallest = max((s[2] for s in spans), default=0)
+    kinds = "".join("d" if s[2] >= 0.5 * tallest else "." for s in spans)
+    if not (match := re.fullmatch(r"(d+)(\.{2,})(d+)", kinds)):
+        return None
+    left, right = spans[: match.end(1)], spans[match.start(3):]
+    parts = []
+    for group in (left, right):
+        pad = max(4, height // 5)
+        crop = Image.new("L", (group[-1][1] - group[0][0] + 2 * pad, height + 2 * pad), 255)
+        crop.paste(image.crop((group[0][0], 0, group[-1][1], height)), (pad, pad))
+        text, score = ocr.recognise(crop)
+        if not text.strip().isdigit():
+            return None
+        parts.append((text.strip(), score))
+    return parts[0], parts[1]
+
+
+def _two_readings(det_text: str, det_score: float, rec_text: str, rec_score: float) -> tuple[str, float, list[str]]:
+    """One answer from the detector's lines and the whole-crop recognition: agreeing readings keep
+    the better score; disagreeing ones, or a single one, are trusted less."""
+    if det_text and rec_text:
+        if normalise_text(det_text) == normalise_text(rec_text):
+            return det_text, max(det_score, rec_score), []
+        text = det_text if det_score >= rec_score else rec_text
+        return text, min(det_score, rec_score) * 0.6, [f"two readings disagree ({det_text!r} and {rec_text!r})"]
+    if det_text:
+        return det_text, det_score * 0.9, ["read once"]
+    return rec_text, rec_score * 0.85, ["read once"]
+
+
+def _share_read(mask: Image.Image, written: list[ocr.TextLine], top: int, ink_pixels: int) -> float:
+    """How much of the area's ink lies inside the lines that were read."""
+    covered = Image.new("L", mask.size, 0)
+    for line in written:
+        covered.paste(mask.crop((line.box[0], line.box[1] - top, line.box[2], line.box[3] - top)),
+                      (line.box[0], line.box[1] - top))
+    return covered.histogram()[255] / max(1, ink_pixels)
+
+
+def read_paper(pages: list[bytes], key: AnswerKey) -> dict[str, AnswerReading]:
+    """Read every key question's answer from a paper's pages (original uploads, in order)."""
+    return read_answers(scan_pages(pages), key)
+
+
+def crop_sheet(scans: list[PageScan], readings: list[AnswerReading], line_px: int = 16) -> Image.Image:
+    """The questions of `readings` cut from the pages as they were read (upright, level, flattened:
+    the readings' regions are in those pixels) and stacked into one greyscale image, each labelled
+    with its number: what the cascade sends the vision model instead of whole pages."""
+    crops = []
+    for reading in readings:
+        if reading.page is None or reading.region is None:
+            continue
+        scan = scans[reading.page - 1]
+        crop = scan.image.crop(reading.region)
+        if (ink := scan.ink.crop(reading.region).getbbox()) is not None:  # the line down to its last ink
+            crop = crop.crop((max(0, ink[0] - 10), 0, min(crop.width, ink[2] + 10), min(crop.height, ink[3] + 10)))
+        crops.append((reading.question_id, crop, reading.line_height or line_px))
+    if not crops:
+        raise ValueError("no question could be located on the pages")
+    label_width = 90
+    scaled = [(qid, _scaled(crop, min(1.0, line_px / height))) for qid, crop, height in crops]
+    width = label_width + max(c.width for _q, c in scaled)
+    height = sum(c.height + 12 for _q, c in scaled)
+    sheet = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(sheet)
+    y = 0
+    for qid, crop in scaled:
+        draw.text((6, y + 4), f"Q{qid}", fill=0, font_size=24)
+        sheet.paste(crop, (label_width, y))
+        y += crop.height
+        draw.line((0, y + 6, width, y + 6), fill=160, width=2)
+        y += 12
+    return sheet
+
+
+def _scaled(image: Image.Image, scale: float) -> Image.Image:
+    """Scaled so a text line is as tall as asked: enough for handwriting, few tiles."""
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
