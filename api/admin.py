@@ -8,8 +8,7 @@ from decimal import Decimal, InvalidOperation
 import click
 
 from shared.db import make_engine, make_session_factory, transaction
-from shared.grading.vocabulary import sync_vocabulary
-from shared.migrate import upgrade
+from shared.migrate import migrate as migrate_database
 from shared.schools import (
     SchoolExists,
     SchoolNotFound,
@@ -33,9 +32,7 @@ def main() -> None:
 def migrate() -> None:
     """Create or upgrade the database schema and load the knowledge-point vocabulary."""
     settings = get_settings()
-    upgrade(settings.database_url)
-    with transaction(_sessions()) as session:
-        count = sync_vocabulary(session)
+    count = migrate_database(settings.database_url)
     click.echo(json.dumps({"migrated": True, "knowledge_points": count}))
 
 
@@ -58,8 +55,11 @@ def create_key_command(school: str) -> None:
     try:
         with transaction(_sessions()) as session:
             new = create_key(session, find_school(session, school))
-            click.echo(json.dumps({"school_id": new.school.id, "school": new.school.name, "api_key": new.key},
-                                  ensure_ascii=False))
+            click.echo(
+                json.dumps(
+                    {"school_id": new.school.id, "school": new.school.name, "api_key": new.key}, ensure_ascii=False
+                )
+            )
     except SchoolNotFound as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -79,7 +79,15 @@ def set_budget_command(school: str, daily_usd: str) -> None:
         with transaction(_sessions()) as session:
             row = find_school(session, school)
             row.daily_budget_usd = value
-            click.echo(json.dumps({"school_id": row.id, "school": row.name,
-                                   "daily_budget_usd": None if value is None else str(value)}, ensure_ascii=False))
+            click.echo(
+                json.dumps(
+                    {
+                        "school_id": row.id,
+                        "school": row.name,
+                        "daily_budget_usd": None if value is None else str(value),
+                    },
+                    ensure_ascii=False,
+                )
+            )
     except SchoolNotFound as exc:
         raise click.ClickException(str(exc)) from exc

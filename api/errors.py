@@ -9,6 +9,14 @@ from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from shared.grading.exams import InvalidExam
+from shared.grading.review import InvalidOverride
+from shared.intake.idempotency import KeyConflict
+from shared.refusals import RefusalKind
+from shared.spending.costs import UnknownModel, UnsupportedDetail
+from shared.storage import StorageError
+from shared.webhooks import DestinationRefused
+
 log = logging.getLogger(__name__)
 
 
@@ -19,6 +27,33 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.details = details
+
+
+# The one table from the domain's exceptions to HTTP: the domain never names a status.
+REFUSAL_STATUS: dict[RefusalKind, int] = {
+    RefusalKind.too_large: 413,
+    RefusalKind.unsupported: 415,
+    RefusalKind.invalid: 422,
+}
+DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    InvalidExam: (422, "invalid_exam"),
+    InvalidOverride: (422, "invalid_override"),
+    KeyConflict: (409, "idempotency_conflict"),
+    DestinationRefused: (422, "callback_refused"),
+    UnknownModel: (422, "invalid_request"),
+    UnsupportedDetail: (422, "invalid_request"),
+    StorageError: (503, "storage_unavailable"),
+}
+
+
+def refusal_status(kind: RefusalKind) -> int:
+    return REFUSAL_STATUS[kind]
+
+
+def domain_error(exc: Exception, message: str | None = None, details: Any = None) -> ApiError:
+    """The ApiError for a domain exception, from the table; `message` and `details` add context."""
+    status, code = next(mapped for kind, mapped in DOMAIN_ERRORS.items() if isinstance(exc, kind))
+    return ApiError(status, code, message or str(exc), details)
 
 
 def not_found(what: str) -> ApiError:
@@ -36,6 +71,9 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> ResponseReturnValue:
         return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    for kind in DOMAIN_ERRORS:
+        app.register_error_handler(kind, lambda exc: _api_error(domain_error(exc)))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> ResponseReturnValue:

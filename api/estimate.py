@@ -10,7 +10,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate
 
 from api.context import require_school, resources
-from api.errors import ApiError
+from api.errors import ApiError, domain_error, refusal_status
 from shared.images import PageRejected, inspect_page
 from shared.spending.costs import UnknownModel, UnsupportedDetail
 from shared.spending.estimate import PageSize, estimate
@@ -24,8 +24,12 @@ class SizeSchema(Schema):
 
 
 class EstimateSchema(Schema):
-    sizes = fields.List(fields.Nested(SizeSchema), required=True, validate=validate.Length(1, 50),
-                        metadata={"description": "One paper's page sizes, in order."})
+    sizes = fields.List(
+        fields.Nested(SizeSchema),
+        required=True,
+        validate=validate.Length(1, 50),
+        metadata={"description": "One paper's page sizes, in order."},
+    )
     models = fields.List(fields.String(), load_default=None)
     detail = fields.String(load_default="high", validate=validate.OneOf(["low", "high", "auto", "original"]))
     class_size = fields.Integer(load_default=40, validate=validate.Range(1, 2000))
@@ -36,14 +40,19 @@ ESTIMATE_BODY = {
     "required": True,
     "content": {
         "application/json": {"schema": EstimateSchema},
-        "multipart/form-data": {"schema": {
-            "type": "object", "required": ["pages"],
-            "properties": {
-                "pages": {"type": "array", "items": {"type": "string", "format": "binary"}},
-                "models": {"type": "string", "description": "Comma-separated model names."},
-                "detail": {"type": "string", "enum": ["low", "high", "auto", "original"]},
-                "class_size": {"type": "integer"}, "questions": {"type": "integer"},
-            }}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["pages"],
+                "properties": {
+                    "pages": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    "models": {"type": "string", "description": "Comma-separated model names."},
+                    "detail": {"type": "string", "enum": ["low", "high", "auto", "original"]},
+                    "class_size": {"type": "integer"},
+                    "questions": {"type": "integer"},
+                },
+            }
+        },
     },
 }
 
@@ -74,13 +83,14 @@ class Estimate(MethodView):
         try:
             return estimate(pages, args["models"], args["detail"], args["class_size"], args["questions"])
         except (UnknownModel, UnsupportedDetail) as exc:
-            raise ApiError(422, "invalid_request", f"cannot estimate: {exc}") from exc
+            raise domain_error(exc, f"cannot estimate: {exc}") from exc
 
     @staticmethod
     def _size(file: Any) -> dict[str, int]:
         try:
             header = inspect_page(file.stream, resources().settings.max_image_pixels)
         except PageRejected as exc:
-            raise ApiError(exc.status, "unsupported_page", f"{file.filename}: {exc.reason}",
-                           {"file": file.filename}) from exc
+            raise ApiError(
+                refusal_status(exc.kind), "unsupported_page", f"{file.filename}: {exc.reason}", {"file": file.filename}
+            ) from exc
         return {"width": header.width, "height": header.height}

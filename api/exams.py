@@ -9,7 +9,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.context import current_school, db, require_school, resources
-from api.errors import ApiError, not_found
+from api.errors import domain_error, not_found
 from api.schemas import (
     ExamCreateSchema,
     ExamSchema,
@@ -47,13 +47,14 @@ class Exams(MethodView):
             try:
                 webhooks.check_destination(fields["callback_url"], resources().settings)
             except webhooks.DestinationRefused as exc:
-                raise ApiError(422, "callback_refused", str(exc)) from exc
+                raise domain_error(exc) from exc
         try:
-            exam = create_exam(session, current_school(), fields,
-                               vision_available=bool(resources().settings.openai_api_key))
+            exam = create_exam(
+                session, current_school(), fields, vision_available=bool(resources().settings.openai_api_key)
+            )
         except InvalidExam as exc:
             session.rollback()
-            raise ApiError(422, "invalid_exam", str(exc), exc.details) from exc
+            raise domain_error(exc, details=exc.details) from exc
         session.commit()
         return {**exam_view(session, exam), "callback_secret": exam.callback_secret}
 

@@ -27,13 +27,38 @@ pages = Blueprint("pages", __name__, template_folder="templates")
 share_blp = ApiBlueprint("share", __name__, description="Share links to the HTML pages")
 
 LABELS = {
-    "zh": {"sheet": "学生反馈单", "score": "得分", "question": "题号", "your_answer": "你的答案",
-           "right_answer": "正确答案", "result": "结果", "right": "✓", "wrong": "✗", "pending": "待老师批阅",
-           "weak": "需要练习的知识点", "mistakes": "错题本", "correction": "订正", "why": "原因", "none": "全部正确，继续保持！"},
-    "en": {"sheet": "Feedback sheet", "score": "Score", "question": "Question", "your_answer": "Your answer",
-           "right_answer": "Correct answer", "result": "Result", "right": "✓", "wrong": "✗", "pending": "waiting for your teacher",
-           "weak": "Knowledge points to practise", "mistakes": "Mistake notebook", "correction": "Correction",
-           "why": "Why", "none": "All correct. Keep it up!"},
+    "zh": {
+        "sheet": "学生反馈单",
+        "score": "得分",
+        "question": "题号",
+        "your_answer": "你的答案",
+        "right_answer": "正确答案",
+        "result": "结果",
+        "right": "✓",
+        "wrong": "✗",
+        "pending": "待老师批阅",
+        "weak": "需要练习的知识点",
+        "mistakes": "错题本",
+        "correction": "订正",
+        "why": "原因",
+        "none": "全部正确，继续保持！",
+    },
+    "en": {
+        "sheet": "Feedback sheet",
+        "score": "Score",
+        "question": "Question",
+        "your_answer": "Your answer",
+        "right_answer": "Correct answer",
+        "result": "Result",
+        "right": "✓",
+        "wrong": "✗",
+        "pending": "waiting for your teacher",
+        "weak": "Knowledge points to practise",
+        "mistakes": "Mistake notebook",
+        "correction": "Correction",
+        "why": "Why",
+        "none": "All correct. Keep it up!",
+    },
 }
 
 
@@ -67,8 +92,9 @@ def exam_page(exam_id: uuid.UUID) -> str:
     report = exam_report(db(), exam)
     top = report["missed_knowledge_points"][:10]
     widest = max((row["missed"] for row in top), default=0) or 1
-    return render_template("exam_report.html", exam=exam, report=report, top=top, widest=widest,
-                           token=request.args["token"])
+    return render_template(
+        "exam_report.html", exam=exam, report=report, top=top, widest=widest, token=request.args["token"]
+    )
 
 
 @pages.get("/pages/exams/<uuid:exam_id>/students/<student_ref>")
@@ -80,8 +106,14 @@ def student_page(exam_id: uuid.UUID, student_ref: str) -> str:
     from shared.models import Paper
 
     paper = db().get(Paper, report["exams"][0]["paper_id"])
-    return render_template("student_sheet.html", exam=exam, report=report, paper=paper,
-                           text=LABELS.get(exam.language, LABELS["en"]), lang=exam.language)
+    return render_template(
+        "student_sheet.html",
+        exam=exam,
+        report=report,
+        paper=paper,
+        text=LABELS.get(exam.language, LABELS["en"]),
+        lang=exam.language,
+    )
 
 
 @share_blp.route("/v1/exams/<uuid:exam_id>/share")
@@ -93,5 +125,8 @@ class ShareExam(MethodView):
         """A link to the exam's HTML report (and from it, each student's feedback sheet), valid 7 days."""
         exam = school_exam(exam_id)
         token = share_token(exam)
-        return {"report_url": url_for("pages.exam_page", exam_id=exam.id, token=token, _external=True),
-                "expires_in_seconds": LINK_SECONDS, "school": current_school().name}
+        return {
+            "report_url": url_for("pages.exam_page", exam_id=exam.id, token=token, _external=True),
+            "expires_in_seconds": LINK_SECONDS,
+            "school": current_school().name,
+        }

@@ -12,12 +12,13 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from api.context import current_school, db, require_school, resources
-from api.errors import ApiError, not_found
+from api.errors import ApiError, domain_error, not_found, refusal_status
 from api.exams import school_exam
 from api.schemas import PaperListArgs, PaperSchema, PaperSummarySchema
 from shared.intake import idempotency
 from shared.intake.submission import PageError, UploadedPage, check_pages, submit_paper
 from shared.models import Paper, PaperStatus, Usage
+from shared.refusals import RefusalKind
 from shared.spending.ledger import usage_totals
 from shared.storage import StorageError
 from worker.tasks import start_grading
@@ -33,15 +34,23 @@ SUBMIT_BODY = {
                 "type": "object",
                 "required": ["student_ref", "pages"],
                 "properties": {
-                    "student_ref": {"type": "string", "maxLength": 100,
-                                    "description": "A pseudonymous student reference (no names needed)."},
+                    "student_ref": {
+                        "type": "string",
+                        "maxLength": 100,
+                        "description": "A pseudonymous student reference (no names needed).",
+                    },
                     "class_label": {"type": "string", "maxLength": 100},
-                    "pages": {"type": "array", "items": {"type": "string", "format": "binary"},
-                              "description": "Page images in order (JPEG, PNG, WebP, TIFF, HEIC), or PDFs "
-                                             "(one page each per PDF page)."},
+                    "pages": {
+                        "type": "array",
+                        "items": {"type": "string", "format": "binary"},
+                        "description": "Page images in order (JPEG, PNG, WebP, TIFF, HEIC), or PDFs "
+                        "(one page each per PDF page).",
+                    },
                 },
             },
-            "encoding": {"pages": {"contentType": "image/jpeg, image/png, image/webp, image/tiff, image/heic, application/pdf"}},
+            "encoding": {
+                "pages": {"contentType": "image/jpeg, image/png, image/webp, image/tiff, image/heic, application/pdf"}
+            },
         }
     },
 }
@@ -85,18 +94,30 @@ def submit(exam: Any) -> dict[str, Any]:
         raise ApiError(413, "too_many_pages", f"at most {settings.max_pages_per_paper} pages per paper")
     uploads = [UploadedPage(f.stream, f.filename or f"page-{i}") for i, f in enumerate(files, start=1)]
     try:
-        pages, headers = check_pages(uploads, max_bytes=settings.max_page_bytes, max_pixels=settings.max_image_pixels,
-                                     max_pages=settings.max_pages_per_paper, pdf_dpi=settings.pdf_dpi)
+        pages, headers = check_pages(
+            uploads,
+            max_bytes=settings.max_page_bytes,
+            max_pixels=settings.max_image_pixels,
+            max_pages=settings.max_pages_per_paper,
+            pdf_dpi=settings.pdf_dpi,
+        )
     except PageError as exc:
-        code = {413: "page_too_large", 415: "unsupported_page"}.get(exc.status, "invalid_page")
-        raise ApiError(exc.status, code, str(exc), {"file": exc.filename, "page": exc.number}) from exc
+        code = {RefusalKind.too_large: "page_too_large", RefusalKind.unsupported: "unsupported_page"}.get(
+            exc.kind, "invalid_page"
+        )
+        raise ApiError(refusal_status(exc.kind), code, str(exc), {"file": exc.filename, "page": exc.number}) from exc
     try:
         paper = submit_paper(
-            db(), resources().storage, exam,
-            student_ref=student_ref, class_label=class_label, pages=pages, headers=headers,
+            db(),
+            resources().storage,
+            exam,
+            student_ref=student_ref,
+            class_label=class_label,
+            pages=pages,
+            headers=headers,
         )
     except StorageError as exc:
-        raise ApiError(503, "storage_unavailable", "could not store the pages; nothing was kept") from exc
+        raise domain_error(exc, "could not store the pages; nothing was kept") from exc
     if paper.status == PaperStatus.queued:
         start_grading([paper.id])
     return paper_view(paper)
@@ -106,9 +127,18 @@ def submit(exam: Any) -> dict[str, Any]:
 class ExamPapers(MethodView):
     decorators = [require_school]
 
-    @blp.doc(requestBody=SUBMIT_BODY, parameters=[{
-        "in": "header", "name": "Idempotency-Key", "required": False, "schema": {"type": "string", "maxLength": 200},
-        "description": "The same key and request return the first response; another request under the key: 409."}])
+    @blp.doc(
+        requestBody=SUBMIT_BODY,
+        parameters=[
+            {
+                "in": "header",
+                "name": "Idempotency-Key",
+                "required": False,
+                "schema": {"type": "string", "maxLength": 200},
+                "description": "The same key and request return the first response; another request under the key: 409.",
+            }
+        ],
+    )
     @blp.response(202, PaperSchema)
     def post(self, exam_id: uuid.UUID) -> Any:
         """Submit one student's paper: its pages in order. Grading happens in the background."""
@@ -125,7 +155,7 @@ class ExamPapers(MethodView):
         try:
             replay = idempotency.begin(db(), school_id, key, request_hash)
         except idempotency.KeyConflict as exc:
-            raise ApiError(409, "idempotency_conflict", str(exc)) from exc
+            raise domain_error(exc) from exc
         if replay is not None:
             response = jsonify(replay.response)
             response.status_code = replay.status_code

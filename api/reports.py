@@ -13,7 +13,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from api.context import current_school, db, require_school
-from api.errors import ApiError, not_found
+from api.errors import ApiError, domain_error, not_found
 from api.exams import school_exam
 from api.papers import paper_view
 from api.schemas import (
@@ -40,8 +40,11 @@ def csv_response(rows: list[dict[str, Any]], columns: list[str], filename: str) 
     writer.writeheader()
     writer.writerows(rows)
     # a byte-order mark so spreadsheet programs read the Chinese names as UTF-8
-    return Response("\ufeff" + out.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(
+        "\ufeff" + out.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @blp.route("/v1/exams/<uuid:exam_id>/report")
@@ -59,8 +62,10 @@ class ExamReport(MethodView):
 class ExamReportCsv(MethodView):
     decorators = [require_school]
 
-    @blp.doc(parameters=[{"in": "query", "name": "table", "schema": {"type": "string", "enum": list(CSV_TABLES)}}],
-             responses={"200": {"description": "CSV", "content": {"text/csv": {}}}})
+    @blp.doc(
+        parameters=[{"in": "query", "name": "table", "schema": {"type": "string", "enum": list(CSV_TABLES)}}],
+        responses={"200": {"description": "CSV", "content": {"text/csv": {}}}},
+    )
     def get(self, exam_id: uuid.UUID) -> Response:
         """The report as CSV: ?table=papers (default), questions, knowledge_points or classes."""
         table = request.args.get("table", "papers")
@@ -71,11 +76,18 @@ class ExamReportCsv(MethodView):
             rows = report["papers"]
             columns = ["student_ref", "class_label", "status", "score", "max_score"]
         elif table == "questions":
-            rows, columns = report["questions"], ["question_id", "attempted", "correct", "accuracy", "mean_score", "points"]
+            rows, columns = (
+                report["questions"],
+                ["question_id", "attempted", "correct", "accuracy", "mean_score", "points"],
+            )
         elif table == "knowledge_points":
             rows, columns = report["missed_knowledge_points"], ["id", "name_zh", "name_en", "missed", "attempted"]
         else:
-            rows = [{"class_label": c["class_label"], **kp} for c in report["classes"] for kp in c["missed_knowledge_points"]]
+            rows = [
+                {"class_label": c["class_label"], **kp}
+                for c in report["classes"]
+                for kp in c["missed_knowledge_points"]
+            ]
             columns = ["class_label", "id", "name_zh", "name_en", "missed", "attempted"]
         return csv_response(rows, columns, f"exam-{exam_id}-{table}.csv")
 
@@ -106,14 +118,16 @@ class QuestionOverride(MethodView):
         if not paper.questions:
             raise ApiError(409, "not_graded", "the paper has no results to review yet")
         if not changes:
-            raise ApiError(422, "invalid_request", "give at least one of is_correct, score, error_type, knowledge_points")
+            raise ApiError(
+                422, "invalid_request", "give at least one of is_correct, score, error_type, knowledge_points"
+            )
         try:
             override_question(session, paper, question_id, changes)
         except LookupError as exc:
             raise not_found("question") from exc
         except InvalidOverride as exc:
             session.rollback()
-            raise ApiError(422, "invalid_override", str(exc)) from exc
+            raise domain_error(exc) from exc
         session.commit()
         return paper_view(paper)
 
@@ -126,8 +140,9 @@ class StudentReport(MethodView):
     @blp.response(200, StudentReportSchema)
     def get(self, args: dict[str, Any], student_ref: str) -> dict[str, Any]:
         """A student's exams, weak knowledge points over a time window, and mistake notebook (错题本)."""
-        return student_report(db(), current_school().id, student_ref, args.get("since"), args.get("until"),
-                              args.get("exam"))
+        return student_report(
+            db(), current_school().id, student_ref, args.get("since"), args.get("until"), args.get("exam")
+        )
 
 
 @blp.route("/v1/students/<student_ref>/mistakes.csv")
@@ -138,12 +153,27 @@ class StudentMistakesCsv(MethodView):
     @blp.doc(responses={"200": {"description": "CSV", "content": {"text/csv": {}}}})
     def get(self, args: dict[str, Any], student_ref: str) -> Response:
         """The mistake notebook as CSV, one row per wrong answer, grouped by knowledge point."""
-        report = student_report(db(), current_school().id, student_ref, args.get("since"), args.get("until"),
-                                args.get("exam"))
-        rows = [{"knowledge_point": g["knowledge_point"], "name_zh": g["name_zh"], "name_en": g["name_en"], **m}
-                for g in report["mistake_notebook"] for m in g["mistakes"]]
-        columns = ["knowledge_point", "name_zh", "name_en", "exam", "date", "question_id", "student_answer",
-                   "correct_answer", "error_type", "explanation", "correction"]
+        report = student_report(
+            db(), current_school().id, student_ref, args.get("since"), args.get("until"), args.get("exam")
+        )
+        rows = [
+            {"knowledge_point": g["knowledge_point"], "name_zh": g["name_zh"], "name_en": g["name_en"], **m}
+            for g in report["mistake_notebook"]
+            for m in g["mistakes"]
+        ]
+        columns = [
+            "knowledge_point",
+            "name_zh",
+            "name_en",
+            "exam",
+            "date",
+            "question_id",
+            "student_answer",
+            "correct_answer",
+            "error_type",
+            "explanation",
+            "correction",
+        ]
         return csv_response(rows, columns, f"mistakes-{student_ref}.csv")
 
 

@@ -13,7 +13,9 @@ SUBJECTS = ("math", "chinese", "english")
 class KeyQuestionSchema(Schema):
     id = fields.String(required=True, metadata={"description": "Question number as printed, e.g. '3' or '2b'."})
     prompt = fields.String(metadata={"description": "Question text (optional)."})
-    answer = fields.String(allow_none=True, metadata={"description": "Leave out to let the model solve it (lower confidence)."})
+    answer = fields.String(
+        allow_none=True, metadata={"description": "Leave out to let the model solve it (lower confidence)."}
+    )
     points = fields.Float(required=True)
     knowledge_points = fields.List(fields.String(), metadata={"description": "Knowledge point ids."})
     accepted = fields.List(fields.String(), metadata={"description": "Equivalent forms also accepted."})
@@ -36,21 +38,49 @@ class ExamCreateSchema(Schema):
         load_default=lambda: get_settings().default_image_detail,
         validate=validate.OneOf(["low", "high", "auto"]),
     )
-    budget_usd = fields.Decimal(allow_none=True, load_default=None, validate=validate.Range(min=0),
-                                metadata={"description": "Most the exam may spend, in dollars; none: no cap."})
-    callback_url = fields.Url(load_default=None, allow_none=True, schemes={"http", "https"}, require_tld=False, metadata={
-        "description": "Told (POST, signed) when each paper is graded and when the exam is done. The host must be on the admin's allow-list."})
-    priority = fields.String(load_default=Priority.standard.value, validate=validate.OneOf([p.value for p in Priority]), metadata={
-        "description": "economy: papers go through the Batch API at half the price, results within 24 hours."})
-    provider = fields.String(load_default=lambda: get_settings().provider.value, validate=validate.OneOf([reader.value for reader in Reader]), metadata={
-        "description": "Who reads the answers. vision: the vision model reads every page. local: the OCR engine on "
-                       "the server, free, against the answer key; answers it is unsure of go to a teacher. cascade: "
-                       "local first, and only the questions it is unsure of go to the vision model, as crops when "
-                       "that is cheaper. Default: vision when the server has an OpenAI key, else local."})
-    trial_papers = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=1), metadata={
-        "description": "Grade only the first N papers; hold the rest until POST /v1/exams/{id}/release."})
-    knowledge_points = fields.List(fields.Nested(lambda: OwnPointSchema()), load_default=list, metadata={
-        "description": "Points of this exam's own, referenced by their id in the answer key."})
+    budget_usd = fields.Decimal(
+        allow_none=True,
+        load_default=None,
+        validate=validate.Range(min=0),
+        metadata={"description": "Most the exam may spend, in dollars; none: no cap."},
+    )
+    callback_url = fields.Url(
+        load_default=None,
+        allow_none=True,
+        schemes={"http", "https"},
+        require_tld=False,
+        metadata={
+            "description": "Told (POST, signed) when each paper is graded and when the exam is done. The host must be on the admin's allow-list."
+        },
+    )
+    priority = fields.String(
+        load_default=Priority.standard.value,
+        validate=validate.OneOf([p.value for p in Priority]),
+        metadata={
+            "description": "economy: papers go through the Batch API at half the price, results within 24 hours."
+        },
+    )
+    provider = fields.String(
+        load_default=lambda: get_settings().provider.value,
+        validate=validate.OneOf([reader.value for reader in Reader]),
+        metadata={
+            "description": "Who reads the answers. vision: the vision model reads every page. local: the OCR engine on "
+            "the server, free, against the answer key; answers it is unsure of go to a teacher. cascade: "
+            "local first, and only the questions it is unsure of go to the vision model, as crops when "
+            "that is cheaper. Default: vision when the server has an OpenAI key, else local."
+        },
+    )
+    trial_papers = fields.Integer(
+        allow_none=True,
+        load_default=None,
+        validate=validate.Range(min=1),
+        metadata={"description": "Grade only the first N papers; hold the rest until POST /v1/exams/{id}/release."},
+    )
+    knowledge_points = fields.List(
+        fields.Nested(lambda: OwnPointSchema()),
+        load_default=list,
+        metadata={"description": "Points of this exam's own, referenced by their id in the answer key."},
+    )
 
 
 class OwnPointSchema(Schema):
@@ -61,8 +91,12 @@ class OwnPointSchema(Schema):
 
 
 class ExamUpdateSchema(Schema):
-    budget_usd = fields.Decimal(required=True, allow_none=True, validate=validate.Range(min=0),
-                                metadata={"description": "New cap in dollars, or null for none. Raising it resumes paused papers."})
+    budget_usd = fields.Decimal(
+        required=True,
+        allow_none=True,
+        validate=validate.Range(min=0),
+        metadata={"description": "New cap in dollars, or null for none. Raising it resumes paused papers."},
+    )
 
 
 class BatchSchema(Schema):
@@ -78,13 +112,17 @@ class BatchSchema(Schema):
 class UsageTotalsSchema(Schema):
     calls = fields.Integer(metadata={"description": "Provider calls made."})
     prompt_tokens = fields.Integer()
-    cached_tokens = fields.Integer(metadata={"description": "Prompt tokens served from the provider's cache (priced lower)."})
+    cached_tokens = fields.Integer(
+        metadata={"description": "Prompt tokens served from the provider's cache (priced lower)."}
+    )
     completion_tokens = fields.Integer()
     cost_usd = fields.Float(metadata={"description": "Dollars spent, plus worst-case reservations of calls in flight."})
     estimated_prompt_tokens = fields.Integer()
     estimated_completion_tokens = fields.Integer()
     estimated_cost_usd = fields.Float()
-    reused = fields.Integer(metadata={"description": "Papers graded by reusing an identical earlier result, at no cost."})
+    reused = fields.Integer(
+        metadata={"description": "Papers graded by reusing an identical earlier result, at no cost."}
+    )
     in_flight = fields.Integer()
 
 
@@ -114,14 +152,21 @@ class ExamSchema(Schema):
     priority = fields.String()
     provider = fields.String()
     callback_url = fields.String(allow_none=True)
-    callback_secret = fields.String(allow_none=True, metadata={
-        "description": "Only in the reply that creates the exam: the key of the Markq-Signature HMAC."})
-    webhooks = fields.Dict(keys=fields.String(), values=fields.Integer(), metadata={"description": "Deliveries by status."})
-    batches = fields.List(fields.Nested(lambda: BatchSchema()), metadata={"description": "Batch API jobs (economy lane)."})
+    callback_secret = fields.String(
+        allow_none=True,
+        metadata={"description": "Only in the reply that creates the exam: the key of the Markq-Signature HMAC."},
+    )
+    webhooks = fields.Dict(
+        keys=fields.String(), values=fields.Integer(), metadata={"description": "Deliveries by status."}
+    )
+    batches = fields.List(
+        fields.Nested(lambda: BatchSchema()), metadata={"description": "Batch API jobs (economy lane)."}
+    )
     review = fields.Nested(lambda: ReviewSummarySchema())
     papers = fields.Integer(metadata={"description": "Papers submitted."})
-    progress = fields.Dict(keys=fields.String(), values=fields.Integer(),
-                           metadata={"description": "Paper counts by status."})
+    progress = fields.Dict(
+        keys=fields.String(), values=fields.Integer(), metadata={"description": "Paper counts by status."}
+    )
     usage = fields.Nested(UsageTotalsSchema, metadata={"description": "Provider usage and cost so far."})
 
 
@@ -138,7 +183,9 @@ class QuestionResultSchema(Schema):
     student_answer = fields.String()
     correct_answer = fields.String()
     is_correct = fields.Boolean()
-    score = fields.Float(allow_none=True, metadata={"description": "None while an illegible answer waits for a teacher."})
+    score = fields.Float(
+        allow_none=True, metadata={"description": "None while an illegible answer waits for a teacher."}
+    )
     max_score = fields.Float()
     knowledge_points = fields.List(fields.String())
     error_type = fields.String()
@@ -148,9 +195,15 @@ class QuestionResultSchema(Schema):
     needs_review = fields.Boolean()
     review_reason = fields.String(allow_none=True)
     from_key = fields.Boolean(metadata={"description": "False when the key had no answer and the model solved it."})
-    marked_by = fields.String(metadata={"description": "local: the offline reader marked it; vision: the vision model."})
-    check_equivalent = fields.Boolean(allow_none=True, metadata={
-        "description": "The deterministic check: answer equivalent to the key (true/false), or undecided (null)."})
+    marked_by = fields.String(
+        metadata={"description": "local: the offline reader marked it; vision: the vision model."}
+    )
+    check_equivalent = fields.Boolean(
+        allow_none=True,
+        metadata={
+            "description": "The deterministic check: answer equivalent to the key (true/false), or undecided (null)."
+        },
+    )
     model_is_correct = fields.Boolean()
     reviewed_at = fields.DateTime(allow_none=True)
 
@@ -163,7 +216,9 @@ class PaperSchema(Schema):
     status = fields.String()
     status_reason = fields.String(allow_none=True)
     attempts = fields.Integer()
-    reused_from = fields.UUID(allow_none=True, metadata={"description": "The earlier paper with identical pages whose result was reused."})
+    reused_from = fields.UUID(
+        allow_none=True, metadata={"description": "The earlier paper with identical pages whose result was reused."}
+    )
     score = fields.Float(allow_none=True)
     max_score = fields.Float(allow_none=True)
     created_at = fields.DateTime()
@@ -175,8 +230,9 @@ class PaperSchema(Schema):
 
 
 class PaperListArgs(Schema):
-    status = fields.String(validate=validate.OneOf(
-        ["queued", "processing", "graded", "needs_review", "failed", "paused"]))
+    status = fields.String(
+        validate=validate.OneOf(["queued", "processing", "graded", "needs_review", "failed", "paused"])
+    )
 
 
 class PaperSummarySchema(Schema):
@@ -221,8 +277,10 @@ class ClassSummarySchema(Schema):
 class ReviewSummarySchema(Schema):
     needing_review = fields.Integer()
     reviewed = fields.Integer()
-    model_teacher_agreement = fields.Float(allow_none=True, metadata={
-        "description": "Share of reviewed questions where the teacher kept the model's verdict."})
+    model_teacher_agreement = fields.Float(
+        allow_none=True,
+        metadata={"description": "Share of reviewed questions where the teacher kept the model's verdict."},
+    )
 
 
 class ExamReportSchema(Schema):

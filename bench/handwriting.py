@@ -18,14 +18,18 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 from client.samples import PRINT_FONTS, _font
 
-HAND_CJK = ["/usr/share/fonts/truetype/arphic/ukai.ttc",
-            "/usr/share/fonts/truetype/arphic-gkai00mp/gkai00mp.ttf",
-            "/usr/share/fonts/truetype/klee/KleeOne-Regular.ttf"]
-HAND_LATIN = ["/usr/share/fonts/truetype/humor-sans/Humor-Sans.ttf",
-              "/usr/share/fonts/opentype/comic-neue/ComicNeue-Regular.otf",
-              "/usr/share/fonts/truetype/fifthhorseman/dkg.ttf",
-              "/usr/share/fonts/truetype/femkeklaver/femkeklaver.ttf",
-              "/usr/share/fonts/truetype/breip/Breip.ttf"]
+HAND_CJK = [
+    "/usr/share/fonts/truetype/arphic/ukai.ttc",
+    "/usr/share/fonts/truetype/arphic-gkai00mp/gkai00mp.ttf",
+    "/usr/share/fonts/truetype/klee/KleeOne-Regular.ttf",
+]
+HAND_LATIN = [
+    "/usr/share/fonts/truetype/humor-sans/Humor-Sans.ttf",
+    "/usr/share/fonts/opentype/comic-neue/ComicNeue-Regular.otf",
+    "/usr/share/fonts/truetype/fifthhorseman/dkg.ttf",
+    "/usr/share/fonts/truetype/femkeklaver/femkeklaver.ttf",
+    "/usr/share/fonts/truetype/breip/Breip.ttf",
+]
 HEADINGS_ZH = ["二、填空题（每空2分）", "三、计算题", "四、解决问题（共10分）", "五、应用题"]
 HEADINGS_EN = ["Part B  Grammar (10 points)", "Section 2: Vocabulary", "III. Fill in the blanks"]
 VARIANTS = ("scan", "skewed scan", "shadow", "phone photo", "pencil")
@@ -75,22 +79,66 @@ def _math_questions(rng: random.Random) -> list[Question]:
     total = Fraction(*p1) + Fraction(*p2)
     per = 2 * (length + width)
     return [
-        Question("", f"{a} × {b} =", str(a * b), (), (str(a * b + rng.choice([-2, -1, 1, 2, a])), str(a + b)),
-                 "math.g2.times-tables", inline=True),
-        Question("", f"{c} + {d} =", str(c + d), (), (str(c + d + 10), str(c + d - 1), str(abs(c - d))),
-                 "math.g2.add-sub-within-100", inline=True),
-        Question("", f"{q * divisor + r} ÷ {divisor} =", f"{q}……{r}", (f"{q}余{r}",),
-                 (f"{q}……{r + 1 if r + 1 < divisor else r - 1}", f"{q + 1}……{r}"), "math.g3.division-remainder"),
+        Question(
+            "",
+            f"{a} × {b} =",
+            str(a * b),
+            (),
+            (str(a * b + rng.choice([-2, -1, 1, 2, a])), str(a + b)),
+            "math.g2.times-tables",
+            inline=True,
+        ),
+        Question(
+            "",
+            f"{c} + {d} =",
+            str(c + d),
+            (),
+            (str(c + d + 10), str(c + d - 1), str(abs(c - d))),
+            "math.g2.add-sub-within-100",
+            inline=True,
+        ),
+        Question(
+            "",
+            f"{q * divisor + r} ÷ {divisor} =",
+            f"{q}……{r}",
+            (f"{q}余{r}",),
+            (f"{q}……{r + 1 if r + 1 < divisor else r - 1}", f"{q + 1}……{r}"),
+            "math.g3.division-remainder",
+        ),
         Question("", f"{kg} 千克 = ____ 克", str(kg * 1000), (), (str(kg * 100), str(kg * 10)), "math.g3.mass-units"),
-        Question("", f"长方形长 {length} 厘米，宽 {width} 厘米，周长是多少？", f"{per}厘米", (),
-                 (f"{length * width}厘米", f"{length + width}厘米", str(per)), "math.g3.perimeter"),
-        Question("", f"把 {num}/{den} 写成小数：", str(num / den), (f"{num}/{den}",),
-                 (f"{num}.{den}", str(round(den / 100 + num / 10, 2))), "math.g3.fractions-intro"),
-        Question("", f"{p1[0]}/{p1[1]} + {p2[0]}/{p2[1]} =", f"{total.numerator}/{total.denominator}",
-                 (str(float(total)) if len(str(float(total))) < 6 else "",),
-                 (f"{p1[0] + p2[0]}/{p1[1] + p2[1]}",), "math.g5.fraction-add-sub", inline=True),
-        Question("", f"解方程：x + {add} = {x0 + add}", f"x={x0}", (str(x0),),
-                 (f"x={x0 + 2 * add}", f"x={x0 + 1}"), "math.g7.linear-equations-one"),
+        Question(
+            "",
+            f"长方形长 {length} 厘米，宽 {width} 厘米，周长是多少？",
+            f"{per}厘米",
+            (),
+            (f"{length * width}厘米", f"{length + width}厘米", str(per)),
+            "math.g3.perimeter",
+        ),
+        Question(
+            "",
+            f"把 {num}/{den} 写成小数：",
+            str(num / den),
+            (f"{num}/{den}",),
+            (f"{num}.{den}", str(round(den / 100 + num / 10, 2))),
+            "math.g3.fractions-intro",
+        ),
+        Question(
+            "",
+            f"{p1[0]}/{p1[1]} + {p2[0]}/{p2[1]} =",
+            f"{total.numerator}/{total.denominator}",
+            (str(float(total)) if len(str(float(total))) < 6 else "",),
+            (f"{p1[0] + p2[0]}/{p1[1] + p2[1]}",),
+            "math.g5.fraction-add-sub",
+            inline=True,
+        ),
+        Question(
+            "",
+            f"解方程：x + {add} = {x0 + add}",
+            f"x={x0}",
+            (str(x0),),
+            (f"x={x0 + 2 * add}", f"x={x0 + 1}"),
+            "math.g7.linear-equations-one",
+        ),
     ]
 
 
@@ -132,8 +180,9 @@ def _hand_font(path: str, cjk_fallback: str, text: str, size: int) -> object:
     return _font([font], size)
 
 
-def render_pages(title: str, answers: list[Written], font: str, cjk_font: str, rng: random.Random,
-                 per_page: int = 4) -> list[Image.Image]:
+def render_pages(
+    title: str, answers: list[Written], font: str, cjk_font: str, rng: random.Random, per_page: int = 4
+) -> list[Image.Image]:
     pages = []
     for start in range(0, len(answers), per_page):
         page = Image.new("RGB", A4, (250, 249, 245))
@@ -143,7 +192,7 @@ def render_pages(title: str, answers: list[Written], font: str, cjk_font: str, r
         printed = _font(PRINT_FONTS, rng.choice([30, 32, 34]))
         y = 230 + rng.randint(-10, 20)
         ink = rng.choice([(25, 45, 150), (20, 20, 30), (70, 70, 80)])  # blue pen, black pen, pencil
-        for position, written in enumerate(answers[start:start + per_page]):
+        for position, written in enumerate(answers[start : start + per_page]):
             if position and rng.random() < 0.25:  # a section heading between two questions
                 y += 70
                 heading = rng.choice(HEADINGS_ZH if title.startswith("数学") else HEADINGS_EN)
@@ -173,7 +222,8 @@ def _degrade(page: Image.Image, variant: str, rng: random.Random) -> bytes:
     if variant == "phone photo":
         desk = (rng.randint(90, 140), rng.randint(80, 110), rng.randint(60, 90))
         big = page.resize((2480, 3508), Image.Resampling.BICUBIC).rotate(
-            rng.uniform(-3, 3), expand=True, fillcolor=desk)
+            rng.uniform(-3, 3), expand=True, fillcolor=desk
+        )
         view = Image.new("RGB", (3024, 4032), desk)
         view.paste(big, ((3024 - big.width) // 2, (4032 - big.height) // 2))
         shadow = Image.linear_gradient("L").rotate(rng.choice([0, 90, 180, 270])).resize(view.size)
@@ -184,8 +234,9 @@ def _degrade(page: Image.Image, variant: str, rng: random.Random) -> bytes:
         view.rotate(90, expand=True).save(out, "JPEG", quality=85, exif=exif)
         return out.getvalue()
     if variant == "skewed scan":
-        page = page.rotate(rng.uniform(-3, 3), expand=False, fillcolor=(250, 249, 245),
-                           resample=Image.Resampling.BICUBIC)
+        page = page.rotate(
+            rng.uniform(-3, 3), expand=False, fillcolor=(250, 249, 245), resample=Image.Resampling.BICUBIC
+        )
     if variant == "shadow":
         shadow = Image.linear_gradient("L").rotate(rng.choice([0, 90, 180, 270])).resize(page.size)
         page = Image.composite(page, Image.new("RGB", page.size, (0, 0, 0)), shadow.point(lambda v: 255 - v // 2))
@@ -206,22 +257,32 @@ def make_paper(seed: int) -> Paper:
     subject = "math" if rng.random() < 0.7 else "english"
     questions = _math_questions(rng) if subject == "math" else _english_questions(rng)
     questions = rng.sample(questions, rng.randint(5, len(questions)))
-    questions = [Question(str(n), q.prompt, q.answer, q.accepted, q.wrong, q.knowledge_point, q.inline)
-                 for n, q in enumerate(questions, start=1)]
+    questions = [
+        Question(str(n), q.prompt, q.answer, q.accepted, q.wrong, q.knowledge_point, q.inline)
+        for n, q in enumerate(questions, start=1)
+    ]
     answers = _answers(questions, rng)
     font = rng.choice(fonts if subject == "math" else [f for f in fonts if f in HAND_LATIN] or fonts)
     variant = rng.choice(VARIANTS)
     title = "数学练习" if subject == "math" else "English quiz"
     pages = [_degrade(page, variant, rng) for page in render_pages(title, answers, font, rng.choice(cjk), rng)]
-    return Paper(subject, "zh" if subject == "math" else "en", questions, answers, pages, variant,
-                 Path(font).stem)
+    return Paper(subject, "zh" if subject == "math" else "en", questions, answers, pages, variant, Path(font).stem)
 
 
 def answer_key(paper: Paper) -> dict[str, object]:
-    return {"questions": [
-        {"id": q.id, "prompt": q.prompt, "answer": q.answer, "points": 2,
-         "accepted": [a for a in q.accepted if a], "knowledge_points": [q.knowledge_point]}
-        for q in paper.questions]}
+    return {
+        "questions": [
+            {
+                "id": q.id,
+                "prompt": q.prompt,
+                "answer": q.answer,
+                "points": 2,
+                "accepted": [a for a in q.accepted if a],
+                "knowledge_points": [q.knowledge_point],
+            }
+            for q in paper.questions
+        ]
+    }
 
 
 Factory = Callable[[int], Paper]

@@ -33,8 +33,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from bench.throughput import ADMIN_URL, REDIS_URL, free_port
 from shared.db import make_engine, make_session_factory, transaction
-from shared.grading.vocabulary import sync_vocabulary
-from shared.migrate import upgrade
+from shared.migrate import migrate
 from shared.schools import create_key, create_school
 
 PAPERS, PAGES_PER_PAPER, THREADS = 100, 5, 8
@@ -68,19 +67,27 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="markq-intake-"))
     s3_port, api_port = free_port(), free_port()
     s3_url = f"http://127.0.0.1:{s3_port}"
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
-                            env=env, stdout=(home / "moto.log").open("wb"), stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
+        env=env,
+        stdout=(home / "moto.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     db_name = f"markq_bench_{secrets.token_hex(4)}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{db_name}"')
     db_url = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{db_name}"
     api = None
     try:
-        upgrade(db_url)
+        migrate(db_url)
         engine = make_engine(db_url)
         with transaction(make_session_factory(engine)) as session:
-            sync_vocabulary(session)
             key = create_key(session, create_school(session, "bench")).key
         engine.dispose()
         for _ in range(100):
@@ -89,16 +96,40 @@ def main() -> int:
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1",
-                          aws_access_key_id="bench", aws_secret_access_key="bench")
+        s3 = boto3.client(
+            "s3", endpoint_url=s3_url, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench"
+        )
         s3.create_bucket(Bucket="intake")
         s3.create_bucket(Bucket="direct")
-        api_env = {**env, "MARKQ_HOME": str(home), "MARKQ_DATABASE_URL": db_url, "MARKQ_REDIS_URL": REDIS_URL,
-                   "MARKQ_STORAGE_BACKEND": "s3", "MARKQ_S3_BUCKET": "intake", "MARKQ_S3_ENDPOINT_URL": s3_url,
-                   "MARKQ_QUEUE_NAME": "bench-calls", "MARKQ_IMAGE_QUEUE_NAME": "bench-images"}
-        api = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-b", f"127.0.0.1:{api_port}",
-                                "-w", "2", "--threads", str(THREADS // 2), "--timeout", "120", "api:create_app()"],
-                               cwd=ROOT, env=api_env, stdout=(home / "api.log").open("wb"), stderr=subprocess.STDOUT)
+        api_env = {
+            **env,
+            "MARKQ_HOME": str(home),
+            "MARKQ_DATABASE_URL": db_url,
+            "MARKQ_REDIS_URL": REDIS_URL,
+            "MARKQ_STORAGE_BACKEND": "s3",
+            "MARKQ_S3_BUCKET": "intake",
+            "MARKQ_S3_ENDPOINT_URL": s3_url,
+            "MARKQ_QUEUE_NAME": "bench-calls",
+            "MARKQ_IMAGE_QUEUE_NAME": "bench-images",
+        }
+        api = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "-b",
+                f"127.0.0.1:{api_port}",
+                "-w",
+                "2",
+                "--threads",
+                str(THREADS // 2),
+                "--timeout",
+                "120",
+                "api:create_app()",
+            ],
+            cwd=ROOT,
+            env=api_env,
+            stdout=(home / "api.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
         base = f"http://127.0.0.1:{api_port}"
         headers = {"Authorization": f"Bearer {key}"}
         for _ in range(100):
@@ -107,21 +138,45 @@ def main() -> int:
                     break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        worker_pids = [int(pid) for pid in subprocess.run(["ps", "--ppid", str(api.pid), "-o", "pid="],
-                                                          capture_output=True, text=True).stdout.split()]
-        exam = httpx.post(f"{base}/v1/exams", headers=headers, timeout=60, json={
-            "title": "intake bench", "subject": "math", "grade": 3,
-            "answer_key": {"questions": [{"id": "1", "answer": "1", "points": 1}]}}).json()
+        worker_pids = [
+            int(pid)
+            for pid in subprocess.run(
+                ["ps", "--ppid", str(api.pid), "-o", "pid="], capture_output=True, text=True
+            ).stdout.split()
+        ]
+        exam = httpx.post(
+            f"{base}/v1/exams",
+            headers=headers,
+            timeout=60,
+            json={
+                "title": "intake bench",
+                "subject": "math",
+                "grade": 3,
+                "answer_key": {"questions": [{"id": "1", "answer": "1", "points": 1}]},
+            },
+        ).json()
         # warm up both workers (imports, first connections), then take the baseline
         for n in range(4):
-            httpx.post(f"{base}/v1/exams/{exam['id']}/papers", headers=headers, timeout=120,
-                       data={"student_ref": f"warm{n}"}, files=[("pages", ("p.jpg", pages[0], "image/jpeg"))]).raise_for_status()
+            httpx.post(
+                f"{base}/v1/exams/{exam['id']}/papers",
+                headers=headers,
+                timeout=120,
+                data={"student_ref": f"warm{n}"},
+                files=[("pages", ("p.jpg", pages[0], "image/jpeg"))],
+            ).raise_for_status()
         rss_before = {pid: rss_kb(pid, "VmRSS") for pid in worker_pids}
 
         def through_api(n: int) -> None:
-            files = [("pages", (f"p{i}.jpg", pages[(n + i) % len(pages)], "image/jpeg")) for i in range(PAGES_PER_PAPER)]
-            reply = httpx.post(f"{base}/v1/exams/{exam['id']}/papers", headers=headers, timeout=300,
-                               data={"student_ref": f"s{n}"}, files=files)
+            files = [
+                ("pages", (f"p{i}.jpg", pages[(n + i) % len(pages)], "image/jpeg")) for i in range(PAGES_PER_PAPER)
+            ]
+            reply = httpx.post(
+                f"{base}/v1/exams/{exam['id']}/papers",
+                headers=headers,
+                timeout=300,
+                data={"student_ref": f"s{n}"},
+                files=files,
+            )
             reply.raise_for_status()
 
         started = time.perf_counter()
@@ -145,11 +200,23 @@ def main() -> int:
         met = ratio >= 0.5 and peak_growth_mb < 100
         print(f"through the API: {total} pages in {api_seconds:.1f} s = {api_rate:.1f} pages/s ({stored - 4} stored)")
         print(f"directly to S3:  {total} pages in {direct_seconds:.1f} s = {direct_rate:.1f} pages/s")
-        print(f"ratio {ratio:.2f} (target >= 0.5); API worker peak memory growth {peak_growth_mb:.1f} MB "
-              f"(target < 100): {'MET' if met else 'NOT MET'}")
-        print(json.dumps({"pages": total, "mean_page_mb": round(mean_mb, 2), "api_pages_per_second": round(api_rate, 2),
-                          "direct_pages_per_second": round(direct_rate, 2), "ratio": round(ratio, 3),
-                          "api_peak_memory_growth_mb": round(peak_growth_mb, 1), "target_met": met}))
+        print(
+            f"ratio {ratio:.2f} (target >= 0.5); API worker peak memory growth {peak_growth_mb:.1f} MB "
+            f"(target < 100): {'MET' if met else 'NOT MET'}"
+        )
+        print(
+            json.dumps(
+                {
+                    "pages": total,
+                    "mean_page_mb": round(mean_mb, 2),
+                    "api_pages_per_second": round(api_rate, 2),
+                    "direct_pages_per_second": round(direct_rate, 2),
+                    "ratio": round(ratio, 3),
+                    "api_peak_memory_growth_mb": round(peak_growth_mb, 1),
+                    "target_met": met,
+                }
+            )
+        )
     finally:
         for process in (api, moto):
             if process is not None:

@@ -45,8 +45,12 @@ def vocabulary(subject: str, grade: int, key: AnswerKey) -> list[KnowledgePoint]
     """The points an exam's prompt lists (as shared.grading.vocabulary.exam_vocabulary selects)."""
     named = key.knowledge_point_ids()
     _version, points = packaged_vocabulary()
-    chosen = [p for p in points if (p["subject"] == subject and grade - 1 <= int(p["grade"]) <= grade)  # type: ignore[call-overload]
-              or p["id"] in named]
+    chosen = [
+        p
+        for p in points
+        if (p["subject"] == subject and grade - 1 <= int(p["grade"]) <= grade)  # type: ignore[call-overload]
+        or p["id"] in named
+    ]
     return sorted((KnowledgePoint(**p) for p in chosen), key=lambda kp: kp.id)
 
 
@@ -74,8 +78,9 @@ def main() -> None:
         paper = make_paper(args.seed + n)
         key = AnswerKey.model_validate(answer_key(paper))
         started_cpu, started_wall = time.process_time(), time.perf_counter()
-        offline = read_offline(paper.pages, key, subject=paper.subject, language=paper.language,
-                               threshold=args.threshold, crops=True)
+        offline = read_offline(
+            paper.pages, key, subject=paper.subject, language=paper.language, threshold=args.threshold, crops=True
+        )
         cpu += time.process_time() - started_cpu
         wall += time.perf_counter() - started_wall
         pages += len(paper.pages)
@@ -91,13 +96,22 @@ def main() -> None:
             stats.update(questions=1, confident=sure, silent=sure and not right)
             if args.show_errors and (not right or not sure):
                 reading = AnswerReading.from_json(offline.local_reading["questions"][written.question.id])
-                print(f"  {'SILENT ' if sure and not right else ''}{'wrong' if not right else 'unsure'} "
-                      f"paper {n} ({paper.variant}, {paper.font}) q{written.question.id} wrote {written.text!r} "
-                      f"read {reading.text!r} ({reading.state}, {reading.confidence:.2f} -> {mark.confidence:.2f}) "
-                      f"{reading.note}")
+                print(
+                    f"  {'SILENT ' if sure and not right else ''}{'wrong' if not right else 'unsure'} "
+                    f"paper {n} ({paper.variant}, {paper.font}) q{written.question.id} wrote {written.text!r} "
+                    f"read {reading.text!r} ({reading.state}, {reading.confidence:.2f} -> {mark.confidence:.2f}) "
+                    f"{reading.note}"
+                )
 
-        exam = Exam(id=uuid.UUID(int=n), subject=paper.subject, grade=3 if paper.subject == "math" else 6,
-                    language=paper.language, rubric="", model=MODEL, image_detail=DETAIL)
+        exam = Exam(
+            id=uuid.UUID(int=n),
+            subject=paper.subject,
+            grade=3 if paper.subject == "math" else 6,
+            language=paper.language,
+            rubric="",
+            model=MODEL,
+            image_detail=DETAIL,
+        )
         sizes = []
         for data in paper.pages:
             normalised = normalise_page(data, MODEL, DETAIL)
@@ -110,8 +124,11 @@ def main() -> None:
                 cascade_tokens += prompt_tokens(exam, asked, [(crops["width"], crops["height"])], "crops")
             else:
                 cascade_tokens += prompt_tokens(exam, asked, sizes, None)
-        print(f"paper {n + 1}/{args.papers}: {paper.subject}, {paper.variant}, {len(paper.pages)} page(s), "
-              f"{len(unsure)} of {len(key.questions)} unsure", flush=True)
+        print(
+            f"paper {n + 1}/{args.papers}: {paper.subject}, {paper.variant}, {len(paper.pages)} page(s), "
+            f"{len(unsure)} of {len(key.questions)} unsure",
+            flush=True,
+        )
 
     figures: dict[str, Any] = {
         "papers": args.papers,
@@ -126,19 +143,26 @@ def main() -> None:
         "vision_tokens_all_pages": vision_tokens,
         "vision_tokens_cascade": cascade_tokens,
         "cascade_token_ratio": round(cascade_tokens / max(1, vision_tokens), 4),
-        "targets_met": confident / total >= 0.7 and confident_right / max(1, confident) >= 0.97
+        "targets_met": confident / total >= 0.7
+        and confident_right / max(1, confident) >= 0.97
         and silent / total <= 0.01,
     }
     print("\nby page kind:")
     for variant, stats in sorted(by_variant.items()):
-        print(f"  {variant:12s} questions {stats['questions']:4d}  confident {stats['confident'] / stats['questions']:.0%}"
-              f"  silently wrong {stats['silent']}")
-    print(f"\nconfident {figures['confident_share']:.1%} (target >= 70%), accuracy on confident "
-          f"{figures['accuracy_on_confident']:.2%} (target >= 97%), silently wrong "
-          f"{figures['silently_wrong_share']:.2%} (target <= 1%)")
-    print(f"CPU {figures['cpu_seconds_per_page']} s per page ({figures['wall_seconds_per_page']} s wall); "
-          f"cascade vision tokens {cascade_tokens} against {vision_tokens} for every page "
-          f"({figures['cascade_token_ratio']:.1%})")
+        print(
+            f"  {variant:12s} questions {stats['questions']:4d}  confident {stats['confident'] / stats['questions']:.0%}"
+            f"  silently wrong {stats['silent']}"
+        )
+    print(
+        f"\nconfident {figures['confident_share']:.1%} (target >= 70%), accuracy on confident "
+        f"{figures['accuracy_on_confident']:.2%} (target >= 97%), silently wrong "
+        f"{figures['silently_wrong_share']:.2%} (target <= 1%)"
+    )
+    print(
+        f"CPU {figures['cpu_seconds_per_page']} s per page ({figures['wall_seconds_per_page']} s wall); "
+        f"cascade vision tokens {cascade_tokens} against {vision_tokens} for every page "
+        f"({figures['cascade_token_ratio']:.1%})"
+    )
     print(json.dumps(figures))
 
 

@@ -11,10 +11,17 @@ from PIL import Image, ImageDraw, ImageFilter
 from client.samples import HAND_EN_FONTS, HAND_ZH_FONTS, PRINT_FONTS, _font
 
 QUESTIONS = [
-    ("1. 计算：7 × 8 =", "56"), ("2. 把 3/4 写成小数：", "0.75"), ("3. 125 × 4 =", "500"),
-    ("4. 23 ÷ 4 =", "5……3"), ("5. 2 千克 = ____ 克", "2000"), ("6. 长方形长8厘米，宽4厘米，周长是？", "24厘米"),
-    ("7. She ____ (play) tennis every Sunday.", "plays"), ("8. The plural of 'child' is ____.", "children"),
-    ("9. 0.6 + 0.25 =", "0.85"), ("10. 36 ÷ 9 × 3 =", "12"), ("11. 比较大小：3/5 ○ 0.5", ">"),
+    ("1. 计算：7 × 8 =", "56"),
+    ("2. 把 3/4 写成小数：", "0.75"),
+    ("3. 125 × 4 =", "500"),
+    ("4. 23 ÷ 4 =", "5……3"),
+    ("5. 2 千克 = ____ 克", "2000"),
+    ("6. 长方形长8厘米，宽4厘米，周长是？", "24厘米"),
+    ("7. She ____ (play) tennis every Sunday.", "plays"),
+    ("8. The plural of 'child' is ____.", "children"),
+    ("9. 0.6 + 0.25 =", "0.85"),
+    ("10. 36 ÷ 9 × 3 =", "12"),
+    ("11. 比较大小：3/5 ○ 0.5", ">"),
     ("12. They ____ (read) in the library now.", "are reading"),
 ]
 
@@ -29,16 +36,24 @@ def exam_sheet(width: int, height: int, seed: int = 0) -> Image.Image:
     page = Image.new("RGB", (width, height), (250, 249, 244))
     draw = ImageDraw.Draw(page)
     margin = round(0.8 * dpi)
-    draw.text((margin, margin), "三年级期中测试  Grade 3 mid-term test   姓名 / Name: ________",
-              font=_font(PRINT_FONTS, round(15 / 72 * dpi)), fill=(10, 10, 10))
+    draw.text(
+        (margin, margin),
+        "三年级期中测试  Grade 3 mid-term test   姓名 / Name: ________",
+        font=_font(PRINT_FONTS, round(15 / 72 * dpi)),
+        fill=(10, 10, 10),
+    )
     y = margin + round(0.6 * dpi)
     step = (height - y - margin) / len(QUESTIONS)
     for question, answer in QUESTIONS:
         draw.text((margin, y), question, font=printed, fill=(15, 15, 15))
         written = answer if rng.random() > 0.3 else answer[::-1]
         hand = hand_en if written.isascii() else hand_zh
-        draw.text((margin + round(0.6 * dpi) + rng.randint(0, 30), y + round(0.28 * dpi)), written,
-                  font=hand, fill=(25, 45, 150))
+        draw.text(
+            (margin + round(0.6 * dpi) + rng.randint(0, 30), y + round(0.28 * dpi)),
+            written,
+            font=hand,
+            fill=(25, 45, 150),
+        )
         y += step
     return page.filter(ImageFilter.GaussianBlur(width / 2000))
 

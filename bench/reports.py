@@ -23,8 +23,8 @@ from sqlalchemy import insert, text
 
 from shared.db import make_engine, make_session_factory, transaction
 from shared.grading.reports import exam_report, student_report
-from shared.grading.vocabulary import packaged_vocabulary, sync_vocabulary
-from shared.migrate import upgrade
+from shared.grading.vocabulary import packaged_vocabulary
+from shared.migrate import migrate
 from shared.models import (
     Exam,
     Paper,
@@ -42,8 +42,20 @@ def build_exam(sessions, school_id: int, results: int, points: list[str], rng: r
     exam_id = uuid.uuid4()
     key = {"questions": [{"id": str(q), "answer": "1", "points": 2} for q in range(1, QUESTIONS + 1)]}
     with transaction(sessions) as session:
-        session.add(Exam(id=exam_id, school_id=school_id, title=f"bench {results}", subject="math", grade=5,
-                         language="zh", answer_key=key, rubric="", model="gpt-4o", image_detail="high"))
+        session.add(
+            Exam(
+                id=exam_id,
+                school_id=school_id,
+                title=f"bench {results}",
+                subject="math",
+                grade=5,
+                language="zh",
+                answer_key=key,
+                rubric="",
+                model="gpt-4o",
+                image_detail="high",
+            )
+        )
     papers = results // QUESTIONS
     result_id = 0
     with transaction(sessions) as session:
@@ -51,25 +63,52 @@ def build_exam(sessions, school_id: int, results: int, points: list[str], rng: r
         for n in range(papers):
             paper_id = uuid.uuid4()
             right = [rng.random() < 0.7 for _ in range(QUESTIONS)]
-            paper_rows.append({"id": paper_id, "school_id": school_id, "exam_id": exam_id,
-                               "student_ref": f"S{n:05d}", "class_label": f"5({n % 5 + 1})",
-                               "status": PaperStatus.graded, "attempts": 1, "score": 2.0 * sum(right),
-                               "max_score": 2.0 * QUESTIONS})
+            paper_rows.append(
+                {
+                    "id": paper_id,
+                    "school_id": school_id,
+                    "exam_id": exam_id,
+                    "student_ref": f"S{n:05d}",
+                    "class_label": f"5({n % 5 + 1})",
+                    "status": PaperStatus.graded,
+                    "attempts": 1,
+                    "score": 2.0 * sum(right),
+                    "max_score": 2.0 * QUESTIONS,
+                }
+            )
             for q in range(QUESTIONS):
                 result_id += 1
-                question_rows.append({
-                    "id": None, "paper_id": paper_id, "position": q, "question_id": str(q + 1),
-                    "student_answer": "1" if right[q] else "2", "correct_answer": "1", "is_correct": right[q],
-                    "score": 2.0 if right[q] else 0.0, "max_score": 2.0, "error_type": "none" if right[q] else "calculation",
-                    "explanation": "", "correction": "" if right[q] else "= 1", "confidence": 0.9,
-                    "needs_review": False, "from_key": True, "model_is_correct": right[q], "model_score": 2.0,
-                    "model_knowledge_points": [],
-                })
+                question_rows.append(
+                    {
+                        "id": None,
+                        "paper_id": paper_id,
+                        "position": q,
+                        "question_id": str(q + 1),
+                        "student_answer": "1" if right[q] else "2",
+                        "correct_answer": "1",
+                        "is_correct": right[q],
+                        "score": 2.0 if right[q] else 0.0,
+                        "max_score": 2.0,
+                        "error_type": "none" if right[q] else "calculation",
+                        "explanation": "",
+                        "correction": "" if right[q] else "= 1",
+                        "confidence": 0.9,
+                        "needs_review": False,
+                        "from_key": True,
+                        "model_is_correct": right[q],
+                        "model_score": 2.0,
+                        "model_knowledge_points": [],
+                    }
+                )
         session.execute(insert(Paper), paper_rows)
-        ids = session.execute(
-            insert(QuestionResult).returning(QuestionResult.id, sort_by_parameter_order=True),
-            [{k: v for k, v in row.items() if k != "id"} for row in question_rows],
-        ).scalars().all()
+        ids = (
+            session.execute(
+                insert(QuestionResult).returning(QuestionResult.id, sort_by_parameter_order=True),
+                [{k: v for k, v in row.items() if k != "id"} for row in question_rows],
+            )
+            .scalars()
+            .all()
+        )
         for result, row in zip(ids, question_rows, strict=True):
             q = int(row["question_id"])
             pair = [points[q % len(points)], points[(q + 3) % len(points)]]  # each question tests fixed points
@@ -95,10 +134,9 @@ def main() -> int:
     url = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
     engine = make_engine(url)
     try:
-        upgrade(url)
+        migrate(url)
         sessions = make_session_factory(engine)
         with transaction(sessions) as session:
-            sync_vocabulary(session)
             school = School(name="bench")
             session.add(school)
             session.flush()
@@ -120,20 +158,36 @@ def main() -> int:
                 seconds = timed(lambda: exam_report(session, exam))
                 student = timed(lambda: student_report(session, school_id, "S00001"))
             attempted = sum(row["attempted"] for row in report["missed_knowledge_points"])
-            figures[results] = {"report_seconds": round(seconds, 4), "student_report_seconds": round(student, 4),
-                                "report_seconds_before_analyze": round(stale, 4),
-                                "papers": len(report["papers"]), "knowledge_point_rows": attempted,
-                                "build_seconds": round(built, 1)}
-            print(f"{results:>7} question results ({len(report['papers'])} papers, {attempted} point tags): "
-                  f"exam report {seconds * 1000:.1f} ms ({stale * 1000:.0f} ms before ANALYZE), "
-                  f"student report {student * 1000:.1f} ms")
+            figures[results] = {
+                "report_seconds": round(seconds, 4),
+                "student_report_seconds": round(student, 4),
+                "report_seconds_before_analyze": round(stale, 4),
+                "papers": len(report["papers"]),
+                "knowledge_point_rows": attempted,
+                "build_seconds": round(built, 1),
+            }
+            print(
+                f"{results:>7} question results ({len(report['papers'])} papers, {attempted} point tags): "
+                f"exam report {seconds * 1000:.1f} ms ({stale * 1000:.0f} ms before ANALYZE), "
+                f"student report {student * 1000:.1f} ms"
+            )
         ratio = figures[100_000]["report_seconds"] / figures[1_000]["report_seconds"]
         met = figures[100_000]["report_seconds"] < 1.0
-        print(f"100,000 / 1,000 report time ratio: {ratio:.1f} (results grew 100x); "
-              f"100,000 report under 1 s: {'MET' if met else 'NOT MET'}")
-        print(json.dumps({"report_seconds_1000": figures[1_000]["report_seconds"],
-                          "report_seconds_100000": figures[100_000]["report_seconds"],
-                          "ratio": round(ratio, 2), "target_met": met, "detail": figures}))
+        print(
+            f"100,000 / 1,000 report time ratio: {ratio:.1f} (results grew 100x); "
+            f"100,000 report under 1 s: {'MET' if met else 'NOT MET'}"
+        )
+        print(
+            json.dumps(
+                {
+                    "report_seconds_1000": figures[1_000]["report_seconds"],
+                    "report_seconds_100000": figures[100_000]["report_seconds"],
+                    "ratio": round(ratio, 2),
+                    "target_met": met,
+                    "detail": figures,
+                }
+            )
+        )
     finally:
         engine.dispose()
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:

@@ -38,8 +38,7 @@ from sqlalchemy import func, select
 
 from loopback.server import LoopbackServer, LoopbackState
 from shared.db import make_engine, make_session_factory, transaction
-from shared.grading.vocabulary import sync_vocabulary
-from shared.migrate import upgrade
+from shared.migrate import migrate
 from shared.models import Paper, PaperStatus
 from shared.schools import create_key, create_school
 
@@ -49,8 +48,12 @@ PROFILES = {
 }
 ADMIN_URL = os.environ.get("MARKQ_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("MARKQ_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
-KEY = {"questions": [{"id": str(n), "answer": str(7 * n), "points": 1, "knowledge_points": ["math.g2.times-tables"]}
-                     for n in range(1, 4)]}
+KEY = {
+    "questions": [
+        {"id": str(n), "answer": str(7 * n), "points": 1, "knowledge_points": ["math.g2.times-tables"]}
+        for n in range(1, 4)
+    ]
+}
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -83,29 +86,49 @@ class Stack:
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{self.db_name}"')
         self.db_url = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{self.db_name}"
-        upgrade(self.db_url)
+        migrate(self.db_url)
         self.engine = make_engine(self.db_url)
         self.sessions = make_session_factory(self.engine)
         with transaction(self.sessions) as session:
-            sync_vocabulary(session)
             self.api_key = create_key(session, create_school(session, "bench")).key
         self.broker = redis.Redis.from_url(REDIS_URL)
         self.broker.flushdb()
         low, high = profile["latency_ms"]
-        self.loopback = LoopbackServer(state=LoopbackState(rpm=profile["rpm"], tpm=profile["tpm"],
-                                                           latency_ms=(low, high))).start()
-        self.env = {**os.environ, "MARKQ_HOME": str(home), "MARKQ_DATABASE_URL": self.db_url,
-                    "MARKQ_REDIS_URL": REDIS_URL, "MARKQ_STORAGE_DIR": str(home / "storage"),
-                    "MARKQ_QUEUE_NAME": "bench-calls", "MARKQ_IMAGE_QUEUE_NAME": "bench-images",
-                    "OPENAI_BASE_URL": self.loopback.url, "OPENAI_API_KEY": "sk-loopback",
-                    "MARKQ_RATE_LIMIT_RPM": str(profile["rpm"]), "MARKQ_RATE_LIMIT_TPM": str(profile["tpm"])}
+        self.loopback = LoopbackServer(
+            state=LoopbackState(rpm=profile["rpm"], tpm=profile["tpm"], latency_ms=(low, high))
+        ).start()
+        self.env = {
+            **os.environ,
+            "MARKQ_HOME": str(home),
+            "MARKQ_DATABASE_URL": self.db_url,
+            "MARKQ_REDIS_URL": REDIS_URL,
+            "MARKQ_STORAGE_DIR": str(home / "storage"),
+            "MARKQ_QUEUE_NAME": "bench-calls",
+            "MARKQ_IMAGE_QUEUE_NAME": "bench-images",
+            "OPENAI_BASE_URL": self.loopback.url,
+            "OPENAI_API_KEY": "sk-loopback",
+            "MARKQ_RATE_LIMIT_RPM": str(profile["rpm"]),
+            "MARKQ_RATE_LIMIT_TPM": str(profile["tpm"]),
+        }
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs = home / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         port = free_port()
         self.api_url = f"http://127.0.0.1:{port}"
-        self.start("api", [str(Path(sys.executable).parent / "gunicorn"), "-b", f"127.0.0.1:{port}", "-w", "2",
-                           "--threads", "4", "api:create_app()"], self.env)
+        self.start(
+            "api",
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "-b",
+                f"127.0.0.1:{port}",
+                "-w",
+                "2",
+                "--threads",
+                "4",
+                "api:create_app()",
+            ],
+            self.env,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -115,8 +138,9 @@ class Stack:
                 time.sleep(0.3)
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=(self.logs / f"{name}.log").open("ab"),
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=(self.logs / f"{name}.log").open("ab"), stderr=subprocess.STDOUT
+        )
         self.processes.append(process)
         return process
 
@@ -125,10 +149,14 @@ class Stack:
         if mode == "naive":
             env.update(MARKQ_LIMITER_ENABLED="false", MARKQ_PROVIDER_SDK_RETRIES="2")
         celery = [sys.executable, "-m", "celery", "-A", "worker.main", "worker", "--loglevel=INFO"]
-        calls = self.start(f"calls-{mode}", [*celery, "--pool=threads", "--concurrency=16", "-n", f"calls-{mode}@%h",
-                                             "-Q", "bench-calls"], env)
-        images = self.start(f"images-{mode}", [*celery, "--concurrency=2", "-n", f"images-{mode}@%h",
-                                               "-Q", "bench-images"], env)
+        calls = self.start(
+            f"calls-{mode}",
+            [*celery, "--pool=threads", "--concurrency=16", "-n", f"calls-{mode}@%h", "-Q", "bench-calls"],
+            env,
+        )
+        images = self.start(
+            f"images-{mode}", [*celery, "--concurrency=2", "-n", f"images-{mode}@%h", "-Q", "bench-images"], env
+        )
         return [calls, images]
 
     def close(self) -> None:
@@ -158,14 +186,23 @@ def run_mode(stack: Stack, mode: str, offset: int) -> dict:
         if all(" ready." in log for log in logs):
             break
         time.sleep(0.2)
-    exam = httpx.post(f"{stack.api_url}/v1/exams", headers=headers, timeout=30, json={
-        "title": f"bench {mode}", "subject": "math", "grade": 2, "language": "en", "answer_key": KEY}).json()
+    exam = httpx.post(
+        f"{stack.api_url}/v1/exams",
+        headers=headers,
+        timeout=30,
+        json={"title": f"bench {mode}", "subject": "math", "grade": 2, "language": "en", "answer_key": KEY},
+    ).json()
     pages = [page(offset + n) for n in range(profile["papers"])]
     started = datetime.now(timezone.utc)
 
     def submit(n: int) -> None:
-        reply = httpx.post(f"{stack.api_url}/v1/exams/{exam['id']}/papers", headers=headers, timeout=60,
-                           data={"student_ref": f"s{n}"}, files=[("pages", ("p.jpg", pages[n], "image/jpeg"))])
+        reply = httpx.post(
+            f"{stack.api_url}/v1/exams/{exam['id']}/papers",
+            headers=headers,
+            timeout=60,
+            data={"student_ref": f"s{n}"},
+            files=[("pages", ("p.jpg", pages[n], "image/jpeg"))],
+        )
         reply.raise_for_status()
 
     with ThreadPoolExecutor(8) as pool:
@@ -174,16 +211,23 @@ def run_mode(stack: Stack, mode: str, offset: int) -> dict:
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
         with stack.sessions() as session:
-            done = session.scalar(select(func.count()).select_from(Paper).where(
-                Paper.exam_id == exam["id"], Paper.status.in_(done_states)))
+            done = session.scalar(
+                select(func.count())
+                .select_from(Paper)
+                .where(Paper.exam_id == exam["id"], Paper.status.in_(done_states))
+            )
         if done >= profile["papers"]:
             break
         time.sleep(0.5)
     with stack.sessions() as session:
-        first, last = session.execute(select(func.min(Paper.graded_at), func.max(Paper.graded_at))
-                                      .where(Paper.exam_id == exam["id"])).one()
-        failed = session.scalar(select(func.count()).select_from(Paper).where(
-            Paper.exam_id == exam["id"], Paper.status == PaperStatus.failed))
+        first, last = session.execute(
+            select(func.min(Paper.graded_at), func.max(Paper.graded_at)).where(Paper.exam_id == exam["id"])
+        ).one()
+        failed = session.scalar(
+            select(func.count())
+            .select_from(Paper)
+            .where(Paper.exam_id == exam["id"], Paper.status == PaperStatus.failed)
+        )
     for process in workers:
         process.terminate()
     for process in workers:
@@ -197,20 +241,29 @@ def run_mode(stack: Stack, mode: str, offset: int) -> dict:
     fastest = 60 * max(papers / profile["rpm"] - 1, papers * tokens_per_paper / profile["tpm"] - 1, 0)
     theoretical_per_minute = min(profile["rpm"], profile["tpm"] / tokens_per_paper)
     result = {
-        "mode": mode, "papers": profile["papers"], "graded": profile["papers"] - failed, "failed": failed,
-        "seconds": round(seconds, 1), "seconds_to_first_result": round(first_result, 1),
+        "mode": mode,
+        "papers": profile["papers"],
+        "graded": profile["papers"] - failed,
+        "failed": failed,
+        "seconds": round(seconds, 1),
+        "seconds_to_first_result": round(first_result, 1),
         "papers_per_minute": round(profile["papers"] / seconds * 60, 1),
         "theoretical_papers_per_minute": round(theoretical_per_minute, 1),
-        "tokens_per_paper": round(tokens_per_paper), "fastest_possible_seconds": round(fastest, 1),
+        "tokens_per_paper": round(tokens_per_paper),
+        "fastest_possible_seconds": round(fastest, 1),
         "ratio_to_maximum": round(fastest / seconds, 3) if fastest else None,
-        "requests": stats["requests"], "answered_429": stats["rate_limited"],
+        "requests": stats["requests"],
+        "answered_429": stats["rate_limited"],
         "share_429": round(stats["rate_limited"] / max(1, stats["requests"]), 4),
     }
-    print(f"{mode:6} {result['papers']} papers in {result['seconds']} s after the first result "
-          f"(which took {first_result:.1f} s): {result['papers_per_minute']} papers/min "
-          f"(steady-state limit {result['theoretical_papers_per_minute']}/min, {result['tokens_per_paper']} tokens a paper); "
-          f"fastest possible {fastest:.1f} s, ratio {result['ratio_to_maximum']}; 429s {stats['rate_limited']} of "
-          f"{stats['requests']} requests ({result['share_429']:.1%}); failed {failed}", flush=True)
+    print(
+        f"{mode:6} {result['papers']} papers in {result['seconds']} s after the first result "
+        f"(which took {first_result:.1f} s): {result['papers_per_minute']} papers/min "
+        f"(steady-state limit {result['theoretical_papers_per_minute']}/min, {result['tokens_per_paper']} tokens a paper); "
+        f"fastest possible {fastest:.1f} s, ratio {result['ratio_to_maximum']}; 429s {stats['rate_limited']} of "
+        f"{stats['requests']} requests ({result['share_429']:.1%}); failed {failed}",
+        flush=True,
+    )
     return result
 
 
@@ -223,10 +276,14 @@ def run(profile_name: str) -> dict:
         finally:
             stack.close()
     markq = results["markq"]
-    summary = {"profile": profile_name, "limits": {"rpm": profile["rpm"], "tpm": profile["tpm"]},
-               "latency_ms": list(profile["latency_ms"]),
-               "markq_ratio": markq["ratio_to_maximum"], "markq_share_429": markq["share_429"],
-               "target_met": (markq["ratio_to_maximum"] or 0) >= 0.9 and markq["share_429"] <= 0.02}
+    summary = {
+        "profile": profile_name,
+        "limits": {"rpm": profile["rpm"], "tpm": profile["tpm"]},
+        "latency_ms": list(profile["latency_ms"]),
+        "markq_ratio": markq["ratio_to_maximum"],
+        "markq_share_429": markq["share_429"],
+        "target_met": (markq["ratio_to_maximum"] or 0) >= 0.9 and markq["share_429"] <= 0.02,
+    }
     if "naive" in results:
         summary.update(naive_ratio=results["naive"]["ratio_to_maximum"], naive_share_429=results["naive"]["share_429"])
     summary["runs"] = results

@@ -72,7 +72,7 @@ def provider_view(data: bytes, model: str) -> bytes:
     """The original as the provider itself would shrink it at high detail (the naive request)."""
     with Image.open(io.BytesIO(data)) as image:
         w, h = image.size  # sent as stored: the provider does not apply EXIF orientation
-        size = (patch_scheme_size(w, h) if model_card(model).scheme == "patch" else tile_scheme_size(w, h))
+        size = patch_scheme_size(w, h) if model_card(model).scheme == "patch" else tile_scheme_size(w, h)
         return jpeg(image.convert("RGB").resize(size, Image.Resampling.LANCZOS), None)
 
 
@@ -102,22 +102,33 @@ def main() -> int:
                     continue
                 naive = sum(image_tokens(model, width, height, "high") for _ in sheets) // len(sheets)
                 markq = sum(image_tokens(model, s.width, s.height, "high") for s in sent) // len(sheets)
-                row["models"][model] = {"naive": naive, "markq": markq, "ratio": round(markq / naive, 3),
-                                        "sent": [sent[0].width, sent[0].height], "legibility": round(ratio, 4),
-                                        "naive_legibility": round(naive_ratio, 4)}
+                row["models"][model] = {
+                    "naive": naive,
+                    "markq": markq,
+                    "ratio": round(markq / naive, 3),
+                    "sent": [sent[0].width, sent[0].height],
+                    "legibility": round(ratio, 4),
+                    "naive_legibility": round(naive_ratio, 4),
+                }
         rows.append(row)
         print(f"{name:22} {width}x{height}  {len(sheets)} sheets, OCR chars on the originals: {chars}")
         for model, figures in row["models"].items():
-            print(f"    {model:13} naive {figures['naive']:>6}  markq {figures['markq']:>6}  "
-                  f"ratio {figures['ratio']:.3f}  sent {figures['sent'][0]}x{figures['sent'][1]}  "
-                  f"legibility {figures['legibility']:.4f} (naive {figures['naive_legibility']:.4f})")
+            print(
+                f"    {model:13} naive {figures['naive']:>6}  markq {figures['markq']:>6}  "
+                f"ratio {figures['ratio']:.3f}  sent {figures['sent'][0]}x{figures['sent'][1]}  "
+                f"legibility {figures['legibility']:.4f} (naive {figures['naive_legibility']:.4f})"
+            )
 
     by_family = {}
     for model in FAMILIES:
         naive = sum(r["models"][model]["naive"] for r in rows)
         markq = sum(r["models"][model]["markq"] for r in rows)
-        by_family[model] = {"scheme": model_card(model).scheme, "naive_tokens": naive,
-                            "markq_tokens": markq, "ratio": round(markq / naive, 3)}
+        by_family[model] = {
+            "scheme": model_card(model).scheme,
+            "naive_tokens": naive,
+            "markq_tokens": markq,
+            "ratio": round(markq / naive, 3),
+        }
     tile_ratio = max(v["ratio"] for v in by_family.values() if v["scheme"] == "tile")
     min_legibility = min(f["legibility"] for r in rows for f in r["models"].values())
 
@@ -135,22 +146,41 @@ def main() -> int:
             first = call_cost(model, images + prefix, 0, output)
             later = call_cost(model, images + prefix, cached, output)
             cost[way] = float(first + later * (papers - 1))
-        class_cost[model] = {"naive_usd": round(cost["naive"], 4), "markq_usd": round(cost["markq"], 4),
-                             "ratio": round(cost["markq"] / cost["naive"], 3)}
+        class_cost[model] = {
+            "naive_usd": round(cost["naive"], 4),
+            "markq_usd": round(cost["markq"], 4),
+            "ratio": round(cost["markq"] / cost["naive"], 3),
+        }
     print("\nper model family (all pages):")
     for model, figures in by_family.items():
-        print(f"    {model:13} {figures['scheme']:5} naive {figures['naive_tokens']:>7}  "
-              f"markq {figures['markq_tokens']:>7}  ratio {figures['ratio']:.3f}")
+        print(
+            f"    {model:13} {figures['scheme']:5} naive {figures['naive_tokens']:>7}  "
+            f"markq {figures['markq_tokens']:>7}  ratio {figures['ratio']:.3f}"
+        )
     print("\nclass of 40 two-page papers (A4 150 dpi, 12 questions):")
     for model, figures in class_cost.items():
-        print(f"    {model:13} naive ${figures['naive_usd']:.4f}  markq ${figures['markq_usd']:.4f}  ratio {figures['ratio']:.3f}")
+        print(
+            f"    {model:13} naive ${figures['naive_usd']:.4f}  markq ${figures['markq_usd']:.4f}  ratio {figures['ratio']:.3f}"
+        )
     verdict = tile_ratio <= 0.6 and min_legibility >= 0.98
-    print(f"\ntile-scheme ratio {tile_ratio:.3f} (target <= 0.6), min legibility {min_legibility:.4f} "
-          f"(target >= 0.98): {'MET' if verdict else 'NOT MET'}  [{time.perf_counter() - started:.1f}s]")
-    print(json.dumps({
-        "tile_scheme_ratio": tile_ratio, "min_legibility": min_legibility, "target_met": verdict,
-        "per_family": by_family, "per_page": rows, "class_of_40": class_cost,
-    }, ensure_ascii=False, separators=(",", ":")))
+    print(
+        f"\ntile-scheme ratio {tile_ratio:.3f} (target <= 0.6), min legibility {min_legibility:.4f} "
+        f"(target >= 0.98): {'MET' if verdict else 'NOT MET'}  [{time.perf_counter() - started:.1f}s]"
+    )
+    print(
+        json.dumps(
+            {
+                "tile_scheme_ratio": tile_ratio,
+                "min_legibility": min_legibility,
+                "target_met": verdict,
+                "per_family": by_family,
+                "per_page": rows,
+                "class_of_40": class_cost,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+    )
     return 0
 
 

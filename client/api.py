@@ -26,7 +26,8 @@ class MarkqError(Exception):
 class MarkqClient:
     def __init__(self, base_url: str, api_key: str, timeout: float = 60.0) -> None:
         self.http = httpx.Client(
-            base_url=base_url.rstrip("/"), timeout=timeout,
+            base_url=base_url.rstrip("/"),
+            timeout=timeout,
             headers={"Authorization": f"Bearer {api_key}"},
         )
 
@@ -37,8 +38,9 @@ class MarkqClient:
                 error = reply.json()["error"]
             except (ValueError, KeyError, TypeError):
                 error = {"code": "http_error", "message": reply.text[:500]}
-            raise MarkqError(reply.status_code, error.get("code", "error"), error.get("message", ""),
-                             error.get("details"))
+            raise MarkqError(
+                reply.status_code, error.get("code", "error"), error.get("message", ""), error.get("details")
+            )
         return reply.json()
 
     def create_exam(self, exam: dict[str, Any]) -> dict[str, Any]:
@@ -63,14 +65,19 @@ class MarkqClient:
         handles = [path.open("rb") for path in pages]
         try:
             files = [("pages", (path.name, handle)) for path, handle in zip(pages, handles, strict=True)]
-            return self._call("POST", f"/v1/exams/{exam_id}/papers",
-                              data={"student_ref": student_ref, "class_label": class_label}, files=files)
+            return self._call(
+                "POST",
+                f"/v1/exams/{exam_id}/papers",
+                data={"student_ref": student_ref, "class_label": class_label},
+                files=files,
+            )
         finally:
             for handle in handles:
                 handle.close()
 
-    def submit_class(self, exam_id: str, archive: BinaryIO, filename: str, class_label: str = "",
-                     roster: Path | None = None) -> dict[str, Any]:
+    def submit_class(
+        self, exam_id: str, archive: BinaryIO, filename: str, class_label: str = "", roster: Path | None = None
+    ) -> dict[str, Any]:
         """Upload one class's ZIP to the bulk endpoint (streamed from `archive`)."""
         files: list[tuple[str, tuple[str, Any]]] = [("archive", (filename, archive))]
         handle = roster.open("rb") if roster else None

@@ -49,8 +49,10 @@ def user_config() -> dict[str, Any]:
 def main(ctx: click.Context, api_url: str | None, api_key: str | None) -> None:
     """Mark test papers with markq."""
     config = user_config() if not (api_url and api_key) else {}
-    ctx.obj = {"url": api_url or config.get("api_url") or "http://127.0.0.1:8000",
-               "key": api_key or config.get("api_key")}
+    ctx.obj = {
+        "url": api_url or config.get("api_url") or "http://127.0.0.1:8000",
+        "key": api_key or config.get("api_key"),
+    }
 
 
 def _client(ctx: click.Context) -> MarkqClient:
@@ -73,9 +75,12 @@ def exams() -> None:
 
 @exams.command("create")
 @click.argument("exam_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--provider", type=click.Choice(["vision", "local", "cascade"]),
-              help="Who reads the answers: the vision model, the offline reader (free), or offline first "
-                   "with only unsure questions to the vision model. Default: the file's, else the server's.")
+@click.option(
+    "--provider",
+    type=click.Choice(["vision", "local", "cascade"]),
+    help="Who reads the answers: the vision model, the offline reader (free), or offline first "
+    "with only unsure questions to the vision model. Default: the file's, else the server's.",
+)
 @click.pass_context
 def exams_create(ctx: click.Context, exam_file: Path, provider: str | None) -> None:
     """Create an exam from a JSON file (title, subject, grade, language, answer_key, rubric, model)."""
@@ -124,11 +129,20 @@ def _zip_folder(folder: Path, out: BinaryIO) -> int:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--student", help="Submit PATHS (images or PDFs, in order) as this one student's paper.")
 @click.option("--class", "class_label", default="", help="The class label.")
-@click.option("--roster", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="CSV mapping files to students (file, student_ref[, class_label]).")
+@click.option(
+    "--roster",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV mapping files to students (file, student_ref[, class_label]).",
+)
 @click.pass_context
-def submit(ctx: click.Context, exam_id: str, paths: tuple[Path, ...], student: str | None, class_label: str,
-           roster: Path | None) -> None:
+def submit(
+    ctx: click.Context,
+    exam_id: str,
+    paths: tuple[Path, ...],
+    student: str | None,
+    class_label: str,
+    roster: Path | None,
+) -> None:
     """Submit papers. With --student: PATHS are one paper's pages. Without: each PATH is a class,
     a folder with a folder per student (or student__page names), or a ZIP of one. Running it
     again sends only what is not in yet."""
@@ -192,10 +206,19 @@ def paper(ctx: click.Context, paper_id: str) -> None:
 
 @main.command()
 @click.argument("exam_id")
-@click.option("--csv", "csv_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write a CSV (one row per paper) to this file.")
-@click.option("--table", type=click.Choice(["papers", "questions", "knowledge_points", "classes"]), default="papers",
-              show_default=True, help="Which table the CSV holds.")
+@click.option(
+    "--csv",
+    "csv_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a CSV (one row per paper) to this file.",
+)
+@click.option(
+    "--table",
+    type=click.Choice(["papers", "questions", "knowledge_points", "classes"]),
+    default="papers",
+    show_default=True,
+    help="Which table the CSV holds.",
+)
 @click.option("--open", "open_page", is_flag=True, help="Open the teacher's report page in a browser.")
 @click.pass_context
 def report(ctx: click.Context, exam_id: str, csv_file: Path | None, table: str, open_page: bool) -> None:
@@ -215,12 +238,17 @@ def report(ctx: click.Context, exam_id: str, csv_file: Path | None, table: str, 
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--model", "models", multiple=True, help="A model to price; repeat to compare. Default: three.")
 @click.option("--size", "sizes", multiple=True, help="A page size WxH instead of files; repeat per page.")
-@click.option("--detail", default="high", show_default=True,
-              type=click.Choice(["low", "high", "auto", "original"]))
+@click.option("--detail", default="high", show_default=True, type=click.Choice(["low", "high", "auto", "original"]))
 @click.option("--class-size", default=40, show_default=True, help="Papers in the class.")
 @click.option("--questions", default=10, show_default=True, help="Questions on the paper.")
-def estimate(paths: tuple[Path, ...], models: tuple[str, ...], sizes: tuple[str, ...], detail: str,
-             class_size: int, questions: int) -> None:
+def estimate(
+    paths: tuple[Path, ...],
+    models: tuple[str, ...],
+    sizes: tuple[str, ...],
+    detail: str,
+    class_size: int,
+    questions: int,
+) -> None:
     """Tokens and dollars before marking: PATHS (page files or a folder: one paper) or --size WxH.
 
     Runs locally with markq's token rules and price file; no API key needed.

@@ -28,8 +28,7 @@ import redis
 from client.api import MarkqClient
 from client.samples import write_samples
 from shared.db import make_engine, make_session_factory, transaction
-from shared.grading.vocabulary import sync_vocabulary
-from shared.migrate import upgrade
+from shared.migrate import migrate
 from shared.models import School
 from shared.schools import create_key, create_school
 from shared.settings import get_settings
@@ -69,11 +68,15 @@ def ensure_redis(url: str) -> None:
         pass
     server = shutil.which("redis-server")
     if server is None:
-        raise SystemExit(f"No Redis answers at {url} and redis-server is not installed "
-                         "(apt-get install redis-server, or set MARKQ_REDIS_URL).")
+        raise SystemExit(
+            f"No Redis answers at {url} and redis-server is not installed "
+            "(apt-get install redis-server, or set MARKQ_REDIS_URL)."
+        )
     print("starting redis-server (none was answering)")
-    subprocess.run([server, "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379",
-                    "--save", "", "--appendonly", "no"], check=True)
+    subprocess.run(
+        [server, "--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379", "--save", "", "--appendonly", "no"],
+        check=True,
+    )
     wait_until(client.ping, "Redis")
 
 
@@ -86,8 +89,7 @@ class Processes:
 
     def start(self, name: str, *argv: str) -> None:
         log = (self.logs / f"{name}.log").open("wb")
-        process = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
+        process = subprocess.Popen(argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.started.append((name, process))
 
     def check_alive(self) -> None:
@@ -107,10 +109,9 @@ class Processes:
 
 
 def demo_key(database_url: str) -> str:
-    upgrade(database_url)
+    migrate(database_url)
     engine = make_engine(database_url)
     with transaction(make_session_factory(engine)) as session:
-        sync_vocabulary(session)
         school = session.query(School).filter_by(name="Demo school").one_or_none()
         school = school or create_school(session, "Demo school")
         key = create_key(session, school).key
@@ -121,8 +122,11 @@ def demo_key(database_url: str) -> str:
 def print_results(client: MarkqClient, exam: dict[str, Any], simulated: bool) -> None:
     tag = f" {SIMULATED}" if simulated else ""
     report = client.report(exam["id"])
-    who = "the offline reader (OCR on this machine, no provider calls)" if exam["provider"] == "local" \
+    who = (
+        "the offline reader (OCR on this machine, no provider calls)"
+        if exam["provider"] == "local"
         else f"{exam['provider']}, model {exam['model']}"
+    )
     print(f"\n== {exam['title']} (marked by {who}) ==")
     for summary in report["papers"]:
         paper = client.paper(summary["id"])
@@ -134,8 +138,11 @@ def print_results(client: MarkqClient, exam: dict[str, Any], simulated: bool) ->
             line += f" wrong: {', '.join(wrong)}"
         if review:
             line += f" review: {', '.join(review)}"
-        read = [f"{q['question_id']}={q['student_answer']!r}" for q in paper["questions"]
-                if q["marked_by"] == "local" and not q["is_correct"]]
+        read = [
+            f"{q['question_id']}={q['student_answer']!r}"
+            for q in paper["questions"]
+            if q["marked_by"] == "local" and not q["is_correct"]
+        ]
         if read and not simulated:
             line += f" (read: {', '.join(read)})"
         if paper["status"] in ("failed", "paused"):
@@ -150,17 +157,22 @@ def print_results(client: MarkqClient, exam: dict[str, Any], simulated: bool) ->
     if not missed:
         print("    none missed")
     usage = client.exam(exam["id"])["usage"]
-    print(f"  provider calls {usage['calls']}, prompt tokens {usage['prompt_tokens']} "
-          f"(cached {usage['cached_tokens']}), completion tokens {usage['completion_tokens']}, "
-          f"cost ${usage['cost_usd']:.4f}{tag}")
+    print(
+        f"  provider calls {usage['calls']}, prompt tokens {usage['prompt_tokens']} "
+        f"(cached {usage['cached_tokens']}), completion tokens {usage['completion_tokens']}, "
+        f"cost ${usage['cost_usd']:.4f}{tag}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--keep", action="store_true", help="leave the processes running afterwards")
     parser.add_argument("--timeout", type=float, default=300)
-    parser.add_argument("--loopback", action="store_true",
-                        help="without OPENAI_API_KEY, show the vision path against the loopback server (simulated grades)")
+    parser.add_argument(
+        "--loopback",
+        action="store_true",
+        help="without OPENAI_API_KEY, show the vision path against the loopback server (simulated grades)",
+    )
     args = parser.parse_args()
 
     settings = get_settings()
@@ -172,33 +184,105 @@ def main() -> None:
     simulated = not settings.openai_api_key and args.loopback
     try:
         if not settings.openai_api_key and not simulated:
-            print("No OPENAI_API_KEY: the offline reader marks the papers (provider 'local'): real grades, "
-                  "no key, no cost.")
+            print(
+                "No OPENAI_API_KEY: the offline reader marks the papers (provider 'local'): real grades, "
+                "no key, no cost."
+            )
         if simulated:
             port = free_port(8089)
-            processes.start("loopback-openai", sys.executable, "-m", "loopback.server",
-                            "--port", str(port), "--latency-ms", "200-600")
-            env.update(OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1", OPENAI_API_KEY="sk-loopback",
-                       MARKQ_DEFAULT_PROVIDER="vision")
-            print(f"No OPENAI_API_KEY: grading with the loopback server at {env['OPENAI_BASE_URL']}. "
-                  "Grades below are SIMULATED.")
+            processes.start(
+                "loopback-openai",
+                sys.executable,
+                "-m",
+                "loopback.server",
+                "--port",
+                str(port),
+                "--latency-ms",
+                "200-600",
+            )
+            env.update(
+                OPENAI_BASE_URL=f"http://127.0.0.1:{port}/v1",
+                OPENAI_API_KEY="sk-loopback",
+                MARKQ_DEFAULT_PROVIDER="vision",
+            )
+            print(
+                f"No OPENAI_API_KEY: grading with the loopback server at {env['OPENAI_BASE_URL']}. "
+                "Grades below are SIMULATED."
+            )
         api_key = demo_key(settings.database_url)
         api_port, flower_port = free_port(8000), free_port(5555)
         api_url = f"http://127.0.0.1:{api_port}"
         bin_dir = Path(sys.executable).parent
-        processes.start("api", str(bin_dir / "gunicorn"), "-b", f"127.0.0.1:{api_port}", "-w", "2",
-                        "api:create_app()")
-        processes.start("worker", sys.executable, "-m", "celery", "-A", "worker.main", "worker",
-                        "--loglevel=INFO", "--pool=threads", "--concurrency=8", "-n", "calls@%h",
-                        "-Q", settings.queue_name)
-        processes.start("worker-images", sys.executable, "-m", "celery", "-A", "worker.main", "worker",
-                        "--loglevel=INFO", "--concurrency=2", "-n", "images@%h", "-Q", settings.image_queue_name)
-        processes.start("worker-ocr", sys.executable, "-m", "celery", "-A", "worker.main", "worker",
-                        "--loglevel=INFO", "--concurrency=2", "-n", "ocr@%h", "-Q", settings.ocr_queue_name)
-        processes.start("beat", sys.executable, "-m", "celery", "-A", "worker.main", "beat",
-                        "--loglevel=INFO", "-s", str(home / "beat-schedule"))
-        processes.start("flower", sys.executable, "-m", "celery", "-A", "worker.main", "flower",
-                        "--address=127.0.0.1", f"--port={flower_port}")
+        processes.start("api", str(bin_dir / "gunicorn"), "-b", f"127.0.0.1:{api_port}", "-w", "2", "api:create_app()")
+        processes.start(
+            "worker",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.main",
+            "worker",
+            "--loglevel=INFO",
+            "--pool=threads",
+            "--concurrency=8",
+            "-n",
+            "calls@%h",
+            "-Q",
+            settings.queue_name,
+        )
+        processes.start(
+            "worker-images",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.main",
+            "worker",
+            "--loglevel=INFO",
+            "--concurrency=2",
+            "-n",
+            "images@%h",
+            "-Q",
+            settings.image_queue_name,
+        )
+        processes.start(
+            "worker-ocr",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.main",
+            "worker",
+            "--loglevel=INFO",
+            "--concurrency=2",
+            "-n",
+            "ocr@%h",
+            "-Q",
+            settings.ocr_queue_name,
+        )
+        processes.start(
+            "beat",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.main",
+            "beat",
+            "--loglevel=INFO",
+            "-s",
+            str(home / "beat-schedule"),
+        )
+        processes.start(
+            "flower",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.main",
+            "flower",
+            "--address=127.0.0.1",
+            f"--port={flower_port}",
+        )
         wait_until(lambda: httpx.get(f"{api_url}/readyz").status_code == 200, "the API")
         processes.check_alive()
 

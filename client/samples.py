@@ -13,11 +13,12 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-PRINT_FONTS = ["/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-               "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"]
+PRINT_FONTS = ["/usr/share/fonts/truetype/wqy/wqy-microhei.ttc", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"]
 HAND_ZH_FONTS = ["/usr/share/fonts/truetype/arphic/ukai.ttc", *PRINT_FONTS]
-HAND_EN_FONTS = ["/usr/share/fonts/truetype/humor-sans/Humor-Sans.ttf",
-                 "/usr/share/fonts/truetype/dejavu/DejaVuSans-Oblique.ttf"]
+HAND_EN_FONTS = [
+    "/usr/share/fonts/truetype/humor-sans/Humor-Sans.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Oblique.ttf",
+]
 A4_150_DPI = (1240, 1754)
 
 
@@ -62,15 +63,29 @@ ENGLISH_STUDENTS = {"E01": {"3": "childs"}, "E02": {}, "E03": {"1": "play", "2":
 
 
 def answer_key(questions: list[SampleQuestion]) -> dict[str, Any]:
-    return {"questions": [
-        {"id": q.id, "prompt": q.text, "answer": q.answer, "points": q.points,
-         "knowledge_points": [q.knowledge_point], "accepted": list(q.accepted)}
-        for q in questions
-    ]}
+    return {
+        "questions": [
+            {
+                "id": q.id,
+                "prompt": q.text,
+                "answer": q.answer,
+                "points": q.points,
+                "knowledge_points": [q.knowledge_point],
+                "accepted": list(q.accepted),
+            }
+            for q in questions
+        ]
+    }
 
 
-def render_page(title: str, student: str, questions: list[SampleQuestion], answers: dict[str, str],
-                handwriting: list[str], seed: int) -> Image.Image:
+def render_page(
+    title: str,
+    student: str,
+    questions: list[SampleQuestion],
+    answers: dict[str, str],
+    handwriting: list[str],
+    seed: int,
+) -> Image.Image:
     """One A4 page at 150 dpi: printed header and questions, handwritten answers in blue ink."""
     rng = random.Random(seed)
     page = Image.new("RGB", A4_150_DPI, (250, 249, 245))
@@ -101,8 +116,9 @@ def write_samples(folder: Path) -> dict[str, Any]:
     for n, (student, wrong) in enumerate(MATH_STUDENTS.items()):
         paths = []
         for part, questions in enumerate((MATH_QUESTIONS[:3], MATH_QUESTIONS[3:]), start=1):
-            image = render_page("三年级数学单元测试 (第%d页)" % part, student, questions, wrong,
-                                HAND_ZH_FONTS, seed=n * 10 + part)
+            image = render_page(
+                "三年级数学单元测试 (第%d页)" % part, student, questions, wrong, HAND_ZH_FONTS, seed=n * 10 + part
+            )
             path = folder / f"math-{student}-page{part}.jpg"
             if student == "S04" and part == 1:
                 exif = Image.Exif()
@@ -115,17 +131,35 @@ def write_samples(folder: Path) -> dict[str, Any]:
     english_pages = {}
     for n, (student, wrong) in enumerate(ENGLISH_STUDENTS.items()):
         path = folder / f"english-{student}.jpg"
-        render_page("Grade 5 English quiz", student, ENGLISH_QUESTIONS, wrong, HAND_EN_FONTS,
-                    seed=100 + n).save(path, "JPEG", quality=90)
+        render_page("Grade 5 English quiz", student, ENGLISH_QUESTIONS, wrong, HAND_EN_FONTS, seed=100 + n).save(
+            path, "JPEG", quality=90
+        )
         english_pages[student] = [path]
     return {
         "exams": [
-            {"exam": {"title": "三年级数学单元测试", "subject": "math", "grade": 3, "language": "zh",
-                      "answer_key": answer_key(MATH_QUESTIONS),
-                      "rubric": "计算题只看结果；应用题单位缺失扣1分。"},
-             "class_label": "3(2)班", "papers": math_pages},
-            {"exam": {"title": "Grade 5 English quiz", "subject": "english", "grade": 5, "language": "en",
-                      "answer_key": answer_key(ENGLISH_QUESTIONS), "rubric": "Spelling must be exact."},
-             "class_label": "5B", "papers": english_pages},
+            {
+                "exam": {
+                    "title": "三年级数学单元测试",
+                    "subject": "math",
+                    "grade": 3,
+                    "language": "zh",
+                    "answer_key": answer_key(MATH_QUESTIONS),
+                    "rubric": "计算题只看结果；应用题单位缺失扣1分。",
+                },
+                "class_label": "3(2)班",
+                "papers": math_pages,
+            },
+            {
+                "exam": {
+                    "title": "Grade 5 English quiz",
+                    "subject": "english",
+                    "grade": 5,
+                    "language": "en",
+                    "answer_key": answer_key(ENGLISH_QUESTIONS),
+                    "rubric": "Spelling must be exact.",
+                },
+                "class_label": "5B",
+                "papers": english_pages,
+            },
         ]
     }

@@ -107,10 +107,21 @@ class LoopbackState:
         self.requests_seen.clear()
         self.stats = dict.fromkeys(
             [
-                "requests", "completions", "rate_limited", "faults", "bad_requests",
-                "image_parts_data", "image_parts_url", "base64_in_text", "base64_chars_in_text",
-                "prompt_tokens", "cached_tokens", "completion_tokens", "schema_violations",
-                "batches", "batch_lines",
+                "requests",
+                "completions",
+                "rate_limited",
+                "faults",
+                "bad_requests",
+                "image_parts_data",
+                "image_parts_url",
+                "base64_in_text",
+                "base64_chars_in_text",
+                "prompt_tokens",
+                "cached_tokens",
+                "completion_tokens",
+                "schema_violations",
+                "batches",
+                "batch_lines",
             ],
             0,
         )
@@ -126,8 +137,9 @@ class BadRequest(Exception):
         self.code = code
 
 
-def _openai_error(status: int, message: str, type_: str, code: str | None,
-                  headers: dict[str, str] | None = None) -> Response:
+def _openai_error(
+    status: int, message: str, type_: str, code: str | None, headers: dict[str, str] | None = None
+) -> Response:
     response = jsonify({"error": {"message": message, "type": type_, "param": None, "code": code}})
     response.status_code = status
     response.headers["x-request-id"] = f"req_{uuid.uuid4().hex}"
@@ -235,8 +247,11 @@ def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
 
 
 def generate_instance(
-    schema: dict[str, Any], rng: random.Random, root: dict[str, Any] | None = None,
-    points: dict[str, float] | None = None, key: str | None = None,
+    schema: dict[str, Any],
+    rng: random.Random,
+    root: dict[str, Any] | None = None,
+    points: dict[str, float] | None = None,
+    key: str | None = None,
 ) -> Any:
     """A value that validates against `schema` (the subset structured outputs allow). `points`
     maps question ids to their points, read from the exam in the prompt, as a model would."""
@@ -295,8 +310,9 @@ def _coherent_mark(
     return value
 
 
-def _error(status: int, message: str, type_: str, code: str | None,
-           headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
+def _error(
+    status: int, message: str, type_: str, code: str | None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], dict[str, str]]:
     return status, {"error": {"message": message, "type": type_, "param": None, "code": code}}, dict(headers or {})
 
 
@@ -322,8 +338,13 @@ def complete(state: LoopbackState, body: Any, *, limits: bool) -> tuple[int, dic
         if limits and state.faults:
             fault = state.faults.popleft()
             state.count("faults")
-            return _error(int(fault.get("status", 500)), fault.get("message", "injected fault"),
-                          fault.get("type", "server_error"), fault.get("code"), fault.get("headers"))
+            return _error(
+                int(fault.get("status", 500)),
+                fault.get("message", "injected fault"),
+                fault.get("type", "server_error"),
+                fault.get("code"),
+                fault.get("headers"),
+            )
     try:
         prompt = count_prompt(state, body["model"], body["messages"])
         schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
@@ -338,9 +359,14 @@ def complete(state: LoopbackState, body: Any, *, limits: bool) -> tuple[int, dic
         return _error(400, exc.message, "invalid_request_error", exc.code)
     with state.lock:
         questions = ((schema or {}).get("properties", {}).get("questions") or {}).get("properties", {})
-        state.requests_seen.append({"model": body["model"], "questions": list(questions),
-                                    "images": [list(size) for size in prompt.images],
-                                    "prompt_tokens": prompt.tokens})
+        state.requests_seen.append(
+            {
+                "model": body["model"],
+                "questions": list(questions),
+                "images": [list(size) for size in prompt.images],
+                "prompt_tokens": prompt.tokens,
+            }
+        )
     max_out = int(body.get("max_completion_tokens") or body.get("max_tokens") or 4096)
     needed = prompt.tokens + max_out
     headers: dict[str, str] = {}
@@ -353,7 +379,9 @@ def complete(state: LoopbackState, body: Any, *, limits: bool) -> tuple[int, dic
                 return _error(
                     400 if needed > 10 * state.tokens_bucket.capacity else 429,
                     f"Request too large for {body['model']}: Limit {state.tokens_bucket.capacity}, Requested {needed}.",
-                    "tokens", "rate_limit_exceeded", ratelimit_headers(state),
+                    "tokens",
+                    "rate_limit_exceeded",
+                    ratelimit_headers(state),
                 )
             wait = max(state.requests_bucket.seconds_until(1), state.tokens_bucket.seconds_until(needed))
             if wait > 0:
@@ -363,8 +391,12 @@ def complete(state: LoopbackState, body: Any, *, limits: bool) -> tuple[int, dic
                 headers["retry-after-ms"] = str(max(1, round(wait * 1000)))
                 headers["retry-after"] = str(max(1, round(wait)))
                 return _error(
-                    429, f"Rate limit reached for {body['model']} on {kind} per min. "
-                    f"Please try again in {format_duration(wait)}.", kind, "rate_limit_exceeded", headers,
+                    429,
+                    f"Rate limit reached for {body['model']} on {kind} per min. "
+                    f"Please try again in {format_duration(wait)}.",
+                    kind,
+                    "rate_limit_exceeded",
+                    headers,
                 )
             state.requests_bucket.level -= 1
             state.tokens_bucket.level -= needed
@@ -383,32 +415,39 @@ def complete(state: LoopbackState, body: Any, *, limits: bool) -> tuple[int, dic
     completion_tokens = text_tokens(content)
     with state.lock:
         if limits:  # unused capacity of the reservation goes back, as OpenAI counts actual output
-            state.tokens_bucket.level = min(state.tokens_bucket.capacity,
-                                            state.tokens_bucket.level + max(0, max_out - completion_tokens))
+            state.tokens_bucket.level = min(
+                state.tokens_bucket.capacity, state.tokens_bucket.level + max(0, max_out - completion_tokens)
+            )
         state.count("completions")
         state.count("prompt_tokens", prompt.tokens)
         state.count("cached_tokens", cached)
         state.count("completion_tokens", completion_tokens)
-    return 200, {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": body["model"],
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": content, "refusal": None},
-            "finish_reason": "stop",
-            "logprobs": None,
-        }],
-        "usage": {
-            "prompt_tokens": prompt.tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt.tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+    return (
+        200,
+        {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content, "refusal": None},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt.tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt.tokens + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+            },
+            "system_fingerprint": "markq-loopback",
         },
-        "system_fingerprint": "markq-loopback",
-    }, headers
+        headers,
+    )
 
 
 def _json_error(status: int, message: str) -> Response:
@@ -429,13 +468,22 @@ def _run_batch(state: LoopbackState, batch_id: str, lines: list[dict[str, Any]],
             break
         custom_id = line.get("custom_id")
         if n < faults.get("fail_lines", 0):
-            errors.append({"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": custom_id, "response": None,
-                           "error": {"code": "server_error", "message": "injected line failure"}})
+            errors.append(
+                {
+                    "id": f"batch_req_{uuid.uuid4().hex}",
+                    "custom_id": custom_id,
+                    "response": None,
+                    "error": {"code": "server_error", "message": "injected line failure"},
+                }
+            )
             continue
         status, payload, _headers = complete(state, line.get("body"), limits=False)
-        entry = {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": custom_id,
-                 "response": {"status_code": status, "request_id": f"req_{uuid.uuid4().hex}", "body": payload},
-                 "error": None}
+        entry = {
+            "id": f"batch_req_{uuid.uuid4().hex}",
+            "custom_id": custom_id,
+            "response": {"status_code": status, "request_id": f"req_{uuid.uuid4().hex}", "body": payload},
+            "error": None,
+        }
         (outputs if status == 200 else errors).append(entry)
     time.sleep(state.batch_seconds / 2)
     with state.lock:
@@ -444,9 +492,16 @@ def _run_batch(state: LoopbackState, batch_id: str, lines: list[dict[str, Any]],
             if entries:
                 file_id = f"file-{uuid.uuid4().hex}"
                 data = "\n".join(json.dumps(e, ensure_ascii=False) for e in entries).encode("utf-8") + b"\n"
-                state.files[file_id] = {"id": file_id, "object": "file", "bytes": len(data), "data": data,
-                                        "created_at": int(time.time()), "filename": f"{batch_id}-{kind}.jsonl",
-                                        "purpose": "batch_output", "status": "processed"}
+                state.files[file_id] = {
+                    "id": file_id,
+                    "object": "file",
+                    "bytes": len(data),
+                    "data": data,
+                    "created_at": int(time.time()),
+                    "filename": f"{batch_id}-{kind}.jsonl",
+                    "purpose": "batch_output",
+                    "status": "processed",
+                }
                 batch[kind] = file_id
         batch["request_counts"] = {"total": len(lines), "completed": len(outputs), "failed": len(errors)}
         batch["status"] = "expired" if expire_after is not None and expire_after < len(lines) else "completed"
@@ -478,9 +533,15 @@ def create_app(state: LoopbackState | None = None) -> Flask:
             return _json_error(400, "send the file in a multipart 'file' field")
         data = upload.read()
         file_id = f"file-{uuid.uuid4().hex}"
-        meta = {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
-                "filename": upload.filename or "upload.jsonl", "purpose": request.form.get("purpose", "batch"),
-                "status": "processed"}
+        meta = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": upload.filename or "upload.jsonl",
+            "purpose": request.form.get("purpose", "batch"),
+            "status": "processed",
+        }
         with state.lock:
             state.files[file_id] = {**meta, "data": data}
         return jsonify(meta)
@@ -512,11 +573,20 @@ def create_app(state: LoopbackState | None = None) -> Flask:
             return _json_error(400, "this server runs batches of /v1/chat/completions only")
         batch_id = f"batch_{uuid.uuid4().hex}"
         lines = [json.loads(line) for line in source["data"].decode("utf-8").splitlines() if line.strip()]
-        batch = {"id": batch_id, "object": "batch", "endpoint": body["endpoint"], "errors": None,
-                 "input_file_id": body["input_file_id"], "completion_window": body.get("completion_window", "24h"),
-                 "status": "validating", "output_file_id": None, "error_file_id": None,
-                 "created_at": int(time.time()), "metadata": body.get("metadata"),
-                 "request_counts": {"total": len(lines), "completed": 0, "failed": 0}}
+        batch = {
+            "id": batch_id,
+            "object": "batch",
+            "endpoint": body["endpoint"],
+            "errors": None,
+            "input_file_id": body["input_file_id"],
+            "completion_window": body.get("completion_window", "24h"),
+            "status": "validating",
+            "output_file_id": None,
+            "error_file_id": None,
+            "created_at": int(time.time()),
+            "metadata": body.get("metadata"),
+            "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+        }
         with state.lock:
             state.batches[batch_id] = batch
             faults = dict(state.batch_faults)
@@ -541,7 +611,9 @@ def create_app(state: LoopbackState | None = None) -> Flask:
     def models() -> Response:
         from shared.spending.costs import known_models
 
-        return jsonify({"object": "list", "data": [{"id": m, "object": "model", "owned_by": "markq"} for m in known_models()]})
+        return jsonify(
+            {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "markq"} for m in known_models()]}
+        )
 
     @app.get("/_loopback/stats")
     def stats() -> Response:
@@ -621,8 +693,11 @@ def _question_points(body: dict[str, Any]) -> dict[str, float]:
         except ValueError:
             continue
         if isinstance(context, dict) and isinstance(context.get("answer_key"), dict):
-            return {str(q.get("id")): float(q.get("points", 1))
-                    for q in context["answer_key"].get("questions", []) if isinstance(q, dict)}
+            return {
+                str(q.get("id")): float(q.get("points", 1))
+                for q in context["answer_key"].get("questions", [])
+                if isinstance(q, dict)
+            }
     return {}
 
 

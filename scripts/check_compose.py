@@ -24,8 +24,14 @@ def main() -> int:
     problems: list[str] = []
     compose_file = ROOT / "docker-compose.yml"
     schema = subprocess.run(
-        [str(Path(sys.executable).parent / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
-         str(compose_file)], capture_output=True, text=True,
+        [
+            str(Path(sys.executable).parent / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(compose_file),
+        ],
+        capture_output=True,
+        text=True,
     )
     if schema.returncode != 0:
         problems.append("compose schema: " + (schema.stdout + schema.stderr).strip())
@@ -37,7 +43,7 @@ def main() -> int:
         if "image" not in service and "build" not in service:
             problems.append(f"{name}: neither image nor build")
         depends = service.get("depends_on", {})
-        for target, rule in (depends.items() if isinstance(depends, dict) else ((d, {}) for d in depends)):
+        for target, rule in depends.items() if isinstance(depends, dict) else ((d, {}) for d in depends):
             if target not in services:
                 problems.append(f"{name}: depends on unknown service {target}")
                 continue

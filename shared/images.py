@@ -18,6 +18,7 @@ from PIL import (
 )
 from pillow_heif import register_heif_opener
 
+from shared.refusals import RefusalKind
 from shared.spending.costs import model_card, patch_scheme_size, tile_scheme_size
 
 register_heif_opener()  # phones save HEIC; Pillow reads it through pillow-heif
@@ -28,10 +29,10 @@ JPEG_QUALITY = 90  # small greyscale pages: quality costs bytes, never tokens
 class PageRejected(ValueError):
     """An uploaded page that cannot be used, with a reason a teacher can act on."""
 
-    def __init__(self, reason: str, status: int = 422) -> None:
+    def __init__(self, reason: str, kind: RefusalKind = RefusalKind.invalid) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.status = status
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def inspect_page(stream: BinaryIO, max_pixels: int, decode: bool = True) -> Page
                 header = PageHeader(image.format or "", image.width, image.height)
                 if header.width * header.height > max_pixels:
                     raise PageRejected(
-                        f"image is {header.width}x{header.height}, more than {max_pixels} pixels", 413)
+                        f"image is {header.width}x{header.height}, more than {max_pixels} pixels", RefusalKind.too_large
+                    )
                 if decode:
                     try:
                         # JPEG decodes at 1/8 scale (libjpeg's DCT scaling): every byte is still
@@ -68,14 +70,16 @@ def inspect_page(stream: BinaryIO, max_pixels: int, decode: bool = True) -> Page
                         image.draft(image.mode, (max(1, header.width // 8), max(1, header.height // 8)))
                         image.load()
                     except (OSError, SyntaxError, ValueError) as exc:
-                        raise PageRejected(f"the image is damaged and does not decode ({exc})", 422) from exc
+                        raise PageRejected(
+                            f"the image is damaged and does not decode ({exc})", RefusalKind.invalid
+                        ) from exc
     except PageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PageRejected("image has too many pixels (decompression bomb?)", 413) from exc
+        raise PageRejected("image has too many pixels (decompression bomb?)", RefusalKind.too_large) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise PageRejected(
-            f"not a readable image or PDF; accepted: {', '.join(ACCEPTED_FORMATS)} and PDF", 415
+            f"not a readable image or PDF; accepted: {', '.join(ACCEPTED_FORMATS)} and PDF", RefusalKind.unsupported
         ) from exc
     finally:
         stream.seek(start)
@@ -167,8 +171,12 @@ def sheet_box(gray: Image.Image) -> tuple[int, int, int, int] | None:
     if not (inside(box[0], box[2], small.width) or inside(box[1], box[3], small.height)):
         return None
     inset_x, inset_y = round((box[2] - box[0]) * 0.01), round((box[3] - box[1]) * 0.01)
-    return ((box[0] + inset_x) * factor, (box[1] + inset_y) * factor,
-            (box[2] - inset_x) * factor, (box[3] - inset_y) * factor)
+    return (
+        (box[0] + inset_x) * factor,
+        (box[1] + inset_y) * factor,
+        (box[2] - inset_x) * factor,
+        (box[3] - inset_y) * factor,
+    )
 
 
 def flatten(gray: Image.Image) -> Image.Image:
@@ -181,7 +189,8 @@ def flatten(gray: Image.Image) -> Image.Image:
     background = background.resize(gray.size, Image.Resampling.BILINEAR)
     flat = ImageMath.lambda_eval(
         lambda args: args["min"](args["ink"] * 255 / args["max"](args["paper"], 1), 255),
-        ink=gray.convert("F"), paper=background.convert("F"),
+        ink=gray.convert("F"),
+        paper=background.convert("F"),
     )
     return flat.convert("L")
 
@@ -197,8 +206,12 @@ def content_box(mask: Image.Image) -> tuple[int, int, int, int] | None:
     if box is None:
         return None
     pad_x, pad_y = round(mask.width * MARGIN), round(mask.height * MARGIN)
-    return (max(0, box[0] - pad_x), max(0, box[1] - pad_y),
-            min(mask.width, box[2] + pad_x), min(mask.height, box[3] + pad_y))
+    return (
+        max(0, box[0] - pad_x),
+        max(0, box[1] - pad_y),
+        min(mask.width, box[2] + pad_x),
+        min(mask.height, box[3] + pad_y),
+    )
 
 
 def text_line_height(mask: Image.Image) -> float | None:

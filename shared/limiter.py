@@ -36,7 +36,9 @@ local function save()
 end
 """
 
-ACQUIRE = _STATE + """
+ACQUIRE = (
+    _STATE
+    + """
 local tokens = tonumber(ARGV[3])
 if tokens > tcap then save() return -1 end
 if hold > now then save() return hold - now end
@@ -50,8 +52,11 @@ local wait = math.max((1 - rlev) * 60000 / rcap, (tokens - tlev) * 60000 / tcap)
 save()
 return math.max(1, math.ceil(wait))
 """
+)
 
-OBSERVE = _STATE + """
+OBSERVE = (
+    _STATE
+    + """
 if ARGV[3] ~= '' then rcap = tonumber(ARGV[3]) end
 if ARGV[4] ~= '' then tcap = tonumber(ARGV[4]) end
 if ARGV[5] ~= '' then rlev = math.min(rlev, tonumber(ARGV[5])) end
@@ -61,18 +66,25 @@ tlev = math.min(tlev, tcap)
 save()
 return 0
 """
+)
 
-HOLD = _STATE + """
+HOLD = (
+    _STATE
+    + """
 hold = math.max(hold, now + tonumber(ARGV[3]))
 save()
 return hold - now
 """
+)
 
-REFUND = _STATE + """
+REFUND = (
+    _STATE
+    + """
 tlev = math.min(tcap, tlev + tonumber(ARGV[3]))
 save()
 return 0
 """
+)
 
 
 class TooLargeForLimit(Exception):
@@ -106,14 +118,19 @@ class RateLimiter:
         waited = int(self._acquire(keys=[self._key(model)], args=[*self.defaults, tokens]))
         if waited < 0:
             limit = self.limits(model)[1]
-            raise TooLargeForLimit(f"the request needs {tokens} tokens, more than the {limit} tokens per minute allowed")
+            raise TooLargeForLimit(
+                f"the request needs {tokens} tokens, more than the {limit} tokens per minute allowed"
+            )
         return waited / 1000
 
     def observe(self, model: str, headers: Mapping[str, str]) -> None:
         """Follow the provider's view of the limits from its x-ratelimit-* headers."""
         lower = {k.lower(): v for k, v in headers.items()}
-        args = [_number(lower, f"x-ratelimit-{kind}-{what}")
-                for kind in ("limit", "remaining") for what in ("requests", "tokens")]
+        args = [
+            _number(lower, f"x-ratelimit-{kind}-{what}")
+            for kind in ("limit", "remaining")
+            for what in ("requests", "tokens")
+        ]
         if any(args):
             self._observe(keys=[self._key(model)], args=[*self.defaults, *args])
 

@@ -18,3 +18,18 @@ def alembic_config(database_url: str) -> Config:
 def upgrade(database_url: str) -> None:
     """Bring the database at `database_url` to the newest schema."""
     command.upgrade(alembic_config(database_url), "head")
+
+
+def migrate(database_url: str) -> int:
+    """The schema at its newest and the packaged knowledge-point vocabulary loaded, in one call;
+    returns how many knowledge points the vocabulary has."""
+    from shared.db import make_engine, make_session_factory, transaction
+    from shared.grading.vocabulary import sync_vocabulary
+
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            return sync_vocabulary(session)
+    finally:
+        engine.dispose()

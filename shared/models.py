@@ -130,9 +130,7 @@ class KnowledgePoint(Base):
     aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
     vocabulary_version: Mapped[str] = mapped_column(String(20))
     # Set for a point an exam added itself; such points belong to that exam only.
-    exam_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("exams.id", ondelete="CASCADE"), index=True
-    )
+    exam_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("exams.id", ondelete="CASCADE"), index=True)
 
     __table_args__ = (Index("ix_knowledge_points_subject_grade", "subject", "grade"),)
 
@@ -155,9 +153,7 @@ class Exam(Base):
     # Trial run: grade only the first N papers and hold the rest until the teacher releases them.
     trial_papers: Mapped[int | None] = mapped_column(Integer)
     trial_released: Mapped[bool] = mapped_column(Boolean, default=False)
-    priority: Mapped[Priority] = mapped_column(
-        Enum(Priority, native_enum=False, length=10), default=Priority.standard
-    )
+    priority: Mapped[Priority] = mapped_column(Enum(Priority, native_enum=False, length=10), default=Priority.standard)
     # Who reads the answers (named "provider" in the API).
     provider: Mapped[Reader] = mapped_column(
         Enum(Reader, native_enum=False, length=10), default=Reader.vision, server_default="vision"
@@ -336,9 +332,7 @@ class QuestionKnowledgePoint(Base):
     question_result_id: Mapped[int] = mapped_column(
         ForeignKey("question_results.id", ondelete="CASCADE"), primary_key=True
     )
-    knowledge_point_id: Mapped[str] = mapped_column(
-        ForeignKey("knowledge_points.id"), primary_key=True, index=True
-    )
+    knowledge_point_id: Mapped[str] = mapped_column(ForeignKey("knowledge_points.id"), primary_key=True, index=True)
 
     question: Mapped[QuestionResult] = relationship(back_populates="knowledge_points")
 
@@ -351,9 +345,7 @@ class Usage(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
     exam_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("exams.id", ondelete="CASCADE"), index=True)
-    paper_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("papers.id", ondelete="CASCADE"), index=True
-    )
+    paper_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
     model: Mapped[str] = mapped_column(String(100))
     # A UsageOutcome, with ":batch" or ":unpriced" after it where that applies (shared.spending.ledger).
     outcome: Mapped[str] = mapped_column(String(30))

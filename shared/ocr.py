@@ -72,8 +72,14 @@ def read_lines(image: Image.Image) -> list[TextLine]:
     lines = []
     for quad, text, score in result or []:
         xs, ys = [p[0] for p in quad], [p[1] for p in quad]
-        lines.append(TextLine((int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1),
-                              str(text), float(score), tuple((float(x), float(y)) for x, y in quad)))
+        lines.append(
+            TextLine(
+                (int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1),
+                str(text),
+                float(score),
+                tuple((float(x), float(y)) for x, y in quad),
+            )
+        )
     return lines
 
 

@@ -27,8 +27,9 @@ class ProviderError(Exception):
 class RateLimited(ProviderError):
     """429 with a wait: try again after `retry_after` seconds."""
 
-    def __init__(self, reason: str, retry_after: float, request_id: str | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float, request_id: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(reason, request_id)
         self.retry_after = retry_after
         self.headers = dict(headers or {})
@@ -103,9 +104,7 @@ class VisionProvider:
     """Chat completions now, or through the Batch API (JSONL via the Files API) at half price."""
 
     def __init__(self, api_key: str | None, base_url: str | None, timeout: float, sdk_retries: int = 0) -> None:
-        self.client = openai.OpenAI(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=sdk_retries
-        )
+        self.client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=sdk_retries)
 
     def complete(self, request: dict[str, Any]) -> ProviderReply:
         """Make one chat completion call; raise a ProviderError subclass on failure."""
@@ -116,7 +115,9 @@ class VisionProvider:
             if exc.code == "insufficient_quota" or _error_type(exc) == "insufficient_quota":
                 raise QuotaExhausted(f"provider quota exhausted: {exc.message}", request_id) from exc
             raise RateLimited(
-                f"rate limited: {exc.message}", retry_after_seconds(exc.response.headers), request_id,
+                f"rate limited: {exc.message}",
+                retry_after_seconds(exc.response.headers),
+                request_id,
                 exc.response.headers,
             ) from exc
         except openai.APITimeoutError as exc:
@@ -126,9 +127,7 @@ class VisionProvider:
         except openai.APIStatusError as exc:
             request_id = exc.response.headers.get("x-request-id")
             if exc.status_code >= 500:
-                raise ProviderUnavailable(
-                    f"provider error {exc.status_code}: {exc.message}", request_id
-                ) from exc
+                raise ProviderUnavailable(f"provider error {exc.status_code}: {exc.message}", request_id) from exc
             raise RequestRejected(
                 f"provider refused the request ({exc.status_code}): {exc.message}", request_id
             ) from exc
@@ -196,16 +195,25 @@ def submit_batch(provider: VisionProvider, lines: list[dict[str, Any]]) -> tuple
 
     data = "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode("utf-8")
     upload = _batch_call(lambda: provider.client.files.create(file=("markq-batch.jsonl", data), purpose="batch"))
-    batch = _batch_call(lambda: provider.client.batches.create(
-        input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"))
+    batch = _batch_call(
+        lambda: provider.client.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+    )
     return batch.id, upload.id
 
 
 def batch_state(provider: VisionProvider, batch_id: str) -> BatchState:
     batch = _batch_call(lambda: provider.client.batches.retrieve(batch_id))
     counts = batch.request_counts
-    return BatchState(batch.status, counts.total if counts else 0, counts.completed if counts else 0,
-                      counts.failed if counts else 0, batch.output_file_id, batch.error_file_id)
+    return BatchState(
+        batch.status,
+        counts.total if counts else 0,
+        counts.completed if counts else 0,
+        counts.failed if counts else 0,
+        batch.output_file_id,
+        batch.error_file_id,
+    )
 
 
 def file_lines(provider: VisionProvider, file_id: str | None) -> list[dict[str, Any]]:

@@ -26,8 +26,7 @@ class Resources:
     storage: Storage = field(init=False)
 
     def __post_init__(self) -> None:
-        self.engine = make_engine(self.settings.database_url, self.settings.db_pool_size,
-                                  self.settings.db_max_overflow)
+        self.engine = make_engine(self.settings.database_url, self.settings.db_pool_size, self.settings.db_max_overflow)
         self.sessions = make_session_factory(self.engine)
         self.storage = make_storage(self.settings)
 

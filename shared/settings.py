@@ -117,8 +117,16 @@ class Settings(BaseSettings):
     def _comma_separated(cls, value: object) -> object:
         return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
 
-    @field_validator("openai_api_key", "openai_base_url", "s3_endpoint_url", "s3_public_endpoint_url",
-                     "secret_key", "default_provider", "ocr_threads", mode="before")
+    @field_validator(
+        "openai_api_key",
+        "openai_base_url",
+        "s3_endpoint_url",
+        "s3_public_endpoint_url",
+        "secret_key",
+        "default_provider",
+        "ocr_threads",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         """docker-compose passes unset variables through as empty strings."""

@@ -12,7 +12,7 @@ from typing import BinaryIO, Protocol
 
 import boto3
 from botocore.client import Config as BotoConfig
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.settings import Settings
 
@@ -31,6 +31,7 @@ class Storage(Protocol):
     def presign_get(self, key: str, expires_seconds: int) -> str | None:
         """A URL the provider can fetch, or None when the storage is not reachable from outside."""
         ...
+
     def delete(self, key: str) -> None: ...
     def check(self) -> None:
         """Raise StorageError unless the storage answers."""
@@ -96,6 +97,13 @@ class LocalStorage:
             raise StorageError(f"storage folder {self.root} is missing")
 
 
+# Every S3 call gives up in bounded time: a storage server that hangs must not hold a worker (or
+# an API request) for boto's default minute per try.
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+ATTEMPTS = 3
+
+
 class S3Storage:
     """S3 or any S3-compatible server (MinIO) through boto3, streaming uploads."""
 
@@ -107,7 +115,13 @@ class S3Storage:
         region: str = "us-east-1",
     ) -> None:
         self.bucket = bucket
-        config = BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"})
+        config = BotoConfig(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            retries={"max_attempts": ATTEMPTS, "mode": "standard"},
+        )
         self.client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
         # Presigned URLs are signed for the host the provider will use, which may differ from
         # the host the workers use (e.g. minio:9000 inside compose, a public name outside).
@@ -119,10 +133,8 @@ class S3Storage:
 
     def put(self, key: str, stream: BinaryIO, content_type: str) -> None:
         try:
-            self.client.upload_fileobj(
-                stream, self.bucket, key, ExtraArgs={"ContentType": content_type}
-            )
-        except ClientError as exc:
+            self.client.upload_fileobj(stream, self.bucket, key, ExtraArgs={"ContentType": content_type})
+        except (ClientError, BotoCoreError) as exc:
             raise StorageError(f"could not store {key}: {exc}") from exc
 
     def get(self, key: str) -> bytes:
@@ -131,6 +143,8 @@ class S3Storage:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
                 raise ObjectNotFound(key) from exc
+            raise StorageError(f"could not read {key}: {exc}") from exc
+        except BotoCoreError as exc:  # refused, reset, timed out: the server is away, not the object
             raise StorageError(f"could not read {key}: {exc}") from exc
 
     def presign_get(self, key: str, expires_seconds: int) -> str | None:
@@ -141,7 +155,10 @@ class S3Storage:
         )
 
     def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=key)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"could not delete {key}: {exc}") from exc
 
     def check(self) -> None:
         try:

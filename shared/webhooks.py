@@ -69,19 +69,42 @@ def queue_events(session: Session, paper_id: uuid.UUID) -> list[int]:
     exam = session.get_one(Exam, paper.exam_id)
     if not exam.callback_url:
         return []
-    deliveries = [WebhookDelivery(exam_id=exam.id, event="paper.graded", payload={
-        "event": "paper.graded", "exam_id": str(exam.id), "paper_id": str(paper.id),
-        "student_ref": paper.student_ref, "status": paper.status.value, "score": paper.score,
-        "max_score": paper.max_score})]
-    waiting = session.scalar(select(func.count()).select_from(Paper).where(
-        Paper.exam_id == exam.id, Paper.status.notin_(FINISHED)))
+    deliveries = [
+        WebhookDelivery(
+            exam_id=exam.id,
+            event="paper.graded",
+            payload={
+                "event": "paper.graded",
+                "exam_id": str(exam.id),
+                "paper_id": str(paper.id),
+                "student_ref": paper.student_ref,
+                "status": paper.status.value,
+                "score": paper.score,
+                "max_score": paper.max_score,
+            },
+        )
+    ]
+    waiting = session.scalar(
+        select(func.count()).select_from(Paper).where(Paper.exam_id == exam.id, Paper.status.notin_(FINISHED))
+    )
     if waiting == 0 and exam.done_notified_at is None:
         exam.done_notified_at = utcnow()
-        counts = dict(session.execute(select(Paper.status, func.count()).where(Paper.exam_id == exam.id)
-                                      .group_by(Paper.status)).all())
-        deliveries.append(WebhookDelivery(exam_id=exam.id, event="exam.done", payload={
-            "event": "exam.done", "exam_id": str(exam.id),
-            "papers": {status.value: int(n) for status, n in counts.items()}}))
+        counts = dict(
+            session.execute(
+                select(Paper.status, func.count()).where(Paper.exam_id == exam.id).group_by(Paper.status)
+            ).all()
+        )
+        deliveries.append(
+            WebhookDelivery(
+                exam_id=exam.id,
+                event="exam.done",
+                payload={
+                    "event": "exam.done",
+                    "exam_id": str(exam.id),
+                    "papers": {status.value: int(n) for status, n in counts.items()},
+                },
+            )
+        )
     session.add_all(deliveries)
     session.flush()
     return [d.id for d in deliveries]
@@ -100,8 +123,12 @@ def deliver(session: Session, delivery_id: int, settings: Settings) -> bool:
         delivery.status, delivery.last_error = "failed", f"refused: {exc}"
         return True
     body = json.dumps(delivery.payload, ensure_ascii=False, separators=(",", ":")).encode()
-    headers = {"Content-Type": "application/json", "Markq-Signature": sign(exam.callback_secret or "", body),
-               "Markq-Event": delivery.event, "Markq-Delivery": str(delivery.id)}
+    headers = {
+        "Content-Type": "application/json",
+        "Markq-Signature": sign(exam.callback_secret or "", body),
+        "Markq-Event": delivery.event,
+        "Markq-Delivery": str(delivery.id),
+    }
     try:
         reply = httpx.post(exam.callback_url or "", content=body, headers=headers, timeout=10, follow_redirects=False)
     except httpx.HTTPError as exc:
@@ -120,6 +147,11 @@ def give_up(session: Session, delivery_id: int) -> None:
 
 
 def summary(session: Session, exam_id: uuid.UUID) -> dict[str, Any]:
-    counts = dict(session.execute(select(WebhookDelivery.status, func.count())
-                                  .where(WebhookDelivery.exam_id == exam_id).group_by(WebhookDelivery.status)).all())
+    counts = dict(
+        session.execute(
+            select(WebhookDelivery.status, func.count())
+            .where(WebhookDelivery.exam_id == exam_id)
+            .group_by(WebhookDelivery.status)
+        ).all()
+    )
     return {status: int(counts.get(status, 0)) for status in ("pending", "delivered", "failed")}

@@ -6,40 +6,34 @@ never see each other's data.
 
 from __future__ import annotations
 
-import io
 import os
 import secrets
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import boto3
-import httpx
 import psycopg
 import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from moto.server import ThreadedMotoServer
-from PIL import Image, ImageDraw, ImageFont
-from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from loopback.server import LoopbackServer, _QuietHandler
 from shared.db import transaction
-from shared.grading.vocabulary import sync_vocabulary
-from shared.migrate import upgrade
-from shared.models import Exam, Paper, PaperStatus
+from shared.migrate import migrate
 from shared.schools import create_key, create_school
 from shared.settings import Settings, get_settings
-
-ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get("MARKQ_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_TEST_URL = os.environ.get("MARKQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+from tests.helpers import (
+    PG_ADMIN_URL,
+    QUEUES,
+    REDIS_TEST_URL,
+    start_celery,
+    stop_process,
+    wait_until,
+    wait_until_no_paper_is_in_flight,
+)
 
 
 @pytest.fixture(scope="session")
@@ -85,16 +79,10 @@ def loopback() -> Iterator[LoopbackServer]:
         yield server
 
 
-def loopback_call(server: LoopbackServer, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    base = server.url.removesuffix("/v1")
-    reply = httpx.post(base + path, json=body) if body is not None else httpx.get(base + path)
-    reply.raise_for_status()
-    return reply.json()
-
-
 @pytest.fixture(scope="session")
-def service_env(postgres_url: str, redis_url: str, s3_url: str, loopback: LoopbackServer,
-                tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def service_env(
+    postgres_url: str, redis_url: str, s3_url: str, loopback: LoopbackServer, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
     """The environment every markq process of the run shares (API here, worker and beat apart)."""
     env = {
         "MARKQ_HOME": str(tmp_path_factory.mktemp("markq-home")),
@@ -126,14 +114,9 @@ def service_env(postgres_url: str, redis_url: str, s3_url: str, loopback: Loopba
 
 @pytest.fixture(scope="session")
 def settings(service_env: dict[str, str]) -> Settings:
+    """The run's settings, with the schema migrated to the newest revision."""
     settings = get_settings()
-    upgrade(settings.database_url)
-    from shared.db import make_engine, make_session_factory
-
-    engine = make_engine(settings.database_url)
-    with transaction(make_session_factory(engine)) as session:
-        sync_vocabulary(session)
-    engine.dispose()
+    migrate(settings.database_url)
     return settings
 
 
@@ -147,6 +130,7 @@ def app(settings: Settings) -> Flask:
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
+    """A Flask test client of the API app."""
     return app.test_client()
 
 
@@ -160,43 +144,31 @@ def live_api(app: Flask) -> Iterator[str]:
     server.shutdown()
 
 
-QUEUES = ("MARKQ_QUEUE_NAME", "MARKQ_IMAGE_QUEUE_NAME", "MARKQ_OCR_QUEUE_NAME")
-
-
-def start_celery(service_env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker.main", *args],
-        cwd=ROOT, env={**os.environ, **service_env}, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="session")
 def worker(app: Flask, service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Celery worker process consuming every queue from the real Redis, on a thread pool
-    as provider calls run in production; yields its node name."""
+    """A real Celery worker (thread pool, as in production) on every queue; yields its node name."""
     name = f"markq-test-{secrets.token_hex(3)}@localhost"
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     process = start_celery(
-        service_env, "worker", "--loglevel=INFO", "--pool=threads", "--concurrency=4", "-n", name,
-        "-Q", ",".join(service_env[name] for name in QUEUES), log=log,
+        service_env,
+        "worker",
+        "--loglevel=INFO",
+        "--pool=threads",
+        "--concurrency=4",
+        "-n",
+        name,
+        "-Q",
+        ",".join(service_env[name] for name in QUEUES),
+        log=log,
     )
     celery_app = app.extensions["celery"]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def answers_a_ping() -> object:
         if process.poll() is not None:
             pytest.fail(f"worker exited: {log.read_text()[-3000:]}")
-        if celery_app.control.ping(destination=[name], timeout=1.0):
-            break
-    else:
+        return celery_app.control.ping(destination=[name], timeout=1.0)
+
+    if not wait_until(answers_a_ping, timeout=60, every=0, fail=False):  # the ping itself waits up to 1 s
         stop_process(process)
         pytest.fail(f"worker did not start: {log.read_text()[-3000:]}")
     yield name
@@ -216,48 +188,8 @@ def school_keys(app: Flask) -> dict[str, str]:
 
 @pytest.fixture
 def auth(school_keys: dict[str, str]) -> Callable[[str], dict[str, str]]:
+    """Headers with school `label`'s API key: auth("A") or auth("B")."""
     return lambda label="A": {"Authorization": f"Bearer {school_keys[label]}"}
-
-
-MATH_KEY = {
-    "questions": [
-        {"id": "1", "answer": "56", "points": 2, "knowledge_points": ["math.g3.multi-digit-multiplication"]},
-        {"id": "2", "answer": "3/4", "points": 2, "accepted": ["0.75"], "knowledge_points": ["math.g3.fractions-intro"]},
-        {"id": "3", "answer": "24 cm", "points": 3, "knowledge_points": ["math.g3.perimeter"]},
-        {"id": "4", "answer": "7 r 2", "points": 3},
-    ]
-}
-
-
-def exam_body(**overrides: Any) -> dict[str, Any]:
-    return {"title": "Grade 3 unit test", "subject": "math", "grade": 3, "language": "zh",
-            "answer_key": MATH_KEY, **overrides}
-
-
-def page_bytes(text: str | None = None, size: tuple[int, int] = (1240, 1754), fmt: str = "JPEG") -> bytes:
-    """A plain page with some marks and `text` written on it (unique by default, so two pages
-    are never identical unless a test asks: identical pages are graded once and reused)."""
-    image = Image.new("RGB", size, "white")
-    for x in range(100, size[0] - 100, 40):
-        image.paste((20, 20, 20), (x, 200, x + 20, 220))
-    ImageDraw.Draw(image).text((100, 300), text or secrets.token_hex(8), fill=(0, 0, 0),
-                               font=ImageFont.load_default(40))
-    out = io.BytesIO()
-    image.save(out, fmt)
-    return out.getvalue()
-
-
-def wait_until_no_paper_is_in_flight(app: Flask, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with app.extensions["markq"].sessions() as session:
-            busy = session.scalar(select(func.count()).select_from(Paper).join(Exam, Exam.id == Paper.exam_id).where(
-                Paper.status.in_([PaperStatus.queued, PaperStatus.processing]),
-                Exam.priority != "economy"))  # economy papers wait for a batch on purpose
-        if busy == 0:
-            return
-        time.sleep(0.2)
-    pytest.fail("papers still in flight")
 
 
 @pytest.fixture
@@ -265,23 +197,3 @@ def idle(worker: str, app: Flask) -> str:
     """The worker with nothing in flight, so the loopback counters measure this test alone."""
     wait_until_no_paper_is_in_flight(app)
     return worker
-
-
-def queued_messages(settings: Settings) -> int:
-    """Messages waiting in the markq queues."""
-    broker = redis.Redis.from_url(settings.redis_url)
-    return int(sum(broker.llen(queue) for queue in queue_names(settings)))
-
-
-def queue_names(settings: Settings) -> tuple[str, str, str]:
-    return settings.queue_name, settings.image_queue_name, settings.ocr_queue_name
-
-
-def pause_consuming(app: Flask, settings: Settings, worker: str) -> None:
-    for queue in queue_names(settings):
-        app.extensions["celery"].control.cancel_consumer(queue, destination=[worker], reply=True)
-
-
-def resume_consuming(app: Flask, settings: Settings, worker: str) -> None:
-    for queue in queue_names(settings):
-        app.extensions["celery"].control.add_consumer(queue, destination=[worker], reply=True)

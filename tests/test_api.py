@@ -6,13 +6,7 @@ import boto3
 from sqlalchemy import func, select
 
 from shared.models import Paper
-from tests.conftest import exam_body, page_bytes, queued_messages
-
-
-def create_exam(client, headers, **overrides):
-    reply = client.post("/v1/exams", headers=headers, json=exam_body(**overrides))
-    assert reply.status_code == 201, reply.json
-    return reply.json
+from tests.helpers import create_exam, exam_body, exam_school, page_bytes, queued_messages
 
 
 def test_health_and_readiness_check_every_dependency(client):
@@ -42,8 +36,13 @@ def test_unknown_routes_and_bad_bodies_use_the_one_error_shape(client, auth):
     invalid = client.post("/v1/exams", headers=auth("A"), json={"title": "x", "grade": 12})
     assert invalid.status_code == 422
     assert set(invalid.json["error"]) >= {"code", "message", "details"}
-    bad_key = client.post("/v1/exams", headers=auth("A"), json=exam_body(
-        answer_key={"questions": [{"id": "1", "answer": "2", "points": 1, "knowledge_points": ["math.g3.nope"]}]}))
+    bad_key = client.post(
+        "/v1/exams",
+        headers=auth("A"),
+        json=exam_body(
+            answer_key={"questions": [{"id": "1", "answer": "2", "points": 1, "knowledge_points": ["math.g3.nope"]}]}
+        ),
+    )
     assert bad_key.status_code == 422 and "math.g3.nope" in bad_key.json["error"]["message"]
     not_json = client.post("/v1/exams", headers=auth("A"), data="{", content_type="application/json")
     assert not_json.status_code in (400, 422) and "error" in not_json.json
@@ -51,15 +50,25 @@ def test_unknown_routes_and_bad_bodies_use_the_one_error_shape(client, auth):
 
 def test_another_schools_exam_and_paper_answer_404(client, auth):
     exam = create_exam(client, auth("A"))
-    submitted = client.post(f"/v1/exams/{exam['id']}/papers", headers=auth("A"),
-                            data={"student_ref": "s-404", "pages": [(io.BytesIO(page_bytes()), "p1.jpg")]})
+    submitted = client.post(
+        f"/v1/exams/{exam['id']}/papers",
+        headers=auth("A"),
+        data={"student_ref": "s-404", "pages": [(io.BytesIO(page_bytes()), "p1.jpg")]},
+    )
     assert submitted.status_code == 202
-    for path in (f"/v1/exams/{exam['id']}", f"/v1/exams/{exam['id']}/report",
-                 f"/v1/exams/{exam['id']}/papers", f"/v1/papers/{submitted.json['id']}"):
+    for path in (
+        f"/v1/exams/{exam['id']}",
+        f"/v1/exams/{exam['id']}/report",
+        f"/v1/exams/{exam['id']}/papers",
+        f"/v1/papers/{submitted.json['id']}",
+    ):
         assert client.get(path, headers=auth("B")).status_code == 404, path
         assert client.get(path, headers=auth("A")).status_code == 200, path
-    posted = client.post(f"/v1/exams/{exam['id']}/papers", headers=auth("B"),
-                         data={"student_ref": "s", "pages": [(io.BytesIO(page_bytes()), "p1.jpg")]})
+    posted = client.post(
+        f"/v1/exams/{exam['id']}/papers",
+        headers=auth("B"),
+        data={"student_ref": "s", "pages": [(io.BytesIO(page_bytes()), "p1.jpg")]},
+    )
     assert posted.status_code == 404
 
 
@@ -67,9 +76,15 @@ def test_a_file_that_is_not_an_image_is_refused_and_nothing_is_kept(client, auth
     exam = create_exam(client, auth("A"))
     queued_before = queued_messages(settings)
     reply = client.post(
-        f"/v1/exams/{exam['id']}/papers", headers=auth("A"),
-        data={"student_ref": "s1", "pages": [(io.BytesIO(page_bytes()), "p1.jpg"),
-                                             (io.BytesIO("我的作业 homework notes".encode()), "homework.txt")]},
+        f"/v1/exams/{exam['id']}/papers",
+        headers=auth("A"),
+        data={
+            "student_ref": "s1",
+            "pages": [
+                (io.BytesIO(page_bytes()), "p1.jpg"),
+                (io.BytesIO("我的作业 homework notes".encode()), "homework.txt"),
+            ],
+        },
     )
     assert reply.status_code == 415
     assert reply.json["error"]["code"] == "unsupported_page"
@@ -84,26 +99,26 @@ def test_a_file_that_is_not_an_image_is_refused_and_nothing_is_kept(client, auth
 
 def test_missing_fields_and_pages_are_clear_errors(client, auth):
     exam = create_exam(client, auth("A"))
-    no_student = client.post(f"/v1/exams/{exam['id']}/papers", headers=auth("A"),
-                             data={"pages": [(io.BytesIO(page_bytes()), "p1.jpg")]})
+    no_student = client.post(
+        f"/v1/exams/{exam['id']}/papers", headers=auth("A"), data={"pages": [(io.BytesIO(page_bytes()), "p1.jpg")]}
+    )
     assert no_student.status_code == 422 and "student_ref" in no_student.json["error"]["message"]
     no_pages = client.post(f"/v1/exams/{exam['id']}/papers", headers=auth("A"), data={"student_ref": "s"})
     assert no_pages.status_code == 422 and "pages" in no_pages.json["error"]["message"]
-    empty = client.post(f"/v1/exams/{exam['id']}/papers", headers=auth("A"),
-                        data={"student_ref": "s", "pages": [(io.BytesIO(b""), "blank.jpg")]})
+    empty = client.post(
+        f"/v1/exams/{exam['id']}/papers",
+        headers=auth("A"),
+        data={"student_ref": "s", "pages": [(io.BytesIO(b""), "blank.jpg")]},
+    )
     assert empty.status_code == 422 and "blank.jpg" in empty.json["error"]["message"]
-
-
-def exam_school(app, exam):
-    from shared.models import Exam
-
-    with app.extensions["markq"].sessions() as session:
-        return session.get(Exam, __import__("uuid").UUID(exam["id"])).school_id
 
 
 def test_paper_lists_give_statuses_as_plain_words(client, auth):
     exam = create_exam(client, auth("A"))
-    client.post(f"/v1/exams/{exam['id']}/papers", headers=auth("A"),
-                data={"student_ref": "s-list", "pages": [(io.BytesIO(page_bytes()), "p1.jpg")]})
+    client.post(
+        f"/v1/exams/{exam['id']}/papers",
+        headers=auth("A"),
+        data={"student_ref": "s-list", "pages": [(io.BytesIO(page_bytes()), "p1.jpg")]},
+    )
     listed = client.get(f"/v1/exams/{exam['id']}/papers", headers=auth("A")).json
     assert listed[0]["status"] in {"queued", "processing", "graded", "needs_review"}

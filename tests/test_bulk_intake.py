@@ -7,9 +7,7 @@ import zipfile
 
 import pytest
 
-from tests.conftest import page_bytes
-from tests.test_api import create_exam
-from tests.test_intake_formats import stored_objects
+from tests.helpers import create_exam, page_bytes, stored_objects
 
 
 def make_zip(entries: dict[str, bytes], compression=zipfile.ZIP_DEFLATED) -> bytes:
@@ -29,13 +27,17 @@ def send(client, auth, exam, archive: bytes, roster: bytes | None = None, class_
 
 @pytest.fixture
 def class_zip():
-    return make_zip({
-        "3(2)/S01/page2.jpg": page_bytes(), "3(2)/S01/page1.jpg": page_bytes(),
-        "3(2)/S02/page1.jpg": page_bytes()[:3000],  # damaged
-        "3(2)/S02/page2.jpg": page_bytes(),
-        "3(2)/S03/scan.jpg": page_bytes(),
-        "__MACOSX/3(2)/._S01": b"junk", ".DS_Store": b"junk",
-    })
+    return make_zip(
+        {
+            "3(2)/S01/page2.jpg": page_bytes(),
+            "3(2)/S01/page1.jpg": page_bytes(),
+            "3(2)/S02/page1.jpg": page_bytes()[:3000],  # damaged
+            "3(2)/S02/page2.jpg": page_bytes(),
+            "3(2)/S03/scan.jpg": page_bytes(),
+            "__MACOSX/3(2)/._S01": b"junk",
+            ".DS_Store": b"junk",
+        }
+    )
 
 
 def test_a_bulk_upload_with_one_bad_file_creates_every_good_paper_and_names_the_bad_file(client, auth, class_zip):
@@ -43,9 +45,12 @@ def test_a_bulk_upload_with_one_bad_file_creates_every_good_paper_and_names_the_
     reply = send(client, auth, exam, class_zip)
     assert reply.status_code == 200, reply.json
     assert [(p["student_ref"], p["pages"], p["class_label"]) for p in reply.json["created"]] == [
-        ("S01", 2, "3(2)"), ("S03", 1, "3(2)")]
+        ("S01", 2, "3(2)"),
+        ("S03", 1, "3(2)"),
+    ]
     assert [(r["file"], r["student_ref"], r["status"]) for r in reply.json["refused"]] == [
-        ("3(2)/S02/page1.jpg", "S02", 422)]
+        ("3(2)/S02/page1.jpg", "S02", 422)
+    ]
     paper = client.get(f"/v1/papers/{reply.json['created'][0]['paper_id']}", headers=auth("A")).json
     assert len(paper["pages"]) == 2
 
@@ -62,22 +67,47 @@ def test_sending_the_same_archive_again_creates_nothing_twice(client, auth, clas
 
 def test_student_page_names_and_a_roster(client, auth):
     exam = create_exam(client, auth("A"))
-    by_name = send(client, auth, exam, make_zip({"S10__2.jpg": page_bytes(), "S10__1.jpg": page_bytes(),
-                                                 "S11__1.png": page_bytes(fmt="PNG"), "loose.jpg": page_bytes()}))
+    by_name = send(
+        client,
+        auth,
+        exam,
+        make_zip(
+            {
+                "S10__2.jpg": page_bytes(),
+                "S10__1.jpg": page_bytes(),
+                "S11__1.png": page_bytes(fmt="PNG"),
+                "loose.jpg": page_bytes(),
+            }
+        ),
+    )
     assert [(p["student_ref"], p["pages"]) for p in by_name.json["created"]] == [("S10", 2), ("S11", 1)]
     assert [r["file"] for r in by_name.json["refused"]] == ["loose.jpg"]
     roster = "file,student_ref,class_label\nscans/a.jpg,S20,3(1)\nscans/b.jpg,S21,3(1)\n".encode()
-    with_roster = send(client, auth, exam, make_zip({"scans/a.jpg": page_bytes(), "scans/b.jpg": page_bytes(),
-                                                     "scans/c.jpg": page_bytes()}), roster=roster)
-    assert [(p["student_ref"], p["class_label"]) for p in with_roster.json["created"]] == [("S20", "3(1)"), ("S21", "3(1)")]
+    with_roster = send(
+        client,
+        auth,
+        exam,
+        make_zip({"scans/a.jpg": page_bytes(), "scans/b.jpg": page_bytes(), "scans/c.jpg": page_bytes()}),
+        roster=roster,
+    )
+    assert [(p["student_ref"], p["class_label"]) for p in with_roster.json["created"]] == [
+        ("S20", "3(1)"),
+        ("S21", "3(1)"),
+    ]
     assert [(r["file"], r["reason"]) for r in with_roster.json["refused"]] == [("scans/c.jpg", "not in the roster")]
 
 
 def test_unsafe_entries_are_refused_one_by_one(client, auth, app, settings):
     exam = create_exam(client, auth("A"))
     bomb = b"\0" * (30 * 1024 * 1024)  # 30 MB of zeros compresses a thousandfold
-    archive = make_zip({"../evil/S01/p1.jpg": page_bytes(), "S02/inner.zip": make_zip({"x.jpg": page_bytes()}),
-                        "S03/p1.jpg": bomb, "S04/p1.jpg": page_bytes()})
+    archive = make_zip(
+        {
+            "../evil/S01/p1.jpg": page_bytes(),
+            "S02/inner.zip": make_zip({"x.jpg": page_bytes()}),
+            "S03/p1.jpg": bomb,
+            "S04/p1.jpg": page_bytes(),
+        }
+    )
     reply = send(client, auth, exam, archive)
     assert reply.status_code == 200, reply.json
     reasons = {r["file"]: (r["status"], r["reason"]) for r in reply.json["refused"]}

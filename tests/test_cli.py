@@ -6,7 +6,7 @@ import json
 from click.testing import CliRunner
 
 from client.cli import main
-from tests.conftest import exam_body, page_bytes
+from tests.helpers import exam_body, page_bytes
 
 
 def test_create_an_exam_submit_a_paper_and_read_it(live_api, school_keys, tmp_path):
@@ -32,8 +32,9 @@ def test_errors_are_reported_in_words_not_tracebacks(live_api, school_keys, tmp_
     bad = tmp_path / "homework.txt"
     bad.write_text("not an image")
     env = {"MARKQ_API_URL": live_api, "MARKQ_API_KEY": school_keys["A"]}
-    result = CliRunner().invoke(main, ["submit", "00000000-0000-0000-0000-000000000000", str(bad),
-                                       "--student", "x"], env=env)
+    result = CliRunner().invoke(
+        main, ["submit", "00000000-0000-0000-0000-000000000000", str(bad), "--student", "x"], env=env
+    )
     assert result.exit_code == 1 and "not_found" in result.output
     no_key = CliRunner().invoke(main, ["report", "x"], env={"MARKQ_API_URL": live_api, "MARKQ_API_KEY": ""})
     assert no_key.exit_code == 2 and "API key" in no_key.output
@@ -65,8 +66,11 @@ def test_submitting_a_class_folder_twice_creates_no_new_papers(live_api, school_
 def test_the_user_config_file_supplies_url_and_key(live_api, school_keys, tmp_path):
     config = tmp_path / "config.toml"
     config.write_text(f'api_url = "{live_api}"\napi_key = "{school_keys["A"]}"\n', "utf-8")
-    result = CliRunner().invoke(main, ["report", "00000000-0000-0000-0000-000000000000"],
-                                env={"MARKQ_CONFIG": str(config), "MARKQ_API_URL": "", "MARKQ_API_KEY": ""})
+    result = CliRunner().invoke(
+        main,
+        ["report", "00000000-0000-0000-0000-000000000000"],
+        env={"MARKQ_CONFIG": str(config), "MARKQ_API_URL": "", "MARKQ_API_KEY": ""},
+    )
     assert result.exit_code == 1 and "not_found" in result.output  # reached the API with the key
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from decimal import Decimal
 
@@ -13,8 +12,7 @@ from sqlalchemy import select
 
 from shared.models import School, Usage
 from shared.spending.costs import call_cost
-from tests.conftest import loopback_call, page_bytes
-from tests.test_grading_end_to_end import make_exam, submit, wait_for
+from tests.helpers import loopback_call, make_exam, page_bytes, submit, wait_for, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -24,13 +22,14 @@ def exam_papers(api, headers, exam_id):
 
 
 def wait_exam(api, headers, exam_id, done, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    seen = {}
+
+    def finished():
         exam = httpx.get(f"{api}/v1/exams/{exam_id}", headers=headers).json()
-        if done(exam["progress"]):
-            return exam
-        time.sleep(0.2)
-    pytest.fail(f"exam {exam_id} stuck at {exam['progress']}")
+        seen["progress"] = exam["progress"]
+        return exam if done(exam["progress"]) else None
+
+    return wait_until(finished, timeout=timeout, what=lambda: f"exam {exam_id} done (stuck at {seen.get('progress')})")
 
 
 def test_the_exam_budget_stops_calls_and_raising_it_finishes_the_exam(live_api, auth, idle, loopback):
@@ -46,8 +45,9 @@ def test_the_exam_budget_stops_calls_and_raising_it_finishes_the_exam(live_api, 
     cap = worst * Decimal("2.5")  # room for two papers' worst case, not for three
     patched = httpx.patch(f"{live_api}/v1/exams/{exam['id']}", headers=auth("A"), json={"budget_usd": str(cap)})
     assert patched.status_code == 200, patched.text
-    state = wait_exam(live_api, auth("A"), exam["id"],
-                      lambda p: p["queued"] == p["processing"] == 0 and p["paused"] < 6)
+    state = wait_exam(
+        live_api, auth("A"), exam["id"], lambda p: p["queued"] == p["processing"] == 0 and p["paused"] < 6
+    )
     graded = state["progress"]["graded"] + state["progress"]["needs_review"]
     calls = loopback_call(loopback, "/_loopback/stats")["completions"] - before
     assert 2 <= graded < 6 and state["progress"]["paused"] == 6 - graded
@@ -86,8 +86,9 @@ def test_resubmitting_identical_pages_makes_no_provider_call(live_api, auth, idl
 
     def send(student):
         files = [("pages", (f"p{n}.jpg", data, "image/jpeg")) for n, data in enumerate(pages)]
-        reply = httpx.post(f"{live_api}/v1/exams/{exam['id']}/papers", headers=auth("A"),
-                           data={"student_ref": student}, files=files)
+        reply = httpx.post(
+            f"{live_api}/v1/exams/{exam['id']}/papers", headers=auth("A"), data={"student_ref": student}, files=files
+        )
         assert reply.status_code == 202
         return wait_for(live_api, auth("A"), reply.json()["id"])
 
@@ -102,11 +103,21 @@ def test_resubmitting_identical_pages_makes_no_provider_call(live_api, auth, idl
 
 
 def test_second_and_later_papers_of_an_exam_report_cached_tokens(live_api, auth, worker, app):
-    questions = [{"id": str(n), "prompt": f"{n} × 7 = ?", "answer": str(7 * n), "points": 1,
-                  "knowledge_points": ["math.g2.times-tables"]} for n in range(1, 21)]
+    questions = [
+        {
+            "id": str(n),
+            "prompt": f"{n} × 7 = ?",
+            "answer": str(7 * n),
+            "points": 1,
+            "knowledge_points": ["math.g2.times-tables"],
+        }
+        for n in range(1, 21)
+    ]
     exam = make_exam(live_api, auth("A"), answer_key={"questions": questions})
-    papers = [wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], student=f"c{n}", pages=1)["id"])
-              for n in range(3)]
+    papers = [
+        wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], student=f"c{n}", pages=1)["id"])
+        for n in range(3)
+    ]
     cached = [p["usage"]["cached_tokens"] for p in papers]
     assert cached[0] == 0 and cached[1] >= 1024 and cached[2] == cached[1]
     with app.extensions["markq"].sessions() as session:

@@ -11,26 +11,13 @@ from sqlalchemy import select
 
 from shared.models import Usage
 from shared.spending.costs import call_cost
-from tests.conftest import loopback_call
-from tests.test_grading_end_to_end import make_exam, submit
+from tests.helpers import loopback_call, make_exam, submit, wait_until
 
 pytestmark = pytest.mark.integration
 
 
 def run_beat(app, task: str) -> None:
     app.extensions["celery"].send_task(task)
-
-
-def wait_until(check, timeout: float = 60.0, every: float = 0.5, poke=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        if poke:
-            poke()
-        time.sleep(every)
-    pytest.fail("condition not met in time")
 
 
 @pytest.mark.parametrize("fault", [{"fail_lines": 1}, {"expire_after": 2}])
@@ -45,36 +32,58 @@ def test_an_economy_exam_completes_through_batches_priced_at_half(live_api, auth
         return {p["id"]: p for p in httpx.get(f"{live_api}/v1/exams/{exam['id']}/papers", headers=headers).json()}
 
     # normalised and waiting for the batch, not called live
-    wait_until(lambda: all(p["status"] == "queued" for p in papers().values()) and
-               httpx.get(f"{live_api}/v1/papers/{ids[0]}", headers=headers).json()["pages"])
+    wait_until(
+        lambda: (
+            all(p["status"] == "queued" for p in papers().values())
+            and httpx.get(f"{live_api}/v1/papers/{ids[0]}", headers=headers).json()["pages"]
+        ),
+        every=0.5,
+        what="every paper normalised and queued for a batch",
+    )
     time.sleep(1.0)
     assert loopback_call(loopback, "/_loopback/stats")["completions"] == before["completions"]
 
     run_beat(app, "markq.send_batches")
-    wait_until(lambda: all(p["status"] == "processing" for p in papers().values()))
+    wait_until(
+        lambda: all(p["status"] == "processing" for p in papers().values()), every=0.5, what="every paper processing"
+    )
     # the first batch ends with one paper unanswered; it goes back to queued
-    wait_until(lambda: sum(p["status"] == "graded" for p in papers().values()) == 2
-               and sum(p["status"] == "queued" for p in papers().values()) == 1,
-               poke=lambda: run_beat(app, "markq.poll_batches"))
+    wait_until(
+        lambda: (
+            sum(p["status"] == "graded" for p in papers().values()) == 2
+            and sum(p["status"] == "queued" for p in papers().values()) == 1
+        ),
+        every=0.5,
+        poke=lambda: run_beat(app, "markq.poll_batches"),
+        what="two papers graded and one queued again",
+    )
     exam_now = httpx.get(f"{live_api}/v1/exams/{exam['id']}", headers=headers).json()
     assert [(b["total"], b["completed"]) for b in exam_now["batches"]] == [(3, 2)]
 
     run_beat(app, "markq.send_batches")  # sent again in the next batch
-    wait_until(lambda: all(p["status"] == "graded" for p in papers().values()),
-               poke=lambda: run_beat(app, "markq.poll_batches"))
+    wait_until(
+        lambda: all(p["status"] == "graded" for p in papers().values()),
+        every=0.5,
+        poke=lambda: run_beat(app, "markq.poll_batches"),
+        what="every paper graded",
+    )
     exam_now = httpx.get(f"{live_api}/v1/exams/{exam['id']}", headers=headers).json()
     assert [(b["total"], b["completed"], b["finished_at"] is not None) for b in exam_now["batches"]] == [
-        (3, 2, True), (1, 1, True)]
+        (3, 2, True),
+        (1, 1, True),
+    ]
     after = loopback_call(loopback, "/_loopback/stats")
     assert after["batches"] - before["batches"] == 2
     assert after["completions"] - before["completions"] == 3  # one answered line per paper, no live call
 
     with app.extensions["markq"].sessions() as session:
-        rows = session.scalars(select(Usage).where(Usage.paper_id.in_([uuid.UUID(i) for i in ids]),
-                                                   Usage.outcome == "ok:batch")).all()
+        rows = session.scalars(
+            select(Usage).where(Usage.paper_id.in_([uuid.UUID(i) for i in ids]), Usage.outcome == "ok:batch")
+        ).all()
     assert len(rows) == 3
     for row in rows:
         full = call_cost("gpt-4o", row.prompt_tokens, row.cached_tokens, row.completion_tokens)
-        assert row.cost_usd == call_cost("gpt-4o", row.prompt_tokens, row.cached_tokens,
-                                         row.completion_tokens, batch=True)
+        assert row.cost_usd == call_cost(
+            "gpt-4o", row.prompt_tokens, row.cached_tokens, row.completion_tokens, batch=True
+        )
         assert abs(float(row.cost_usd) - float(full) / 2) < 0.000002

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from client.cli import main
-from tests.conftest import page_bytes
+from tests.helpers import page_bytes
 
 
 def cli_estimate(*args):
@@ -59,9 +59,23 @@ def test_original_detail_only_where_a_model_has_it(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["estimate", "--model", "gpt-4o", "--size", "100x100", "--detail", "original"])
     assert result.exit_code == 1 and "no 'original' detail" in result.output
     models = tmp_path / "models.json"
-    models.write_text(json.dumps({"prices_taken": "2026-11-01", "models": {"gpt-next": {
-        "scheme": "patch", "multiplier": 1.0, "original_patch_budget": 10000,
-        "input": 1.0, "cached_input": 0.1, "output": 4.0}}}))
+    models.write_text(
+        json.dumps(
+            {
+                "prices_taken": "2026-11-01",
+                "models": {
+                    "gpt-next": {
+                        "scheme": "patch",
+                        "multiplier": 1.0,
+                        "original_patch_budget": 10000,
+                        "input": 1.0,
+                        "cached_input": 0.1,
+                        "output": 4.0,
+                    }
+                },
+            }
+        )
+    )
     from shared.settings import get_settings
 
     monkeypatch.setenv("MARKQ_MODELS_FILE", str(models))
@@ -81,17 +95,24 @@ def test_bad_sizes_are_usage_errors():
 
 
 def test_the_api_estimates_sizes_and_page_files(client, auth):
-    by_size = client.post("/v1/estimate", headers=auth("A"), json={
-        "sizes": [{"width": 1024, "height": 1024}], "models": ["gpt-4o", "gpt-5"], "class_size": 30})
+    by_size = client.post(
+        "/v1/estimate",
+        headers=auth("A"),
+        json={"sizes": [{"width": 1024, "height": 1024}], "models": ["gpt-4o", "gpt-5"], "class_size": 30},
+    )
     assert by_size.status_code == 200, by_size.json
     assert by_size.json["models"]["gpt-4o"]["pages"][0]["tokens"] == 765
     assert by_size.json["models"]["gpt-5"]["pages"][0]["tokens"] == 70 + 4 * 140
-    by_file = client.post("/v1/estimate", headers=auth("A"), data={
-        "pages": [(io.BytesIO(page_bytes(size=(2048, 4096), fmt="PNG")), "p.png")], "models": "gpt-4o"})
+    by_file = client.post(
+        "/v1/estimate",
+        headers=auth("A"),
+        data={"pages": [(io.BytesIO(page_bytes(size=(2048, 4096), fmt="PNG")), "p.png")], "models": "gpt-4o"},
+    )
     assert by_file.status_code == 200, by_file.json
     assert by_file.json["models"]["gpt-4o"]["pages"][0]["tokens"] == 1105
-    unknown = client.post("/v1/estimate", headers=auth("A"), json={"sizes": [{"width": 1, "height": 1}],
-                                                                   "models": ["gpt-99"]})
+    unknown = client.post(
+        "/v1/estimate", headers=auth("A"), json={"sizes": [{"width": 1, "height": 1}], "models": ["gpt-99"]}
+    )
     assert unknown.status_code == 422 and "gpt-99" in unknown.json["error"]["message"]
     empty = client.post("/v1/estimate", headers=auth("A"), json={"sizes": []})
     assert empty.status_code == 422 and empty.json["error"]["details"]

@@ -13,43 +13,20 @@ import redis
 from sqlalchemy import select
 
 from shared.models import Paper, Usage
-from tests.conftest import (
-    exam_body,
+from tests.helpers import (
     loopback_call,
-    page_bytes,
+    make_exam,
     pause_consuming,
     queued_messages,
     resume_consuming,
     start_celery,
     stop_process,
+    submit,
+    wait_for,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
-FINISHED = {"graded", "needs_review", "failed", "paused"}
-
-
-def make_exam(api, headers, **overrides):
-    reply = httpx.post(f"{api}/v1/exams", headers=headers, json=exam_body(**overrides))
-    assert reply.status_code == 201, reply.text
-    return reply.json()
-
-
-def submit(api, headers, exam_id, student="s1", pages=2):
-    files = [("pages", (f"photo-{n}.jpg", page_bytes(), "image/jpeg")) for n in range(1, pages + 1)]
-    reply = httpx.post(f"{api}/v1/exams/{exam_id}/papers", headers=headers,
-                       data={"student_ref": student, "class_label": "3A"}, files=files)
-    assert reply.status_code == 202, reply.text
-    return reply.json()
-
-
-def wait_for(api, headers, paper_id, statuses=FINISHED, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        paper = httpx.get(f"{api}/v1/papers/{paper_id}", headers=headers).json()
-        if paper["status"] in statuses:
-            return paper
-        time.sleep(0.2)
-    pytest.fail(f"paper {paper_id} still {paper['status']} after {timeout}s")
 
 
 def completions(loopback):
@@ -125,8 +102,9 @@ def test_a_paper_whose_message_is_lost_is_graded_after_the_sweep(
         resume_consuming(app, settings, worker)
     time.sleep(1.0)
     assert httpx.get(f"{live_api}/v1/papers/{submitted['id']}", headers=auth("A")).json()["status"] == "queued"
-    beat = start_celery(service_env, "beat", "--loglevel=INFO", "-s", str(tmp_path / "beat-schedule"),
-                        log=tmp_path / "beat.log")
+    beat = start_celery(
+        service_env, "beat", "--loglevel=INFO", "-s", str(tmp_path / "beat-schedule"), log=tmp_path / "beat.log"
+    )
     try:
         paper = wait_for(live_api, auth("A"), submitted["id"], timeout=60)
     finally:
@@ -136,9 +114,21 @@ def test_a_paper_whose_message_is_lost_is_graded_after_the_sweep(
 
 def test_a_rate_limited_call_is_retried_once_and_completes(live_api, auth, idle, loopback):
     exam = make_exam(live_api, auth("A"))
-    loopback_call(loopback, "/_loopback/faults", {"faults": [{
-        "status": 429, "type": "requests", "code": "rate_limit_exceeded", "message": "slow down",
-        "headers": {"retry-after-ms": "300"}}]})
+    loopback_call(
+        loopback,
+        "/_loopback/faults",
+        {
+            "faults": [
+                {
+                    "status": 429,
+                    "type": "requests",
+                    "code": "rate_limit_exceeded",
+                    "message": "slow down",
+                    "headers": {"retry-after-ms": "300"},
+                }
+            ]
+        },
+    )
     before = loopback_call(loopback, "/_loopback/stats")
     paper = wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], pages=1)["id"])
     after = loopback_call(loopback, "/_loopback/stats")
@@ -150,9 +140,20 @@ def test_a_rate_limited_call_is_retried_once_and_completes(live_api, auth, idle,
 
 def test_exhausted_quota_pauses_the_exam_with_the_providers_message(live_api, auth, idle, loopback):
     exam = make_exam(live_api, auth("A"))
-    loopback_call(loopback, "/_loopback/faults", {"faults": [{
-        "status": 429, "type": "insufficient_quota", "code": "insufficient_quota",
-        "message": "You exceeded your current quota."}]})
+    loopback_call(
+        loopback,
+        "/_loopback/faults",
+        {
+            "faults": [
+                {
+                    "status": 429,
+                    "type": "insufficient_quota",
+                    "code": "insufficient_quota",
+                    "message": "You exceeded your current quota.",
+                }
+            ]
+        },
+    )
     paper = wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], pages=1)["id"])
     assert paper["status"] == "paused"
     assert "quota" in paper["status_reason"]
@@ -171,9 +172,20 @@ def test_exhausted_quota_pauses_the_exam_with_the_providers_message(live_api, au
 
 def test_a_refused_request_fails_the_paper_with_the_reason(live_api, auth, idle, loopback):
     exam = make_exam(live_api, auth("A"))
-    loopback_call(loopback, "/_loopback/faults", {"faults": [{
-        "status": 400, "type": "invalid_request_error", "code": "context_length_exceeded",
-        "message": "Request too large for gpt-4o"}]})
+    loopback_call(
+        loopback,
+        "/_loopback/faults",
+        {
+            "faults": [
+                {
+                    "status": 400,
+                    "type": "invalid_request_error",
+                    "code": "context_length_exceeded",
+                    "message": "Request too large for gpt-4o",
+                }
+            ]
+        },
+    )
     before = completions(loopback)
     paper = wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], pages=1)["id"])
     assert paper["status"] == "failed" and "Request too large" in paper["status_reason"]
@@ -183,16 +195,33 @@ def test_a_refused_request_fails_the_paper_with_the_reason(live_api, auth, idle,
 def test_the_exam_report_counts_missed_points_from_sql(live_api, auth, idle, loopback):
     # idle: scripted replies go to whichever call comes next
     exam = make_exam(live_api, auth("A"))
-    right = {"student_answer": "56", "is_correct": True, "score": 2, "knowledge_points": [],
-             "error_type": "none", "explanation": "", "correction": "", "confidence": 0.95}
-    wrong = {**right, "student_answer": "54", "is_correct": False, "score": 0, "error_type": "calculation",
-             "explanation": "7 x 8 is 56", "correction": "7 x 8 = 56"}
+    right = {
+        "student_answer": "56",
+        "is_correct": True,
+        "score": 2,
+        "knowledge_points": [],
+        "error_type": "none",
+        "explanation": "",
+        "correction": "",
+        "confidence": 0.95,
+    }
+    wrong = {
+        **right,
+        "student_answer": "54",
+        "is_correct": False,
+        "score": 0,
+        "error_type": "calculation",
+        "explanation": "7 x 8 is 56",
+        "correction": "7 x 8 = 56",
+    }
     q2 = {**right, "student_answer": "0.75"}
     q3 = {**right, "student_answer": "24厘米", "score": 3}
     q4_right = {**right, "student_answer": "7……2", "score": 3}
     q4_wrong = {**wrong, "student_answer": "7……1", "score": 0}
-    replies = [{"questions": {"1": wrong, "2": q2, "3": q3, "4": q4_wrong}},
-               {"questions": {"1": wrong, "2": q2, "3": q3, "4": q4_right}}]
+    replies = [
+        {"questions": {"1": wrong, "2": q2, "3": q3, "4": q4_wrong}},
+        {"questions": {"1": wrong, "2": q2, "3": q3, "4": q4_right}},
+    ]
     loopback_call(loopback, "/_loopback/replies", {"replies": replies})
     ids = [submit(live_api, auth("A"), exam["id"], student=f"r{n}", pages=1)["id"] for n in range(2)]
     for paper_id in ids:
@@ -206,9 +235,8 @@ def test_the_exam_report_counts_missed_points_from_sql(live_api, auth, idle, loo
 
 
 def _wait_queue_empty(settings, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while queued_messages(settings) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # a queue still not empty after `timeout` is no failure: the test goes on
+    wait_until(lambda: not queued_messages(settings), timeout=timeout, every=0.1, fail=False)
     time.sleep(1.0)  # let the worker finish the delivery it took
 
 

@@ -6,8 +6,9 @@ from PIL import Image
 
 from bench.pages import exam_sheet, jpeg, phone_photo
 from shared.images import PageRejected, cheapest_scale, inspect_page, normalise_page, sheet_box
+from shared.refusals import RefusalKind
 from shared.spending.costs import image_tokens, tile_scheme_size
-from tests.conftest import page_bytes
+from tests.helpers import page_bytes
 
 
 def test_a_page_header_is_read_and_the_stream_rewound():
@@ -20,7 +21,7 @@ def test_a_page_header_is_read_and_the_stream_rewound():
 def test_a_text_file_is_refused_as_unsupported():
     with pytest.raises(PageRejected) as refused:
         inspect_page(io.BytesIO(b"%PDF-1.4 not an image"), max_pixels=10_000_000)
-    assert refused.value.status == 415
+    assert refused.value.kind == RefusalKind.unsupported
 
 
 def test_a_gif_is_outside_the_allow_list():
@@ -33,7 +34,7 @@ def test_a_gif_is_outside_the_allow_list():
 def test_too_many_pixels_is_refused_before_decoding():
     with pytest.raises(PageRejected) as refused:
         inspect_page(io.BytesIO(page_bytes(size=(4000, 3000), fmt="PNG")), max_pixels=1_000_000)
-    assert refused.value.status == 413
+    assert refused.value.kind == RefusalKind.too_large
 
 
 def test_a_rotated_phone_photo_arrives_upright_cut_to_the_sheet():

@@ -29,8 +29,15 @@ def test_a_request_larger_than_the_limit_can_never_be_sent(limiter):
 
 
 def test_the_provider_headers_correct_the_limits(limiter):
-    limiter.observe("gpt-4o", {"x-ratelimit-limit-requests": "500", "x-ratelimit-limit-tokens": "30000",
-                               "x-ratelimit-remaining-requests": "0", "x-ratelimit-remaining-tokens": "29000"})
+    limiter.observe(
+        "gpt-4o",
+        {
+            "x-ratelimit-limit-requests": "500",
+            "x-ratelimit-limit-tokens": "30000",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-remaining-tokens": "29000",
+        },
+    )
     assert limiter.limits("gpt-4o") == (500, 30000)
     assert limiter.acquire("gpt-4o", 100) > 0  # the provider says no request is left right now
 

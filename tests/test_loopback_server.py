@@ -35,8 +35,15 @@ def data_url(size=(1024, 1024)):
 def ask(client, url, **extra):
     return client.chat.completions.with_raw_response.create(
         model="gpt-4o",
-        messages=[{"role": "user", "content": [{"type": "text", "text": "mark"},
-                                               {"type": "image_url", "image_url": {"url": url, "detail": "high"}}]}],
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "mark"},
+                    {"type": "image_url", "image_url": {"url": url, "detail": "high"}},
+                ],
+            }
+        ],
         response_format={"type": "json_schema", "json_schema": {"name": "t", "strict": True, "schema": SCHEMA}},
         max_completion_tokens=50,
         **extra,
@@ -76,10 +83,15 @@ def test_rate_limit_headers_and_429_body(own_server):
 
 def test_injected_faults_come_back_as_the_sdk_errors(own_server):
     base = own_server.url.removesuffix("/v1")
-    httpx.post(base + "/_loopback/faults", json={"faults": [
-        {"status": 500, "message": "boom"},
-        {"status": 429, "type": "insufficient_quota", "code": "insufficient_quota", "message": "no credit"},
-    ]})
+    httpx.post(
+        base + "/_loopback/faults",
+        json={
+            "faults": [
+                {"status": 500, "message": "boom"},
+                {"status": 429, "type": "insufficient_quota", "code": "insufficient_quota", "message": "no credit"},
+            ]
+        },
+    )
     client = openai.OpenAI(api_key="x", base_url=own_server.url, max_retries=0)
     with pytest.raises(openai.InternalServerError):
         ask(client, data_url())
@@ -91,7 +103,8 @@ def test_injected_faults_come_back_as_the_sdk_errors(own_server):
 def test_base64_pasted_into_text_is_counted(own_server):
     client = openai.OpenAI(api_key="x", base_url=own_server.url, max_retries=0)
     client.chat.completions.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "here is the page: " + data_url()}],
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "here is the page: " + data_url()}],
     )
     stats = httpx.get(own_server.url.removesuffix("/v1") + "/_loopback/stats").json()
     assert stats["base64_in_text"] == 1 and stats["base64_chars_in_text"] > 1000
@@ -103,9 +116,12 @@ def test_long_static_prefixes_are_reported_as_cached_the_second_time(own_server)
     cached = []
     for _ in range(2):
         completion = client.chat.completions.create(
-            model="gpt-4o", prompt_cache_key="exam-1",
-            messages=[{"role": "system", "content": prefix},
-                      {"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url((64, 64))}}]}],
+            model="gpt-4o",
+            prompt_cache_key="exam-1",
+            messages=[
+                {"role": "system", "content": prefix},
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url((64, 64))}}]},
+            ],
         )
         cached.append(completion.usage.prompt_tokens_details.cached_tokens)
     assert cached[0] == 0 and cached[1] >= 1024 and cached[1] % 128 == 0

@@ -5,14 +5,23 @@ import pytest
 
 from shared.grading.answer_key import AnswerKey
 from shared.grading.marks import InvalidMarks, marks_schema, parse_marks
-from tests.conftest import MATH_KEY
+from tests.helpers import MATH_KEY
 
 VOCAB = ["math.g3.fractions-intro", "math.g3.multi-digit-multiplication", "math.g3.perimeter"]
 
 
 def mark(**overrides):
-    return {"student_answer": "56", "is_correct": True, "score": 2, "knowledge_points": [VOCAB[1]],
-            "error_type": "none", "explanation": "", "correction": "", "confidence": 0.9, **overrides}
+    return {
+        "student_answer": "56",
+        "is_correct": True,
+        "score": 2,
+        "knowledge_points": [VOCAB[1]],
+        "error_type": "none",
+        "explanation": "",
+        "correction": "",
+        "confidence": 0.9,
+        **overrides,
+    }
 
 
 def reply(**per_question):
@@ -59,8 +68,7 @@ def test_answer_key_question_ids_must_be_unique():
 
 def test_the_schema_does_not_grow_with_each_question_beyond_a_reference():
     small = AnswerKey.model_validate(MATH_KEY)
-    large = AnswerKey.model_validate({"questions": [
-        {"id": str(n), "answer": "1", "points": 1} for n in range(1, 41)]})
+    large = AnswerKey.model_validate({"questions": [{"id": str(n), "answer": "1", "points": 1} for n in range(1, 41)]})
     grow = len(json.dumps(marks_schema(large, VOCAB))) - len(json.dumps(marks_schema(small, VOCAB)))
     assert grow / 36 < 60  # characters per extra question: one "$ref" and the id
 

@@ -23,13 +23,20 @@ def test_generated_papers_carry_their_truth_and_are_the_same_every_run():
 
 
 def test_the_offline_benchmark_prints_its_figures_as_json():
-    run = subprocess.run([sys.executable, "-m", "bench.offline", "--papers", "2", "--seed", "7000"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.offline", "--papers", "2", "--seed", "7000"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     figures = json.loads(run.stdout.strip().splitlines()[-1])
     assert figures["papers"] == 2 and figures["pages"] >= 2
     assert figures["questions"] == sum(len(make_paper(7000 + n).answers) for n in range(2))
     for share in ("confident_share", "accuracy_on_confident", "silently_wrong_share"):
         assert 0 <= figures[share] <= 1
-    assert 0 < figures["vision_tokens_cascade"] < figures["vision_tokens_all_pages"] or \
-        figures["vision_tokens_cascade"] == 0
+    assert (
+        0 < figures["vision_tokens_cascade"] < figures["vision_tokens_all_pages"]
+        or figures["vision_tokens_cascade"] == 0
+    )

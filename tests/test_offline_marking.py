@@ -5,7 +5,6 @@ worker (the OCR queue), PostgreSQL, the S3 server and, for the cascade, the loop
 from __future__ import annotations
 
 import io
-import time
 import uuid
 from pathlib import Path
 
@@ -20,8 +19,7 @@ from shared.grading.reader.layout import normalise_text
 from shared.grading.reader.marking import mark_reading
 from shared.grading.reader.reading import AnswerReading, read_paper
 from shared.models import Paper, Priority, Reader
-from tests.conftest import loopback_call
-from tests.test_grading_end_to_end import wait_for
+from tests.helpers import exam_body, loopback_call, page_bytes, wait_for, wait_until
 
 OCR_TIMEOUT = 120.0  # the first paper also loads the OCR engine
 
@@ -47,7 +45,13 @@ def read(plan: dict, student: str) -> dict[str, AnswerReading]:
 def test_the_reader_reads_each_students_answers_on_the_sample_papers(sample_papers):
     readings = read(math_plan(sample_papers), "S02")  # wrote 54 for 7x8 and 12厘米 for the perimeter
     assert {qid: r.text for qid, r in readings.items()} == {
-        "1": "54", "2": "0.75", "3": "12厘米", "4": "5……3", "5": "2000", "6": "500"}
+        "1": "54",
+        "2": "0.75",
+        "3": "12厘米",
+        "4": "5……3",
+        "5": "2000",
+        "6": "500",
+    }
     # the remainder's dots read poorly, so its two numbers are read again on their own
     assert readings["4"].confidence >= 0.9 and "apart from the dots" in readings["4"].note
     assert all(r.state == "read" and r.page in (1, 2) for r in readings.values())
@@ -108,9 +112,14 @@ def jpeg(page: Image.Image) -> bytes:
 
 
 def test_a_blank_answer_is_marked_blank_and_a_scribble_goes_to_review():
-    key = AnswerKey.model_validate({"questions": [
-        {"id": "1", "prompt": "7 × 8 =", "answer": "56", "points": 2},
-        {"id": "2", "prompt": "125 × 4 =", "answer": "500", "points": 2}]})
+    key = AnswerKey.model_validate(
+        {
+            "questions": [
+                {"id": "1", "prompt": "7 × 8 =", "answer": "56", "points": 2},
+                {"id": "2", "prompt": "125 × 4 =", "answer": "500", "points": 2},
+            ]
+        }
+    )
     page, draw = new_page()
     printed = samples._font(samples.PRINT_FONTS, 34)
     draw.text((90, 240), "1. 7 × 8 =", font=printed, fill=(15, 15, 15))
@@ -125,8 +134,7 @@ def test_a_blank_answer_is_marked_blank_and_a_scribble_goes_to_review():
 
 
 def question(answer: str | None, accepted: tuple[str, ...] = ()) -> KeyQuestion:
-    return KeyQuestion(id="1", answer=answer, points=3, accepted=list(accepted),
-                       knowledge_points=["math.g3.perimeter"])
+    return KeyQuestion(id="1", answer=answer, points=3, accepted=list(accepted), knowledge_points=["math.g3.perimeter"])
 
 
 def reading(text: str, confidence: float = 0.99, state: str = "read") -> AnswerReading:
@@ -164,8 +172,13 @@ def test_local_marking_needs_an_answer_for_every_question_and_vision_needs_a_key
 
 
 def test_a_local_exam_without_answers_is_refused_in_the_error_shape(client, auth):
-    body = {"title": "t", "subject": "math", "grade": 3, "provider": "local",
-            "answer_key": {"questions": [{"id": "1", "points": 2}]}}
+    body = {
+        "title": "t",
+        "subject": "math",
+        "grade": 3,
+        "provider": "local",
+        "answer_key": {"questions": [{"id": "1", "points": 2}]},
+    }
     reply = client.post("/v1/exams", headers=auth("A"), json=body)
     assert reply.status_code == 422
     assert reply.json["error"]["code"] == "invalid_exam"
@@ -181,8 +194,12 @@ def create_exam(api: str, headers: dict, plan: dict, provider: str) -> dict:
 
 def submit(api: str, headers: dict, exam_id: str, student: str, pages: list[Path]) -> dict:
     files = [("pages", (path.name, path.read_bytes(), "image/jpeg")) for path in pages]
-    reply = httpx.post(f"{api}/v1/exams/{exam_id}/papers", headers=headers,
-                       data={"student_ref": student, "class_label": "3(2)"}, files=files)
+    reply = httpx.post(
+        f"{api}/v1/exams/{exam_id}/papers",
+        headers=headers,
+        data={"student_ref": student, "class_label": "3(2)"},
+        files=files,
+    )
     assert reply.status_code == 202, reply.text
     return reply.json()
 
@@ -210,8 +227,9 @@ def test_a_local_exam_is_marked_offline_with_no_provider_call(live_api, auth, id
 
 
 @pytest.mark.integration
-def test_the_cascade_sends_only_the_unsure_questions_to_the_vision_model(live_api, auth, idle, loopback,
-                                                                      sample_papers, tmp_path):
+def test_the_cascade_sends_only_the_unsure_questions_to_the_vision_model(
+    live_api, auth, idle, loopback, sample_papers, tmp_path
+):
     plan = math_plan(sample_papers)
     exam = create_exam(live_api, auth("A"), plan, "cascade")
     loopback_call(loopback, "/_loopback/reset", {})
@@ -245,8 +263,9 @@ def test_a_cascade_paper_the_reader_is_sure_of_makes_no_call(live_api, auth, idl
 
 
 @pytest.mark.integration
-def test_a_failed_cascade_call_is_retried_for_the_same_unsure_questions(live_api, auth, idle, loopback, app,
-                                                                         sample_papers, tmp_path):
+def test_a_failed_cascade_call_is_retried_for_the_same_unsure_questions(
+    live_api, auth, idle, loopback, app, sample_papers, tmp_path
+):
     plan = math_plan(sample_papers)
     exam = create_exam(live_api, auth("A"), plan, "cascade")
     loopback_call(loopback, "/_loopback/reset", {})
@@ -267,10 +286,9 @@ def test_a_failed_cascade_call_is_retried_for_the_same_unsure_questions(live_api
 
 @pytest.mark.integration
 def test_offline_reading_waits_on_its_own_queue_and_never_holds_up_provider_calls(
-        live_api, auth, idle, app, settings, sample_papers):
+    live_api, auth, idle, app, settings, sample_papers
+):
     import redis
-
-    from tests.conftest import exam_body, page_bytes
 
     celery = app.extensions["celery"]
     broker = redis.Redis.from_url(settings.redis_url)
@@ -279,14 +297,16 @@ def test_offline_reading_waits_on_its_own_queue_and_never_holds_up_provider_call
         plan = math_plan(sample_papers)
         offline = create_exam(live_api, auth("A"), plan, "local")
         waiting = submit(live_api, auth("A"), offline["id"], "S01", plan["papers"]["S01"])
-        deadline = time.monotonic() + 30
-        while broker.llen(settings.ocr_queue_name) < 1 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: broker.llen(settings.ocr_queue_name) >= 1, timeout=30, what="a message on the OCR queue")
         assert broker.llen(settings.ocr_queue_name) == 1  # normalised? no: routed to the OCR queue
 
         vision = httpx.post(f"{live_api}/v1/exams", headers=auth("A"), json=exam_body()).json()
-        reply = httpx.post(f"{live_api}/v1/exams/{vision['id']}/papers", headers=auth("A"),
-                           data={"student_ref": "v1"}, files=[("pages", ("p.jpg", page_bytes(), "image/jpeg"))])
+        reply = httpx.post(
+            f"{live_api}/v1/exams/{vision['id']}/papers",
+            headers=auth("A"),
+            data={"student_ref": "v1"},
+            files=[("pages", ("p.jpg", page_bytes(), "image/jpeg"))],
+        )
         graded = wait_for(live_api, auth("A"), reply.json()["id"])
         assert graded["status"] in {"graded", "needs_review"}  # the provider call went ahead
         still = httpx.get(f"{live_api}/v1/papers/{waiting['id']}", headers=auth("A")).json()
@@ -297,9 +317,14 @@ def test_offline_reading_waits_on_its_own_queue_and_never_holds_up_provider_call
 
 
 def test_a_section_heading_between_questions_is_not_read_as_an_answer():
-    key = AnswerKey.model_validate({"questions": [
-        {"id": "1", "prompt": "7 × 8 =", "answer": "56", "points": 2},
-        {"id": "2", "prompt": "2 千克 = ____ 克", "answer": "2000", "points": 2}]})
+    key = AnswerKey.model_validate(
+        {
+            "questions": [
+                {"id": "1", "prompt": "7 × 8 =", "answer": "56", "points": 2},
+                {"id": "2", "prompt": "2 千克 = ____ 克", "answer": "2000", "points": 2},
+            ]
+        }
+    )
     page, draw = new_page()
     printed, hand = samples._font(samples.PRINT_FONTS, 34), samples._font(samples.HAND_ZH_FONTS, 46)
     draw.text((90, 240), "1. 7 × 8 =", font=printed, fill=(15, 15, 15))

@@ -9,21 +9,41 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import loopback_call, page_bytes
-from tests.test_grading_end_to_end import make_exam, wait_for
-from tests.test_reports_and_review import ANSWERS, KEY, verdict
+from tests.helpers import (
+    ANSWERS,
+    KEY,
+    loopback_call,
+    make_exam,
+    page_bytes,
+    verdict,
+    wait_for,
+    wait_until_no_paper_is_in_flight,
+)
 
 pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--window-size=1100,1400"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--window-size=1100,1400",
+]
 
 
 def chromium(tmp_path, *args: str) -> str:
     assert CHROMIUM, "chromium is not installed (make test installs it: scripts/ensure-services.sh)"
-    result = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
 
@@ -34,25 +54,30 @@ def assert_not_blank(png) -> None:
         dark = sum(grey.histogram()[:180])
         assert dark > 0.003 * grey.width * grey.height, "the screenshot is blank"
         pixels = shot.convert("RGB").resize((275, 350)).tobytes()
-        reds = sum(1 for i in range(0, len(pixels), 3)
-                   if pixels[i] > 180 and pixels[i + 1] < 120 and pixels[i + 2] < 120)
+        reds = sum(
+            1 for i in range(0, len(pixels), 3) if pixels[i] > 180 and pixels[i + 1] < 120 and pixels[i + 2] < 120
+        )
         assert reds > 20, "no bar of the chart is drawn"
 
 
 @pytest.fixture(scope="module")
 def shared_exam(live_api, school_keys, worker, loopback, app):
-    from tests.conftest import wait_until_no_paper_is_in_flight
-
     wait_until_no_paper_is_in_flight(app)
     headers = {"Authorization": f"Bearer {school_keys['A']}"}
     exam = make_exam(live_api, headers, answer_key=KEY, title="三年级数学 · 第三单元")
     wrong = {"S1": {"1", "3"}, "S2": {"1"}, "S3": set()}
-    loopback_call(loopback, "/_loopback/replies", {"replies": [
-        {"questions": {q: verdict(q, q in w) for q in ANSWERS}} for w in wrong.values()]})
+    loopback_call(
+        loopback,
+        "/_loopback/replies",
+        {"replies": [{"questions": {q: verdict(q, q in w) for q in ANSWERS}} for w in wrong.values()]},
+    )
     for student in wrong:
-        reply = httpx.post(f"{live_api}/v1/exams/{exam['id']}/papers", headers=headers,
-                           data={"student_ref": student, "class_label": "3(2)"},
-                           files=[("pages", ("p.jpg", page_bytes(), "image/jpeg"))])
+        reply = httpx.post(
+            f"{live_api}/v1/exams/{exam['id']}/papers",
+            headers=headers,
+            data={"student_ref": student, "class_label": "3(2)"},
+            files=[("pages", ("p.jpg", page_bytes(), "image/jpeg"))],
+        )
         wait_for(live_api, headers, reply.json()["id"])
     link = httpx.post(f"{live_api}/v1/exams/{exam['id']}/share", headers=headers).json()
     return exam, link["report_url"]
@@ -62,7 +87,9 @@ def test_the_teacher_page_shows_the_chart_classes_and_students(shared_exam, tmp_
     exam, url = shared_exam
     dom = chromium(tmp_path, "--dump-dom", url)
     assert "三年级数学 · 第三单元" in dom
-    assert 'data-kp="math.g2.times-tables"' in dom and '<b class="missed">2</b> / <span class="attempted">3</span>' in dom
+    assert (
+        'data-kp="math.g2.times-tables"' in dom and '<b class="missed">2</b> / <span class="attempted">3</span>' in dom
+    )
     assert 'data-class="3(2)"' in dom and "/students/S1?token=" in dom
     assert "marked by gpt-4o" in dom  # who marked the exam: here the vision model
     shot = tmp_path / "teacher.png"

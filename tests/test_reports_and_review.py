@@ -9,29 +9,18 @@ import io
 import httpx
 import pytest
 
-from tests.conftest import loopback_call, page_bytes
-from tests.test_grading_end_to_end import make_exam, submit, wait_for
+from tests.helpers import ANSWERS, KEY, loopback_call, make_exam, page_bytes, submit, verdict, wait_for
 
 pytestmark = pytest.mark.integration
 
-KEY = {"questions": [
-    {"id": "1", "answer": "56", "points": 2, "knowledge_points": ["math.g2.times-tables"]},
-    {"id": "2", "answer": "0.75", "points": 2, "knowledge_points": ["math.g3.fractions-intro"]},
-    {"id": "3", "answer": "24厘米", "points": 3, "knowledge_points": ["math.g3.perimeter"]},
-]}
-ANSWERS = {"1": ("56", "54"), "2": ("0.75", "0.7"), "3": ("24厘米", "12厘米")}
-POINTS = {"1": 2, "2": 2, "3": 3}
 # student -> (class, questions answered wrong)
-CLASS = {"A1": ("3A", {"1"}), "A2": ("3A", {"1", "3"}), "A3": ("3A", set()),
-         "B1": ("3B", {"2"}), "B2": ("3B", {"1", "2", "3"})}
-
-
-def verdict(question: str, wrong: bool, **overrides):
-    right_answer, wrong_answer = ANSWERS[question]
-    return {"student_answer": wrong_answer if wrong else right_answer, "is_correct": not wrong,
-            "score": 0 if wrong else POINTS[question], "knowledge_points": [],
-            "error_type": "calculation" if wrong else "none", "explanation": "x" if wrong else "",
-            "correction": f"= {right_answer}" if wrong else "", "confidence": 0.95, **overrides}
+CLASS = {
+    "A1": ("3A", {"1"}),
+    "A2": ("3A", {"1", "3"}),
+    "A3": ("3A", set()),
+    "B1": ("3B", {"2"}),
+    "B2": ("3B", {"1", "2", "3"}),
+}
 
 
 def test_report_counts_per_point_class_and_student_are_exact_and_follow_an_override(live_api, auth, idle, loopback):
@@ -42,8 +31,12 @@ def test_report_counts_per_point_class_and_student_are_exact_and_follow_an_overr
     loopback_call(loopback, "/_loopback/replies", {"replies": replies})
     for student, (label, _wrong) in CLASS.items():  # one at a time: scripted replies go in order
         files = [("pages", ("p1.jpg", page_bytes(), "image/jpeg"))]
-        reply = httpx.post(f"{live_api}/v1/exams/{exam['id']}/papers", headers=headers,
-                           data={"student_ref": student, "class_label": label}, files=files)
+        reply = httpx.post(
+            f"{live_api}/v1/exams/{exam['id']}/papers",
+            headers=headers,
+            data={"student_ref": student, "class_label": label},
+            files=files,
+        )
         papers[student] = wait_for(live_api, headers, reply.json()["id"])
         assert papers[student]["status"] == "graded", papers[student]
 
@@ -51,35 +44,68 @@ def test_report_counts_per_point_class_and_student_are_exact_and_follow_an_overr
     missed = {r["id"]: (r["missed"], r["attempted"]) for r in report["missed_knowledge_points"]}
     assert missed == {"math.g2.times-tables": (3, 5), "math.g3.perimeter": (2, 5), "math.g3.fractions-intro": (2, 5)}
     assert report["missed_knowledge_points"][0]["id"] == "math.g2.times-tables"
-    by_class = {c["class_label"]: {r["id"]: (r["missed"], r["attempted"]) for r in c["missed_knowledge_points"]}
-                for c in report["classes"]}
-    assert by_class["3A"] == {"math.g2.times-tables": (2, 3), "math.g3.perimeter": (1, 3), "math.g3.fractions-intro": (0, 3)}
-    assert by_class["3B"] == {"math.g2.times-tables": (1, 2), "math.g3.perimeter": (1, 2), "math.g3.fractions-intro": (2, 2)}
-    assert {q["question_id"]: (q["correct"], q["attempted"]) for q in report["questions"]} == {"1": (2, 5), "2": (3, 5), "3": (3, 5)}
+    by_class = {
+        c["class_label"]: {r["id"]: (r["missed"], r["attempted"]) for r in c["missed_knowledge_points"]}
+        for c in report["classes"]
+    }
+    assert by_class["3A"] == {
+        "math.g2.times-tables": (2, 3),
+        "math.g3.perimeter": (1, 3),
+        "math.g3.fractions-intro": (0, 3),
+    }
+    assert by_class["3B"] == {
+        "math.g2.times-tables": (1, 2),
+        "math.g3.perimeter": (1, 2),
+        "math.g3.fractions-intro": (2, 2),
+    }
+    assert {q["question_id"]: (q["correct"], q["attempted"]) for q in report["questions"]} == {
+        "1": (2, 5),
+        "2": (3, 5),
+        "3": (3, 5),
+    }
     # scores: A1 5/7, A2 2/7, A3 7/7, B1 5/7, B2 0/7 -> percent 71, 29, 100, 71, 0
     assert {b["range"]: b["papers"] for b in report["score_distribution"]} == {
-        "0-59%": 2, "60-69%": 0, "70-79%": 2, "80-89%": 0, "90-100%": 1}
+        "0-59%": 2,
+        "60-69%": 0,
+        "70-79%": 2,
+        "80-89%": 0,
+        "90-100%": 1,
+    }
     student = httpx.get(f"{live_api}/v1/students/B2", headers=headers, params={"exam": exam["id"]}).json()
     assert {w["id"]: (w["missed"], w["attempted"]) for w in student["weak_points"]} == {
-        "math.g2.times-tables": (1, 1), "math.g3.fractions-intro": (1, 1), "math.g3.perimeter": (1, 1)}
+        "math.g2.times-tables": (1, 1),
+        "math.g3.fractions-intro": (1, 1),
+        "math.g3.perimeter": (1, 1),
+    }
     notebook = {g["knowledge_point"]: g["mistakes"] for g in student["mistake_notebook"]}
     assert notebook["math.g3.perimeter"][0]["correction"] == "= 24厘米"
     assert notebook["math.g3.perimeter"][0]["student_answer"] == "12厘米"
 
     # The teacher decides A2's answer to question 3 was right after all.
-    overridden = httpx.patch(f"{live_api}/v1/papers/{papers['A2']['id']}/questions/3", headers=headers,
-                             json={"is_correct": True})
+    overridden = httpx.patch(
+        f"{live_api}/v1/papers/{papers['A2']['id']}/questions/3", headers=headers, json={"is_correct": True}
+    )
     assert overridden.status_code == 200, overridden.text
     assert overridden.json()["score"] == 2 + 3
     report = httpx.get(f"{live_api}/v1/exams/{exam['id']}/report", headers=headers).json()
     missed = {r["id"]: (r["missed"], r["attempted"]) for r in report["missed_knowledge_points"]}
     assert missed["math.g3.perimeter"] == (1, 5)
-    by_class = {c["class_label"]: {r["id"]: r["missed"] for r in c["missed_knowledge_points"]} for c in report["classes"]}
+    by_class = {
+        c["class_label"]: {r["id"]: r["missed"] for r in c["missed_knowledge_points"]} for c in report["classes"]
+    }
     assert by_class["3A"]["math.g3.perimeter"] == 0
     assert report["review"] == {"needing_review": 0, "reviewed": 1, "model_teacher_agreement": 0.0}
-    rows = list(csv.DictReader(io.StringIO(httpx.get(
-        f"{live_api}/v1/exams/{exam['id']}/report.csv", headers=headers,
-        params={"table": "knowledge_points"}).text.lstrip("\ufeff"))))
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                httpx.get(
+                    f"{live_api}/v1/exams/{exam['id']}/report.csv",
+                    headers=headers,
+                    params={"table": "knowledge_points"},
+                ).text.lstrip("\ufeff")
+            )
+        )
+    )
     assert {r["id"]: (int(r["missed"]), int(r["attempted"])) for r in rows}["math.g3.perimeter"] == (1, 5)
 
 
@@ -113,8 +139,9 @@ def test_an_illegible_answer_goes_to_review_and_is_not_scored_zero(live_api, aut
     assert "illegible" in question["review_reason"]
     assert paper["status"] == "needs_review" and paper["score"] == 4  # 2 + 2 scored, 3 pending
     # the teacher reads it: 24 cm, right
-    after = httpx.patch(f"{live_api}/v1/papers/{paper['id']}/questions/3", headers=headers,
-                        json={"is_correct": True}).json()
+    after = httpx.patch(
+        f"{live_api}/v1/papers/{paper['id']}/questions/3", headers=headers, json={"is_correct": True}
+    ).json()
     assert after["status"] == "graded" and after["score"] == 7
 
 
@@ -134,8 +161,12 @@ def test_a_trial_run_grades_the_first_papers_and_holds_the_rest_until_released(l
 def test_an_exam_may_add_its_own_knowledge_points(live_api, auth, idle, loopback):
     headers = auth("A")
     key = {"questions": [{"id": "1", "answer": "8", "points": 1, "knowledge_points": ["cube-counting"]}]}
-    exam = make_exam(live_api, headers, answer_key=key, knowledge_points=[
-        {"id": "cube-counting", "name_zh": "数小正方体", "name_en": "Counting small cubes"}])
+    exam = make_exam(
+        live_api,
+        headers,
+        answer_key=key,
+        knowledge_points=[{"id": "cube-counting", "name_zh": "数小正方体", "name_en": "Counting small cubes"}],
+    )
     own = exam["answer_key"]["questions"][0]["knowledge_points"][0]
     assert own.startswith("exam-") and own.endswith(".cube-counting")
     wrong = verdict("1", True, student_answer="6")
@@ -146,9 +177,16 @@ def test_an_exam_may_add_its_own_knowledge_points(live_api, auth, idle, loopback
     # the shared vocabulary does not list it; another exam cannot use it
     listed = httpx.get(f"{live_api}/v1/knowledge-points", headers=headers, params={"subject": "math"}).json()
     assert own not in {p["id"] for p in listed}
-    refused = httpx.post(f"{live_api}/v1/exams", headers=headers, json={
-        "title": "t", "subject": "math", "grade": 3,
-        "answer_key": {"questions": [{"id": "1", "answer": "1", "points": 1, "knowledge_points": [own]}]}})
+    refused = httpx.post(
+        f"{live_api}/v1/exams",
+        headers=headers,
+        json={
+            "title": "t",
+            "subject": "math",
+            "grade": 3,
+            "answer_key": {"questions": [{"id": "1", "answer": "1", "points": 1, "knowledge_points": [own]}]},
+        },
+    )
     assert refused.status_code == 422
 
 
@@ -167,8 +205,11 @@ def test_a_question_the_key_leaves_open_is_solved_by_the_model_with_lower_confid
     headers = auth("A")
     key = {"questions": [{"id": "1", "answer": "56", "points": 2}, {"id": "2", "points": 2, "prompt": "12 × 12 = ?"}]}
     exam = make_exam(live_api, headers, answer_key=key)
-    loopback_call(loopback, "/_loopback/replies", {"replies": [{"questions": {
-        "1": verdict("1", False), "2": {**verdict("1", False), "student_answer": "144"}}}]})
+    loopback_call(
+        loopback,
+        "/_loopback/replies",
+        {"replies": [{"questions": {"1": verdict("1", False), "2": {**verdict("1", False), "student_answer": "144"}}}]},
+    )
     paper = wait_for(live_api, headers, submit(live_api, headers, exam["id"], pages=1)["id"])
     by_id = {q["question_id"]: q for q in paper["questions"]}
     assert by_id["1"]["from_key"] is True and by_id["1"]["confidence"] == 0.95

@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
@@ -14,7 +13,7 @@ import pytest
 
 from shared.settings import Settings
 from shared.webhooks import DestinationRefused, check_destination, sign
-from tests.test_grading_end_to_end import make_exam, submit, wait_for
+from tests.helpers import make_exam, submit, wait_for, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -55,11 +54,15 @@ def test_a_graded_paper_and_the_finished_exam_are_told_signed_after_a_retry(live
         created = make_exam(live_api, auth("A"), callback_url=receiver.url)
         secret = created["callback_secret"]
         assert len(secret) == 64
-        assert httpx.get(f"{live_api}/v1/exams/{created['id']}", headers=auth("A")).json().get("callback_secret") is None
+        assert (
+            httpx.get(f"{live_api}/v1/exams/{created['id']}", headers=auth("A")).json().get("callback_secret") is None
+        )
         paper = wait_for(live_api, auth("A"), submit(live_api, auth("A"), created["id"], pages=1)["id"])
-        deadline = time.monotonic() + 30
-        while len(receiver.received) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(
+            lambda: len(receiver.received) >= 2,
+            timeout=30,
+            what=lambda: f"two webhooks received (got {[body['event'] for _, body in receiver.received]})",
+        )
         events = {body["event"]: (headers, body) for headers, body in receiver.received}
         assert set(events) == {"paper.graded", "exam.done"}
         headers, body = events["paper.graded"]
@@ -75,14 +78,30 @@ def test_a_graded_paper_and_the_finished_exam_are_told_signed_after_a_retry(live
 
 
 def test_callbacks_go_only_to_hosts_the_admin_allowed(live_api, auth):
-    refused = httpx.post(f"{live_api}/v1/exams", headers=auth("A"), json={
-        "title": "t", "subject": "math", "grade": 3, "callback_url": "https://hooks.elsewhere.example/x",
-        "answer_key": {"questions": [{"id": "1", "answer": "1", "points": 1}]}})
+    refused = httpx.post(
+        f"{live_api}/v1/exams",
+        headers=auth("A"),
+        json={
+            "title": "t",
+            "subject": "math",
+            "grade": 3,
+            "callback_url": "https://hooks.elsewhere.example/x",
+            "answer_key": {"questions": [{"id": "1", "answer": "1", "points": 1}]},
+        },
+    )
     assert refused.status_code == 422 and "allowed callback hosts" in refused.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("url", ["https://127.0.0.1/x", "https://10.0.0.8/x", "https://169.254.169.254/latest",
-                                 "https://[::1]/x", "https://192.168.1.20/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/x",
+        "https://10.0.0.8/x",
+        "https://169.254.169.254/latest",
+        "https://[::1]/x",
+        "https://192.168.1.20/x",
+    ],
+)
 def test_internal_addresses_are_refused_unless_the_admin_allows_them(url):
     strict = Settings(webhook_allowed_hosts=["*"], webhook_allow_private=False)
     with pytest.raises(DestinationRefused, match="internal address"):
@@ -91,7 +110,9 @@ def test_internal_addresses_are_refused_unless_the_admin_allows_them(url):
 
 def test_plain_http_is_refused_by_default():
     with pytest.raises(DestinationRefused, match="https"):
-        check_destination("http://school.example/x", Settings(webhook_allowed_hosts=["school.example"], webhook_allow_http=False))
+        check_destination(
+            "http://school.example/x", Settings(webhook_allowed_hosts=["school.example"], webhook_allow_http=False)
+        )
 
 
 def test_the_signature_is_hmac_sha256_of_time_and_body():

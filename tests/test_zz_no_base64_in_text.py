@@ -1,6 +1,6 @@
 """Runs last (by name): across the whole suite, images reached the provider only as image parts."""
 
-from tests.conftest import loopback_call
+from tests.helpers import loopback_call
 
 
 def test_no_base64_was_pasted_into_text_across_the_suite(loopback):

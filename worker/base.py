@@ -97,8 +97,9 @@ class PaperTask(FlaskTask):
         notify(self.app, res, pid)
         return "failed"
 
-    def _try_later(self, res: Resources, pid: uuid.UUID, reason: str, countdown: float | None, *,
-                   counts_attempt: bool) -> str:
+    def _try_later(
+        self, res: Resources, pid: uuid.UUID, reason: str, countdown: float | None, *, counts_attempt: bool
+    ) -> str:
         """Release the paper and retry after `countdown` (None: exponential backoff with jitter);
         past max_attempts, fail it with the reason. With the database away, the sweep takes over."""
         attempts = 1
@@ -145,4 +146,3 @@ def notify(app: object, res: Resources, pid: uuid.UUID) -> None:
         ids = webhooks.queue_events(session, pid)
     for delivery_id in ids:
         app.send_task("markq.deliver_webhook", args=(delivery_id,))  # type: ignore[attr-defined]
-

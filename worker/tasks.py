@@ -46,8 +46,7 @@ def read_paper(self: PaperTask, paper_id: str) -> str:
     return self.run_step(paper_id, read_and_mark)
 
 
-@shared_task(name="markq.grade_paper", base=PaperTask, bind=True,
-             steps=(lanes.Step.call_live, lanes.Step.record))
+@shared_task(name="markq.grade_paper", base=PaperTask, bind=True, steps=(lanes.Step.call_live, lanes.Step.record))
 def grade_paper(self: PaperTask, paper_id: str) -> str:
     """Calls queue: one provider call, its reply stored first; or the recording of a stored reply."""
     return self.run_step(paper_id, call_live)
@@ -74,11 +73,13 @@ def sweep_stuck_papers() -> int:
     res = resources()
     settings = res.settings
     with transaction(res.sessions) as session:
-        ids = list(papers.sweep(
-            session,
-            queued_before=papers.deadline(settings.stuck_queued_seconds),
-            lease_expired_before=papers.deadline(settings.lease_seconds),
-        ))
+        ids = list(
+            papers.sweep(
+                session,
+                queued_before=papers.deadline(settings.stuck_queued_seconds),
+                lease_expired_before=papers.deadline(settings.lease_seconds),
+            )
+        )
         ledger.abandon_stale(session, papers.deadline(settings.lease_seconds))
     with transaction(res.sessions) as session:
         ids += caps.resumable_by_budget(session)
@@ -135,4 +136,3 @@ def deliver_webhook(self: Task, delivery_id: int) -> str:
             webhooks.give_up(session, delivery_id)
             return "gave up"
     raise self.retry(countdown=min(MAX_COUNTDOWN, 2.0**attempts) * random.uniform(0.5, 1.0))
-

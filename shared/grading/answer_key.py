@@ -10,7 +10,9 @@ class KeyQuestion(BaseModel):
 
     id: str = Field(pattern=r"^[A-Za-z0-9._-]{1,50}$", description="Question number as printed, e.g. '3' or '2b'.")
     prompt: str = Field("", max_length=2000, description="The question text, if the teacher gives it.")
-    answer: str | None = Field(None, max_length=2000, description="None: the model solves the question itself (lower confidence).")
+    answer: str | None = Field(
+        None, max_length=2000, description="None: the model solves the question itself (lower confidence)."
+    )
     points: float = Field(gt=0, le=1000)
     knowledge_points: list[str] = Field(default_factory=list, max_length=10)
     accepted: list[str] = Field(default_factory=list, max_length=20, description="Equivalent forms also accepted.")

@@ -80,8 +80,9 @@ def parse_value(text: str) -> Value | None:
         return Value(sympy.Integer(match.group(1)), remainder=sympy.Integer(match.group(2)))
     dimension = None
     if (match := _QUANTITY.match(text)) and not match.group("number").strip().endswith(("*", "/", "+", "-")):
-        dimension, factor = UNITS[match.group("unit").lower()] if match.group("unit").lower() in UNITS \
-            else UNITS[match.group("unit")]
+        dimension, factor = (
+            UNITS[match.group("unit").lower()] if match.group("unit").lower() in UNITS else UNITS[match.group("unit")]
+        )
         number = parse_number(match.group("number"))
         return None if number is None else Value(number * factor, dimension)
     number = parse_number(text)

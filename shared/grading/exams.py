@@ -44,7 +44,10 @@ def create_exam(session: Session, school: School, fields: dict[str, Any], *, vis
     except ValidationError as exc:
         details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         raise InvalidExam("the answer key is not valid", details) from exc
-    reader, priority = Reader(fields.get("provider", Reader.vision)), Priority(fields.get("priority", Priority.standard))
+    reader, priority = (
+        Reader(fields.get("provider", Reader.vision)),
+        Priority(fields.get("priority", Priority.standard)),
+    )
     unanswered = [q.id for q in answer_key.questions if not q.answer]
     if (refusal := lanes.check_lane(reader, priority, unanswered, vision_available)) is not None:
         raise InvalidExam(refusal)
@@ -55,8 +58,10 @@ def create_exam(session: Session, school: School, fields: dict[str, Any], *, vis
     own = {point["id"]: point for point in fields.get("knowledge_points") or []}
     missing = unknown_points(session, answer_key.knowledge_point_ids() - own.keys())
     if missing:
-        raise InvalidExam(f"unknown knowledge points in the answer key: {', '.join(sorted(missing))}; "
-                          "list them with GET /v1/knowledge-points, or add them to the exam's knowledge_points")
+        raise InvalidExam(
+            f"unknown knowledge points in the answer key: {', '.join(sorted(missing))}; "
+            "list them with GET /v1/knowledge-points, or add them to the exam's knowledge_points"
+        )
     exam_id = uuid.uuid4()
     renamed = {given: custom_point_id(exam_id, given) for given in own}
     for question in answer_key.questions:
@@ -82,10 +87,19 @@ def create_exam(session: Session, school: School, fields: dict[str, Any], *, vis
     session.add(exam)
     session.flush()
     for given, point in own.items():
-        session.add(KnowledgePoint(
-            id=renamed[given], subject=exam.subject, grade=exam.grade, strand=point.get("strand") or "exam",
-            name_zh=point["name_zh"], name_en=point.get("name_en") or point["name_zh"], aliases=[],
-            vocabulary_version="exam", exam_id=exam.id))
+        session.add(
+            KnowledgePoint(
+                id=renamed[given],
+                subject=exam.subject,
+                grade=exam.grade,
+                strand=point.get("strand") or "exam",
+                name_zh=point["name_zh"],
+                name_en=point.get("name_en") or point["name_zh"],
+                aliases=[],
+                vocabulary_version="exam",
+                exam_id=exam.id,
+            )
+        )
     session.flush()
     return exam
 
@@ -98,9 +112,7 @@ def get_exam(session: Session, school: School, exam_id: uuid.UUID) -> Exam | Non
 def exam_view(session: Session, exam: Exam) -> dict[str, Any]:
     """The exam with paper counts by status and the usage and cost so far."""
     counts = dict(
-        session.execute(
-            select(Paper.status, func.count()).where(Paper.exam_id == exam.id).group_by(Paper.status)
-        ).all()
+        session.execute(select(Paper.status, func.count()).where(Paper.exam_id == exam.id).group_by(Paper.status)).all()
     )
     progress = {status.value: int(counts.get(status, 0)) for status in PaperStatus}
     return {

@@ -39,19 +39,28 @@ MAX_LINES = 1000
 
 
 def exams_with_waiting_papers(session: Session) -> list[uuid.UUID]:
-    return list(session.scalars(
-        select(Exam.id).where(lanes.batched_exams(), Exam.id.in_(
-            select(Paper.exam_id).where(Paper.status == PaperStatus.queued, Paper.batch_id.is_(None))))
-    ))
+    return list(
+        session.scalars(
+            select(Exam.id).where(
+                lanes.batched_exams(),
+                Exam.id.in_(select(Paper.exam_id).where(Paper.status == PaperStatus.queued, Paper.batch_id.is_(None))),
+            )
+        )
+    )
 
 
 def send_exam_batch(res: Resources, exam_id: uuid.UUID) -> ProviderBatch | None:
     """Send the exam's queued papers as one batch; None when there was nothing to send."""
     sessions, settings = res.sessions, res.settings
     with sessions() as session:
-        ids = list(session.scalars(select(Paper.id).where(
-            Paper.exam_id == exam_id, Paper.status == PaperStatus.queued, Paper.batch_id.is_(None))
-            .order_by(Paper.created_at).limit(MAX_LINES)))
+        ids = list(
+            session.scalars(
+                select(Paper.id)
+                .where(Paper.exam_id == exam_id, Paper.status == PaperStatus.queued, Paper.batch_id.is_(None))
+                .order_by(Paper.created_at)
+                .limit(MAX_LINES)
+            )
+        )
     lines, reservations = [], {}
     for paper_id in ids:
         with transaction(sessions) as session:
@@ -62,23 +71,39 @@ def send_exam_batch(res: Resources, exam_id: uuid.UUID) -> ProviderBatch | None:
             record_stored_reply(res, paper_id, stored.id)
             continue
         with transaction(sessions) as session:
-            prepared = prepare_paper(session, res.storage, paper_id, presign_seconds=settings.batch_presign_seconds,
-                                     max_completion_tokens=settings.max_completion_tokens,
-                                     local_threshold=settings.local_confidence_threshold)
+            prepared = prepare_paper(
+                session,
+                res.storage,
+                paper_id,
+                presign_seconds=settings.batch_presign_seconds,
+                max_completion_tokens=settings.max_completion_tokens,
+                local_threshold=settings.local_confidence_threshold,
+            )
             if reuse_earlier_result(session, prepared) is not None:
                 continue
         try:
             with transaction(sessions) as session:
                 reservations[paper_id] = ledger.reserve(
-                    session, exam_id=prepared.exam_id, school_id=prepared.school_id, paper_id=paper_id,
-                    model=prepared.model, cost=prepared.cost.at_batch_rate(BATCH_DISCOUNT)).id
+                    session,
+                    exam_id=prepared.exam_id,
+                    school_id=prepared.school_id,
+                    paper_id=paper_id,
+                    model=prepared.model,
+                    cost=prepared.cost.at_batch_rate(BATCH_DISCOUNT),
+                ).id
         except caps.BudgetExceeded as exc:
             with transaction(sessions) as session:
-                papers.pause(session, cause=exc.cause, reason=exc.reason, paper_id=paper_id,
-                             **caps.pause_scope(exc, exam_id, prepared.school_id))
+                papers.pause(
+                    session,
+                    cause=exc.cause,
+                    reason=exc.reason,
+                    paper_id=paper_id,
+                    **caps.pause_scope(exc, exam_id, prepared.school_id),
+                )
             break
-        lines.append({"custom_id": str(paper_id), "method": "POST", "url": "/v1/chat/completions",
-                      "body": prepared.request})
+        lines.append(
+            {"custom_id": str(paper_id), "method": "POST", "url": "/v1/chat/completions", "body": prepared.request}
+        )
     if not lines:
         return None
     try:
@@ -91,12 +116,20 @@ def send_exam_batch(res: Resources, exam_id: uuid.UUID) -> ProviderBatch | None:
         raise
     with transaction(sessions) as session:
         exam = session.get_one(Exam, exam_id)
-        batch = ProviderBatch(school_id=exam.school_id, exam_id=exam_id, provider_batch_id=provider_batch_id,
-                              input_file_id=input_file_id, total=len(lines))
+        batch = ProviderBatch(
+            school_id=exam.school_id,
+            exam_id=exam_id,
+            provider_batch_id=provider_batch_id,
+            input_file_id=input_file_id,
+            total=len(lines),
+        )
         session.add(batch)
         session.flush()
-        session.execute(update(Paper).where(Paper.id.in_(reservations))
-                        .values(batch_id=batch.id, status_reason="in a batch (economy lane)"))
+        session.execute(
+            update(Paper)
+            .where(Paper.id.in_(reservations))
+            .values(batch_id=batch.id, status_reason="in a batch (economy lane)")
+        )
     return batch
 
 
@@ -109,8 +142,11 @@ def poll_batch(res: Resources, batch_id: uuid.UUID) -> tuple[str, list[uuid.UUID
         provider_batch_id = batch.provider_batch_id
     state = batch_state(provider, provider_batch_id)
     with transaction(sessions) as session:
-        session.execute(update(ProviderBatch).where(ProviderBatch.id == batch_id).values(
-            status=state.status, completed=state.completed, failed=state.failed))
+        session.execute(
+            update(ProviderBatch)
+            .where(ProviderBatch.id == batch_id)
+            .values(status=state.status, completed=state.completed, failed=state.failed)
+        )
     if state.status not in TERMINAL:
         return state.status, []
     answered: set[str] = set()
@@ -119,8 +155,9 @@ def poll_batch(res: Resources, batch_id: uuid.UUID) -> tuple[str, list[uuid.UUID
         if response.get("status_code") == 200 and record_line(res, line["custom_id"], response):
             answered.add(line["custom_id"])
     with transaction(sessions) as session:
-        left = session.scalars(select(Paper).where(Paper.batch_id == batch_id,
-                                                   Paper.status == PaperStatus.processing)).all()
+        left = session.scalars(
+            select(Paper).where(Paper.batch_id == batch_id, Paper.status == PaperStatus.processing)
+        ).all()
         for paper in left:  # a failed line, or one an expired or failed batch never answered
             if (usage := ledger.reservation(session, paper.id)) is not None:
                 ledger.settle_unpaid(session, usage.id, UsageOutcome.batch_line_failed)
@@ -162,8 +199,18 @@ def open_batches(session: Session) -> list[uuid.UUID]:
 
 
 def exam_batches(session: Session, exam_id: uuid.UUID) -> list[dict[str, Any]]:
-    rows = session.scalars(select(ProviderBatch).where(ProviderBatch.exam_id == exam_id)
-                           .order_by(ProviderBatch.created_at)).all()
-    return [{"id": b.id, "status": b.status, "total": b.total, "completed": b.completed, "failed": b.failed,
-             "created_at": b.created_at, "finished_at": b.finished_at} for b in rows]
-
+    rows = session.scalars(
+        select(ProviderBatch).where(ProviderBatch.exam_id == exam_id).order_by(ProviderBatch.created_at)
+    ).all()
+    return [
+        {
+            "id": b.id,
+            "status": b.status,
+            "total": b.total,
+            "completed": b.completed,
+            "failed": b.failed,
+            "created_at": b.created_at,
+            "finished_at": b.finished_at,
+        }
+        for b in rows
+    ]

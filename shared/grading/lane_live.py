@@ -1,13 +1,13 @@
 """The live lane's step: one provider call for a claimed paper, its reply stored first.
 
-    stored reply?  -> record it (no call)
-    prepare        -> the request, its cost bounds (pages sized once)
-    reuse?         -> copy an identical earlier result (no call)
-    quota paused?  -> wait with the exam
-    limiter        -> capacity now, or try later without counting an attempt
-    ledger.reserve -> the worst case against the caps, or pause
-    call           -> the reply, stored in its own transaction before anything else
-    record         -> archive, parse, marks; each may fail and run again from the stored reply
+stored reply?  -> record it (no call)
+prepare        -> the request, its cost bounds (pages sized once)
+reuse?         -> copy an identical earlier result (no call)
+quota paused?  -> wait with the exam
+limiter        -> capacity now, or try later without counting an attempt
+ledger.reserve -> the worst case against the caps, or pause
+call           -> the reply, stored in its own transaction before anything else
+record         -> archive, parse, marks; each may fail and run again from the stored reply
 """
 
 from __future__ import annotations
@@ -67,9 +67,14 @@ def _prepare(res: Resources, paper_id: uuid.UUID) -> PreparedPaper | None:
     """The request, or None when an identical earlier result was reused; Stopped on a quota pause."""
     settings = res.settings
     with transaction(res.sessions) as session:
-        prepared = prepare_paper(session, res.storage, paper_id, presign_seconds=settings.presign_seconds,
-                                 max_completion_tokens=settings.max_completion_tokens,
-                                 local_threshold=settings.local_confidence_threshold)
+        prepared = prepare_paper(
+            session,
+            res.storage,
+            paper_id,
+            presign_seconds=settings.presign_seconds,
+            max_completion_tokens=settings.max_completion_tokens,
+            local_threshold=settings.local_confidence_threshold,
+        )
     with transaction(res.sessions) as session:
         if reuse_earlier_result(session, prepared) is not None:
             return None
@@ -105,16 +110,27 @@ def _wait_for_capacity(res: Resources, prepared: PreparedPaper) -> bool:
 def _reserve(res: Resources, prepared: PreparedPaper, limited: bool) -> int:
     try:
         with transaction(res.sessions) as session:
-            usage_id = ledger.reserve(session, exam_id=prepared.exam_id, school_id=prepared.school_id,
-                                      paper_id=prepared.paper_id, model=prepared.model, cost=prepared.cost).id
+            usage_id = ledger.reserve(
+                session,
+                exam_id=prepared.exam_id,
+                school_id=prepared.school_id,
+                paper_id=prepared.paper_id,
+                model=prepared.model,
+                cost=prepared.cost,
+            ).id
             papers.renew_lease(session, prepared.paper_id)
             return usage_id
     except caps.BudgetExceeded as exc:
         if limited:
             res.limiter.refund(prepared.model, _tokens_needed(prepared))
         with transaction(res.sessions) as session:
-            papers.pause(session, cause=exc.cause, reason=exc.reason, paper_id=prepared.paper_id,
-                         **caps.pause_scope(exc, prepared.exam_id, prepared.school_id))
+            papers.pause(
+                session,
+                cause=exc.cause,
+                reason=exc.reason,
+                paper_id=prepared.paper_id,
+                **caps.pause_scope(exc, prepared.exam_id, prepared.school_id),
+            )
         raise Stopped("paused") from exc
 
 
@@ -131,8 +147,9 @@ def _call(res: Resources, prepared: PreparedPaper, usage_id: int) -> ProviderRep
     except QuotaExhausted as exc:
         with transaction(res.sessions) as session:
             ledger.settle_unpaid(session, usage_id, UsageOutcome.insufficient_quota, exc.request_id)
-            papers.pause(session, cause=PauseCause.quota, reason=exc.reason, paper_id=prepared.paper_id,
-                         exam_id=prepared.exam_id)
+            papers.pause(
+                session, cause=PauseCause.quota, reason=exc.reason, paper_id=prepared.paper_id, exam_id=prepared.exam_id
+            )
         raise Stopped("paused") from exc
     except RequestRejected as exc:
         _settle(res, usage_id, UsageOutcome.rejected, exc.request_id)
@@ -151,8 +168,12 @@ def _settle(res: Resources, usage_id: int, outcome: UsageOutcome, request_id: st
         ledger.settle_unpaid(session, usage_id, outcome, request_id)
 
 
-@retry(retry=retry_if_exception_type(OperationalError), wait=wait_exponential(multiplier=0.5, max=10),
-       stop=stop_after_delay(REPLY_STORE_SECONDS), reraise=True)
+@retry(
+    retry=retry_if_exception_type(OperationalError),
+    wait=wait_exponential(multiplier=0.5, max=10),
+    stop=stop_after_delay(REPLY_STORE_SECONDS),
+    reraise=True,
+)
 def store_reply_first(res: Resources, usage_id: int, reply: ProviderReply, *, batch: bool = False) -> None:
     """The paid reply into SQL, alone in its transaction, retried while the database is away."""
     with transaction(res.sessions) as session:

@@ -45,8 +45,12 @@ def read_and_mark(res: Resources, paper_id: uuid.UUID) -> str:
         marks = offline_marks(reading, answer_key, exam.subject, exam.language)
         unsure = unsure_questions(marks, threshold)
         if not lanes.ends_offline(exam, unsure):
-            papers.release(session, paper_id, refund_attempt=True, reason=(
-                f"read offline; {len(unsure)} question(s) the reader is unsure of go to the vision model"))
+            papers.release(
+                session,
+                paper_id,
+                refund_attempt=True,
+                reason=(f"read offline; {len(unsure)} question(s) the reader is unsure of go to the vision model"),
+            )
             return TO_VISION
         session.flush()
         context = replace(marking_context(session, paper_id, threshold), local_marks=marks, asked_key=None)
@@ -57,8 +61,14 @@ def _read(res: Resources, exam: Exam, paper_id: uuid.UUID, page_keys: list[str],
     """A new reading (no transaction open meanwhile), with a cascade's unsure crops stored."""
     pages = [res.storage.get(key) for key in page_keys]  # StorageError: try later
     try:
-        offline = read_offline(pages, AnswerKey.model_validate(exam.answer_key), subject=exam.subject,
-                               language=exam.language, threshold=threshold, crops=lanes.cuts_crops(exam))
+        offline = read_offline(
+            pages,
+            AnswerKey.model_validate(exam.answer_key),
+            subject=exam.subject,
+            language=exam.language,
+            threshold=threshold,
+            crops=lanes.cuts_crops(exam),
+        )
     except Exception as exc:
         log.exception("paper %s could not be read offline", paper_id)
         raise CannotMark(f"the pages could not be read offline: {exc}") from exc

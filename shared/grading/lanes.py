@@ -109,11 +109,15 @@ def reader_needs_vision(reader: Reader) -> bool:
 def check_lane(reader: Reader, priority: Priority, unanswered: list[str], vision_available: bool) -> str | None:
     """Why an exam cannot take this lane here, in the teacher's words, or None."""
     if reader_needs_vision(reader) and not vision_available:
-        return (f"provider {reader.value!r} needs the vision model, and this server has no OPENAI_API_KEY; "
-                "use provider 'local' (offline marking against the answer key)")
+        return (
+            f"provider {reader.value!r} needs the vision model, and this server has no OPENAI_API_KEY; "
+            "use provider 'local' (offline marking against the answer key)"
+        )
     if reader == Reader.local and unanswered:
-        return ("offline marking compares each answer with the answer key, which gives no answer for "
-                f"question(s) {', '.join(unanswered)}; add the answers, or use provider 'cascade' or 'vision'")
+        return (
+            "offline marking compares each answer with the answer key, which gives no answer for "
+            f"question(s) {', '.join(unanswered)}; add the answers, or use provider 'cascade' or 'vision'"
+        )
     if reader != Reader.vision and priority == Priority.economy:
         return "priority 'economy' (the Batch API) is for provider 'vision' only"
     return None

@@ -8,9 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.grading.answer_key import AnswerKey
 
-ErrorType = Literal[
-    "none", "calculation", "concept", "misread_question", "unit", "incomplete", "blank", "illegible"
-]
+ErrorType = Literal["none", "calculation", "concept", "misread_question", "unit", "incomplete", "blank", "illegible"]
 ERROR_TYPES: tuple[str, ...] = ErrorType.__args__  # type: ignore[attr-defined]
 SCHEMA_NAME = "paper_marks"
 

@@ -34,16 +34,19 @@ class OfflineReading:
     crops: Image.Image | None
 
 
-def read_offline(pages: list[bytes], answer_key: AnswerKey, *, subject: str, language: str,
-                 threshold: float, crops: bool) -> OfflineReading:
+def read_offline(
+    pages: list[bytes], answer_key: AnswerKey, *, subject: str, language: str, threshold: float, crops: bool
+) -> OfflineReading:
     """Read and mark a paper's pages (original uploads, in order) with the offline reader; with
     `crops`, also cut the questions below `threshold`, when every one of them was found."""
     started = time.process_time()
     scans = scanning.scan_pages(pages)
     readings = reading.read_answers(scans, answer_key)
     marks = _marks(readings, answer_key, subject, language)
-    local_reading: dict[str, Any] = {"engine": ENGINE_NAME,
-                                     "questions": {qid: answer.to_json() for qid, answer in readings.items()}}
+    local_reading: dict[str, Any] = {
+        "engine": ENGINE_NAME,
+        "questions": {qid: answer.to_json() for qid, answer in readings.items()},
+    }
     unsure = unsure_questions(marks, threshold)
     sheet = None
     if crops and unsure and all(readings[qid].region is not None for qid in unsure):
@@ -53,8 +56,9 @@ def read_offline(pages: list[bytes], answer_key: AnswerKey, *, subject: str, lan
     return OfflineReading(local_reading, marks, sheet)
 
 
-def store_crops(storage: Storage, offline: OfflineReading, school_id: int, exam_id: uuid.UUID,
-                paper_id: uuid.UUID) -> None:
+def store_crops(
+    storage: Storage, offline: OfflineReading, school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID
+) -> None:
     """Keep the crops beside the pages, for the vision call that asks about those questions."""
     if offline.crops is None:
         return
@@ -65,15 +69,17 @@ def store_crops(storage: Storage, offline: OfflineReading, school_id: int, exam_
     offline.local_reading["crops"]["key"] = key
 
 
-def offline_marks(local_reading: Mapping[str, Any], answer_key: AnswerKey, subject: str,
-                  language: str) -> dict[str, QuestionMark]:
+def offline_marks(
+    local_reading: Mapping[str, Any], answer_key: AnswerKey, subject: str, language: str
+) -> dict[str, QuestionMark]:
     """The marks of a stored offline reading (papers.local_reading)."""
     readings = {qid: reading.AnswerReading.from_json(value) for qid, value in local_reading["questions"].items()}
     return _marks(readings, answer_key, subject, language)
 
 
-def _marks(readings: Mapping[str, reading.AnswerReading], answer_key: AnswerKey, subject: str,
-           language: str) -> dict[str, QuestionMark]:
+def _marks(
+    readings: Mapping[str, reading.AnswerReading], answer_key: AnswerKey, subject: str, language: str
+) -> dict[str, QuestionMark]:
     return {q.id: marking.mark_reading(readings[q.id], q, subject, language) for q in answer_key.questions}
 
 
@@ -82,8 +88,9 @@ def unsure_questions(marks: Mapping[str, QuestionMark], threshold: float) -> lis
     return [qid for qid, mark in marks.items() if mark.confidence < threshold]
 
 
-def cheaper_crops(local_reading: Mapping[str, Any], unsure: list[str], model: str, detail: str,
-                  pages: list[tuple[int, int]]) -> Mapping[str, Any] | None:
+def cheaper_crops(
+    local_reading: Mapping[str, Any], unsure: list[str], model: str, detail: str, pages: list[tuple[int, int]]
+) -> Mapping[str, Any] | None:
     """The crops cut when the pages were read, if they are of these very questions (the threshold
     may have changed since) and cost fewer tokens than the pages; None: send the pages."""
     crops = local_reading.get("crops")

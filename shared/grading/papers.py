@@ -38,8 +38,9 @@ def claim(session: Session, paper_id: uuid.UUID) -> bool:
 
 def renew_lease(session: Session, paper_id: uuid.UUID) -> None:
     """The claimed paper's worker is alive and about to wait on the provider."""
-    session.execute(update(Paper).where(Paper.id == paper_id, Paper.status == PaperStatus.processing)
-                    .values(claimed_at=utcnow()))
+    session.execute(
+        update(Paper).where(Paper.id == paper_id, Paper.status == PaperStatus.processing).values(claimed_at=utcnow())
+    )
 
 
 def release(session: Session, paper_id: uuid.UUID, *, reason: str, refund_attempt: bool) -> None:
@@ -47,9 +48,7 @@ def release(session: Session, paper_id: uuid.UUID, *, reason: str, refund_attemp
     values: dict[str, Any] = {"status": PaperStatus.queued, "status_reason": reason, "updated_at": utcnow()}
     if refund_attempt:
         values["attempts"] = Paper.attempts - 1
-    session.execute(
-        update(Paper).where(Paper.id == paper_id, Paper.status == PaperStatus.processing).values(**values)
-    )
+    session.execute(update(Paper).where(Paper.id == paper_id, Paper.status == PaperStatus.processing).values(**values))
 
 
 def fail(session: Session, paper_id: uuid.UUID, reason: str) -> None:
@@ -61,15 +60,21 @@ def fail(session: Session, paper_id: uuid.UUID, reason: str) -> None:
 
 
 def pause(
-    session: Session, *, cause: PauseCause, reason: str, paper_id: uuid.UUID,
-    exam_id: uuid.UUID | None = None, school_id: int | None = None,
+    session: Session,
+    *,
+    cause: PauseCause,
+    reason: str,
+    paper_id: uuid.UUID,
+    exam_id: uuid.UUID | None = None,
+    school_id: int | None = None,
 ) -> int:
     """Pause this paper and every queued paper of the exam (or of the school); returns how many."""
     scope = Paper.exam_id == exam_id if exam_id is not None else Paper.school_id == school_id
     waiting = (Paper.status == PaperStatus.queued) & scope
     this = (Paper.id == paper_id) & Paper.status.in_([PaperStatus.queued, PaperStatus.processing])
     result = session.execute(
-        update(Paper).where(waiting | this)
+        update(Paper)
+        .where(waiting | this)
         .values(status=PaperStatus.paused, paused_for=cause, status_reason=reason, updated_at=utcnow())
     )
     if exam_id is not None:
@@ -78,7 +83,10 @@ def pause(
 
 
 def resume(
-    session: Session, *, causes: tuple[PauseCause, ...], exam_id: uuid.UUID | None = None,
+    session: Session,
+    *,
+    causes: tuple[PauseCause, ...],
+    exam_id: uuid.UUID | None = None,
     school_id: int | None = None,
 ) -> list[uuid.UUID]:
     """Paused papers back to queued; the caller enqueues them after the commit."""
@@ -90,7 +98,8 @@ def resume(
     ids = list(session.scalars(query))
     if ids:
         session.execute(
-            update(Paper).where(Paper.id.in_(ids))
+            update(Paper)
+            .where(Paper.id.in_(ids))
             .values(status=PaperStatus.queued, paused_for=None, status_reason=None, updated_at=utcnow())
         )
     if exam_id is not None:
@@ -114,8 +123,9 @@ def sweep(
     worker died). Both come back as queued papers to enqueue now, in this same sweep."""
     expired = session.scalars(
         update(Paper)  # papers in a batch belong to the batch poller, which has 24 hours
-        .where(Paper.status == PaperStatus.processing, Paper.claimed_at < lease_expired_before,
-               Paper.batch_id.is_(None))
+        .where(
+            Paper.status == PaperStatus.processing, Paper.claimed_at < lease_expired_before, Paper.batch_id.is_(None)
+        )
         .values(status=PaperStatus.queued, status_reason="worker did not finish; retrying", updated_at=utcnow())
         .returning(Paper.id)
     ).all()

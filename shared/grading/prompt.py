@@ -58,10 +58,7 @@ def build_request(
     """Keyword arguments for `client.chat.completions.create`. `caption` says what the images are
     when they are not the paper's pages in order (the cascade's crops)."""
     schema = marks_schema(answer_key, [kp.id for kp in vocabulary])
-    image_parts = [
-        {"type": "image_url", "image_url": {"url": page.url, "detail": exam.image_detail}}
-        for page in pages
-    ]
+    image_parts = [{"type": "image_url", "image_url": {"url": page.url, "detail": exam.image_detail}} for page in pages]
     return {
         "model": exam.model,
         "messages": [
@@ -90,8 +87,13 @@ def prompt_version(request: dict[str, Any]) -> str:
         "model": request["model"],
         "prefix": request["messages"][:-1],
         "text": [p for p in request["messages"][-1]["content"] if p["type"] == "text"],
-        "detail": sorted({p["image_url"].get("detail", "auto") for p in request["messages"][-1]["content"]
-                          if p["type"] == "image_url"}),
+        "detail": sorted(
+            {
+                p["image_url"].get("detail", "auto")
+                for p in request["messages"][-1]["content"]
+                if p["type"] == "image_url"
+            }
+        ),
         "response_format": request["response_format"],
     }
     return hashlib.sha256(json.dumps(fixed, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
@@ -100,8 +102,9 @@ def prompt_version(request: dict[str, Any]) -> str:
 def count_prompt_tokens(request: dict[str, Any], page_sizes: list[tuple[int, int]]) -> int:
     """Prompt tokens by OpenAI's image rules and markq's text estimate (4 per message overhead);
     the response schema counts as prompt, as it does at OpenAI."""
-    tokens = text_tokens(json.dumps(request["response_format"]["json_schema"]["schema"],
-                                    sort_keys=True, separators=(",", ":")))
+    tokens = text_tokens(
+        json.dumps(request["response_format"]["json_schema"]["schema"], sort_keys=True, separators=(",", ":"))
+    )
     detail = "high"
     for message in request["messages"]:
         tokens += 4

@@ -44,7 +44,7 @@ def missed_points(session: Session, *conditions: Any, by_class: bool = False) ->
         .join(KnowledgePoint, KnowledgePoint.id == QuestionKnowledgePoint.knowledge_point_id)
         .where(FINAL, *conditions)
         .group_by(*columns)
-        .order_by(*( [Paper.class_label] if by_class else []), MISSED.desc(), KnowledgePoint.id)
+        .order_by(*([Paper.class_label] if by_class else []), MISSED.desc(), KnowledgePoint.id)
     )
     return _rows(session, query)
 
@@ -52,23 +52,33 @@ def missed_points(session: Session, *conditions: Any, by_class: bool = False) ->
 def score_distribution(session: Session, exam_id: Any) -> list[dict[str, Any]]:
     percent = cast(Paper.score, Float) * 100 / Paper.max_score
     bucket = case(*[(and_(percent >= low, percent < high), label) for low, high, label in BUCKETS], else_="?")
-    counts = dict(session.execute(
-        select(bucket, func.count()).where(Paper.exam_id == exam_id, GRADED, Paper.max_score > 0).group_by(bucket)
-    ).all())
+    counts = dict(
+        session.execute(
+            select(bucket, func.count()).where(Paper.exam_id == exam_id, GRADED, Paper.max_score > 0).group_by(bucket)
+        ).all()
+    )
     return [{"range": label, "papers": int(counts.get(label, 0))} for _low, _high, label in BUCKETS]
 
 
 def question_accuracy(session: Session, exam_id: Any) -> list[dict[str, Any]]:
     correct = func.sum(case((QuestionResult.is_correct.is_(True), 1), else_=0))
-    rows = _rows(session, (
-        select(QuestionResult.question_id, func.min(QuestionResult.position).label("position"),
-               func.count().label("attempted"), correct.label("correct"),
-               func.avg(QuestionResult.score).label("mean_score"), func.max(QuestionResult.max_score).label("points"))
-        .join(Paper, Paper.id == QuestionResult.paper_id)
-        .where(Paper.exam_id == exam_id, FINAL)
-        .group_by(QuestionResult.question_id)
-        .order_by("position")
-    ))
+    rows = _rows(
+        session,
+        (
+            select(
+                QuestionResult.question_id,
+                func.min(QuestionResult.position).label("position"),
+                func.count().label("attempted"),
+                correct.label("correct"),
+                func.avg(QuestionResult.score).label("mean_score"),
+                func.max(QuestionResult.max_score).label("points"),
+            )
+            .join(Paper, Paper.id == QuestionResult.paper_id)
+            .where(Paper.exam_id == exam_id, FINAL)
+            .group_by(QuestionResult.question_id)
+            .order_by("position")
+        ),
+    )
     for row in rows:
         row.pop("position")
         row["accuracy"] = round(row["correct"] / row["attempted"], 4) if row["attempted"] else None
@@ -78,11 +88,15 @@ def question_accuracy(session: Session, exam_id: Any) -> list[dict[str, Any]]:
 
 def class_summary(session: Session, exam_id: Any) -> list[dict[str, Any]]:
     percent = cast(Paper.score, Float) * 100 / Paper.max_score
-    rows = _rows(session, (
-        select(Paper.class_label, func.count().label("papers"), func.avg(percent).label("mean_percent"))
-        .where(Paper.exam_id == exam_id, GRADED, Paper.max_score > 0)
-        .group_by(Paper.class_label).order_by(Paper.class_label)
-    ))
+    rows = _rows(
+        session,
+        (
+            select(Paper.class_label, func.count().label("papers"), func.avg(percent).label("mean_percent"))
+            .where(Paper.exam_id == exam_id, GRADED, Paper.max_score > 0)
+            .group_by(Paper.class_label)
+            .order_by(Paper.class_label)
+        ),
+    )
     for row in rows:
         row["mean_percent"] = round(float(row["mean_percent"] or 0), 1)
     return rows
@@ -94,21 +108,39 @@ def review_summary(session: Session, exam_id: Any) -> dict[str, Any]:
     reviewed = QuestionResult.reviewed_at.is_not(None)
     agree = func.sum(case((and_(reviewed, QuestionResult.model_is_correct == QuestionResult.is_correct), 1), else_=0))
     waiting, done, agreed = session.execute(
-        select(func.sum(case((QuestionResult.needs_review.is_(True), 1), else_=0)),
-               func.sum(case((reviewed, 1), else_=0)), agree)
-        .join(Paper, Paper.id == QuestionResult.paper_id).where(Paper.exam_id == exam_id)
+        select(
+            func.sum(case((QuestionResult.needs_review.is_(True), 1), else_=0)),
+            func.sum(case((reviewed, 1), else_=0)),
+            agree,
+        )
+        .join(Paper, Paper.id == QuestionResult.paper_id)
+        .where(Paper.exam_id == exam_id)
     ).one()
     done = int(done or 0)
-    return {"needing_review": int(waiting or 0), "reviewed": done,
-            "model_teacher_agreement": round(int(agreed or 0) / done, 4) if done else None}
+    return {
+        "needing_review": int(waiting or 0),
+        "reviewed": done,
+        "model_teacher_agreement": round(int(agreed or 0) / done, 4) if done else None,
+    }
 
 
 def exam_report(session: Session, exam: Exam) -> dict[str, Any]:
-    papers = _rows(session, (
-        select(Paper.id, Paper.student_ref, Paper.class_label, Paper.status, Paper.status_reason,
-               Paper.score, Paper.max_score)
-        .where(Paper.exam_id == exam.id).order_by(Paper.class_label, Paper.student_ref)
-    ))
+    papers = _rows(
+        session,
+        (
+            select(
+                Paper.id,
+                Paper.student_ref,
+                Paper.class_label,
+                Paper.status,
+                Paper.status_reason,
+                Paper.score,
+                Paper.max_score,
+            )
+            .where(Paper.exam_id == exam.id)
+            .order_by(Paper.class_label, Paper.student_ref)
+        ),
+    )
     for paper in papers:
         paper["status"] = paper["status"].value
     by_class: dict[str, list[dict[str, Any]]] = {}
@@ -122,15 +154,21 @@ def exam_report(session: Session, exam: Exam) -> dict[str, Any]:
         "score_distribution": score_distribution(session, exam.id),
         "questions": question_accuracy(session, exam.id),
         "missed_knowledge_points": missed_points(session, Paper.exam_id == exam.id),
-        "classes": [{**row, "missed_knowledge_points": by_class.get(row["class_label"], [])}
-                    for row in class_summary(session, exam.id)],
+        "classes": [
+            {**row, "missed_knowledge_points": by_class.get(row["class_label"], [])}
+            for row in class_summary(session, exam.id)
+        ],
         "review": review_summary(session, exam.id),
     }
 
 
 def student_report(
-    session: Session, school_id: int, student_ref: str, since: datetime | None = None,
-    until: datetime | None = None, exam_id: Any = None,
+    session: Session,
+    school_id: int,
+    student_ref: str,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    exam_id: Any = None,
 ) -> dict[str, Any]:
     """One student's exams, weak points across them, and the mistake notebook (错题本)."""
     scope = [Paper.school_id == school_id, Paper.student_ref == student_ref]
@@ -140,18 +178,42 @@ def student_report(
         scope.append(Paper.created_at < until)
     if exam_id is not None:
         scope.append(Paper.exam_id == exam_id)
-    exams = _rows(session, (
-        select(Exam.id.label("exam_id"), Exam.title, Exam.subject, Exam.language, Paper.id.label("paper_id"),
-               Paper.class_label, Paper.status, Paper.score, Paper.max_score, Paper.created_at)
-        .join(Exam, Exam.id == Paper.exam_id).where(*scope).order_by(Paper.created_at)
-    ))
+    exams = _rows(
+        session,
+        (
+            select(
+                Exam.id.label("exam_id"),
+                Exam.title,
+                Exam.subject,
+                Exam.language,
+                Paper.id.label("paper_id"),
+                Paper.class_label,
+                Paper.status,
+                Paper.score,
+                Paper.max_score,
+                Paper.created_at,
+            )
+            .join(Exam, Exam.id == Paper.exam_id)
+            .where(*scope)
+            .order_by(Paper.created_at)
+        ),
+    )
     for row in exams:
         row["status"] = row["status"].value
     mistakes = session.execute(
-        select(KnowledgePoint.id, KnowledgePoint.name_zh, KnowledgePoint.name_en, Exam.title,
-               Paper.created_at, QuestionResult.question_id, QuestionResult.student_answer,
-               QuestionResult.correct_answer, QuestionResult.error_type, QuestionResult.explanation,
-               QuestionResult.correction)
+        select(
+            KnowledgePoint.id,
+            KnowledgePoint.name_zh,
+            KnowledgePoint.name_en,
+            Exam.title,
+            Paper.created_at,
+            QuestionResult.question_id,
+            QuestionResult.student_answer,
+            QuestionResult.correct_answer,
+            QuestionResult.error_type,
+            QuestionResult.explanation,
+            QuestionResult.correction,
+        )
         .select_from(QuestionKnowledgePoint)
         .join(QuestionResult, QuestionResult.id == QuestionKnowledgePoint.question_result_id)
         .join(Paper, Paper.id == QuestionResult.paper_id)
@@ -162,13 +224,21 @@ def student_report(
     ).all()
     notebook: dict[str, dict[str, Any]] = {}
     for row in mistakes:
-        group = notebook.setdefault(row.id, {"knowledge_point": row.id, "name_zh": row.name_zh,
-                                             "name_en": row.name_en, "mistakes": []})
-        group["mistakes"].append({
-            "exam": row.title, "date": row.created_at, "question_id": row.question_id,
-            "student_answer": row.student_answer, "correct_answer": row.correct_answer,
-            "error_type": row.error_type, "explanation": row.explanation, "correction": row.correction,
-        })
+        group = notebook.setdefault(
+            row.id, {"knowledge_point": row.id, "name_zh": row.name_zh, "name_en": row.name_en, "mistakes": []}
+        )
+        group["mistakes"].append(
+            {
+                "exam": row.title,
+                "date": row.created_at,
+                "question_id": row.question_id,
+                "student_answer": row.student_answer,
+                "correct_answer": row.correct_answer,
+                "error_type": row.error_type,
+                "explanation": row.explanation,
+                "correction": row.correction,
+            }
+        )
     weak = missed_points(session, *scope)
     return {
         "student_ref": student_ref,

@@ -72,7 +72,9 @@ def completion_allowance(questions: int, ceiling: int) -> int:
     return min(ceiling, 400 + 250 * questions)
 
 
-def call_cost_bounds(model: str, request: dict[str, Any], page_sizes: list[tuple[int, int]], questions: int) -> CallCost:
+def call_cost_bounds(
+    model: str, request: dict[str, Any], page_sizes: list[tuple[int, int]], questions: int
+) -> CallCost:
     """The expected cost of the call, and its worst case (margin on the prompt, every output token)."""
     prompt = count_prompt_tokens(request, page_sizes)
     expected_out = OUTPUT_TOKENS_PER_QUESTION * questions
@@ -111,11 +113,18 @@ def marking_context(session: Session, paper_id: uuid.UUID, local_threshold: floa
         marks = offline_marks(paper.local_reading or {}, answer_key, exam.subject, exam.language)
         unsure = unsure_questions(marks, local_threshold)
         confident = {qid: mark for qid, mark in marks.items() if qid not in unsure}
-        asked = AnswerKey(questions=[q for q in answer_key.questions if q.id in unsure])
+        if unsure:  # none: the reader was sure of every answer, and there is nothing to ask
+            asked = AnswerKey(questions=[q for q in answer_key.questions if q.id in unsure])
     return MarkingContext(
-        paper_id=paper.id, exam_id=exam.id, school_id=paper.school_id, attempt=paper.attempts, model=exam.model,
-        answer_key=answer_key, vocabulary=frozenset(kp.id for kp in exam_vocabulary(session, exam)),
-        asked_key=asked, local_marks=confident,
+        paper_id=paper.id,
+        exam_id=exam.id,
+        school_id=paper.school_id,
+        attempt=paper.attempts,
+        model=exam.model,
+        answer_key=answer_key,
+        vocabulary=frozenset(kp.id for kp in exam_vocabulary(session, exam)),
+        asked_key=asked,
+        local_marks=confident,
     )
 
 
@@ -128,7 +137,12 @@ def _image_url(storage: Storage, key: str, presign_seconds: int, jpeg: bytes | N
 
 
 def prepare_paper(
-    session: Session, storage: Storage, paper_id: uuid.UUID, *, presign_seconds: int, max_completion_tokens: int,
+    session: Session,
+    storage: Storage,
+    paper_id: uuid.UUID,
+    *,
+    presign_seconds: int,
+    max_completion_tokens: int,
     local_threshold: float,
 ) -> PreparedPaper:
     """Size each page (once; stored beside the original) and build the chat request."""
@@ -137,8 +151,10 @@ def prepare_paper(
     exam = session.get_one(Exam, paper.exam_id)
     fresh = resize_pages(session, storage, paper)
     sizes = [(page.sent_width or 0, page.sent_height or 0) for page in paper.pages]
-    images = [PageImage(_image_url(storage, page.normalised_key or "", presign_seconds, fresh.get(page.number)))
-              for page in paper.pages]
+    images = [
+        PageImage(_image_url(storage, page.normalised_key or "", presign_seconds, fresh.get(page.number)))
+        for page in paper.pages
+    ]
     asked, caption = context.asked_key or context.answer_key, None
     if context.asked_key is not None:
         unsure = [q.id for q in context.asked_key.questions]
@@ -146,17 +162,27 @@ def prepare_paper(
         if crops is not None:
             images = [PageImage(_image_url(storage, crops["key"], presign_seconds, None))]
             sizes = [(crops["width"], crops["height"])]
-            caption = (f"Question(s) {', '.join(unsure)} cut from the student's paper, one under "
-                       "another, each labelled with its number on the left.")
+            caption = (
+                f"Question(s) {', '.join(unsure)} cut from the student's paper, one under "
+                "another, each labelled with its number on the left."
+            )
     vocabulary = exam_vocabulary(session, exam)
     max_out = completion_allowance(len(asked.questions), max_completion_tokens)
     request = build_request(exam, asked, vocabulary, images, max_out, caption=caption)
     version = prompt_version(request)
     paper.prompt_version = version
     return PreparedPaper(
-        paper_id=context.paper_id, exam_id=context.exam_id, school_id=context.school_id, attempt=context.attempt,
-        model=context.model, answer_key=context.answer_key, vocabulary=context.vocabulary,
-        asked_key=context.asked_key, local_marks=context.local_marks,
-        request=request, prompt_version=version, pages_hash=paper.pages_hash,
+        paper_id=context.paper_id,
+        exam_id=context.exam_id,
+        school_id=context.school_id,
+        attempt=context.attempt,
+        model=context.model,
+        answer_key=context.answer_key,
+        vocabulary=context.vocabulary,
+        asked_key=context.asked_key,
+        local_marks=context.local_marks,
+        request=request,
+        prompt_version=version,
+        pages_hash=paper.pages_hash,
         cost=call_cost_bounds(exam.model, request, sizes, len(asked.questions)),
     )

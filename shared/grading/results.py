@@ -44,8 +44,12 @@ def archive_reply(storage: Storage, context: MarkingContext, reply: ProviderRepl
 
 
 def record_marks(
-    session: Session, context: MarkingContext, marks: Mapping[str, QuestionMark], reply_key: str | None,
-    *, local_threshold: float,
+    session: Session,
+    context: MarkingContext,
+    marks: Mapping[str, QuestionMark],
+    reply_key: str | None,
+    *,
+    local_threshold: float,
 ) -> PaperStatus:
     """Write the question results and the paper's score and status (caller owns the transaction).
     A question not in `marks` takes its offline mark from the context (a cascade or local paper)."""
@@ -56,10 +60,16 @@ def record_marks(
     for position, question in enumerate(context.answer_key.questions):
         marked_by = MarkedBy.vision if question.id in marks else MarkedBy.local
         mark = marks[question.id] if marked_by == MarkedBy.vision else context.local_marks[question.id]
-        check = (equivalent(mark.student_answer, question.answer, tuple(question.accepted))
-                 if subject == "math" and question.answer else None)
-        reason = (review_reason(mark, question.points, check, question.answer) if marked_by == MarkedBy.vision
-                  else local_review_reason(mark, local_threshold))
+        check = (
+            equivalent(mark.student_answer, question.answer, tuple(question.accepted))
+            if subject == "math" and question.answer
+            else None
+        )
+        reason = (
+            review_reason(mark, question.points, check, question.answer)
+            if marked_by == MarkedBy.vision
+            else local_review_reason(mark, local_threshold)
+        )
         illegible = mark.error_type == "illegible"
         confidence = mark.confidence if question.answer else min(mark.confidence, NO_KEY_CONFIDENCE)
         points = list(dict.fromkeys([*question.knowledge_points, *mark.knowledge_points]))

@@ -47,25 +47,30 @@ def review_reason(mark: QuestionMark, points: float, check: bool | None, key_ans
         return f"the model gave {mark.score:g} of {points:g} points"
     if check is not None and check != mark.is_correct:
         relation = "equivalent to" if check else "not equivalent to"
-        return (f"the check finds {mark.student_answer!r} {relation} the key {key_answer!r}, "
-                f"but the model marked it {'correct' if mark.is_correct else 'wrong'}")
+        return (
+            f"the check finds {mark.student_answer!r} {relation} the key {key_answer!r}, "
+            f"but the model marked it {'correct' if mark.is_correct else 'wrong'}"
+        )
     if mark.confidence < REVIEW_BELOW_CONFIDENCE:
         return f"the model is unsure (confidence {mark.confidence:.2f})"
     return None
 
 
 def allowed_points(session: Session, exam: Exam, ids: list[str]) -> list[str]:
-    found = set(session.scalars(select(KnowledgePoint.id).where(
-        KnowledgePoint.id.in_(ids), or_(KnowledgePoint.exam_id.is_(None), KnowledgePoint.exam_id == exam.id))))
+    found = set(
+        session.scalars(
+            select(KnowledgePoint.id).where(
+                KnowledgePoint.id.in_(ids), or_(KnowledgePoint.exam_id.is_(None), KnowledgePoint.exam_id == exam.id)
+            )
+        )
+    )
     missing = [i for i in ids if i not in found]
     if missing:
         raise InvalidOverride(f"unknown knowledge points: {', '.join(missing)}")
     return list(dict.fromkeys(ids))
 
 
-def override_question(
-    session: Session, paper: Paper, question_id: str, changes: dict[str, Any]
-) -> QuestionResult:
+def override_question(session: Session, paper: Paper, question_id: str, changes: dict[str, Any]) -> QuestionResult:
     """Apply a teacher's verdict to one question of a graded paper (caller commits)."""
     question = next((q for q in paper.questions if q.question_id == question_id), None)
     if question is None:
@@ -108,11 +113,22 @@ def review_queue(session: Session, exam_id: Any) -> list[dict[str, Any]]:
         .where(Paper.exam_id == exam_id, QuestionResult.needs_review.is_(True))
         .order_by(Paper.class_label, Paper.student_ref, QuestionResult.position)
     ).all()
-    return [{
-        "paper_id": paper_id, "student_ref": student, "class_label": label,
-        "question_id": q.question_id, "student_answer": q.student_answer, "correct_answer": q.correct_answer,
-        "model_is_correct": q.model_is_correct, "model_score": q.model_score, "max_score": q.max_score,
-        "error_type": q.error_type, "confidence": q.confidence, "check_equivalent": q.check_equivalent,
-        "review_reason": q.review_reason,
-        "knowledge_points": [kp.knowledge_point_id for kp in q.knowledge_points],
-    } for paper_id, student, label, q in rows]
+    return [
+        {
+            "paper_id": paper_id,
+            "student_ref": student,
+            "class_label": label,
+            "question_id": q.question_id,
+            "student_answer": q.student_answer,
+            "correct_answer": q.correct_answer,
+            "model_is_correct": q.model_is_correct,
+            "model_score": q.model_score,
+            "max_score": q.max_score,
+            "error_type": q.error_type,
+            "confidence": q.confidence,
+            "check_equivalent": q.check_equivalent,
+            "review_reason": q.review_reason,
+            "knowledge_points": [kp.knowledge_point_id for kp in q.knowledge_points],
+        }
+        for paper_id, student, label, q in rows
+    ]

@@ -14,9 +14,7 @@ from shared.models import Exam, KnowledgePoint
 
 @lru_cache(maxsize=1)
 def packaged_vocabulary() -> tuple[str, list[dict[str, object]]]:
-    raw = json.loads(
-        resources.files("shared").joinpath("data/knowledge_points.json").read_text("utf-8")
-    )
+    raw = json.loads(resources.files("shared").joinpath("data/knowledge_points.json").read_text("utf-8"))
     keys = ("id", "subject", "grade", "strand", "name_zh", "name_en", "aliases")
     return raw["version"], [dict(zip(keys, row, strict=True)) for row in raw["points"]]
 
@@ -42,7 +40,11 @@ def exam_vocabulary(session: Session, exam: Exam) -> list[KnowledgePoint]:
     shared = KnowledgePoint.exam_id.is_(None)
     rows = session.scalars(
         select(KnowledgePoint).where(
-            (shared & (KnowledgePoint.subject == exam.subject) & KnowledgePoint.grade.between(exam.grade - 1, exam.grade))
+            (
+                shared
+                & (KnowledgePoint.subject == exam.subject)
+                & KnowledgePoint.grade.between(exam.grade - 1, exam.grade)
+            )
             | (shared & KnowledgePoint.id.in_(named))
             | (KnowledgePoint.exam_id == exam.id)
         )
@@ -54,8 +56,9 @@ def unknown_points(session: Session, ids: set[str]) -> set[str]:
     """Ids that are not in the shared vocabulary."""
     if not ids:
         return set()
-    found = set(session.scalars(select(KnowledgePoint.id).where(
-        KnowledgePoint.id.in_(ids), KnowledgePoint.exam_id.is_(None))))
+    found = set(
+        session.scalars(select(KnowledgePoint.id).where(KnowledgePoint.id.in_(ids), KnowledgePoint.exam_id.is_(None)))
+    )
     return ids - found
 
 

@@ -16,23 +16,25 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
+from shared.refusals import RefusalKind
+
 ARCHIVE_SUFFIXES = {".zip", ".rar", ".7z", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst"}
 ARCHIVE_MAGIC = (b"PK\x03\x04", b"Rar!", b"7z\xbc\xaf", b"\x1f\x8b", b"BZh", b"\xfd7zXZ")
 SYSTEM_FILES = re.compile(r"(^|/)(__MACOSX/|\.DS_Store$|Thumbs\.db$|desktop\.ini$|\._)")
 
 
 class ArchiveRefused(ValueError):
-    def __init__(self, reason: str, status: int) -> None:
+    def __init__(self, reason: str, kind: RefusalKind) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.status = status
+        self.kind = kind
 
 
 @dataclass
 class Refusal:
     file: str
     reason: str
-    status: int
+    kind: RefusalKind
     student_ref: str | None = None
 
 
@@ -61,9 +63,14 @@ def read_roster(data: bytes) -> dict[str, tuple[str, str]]:
     text = data.decode("utf-8-sig")
     rows = csv.DictReader(io.StringIO(text))
     if not rows.fieldnames or not {"file", "student_ref"} <= set(rows.fieldnames):
-        raise ArchiveRefused("the roster needs the columns file and student_ref (class_label is optional)", 422)
-    return {row["file"].strip(): (row["student_ref"].strip(), (row.get("class_label") or "").strip())
-            for row in rows if row.get("file") and row.get("student_ref")}
+        raise ArchiveRefused(
+            "the roster needs the columns file and student_ref (class_label is optional)", RefusalKind.invalid
+        )
+    return {
+        row["file"].strip(): (row["student_ref"].strip(), (row.get("class_label") or "").strip())
+        for row in rows
+        if row.get("file") and row.get("student_ref")
+    }
 
 
 def owner(path: PurePosixPath, roster: dict[str, tuple[str, str]] | None, default_class: str) -> tuple[str, str] | None:
@@ -77,41 +84,58 @@ def owner(path: PurePosixPath, roster: dict[str, tuple[str, str]] | None, defaul
 
 
 def read_archive(
-    stream: BinaryIO, *, limits: BulkLimits, roster: dict[str, tuple[str, str]] | None, default_class: str,
+    stream: BinaryIO,
+    *,
+    limits: BulkLimits,
+    roster: dict[str, tuple[str, str]] | None,
+    default_class: str,
 ) -> tuple[list[StudentFiles], list[Refusal]]:
     """The students' files, in page order, and every file refused with its reason."""
     try:
         archive = zipfile.ZipFile(stream)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise ArchiveRefused(f"not a readable ZIP archive ({exc})", 422) from exc
+        raise ArchiveRefused(f"not a readable ZIP archive ({exc})", RefusalKind.invalid) from exc
     entries = [i for i in archive.infolist() if not i.is_dir() and not SYSTEM_FILES.search(i.filename)]
     if len(entries) > limits.max_entries:
-        raise ArchiveRefused(f"the archive has {len(entries)} files, more than {limits.max_entries}", 413)
+        raise ArchiveRefused(
+            f"the archive has {len(entries)} files, more than {limits.max_entries}", RefusalKind.too_large
+        )
     total = sum(i.file_size for i in entries)
     if total > limits.max_total_bytes:
-        raise ArchiveRefused(f"the archive unpacks to {total} bytes, more than {limits.max_total_bytes}", 413)
+        raise ArchiveRefused(
+            f"the archive unpacks to {total} bytes, more than {limits.max_total_bytes}", RefusalKind.too_large
+        )
     students: dict[str, StudentFiles] = {}
     refused: list[Refusal] = []
     for info in entries:
         name = info.filename
         path = PurePosixPath(name.replace("\\", "/"))
         if path.is_absolute() or ".." in path.parts or re.match(r"^[A-Za-z]:", name):
-            refused.append(Refusal(name, "unsafe path in the archive (absolute or '..')", 422))
+            refused.append(Refusal(name, "unsafe path in the archive (absolute or '..')", RefusalKind.invalid))
             continue
         if path.suffix.lower() in ARCHIVE_SUFFIXES:
-            refused.append(Refusal(name, "archives inside the archive are not opened", 422))
+            refused.append(Refusal(name, "archives inside the archive are not opened", RefusalKind.invalid))
             continue
         if info.file_size > limits.max_file_bytes:
-            refused.append(Refusal(name, f"file is {info.file_size} bytes, over the {limits.max_file_bytes} limit", 413))
+            refused.append(
+                Refusal(
+                    name,
+                    f"file is {info.file_size} bytes, over the {limits.max_file_bytes} limit",
+                    RefusalKind.too_large,
+                )
+            )
             continue
         if info.file_size > 1024 * 1024 and info.file_size > limits.max_ratio * max(1, info.compress_size):
-            refused.append(Refusal(name, "compressed far more than any page is (zip bomb?)", 413))
+            refused.append(Refusal(name, "compressed far more than any page is (zip bomb?)", RefusalKind.too_large))
             continue
         whose = owner(path, roster, default_class)
         if whose is None:
-            reason = ("not in the roster" if roster is not None else
-                      "cannot tell whose paper this is: use a folder per student, student__page names, or a roster")
-            refused.append(Refusal(name, reason, 422))
+            reason = (
+                "not in the roster"
+                if roster is not None
+                else "cannot tell whose paper this is: use a folder per student, student__page names, or a roster"
+            )
+            refused.append(Refusal(name, reason, RefusalKind.invalid))
             continue
         spool = tempfile.SpooledTemporaryFile(max_size=2 * 1024 * 1024)
         read = 0
@@ -122,11 +146,11 @@ def read_archive(
                     break
                 spool.write(chunk)
         if read > info.file_size or read > limits.max_file_bytes:
-            refused.append(Refusal(name, "the file is larger than the archive says", 413))
+            refused.append(Refusal(name, "the file is larger than the archive says", RefusalKind.too_large))
             continue
         spool.seek(0)
         if spool.read(8).startswith(ARCHIVE_MAGIC):  # an archive under another name
-            refused.append(Refusal(name, "archives inside the archive are not opened", 422))
+            refused.append(Refusal(name, "archives inside the archive are not opened", RefusalKind.invalid))
             continue
         spool.seek(0)
         student = students.setdefault(whose[0], StudentFiles(whose[0], whose[1]))

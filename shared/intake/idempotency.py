@@ -44,8 +44,7 @@ def begin(session: Session, school_id: int, key: str, request_hash: str) -> Repl
         return None
     except IntegrityError:
         session.rollback()
-    row = session.scalar(select(IdempotencyKey).where(IdempotencyKey.school_id == school_id,
-                                                      IdempotencyKey.key == key))
+    row = session.scalar(select(IdempotencyKey).where(IdempotencyKey.school_id == school_id, IdempotencyKey.key == key))
     if row is None:  # released between our insert and this read
         raise KeyConflict("a request with this Idempotency-Key just failed; send it again")
     if row.request_hash != request_hash:
@@ -56,8 +55,7 @@ def begin(session: Session, school_id: int, key: str, request_hash: str) -> Repl
 
 
 def finish(session: Session, school_id: int, key: str, status_code: int, response: dict[str, Any]) -> None:
-    row = session.scalar(select(IdempotencyKey).where(IdempotencyKey.school_id == school_id,
-                                                      IdempotencyKey.key == key))
+    row = session.scalar(select(IdempotencyKey).where(IdempotencyKey.school_id == school_id, IdempotencyKey.key == key))
     if row is not None:
         row.status_code, row.response = status_code, response
         session.commit()
@@ -65,6 +63,9 @@ def finish(session: Session, school_id: int, key: str, status_code: int, respons
 
 def release(session: Session, school_id: int, key: str) -> None:
     session.rollback()
-    session.execute(delete(IdempotencyKey).where(IdempotencyKey.school_id == school_id, IdempotencyKey.key == key,
-                                                 IdempotencyKey.status_code.is_(None)))
+    session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.school_id == school_id, IdempotencyKey.key == key, IdempotencyKey.status_code.is_(None)
+        )
+    )
     session.commit()

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from shared.images import PageHeader, PageRejected, inspect_page
 from shared.intake.pdf import is_pdf, render_pdf
 from shared.models import Exam, Page, Paper, PaperStatus, PauseCause
+from shared.refusals import RefusalKind
 from shared.storage import Storage, original_page_key
 
 
@@ -30,12 +31,12 @@ class UploadedPage:
 class PageError(ValueError):
     """A page was refused; `filename` and `reason` say which and why."""
 
-    def __init__(self, filename: str, number: int, reason: str, status: int) -> None:
+    def __init__(self, filename: str, number: int, reason: str, kind: RefusalKind) -> None:
         super().__init__(f"page {number} ({filename}): {reason}")
         self.filename = filename
         self.number = number
         self.reason = reason
-        self.status = status
+        self.kind = kind
 
 
 class _HashingReader:
@@ -69,7 +70,12 @@ def stream_digest(stream: BinaryIO) -> str:
 
 
 def check_pages(
-    uploads: list[UploadedPage], *, max_bytes: int, max_pixels: int, max_pages: int, pdf_dpi: int = 150,
+    uploads: list[UploadedPage],
+    *,
+    max_bytes: int,
+    max_pixels: int,
+    max_pages: int,
+    pdf_dpi: int = 150,
 ) -> tuple[list[UploadedPage], list[PageHeader]]:
     """Every upload checked and expanded into pages: an image is one page, a PDF one page per PDF
     page (rendered at `pdf_dpi`). Raises PageError naming the file at the first problem."""
@@ -80,9 +86,11 @@ def check_pages(
         size = upload.stream.tell()
         upload.stream.seek(0)
         if size == 0:
-            raise PageError(upload.filename, number, "file is empty", 422)
+            raise PageError(upload.filename, number, "file is empty", RefusalKind.invalid)
         if size > max_bytes:
-            raise PageError(upload.filename, number, f"file is {size} bytes, over the {max_bytes} limit", 413)
+            raise PageError(
+                upload.filename, number, f"file is {size} bytes, over the {max_bytes} limit", RefusalKind.too_large
+            )
         try:
             if is_pdf(upload.stream):
                 rendered = render_pdf(upload.stream, dpi=pdf_dpi, max_pages=max_pages, max_pixels=max_pixels)
@@ -94,9 +102,11 @@ def check_pages(
                 headers.append(inspect_page(upload.stream, max_pixels))
                 pages.append(upload)
         except PageRejected as exc:
-            raise PageError(upload.filename, number, exc.reason, exc.status) from exc
+            raise PageError(upload.filename, number, exc.reason, exc.kind) from exc
         if len(pages) > max_pages:
-            raise PageError(upload.filename, number, f"more than the {max_pages} pages a paper may have", 413)
+            raise PageError(
+                upload.filename, number, f"more than the {max_pages} pages a paper may have", RefusalKind.too_large
+            )
     return pages, headers
 
 
@@ -125,8 +135,9 @@ def submit_paper(
         if earlier >= exam.trial_papers:
             paper.status = PaperStatus.paused
             paper.paused_for = PauseCause.trial
-            paper.status_reason = (f"trial run: the first {exam.trial_papers} papers are graded first; "
-                                   "release the exam to grade the rest")
+            paper.status_reason = (
+                f"trial run: the first {exam.trial_papers} papers are graded first; release the exam to grade the rest"
+            )
     stored: list[str] = []
     try:
         for number, (page, header) in enumerate(zip(pages, headers, strict=True), start=1):

@@ -34,15 +34,21 @@ def start_of_day(now: datetime | None = None) -> datetime:
 
 def exam_spent(session: Session, exam_id: uuid.UUID) -> Decimal:
     """Dollars spent or reserved by the exam."""
-    return Decimal(session.scalar(
-        select(func.coalesce(func.sum(Usage.cost_usd), 0)).where(Usage.exam_id == exam_id)) or 0)
+    return Decimal(
+        session.scalar(select(func.coalesce(func.sum(Usage.cost_usd), 0)).where(Usage.exam_id == exam_id)) or 0
+    )
 
 
 def school_spent_today(session: Session, school_id: int) -> Decimal:
     """Dollars spent or reserved by the school since 00:00 UTC."""
-    return Decimal(session.scalar(
-        select(func.coalesce(func.sum(Usage.cost_usd), 0))
-        .where(Usage.school_id == school_id, Usage.created_at >= start_of_day())) or 0)
+    return Decimal(
+        session.scalar(
+            select(func.coalesce(func.sum(Usage.cost_usd), 0)).where(
+                Usage.school_id == school_id, Usage.created_at >= start_of_day()
+            )
+        )
+        or 0
+    )
 
 
 def _lock(session: Session, exam_id: uuid.UUID, school_id: int) -> None:
@@ -61,15 +67,23 @@ def check(session: Session, *, exam_id: uuid.UUID, school_id: int, need: Decimal
     if exam.budget_usd is not None:
         spent = exam_spent(session, exam_id)
         if spent + need > exam.budget_usd:
-            raise BudgetExceeded(PauseCause.exam_budget, (
-                f"exam budget ${exam.budget_usd:.4f} reached: ${spent:.4f} spent, "
-                f"the next paper may cost up to ${need:.4f}; raise the budget to continue"))
+            raise BudgetExceeded(
+                PauseCause.exam_budget,
+                (
+                    f"exam budget ${exam.budget_usd:.4f} reached: ${spent:.4f} spent, "
+                    f"the next paper may cost up to ${need:.4f}; raise the budget to continue"
+                ),
+            )
     if school.daily_budget_usd is not None:
         spent = school_spent_today(session, school_id)
         if spent + need > school.daily_budget_usd:
-            raise BudgetExceeded(PauseCause.school_budget, (
-                f"school daily budget ${school.daily_budget_usd:.4f} reached: ${spent:.4f} spent today (UTC), "
-                f"the next paper may cost up to ${need:.4f}; it resumes tomorrow or when the budget is raised"))
+            raise BudgetExceeded(
+                PauseCause.school_budget,
+                (
+                    f"school daily budget ${school.daily_budget_usd:.4f} reached: ${spent:.4f} spent today (UTC), "
+                    f"the next paper may cost up to ${need:.4f}; it resumes tomorrow or when the budget is raised"
+                ),
+            )
 
 
 def pause_scope(exc: BudgetExceeded, exam_id: uuid.UUID, school_id: int) -> dict[str, Any]:
@@ -81,15 +95,25 @@ def resumable_by_budget(session: Session) -> list[uuid.UUID]:
     """Papers paused by a budget that now has room again (raised, removed, or a new day)."""
     ids: list[uuid.UUID] = []
     exams = session.scalars(
-        select(Exam).where(Exam.id.in_(select(Paper.exam_id).where(
-            Paper.status == PaperStatus.paused, Paper.paused_for == PauseCause.exam_budget)))
+        select(Exam).where(
+            Exam.id.in_(
+                select(Paper.exam_id).where(
+                    Paper.status == PaperStatus.paused, Paper.paused_for == PauseCause.exam_budget
+                )
+            )
+        )
     )
     for exam in exams:
         if exam.budget_usd is None or exam_spent(session, exam.id) < exam.budget_usd:
             ids += papers.resume(session, causes=(PauseCause.exam_budget,), exam_id=exam.id)
     schools = session.scalars(
-        select(School).where(School.id.in_(select(Paper.school_id).where(
-            Paper.status == PaperStatus.paused, Paper.paused_for == PauseCause.school_budget)))
+        select(School).where(
+            School.id.in_(
+                select(Paper.school_id).where(
+                    Paper.status == PaperStatus.paused, Paper.paused_for == PauseCause.school_budget
+                )
+            )
+        )
     )
     for school in schools:
         if school.daily_budget_usd is None or school_spent_today(session, school.id) < school.daily_budget_usd:
@@ -100,5 +124,8 @@ def resumable_by_budget(session: Session) -> list[uuid.UUID]:
 def quota_pause(session: Session, exam_id: uuid.UUID) -> str | None:
     """The reason the exam is paused for the provider's quota, if it is: no call is made for any of
     its papers until someone resumes it (POST /v1/exams/{id}/resume)."""
-    return session.scalar(select(Paper.status_reason).where(
-        Paper.exam_id == exam_id, Paper.status == PaperStatus.paused, Paper.paused_for == PauseCause.quota).limit(1))
+    return session.scalar(
+        select(Paper.status_reason)
+        .where(Paper.exam_id == exam_id, Paper.status == PaperStatus.paused, Paper.paused_for == PauseCause.quota)
+        .limit(1)
+    )

@@ -122,9 +122,7 @@ def patch_scheme_size(width: int, height: int, budget: int = PATCH_BUDGET) -> tu
         return width, height
     shrink = math.sqrt(PATCH * PATCH * budget / (width * height))
     width_patches, height_patches = width * shrink / PATCH, height * shrink / PATCH
-    shrink *= min(
-        math.floor(width_patches) / width_patches, math.floor(height_patches) / height_patches
-    )
+    shrink *= min(math.floor(width_patches) / width_patches, math.floor(height_patches) / height_patches)
     return max(1, int(width * shrink)), max(1, int(height * shrink))
 
 
@@ -186,8 +184,9 @@ def text_tokens(text: str) -> int:
 BATCH_DISCOUNT = Decimal("0.5")  # the Batch API costs half, input and output alike
 
 
-def call_cost(model: str, prompt_tokens: int, cached_tokens: int, completion_tokens: int,
-              batch: bool = False) -> Decimal:
+def call_cost(
+    model: str, prompt_tokens: int, cached_tokens: int, completion_tokens: int, batch: bool = False
+) -> Decimal:
     """Dollars for one call; cached prompt tokens are priced at the cached rate, and a call made
     through the Batch API at half of everything."""
     card = model_card(model)

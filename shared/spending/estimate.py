@@ -65,7 +65,10 @@ def estimate(
         for page in pages:
             tokens = image_tokens(model, page.width, page.height, detail)
             entry: dict[str, Any] = {
-                "page": page.name, "width": page.width, "height": page.height, "tokens": tokens,
+                "page": page.name,
+                "width": page.width,
+                "height": page.height,
+                "tokens": tokens,
                 "cost_usd": float(call_cost(model, tokens, 0, 0)),
             }
             if card.scheme == "patch":

@@ -49,16 +49,22 @@ class CallCost:
     worst_case_cost: Decimal
 
     def at_batch_rate(self, discount: Decimal) -> CallCost:
-        return CallCost(self.prompt_tokens, self.completion_tokens, self.expected_cost * discount,
-                        self.worst_case_cost * discount)
+        return CallCost(
+            self.prompt_tokens, self.completion_tokens, self.expected_cost * discount, self.worst_case_cost * discount
+        )
 
 
-def reserve(session: Session, *, exam_id: uuid.UUID, school_id: int, paper_id: uuid.UUID, model: str,
-            cost: CallCost) -> Usage:
+def reserve(
+    session: Session, *, exam_id: uuid.UUID, school_id: int, paper_id: uuid.UUID, model: str, cost: CallCost
+) -> Usage:
     """Hold the call's worst case, or raise caps.BudgetExceeded. Call first in a fresh transaction."""
     caps.check(session, exam_id=exam_id, school_id=school_id, need=cost.worst_case_cost)
     usage = Usage(
-        school_id=school_id, exam_id=exam_id, paper_id=paper_id, model=model, outcome=UsageOutcome.reserved,
+        school_id=school_id,
+        exam_id=exam_id,
+        paper_id=paper_id,
+        model=model,
+        outcome=UsageOutcome.reserved,
         estimated_prompt_tokens=cost.prompt_tokens,
         estimated_completion_tokens=cost.completion_tokens,
         estimated_cost_usd=cost.expected_cost,
@@ -85,8 +91,9 @@ def store_reply(session: Session, usage_id: int, reply: ProviderReply, *, batch:
     usage.reply_model = reply.model
     usage.outcome = UsageOutcome.replied + (BATCH if batch else "")
     try:
-        usage.cost_usd = call_cost(usage.model, reply.prompt_tokens, reply.cached_tokens,
-                                   reply.completion_tokens, batch=batch)
+        usage.cost_usd = call_cost(
+            usage.model, reply.prompt_tokens, reply.cached_tokens, reply.completion_tokens, batch=batch
+        )
     except UnknownModel:
         usage.cost_usd = Decimal(0)
         usage.outcome = UsageOutcome.replied + UNPRICED
@@ -94,14 +101,20 @@ def store_reply(session: Session, usage_id: int, reply: ProviderReply, *, batch:
 
 def stored_reply(session: Session, paper_id: uuid.UUID) -> Usage | None:
     """A reply paid for and stored, whose marks are not recorded yet."""
-    return session.scalar(select(Usage).where(Usage.paper_id == paper_id, Usage.outcome.in_(STORED))
-                          .order_by(Usage.id.desc()).limit(1))
+    return session.scalar(
+        select(Usage).where(Usage.paper_id == paper_id, Usage.outcome.in_(STORED)).order_by(Usage.id.desc()).limit(1)
+    )
 
 
 def reply_of(usage: Usage) -> ProviderReply:
-    return ProviderReply(content=usage.reply_content or "", model=usage.reply_model or usage.model,
-                         prompt_tokens=usage.prompt_tokens, cached_tokens=usage.cached_tokens,
-                         completion_tokens=usage.completion_tokens, request_id=usage.request_id)
+    return ProviderReply(
+        content=usage.reply_content or "",
+        model=usage.reply_model or usage.model,
+        prompt_tokens=usage.prompt_tokens,
+        cached_tokens=usage.cached_tokens,
+        completion_tokens=usage.completion_tokens,
+        request_id=usage.request_id,
+    )
 
 
 def mark_recorded(usage: Usage, outcome: UsageOutcome) -> None:
@@ -127,20 +140,25 @@ def settle_unknown(session: Session, usage_id: int, request_id: str | None = Non
 
 
 def record_reuse(session: Session, *, school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID, model: str) -> None:
-    session.add(Usage(school_id=school_id, exam_id=exam_id, paper_id=paper_id, model=model,
-                      outcome=UsageOutcome.reused))
+    session.add(
+        Usage(school_id=school_id, exam_id=exam_id, paper_id=paper_id, model=model, outcome=UsageOutcome.reused)
+    )
 
 
 def abandon_stale(session: Session, before: datetime) -> None:
     """A reservation whose worker died keeps its worst-case cost (the call may have been made and
     billed), so a cap still holds; it is only relabelled so it stops looking in flight."""
-    session.execute(update(Usage).where(Usage.outcome == UsageOutcome.reserved, Usage.created_at < before)
-                    .values(outcome=UsageOutcome.abandoned))
+    session.execute(
+        update(Usage)
+        .where(Usage.outcome == UsageOutcome.reserved, Usage.created_at < before)
+        .values(outcome=UsageOutcome.abandoned)
+    )
 
 
 def usage_totals(session: Session, *conditions: Any) -> dict[str, Any]:
     """The ledger summed: calls made, tokens and dollars, estimated beside actual. Reservations of
     calls in flight count in cost_usd (at their worst case) until the call settles."""
+
     def total(column: Any) -> Any:
         return func.coalesce(func.sum(column), 0)
 
@@ -150,9 +168,13 @@ def usage_totals(session: Session, *conditions: Any) -> dict[str, Any]:
     row = session.execute(
         select(
             count(Usage.outcome.notin_(NOT_CALLS)),
-            total(Usage.prompt_tokens), total(Usage.cached_tokens), total(Usage.completion_tokens),
-            total(Usage.cost_usd), total(Usage.estimated_prompt_tokens),
-            total(Usage.estimated_completion_tokens), total(Usage.estimated_cost_usd),
+            total(Usage.prompt_tokens),
+            total(Usage.cached_tokens),
+            total(Usage.completion_tokens),
+            total(Usage.cost_usd),
+            total(Usage.estimated_prompt_tokens),
+            total(Usage.estimated_completion_tokens),
+            total(Usage.estimated_cost_usd),
             count(Usage.outcome == UsageOutcome.reused),
             count(Usage.outcome == UsageOutcome.reserved),
         ).where(*conditions)

@@ -61,7 +61,7 @@ def find_anchors(pages: list[PageScan], key: AnswerKey) -> dict[str, Anchor]:
     for index, page in enumerate(pages):
         for line in sorted(page.lines, key=lambda l: (l.box[1], l.box[0])):
             if match := _ANCHOR.match(unicodedata.normalize("NFKC", line.text)):
-                candidates.append((index, line, match.group("id").lower(), line.text[match.end():]))
+                candidates.append((index, line, match.group("id").lower(), line.text[match.end() :]))
     margins = {}
     for index in range(len(pages)):
         xs = [line.box[0] for i, line, _id, _rest in candidates if i == index]
@@ -95,8 +95,11 @@ def in_reading_order(lines: Iterable[ocr.TextLine]) -> list[ocr.TextLine]:
 
 
 # A section heading between questions: 二、填空题, 第二部分, Part B, Section 2, III. Fill in ...
-_HEADING = re.compile(r"^\s*(?:[一二三四五六七八九十]+\s*[、.．]|第[一二三四五六七八九十]+部分|"
-                      r"(?:part|section)\s+[a-z0-9]+\b|[ivx]+\s*[.．、]\s*[a-z])", re.IGNORECASE)
+_HEADING = re.compile(
+    r"^\s*(?:[一二三四五六七八九十]+\s*[、.．]|第[一二三四五六七八九十]+部分|"
+    r"(?:part|section)\s+[a-z0-9]+\b|[ivx]+\s*[.．、]\s*[a-z])",
+    re.IGNORECASE,
+)
 
 
 def is_heading(line: ocr.TextLine) -> bool:
@@ -120,9 +123,13 @@ def question_line(page: PageScan, anchor: Anchor) -> list[ocr.TextLine]:
     """The question's printed line: the number's line, what continues it to the right, and an
     answer written after it (handwriting sits a little above or below the printed baseline)."""
     box = anchor.line.box
-    return [l for l in page.lines if l is anchor.line
-            or (_overlap(l.box, box) >= 0.5 and l.box[0] >= box[0])
-            or (_overlap(l.box, box) >= 0.2 and l.box[0] >= box[2] - 10)]
+    return [
+        l
+        for l in page.lines
+        if l is anchor.line
+        or (_overlap(l.box, box) >= 0.5 and l.box[0] >= box[0])
+        or (_overlap(l.box, box) >= 0.2 and l.box[0] >= box[2] - 10)
+    ]
 
 
 def answer_ink(page: PageScan, top: int, bottom: int, printed: list[ocr.TextLine]) -> Image.Image:

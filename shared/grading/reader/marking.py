@@ -62,33 +62,64 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     points = list(question.knowledge_points)
     if question.answer is None:
         return QuestionMark(
-            student_answer=reading.text, is_correct=False, score=0, knowledge_points=points,
-            error_type="illegible", confidence=0.0, correction="",
-            explanation="答案表没有给出这道题的答案，离线批改无法判分。" if zh else
-            "The answer key gives no answer for this question, so offline marking cannot mark it.")
+            student_answer=reading.text,
+            is_correct=False,
+            score=0,
+            knowledge_points=points,
+            error_type="illegible",
+            confidence=0.0,
+            correction="",
+            explanation="答案表没有给出这道题的答案，离线批改无法判分。"
+            if zh
+            else "The answer key gives no answer for this question, so offline marking cannot mark it.",
+        )
     key = question.answer
     if reading.state in ("illegible", "not_found"):
         return QuestionMark(
-            student_answer=reading.text, is_correct=False, score=0, knowledge_points=points,
-            error_type="illegible", confidence=0.0, correction=f"答案：{key}" if zh else f"Answer: {key}",
-            explanation=("离线识别读不出这道题的答案，需要老师查看。" if zh else
-                         "The offline reader could not read this answer; a teacher must look at it."))
+            student_answer=reading.text,
+            is_correct=False,
+            score=0,
+            knowledge_points=points,
+            error_type="illegible",
+            confidence=0.0,
+            correction=f"答案：{key}" if zh else f"Answer: {key}",
+            explanation=(
+                "离线识别读不出这道题的答案，需要老师查看。"
+                if zh
+                else "The offline reader could not read this answer; a teacher must look at it."
+            ),
+        )
     if reading.state == "blank":
         return QuestionMark(
-            student_answer="", is_correct=False, score=0, knowledge_points=points, error_type="blank",
-            confidence=reading.confidence, correction=f"答案：{key}" if zh else f"Answer: {key}",
-            explanation="没有作答。" if zh else "No answer was given.")
+            student_answer="",
+            is_correct=False,
+            score=0,
+            knowledge_points=points,
+            error_type="blank",
+            confidence=reading.confidence,
+            correction=f"答案：{key}" if zh else f"Answer: {key}",
+            explanation="没有作答。" if zh else "No answer was given.",
+        )
     check = equivalent(reading.text, key, tuple(question.accepted)) if subject == "math" else None
     correct = check if check is not None else _text_equal(reading.text, question)
     if correct:
         # A misreading that lands exactly on the key is far less likely than one that misses it.
-        return QuestionMark(student_answer=reading.text, is_correct=True, score=question.points,
-                            knowledge_points=points, error_type="none", explanation="", correction="",
-                            confidence=round(0.5 + 0.5 * reading.confidence, 4))
+        return QuestionMark(
+            student_answer=reading.text,
+            is_correct=True,
+            score=question.points,
+            knowledge_points=points,
+            error_type="none",
+            explanation="",
+            correction="",
+            confidence=round(0.5 + 0.5 * reading.confidence, 4),
+        )
     confidence = reading.confidence
     said = normalise_text(reading.text)
-    near = any(_edit_distance(said, normalise_text(form)) <= max(1, len(normalise_text(form)) // 5)
-               for form in (key, *question.accepted))
+    near = any(
+        _edit_distance(said, normalise_text(form)) <= max(1, len(normalise_text(form)) // 5)
+        for form in (key, *question.accepted)
+    )
     if near and reading.confidence < 0.98:
         confidence *= 0.8  # a character or two from the key, read unsurely: perhaps a misreading
     if subject == "math" and _not_like_the_key(reading.text, key):
@@ -96,12 +127,24 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     unit = subject == "math" and _unit_error(reading.text, key)
     error_type = "unit" if unit else "calculation" if subject == "math" else "concept"
     if zh:
-        explanation = (f"单位不对：你写的是 {reading.text}，应为 {key}。" if unit
-                       else f"你的答案是 {reading.text}，正确答案是 {key}。")
+        explanation = (
+            f"单位不对：你写的是 {reading.text}，应为 {key}。"
+            if unit
+            else f"你的答案是 {reading.text}，正确答案是 {key}。"
+        )
     else:
-        explanation = (f"Wrong unit: you wrote {reading.text}; the answer is {key}." if unit
-                       else f"You wrote {reading.text}; the answer is {key}.")
-    return QuestionMark(student_answer=reading.text, is_correct=False, score=0, knowledge_points=points,
-                        error_type=error_type, explanation=explanation,
-                        correction=f"正确答案：{key}" if zh else f"Correct answer: {key}",
-                        confidence=round(confidence, 4))
+        explanation = (
+            f"Wrong unit: you wrote {reading.text}; the answer is {key}."
+            if unit
+            else f"You wrote {reading.text}; the answer is {key}."
+        )
+    return QuestionMark(
+        student_answer=reading.text,
+        is_correct=False,
+        score=0,
+        knowledge_points=points,
+        error_type=error_type,
+        explanation=explanation,
+        correction=f"正确答案：{key}" if zh else f"Correct answer: {key}",
+        confidence=round(confidence, 4),
+    )

@@ -84,8 +84,9 @@ def read_answers(pages: list[PageScan], key: AnswerKey) -> dict[str, AnswerReadi
         readings[qid] = _read_area(page, anchor, on_lines[qid], claimed, question, bottom, print_height)
     for question in key.questions:
         if question.id not in readings:
-            readings[question.id] = AnswerReading(question.id, "not_found", "", 0.0,
-                                                  note="the question's number was not found on the pages")
+            readings[question.id] = AnswerReading(
+                question.id, "not_found", "", 0.0, note="the question's number was not found on the pages"
+            )
     return {q.id: readings[q.id] for q in key.questions}
 
 
@@ -97,8 +98,15 @@ def clean_reading(text: str) -> str:
     return _DOTS.sub("……", text.strip())
 
 
-def _read_area(page: PageScan, anchor: Anchor, on_line: list[ocr.TextLine], claimed: set[int],
-               question: KeyQuestion, bottom: int, print_height: int) -> AnswerReading:
+def _read_area(
+    page: PageScan,
+    anchor: Anchor,
+    on_line: list[ocr.TextLine],
+    claimed: set[int],
+    question: KeyQuestion,
+    bottom: int,
+    print_height: int,
+) -> AnswerReading:
     """Read one question's answer area: blank, one reading or two, with the confidence earned."""
     typical = page.line_height
     # Below the printed line and clear of its descenders, which its box may leave out.
@@ -112,8 +120,11 @@ def _read_area(page: PageScan, anchor: Anchor, on_line: list[ocr.TextLine], clai
         in_area = [l for l in in_area if l.centre_y < bottom]
         printed = [l for l in printed if l.centre_y < bottom]
     written = in_reading_order(l for l in in_area if l not in printed)
-    where = {"page": page.number, "region": (0, max(0, anchor.line.box[1] - 4), page.image.width, bottom),
-             "line_height": typical}
+    where = {
+        "page": page.number,
+        "region": (0, max(0, anchor.line.box[1] - 4), page.image.width, bottom),
+        "line_height": typical,
+    }
     mask = answer_ink(page, top, bottom, printed)
     ink_pixels = mask.histogram()[255]
     box = mask.getbbox() if ink_pixels >= MIN_INK_PIXELS else None
@@ -121,14 +132,22 @@ def _read_area(page: PageScan, anchor: Anchor, on_line: list[ocr.TextLine], clai
     if box is None and not written:
         line_text = anchor.rest + "".join(l.text for l in on_line if l is not anchor.line)
         if inline := _inserted_text(line_text, question.prompt):  # written into the question's blank
-            return AnswerReading(question.id, "read", inline, min(min(l.score for l in on_line), 0.85), **where,
-                                 note="read from the question's own line")
+            return AnswerReading(
+                question.id,
+                "read",
+                inline,
+                min(min(l.score for l in on_line), 0.85),
+                **where,
+                note="read from the question's own line",
+            )
         if printed:  # text was found here, and taken for the prompt: perhaps wrongly
-            return AnswerReading(question.id, "blank", "", 0.6, **where,
-                                 note="only text resembling the question was found under it")
+            return AnswerReading(
+                question.id, "blank", "", 0.6, **where, note="only text resembling the question was found under it"
+            )
         if any(l.height > 1.3 * print_height for l in on_line):  # print and something taller
-            return AnswerReading(question.id, "blank", "", 0.6, **where,
-                                 note="the question's line holds more than its print, unread")
+            return AnswerReading(
+                question.id, "blank", "", 0.6, **where, note="the question's line holds more than its print, unread"
+            )
         return AnswerReading(question.id, "blank", "", 0.95, **where)
 
     det_text = clean_reading(" ".join(l.text for l in written))
@@ -136,18 +155,24 @@ def _read_area(page: PageScan, anchor: Anchor, on_line: list[ocr.TextLine], clai
     rec_text, rec_score = "", 0.0
     if box is not None and box[3] - box[1] <= 2.2 * typical:  # one line of writing: read it whole
         pad = max(4, typical // 6)
-        crop = page.image.crop((max(0, box[0] - pad), top + max(0, box[1] - pad),
-                                min(page.image.width, box[2] + pad), top + min(mask.height, box[3] + pad)))
+        crop = page.image.crop(
+            (
+                max(0, box[0] - pad),
+                top + max(0, box[1] - pad),
+                min(page.image.width, box[2] + pad),
+                top + min(mask.height, box[3] + pad),
+            )
+        )
         rec_text, rec_score = ocr.recognise(crop)
         rec_text = clean_reading(rec_text)
     if not det_text and not rec_text:
-        return AnswerReading(question.id, "illegible", "", 0.0, **where,
-                             note="there is writing here that the offline reader cannot read")
+        return AnswerReading(
+            question.id, "illegible", "", 0.0, **where, note="there is writing here that the offline reader cannot read"
+        )
     text, confidence, notes = _two_readings(det_text, det_score, rec_text, rec_score)
     if box is not None and (match := _REMAINDER_READ.match(text)):
         # The dots of 5……3 drag a line's score down; read the two numbers on their own instead.
-        parts = _remainder_parts(page.image.crop((box[0], top + box[1], box[2], top + box[3])),
-                                 mask.crop(box))
+        parts = _remainder_parts(page.image.crop((box[0], top + box[1], box[2], top + box[3])), mask.crop(box))
         if parts is not None and parts[0][0] == match.group(1) and parts[1][0] == match.group(2):
             confidence = max(confidence, min(parts[0][1], parts[1][1]))
             notes = [n for n in notes if n != "read once"] + ["the numbers read again apart from the dots"]
@@ -182,7 +207,7 @@ def _remainder_parts(image: Image.Image, mask: Image.Image) -> tuple[tuple[str, 
     kinds = "".join("d" if s[2] >= 0.5 * tallest else "." for s in spans)
     if not (match := re.fullmatch(r"(d+)(\.{2,})(d+)", kinds)):
         return None
-    left, right = spans[: match.end(1)], spans[match.start(3):]
+    left, right = spans[: match.end(1)], spans[match.start(3) :]
     parts = []
     for group in (left, right):
         pad = max(4, height // 5)
@@ -212,8 +237,10 @@ def _share_read(mask: Image.Image, written: list[ocr.TextLine], top: int, ink_pi
     """How much of the area's ink lies inside the lines that were read."""
     covered = Image.new("L", mask.size, 0)
     for line in written:
-        covered.paste(mask.crop((line.box[0], line.box[1] - top, line.box[2], line.box[3] - top)),
-                      (line.box[0], line.box[1] - top))
+        covered.paste(
+            mask.crop((line.box[0], line.box[1] - top, line.box[2], line.box[3] - top)),
+            (line.box[0], line.box[1] - top),
+        )
     return covered.histogram()[255] / max(1, ink_pixels)
 
 

@@ -65,11 +65,9 @@ def _turned(line: ocr.TextLine, degrees: float, cx: float, cy: float) -> ocr.Tex
     """The line as it lies on the page turned by `degrees` (counter-clockwise, as Pillow turns)."""
     a = math.radians(degrees)
     cos, sin = math.cos(a), math.sin(a)
-    quad = tuple((cx + (x - cx) * cos + (y - cy) * sin, cy - (x - cx) * sin + (y - cy) * cos)
-                 for x, y in line.quad)
+    quad = tuple((cx + (x - cx) * cos + (y - cy) * sin, cy - (x - cx) * sin + (y - cy) * cos) for x, y in line.quad)
     xs, ys = [p[0] for p in quad], [p[1] for p in quad]
-    return ocr.TextLine((int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1), line.text,
-                        line.score, quad)
+    return ocr.TextLine((int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1), line.text, line.score, quad)
 
 
 def scan_pages(pages: list[bytes]) -> list[PageScan]:
