@@ -60,6 +60,7 @@ def paper_view(paper: Paper) -> dict[str, Any]:
     return {
         **{c.key: getattr(paper, c.key) for c in Paper.__table__.columns},
         "status": paper.status.value,
+        "provisional": paper.pending_points > 0,
         "pages": paper.pages,
         "questions": [
             {

@@ -219,8 +219,12 @@ class PaperSchema(Schema):
     reused_from = fields.UUID(
         allow_none=True, metadata={"description": "The earlier paper with identical pages whose result was reused."}
     )
-    score = fields.Float(allow_none=True)
+    score = fields.Float(allow_none=True, metadata={"description": "Points earned on answers with a final verdict."})
     max_score = fields.Float(allow_none=True)
+    pending_points = fields.Float(
+        metadata={"description": "Points of answers waiting for a teacher's review: not in the score, not zero."}
+    )
+    provisional = fields.Boolean(metadata={"description": "True while any answer waits for review."})
     created_at = fields.DateTime()
     graded_at = fields.DateTime(allow_none=True)
     pages = fields.List(fields.Nested(PageSchema))
@@ -243,6 +247,7 @@ class PaperSummarySchema(Schema):
     status_reason = fields.String(allow_none=True)
     score = fields.Float(allow_none=True)
     max_score = fields.Float(allow_none=True)
+    pending_points = fields.Float()
 
 
 class MissedPointSchema(Schema):
@@ -254,8 +259,9 @@ class MissedPointSchema(Schema):
 
 
 class BucketSchema(Schema):
-    range = fields.String()
+    range = fields.String(metadata={"description": "Share of the decided points earned, or 'pending review'."})
     papers = fields.Integer()
+    provisional = fields.Integer(metadata={"description": "Of these, papers with answers still waiting for review."})
 
 
 class QuestionAccuracySchema(Schema):
@@ -334,6 +340,7 @@ class StudentExamSchema(Schema):
     status = fields.String()
     score = fields.Float(allow_none=True)
     max_score = fields.Float(allow_none=True)
+    pending_points = fields.Float()
     created_at = fields.DateTime()
 
 

@@ -8,6 +8,7 @@ import warnings
 from dataclasses import dataclass
 from typing import BinaryIO
 
+import numpy as np
 from PIL import (
     Image,
     ImageChops,
@@ -46,6 +47,30 @@ class PageHeader:
         return Image.MIME.get(self.format, "application/octet-stream")
 
 
+# Below this on its shorter side, a whole page's handwriting is a pixel or two tall: nothing, or
+# no one, can read it (an A4 page at about 36 dpi). Thumbnails and icons are refused at intake.
+MIN_PAGE_SIDE = 300
+
+
+def greyscale(image: Image.Image) -> Image.Image:
+    """The image as 8-bit greyscale without losing its content: 16- and 32-bit greyscale scaled
+    down (Pillow's own conversion clips them to white), transparency laid on white paper (not
+    black), palette and CMYK through RGB."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(values.max()), 255.0)
+        if image.mode in ("I", "F") and top <= 255.0:
+            top = 255.0
+        return Image.fromarray(np.clip(values * (255.0 / top), 0, 255).astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(paper, rgba).convert("L")
+    if image.mode in ("P", "CMYK", "YCbCr", "LAB", "HSV"):
+        return image.convert("RGB").convert("L")
+    return image.convert("L")
+
+
 def inspect_page(stream: BinaryIO, max_pixels: int, decode: bool = True) -> PageHeader:
     """Check an uploaded page: its format (allow-listed), its size (bounded before any pixel is
     decoded, decompression-bomb warnings fatal), and, with `decode`, that every pixel decodes,
@@ -62,6 +87,12 @@ def inspect_page(stream: BinaryIO, max_pixels: int, decode: bool = True) -> Page
                 if header.width * header.height > max_pixels:
                     raise PageRejected(
                         f"image is {header.width}x{header.height}, more than {max_pixels} pixels", RefusalKind.too_large
+                    )
+                if min(header.width, header.height) < MIN_PAGE_SIDE:
+                    raise PageRejected(
+                        f"image is {header.width}x{header.height}: too small to read a page from; send a photo "
+                        f"or scan at least {MIN_PAGE_SIDE} pixels on its shorter side",
+                        RefusalKind.invalid,
                     )
                 if decode:
                     try:
@@ -238,7 +269,7 @@ def normalise_page(data: bytes, model: str, detail: str) -> NormalisedPage:
     """The cheapest legible page: upright (EXIF), greyscale, cut to the sheet in a photo, uneven
     light divided out, blank margins cropped, scaled to the fewest tiles or patches that keep text lines MIN_LINE_PX tall, JPEG."""
     with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as image:
-        gray = ImageOps.exif_transpose(image).convert("L")
+        gray = greyscale(ImageOps.exif_transpose(image))
     sheet = sheet_box(gray)
     if sheet is not None:
         gray = gray.crop(sheet)

@@ -187,8 +187,11 @@ class Paper(Base):
     batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("provider_batches.id"), index=True)
     prompt_version: Mapped[str | None] = mapped_column(String(64))
     reused_from: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # Points earned on answers with a final verdict; the points of answers still waiting for a
+    # teacher are `pending_points`, apart (never counted as 0). Provisional while pending_points > 0.
     score: Mapped[float | None] = mapped_column(Float)
     max_score: Mapped[float | None] = mapped_column(Float)
+    pending_points: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     reply_key: Mapped[str | None] = mapped_column(String(300))
     # The offline reader's readings per question (local and cascade exams), kept so a retried
     # cascade paper does not read its pages again.

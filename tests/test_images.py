@@ -1,11 +1,12 @@
 import io
 import math
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from bench.pages import exam_sheet, jpeg, phone_photo
-from shared.images import PageRejected, cheapest_scale, inspect_page, normalise_page, sheet_box
+from shared.images import PageRejected, cheapest_scale, greyscale, inspect_page, normalise_page, sheet_box
 from shared.refusals import RefusalKind
 from shared.spending.costs import image_tokens, tile_scheme_size
 from tests.helpers import page_bytes
@@ -95,3 +96,49 @@ def test_a_shadow_across_a_scan_is_not_mistaken_for_a_desk(turn):
     from PIL import ImageOps
 
     assert sheet_box(ImageOps.exif_transpose(photo).convert("L")) is not None  # a desk all round
+
+
+def _page_with_a_line_of_writing(mode: str) -> Image.Image:
+    """A white A4-ish page with one dark line across it, in `mode`."""
+    # ink a scanner's dark grey (40 of 255), as real scans are, not pure black
+    page = Image.open(io.BytesIO(page_bytes(size=(1240, 1754), fmt="PNG"))).convert("L").point(lambda v: max(v, 40))
+    if mode == "I;16":
+        values = np.asarray(page, dtype=np.uint16) * 257  # the same page at 16 bits
+        return Image.fromarray(values)
+    if mode == "RGBA":
+        transparent = page.convert("RGBA")
+        transparent.putalpha(page.point(lambda v: 255 - v))  # paper transparent, ink opaque black
+        return Image.merge("RGBA", (*Image.new("RGB", page.size, "black").split(), transparent.split()[3]))
+    return page.convert("RGB").convert(mode)
+
+
+@pytest.mark.parametrize("mode", ["I;16", "P", "CMYK", "RGBA"])
+def test_a_page_in_any_colour_mode_keeps_its_writing(mode):
+    image = _page_with_a_line_of_writing(mode)
+    grey = greyscale(image)
+    values = np.asarray(grey)
+    # paper stays light and the writing dark: nothing clipped to white, nothing turned black
+    assert grey.mode == "L" and np.median(values) > 200 and values.min() < 60, (mode, values.min(), np.median(values))
+    out = io.BytesIO()
+    image.save(out, "PNG" if mode != "CMYK" else "TIFF")
+    plain = normalise_page(page_bytes(size=(1240, 1754), fmt="PNG"), "gpt-4o", "high")
+    page = normalise_page(out.getvalue(), "gpt-4o", "high")
+    # cropped to the same writing as the 8-bit page, not sent as an empty sliver or a whole blank page
+    assert (
+        abs(page.width - plain.width) <= 0.05 * plain.width and abs(page.height - plain.height) <= 0.05 * plain.height
+    )
+
+
+def test_a_sixteen_bit_png_is_clipped_to_white_by_a_plain_conversion():
+    """Why greyscale() exists: Pillow's own conversion of this page loses every mark."""
+    image = _page_with_a_line_of_writing("I;16")
+    assert np.asarray(image.convert("L")).min() == 255
+    assert np.asarray(greyscale(image)).min() < 60
+
+
+def test_an_image_too_small_to_be_a_page_is_refused():
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), "white").save(out, "PNG")
+    with pytest.raises(PageRejected) as refused:
+        inspect_page(io.BytesIO(out.getvalue()), max_pixels=10_000_000)
+    assert refused.value.kind == RefusalKind.invalid and "too small" in refused.value.reason

@@ -63,6 +63,12 @@ def bomb_png() -> bytes:
     return out.getvalue()
 
 
+def thumbnail() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), "white").save(out, "PNG")
+    return out.getvalue()
+
+
 def gif() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (50, 50)).save(out, "GIF")
@@ -78,6 +84,7 @@ def gif() -> bytes:
         ("notes.txt", b"just some words", 415),
         ("broken.pdf", b"%PDF-1.7 this is not a real pdf", 422),
         ("long.pdf", pdf_bytes(21), 413),
+        ("tiny.png", thumbnail(), 422),
     ],
 )
 def test_refused_inputs_are_named_and_nothing_is_stored(client, auth, app, settings, name, data, status):

@@ -138,11 +138,19 @@ def test_an_illegible_answer_goes_to_review_and_is_not_scored_zero(live_api, aut
     assert question["needs_review"] and question["score"] is None
     assert "illegible" in question["review_reason"]
     assert paper["status"] == "needs_review" and paper["score"] == 4  # 2 + 2 scored, 3 pending
+    assert paper["pending_points"] == 3 and paper["provisional"] is True and paper["max_score"] == 7
+    report = httpx.get(f"{live_api}/v1/exams/{exam['id']}/report", headers=headers).json()
+    row = next(p for p in report["papers"] if p["id"] == paper["id"])
+    assert (row["score"], row["pending_points"], row["max_score"]) == (4, 3, 7)
+    # placed by its decided points (4 of 4), counted as provisional, never as 4 of 7
+    buckets = {b["range"]: (b["papers"], b["provisional"]) for b in report["score_distribution"]}
+    assert buckets["90-100%"] == (1, 1) and buckets["0-59%"] == (0, 0)
     # the teacher reads it: 24 cm, right
     after = httpx.patch(
         f"{live_api}/v1/papers/{paper['id']}/questions/3", headers=headers, json={"is_correct": True}
     ).json()
     assert after["status"] == "graded" and after["score"] == 7
+    assert after["pending_points"] == 0 and after["provisional"] is False
 
 
 def test_a_trial_run_grades_the_first_papers_and_holds_the_rest_until_released(live_api, auth, idle):

@@ -108,8 +108,10 @@ def resume(
 
 
 def settle(paper: Paper, max_score: float) -> None:
-    """The paper's score and status from its questions: needs_review while any question does."""
-    paper.score = sum(q.score for q in paper.questions if q.score is not None)
+    """The paper's score and status from its questions: needs_review while any question does.
+    The score counts final verdicts only; the points still waiting for a teacher are kept apart."""
+    paper.score = sum(q.score for q in paper.questions if q.score is not None and not q.needs_review)
+    paper.pending_points = sum(q.max_score for q in paper.questions if q.needs_review)
     paper.max_score = max_score
     waiting = sum(1 for q in paper.questions if q.needs_review)
     paper.status = PaperStatus.needs_review if waiting else PaperStatus.graded

@@ -25,6 +25,7 @@ GRADED = Paper.status.in_([PaperStatus.graded, PaperStatus.needs_review])
 FINAL = and_(GRADED, QuestionResult.needs_review.is_(False))
 MISSED = func.sum(case((QuestionResult.is_correct.is_(False), 1), else_=0))
 BUCKETS = [(0, 60, "0-59%"), (60, 70, "60-69%"), (70, 80, "70-79%"), (80, 90, "80-89%"), (90, 101, "90-100%")]
+PENDING_BUCKET = "pending review"
 
 
 def _rows(session: Session, query: Any) -> list[dict[str, Any]]:
@@ -50,14 +51,30 @@ def missed_points(session: Session, *conditions: Any, by_class: bool = False) ->
 
 
 def score_distribution(session: Session, exam_id: Any) -> list[dict[str, Any]]:
-    percent = cast(Paper.score, Float) * 100 / Paper.max_score
-    bucket = case(*[(and_(percent >= low, percent < high), label) for low, high, label in BUCKETS], else_="?")
-    counts = dict(
-        session.execute(
-            select(bucket, func.count()).where(Paper.exam_id == exam_id, GRADED, Paper.max_score > 0).group_by(bucket)
-        ).all()
+    """Papers by the share of the points decided so far that they earned. A paper with answers
+    waiting for review is placed by its decided points and counted as provisional; pending points
+    are never counted as 0. Papers with nothing decided yet are one bucket of their own."""
+    decided = Paper.max_score - Paper.pending_points
+    percent = cast(Paper.score, Float) * 100 / decided
+    bucket = case(
+        (decided <= 0, PENDING_BUCKET),
+        *[(and_(percent >= low, percent < high), label) for low, high, label in BUCKETS],
+        else_="?",
     )
-    return [{"range": label, "papers": int(counts.get(label, 0))} for _low, _high, label in BUCKETS]
+    provisional = func.sum(case((Paper.pending_points > 0, 1), else_=0))
+    counts = {
+        label: (int(papers), int(pending or 0))
+        for label, papers, pending in session.execute(
+            select(bucket, func.count(), provisional)
+            .where(Paper.exam_id == exam_id, GRADED, Paper.max_score > 0)
+            .group_by(bucket)
+        ).all()
+    }
+    labels = [label for _low, _high, label in BUCKETS] + [PENDING_BUCKET]
+    return [
+        {"range": label, "papers": counts.get(label, (0, 0))[0], "provisional": counts.get(label, (0, 0))[1]}
+        for label in labels
+    ]
 
 
 def question_accuracy(session: Session, exam_id: Any) -> list[dict[str, Any]]:
@@ -136,6 +153,7 @@ def exam_report(session: Session, exam: Exam) -> dict[str, Any]:
                 Paper.status_reason,
                 Paper.score,
                 Paper.max_score,
+                Paper.pending_points,
             )
             .where(Paper.exam_id == exam.id)
             .order_by(Paper.class_label, Paper.student_ref)
@@ -191,6 +209,7 @@ def student_report(
                 Paper.status,
                 Paper.score,
                 Paper.max_score,
+                Paper.pending_points,
                 Paper.created_at,
             )
             .join(Exam, Exam.id == Paper.exam_id)

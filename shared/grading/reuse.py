@@ -47,7 +47,7 @@ def reuse_earlier_result(session: Session, prepared: PreparedPaper) -> PaperStat
             QuestionKnowledgePoint(knowledge_point_id=kp.knowledge_point_id) for kp in question.knowledge_points
         ]
         paper.questions.append(copy)
-    paper.score, paper.max_score = source.score, source.max_score
+    paper.score, paper.max_score, paper.pending_points = source.score, source.max_score, source.pending_points
     paper.status, paper.status_reason = source.status, source.status_reason
     paper.reply_key, paper.reused_from, paper.graded_at = source.reply_key, source.id, utcnow()
     ledger.record_reuse(

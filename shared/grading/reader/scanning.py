@@ -17,7 +17,7 @@ from functools import cached_property
 from PIL import Image, ImageOps
 
 from shared import ocr
-from shared.images import ACCEPTED_FORMATS, flatten, ink_mask, sheet_box
+from shared.images import ACCEPTED_FORMATS, flatten, greyscale, ink_mask, sheet_box
 
 LONG_SIDE = 2000  # OCR reads a 150-300 dpi page well at this size; a 12 MP photo is halved
 
@@ -39,7 +39,7 @@ def upright_sheet(data: bytes) -> Image.Image:
     """The page upright, cut to the sheet when it is a photo with a desk around it, at most
     LONG_SIDE pixels, with uneven light divided out: what is read, and what crops are cut from."""
     with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as image:
-        gray = ImageOps.exif_transpose(image).convert("L")
+        gray = greyscale(ImageOps.exif_transpose(image))
     if (sheet := sheet_box(gray)) is not None:
         gray = gray.crop(sheet)
     scale = LONG_SIDE / max(gray.size)
