@@ -46,9 +46,17 @@ for names, dimension, factor in [
     (("元",), "money", sympy.Integer(1)),
     (("角",), "money", sympy.Rational(1, 10)),
     (("°", "度"), "angle", sympy.Integer(1)),
+    (("天", "日"), "time", sympy.Integer(86400)),
+    (("周", "星期"), "time", sympy.Integer(7 * 86400)),
 ]:
     for name in names:
         UNITS[name] = (dimension, factor)
+# Counting words (量词) that a word problem's answer carries: 26本 is 26 of something, and neither 26
+# nor 26个 of something else. Each is a dimension of its own. 分, 角 and 元 are money or time above.
+for (
+    classifier
+) in "本个只人名支枝张条棵朵辆块件盒箱袋瓶页次位套头匹把台间双杯包颗道篇场层组份筐桶堆捆艘架座所户".replace(" ", ""):
+    UNITS.setdefault(classifier, (f"count:{classifier}", sympy.Integer(1)))
 _UNIT_PATTERN = "|".join(sorted((re.escape(u) for u in UNITS), key=len, reverse=True))
 _QUANTITY = re.compile(rf"^(?P<number>.+?)\s*(?P<unit>{_UNIT_PATTERN})$", re.IGNORECASE)
 _REMAINDER = re.compile(r"^(-?\d+)\s*(?:…+|\.{3,}|余|r|R|remainder)\s*(\d+)$")

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from sqlalchemy.orm import Session
 
 from shared.grading import papers
+from shared.grading.answer_key import QuestionType
 from shared.grading.equivalence import equivalent
 from shared.grading.marks import QuestionMark, parse_marks
 from shared.grading.requests import MarkingContext
@@ -25,6 +26,8 @@ from shared.models import (
 from shared.provider import ProviderReply
 from shared.storage import Storage, reply_key
 
+# Answers the value check cannot compare: letters, and several blanks in one string.
+UNCHECKED = (QuestionType.choice, QuestionType.blanks)
 NO_KEY_CONFIDENCE = 0.6  # a verdict on a question the key did not answer is never more certain
 
 
@@ -62,7 +65,7 @@ def record_marks(
         mark = marks[question.id] if marked_by == MarkedBy.vision else context.local_marks[question.id]
         check = (
             equivalent(mark.student_answer, question.answer, tuple(question.accepted))
-            if subject == "math" and question.answer
+            if subject == "math" and question.answer and question.type not in UNCHECKED
             else None
         )
         reason = (

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from shared.grading.answer_key import KeyQuestion
+from shared.grading.answer_key import KeyQuestion, QuestionType, choice_letters
 from shared.grading.equivalence import equivalent, parse_value
 from shared.grading.marks import QuestionMark
 from shared.grading.reader.layout import normalise_text
@@ -100,8 +100,11 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
             correction=f"答案：{key}" if zh else f"Answer: {key}",
             explanation="没有作答。" if zh else "No answer was given.",
         )
-    check = equivalent(reading.text, key, tuple(question.accepted)) if subject == "math" else None
-    correct = check if check is not None else _text_equal(reading.text, question)
+    if question.type == QuestionType.blanks:
+        return _mark_blanks(reading, question, subject, zh)
+    # what is compared: for a word problem, the answer after 答： (the working stays in the reading)
+    compared = final_answer(reading.text) if question.type == QuestionType.word else reading.text
+    correct = _is_right(compared, question, subject)
     if correct:
         # A misreading that lands exactly on the key is far less likely than one that misses it.
         return QuestionMark(
@@ -115,16 +118,16 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
             confidence=round(0.5 + 0.5 * reading.confidence, 4),
         )
     confidence = reading.confidence
-    said = normalise_text(reading.text)
+    said = normalise_text(compared)
     near = any(
         _edit_distance(said, normalise_text(form)) <= max(1, len(normalise_text(form)) // 5)
         for form in (key, *question.accepted)
     )
     if near and reading.confidence < 0.98:
         confidence *= 0.8  # a character or two from the key, read unsurely: perhaps a misreading
-    if subject == "math" and _not_like_the_key(reading.text, key):
+    if subject == "math" and _not_like_the_key(compared, key):
         confidence *= 0.6  # the key is a value and the reading is not: probably misread
-    unit = subject == "math" and _unit_error(reading.text, key)
+    unit = subject == "math" and _unit_error(compared, key)
     error_type = "unit" if unit else "calculation" if subject == "math" else "concept"
     if zh:
         explanation = (
@@ -147,4 +150,65 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
         explanation=explanation,
         correction=f"正确答案：{key}" if zh else f"Correct answer: {key}",
         confidence=round(confidence, 4),
+    )
+
+
+# A word problem's printed 答： (or "Answer:") starts the final answer; the working above it is kept
+# for review but never compared.
+_ANSWER_LINE = re.compile(r"(?:答|Answer|A)\s*[:：]\s*", re.IGNORECASE)
+# Between the blanks of one question a pupil writes a comma, a semicolon or a wide gap.
+_BLANK_SEPARATOR = re.compile(r"\s*[,，;；、]\s*|\s{2,}")
+
+
+def final_answer(text: str) -> str:
+    """A word problem's answer: what follows the last 答： (or the last line, without one)."""
+    parts = _ANSWER_LINE.split(text)
+    last = parts[-1] if len(parts) > 1 else text.splitlines()[-1] if text.strip() else text
+    return last.strip().rstrip("。.")
+
+
+def _is_right(text: str, question: KeyQuestion, subject: str) -> bool:
+    """The reading against the key, by the question's type."""
+    key = question.answer or ""
+    if question.type == QuestionType.choice:
+        return bool(choice_letters(text)) and choice_letters(text) == key
+    if question.type == QuestionType.text:
+        return _text_equal(text, question)
+    check = equivalent(text, key, tuple(question.accepted)) if subject == "math" else None
+    return check if check is not None else _text_equal(text, question)
+
+
+def _mark_blanks(reading: AnswerReading, question: KeyQuestion, subject: str, zh: bool) -> QuestionMark:
+    """Each blank against its own answer, for its own points; a reading that does not split into
+    as many parts as there are blanks is only a guess at which part is which."""
+    parts = [part for part in _BLANK_SEPARATOR.split(reading.text.strip()) if part]
+    right = []
+    for number, blank in enumerate(question.blanks):
+        said = parts[number] if number < len(parts) else ""
+        check = equivalent(said, blank.answer, tuple(blank.accepted)) if subject == "math" and said else None
+        same = (
+            check
+            if check is not None
+            else any(normalise_text(said) == normalise_text(form) for form in (blank.answer, *blank.accepted))
+        )
+        right.append(bool(said) and same)
+    score = sum(blank.points for blank, ok in zip(question.blanks, right, strict=True) if ok)
+    confidence = reading.confidence if len(parts) == len(question.blanks) else reading.confidence * 0.5
+    wrong = [str(n) for n, ok in enumerate(right, 1) if not ok]
+    key = "；".join(blank.answer for blank in question.blanks)
+    if not wrong:
+        explanation = ""
+    elif zh:
+        explanation = f"第 {'、'.join(wrong)} 空不对：你写的是 {reading.text}，正确答案是 {key}。"
+    else:
+        explanation = f"Blank(s) {', '.join(wrong)} wrong: you wrote {reading.text}; the answers are {key}."
+    return QuestionMark(
+        student_answer=reading.text,
+        is_correct=not wrong,
+        score=score,
+        knowledge_points=list(question.knowledge_points),
+        error_type="none" if not wrong else "calculation" if subject == "math" else "concept",
+        explanation=explanation,
+        correction="" if not wrong else (f"正确答案：{key}" if zh else f"Correct answers: {key}"),
+        confidence=round(0.5 + 0.5 * confidence if not wrong else confidence, 4),
     )
