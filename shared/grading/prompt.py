@@ -40,7 +40,8 @@ def exam_context(exam: Exam, answer_key: AnswerKey, vocabulary: list[KnowledgePo
         "subject": exam.subject,
         "grade": exam.grade,
         "language": exam.language,
-        "answer_key": answer_key.model_dump(mode="json"),
+        # Fields left at their defaults say nothing the instructions do not: leaving them out is tokens saved.
+        "answer_key": answer_key.model_dump(mode="json", exclude_defaults=True),
         "rubric": exam.rubric,
         "knowledge_points": {kp.id: f"{kp.name_zh} / {kp.name_en}" for kp in vocabulary},
     }

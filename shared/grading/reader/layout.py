@@ -106,6 +106,28 @@ def is_heading(line: ocr.TextLine) -> bool:
     return _HEADING.match(unicodedata.normalize("NFKC", line.text)) is not None
 
 
+# A page footer or header: 第1页（共2页）, 共2页, - 1 -, 1/2, Page 1 of 2.
+_FOOTER = re.compile(
+    r"^\s*(?:第\s*\d+\s*页.*|.*共\s*\d+\s*页.*|[-—–]\s*\d+\s*[-—–]|\d+\s*/\s*\d+|page\s+\d+(?:\s+of\s+\d+)?)\s*$",
+    re.IGNORECASE,
+)
+FOOTER_BAND = 0.1  # footers and running headers sit in the top or bottom tenth of the page
+
+
+def is_footer(line: ocr.TextLine, page_height: int) -> bool:
+    """A printed page number or running footer at the top or foot of the page: never an answer."""
+    near_edge = line.box[1] > (1 - FOOTER_BAND) * page_height or line.box[3] < FOOTER_BAND * page_height
+    return near_edge and _FOOTER.match(unicodedata.normalize("NFKC", line.text)) is not None
+
+
+# The printed options of a choice question: A.41  B.4000  C.4  D.40 (at least two of them).
+_OPTIONS = re.compile(r"^\s*[(（]?A\s*[)）.．、:：].*[(（]?B\s*[)）.．、:：]", re.IGNORECASE)
+
+
+def is_options_line(line: ocr.TextLine) -> bool:
+    return _OPTIONS.match(unicodedata.normalize("NFKC", line.text)) is not None
+
+
 def is_printed(line: ocr.TextLine, anchor: ocr.TextLine, prompt: str, page_width: int) -> bool:
     """A line under the question that is print, not the answer: a section heading at the questions'
     margin, or the prompt wrapping on (its text is part of the prompt, and it is long, or starts

@@ -103,7 +103,8 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     if question.type == QuestionType.blanks:
         return _mark_blanks(reading, question, subject, zh)
     # what is compared: for a word problem, the answer after 答： (the working stays in the reading)
-    compared = final_answer(reading.text) if question.type == QuestionType.word else reading.text
+    written_answer_line = _CHINESE_ANSWER_LINE.search(reading.text) is not None and "答" not in key
+    compared = final_answer(reading.text) if question.type == QuestionType.word or written_answer_line else reading.text
     correct = _is_right(compared, question, subject)
     if correct:
         # A misreading that lands exactly on the key is far less likely than one that misses it.
@@ -156,6 +157,7 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
 # A word problem's printed 答： (or "Answer:") starts the final answer; the working above it is kept
 # for review but never compared.
 _ANSWER_LINE = re.compile(r"(?:答|Answer|A)\s*[:：]\s*", re.IGNORECASE)
+_CHINESE_ANSWER_LINE = re.compile(r"答\s*[:：]")
 # Between the blanks of one question a pupil writes a comma, a semicolon or a wide gap.
 _BLANK_SEPARATOR = re.compile(r"\s*[,，;；、]\s*|\s{2,}")
 

@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from PIL import Image, ImageDraw
 
 from shared import ocr
-from shared.grading.answer_key import AnswerKey, KeyQuestion
+from shared.grading.answer_key import AnswerKey, KeyQuestion, QuestionType, choice_letters
 from shared.grading.reader.layout import (
     Anchor,
     answer_ink,
     find_anchors,
     in_reading_order,
+    is_footer,
     is_heading,
+    is_options_line,
     is_printed,
     normalise_text,
     question_line,
@@ -58,14 +61,30 @@ class AnswerReading:
         return cls(**{**value, "region": tuple(region) if region else None})
 
 
-def _inserted_text(line_text: str, prompt: str) -> str:
-    """What a question's printed line holds beyond the key's prompt: an answer written in a blank."""
+def _inserted_text(line_text: str, prompt: str, separator: str = "") -> str:
+    """What a question's printed line holds beyond the key's prompt: an answer written in a blank.
+    For a blanks question, answers with print between them are kept apart by `separator`."""
     said, printed = normalise_text(line_text), normalise_text(prompt)
     if not printed:
         return ""
     matcher = difflib.SequenceMatcher(None, said, printed, autojunk=False)
-    extra = "".join(said[i1:i2] for tag, i1, i2, _j1, _j2 in matcher.get_opcodes() if tag in ("delete", "replace"))
-    return extra if re.search(r"\w", extra) else ""  # a misread sign is not an answer
+    parts = [said[i1:i2] for tag, i1, i2, _j1, _j2 in matcher.get_opcodes() if tag in ("delete", "replace")]
+    parts = [part.strip("()（）[]【】") for part in parts if re.search(r"\w", part)]  # a misread sign is not one
+    return separator.join(part for part in parts if part)
+
+
+# A choice answer: a letter (or letters) written inside the question's brackets: （ B ）.
+_BRACKETED = re.compile(r"[(（]\s*([A-Ha-h]{1,4})\s*[)）]")
+
+
+def _bracketed_letter(anchor: Anchor, on_line: list[ocr.TextLine]) -> tuple[str, float] | None:
+    """The option letter(s) written in the brackets on a choice question's own line."""
+    for line in [anchor.line, *[l for l in on_line if l is not anchor.line]]:
+        text = line.text[len(line.text) - len(anchor.rest) :] if line is anchor.line else line.text
+        found = _BRACKETED.findall(unicodedata.normalize("NFKC", text))
+        if found:
+            return choice_letters(found[-1]), line.score
+    return None
 
 
 def read_answers(pages: list[PageScan], key: AnswerKey) -> dict[str, AnswerReading]:
@@ -113,7 +132,13 @@ def _read_area(
     top = max(l.box[3] for l in on_line) + max(2, typical // 6)
     in_area = [l for l in page.lines if id(l) not in claimed and top - 2 <= l.centre_y < bottom]
     printed_prompt = normalise_text(question.prompt)
-    printed = [l for l in in_area if is_printed(l, anchor.line, printed_prompt, page.image.width)]
+    printed = [
+        l
+        for l in in_area
+        if is_printed(l, anchor.line, printed_prompt, page.image.width)
+        or is_footer(l, page.image.height)
+        or is_options_line(l)
+    ]
     headings = [l for l in printed if is_heading(l)]
     if headings:  # the answer area ends where the next section begins
         bottom = min(bottom, min(l.box[1] for l in headings))
@@ -129,9 +154,13 @@ def _read_area(
     ink_pixels = mask.histogram()[255]
     box = mask.getbbox() if ink_pixels >= MIN_INK_PIXELS else None
 
+    if question.type == QuestionType.choice and (letter := _bracketed_letter(anchor, on_line)) is not None:
+        text, score = letter
+        return AnswerReading(question.id, "read", text, round(score, 4), **where, note="the letter in the brackets")
     if box is None and not written:
         line_text = anchor.rest + "".join(l.text for l in on_line if l is not anchor.line)
-        if inline := _inserted_text(line_text, question.prompt):  # written into the question's blank
+        separator = "；" if question.type == QuestionType.blanks else ""
+        if inline := _inserted_text(line_text, question.prompt, separator):  # written into the question's blank
             return AnswerReading(
                 question.id,
                 "read",
@@ -147,6 +176,11 @@ def _read_area(
         if any(l.height > 1.3 * print_height for l in on_line):  # print and something taller
             return AnswerReading(
                 question.id, "blank", "", 0.6, **where, note="the question's line holds more than its print, unread"
+            )
+        if not question.prompt and (anchor.rest.strip() or len(on_line) > 1):
+            # Without the question's text, print and an answer written into the line look alike.
+            return AnswerReading(
+                question.id, "blank", "", 0.5, **where, note="the question's line has text the key does not give"
             )
         return AnswerReading(question.id, "blank", "", 0.95, **where)
 
