@@ -70,6 +70,7 @@ def test_report_counts_per_point_class_and_student_are_exact_and_follow_an_overr
         "70-79%": 2,
         "80-89%": 0,
         "90-100%": 1,
+        "pending review": 0,
     }
     student = httpx.get(f"{live_api}/v1/students/B2", headers=headers, params={"exam": exam["id"]}).json()
     assert {w["id"]: (w["missed"], w["attempted"]) for w in student["weak_points"]} == {
