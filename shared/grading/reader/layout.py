@@ -23,6 +23,24 @@ from shared.grading.answer_key import AnswerKey
 from shared.grading.reader.scanning import PageScan
 
 _ANCHOR = re.compile(r"^\s*[(（]?\s*(?:第\s*)?(?P<id>[0-9]{1,3}[a-zA-Z]?)\s*(?:[)）.．、,，:：]|题)")
+# Forms that cannot be a decimal or a time: （3）, 第3题, ③. Found anywhere on a line, in any column.
+_UNAMBIGUOUS = re.compile(r"^\s*(?:[(（]\s*[0-9]{1,3}[a-zA-Z]?\s*[)）]|第\s*[0-9]{1,3}\s*题)")
+_CIRCLED = {chr(0x2460 + n): f"{n + 1}." for n in range(20)}  # ① .. ⑳, which NFKC would glue to what follows
+# What a printed question holds after its number: an operation, a bracket or blank, or Chinese text.
+_QUESTION_TEXT = re.compile(r"[+\-−×÷=＝<>（(_]|[\u4e00-\u9fff]")
+# A key id numbered within its section ("2.3": section 2, question 3) is printed as its last part.
+_SECTION_NUMBERED = re.compile(r"^[0-9]{1,2}[.．-](?P<number>[0-9]{1,3}[a-zA-Z]?)$")
+
+
+def printed_number(question_id: str) -> str:
+    """The number printed on the paper for a key question: '3' for '3', and for '2.3' too."""
+    if match := _SECTION_NUMBERED.match(question_id):
+        return match.group("number").lower()
+    return question_id.lower()
+
+
+def _anchor_text(text: str) -> str:
+    return unicodedata.normalize("NFKC", "".join(_CIRCLED.get(ch, ch) for ch in text))
 
 
 def normalise_text(text: str) -> str:
@@ -60,26 +78,43 @@ def find_anchors(pages: list[PageScan], key: AnswerKey) -> dict[str, Anchor]:
     candidates: list[tuple[int, ocr.TextLine, str, str]] = []
     for index, page in enumerate(pages):
         for line in sorted(page.lines, key=lambda l: (l.box[1], l.box[0])):
-            if match := _ANCHOR.match(unicodedata.normalize("NFKC", line.text)):
-                candidates.append((index, line, match.group("id").lower(), line.text[match.end() :]))
+            text = _anchor_text(line.text)
+            if match := _ANCHOR.match(text):
+                candidates.append((index, line, match.group("id").lower(), text[match.end() :]))
     margins = {}
     for index in range(len(pages)):
         xs = [line.box[0] for i, line, _id, _rest in candidates if i == index]
         margins[index] = min(xs) if xs else 0
     anchors: dict[str, Anchor] = {}
-    position = (-1, -1)
+    previous: tuple[int, ocr.TextLine] | None = None
     for question in key.questions:
+        number = printed_number(question.id)
         for index, line, qid, rest in candidates:
-            if qid != question.id.lower() or (index, line.box[1]) <= position:
+            if qid != number or (previous is not None and not _comes_after(index, line, *previous)):
                 continue
-            if line.box[0] > margins[index] + 0.12 * pages[index].image.width:
-                continue  # not at the left margin: an answer like "3.5", not a question number
+            at_margin = line.box[0] <= margins[index] + 0.12 * pages[index].image.width
+            # Away from the margin (a second column), only a number that cannot be an answer like
+            # "3.5" counts: (3), 第3题, or a number followed by the question's own text.
+            in_a_column = (
+                _UNAMBIGUOUS.match(_anchor_text(line.text)) is not None or _QUESTION_TEXT.search(rest[:12]) is not None
+            )
+            if not at_margin and not in_a_column:
+                continue
             if question.prompt and _prompt_similarity(rest, question.prompt) < 0.4:
                 continue
             anchors[question.id] = Anchor(index, line, rest)
-            position = (index, line.box[1])
+            previous = (index, line)
             break
     return anchors
+
+
+def _comes_after(index: int, line: ocr.TextLine, before_index: int, before: ocr.TextLine) -> bool:
+    """Reading order: a later page, a lower row, or further right on the same row."""
+    if index != before_index:
+        return index > before_index
+    if _overlap(line.box, before.box) >= 0.5:
+        return line.box[0] > before.box[2] - 5
+    return line.box[1] > before.box[1]
 
 
 def in_reading_order(lines: Iterable[ocr.TextLine]) -> list[ocr.TextLine]:
@@ -124,8 +159,29 @@ def is_footer(line: ocr.TextLine, page_height: int) -> bool:
 _OPTIONS = re.compile(r"^\s*[(（]?A\s*[)）.．、:：].*[(（]?B\s*[)）.．、:：]", re.IGNORECASE)
 
 
-def is_options_line(line: ocr.TextLine) -> bool:
-    return _OPTIONS.match(unicodedata.normalize("NFKC", line.text)) is not None
+_ONE_OPTION = re.compile(r"^\s*[(（]?[A-H]\s*[)）.．、:：]\s*\S", re.IGNORECASE)
+
+
+def is_options_line(line: ocr.TextLine, lines: list[ocr.TextLine] | None = None) -> bool:
+    """Printed options: 'A.41 B.4000 ...' on one line, or 'A.12' beside another option on its row."""
+    text = unicodedata.normalize("NFKC", line.text)
+    if _OPTIONS.match(text):
+        return True
+    if lines is None or not _ONE_OPTION.match(text):
+        return False
+    return any(
+        other is not line and _overlap(other.box, line.box) >= 0.5 and _ONE_OPTION.match(other.text) for other in lines
+    )
+
+
+def ink_beside(page: PageScan, line: ocr.TextLine, right: int | None) -> int:
+    """Ink pixels on a question's row to the right of its printed text: writing the reader missed."""
+    limit = right if right is not None else page.image.width
+    pad = max(4, line.height // 5)
+    band = (min(limit, line.box[2] + pad), line.box[1], max(line.box[2] + pad, limit - pad), line.box[3])
+    if band[2] <= band[0]:
+        return 0
+    return page.ink.crop(band).histogram()[255]
 
 
 def is_printed(line: ocr.TextLine, anchor: ocr.TextLine, prompt: str, page_width: int) -> bool:
@@ -141,17 +197,35 @@ def is_printed(line: ocr.TextLine, anchor: ocr.TextLine, prompt: str, page_width
     return len(said) >= 0.5 * len(prompt) or abs(line.box[0] - anchor.box[0]) <= 0.03 * page_width
 
 
-def question_line(page: PageScan, anchor: Anchor) -> list[ocr.TextLine]:
+def question_line(page: PageScan, anchor: Anchor, right: int | None = None) -> list[ocr.TextLine]:
     """The question's printed line: the number's line, what continues it to the right, and an
-    answer written after it (handwriting sits a little above or below the printed baseline)."""
+    answer written after it (handwriting sits a little above or below the printed baseline), up to
+    `right`, where the next question of the same row begins (a second column)."""
     box = anchor.line.box
+    limit = right if right is not None else page.image.width + 1
     return [
         l
         for l in page.lines
         if l is anchor.line
-        or (_overlap(l.box, box) >= 0.5 and l.box[0] >= box[0])
-        or (_overlap(l.box, box) >= 0.2 and l.box[0] >= box[2] - 10)
+        or l.box[0] < limit - 5
+        and (
+            (_overlap(l.box, box) >= 0.5 and l.box[0] >= box[0])
+            or (_overlap(l.box, box) >= 0.2 and l.box[0] >= box[2] - 10)
+        )
     ]
+
+
+def next_in_row(anchor: Anchor, anchors: list[Anchor]) -> int | None:
+    """Where the next question printed on the same row begins, if one does."""
+    starts = [
+        other.line.box[0]
+        for other in anchors
+        if other.page == anchor.page
+        and other is not anchor
+        and _overlap(other.line.box, anchor.line.box) >= 0.5
+        and other.line.box[0] > anchor.line.box[0]
+    ]
+    return min(starts) if starts else None
 
 
 def answer_ink(page: PageScan, top: int, bottom: int, printed: list[ocr.TextLine]) -> Image.Image:

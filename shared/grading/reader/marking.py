@@ -128,6 +128,11 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
         confidence *= 0.8  # a character or two from the key, read unsurely: perhaps a misreading
     if subject == "math" and _not_like_the_key(compared, key):
         confidence *= 0.6  # the key is a value and the reading is not: probably misread
+    if any(
+        len(said) >= len(normalise_text(form)) + 2 and normalise_text(form) in said
+        for form in (key, *question.accepted)
+    ):
+        confidence *= 0.5  # the key's answer is there with more around it: a crossed-out try, or print
     unit = subject == "math" and _unit_error(compared, key)
     error_type = "unit" if unit else "calculation" if subject == "math" else "concept"
     if zh:

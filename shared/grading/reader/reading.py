@@ -26,10 +26,12 @@ from shared.grading.reader.layout import (
     answer_ink,
     find_anchors,
     in_reading_order,
+    ink_beside,
     is_footer,
     is_heading,
     is_options_line,
     is_printed,
+    next_in_row,
     normalise_text,
     question_line,
 )
@@ -73,6 +75,76 @@ def _inserted_text(line_text: str, prompt: str, separator: str = "") -> str:
     return separator.join(part for part in parts if part)
 
 
+# An answer found inside a printed line, read once, is never trusted as a verdict on its own.
+INLINE_ONCE = 0.85
+
+
+def _inline_reading(
+    page: PageScan, on_line: list[ocr.TextLine], qid: str, text: str, score: float, where: dict[str, Any], note: str
+) -> AnswerReading:
+    """An answer found inside the question's line, read a second time on its own (cut from where it
+    sits in the line): two readings that agree are trusted as any two are; one is not."""
+    second = _read_again(page, on_line, text)
+    if second is not None and normalise_text(second[0]) == normalise_text(text):
+        return AnswerReading(qid, "read", text, round(max(score, second[1]), 4), **where, note=f"{note}; read twice")
+    return AnswerReading(qid, "read", text, round(score, 4), **where, note=note)
+
+
+def _read_again(page: PageScan, on_line: list[ocr.TextLine], text: str) -> tuple[str, float] | None:
+    """Recognise `text` again from the part of its line where it sits (by its characters' share of
+    the line's width), with a little margin; None when it cannot be placed."""
+    wanted = normalise_text(text).replace("；", "")
+    for line in on_line:
+        said = normalise_text(line.text)
+        at = said.rfind(wanted) if wanted else -1
+        if at < 0 or not said:
+            continue
+        width = line.box[2] - line.box[0]
+        left = line.box[0] + width * at / len(said)
+        right = line.box[0] + width * (at + len(wanted)) / len(said)
+        pad = max(6, line.height // 3)
+        crop = page.image.crop(
+            (
+                max(0, round(left - pad)),
+                max(0, line.box[1] - pad // 2),
+                min(page.image.width, round(right + pad)),
+                min(page.image.height, line.box[3] + pad // 2),
+            )
+        )
+        again, score = ocr.recognise(crop)
+        return clean_reading(again), score
+    return None
+
+
+_BRACKETS = re.compile(r"[(（]\s*([^（()）]*?)\s*[)）]")
+_BLANK_MARK = re.compile(r"[(（]\s*[)）]|_{2,}")  # an empty blank: the answer is not after the '='
+
+
+_OPERATION = re.compile(r"[=＝+\-−×÷<>]")
+
+
+def _answer_boxes(anchor: Anchor, on_line: list[ocr.TextLine]) -> str:
+    """The text of boxes on the question's row, besides its number's, that hold no operation."""
+    parts = [l.text for l in on_line if l is not anchor.line and not _OPERATION.search(l.text)]
+    parts = [normalise_text(part) for part in parts if re.search(r"\w", part)]
+    return "；".join(parts) if len(parts) > 1 else "".join(parts)
+
+
+def _bracket_contents(line_text: str) -> list[str]:
+    """What is written inside the brackets of a line, when every bracket holds something."""
+    contents = [normalise_text(c) for c in _BRACKETS.findall(unicodedata.normalize("NFKC", line_text))]
+    return contents if contents and all(contents) else []
+
+
+_EQUALS_ANSWER = re.compile(r"[=＝]\s*(?P<answer>[^=＝]*\w[^=＝]*)$")
+
+
+def _after_equals(line_text: str) -> str:
+    """What is written after a calculation's last '=' (on a line without the key's prompt)."""
+    match = _EQUALS_ANSWER.search(unicodedata.normalize("NFKC", line_text).strip())
+    return normalise_text(match.group("answer")) if match else ""
+
+
 # A choice answer: a letter (or letters) written inside the question's brackets: （ B ）.
 _BRACKETED = re.compile(r"[(（]\s*([A-Ha-h]{1,4})\s*[)）]")
 
@@ -90,7 +162,9 @@ def _bracketed_letter(anchor: Anchor, on_line: list[ocr.TextLine]) -> tuple[str,
 def read_answers(pages: list[PageScan], key: AnswerKey) -> dict[str, AnswerReading]:
     anchors = find_anchors(pages, key)
     ordered = sorted(anchors.items(), key=lambda item: (item[1].page, item[1].line.box[1]))
-    on_lines = {qid: question_line(pages[anchor.page], anchor) for qid, anchor in ordered}
+    every = [anchor for _qid, anchor in ordered]
+    rights = {qid: next_in_row(anchor, every) for qid, anchor in ordered}
+    on_lines = {qid: question_line(pages[anchor.page], anchor, rights[qid]) for qid, anchor in ordered}
     claimed = {id(line) for lines in on_lines.values() for line in lines}
     heights = sorted(anchor.line.height for _qid, anchor in ordered)
     print_height = heights[len(heights) // 2] if heights else 0
@@ -100,7 +174,7 @@ def read_answers(pages: list[PageScan], key: AnswerKey) -> dict[str, AnswerReadi
         following = ordered[position + 1][1] if position + 1 < len(ordered) else None
         question = next(q for q in key.questions if q.id == qid)
         bottom = following.line.box[1] if following and following.page == anchor.page else page.image.height
-        readings[qid] = _read_area(page, anchor, on_lines[qid], claimed, question, bottom, print_height)
+        readings[qid] = _read_area(page, anchor, on_lines[qid], claimed, question, bottom, print_height, rights[qid])
     for question in key.questions:
         if question.id not in readings:
             readings[question.id] = AnswerReading(
@@ -125,6 +199,7 @@ def _read_area(
     question: KeyQuestion,
     bottom: int,
     print_height: int,
+    right: int | None = None,
 ) -> AnswerReading:
     """Read one question's answer area: blank, one reading or two, with the confidence earned."""
     typical = page.line_height
@@ -137,7 +212,7 @@ def _read_area(
         for l in in_area
         if is_printed(l, anchor.line, printed_prompt, page.image.width)
         or is_footer(l, page.image.height)
-        or is_options_line(l)
+        or is_options_line(l, in_area)
     ]
     headings = [l for l in printed if is_heading(l)]
     if headings:  # the answer area ends where the next section begins
@@ -156,18 +231,14 @@ def _read_area(
 
     if question.type == QuestionType.choice and (letter := _bracketed_letter(anchor, on_line)) is not None:
         text, score = letter
-        return AnswerReading(question.id, "read", text, round(score, 4), **where, note="the letter in the brackets")
+        return _inline_reading(page, on_line, question.id, text, score, where, "the letter in the brackets")
     if box is None and not written:
         line_text = anchor.rest + "".join(l.text for l in on_line if l is not anchor.line)
         separator = "；" if question.type == QuestionType.blanks else ""
         if inline := _inserted_text(line_text, question.prompt, separator):  # written into the question's blank
-            return AnswerReading(
-                question.id,
-                "read",
-                inline,
-                min(min(l.score for l in on_line), 0.85),
-                **where,
-                note="read from the question's own line",
+            score = min(min(l.score for l in on_line), INLINE_ONCE)
+            return _inline_reading(
+                page, on_line, question.id, inline, score, where, "read from the question's own line"
             )
         if printed:  # text was found here, and taken for the prompt: perhaps wrongly
             return AnswerReading(
@@ -177,11 +248,31 @@ def _read_area(
             return AnswerReading(
                 question.id, "blank", "", 0.6, **where, note="the question's line holds more than its print, unread"
             )
+        if not question.prompt and (filled := _bracket_contents(line_text)):
+            # No prompt to subtract: what is written inside the line's brackets is the answer.
+            score = min(min(l.score for l in on_line), INLINE_ONCE)
+            answer = ("；" if question.type == QuestionType.blanks else "").join(filled)
+            return _inline_reading(page, on_line, question.id, answer, score, where, "read inside the brackets")
+        if not question.prompt and (apart := _answer_boxes(anchor, on_line)):
+            # Written apart from the print (the detector boxed it alone), with no operation in it.
+            score = min(min(l.score for l in on_line), INLINE_ONCE)
+            return _inline_reading(page, on_line, question.id, apart, score, where, "read beside the question")
+        if not question.prompt and not _BLANK_MARK.search(line_text) and (after := _after_equals(line_text)):
+            # No prompt to subtract: a calculation's answer is what follows its last '='.
+            score = min(min(l.score for l in on_line), INLINE_ONCE)
+            return _inline_reading(page, on_line, question.id, after, score, where, "read after the question's '='")
         if not question.prompt and (anchor.rest.strip() or len(on_line) > 1):
             # Without the question's text, print and an answer written into the line look alike.
             return AnswerReading(
                 question.id, "blank", "", 0.5, **where, note="the question's line has text the key does not give"
             )
+        unread_tail = any(l.text != l.text.rstrip() for l in on_line)  # the detector saw more than it read
+        if unread_tail or ink_beside(page, max(on_line, key=lambda l: l.box[2]), right) >= MIN_INK_PIXELS:
+            return AnswerReading(
+                question.id, "blank", "", 0.5, **where, note="there is writing beside the question, unread"
+            )
+        if question.type == QuestionType.choice:  # the letter sits inside the printed line: unseen is not blank
+            return AnswerReading(question.id, "blank", "", 0.6, **where, note="no letter was read in the brackets")
         return AnswerReading(question.id, "blank", "", 0.95, **where)
 
     det_text = clean_reading(" ".join(l.text for l in written))

@@ -1,0 +1,60 @@
+"""The template-free reader on school layouts: numbering styles, columns, footers, options lines,
+brackets, two blanks; and a generated school paper read with no confident wrong verdict."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.school_papers import make_school_paper
+from shared import ocr
+from shared.grading.answer_key import AnswerKey
+from shared.grading.offline import read_offline
+from shared.grading.reader.layout import is_footer, is_options_line, printed_number
+from shared.grading.reader.reading import _after_equals, _bracket_contents, _inserted_text
+
+
+def line(text: str, box: tuple[int, int, int, int] = (100, 100, 400, 130)) -> ocr.TextLine:
+    return ocr.TextLine(text=text, score=0.99, box=box)
+
+
+def test_a_question_numbered_within_its_section_is_found_by_its_printed_number():
+    assert printed_number("2.3") == "3" and printed_number("12") == "12" and printed_number("2b") == "2b"
+
+
+@pytest.mark.parametrize("text", ["第1页（共2页）", "- 1 -", "数学试卷 第2页 共2页", "1/2", "Page 1 of 2"])
+def test_page_footers_are_print_at_the_foot_of_the_page(text):
+    assert is_footer(line(text, (500, 1700, 700, 1730)), page_height=1754)
+    assert not is_footer(line(text, (500, 800, 700, 830)), page_height=1754)  # mid-page: not a footer
+
+
+def test_an_options_line_is_print_whether_read_as_one_line_or_one_box_an_option():
+    assert is_options_line(line("A.41   B.4000   C.4   D.40"))
+    row = [line("A.12", (180, 790, 250, 826)), line("B.8", (404, 788, 466, 826)), line("C.4", (632, 788, 690, 827))]
+    assert all(is_options_line(option, row) for option in row)
+    alone = line("A.12", (180, 790, 250, 826))
+    assert not is_options_line(alone, [alone, line("12个", (180, 900, 250, 930))])  # an answer "A.12"? not print
+
+
+def test_answers_inside_a_line_two_blanks_apart_brackets_and_after_the_equals():
+    prompt = "一个长方形长6厘米，宽4厘米，周长是（ ）厘米，面积是（ ）平方厘米。"
+    read = "一个长方形长6厘米，宽4厘米，周长是（20）厘米，面积是（24）平方厘米。"
+    assert _inserted_text(read, prompt, "；") == "20；24"
+    assert _inserted_text(read, prompt) == "2024"  # one blank expected: one answer
+    assert _bracket_contents("0.3里面有（3）个0.1") == ["3"]
+    assert _bracket_contents("4吨=（ ）千克") == []  # an empty blank holds no answer
+    assert _after_equals("36+47=83") == "83"
+
+
+@pytest.mark.parametrize("seed", [20006])
+def test_a_generated_school_paper_is_read_with_no_confident_wrong_verdict(seed):
+    paper = make_school_paper(seed)
+    key = AnswerKey.model_validate(paper.answer_key)
+    offline = read_offline(paper.pages, key, subject="math", language="zh", threshold=0.9, crops=False)
+    confident = [t for t in paper.truth if offline.marks[t.question_id].confidence >= 0.9]
+    wrong = [
+        (t.question_id, t.written, offline.marks[t.question_id].student_answer)
+        for t in confident
+        if offline.marks[t.question_id].is_correct != t.correct
+    ]
+    assert wrong == []
+    assert len(confident) >= 3, "the reader found and trusted almost nothing on a plain school paper"
