@@ -31,7 +31,9 @@ from bench.school_papers import SchoolPaper, make_school_paper
 from shared.grading.answer_key import AnswerKey
 from shared.grading.offline import cheaper_crops, read_offline, unsure_questions
 from shared.grading.reader import scanning
-from shared.grading.reader.reading import AnswerReading
+from shared.grading.reader.marking import mark_reading
+from shared.grading.reader.reading import AnswerReading, crop_sheet
+from shared.grading.reader.template import read_template, read_with_template
 from shared.images import normalise_page
 from shared.models import Exam
 from shared.settings import get_settings
@@ -78,6 +80,9 @@ def main() -> None:
     args = parser.parse_args()
 
     groups: dict[str, Counter[str]] = defaultdict(Counter)
+    templated: dict[str, Counter[str]] = defaultdict(Counter)
+    templated_cpu = 0.0
+    aligned = templated_cascade = 0
     cpu = wall = 0.0
     pages = vision_tokens = cascade_tokens = 0
     scanning.scan_page(make_school_paper(args.seed).pages[0], 1)  # load the OCR engine outside the timing
@@ -112,6 +117,55 @@ def main() -> None:
                     f"({reading.state}, {reading.confidence:.2f} -> {mark.confidence:.2f}) {reading.note}"
                 )
         every_page, cascade = _tokens(paper, key, offline, args.threshold, n)
+        started_cpu = time.process_time()
+        template = read_template(paper.template_pages, key)
+        with_template = read_with_template(paper.pages, template, key)
+        templated_cpu += time.process_time() - started_cpu
+        aligned += with_template is not None
+        readings = (
+            with_template.readings
+            if with_template is not None
+            else {qid: AnswerReading.from_json(value) for qid, value in offline.local_reading["questions"].items()}
+        )
+        templated_marks = {q.id: mark_reading(readings[q.id], q, "math", "zh") for q in key.questions}
+        for truth in paper.truth:
+            mark = templated_marks[truth.question_id]
+            sure = mark.confidence >= args.threshold
+            right = mark.is_correct == truth.correct and abs(mark.score - truth.score) < 1e-6
+            for group in (
+                "all",
+                f"kind:{truth.kind}",
+                f"variant:{paper.variant}",
+                f"prompts:{'with' if paper.has_prompts else 'without'}",
+                f"design:{paper.design}",
+            ):
+                templated[group].update(
+                    questions=1, confident=sure, confident_right=sure and right, silent=sure and not right
+                )
+            if args.show_errors and (not right or not sure):
+                print(
+                    f"  {'SILENT ' if sure and not right else ''}with template: seed {paper.seed} "
+                    f"q{truth.question_id} {truth.kind} wrote {truth.written!r} read "
+                    f"{readings[truth.question_id].text!r} ({readings[truth.question_id].state}, "
+                    f"{readings[truth.question_id].confidence:.2f} -> {mark.confidence:.2f}) "
+                    f"{readings[truth.question_id].note}"
+                )
+        unsure = unsure_questions(templated_marks, args.threshold)
+        if unsure and with_template is not None:
+            sheet = crop_sheet(with_template.aligned, [readings[qid] for qid in unsure])
+            exam = Exam(
+                id=uuid.UUID(int=n),
+                subject="math",
+                grade=paper.grade,
+                language="zh",
+                rubric="",
+                model=MODEL,
+                image_detail=DETAIL,
+            )
+            asked = AnswerKey(questions=[q for q in key.questions if q.id in unsure])
+            templated_cascade += prompt_tokens(exam, asked, [(sheet.width, sheet.height)], "crops")
+        elif unsure:
+            templated_cascade += cascade
         vision_tokens += every_page
         cascade_tokens += cascade
         print(
@@ -145,7 +199,33 @@ def main() -> None:
         f"{overall['silently_wrong_share']:.2%} (target <= 1%); CPU {without['cpu_seconds_per_page']} s a page; "
         f"cascade {cascade_tokens} of {vision_tokens} vision tokens ({without['cascade_token_ratio']:.1%})"
     )
-    print("with templates: not built yet (registration and print removal); no figure is claimed")
+    overall_t = _share(templated["all"])
+    with_template = {
+        **overall_t,
+        "papers_aligned_share": round(aligned / max(1, args.papers), 4),
+        "cpu_seconds_per_page": round((cpu + templated_cpu) / max(1, pages), 3),
+        "cascade_token_ratio": round(templated_cascade / max(1, vision_tokens), 4),
+        "by_group": {name: _share(stats) for name, stats in sorted(templated.items()) if name != "all"},
+        "targets_met": overall_t["confident_share"] >= 0.85
+        and overall_t["accuracy_on_confident"] >= 0.99
+        and overall_t["silently_wrong_share"] <= 0.003
+        and templated_cascade <= 0.3 * vision_tokens,
+    }
+    print("\nwith templates, by group:")
+    for name, figures in with_template["by_group"].items():
+        print(
+            f"  {name:22s} questions {figures['questions']:4d}  confident {figures['confident_share']:6.1%}  "
+            f"right when confident {figures['accuracy_on_confident']:6.1%}  "
+            f"silently wrong {figures['silently_wrong_share']:.1%}"
+        )
+    print(
+        f"\nwith templates: {aligned} of {args.papers} papers aligned; confident {overall_t['confident_share']:.1%} "
+        f"(target >= 85%), right when confident {overall_t['accuracy_on_confident']:.2%} (target >= 99%), "
+        f"silently wrong {overall_t['silently_wrong_share']:.2%} (target <= 0.3%); cascade {templated_cascade} of "
+        f"{vision_tokens} vision tokens ({with_template['cascade_token_ratio']:.1%}, target <= 30%); CPU "
+        f"{with_template['cpu_seconds_per_page']} s a page with both readings (each generated paper brings its own "
+        f"template, read here every time; markq reads an exam's once)"
+    )
     print(
         json.dumps(
             {
@@ -154,7 +234,7 @@ def main() -> None:
                 "pages": pages,
                 "threshold": args.threshold,
                 "without_template": without,
-                "with_template": {"built": False},
+                "with_template": with_template,
             }
         )
     )

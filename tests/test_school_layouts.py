@@ -3,6 +3,8 @@ brackets, two blanks; and a generated school paper read with no confident wrong 
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import pytest
 
 from bench.school_papers import make_school_paper
@@ -10,7 +12,11 @@ from shared import ocr
 from shared.grading.answer_key import AnswerKey
 from shared.grading.offline import read_offline
 from shared.grading.reader.layout import is_footer, is_options_line, printed_number
+from shared.grading.reader.marking import mark_reading
 from shared.grading.reader.reading import _after_equals, _bracket_contents, _inserted_text
+from shared.grading.reader.scanning import scan_page, upright_sheet
+from shared.grading.reader.template import read_template, read_with_template, register
+from shared.images import ink_mask
 
 
 def line(text: str, box: tuple[int, int, int, int] = (100, 100, 400, 130)) -> ocr.TextLine:
@@ -58,3 +64,39 @@ def test_a_generated_school_paper_is_read_with_no_confident_wrong_verdict(seed):
     ]
     assert wrong == []
     assert len(confident) >= 3, "the reader found and trusted almost nothing on a plain school paper"
+
+
+def test_a_phone_photo_registers_to_its_blank_page_within_one_percent():
+    """Sideways (EXIF), in perspective on a desk, shadowed: the aligned page's print lies on the template's."""
+    paper = make_school_paper(20023)
+    assert paper.variant == "phone photo"
+    blank = scan_page(paper.template_pages[0], 1)
+    aligned = register(upright_sheet(paper.pages[0]), blank.image)
+    assert aligned is not None and aligned.size == blank.image.size
+    (dx, dy), _response = cv2.phaseCorrelate(
+        np.asarray(blank.image, dtype=np.float64), np.asarray(aligned, dtype=np.float64)
+    )
+    assert abs(dx) <= 0.01 * blank.image.width and abs(dy) <= 0.01 * blank.image.height, (dx, dy)
+    # and the print itself falls on the template's print, not merely on average
+    printed, seen = np.asarray(blank.ink) > 0, np.asarray(ink_mask(aligned)) > 0
+    assert (printed & seen).sum() / printed.sum() > 0.6
+
+
+def test_reading_with_the_template_leaves_the_print_out():
+    paper = make_school_paper(20006)
+    key = AnswerKey.model_validate(paper.answer_key)
+    template = read_template(paper.template_pages, key)
+    assert set(template.regions) == {q.id for q in key.questions}
+    read = read_with_template(paper.pages, template, key)
+    assert read is not None
+    for truth in paper.truth:
+        reading = read.readings[truth.question_id]
+        if reading.state == "read":  # no printed prompt, option, 答 or footer in what was read
+            assert "答" not in reading.text and "第" not in reading.text and "页" not in reading.text, reading
+    marks = {q.id: mark_reading(read.readings[q.id], q, "math", "zh") for q in key.questions}
+    wrong = [
+        t.question_id
+        for t in paper.truth
+        if marks[t.question_id].confidence >= 0.9 and marks[t.question_id].is_correct != t.correct
+    ]
+    assert wrong == []
