@@ -40,3 +40,19 @@ def test_the_offline_benchmark_prints_its_figures_as_json():
         0 < figures["vision_tokens_cascade"] < figures["vision_tokens_all_pages"]
         or figures["vision_tokens_cascade"] == 0
     )
+
+
+def test_the_school_benchmark_prints_both_readings_as_json():
+    run = subprocess.run(
+        [sys.executable, "-m", "bench.school_offline", "--papers", "1", "--seed", "20006"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    figures = json.loads(run.stdout.strip().splitlines()[-1])
+    for reading in ("without_template", "with_template"):
+        assert figures[reading]["questions"] > 0 and 0 <= figures[reading]["confident_share"] <= 1
+        assert "kind:calc_row" in figures[reading]["by_group"] or "kind:fill" in figures[reading]["by_group"]
+    assert figures["with_template"]["papers_aligned_share"] == 1.0
