@@ -5,26 +5,49 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from flask import current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.context import current_school, db, require_school, resources
-from api.errors import domain_error, not_found
+from api.errors import ApiError, domain_error, not_found, refusal_status
 from api.schemas import (
     ExamCreateSchema,
     ExamSchema,
     ExamUpdateSchema,
     SchoolSchema,
+    TemplateRegionsSchema,
+    TemplateSchema,
 )
 from shared import webhooks
-from shared.grading import papers
+from shared.grading import exam_template, papers
 from shared.grading.exams import InvalidExam, create_exam, exam_view, get_exam
+from shared.intake.submission import PageError, UploadedPage, check_pages
 from shared.models import Exam, PauseCause, Usage
 from shared.spending import caps
 from shared.spending.ledger import usage_totals
+from shared.storage import StorageError
 from worker.tasks import start_grading
 
 blp = Blueprint("exams", __name__, url_prefix="/v1/exams", description="Exams and their progress")
+TEMPLATE_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["pages"],
+                "properties": {
+                    "pages": {
+                        "type": "array",
+                        "items": {"type": "string", "format": "binary"},
+                        "description": "The blank paper's pages in order: images or PDFs.",
+                    }
+                },
+            }
+        }
+    },
+}
 
 
 def school_exam(exam_id: uuid.UUID) -> Exam:
@@ -86,6 +109,61 @@ class ExamById(MethodView):
         exam.budget_usd = fields["budget_usd"]
         room = exam.budget_usd is None or caps.exam_spent(db(), exam.id) < exam.budget_usd
         return resume(exam, (PauseCause.exam_budget,) if room else ())
+
+
+@blp.route("/<uuid:exam_id>/template")
+class ExamTemplate(MethodView):
+    decorators = [require_school]
+
+    @blp.doc(requestBody=TEMPLATE_BODY)
+    @blp.response(202, TemplateSchema)
+    def post(self, exam_id: uuid.UUID) -> Any:
+        """Give the exam's blank paper (images or a PDF, in page order). markq finds each
+        question's answer region on it in the background, and reads every paper with it."""
+        exam = school_exam(exam_id)
+        settings = resources().settings
+        files = request.files.getlist("pages")
+        if not files:
+            raise ApiError(422, "invalid_request", "send the blank paper's pages in the 'pages' field")
+        uploads = [UploadedPage(f.stream, f.filename or f"page-{n}") for n, f in enumerate(files, start=1)]
+        try:
+            pages, headers = check_pages(
+                uploads,
+                max_bytes=settings.max_page_bytes,
+                max_pixels=settings.max_image_pixels,
+                max_pages=settings.max_pages_per_paper,
+                pdf_dpi=settings.pdf_dpi,
+            )
+        except PageError as exc:
+            raise ApiError(refusal_status(exc.kind), "invalid_page", str(exc), {"file": exc.filename}) from exc
+        try:
+            exam_template.store_pages(resources().storage, exam, pages, headers)
+        except StorageError as exc:
+            raise domain_error(exc, "could not store the blank paper; nothing was kept") from exc
+        db().commit()
+        current_app.extensions["celery"].send_task("markq.read_template", args=(str(exam.id),))
+        return exam_template.template_view(exam), 202
+
+    @blp.response(200, TemplateSchema)
+    def get(self, exam_id: uuid.UUID) -> dict[str, Any]:
+        """The blank paper's reading: its status, and each question's answer region (page, box in
+        the pixels of the page as read: upright, at most 2000 px on its long side)."""
+        exam = school_exam(exam_id)
+        if not exam.template:
+            raise not_found("template")
+        return exam_template.template_view(exam)
+
+    @blp.arguments(TemplateRegionsSchema)
+    @blp.response(200, TemplateSchema)
+    def patch(self, fields: dict[str, Any], exam_id: uuid.UUID) -> dict[str, Any]:
+        """Correct answer regions: {"regions": {"3": {"page": 1, "box": [x0, y0, x1, y1]}}}."""
+        exam = school_exam(exam_id)
+        try:
+            exam_template.correct_regions(exam, fields["regions"])
+        except exam_template.InvalidRegions as exc:
+            raise ApiError(422, "invalid_regions", str(exc)) from exc
+        db().commit()
+        return exam_template.template_view(exam)
 
 
 @blp.route("/<uuid:exam_id>/resume")

@@ -4,19 +4,36 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from shared.grading.answer_key import QuestionType
 from shared.models import Priority, Reader
 from shared.settings import get_settings
 
 SUBJECTS = ("math", "chinese", "english")
 
 
+class BlankSchema(Schema):
+    answer = fields.String(required=True)
+    points = fields.Float(required=True)
+    accepted = fields.List(fields.String())
+
+
 class KeyQuestionSchema(Schema):
+    """The shape only; shared.grading.answer_key checks the rest (docs/answer-keys.md)."""
+
     id = fields.String(required=True, metadata={"description": "Question number as printed, e.g. '3' or '2b'."})
+    type = fields.String(
+        allow_none=True,
+        validate=validate.OneOf([t.value for t in QuestionType]),
+        metadata={"description": "number, text, choice, blanks, expression or word"},
+    )
+    section = fields.String(metadata={"description": "The section it is printed under, e.g. '二、填空题'."})
     prompt = fields.String(metadata={"description": "Question text (optional)."})
     answer = fields.String(
         allow_none=True, metadata={"description": "Leave out to let the model solve it (lower confidence)."}
     )
-    points = fields.Float(required=True)
+    options = fields.Dict(keys=fields.String(), values=fields.String(), metadata={"description": "A choice's options."})
+    blanks = fields.List(fields.Nested(BlankSchema), metadata={"description": "A blanks question's blanks."})
+    points = fields.Float(metadata={"description": "Required but for blanks, whose points default to their sum."})
     knowledge_points = fields.List(fields.String(), metadata={"description": "Knowledge point ids."})
     accepted = fields.List(fields.String(), metadata={"description": "Equivalent forms also accepted."})
     notes = fields.String(metadata={"description": "Partial-credit notes."})
@@ -383,3 +400,34 @@ class KnowledgePointSchema(Schema):
     name_en = fields.String()
     aliases = fields.List(fields.String())
     vocabulary_version = fields.String()
+
+
+class TemplatePageSchema(Schema):
+    number = fields.Integer()
+    width = fields.Integer()
+    height = fields.Integer()
+
+
+class RegionSchema(Schema):
+    page = fields.Integer(required=True, validate=validate.Range(min=1))
+    box = fields.List(
+        fields.Integer(validate=validate.Range(min=0)),
+        required=True,
+        validate=validate.Length(equal=4),
+        metadata={"description": "[x0, y0, x1, y1]"},
+    )
+
+
+class TemplateSchema(Schema):
+    status = fields.String(metadata={"description": "reading, ready or failed"})
+    reason = fields.String(allow_none=True)
+    pages = fields.List(fields.Nested(TemplatePageSchema))
+    regions = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(RegionSchema),
+        metadata={"description": "Each question's answer region on the blank paper."},
+    )
+
+
+class TemplateRegionsSchema(Schema):
+    regions = fields.Dict(keys=fields.String(), values=fields.Nested(RegionSchema), required=True)

@@ -158,6 +158,9 @@ class Exam(Base):
     provider: Mapped[Reader] = mapped_column(
         Enum(Reader, native_enum=False, length=10), default=Reader.vision, server_default="vision"
     )
+    # The blank paper (shared.grading.exam_template): its pages' storage keys, the status of its
+    # reading, and each question's answer region on it. None: the exam has no template.
+    template: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Told when each paper is graded and when the exam is done; requests signed with the secret.
     callback_url: Mapped[str | None] = mapped_column(String(500))
     callback_secret: Mapped[str | None] = mapped_column(String(64))

@@ -46,6 +46,10 @@ def original_page_key(school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID, n
     return f"{paper_prefix(school_id, exam_id, paper_id)}/page-{number}.orig"
 
 
+def template_page_key(school_id: int, exam_id: uuid.UUID, number: int) -> str:
+    return f"{school_id}/{exam_id}/template/page-{number}.orig"
+
+
 def normalised_page_key(school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID, number: int) -> str:
     return f"{paper_prefix(school_id, exam_id, paper_id)}/page-{number}.jpg"
 

@@ -21,6 +21,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "task_routes": {
             "markq.normalise_paper": {"queue": settings.image_queue_name},
             "markq.read_paper": {"queue": settings.ocr_queue_name},
+            "markq.read_template": {"queue": settings.ocr_queue_name},
         },
         # Countdowns must stay well under this, or Redis would deliver the message twice.
         "broker_transport_options": {"visibility_timeout": 3600},

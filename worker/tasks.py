@@ -14,14 +14,15 @@ from celery import Task, shared_task
 
 from shared import webhooks
 from shared.db import transaction
-from shared.grading import lane_batch, lanes, papers
+from shared.grading import exam_template, lane_batch, lanes, papers
 from shared.grading.lane_live import call_live
 from shared.grading.lane_offline import read_and_mark
 from shared.grading.requests import resize_pages
-from shared.models import Paper, WebhookDelivery
+from shared.models import Exam, Paper, WebhookDelivery
 from shared.provider import ProviderError
 from shared.resources import Resources
 from shared.spending import caps, ledger
+from shared.storage import StorageError
 from worker.base import MAX_COUNTDOWN, PaperTask, notify, resources, send_step
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,20 @@ def start_grading(paper_ids: list[uuid.UUID]) -> None:
             send_step(current_app.extensions["celery"], paper_id, step)
         except Exception:
             log.warning("could not enqueue paper %s; the sweep will pick it up", paper_id, exc_info=True)
+
+
+@shared_task(name="markq.read_template", bind=True, max_retries=5)
+def read_template(self: Task, exam_id: str) -> str:
+    """OCR queue: read an exam's blank paper once and keep each question's answer region."""
+    res = resources()
+    try:
+        with transaction(res.sessions) as session:
+            exam = session.get(Exam, uuid.UUID(exam_id))
+            if exam is None or not exam.template:
+                return "no template"
+            return exam_template.read_stored(session, res.storage, exam).value
+    except StorageError as exc:
+        raise self.retry(countdown=30) from exc
 
 
 @shared_task(name="markq.sweep_stuck_papers")

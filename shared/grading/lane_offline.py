@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from shared.db import transaction
-from shared.grading import lanes, papers
+from shared.grading import exam_template, lanes, papers
 from shared.grading.answer_key import AnswerKey
 from shared.grading.offline import (
     offline_marks,
@@ -60,6 +60,7 @@ def read_and_mark(res: Resources, paper_id: uuid.UUID) -> str:
 def _read(res: Resources, exam: Exam, paper_id: uuid.UUID, page_keys: list[str], threshold: float) -> dict[str, Any]:
     """A new reading (no transaction open meanwhile), with a cascade's unsure crops stored."""
     pages = [res.storage.get(key) for key in page_keys]  # StorageError: try later
+    template = exam_template.usable(exam, res.storage)
     try:
         offline = read_offline(
             pages,
@@ -68,6 +69,7 @@ def _read(res: Resources, exam: Exam, paper_id: uuid.UUID, page_keys: list[str],
             language=exam.language,
             threshold=threshold,
             crops=lanes.cuts_crops(exam),
+            template=template,
         )
     except Exception as exc:
         log.exception("paper %s could not be read offline", paper_id)

@@ -19,6 +19,7 @@ from PIL import Image
 from shared.grading.answer_key import AnswerKey
 from shared.grading.marks import QuestionMark
 from shared.grading.reader import marking, reading, scanning
+from shared.grading.reader.template import Template, read_with_template
 from shared.ocr import ENGINE_NAME
 from shared.spending.costs import image_tokens
 from shared.storage import Storage, crop_sheet_key
@@ -35,16 +36,29 @@ class OfflineReading:
 
 
 def read_offline(
-    pages: list[bytes], answer_key: AnswerKey, *, subject: str, language: str, threshold: float, crops: bool
+    pages: list[bytes],
+    answer_key: AnswerKey,
+    *,
+    subject: str,
+    language: str,
+    threshold: float,
+    crops: bool,
+    template: Template | None = None,
 ) -> OfflineReading:
-    """Read and mark a paper's pages (original uploads, in order) with the offline reader; with
-    `crops`, also cut the questions below `threshold`, when every one of them was found."""
+    """Read and mark a paper's pages (original uploads, in order) with the offline reader, with
+    the exam's blank paper where it has one and every page aligns to it; with `crops`, also cut
+    the questions below `threshold`, when every one of them was found."""
     started = time.process_time()
-    scans = scanning.scan_pages(pages)
-    readings = reading.read_answers(scans, answer_key)
+    templated = read_with_template(pages, template, answer_key) if template is not None else None
+    if templated is not None:
+        scans, readings = templated.aligned, templated.readings
+    else:
+        scans = scanning.scan_pages(pages)
+        readings = reading.read_answers(scans, answer_key)
     marks = _marks(readings, answer_key, subject, language)
     local_reading: dict[str, Any] = {
         "engine": ENGINE_NAME,
+        "template": templated is not None,
         "questions": {qid: answer.to_json() for qid, answer in readings.items()},
     }
     unsure = unsure_questions(marks, threshold)

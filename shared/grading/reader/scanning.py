@@ -28,6 +28,7 @@ class PageScan:
     image: Image.Image  # greyscale, flattened, at most LONG_SIDE
     ink: Image.Image  # white where there is ink
     lines: list[ocr.TextLine]
+    tilt: float = 0.0  # degrees the page was turned to level it (Pillow's sense)
 
     @cached_property
     def line_height(self) -> int:
@@ -56,9 +57,11 @@ def scan_page(data: bytes, number: int) -> PageScan:
     wide = [line.angle for line in lines if line.box[2] - line.box[0] > 3 * line.height]
     tilt = sorted(wide)[len(wide) // 2] if wide else 0.0
     if abs(tilt) >= 0.3:
-        flat = flat.rotate(tilt, resample=Image.Resampling.BICUBIC, fillcolor=255)
+        flat = level(flat, tilt)
         lines = [_turned(line, tilt, flat.width / 2, flat.height / 2) for line in lines]
-    return PageScan(number, flat, ink_mask(flat), lines)
+    else:
+        tilt = 0.0
+    return PageScan(number, flat, ink_mask(flat), lines, tilt)
 
 
 def _turned(line: ocr.TextLine, degrees: float, cx: float, cy: float) -> ocr.TextLine:
@@ -68,6 +71,11 @@ def _turned(line: ocr.TextLine, degrees: float, cx: float, cy: float) -> ocr.Tex
     quad = tuple((cx + (x - cx) * cos + (y - cy) * sin, cy - (x - cx) * sin + (y - cy) * cos) for x, y in line.quad)
     xs, ys = [p[0] for p in quad], [p[1] for p in quad]
     return ocr.TextLine((int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1), line.text, line.score, quad)
+
+
+def level(image: Image.Image, tilt: float) -> Image.Image:
+    """A page turned as scan_page turned it."""
+    return image.rotate(tilt, resample=Image.Resampling.BICUBIC, fillcolor=255) if tilt else image
 
 
 def scan_pages(pages: list[bytes]) -> list[PageScan]:

@@ -18,6 +18,7 @@ struck-through try is read with the final answer (the marker's near-miss rules k
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -27,7 +28,7 @@ from shared import ocr
 from shared.grading.answer_key import AnswerKey, QuestionType
 from shared.grading.reader.layout import find_anchors, in_reading_order, next_in_row
 from shared.grading.reader.reading import MIN_INK_PIXELS, AnswerReading, _two_readings, clean_reading
-from shared.grading.reader.scanning import PageScan, scan_page, upright_sheet
+from shared.grading.reader.scanning import PageScan, level, scan_page, upright_sheet
 from shared.images import ink_mask
 
 MATCH_SIDE = 1200  # features are found on pages scaled to this long side: enough detail, quick
@@ -40,15 +41,35 @@ ONE_LINE = 3.0  # handwriting up to this many printed lines tall is one line, re
 
 @dataclass
 class Template:
-    """An exam's blank pages as read, and where each question's answer goes on them."""
+    """An exam's blank pages (as the reader sees them) and where each question's answer goes."""
 
-    pages: list[PageScan]
+    pages: list[PageScan]  # the blank pages upright and flattened, with their ink
     regions: dict[str, tuple[int, tuple[int, int, int, int]]]  # question id -> (page index, box)
+    line_heights: list[int]  # each page's printed line height
+
+    def to_json(self) -> dict[str, Any]:
+        """What is stored of it: the regions and line heights (the pages are in storage)."""
+        return {
+            "regions": {qid: {"page": index + 1, "box": list(box)} for qid, (index, box) in self.regions.items()},
+            "line_heights": self.line_heights,
+            "tilts": [page.tilt for page in self.pages],
+        }
+
+    @classmethod
+    def from_stored(cls, pages: list[bytes], stored: dict[str, Any]) -> Template:
+        """The template from its stored pages and regions, without reading its print again."""
+        scans = []
+        for number, (data, tilt) in enumerate(zip(pages, stored["tilts"], strict=True), start=1):
+            image = level(upright_sheet(data), tilt)  # the pixels the regions were found in
+            scans.append(PageScan(number, image, ink_mask(image), [], tilt))
+        regions = {qid: (r["page"] - 1, tuple(r["box"])) for qid, r in stored["regions"].items()}
+        return cls(scans, regions, list(stored["line_heights"]))  # type: ignore[arg-type]
 
 
 def read_template(pages: list[bytes], key: AnswerKey) -> Template:
+    """Read the blank pages once: their print, and each question's answer region."""
     scans = [scan_page(data, number) for number, data in enumerate(pages, start=1)]
-    return Template(scans, answer_regions(scans, key))
+    return Template(scans, answer_regions(scans, key), [scan.line_height for scan in scans])
 
 
 def answer_regions(scans: list[PageScan], key: AnswerKey) -> dict[str, tuple[int, tuple[int, int, int, int]]]:
@@ -130,7 +151,7 @@ def read_with_template(pages: list[bytes], template: Template, key: AnswerKey) -
             continue
         index, box = template.regions[question.id]
         readings[question.id] = _read_region(
-            cleaned[index], index + 1, box, question.id, question.type, template.pages[index].line_height
+            cleaned[index], index + 1, box, question.id, question.type, template.line_heights[index]
         )
     return TemplateReading(readings, aligned_pages)
 

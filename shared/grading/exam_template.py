@@ -1,0 +1,109 @@
+"""An exam's blank paper: stored once, read on the OCR queue, its answer regions served and corrected.
+
+exams.template holds {"status": reading | ready | failed, "reason", "pages": [{"key", "width",
+"height"}], "regions": {question id: {"page", "box"}}, "line_heights", "tilts"}. The regions are in
+the pixels of the blank page as the reader sees it (upright, flattened, at most 2000 px, levelled).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import flag_modified
+
+from shared.grading.answer_key import AnswerKey
+from shared.grading.reader.template import Template, read_template
+from shared.images import PageHeader
+from shared.intake.submission import UploadedPage
+from shared.models import Exam
+from shared.storage import Storage, template_page_key
+
+
+class TemplateStatus(enum.StrEnum):
+    reading = "reading"
+    ready = "ready"
+    failed = "failed"
+
+
+class InvalidRegions(ValueError):
+    """A correction names a question the key does not have, or a box off its page."""
+
+
+def store_pages(storage: Storage, exam: Exam, pages: list[UploadedPage], headers: list[PageHeader]) -> None:
+    """Keep the blank pages and mark the template as being read (the caller commits, then queues)."""
+    stored = []
+    for number, (page, header) in enumerate(zip(pages, headers, strict=True), start=1):
+        key = template_page_key(exam.school_id, exam.id, number)
+        storage.put(key, page.stream, header.content_type)
+        stored.append({"key": key, "width": header.width, "height": header.height})
+    exam.template = {"status": TemplateStatus.reading, "reason": None, "pages": stored, "regions": {}}
+
+
+def read_stored(session: Session, storage: Storage, exam: Exam) -> TemplateStatus:
+    """Read the stored blank pages and keep each question's region; failed when none is found."""
+    template = dict(exam.template or {})
+    key = AnswerKey.model_validate(exam.answer_key)
+    found = read_template([storage.get(page["key"]) for page in template["pages"]], key)
+    missing = [q.id for q in key.questions if q.id not in found.regions]
+    template.update(found.to_json())
+    if not found.regions:
+        template.update(status=TemplateStatus.failed, reason="no question number of the key was found on the pages")
+    else:
+        template.update(
+            status=TemplateStatus.ready,
+            reason=(
+                f"question(s) {', '.join(missing)} not found on the blank paper: give their regions"
+                if missing
+                else None
+            ),
+        )
+    exam.template = template
+    flag_modified(exam, "template")
+    return TemplateStatus(template["status"])
+
+
+def usable(exam: Exam, storage: Storage) -> Template | None:
+    """The exam's template, ready to read papers with; None without one (or not read yet)."""
+    if not exam.template or exam.template.get("status") != TemplateStatus.ready:
+        return None
+    return Template.from_stored([storage.get(page["key"]) for page in exam.template["pages"]], exam.template)
+
+
+def correct_regions(exam: Exam, regions: dict[str, Any]) -> None:
+    """A teacher's corrections: {question id: {"page": n, "box": [x0, y0, x1, y1]}}."""
+    if not exam.template or exam.template.get("status") != TemplateStatus.ready:
+        raise InvalidRegions("the blank paper has not been read yet")
+    ids = {q.id for q in AnswerKey.model_validate(exam.answer_key).questions}
+    pages = exam.template["pages"]
+    template = dict(exam.template)
+    for qid, region in regions.items():
+        if qid not in ids:
+            raise InvalidRegions(f"question {qid!r} is not in the answer key")
+        page, box = region.get("page"), region.get("box")
+        if not isinstance(page, int) or not 1 <= page <= len(pages):
+            raise InvalidRegions(f"question {qid}: page must be 1 to {len(pages)}")
+        if not (
+            isinstance(box, list)
+            and len(box) == 4
+            and all(isinstance(v, int) and v >= 0 for v in box)
+            and box[0] < box[2]
+            and box[1] < box[3]
+        ):
+            raise InvalidRegions(f"question {qid}: box must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+        template["regions"] = {**template["regions"], qid: {"page": page, "box": box}}
+    exam.template = template
+
+
+def template_view(exam: Exam) -> dict[str, Any]:
+    template = exam.template or {}
+    return {
+        "status": template.get("status"),
+        "reason": template.get("reason"),
+        "pages": [
+            {"number": n, "width": p["width"], "height": p["height"]}
+            for n, p in enumerate(template.get("pages", []), start=1)
+        ],
+        "regions": template.get("regions", {}),
+    }

@@ -1,0 +1,80 @@
+"""The exam's blank paper through the API: stored, read on the OCR queue by a real worker, its
+regions served and corrected, and a paper read with it."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from bench.school_papers import make_school_paper
+from shared.models import Paper
+from tests.helpers import wait_for, wait_until
+
+pytestmark = pytest.mark.integration
+OCR_TIMEOUT = 180
+
+
+def _files(pages: list[bytes], stem: str) -> list[tuple[str, tuple[str, bytes, str]]]:
+    kinds = [
+        ("image/webp", "webp")
+        if page[8:12] == b"WEBP"
+        else ("image/jpeg", "jpg")
+        if page[:2] == b"\xff\xd8"
+        else ("image/png", "png")
+        for page in pages
+    ]
+    return [("pages", (f"{stem}-{n}.{ext}", page, mime)) for n, (page, (mime, ext)) in enumerate(zip(pages, kinds), 1)]
+
+
+def test_a_paper_is_read_with_its_exams_blank_paper(live_api, auth, idle, app):
+    headers = auth("A")
+    paper = make_school_paper(20006)
+    exam = httpx.post(
+        f"{live_api}/v1/exams",
+        headers=headers,
+        json={
+            "title": "期末测试",
+            "subject": "math",
+            "grade": paper.grade,
+            "language": "zh",
+            "provider": "local",
+            "answer_key": paper.answer_key,
+        },
+    ).json()
+    base = f"{live_api}/v1/exams/{exam['id']}/template"
+    assert httpx.get(base, headers=headers).status_code == 404  # no blank paper given yet
+
+    given = httpx.post(base, headers=headers, files=_files(paper.template_pages, "blank"))
+    assert given.status_code == 202, given.text
+    assert given.json()["status"] == "reading" and len(given.json()["pages"]) == len(paper.template_pages)
+    template = wait_until(
+        lambda: (t := httpx.get(base, headers=headers).json())["status"] != "reading" and t,
+        timeout=OCR_TIMEOUT,
+        what="the blank paper read",
+    )
+    assert template["status"] == "ready", template
+    assert set(template["regions"]) == {q["id"] for q in paper.answer_key["questions"]}
+
+    refused = httpx.patch(base, headers=headers, json={"regions": {"99": {"page": 1, "box": [0, 0, 10, 10]}}})
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_regions"
+    first = next(iter(template["regions"].items()))
+    kept = httpx.patch(base, headers=headers, json={"regions": {first[0]: first[1]}})
+    assert kept.status_code == 200 and kept.json()["regions"][first[0]] == first[1]
+
+    submitted = httpx.post(
+        f"{live_api}/v1/exams/{exam['id']}/papers",
+        headers=headers,
+        data={"student_ref": "S01", "class_label": "4(1)"},
+        files=_files(paper.pages, "p"),
+    )
+    assert submitted.status_code == 202, submitted.text
+    marked = wait_for(live_api, headers, submitted.json()["id"], timeout=OCR_TIMEOUT)
+    assert marked["status"] in ("graded", "needs_review")
+    with app.extensions["markq"].sessions() as session:
+        reading = session.get_one(Paper, marked["id"]).local_reading
+    assert reading["template"] is True  # every page aligned to the blank paper
+    results = {q["question_id"]: q for q in marked["questions"]}
+    for truth in paper.truth:  # nothing marked confidently wrong
+        result = results[truth.question_id]
+        if not result["needs_review"]:
+            assert result["is_correct"] == truth.correct, (truth, result)
