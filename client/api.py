@@ -62,15 +62,22 @@ class MarkqClient:
         self, exam_id: str, student_ref: str, pages: Sequence[Path], class_label: str = ""
     ) -> dict[str, Any]:
         """Upload one paper's page files, in order. Files are streamed, not read whole."""
-        handles = [path.open("rb") for path in pages]
+        return self._upload(
+            f"/v1/exams/{exam_id}/papers", pages, data={"student_ref": student_ref, "class_label": class_label}
+        )
+
+    def give_template(self, exam_id: str, pages: Sequence[Path]) -> dict[str, Any]:
+        """Upload the exam's blank paper, its pages in order; it is read in the background."""
+        return self._upload(f"/v1/exams/{exam_id}/template", pages)
+
+    def template(self, exam_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/exams/{exam_id}/template")
+
+    def _upload(self, path: str, pages: Sequence[Path], data: dict[str, str] | None = None) -> Any:
+        handles = [page.open("rb") for page in pages]
         try:
-            files = [("pages", (path.name, handle)) for path, handle in zip(pages, handles, strict=True)]
-            return self._call(
-                "POST",
-                f"/v1/exams/{exam_id}/papers",
-                data={"student_ref": student_ref, "class_label": class_label},
-                files=files,
-            )
+            files = [("pages", (page.name, handle)) for page, handle in zip(pages, handles, strict=True)]
+            return self._call("POST", path, data=data or {}, files=files)
         finally:
             for handle in handles:
                 handle.close()

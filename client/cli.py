@@ -98,6 +98,19 @@ def exams_show(ctx: click.Context, exam_id: str) -> None:
     _print(_run(lambda: _client(ctx).exam(exam_id)))
 
 
+@exams.command("template")
+@click.argument("exam_id")
+@click.argument("pages", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def exams_template(ctx: click.Context, exam_id: str, pages: tuple[Path, ...]) -> None:
+    """Give the exam's blank paper (its pages in order, images or PDFs); with no PAGES, show how
+    reading it went: its status and each question's answer region."""
+    if pages:
+        _print(_run(lambda: _client(ctx).give_template(exam_id, list(pages))))
+    else:
+        _print(_run(lambda: _client(ctx).template(exam_id)))
+
+
 class _Progress(io.RawIOBase):
     """A file whose reads move a progress bar: upload bytes as httpx streams them."""
 

@@ -86,3 +86,18 @@ def test_an_exam_can_be_created_for_offline_marking(live_api, school_keys, tmp_p
     exam_file.write_text(json.dumps(body), "utf-8")
     refused = CliRunner().invoke(main, ["exams", "create", str(exam_file), "--provider", "local"], env=env)
     assert refused.exit_code == 1 and "invalid_exam" in refused.output and "no answer" in refused.output
+
+
+def test_the_blank_paper_is_given_and_shown_from_the_command_line(live_api, school_keys, tmp_path):
+    env = {"MARKQ_API_URL": live_api, "MARKQ_API_KEY": school_keys["A"]}
+    exam_file = tmp_path / "exam.json"
+    exam_file.write_text(json.dumps(exam_body()), "utf-8")
+    runner = CliRunner()
+    exam_id = json.loads(runner.invoke(main, ["exams", "create", str(exam_file)], env=env).output)["id"]
+    blank = tmp_path / "blank.jpg"
+    blank.write_bytes(page_bytes("blank paper"))
+    given = runner.invoke(main, ["exams", "template", exam_id, str(blank)], env=env)
+    assert given.exit_code == 0, given.output
+    assert json.loads(given.output)["status"] == "reading" and json.loads(given.output)["pages"][0]["number"] == 1
+    shown = runner.invoke(main, ["exams", "template", exam_id], env=env)
+    assert shown.exit_code == 0 and json.loads(shown.output)["status"] in ("reading", "ready", "failed")
