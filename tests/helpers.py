@@ -20,6 +20,7 @@ import redis
 from PIL import Image, ImageDraw, ImageFont
 from sqlalchemy import func, select
 
+from shared.grading import lanes
 from shared.models import Exam, Paper, PaperStatus
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def wait_until_no_paper_is_in_flight(app: Flask, timeout: float = 60.0) -> None:
                 select(func.count())
                 .select_from(Paper)
                 .join(Exam, Exam.id == Paper.exam_id)
-                .where(Paper.status.in_([PaperStatus.queued, PaperStatus.processing]), Exam.priority != "economy")
+                .where(Paper.status.in_([PaperStatus.queued, PaperStatus.processing]), lanes.live_exams())
             )  # economy papers wait for a batch on purpose
 
     wait_until(lambda: in_flight() == 0, timeout=timeout, what="no paper in flight")

@@ -102,18 +102,18 @@ class PaperTask(FlaskTask):
     ) -> str:
         """Release the paper and retry after `countdown` (None: exponential backoff with jitter);
         past max_attempts, fail it with the reason. With the database away, the sweep takes over."""
-        attempts = 1
+        attempts, gave_up = 1, False
         try:
             with transaction(res.sessions) as session:
                 attempts = session.get_one(Paper, pid).attempts
-                if counts_attempt and attempts >= res.settings.max_attempts:
+                gave_up = counts_attempt and attempts >= res.settings.max_attempts
+                if gave_up:
                     papers.fail(session, pid, f"gave up after {attempts} attempts: {reason}")
-                    countdown = -1.0
                 else:
                     papers.release(session, pid, reason=reason, refund_attempt=not counts_attempt)
         except TRANSIENT:
             log.warning("paper %s could not be released (%s); the sweep will take it back", pid, reason)
-        if countdown == -1.0:
+        if gave_up:
             notify(self.app, res, pid)
             return "failed"
         if countdown is None:

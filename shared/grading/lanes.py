@@ -88,10 +88,6 @@ def ends_offline(exam: Exam, unsure: list[str]) -> bool:
     return exam.provider == Reader.local or not unsure
 
 
-def is_batched(exam: Exam) -> bool:
-    return exam.priority == Priority.economy
-
-
 def batched_exams() -> Any:
     """The SQL condition for exams on the economy lane."""
     return Exam.priority == Priority.economy
