@@ -7,12 +7,12 @@ import io
 import uuid
 from typing import Any
 
-from flask import Response, request
+from flask import Response, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
-from api.context import current_school, db, require_school
+from api.context import current_school, db, require_school, resources
 from api.errors import ApiError, domain_error, not_found
 from api.exams import school_exam
 from api.papers import paper_view
@@ -29,6 +29,7 @@ from api.schemas import (
 from shared.grading.reports import exam_report, student_report
 from shared.grading.review import InvalidOverride, override_question, review_queue
 from shared.models import KnowledgePoint, Paper
+from shared.storage import StorageError
 
 blp = Blueprint("reports", __name__, description="Reports, review and knowledge points")
 CSV_TABLES = ("papers", "questions", "knowledge_points", "classes")
@@ -98,8 +99,35 @@ class ExamReview(MethodView):
 
     @blp.response(200, ReviewItemSchema(many=True))
     def get(self, exam_id: uuid.UUID) -> list[dict[str, Any]]:
-        """Answers waiting for a teacher, with the model's verdict and why each needs review."""
-        return review_queue(db(), school_exam(exam_id).id)
+        """Answers waiting for a teacher, with the model's verdict, why each needs review, and
+        (where the offline reader found it) the URL of the answer's image as it sits on the page."""
+        items = review_queue(db(), school_exam(exam_id).id)
+        for item in items:
+            has_crop = item.pop("has_crop")
+            item["crop_url"] = (
+                url_for("reports.QuestionCrop", paper_id=item["paper_id"], question_id=item["question_id"])
+                if has_crop
+                else None
+            )
+        return items
+
+
+@blp.route("/v1/papers/<uuid:paper_id>/questions/<question_id>/crop")
+class QuestionCrop(MethodView):
+    decorators = [require_school]
+
+    @blp.doc(responses={"200": {"description": "The answer's image (JPEG).", "content": {"image/jpeg": {}}}})
+    def get(self, paper_id: uuid.UUID, question_id: str) -> Response:
+        """The image of one answer, cut from its page as the offline reader read it."""
+        paper = db().scalar(select(Paper).where(Paper.id == paper_id, Paper.school_id == current_school().id))
+        key = ((paper.local_reading or {}).get("question_crops") or {}).get(question_id) if paper else None
+        if key is None:
+            raise not_found("answer image")
+        try:
+            image = resources().storage.get(key)
+        except StorageError as exc:
+            raise domain_error(exc, "the answer's image cannot be read from storage now") from exc
+        return Response(image, mimetype="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
 @blp.route("/v1/papers/<uuid:paper_id>/questions/<question_id>")

@@ -333,6 +333,9 @@ class ReviewItemSchema(Schema):
     check_equivalent = fields.Boolean(allow_none=True)
     review_reason = fields.String(allow_none=True)
     knowledge_points = fields.List(fields.String())
+    crop_url = fields.String(
+        allow_none=True, metadata={"description": "The answer's image as it sits on the page (offline reader)."}
+    )
 
 
 class OverrideSchema(Schema):

@@ -50,6 +50,10 @@ def template_page_key(school_id: int, exam_id: uuid.UUID, number: int) -> str:
     return f"{school_id}/{exam_id}/template/page-{number}.orig"
 
 
+def question_crop_key(school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID, question_id: str) -> str:
+    return f"{paper_prefix(school_id, exam_id, paper_id)}/crops/question-{question_id}.jpg"
+
+
 def normalised_page_key(school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID, number: int) -> str:
     return f"{paper_prefix(school_id, exam_id, paper_id)}/page-{number}.jpg"
 

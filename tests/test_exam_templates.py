@@ -3,8 +3,11 @@ regions served and corrected, and a paper read with it."""
 
 from __future__ import annotations
 
+import io
+
 import httpx
 import pytest
+from PIL import Image
 
 from bench.school_papers import make_school_paper
 from shared.models import Paper
@@ -78,3 +81,36 @@ def test_a_paper_is_read_with_its_exams_blank_paper(live_api, auth, idle, app):
         result = results[truth.question_id]
         if not result["needs_review"]:
             assert result["is_correct"] == truth.correct, (truth, result)
+
+
+def test_a_review_items_crop_url_returns_the_answers_image(live_api, auth, idle, app):
+    headers = auth("A")
+    paper = make_school_paper(20011)
+    exam = httpx.post(
+        f"{live_api}/v1/exams",
+        headers=headers,
+        json={
+            "title": "单元测试",
+            "subject": "math",
+            "grade": paper.grade,
+            "language": "zh",
+            "provider": "local",
+            "answer_key": paper.answer_key,
+        },
+    ).json()
+    submitted = httpx.post(
+        f"{live_api}/v1/exams/{exam['id']}/papers",
+        headers=headers,
+        data={"student_ref": "S02", "class_label": "4(1)"},
+        files=_files(paper.pages, "p"),
+    )
+    marked = wait_for(live_api, headers, submitted.json()["id"], timeout=OCR_TIMEOUT)
+    queue = httpx.get(f"{live_api}/v1/exams/{exam['id']}/review", headers=headers).json()
+    with_crops = [item for item in queue if item["crop_url"]]
+    assert marked["status"] == "needs_review" and with_crops, queue
+    image = httpx.get(f"{live_api}{with_crops[0]['crop_url']}", headers=headers)
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    crop = Image.open(io.BytesIO(image.content))
+    assert 20 <= crop.height <= 1200 and crop.width >= 20  # one answer, not a page
+    # another school cannot see it
+    assert httpx.get(f"{live_api}{with_crops[0]['crop_url']}", headers=auth("B")).status_code == 404

@@ -11,7 +11,7 @@ import io
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image
@@ -22,7 +22,7 @@ from shared.grading.reader import marking, reading, scanning
 from shared.grading.reader.template import Template, read_with_template
 from shared.ocr import ENGINE_NAME
 from shared.spending.costs import image_tokens
-from shared.storage import Storage, crop_sheet_key
+from shared.storage import Storage, crop_sheet_key, question_crop_key
 
 
 @dataclass
@@ -33,6 +33,8 @@ class OfflineReading:
     local_reading: dict[str, Any]
     marks: dict[str, QuestionMark]
     crops: Image.Image | None
+    # Each question's answer as it sits on the page: what a teacher sees beside the reading.
+    question_crops: dict[str, Image.Image] = field(default_factory=dict)
 
 
 def read_offline(
@@ -67,20 +69,32 @@ def read_offline(
         sheet = reading.crop_sheet(scans, [readings[qid] for qid in unsure])
         local_reading["crops"] = {"questions": unsure, "width": sheet.width, "height": sheet.height}
     local_reading["cpu_seconds"] = round(time.process_time() - started, 3)
-    return OfflineReading(local_reading, marks, sheet)
+    question_crops = {qid: crop for qid, r in readings.items() if (crop := reading.question_crop(scans, r)) is not None}
+    return OfflineReading(local_reading, marks, sheet, question_crops)
 
 
 def store_crops(
     storage: Storage, offline: OfflineReading, school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID
 ) -> None:
-    """Keep the crops beside the pages, for the vision call that asks about those questions."""
+    """Keep the crops beside the pages: each question's (for review), and the unsure questions'
+    sheet (for the vision call that asks about those questions)."""
+    stored = {}
+    for qid, crop in offline.question_crops.items():
+        key = question_crop_key(school_id, exam_id, paper_id, qid)
+        storage.put(key, io.BytesIO(_jpeg(crop)), "image/jpeg")
+        stored[qid] = key
+    offline.local_reading["question_crops"] = stored
     if offline.crops is None:
         return
-    out = io.BytesIO()
-    offline.crops.save(out, "JPEG", quality=90)
     key = crop_sheet_key(school_id, exam_id, paper_id)
-    storage.put(key, io.BytesIO(out.getvalue()), "image/jpeg")
+    storage.put(key, io.BytesIO(_jpeg(offline.crops)), "image/jpeg")
     offline.local_reading["crops"]["key"] = key
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
 
 
 def offline_marks(

@@ -108,7 +108,7 @@ def override_question(session: Session, paper: Paper, question_id: str, changes:
 
 def review_queue(session: Session, exam_id: Any) -> list[dict[str, Any]]:
     rows = session.execute(
-        select(Paper.id, Paper.student_ref, Paper.class_label, QuestionResult)
+        select(Paper.id, Paper.student_ref, Paper.class_label, Paper.local_reading, QuestionResult)
         .join(QuestionResult, QuestionResult.paper_id == Paper.id)
         .where(Paper.exam_id == exam_id, QuestionResult.needs_review.is_(True))
         .order_by(Paper.class_label, Paper.student_ref, QuestionResult.position)
@@ -129,6 +129,7 @@ def review_queue(session: Session, exam_id: Any) -> list[dict[str, Any]]:
             "check_equivalent": q.check_equivalent,
             "review_reason": q.review_reason,
             "knowledge_points": [kp.knowledge_point_id for kp in q.knowledge_points],
+            "has_crop": q.question_id in ((reading or {}).get("question_crops") or {}),
         }
-        for paper_id, student, label, q in rows
+        for paper_id, student, label, reading, q in rows
     ]

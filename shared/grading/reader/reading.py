@@ -374,19 +374,26 @@ def read_paper(pages: list[bytes], key: AnswerKey) -> dict[str, AnswerReading]:
     return read_answers(scan_pages(pages), key)
 
 
+def question_crop(scans: list[PageScan], reading: AnswerReading) -> Image.Image | None:
+    """A question's region cut from its page as it was read, down to its last ink; None when the
+    question was not found."""
+    if reading.page is None or reading.region is None:
+        return None
+    scan = scans[reading.page - 1]
+    crop = scan.image.crop(reading.region)
+    if (ink := scan.ink.crop(reading.region).getbbox()) is not None:  # the line down to its last ink
+        crop = crop.crop((max(0, ink[0] - 10), 0, min(crop.width, ink[2] + 10), min(crop.height, ink[3] + 10)))
+    return crop
+
+
 def crop_sheet(scans: list[PageScan], readings: list[AnswerReading], line_px: int = 16) -> Image.Image:
     """The questions of `readings` cut from the pages as they were read (upright, level, flattened:
     the readings' regions are in those pixels) and stacked into one greyscale image, each labelled
     with its number: what the cascade sends the vision model instead of whole pages."""
     crops = []
     for reading in readings:
-        if reading.page is None or reading.region is None:
-            continue
-        scan = scans[reading.page - 1]
-        crop = scan.image.crop(reading.region)
-        if (ink := scan.ink.crop(reading.region).getbbox()) is not None:  # the line down to its last ink
-            crop = crop.crop((max(0, ink[0] - 10), 0, min(crop.width, ink[2] + 10), min(crop.height, ink[3] + 10)))
-        crops.append((reading.question_id, crop, reading.line_height or line_px))
+        if (crop := question_crop(scans, reading)) is not None:
+            crops.append((reading.question_id, crop, reading.line_height or line_px))
     if not crops:
         raise ValueError("no question could be located on the pages")
     label_width = 90
