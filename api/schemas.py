@@ -153,6 +153,10 @@ class SchoolSchema(Schema):
 
 class ExamSchema(Schema):
     id = fields.UUID()
+    warnings = fields.List(
+        fields.String(),
+        metadata={"description": "What the exam asks that its reader cannot do (e.g. a rubric offline)."},
+    )
     title = fields.String()
     subject = fields.String()
     grade = fields.Integer()

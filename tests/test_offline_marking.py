@@ -335,3 +335,21 @@ def test_a_section_heading_between_questions_is_not_read_as_an_answer():
     readings = read_paper([jpeg(page)], key)
     assert (readings["1"].text, readings["2"].text) == ("56", "2000")
     assert readings["1"].confidence >= 0.9 and readings["1"].region[3] <= 425  # the area ends at the heading
+
+
+def test_a_rubric_the_offline_reader_cannot_apply_is_a_warning_on_the_exam(client, auth):
+    body = {
+        "title": "t",
+        "subject": "math",
+        "grade": 3,
+        "provider": "local",
+        "rubric": "Deduct 1 point for a missing unit.",
+        "answer_key": {"questions": [{"id": "1", "answer": "24厘米", "points": 3}]},
+    }
+    created = client.post("/v1/exams", headers=auth("A"), json=body)
+    assert created.status_code == 201, created.json
+    assert len(created.json["warnings"]) == 1 and "cannot apply the rubric" in created.json["warnings"][0]
+    shown = client.get(f"/v1/exams/{created.json['id']}", headers=auth("A")).json
+    assert shown["warnings"] == created.json["warnings"]
+    plain = client.post("/v1/exams", headers=auth("A"), json={**body, "rubric": ""})
+    assert plain.json["warnings"] == []

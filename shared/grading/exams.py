@@ -123,4 +123,22 @@ def exam_view(session: Session, exam: Exam) -> dict[str, Any]:
         "papers": sum(progress.values()),
         "progress": progress,
         "usage": ledger.usage_totals(session, Usage.exam_id == exam.id),
+        "warnings": lane_warnings(exam),
     }
+
+
+def lane_warnings(exam: Exam) -> list[str]:
+    """What the exam asks of its lane that the lane cannot do, in the teacher's words."""
+    if not lanes.reads_offline(exam):
+        return []
+    key = AnswerKey.model_validate(exam.answer_key)
+    noted = [q.id for q in key.questions if q.notes]
+    warnings = []
+    if exam.rubric.strip() or noted:
+        where = "the rubric" if exam.rubric.strip() else f"the partial-credit notes of question(s) {', '.join(noted)}"
+        warnings.append(
+            f"the offline reader cannot apply {where}: it marks each answer right or wrong against the key "
+            "(blanks earn their own points); a teacher applies the rest in review"
+            + (", or the vision model for the questions it is asked" if exam.provider == Reader.cascade else "")
+        )
+    return warnings
