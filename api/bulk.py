@@ -13,11 +13,11 @@ from sqlalchemy import select
 from api.context import db, require_school, resources
 from api.errors import ApiError, domain_error, refusal_status
 from api.exams import school_exam
+from api.uploads import check_uploads
 from shared.intake.bulk import ArchiveRefused, BulkLimits, read_archive, read_roster
 from shared.intake.submission import (
     PageError,
     UploadedPage,
-    check_pages,
     pages_hash,
     stream_digest,
     submit_paper,
@@ -100,13 +100,7 @@ class BulkSubmit(MethodView):
         for student in students:
             uploads = [UploadedPage(stream, name) for name, stream in student.files]
             try:
-                pages, headers = check_pages(
-                    uploads,
-                    max_bytes=settings.max_page_bytes,
-                    max_pixels=settings.max_image_pixels,
-                    max_pages=settings.max_pages_per_paper,
-                    pdf_dpi=settings.pdf_dpi,
-                )
+                pages, headers = check_uploads(uploads)
             except PageError as exc:
                 refused.append(
                     {

@@ -10,7 +10,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.context import current_school, db, require_school, resources
-from api.errors import ApiError, domain_error, not_found, refusal_status
+from api.errors import ApiError, domain_error, not_found
 from api.schemas import (
     ExamCreateSchema,
     ExamSchema,
@@ -19,10 +19,11 @@ from api.schemas import (
     TemplateRegionsSchema,
     TemplateSchema,
 )
+from api.uploads import check_uploads, page_refused
 from shared import webhooks
 from shared.grading import exam_template, papers
 from shared.grading.exams import InvalidExam, create_exam, exam_view, get_exam
-from shared.intake.submission import PageError, UploadedPage, check_pages
+from shared.intake.submission import PageError, UploadedPage
 from shared.models import Exam, PauseCause, Usage
 from shared.spending import caps
 from shared.spending.ledger import usage_totals
@@ -121,21 +122,14 @@ class ExamTemplate(MethodView):
         """Give the exam's blank paper (images or a PDF, in page order). markq finds each
         question's answer region on it in the background, and reads every paper with it."""
         exam = school_exam(exam_id)
-        settings = resources().settings
         files = request.files.getlist("pages")
         if not files:
             raise ApiError(422, "invalid_request", "send the blank paper's pages in the 'pages' field")
         uploads = [UploadedPage(f.stream, f.filename or f"page-{n}") for n, f in enumerate(files, start=1)]
         try:
-            pages, headers = check_pages(
-                uploads,
-                max_bytes=settings.max_page_bytes,
-                max_pixels=settings.max_image_pixels,
-                max_pages=settings.max_pages_per_paper,
-                pdf_dpi=settings.pdf_dpi,
-            )
+            pages, headers = check_uploads(uploads)
         except PageError as exc:
-            raise ApiError(refusal_status(exc.kind), "invalid_page", str(exc), {"file": exc.filename}) from exc
+            raise page_refused(exc) from exc
         try:
             exam_template.store_pages(resources().storage, exam, pages, headers)
         except StorageError as exc:

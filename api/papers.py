@@ -12,13 +12,13 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from api.context import current_school, db, require_school, resources
-from api.errors import ApiError, domain_error, not_found, refusal_status
+from api.errors import ApiError, domain_error, not_found
 from api.exams import school_exam
 from api.schemas import PaperListArgs, PaperSchema, PaperSummarySchema
+from api.uploads import check_uploads, page_refused
 from shared.intake import idempotency
-from shared.intake.submission import PageError, UploadedPage, check_pages, submit_paper
+from shared.intake.submission import PageError, UploadedPage, submit_paper
 from shared.models import Paper, PaperStatus, Usage
-from shared.refusals import RefusalKind
 from shared.spending.ledger import usage_totals
 from shared.storage import StorageError
 from worker.tasks import start_grading
@@ -95,18 +95,9 @@ def submit(exam: Any) -> dict[str, Any]:
         raise ApiError(413, "too_many_pages", f"at most {settings.max_pages_per_paper} pages per paper")
     uploads = [UploadedPage(f.stream, f.filename or f"page-{i}") for i, f in enumerate(files, start=1)]
     try:
-        pages, headers = check_pages(
-            uploads,
-            max_bytes=settings.max_page_bytes,
-            max_pixels=settings.max_image_pixels,
-            max_pages=settings.max_pages_per_paper,
-            pdf_dpi=settings.pdf_dpi,
-        )
+        pages, headers = check_uploads(uploads)
     except PageError as exc:
-        code = {RefusalKind.too_large: "page_too_large", RefusalKind.unsupported: "unsupported_page"}.get(
-            exc.kind, "invalid_page"
-        )
-        raise ApiError(refusal_status(exc.kind), code, str(exc), {"file": exc.filename, "page": exc.number}) from exc
+        raise page_refused(exc) from exc
     try:
         paper = submit_paper(
             db(),

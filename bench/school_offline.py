@@ -41,9 +41,9 @@ from shared.models import Exam
 from shared.settings import get_settings
 
 
-def _tokens(paper: SchoolPaper, key: AnswerKey, offline: Any, threshold: float, n: int) -> tuple[int, int]:
-    """Vision tokens of sending every page, and of the cascade (unsure questions only)."""
-    exam = Exam(
+def _exam(paper: SchoolPaper, n: int) -> Exam:
+    """The exam a paper's prompt is counted for (as markq would build its request)."""
+    return Exam(
         id=uuid.UUID(int=n),
         subject="math",
         grade=paper.grade,
@@ -52,6 +52,11 @@ def _tokens(paper: SchoolPaper, key: AnswerKey, offline: Any, threshold: float, 
         model=MODEL,
         image_detail=DETAIL,
     )
+
+
+def _tokens(paper: SchoolPaper, key: AnswerKey, offline: Any, threshold: float, n: int) -> tuple[int, int]:
+    """Vision tokens of sending every page, and of the cascade (unsure questions only)."""
+    exam = _exam(paper, n)
     sizes = [(page.width, page.height) for page in (normalise_page(data, MODEL, DETAIL) for data in paper.pages)]
     every_page = prompt_tokens(exam, key, sizes, None)
     unsure = unsure_questions(offline.marks, threshold)
@@ -146,17 +151,8 @@ def main() -> None:
         unsure = unsure_questions(templated_marks, args.threshold)
         if unsure and with_template is not None:
             sheet = crop_sheet(with_template.aligned, [readings[qid] for qid in unsure])
-            exam = Exam(
-                id=uuid.UUID(int=n),
-                subject="math",
-                grade=paper.grade,
-                language="zh",
-                rubric="",
-                model=MODEL,
-                image_detail=DETAIL,
-            )
             asked = AnswerKey(questions=[q for q in key.questions if q.id in unsure])
-            templated_cascade += prompt_tokens(exam, asked, [(sheet.width, sheet.height)], "crops")
+            templated_cascade += prompt_tokens(_exam(paper, n), asked, [(sheet.width, sheet.height)], "crops")
         elif unsure:
             templated_cascade += cascade
         vision_tokens += every_page

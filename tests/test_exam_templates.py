@@ -9,7 +9,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from bench.school_papers import make_school_paper
+from bench.school_papers import SchoolPaper, make_school_paper
 from shared.models import Paper
 from tests.helpers import wait_for, wait_until
 
@@ -29,21 +29,25 @@ def _files(pages: list[bytes], stem: str) -> list[tuple[str, tuple[str, bytes, s
     return [("pages", (f"{stem}-{n}.{ext}", page, mime)) for n, (page, (mime, ext)) in enumerate(zip(pages, kinds), 1)]
 
 
+def local_exam(api: str, headers: dict[str, str], paper: SchoolPaper, title: str) -> dict:
+    """An offline-marked exam with the generated paper's answer key."""
+    body = {
+        "title": title,
+        "subject": "math",
+        "grade": paper.grade,
+        "language": "zh",
+        "provider": "local",
+        "answer_key": paper.answer_key,
+    }
+    created = httpx.post(f"{api}/v1/exams", headers=headers, json=body)
+    assert created.status_code == 201, created.text
+    return created.json()
+
+
 def test_a_paper_is_read_with_its_exams_blank_paper(live_api, auth, idle, app):
     headers = auth("A")
     paper = make_school_paper(20006)
-    exam = httpx.post(
-        f"{live_api}/v1/exams",
-        headers=headers,
-        json={
-            "title": "期末测试",
-            "subject": "math",
-            "grade": paper.grade,
-            "language": "zh",
-            "provider": "local",
-            "answer_key": paper.answer_key,
-        },
-    ).json()
+    exam = local_exam(live_api, headers, paper, "期末测试")
     base = f"{live_api}/v1/exams/{exam['id']}/template"
     assert httpx.get(base, headers=headers).status_code == 404  # no blank paper given yet
 
@@ -86,18 +90,7 @@ def test_a_paper_is_read_with_its_exams_blank_paper(live_api, auth, idle, app):
 def test_a_review_items_crop_url_returns_the_answers_image(live_api, auth, idle, app):
     headers = auth("A")
     paper = make_school_paper(20011)
-    exam = httpx.post(
-        f"{live_api}/v1/exams",
-        headers=headers,
-        json={
-            "title": "单元测试",
-            "subject": "math",
-            "grade": paper.grade,
-            "language": "zh",
-            "provider": "local",
-            "answer_key": paper.answer_key,
-        },
-    ).json()
+    exam = local_exam(live_api, headers, paper, "单元测试")
     submitted = httpx.post(
         f"{live_api}/v1/exams/{exam['id']}/papers",
         headers=headers,

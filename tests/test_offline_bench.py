@@ -22,16 +22,15 @@ def test_generated_papers_carry_their_truth_and_are_the_same_every_run():
         assert (written.text in forms) == written.correct
 
 
-def test_the_offline_benchmark_prints_its_figures_as_json():
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.offline", "--papers", "2", "--seed", "7000"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def run_bench(module: str, *args: str) -> dict:
+    """Run a benchmark as a user would; its last line, one JSON object."""
+    run = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    figures = json.loads(run.stdout.strip().splitlines()[-1])
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_the_offline_benchmark_prints_its_figures_as_json():
+    figures = run_bench("bench.offline", "--papers", "2", "--seed", "7000")
     assert figures["papers"] == 2 and figures["pages"] >= 2
     assert figures["questions"] == sum(len(make_paper(7000 + n).answers) for n in range(2))
     for share in ("confident_share", "accuracy_on_confident", "silently_wrong_share"):
@@ -43,15 +42,7 @@ def test_the_offline_benchmark_prints_its_figures_as_json():
 
 
 def test_the_school_benchmark_prints_both_readings_as_json():
-    run = subprocess.run(
-        [sys.executable, "-m", "bench.school_offline", "--papers", "1", "--seed", "20006"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    figures = json.loads(run.stdout.strip().splitlines()[-1])
+    figures = run_bench("bench.school_offline", "--papers", "1", "--seed", "20006")
     for reading in ("without_template", "with_template"):
         assert figures[reading]["questions"] > 0 and 0 <= figures[reading]["confident_share"] <= 1
         assert "kind:calc_row" in figures[reading]["by_group"] or "kind:fill" in figures[reading]["by_group"]

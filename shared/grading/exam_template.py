@@ -8,6 +8,8 @@ the pixels of the blank page as the reader sees it (upright, flattened, at most 
 from __future__ import annotations
 
 import enum
+import functools
+import json
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -68,7 +70,16 @@ def usable(exam: Exam, storage: Storage) -> Template | None:
     """The exam's template, ready to read papers with; None without one (or not read yet)."""
     if not exam.template or exam.template.get("status") != TemplateStatus.ready:
         return None
-    return Template.from_stored([storage.get(page["key"]) for page in exam.template["pages"]], exam.template)
+    return _built(storage, json.dumps(exam.template, sort_keys=True))
+
+
+# An exam's papers come one after another: its blank pages are fetched and prepared once per
+# process, not once per paper. Keyed by the stored template itself, so a correction is seen at
+# once; two entries (about 6 MB a page: the image and its ink) cover the exams a worker has in hand.
+@functools.lru_cache(maxsize=2)
+def _built(storage: Storage, stored: str) -> Template:
+    template = json.loads(stored)
+    return Template.from_stored([storage.get(page["key"]) for page in template["pages"]], template)
 
 
 def correct_regions(exam: Exam, regions: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ import base64
 import io
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
@@ -172,15 +172,7 @@ def prepare_paper(
     version = prompt_version(request)
     paper.prompt_version = version
     return PreparedPaper(
-        paper_id=context.paper_id,
-        exam_id=context.exam_id,
-        school_id=context.school_id,
-        attempt=context.attempt,
-        model=context.model,
-        answer_key=context.answer_key,
-        vocabulary=context.vocabulary,
-        asked_key=context.asked_key,
-        local_marks=context.local_marks,
+        **{f.name: getattr(context, f.name) for f in fields(MarkingContext)},
         request=request,
         prompt_version=version,
         pages_hash=paper.pages_hash,

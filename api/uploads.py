@@ -1,0 +1,33 @@
+"""Page files from a request, checked once the same way for papers, class archives and blank papers."""
+
+from __future__ import annotations
+
+from api.context import resources
+from api.errors import ApiError, refusal_status
+from shared.images import PageHeader
+from shared.intake.submission import PageError, UploadedPage, check_pages
+from shared.refusals import RefusalKind
+
+PAGE_CODES = {RefusalKind.too_large: "page_too_large", RefusalKind.unsupported: "unsupported_page"}
+
+
+def check_uploads(uploads: list[UploadedPage]) -> tuple[list[UploadedPage], list[PageHeader]]:
+    """Every file checked within this installation's limits; raises PageError at the first refused."""
+    settings = resources().settings
+    return check_pages(
+        uploads,
+        max_bytes=settings.max_page_bytes,
+        max_pixels=settings.max_image_pixels,
+        max_pages=settings.max_pages_per_paper,
+        pdf_dpi=settings.pdf_dpi,
+    )
+
+
+def page_refused(exc: PageError) -> ApiError:
+    """A refused page in the error shape, naming the file and the page."""
+    return ApiError(
+        refusal_status(exc.kind),
+        PAGE_CODES.get(exc.kind, "invalid_page"),
+        str(exc),
+        {"file": exc.filename, "page": exc.number},
+    )
