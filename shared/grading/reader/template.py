@@ -176,21 +176,7 @@ def _read_region(
         # in the region for review, not read into the verdict.
         last = max(lines, key=lambda line: line.centre_y)
         lines = [line for line in lines if line.box[3] > last.box[1] + last.height // 3]
-        mask = mask.crop((0, max(0, lines[0].box[1] - REGION_PAD), mask.width, mask.height))
-        crop = crop.crop((0, max(0, lines[0].box[1] - REGION_PAD), crop.width, crop.height))
-        lines = [
-            ocr.TextLine(
-                (
-                    l.box[0],
-                    l.box[1] - max(0, lines[0].box[1] - REGION_PAD),
-                    l.box[2],
-                    l.box[3] - max(0, lines[0].box[1] - REGION_PAD),
-                ),
-                l.text,
-                l.score,
-            )
-            for l in lines
-        ]
+        mask.paste(0, (0, 0, mask.width, max(0, lines[0].box[1] - REGION_PAD)))  # the working is not read
         ink = mask.histogram()[255]
     separator = "；" if kind == QuestionType.blanks else " "
     det_text = clean_reading(separator.join(line.text for line in lines))
