@@ -80,10 +80,19 @@ INLINE_ONCE = 0.85
 
 
 def _inline_reading(
-    page: PageScan, on_line: list[ocr.TextLine], qid: str, text: str, score: float, where: dict[str, Any], note: str
+    page: PageScan,
+    on_line: list[ocr.TextLine],
+    qid: str,
+    text: str,
+    where: dict[str, Any],
+    note: str,
+    score: float | None = None,
 ) -> AnswerReading:
     """An answer found inside the question's line, read a second time on its own (cut from where it
-    sits in the line): two readings that agree are trusted as any two are; one is not."""
+    sits in the line): two readings that agree are trusted as any two are; one is not. `score`:
+    the first reading's, by default the line's, never more than INLINE_ONCE."""
+    if score is None:
+        score = min(min(l.score for l in on_line), INLINE_ONCE)
     second = _read_again(page, on_line, text)
     if second is not None and normalise_text(second[0]) == normalise_text(text):
         return AnswerReading(qid, "read", text, round(max(score, second[1]), 4), **where, note=f"{note}; read twice")
@@ -231,15 +240,12 @@ def _read_area(
 
     if question.type == QuestionType.choice and (letter := _bracketed_letter(anchor, on_line)) is not None:
         text, score = letter
-        return _inline_reading(page, on_line, question.id, text, score, where, "the letter in the brackets")
+        return _inline_reading(page, on_line, question.id, text, where, "the letter in the brackets", score)
     if box is None and not written:
         line_text = anchor.rest + "".join(l.text for l in on_line if l is not anchor.line)
         separator = "；" if question.type == QuestionType.blanks else ""
         if inline := _inserted_text(line_text, question.prompt, separator):  # written into the question's blank
-            score = min(min(l.score for l in on_line), INLINE_ONCE)
-            return _inline_reading(
-                page, on_line, question.id, inline, score, where, "read from the question's own line"
-            )
+            return _inline_reading(page, on_line, question.id, inline, where, "read from the question's own line")
         if printed:  # text was found here, and taken for the prompt: perhaps wrongly
             return AnswerReading(
                 question.id, "blank", "", 0.6, **where, note="only text resembling the question was found under it"
@@ -250,17 +256,14 @@ def _read_area(
             )
         if not question.prompt and (filled := _bracket_contents(line_text)):
             # No prompt to subtract: what is written inside the line's brackets is the answer.
-            score = min(min(l.score for l in on_line), INLINE_ONCE)
-            answer = ("；" if question.type == QuestionType.blanks else "").join(filled)
-            return _inline_reading(page, on_line, question.id, answer, score, where, "read inside the brackets")
+            answer = separator.join(filled)
+            return _inline_reading(page, on_line, question.id, answer, where, "read inside the brackets")
         if not question.prompt and (apart := _answer_boxes(anchor, on_line)):
             # Written apart from the print (the detector boxed it alone), with no operation in it.
-            score = min(min(l.score for l in on_line), INLINE_ONCE)
-            return _inline_reading(page, on_line, question.id, apart, score, where, "read beside the question")
+            return _inline_reading(page, on_line, question.id, apart, where, "read beside the question")
         if not question.prompt and not _BLANK_MARK.search(line_text) and (after := _after_equals(line_text)):
             # No prompt to subtract: a calculation's answer is what follows its last '='.
-            score = min(min(l.score for l in on_line), INLINE_ONCE)
-            return _inline_reading(page, on_line, question.id, after, score, where, "read after the question's '='")
+            return _inline_reading(page, on_line, question.id, after, where, "read after the question's '='")
         if not question.prompt and (anchor.rest.strip() or len(on_line) > 1):
             # Without the question's text, print and an answer written into the line look alike.
             return AnswerReading(
