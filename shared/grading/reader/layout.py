@@ -228,13 +228,14 @@ def next_in_row(anchor: Anchor, anchors: list[Anchor]) -> int | None:
     return min(starts) if starts else None
 
 
-def answer_ink(page: PageScan, top: int, bottom: int, printed: list[ocr.TextLine]) -> Image.Image:
-    """The ink of an answer area (rows `top` to `bottom`), without print and sheet edges."""
+def answer_ink(page: PageScan, top: int, bottom: int, printed: list[ocr.TextLine], margin: int = 0) -> Image.Image:
+    """The ink of an answer area (rows `top` to `bottom`, right of `margin`), without print and
+    sheet edges."""
     mask = page.ink.crop((0, top, page.image.width, max(top + 1, bottom))).copy()
     draw = ImageDraw.Draw(mask)
     # Writing lies between the questions' margin and a little past the printed text; outside that
     # band, and along the foot of the page, is what is left of a photographed sheet's edges.
-    left = max(0, min(l.box[0] for l in page.lines) - round(0.03 * mask.width))
+    left = max(0, margin, min(l.box[0] for l in page.lines) - round(0.03 * mask.width))
     right = min(mask.width, max(l.box[2] for l in page.lines) + round(0.05 * mask.width))
     draw.rectangle((0, 0, left, mask.height), fill=0)
     draw.rectangle((right, 0, mask.width, mask.height), fill=0)

@@ -50,6 +50,9 @@ def _unit_error(answer: str, key: str) -> bool:
 def _not_like_the_key(answer: str, key: str) -> bool:
     """The key is a number (or quantity) and the reading is not one: letters where digits belong
     ("5b" for 56) are far more often a misreading than what a pupil wrote."""
+    signs = "±+-"
+    if key.startswith("±"):  # "±3": a pair of values, each a value
+        key, answer = key.lstrip(signs), answer.lstrip(signs)
     wanted, said = parse_value(key), parse_value(answer)
     if wanted is None:
         return False
@@ -105,6 +108,8 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     # what is compared: for a word problem, the answer after 答： (the working stays in the reading)
     written_answer_line = _CHINESE_ANSWER_LINE.search(reading.text) is not None and "答" not in key
     compared = final_answer(reading.text) if question.type == QuestionType.word or written_answer_line else reading.text
+    if question.type == QuestionType.word and subject == "math":
+        compared = quantity_in(compared, key)
     correct = _is_right(compared, question, subject)
     if correct:
         # A misreading that lands exactly on the key is far less likely than one that misses it.
@@ -120,9 +125,13 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
         )
     confidence = reading.confidence
     said = normalise_text(compared)
-    near = any(
-        _edit_distance(said, normalise_text(form)) <= max(1, len(normalise_text(form)) // 5)
-        for form in (key, *question.accepted)
+    near = (
+        _confusable_letters(said, normalise_text(key))
+        if question.type == QuestionType.choice
+        else any(
+            _edit_distance(said, normalise_text(form)) <= max(1, len(normalise_text(form)) // 5)
+            for form in (key, *question.accepted)
+        )
     )
     if near and reading.confidence < 0.98:
         confidence *= 0.8  # a character or two from the key, read unsurely: perhaps a misreading
@@ -165,6 +174,34 @@ _ANSWER_LINE = re.compile(r"(?:答|Answer|A)\s*[:：]\s*", re.IGNORECASE)
 _CHINESE_ANSWER_LINE = re.compile(r"答\s*[:：]")
 # Between the blanks of one question a pupil writes a comma, a semicolon or a wide gap.
 _BLANK_SEPARATOR = re.compile(r"\s*[,，;；、]\s*|\s{2,}")
+
+
+# Handwritten capitals the reader takes for one another; any other two letters are told apart.
+_CONFUSABLE_LETTERS = ({"B", "D"}, {"B", "E"}, {"C", "G"}, {"D", "O"}, {"A", "R"})
+# A number in a sentence, and what may follow it as its unit ("行驶了145.5千米" holds "145.5千米").
+_NUMBER = re.compile(r"[-−]?\d+(?:\.\d+)?(?:/\d+)?")
+
+
+def _confusable_letters(said: str, key: str) -> bool:
+    return len(said) == len(key) == 1 and {said.upper(), key.upper()} in _CONFUSABLE_LETTERS
+
+
+def quantity_in(sentence: str, key: str) -> str:
+    """A word problem's answer written as a sentence ("一共花了5460元"): its one quantity, with the
+    longest unit after it that is a unit; the sentence as it is when it holds no number or several
+    (then it is compared whole, and read by a teacher when that fails)."""
+    if parse_value(key) is None or parse_value(sentence) is not None:
+        return sentence
+    numbers = list(_NUMBER.finditer(sentence))
+    if len(numbers) != 1:
+        return sentence
+    number = numbers[0]
+    rest = sentence[number.end() :].rstrip("。.!！")
+    for end in range(min(len(rest), 4), -1, -1):
+        candidate = number.group() + rest[:end]
+        if parse_value(candidate) is not None:
+            return candidate
+    return sentence
 
 
 def final_answer(text: str) -> str:

@@ -38,6 +38,7 @@ from shared.grading.reader.layout import (
 from shared.grading.reader.scanning import PageScan, scan_pages
 
 MIN_INK_PIXELS = 40  # fewer ink pixels than this in an answer area is a speck, not writing
+MARGIN_GAP = 0.01  # a binding margin ends this share of the page width left of the question numbers
 ReadingState = Literal["read", "blank", "illegible", "not_found"]
 
 
@@ -177,13 +178,21 @@ def read_answers(pages: list[PageScan], key: AnswerKey) -> dict[str, AnswerReadi
     claimed = {id(line) for lines in on_lines.values() for line in lines}
     heights = sorted(anchor.line.height for _qid, anchor in ordered)
     print_height = heights[len(heights) // 2] if heights else 0
+    # Left of every question number on a page is its binding margin (密封线, the pupil's details
+    # printed sideways), never an answer.
+    margins = {
+        number: min(a.line.box[0] for a in every if a.page == number) - round(MARGIN_GAP * pages[number].image.width)
+        for number in {a.page for a in every}
+    }
     readings = {}
     for position, (qid, anchor) in enumerate(ordered):
         page = pages[anchor.page]
         following = ordered[position + 1][1] if position + 1 < len(ordered) else None
         question = next(q for q in key.questions if q.id == qid)
         bottom = following.line.box[1] if following and following.page == anchor.page else page.image.height
-        readings[qid] = _read_area(page, anchor, on_lines[qid], claimed, question, bottom, print_height, rights[qid])
+        readings[qid] = _read_area(
+            page, anchor, on_lines[qid], claimed, question, (bottom, margins[anchor.page]), print_height, rights[qid]
+        )
     for question in key.questions:
         if question.id not in readings:
             readings[question.id] = AnswerReading(
@@ -206,15 +215,17 @@ def _read_area(
     on_line: list[ocr.TextLine],
     claimed: set[int],
     question: KeyQuestion,
-    bottom: int,
+    below: tuple[int, int],
     print_height: int,
     right: int | None = None,
 ) -> AnswerReading:
-    """Read one question's answer area: blank, one reading or two, with the confidence earned."""
+    """Read one question's answer area (down to `bottom`, right of the page's `margin`): blank,
+    one reading or two, with the confidence earned."""
+    bottom, margin = below
     typical = page.line_height
     # Below the printed line and clear of its descenders, which its box may leave out.
     top = max(l.box[3] for l in on_line) + max(2, typical // 6)
-    in_area = [l for l in page.lines if id(l) not in claimed and top - 2 <= l.centre_y < bottom]
+    in_area = [l for l in page.lines if id(l) not in claimed and top - 2 <= l.centre_y < bottom and l.box[2] > margin]
     printed_prompt = normalise_text(question.prompt)
     printed = [
         l
@@ -234,7 +245,7 @@ def _read_area(
         "region": (0, max(0, anchor.line.box[1] - 4), page.image.width, bottom),
         "line_height": typical,
     }
-    mask = answer_ink(page, top, bottom, printed)
+    mask = answer_ink(page, top, bottom, printed, margin)
     ink_pixels = mask.histogram()[255]
     box = mask.getbbox() if ink_pixels >= MIN_INK_PIXELS else None
 
@@ -279,7 +290,7 @@ def _read_area(
         return AnswerReading(question.id, "blank", "", 0.95, **where)
 
     det_text = clean_reading(" ".join(l.text for l in written))
-    det_score = min((l.score for l in written), default=0.0)
+    det_score = min((l.score for l in _scored_lines(written, question)), default=0.0)
     rec_text, rec_score = "", 0.0
     if box is not None and box[3] - box[1] <= 2.2 * typical:  # one line of writing: read it whole
         pad = max(4, typical // 6)
@@ -312,6 +323,16 @@ def _read_area(
     return AnswerReading(question.id, "read", text, round(confidence, 4), **where, note="; ".join(notes))
 
 
+def _scored_lines(written: list[ocr.TextLine], question: KeyQuestion) -> list[ocr.TextLine]:
+    """The lines whose reading the verdict rests on: for a word problem, its 答： line and what
+    follows (the working above is kept for review, never compared), else every line."""
+    if question.type != QuestionType.word:
+        return written
+    answer_lines = [n for n, line in enumerate(written) if _ANSWER_MARK.search(line.text)]
+    return written[answer_lines[-1] :] if answer_lines else written
+
+
+_ANSWER_MARK = re.compile(r"答\s*[:：]")
 _REMAINDER_READ = re.compile(r"^(\d+)……(\d+)$")
 
 
