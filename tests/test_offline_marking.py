@@ -156,7 +156,13 @@ def test_unsure_readings_give_unsure_verdicts():
     assert mark_reading(reading("58", 0.95), question("56"), "math", "zh").confidence < 0.9
     assert mark_reading(reading("58", 0.999), question("56"), "math", "zh").confidence >= 0.9
     # the key is a number and the reading is not: probably misread
-    assert mark_reading(reading("5b", 0.99), question("56"), "math", "zh").confidence < 0.9
+    assert mark_reading(reading("5k", 0.99), question("56"), "math", "zh").confidence < 0.9
+    # letters that look like digits are taken as digits where the key has no letter: right when
+    # that lands on the key, and unsure when it still misses it
+    lookalike = mark_reading(reading("18C元", 0.95), question("180元"), "math", "zh")
+    assert lookalike.is_correct and lookalike.confidence >= 0.9
+    assert mark_reading(reading("Cl", 0.99), question("60"), "math", "zh").confidence < 0.9
+    assert not mark_reading(reading("5b", 0.99), question("5b"), "math", "zh").confidence < 0.9  # a letter is kept
     illegible = mark_reading(reading("", 0.0, "illegible"), question("56"), "math", "zh")
     assert (illegible.error_type, illegible.confidence) == ("illegible", 0.0)
     no_answer = mark_reading(reading("56"), question(None), "math", "en")

@@ -80,6 +80,18 @@ def test_a_phone_photo_registers_to_its_blank_page_within_one_percent():
     # and the print itself falls on the template's print, not merely on average
     printed, seen = np.asarray(blank.ink) > 0, np.asarray(ink_mask(aligned)) > 0
     assert (printed & seen).sum() / printed.sum() > 0.6
+    # each answer region, on its own, lies within 1% of the page of its true place
+    template, photo = np.asarray(blank.image), np.asarray(aligned)
+    regions = [t.region for t in paper.truth if t.page == 1]
+    assert len(regions) >= 4
+    pad = round(0.03 * blank.image.width)  # search 3% around the region for its print
+    for _x0, y0, _x1, y1 in regions:  # the region's row, with the question's print in it
+        x0, x1 = pad, blank.image.width - pad
+        window = photo[y0 - pad : y1 + pad, x0 - pad : x1 + pad]
+        scores = cv2.matchTemplate(window, template[y0:y1, x0:x1], cv2.TM_CCOEFF_NORMED)
+        _low, best, _at_low, (mx, my) = cv2.minMaxLoc(scores)
+        shift = (mx - pad, my - pad)  # where the region's print is found, against where it belongs
+        assert best > 0.5 and max(abs(shift[0]), abs(shift[1])) <= 0.01 * blank.image.width, ((x0, y0), shift, best)
 
 
 def test_reading_with_the_template_leaves_the_print_out():

@@ -110,8 +110,12 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     compared = final_answer(reading.text) if question.type == QuestionType.word or written_answer_line else reading.text
     if question.type == QuestionType.word and subject == "math":
         compared = quantity_in(compared, key)
-    correct = _is_right(compared, question, subject)
-    if correct:
+    digits = as_digits(compared, question) if subject == "math" else compared
+    # A reading that needed letters taken for digits is less sure: a little where it then lands on
+    # the key, much where it still misses it (then it is most likely misread).
+    lookalikes, compared = digits != compared, digits
+    if _is_right(compared, question, subject):
+        confidence = reading.confidence * (LOOKALIKE_DISCOUNT if lookalikes else 1.0)
         # A misreading that lands exactly on the key is far less likely than one that misses it.
         return QuestionMark(
             student_answer=reading.text,
@@ -121,9 +125,9 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
             error_type="none",
             explanation="",
             correction="",
-            confidence=round(0.5 + 0.5 * reading.confidence, 4),
+            confidence=round(0.5 + 0.5 * confidence, 4),
         )
-    confidence = reading.confidence
+    confidence = reading.confidence * (NOT_LIKE_THE_KEY if lookalikes else 1.0)
     said = normalise_text(compared)
     near = (
         _confusable_letters(said, normalise_text(key))
@@ -136,7 +140,7 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     if near and reading.confidence < 0.98:
         confidence *= 0.8  # a character or two from the key, read unsurely: perhaps a misreading
     if subject == "math" and _not_like_the_key(compared, key):
-        confidence *= 0.6  # the key is a value and the reading is not: probably misread
+        confidence *= NOT_LIKE_THE_KEY  # the key is a value and the reading is not: probably misread
     if any(
         len(said) >= len(normalise_text(form)) + 2 and normalise_text(form) in said
         for form in (key, *question.accepted)
@@ -174,6 +178,28 @@ _ANSWER_LINE = re.compile(r"(?:答|Answer|A)\s*[:：]\s*", re.IGNORECASE)
 _CHINESE_ANSWER_LINE = re.compile(r"答\s*[:：]")
 # Between the blanks of one question a pupil writes a comma, a semicolon or a wide gap.
 _BLANK_SEPARATOR = re.compile(r"\s*[,，;；、]\s*|\s{2,}")
+
+
+# Handwritten digits the reader takes for letters; where the key holds no letter, a letter among
+# digits is one of these ("18C元" is 180元, "GO" is 60, "C.q" is 0.9).
+_DIGIT_LOOKALIKES = str.maketrans(
+    {"O": "0", "o": "0", "C": "0", "c": "0", "D": "0", "I": "1", "l": "1", "|": "1", "Z": "2", "z": "2",
+     "S": "5", "s": "5", "G": "6", "b": "6", "q": "9", "g": "9"}
+)  # fmt: skip
+LOOKALIKE_DISCOUNT = 0.9
+NOT_LIKE_THE_KEY = 0.6
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def as_digits(text: str, question: KeyQuestion) -> str:
+    """A reading of a value with the letters that look like digits taken as digits, where the key
+    (a value, or each blank's) has no letter in it; else as read."""
+    if question.type in (QuestionType.choice, QuestionType.text):
+        return text
+    keys = [question.answer or "", *question.accepted, *(b.answer for b in question.blanks)]
+    if any(_LATIN.search(k) for k in keys):
+        return text
+    return text.translate(_DIGIT_LOOKALIKES)
 
 
 # Handwritten capitals the reader takes for one another; any other two letters are told apart.
@@ -225,7 +251,7 @@ def _is_right(text: str, question: KeyQuestion, subject: str) -> bool:
 def _mark_blanks(reading: AnswerReading, question: KeyQuestion, subject: str, zh: bool) -> QuestionMark:
     """Each blank against its own answer, for its own points; a reading that does not split into
     as many parts as there are blanks is only a guess at which part is which."""
-    parts = [part for part in _BLANK_SEPARATOR.split(reading.text.strip()) if part]
+    parts = [as_digits(part, question) for part in _BLANK_SEPARATOR.split(reading.text.strip()) if part]
     right = []
     for number, blank in enumerate(question.blanks):
         said = parts[number] if number < len(parts) else ""
