@@ -107,3 +107,32 @@ def test_a_review_items_crop_url_returns_the_answers_image(live_api, auth, idle,
     assert 20 <= crop.height <= 1200 and crop.width >= 20  # one answer, not a page
     # another school cannot see it
     assert httpx.get(f"{live_api}{with_crops[0]['crop_url']}", headers=auth("B")).status_code == 404
+
+
+def test_a_choice_a_two_blank_question_and_a_word_problem_are_marked_right(live_api, auth, idle):
+    """Read by a real worker with the exam's blank paper: the letter in the brackets, each of two
+    blanks, and the answer after 答： under its working, each marked right and sure of it."""
+    headers = auth("A")
+    paper = make_school_paper(20004)  # a WebP phone upload of a grade-1 paper
+    kinds = {q["id"]: q.get("type") for q in paper.answer_key["questions"]}
+    assert (kinds["3.1"], kinds["2.3"], kinds["4.2"]) == ("choice", "blanks", "word")
+    exam = local_exam(live_api, headers, paper, "一年级期末")
+    base = f"{live_api}/v1/exams/{exam['id']}/template"
+    assert httpx.post(base, headers=headers, files=_files(paper.template_pages, "blank")).status_code == 202
+    wait_until(
+        lambda: httpx.get(base, headers=headers).json()["status"] == "ready", timeout=OCR_TIMEOUT, what="template"
+    )
+    submitted = httpx.post(
+        f"{live_api}/v1/exams/{exam['id']}/papers",
+        headers=headers,
+        data={"student_ref": "S03", "class_label": "1(2)"},
+        files=_files(paper.pages, "p"),
+    )
+    marked = wait_for(live_api, headers, submitted.json()["id"], timeout=OCR_TIMEOUT)
+    results = {q["question_id"]: q for q in marked["questions"]}
+    choice, blanks, word = results["3.1"], results["2.3"], results["4.2"]
+    assert choice["student_answer"] == "C" and choice["is_correct"] and not choice["needs_review"], choice
+    assert blanks["is_correct"] and blanks["score"] == 2 and not blanks["needs_review"], blanks
+    assert [p.strip() for p in blanks["student_answer"].split("；")] == ["17", "19"], blanks
+    assert word["is_correct"] and word["score"] == 4 and not word["needs_review"], word
+    assert "64" in word["student_answer"] and "支" in word["student_answer"], word
