@@ -22,12 +22,12 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 from shared import ocr
 from shared.grading.answer_key import AnswerKey, QuestionType
-from shared.grading.reader.layout import find_anchors, in_reading_order, next_in_row
-from shared.grading.reader.reading import MIN_INK_PIXELS, AnswerReading, _two_readings, clean_reading
+from shared.grading.reader.layout import find_anchors, in_reading_order, next_in_row, normalise_text
+from shared.grading.reader.reading import MIN_INK_PIXELS, AnswerReading, clean_reading
 from shared.grading.reader.scanning import PageScan, level, scan_page, upright_sheet
 from shared.images import ink_mask
 
@@ -156,6 +156,42 @@ def read_with_template(pages: list[bytes], template: Template, key: AnswerKey) -
     return TemplateReading(readings, aligned_pages)
 
 
+def _whole_readings(
+    crop: Image.Image, mask: Image.Image, ink_box: tuple[int, int, int, int], line_height: int
+) -> list[tuple[str, float]]:
+    """One line of writing recognised whole three ways: cut close, with a wide white border, and
+    as its ink alone in black on white (a faint pencil or a shadow read apart from its paper)."""
+    pad = max(4, line_height // 6)
+    close = crop.crop(
+        (
+            max(0, ink_box[0] - pad),
+            max(0, ink_box[1] - pad),
+            min(crop.width, ink_box[2] + pad),
+            min(crop.height, ink_box[3] + pad),
+        )
+    )
+    bordered = ImageOps.expand(crop.crop(ink_box), border=line_height // 2, fill=255)
+    ink_only = ImageOps.expand(ImageOps.invert(mask.crop(ink_box)), border=line_height // 3, fill=255)
+    return [(clean_reading(text), score) for text, score in map(ocr.recognise, (close, bordered, ink_only))]
+
+
+def vote(readings: list[tuple[str, float]]) -> tuple[str, float, list[str]]:
+    """One answer from several readings of the same writing: the one most of them agree on (two
+    or more: its best score), else the best-scored one trusted less (read once, or disagreeing)."""
+    groups: dict[str, list[tuple[str, float]]] = {}
+    for text, score in readings:
+        if text:
+            groups.setdefault(normalise_text(text), []).append((text, score))
+    best = max(groups.values(), key=lambda group: (len(group), sum(score for _text, score in group)))
+    text, score = max(best, key=lambda reading: reading[1])
+    if len(best) >= 2:
+        return text, score, [f"{len(best)} of {len(readings)} readings agree"]
+    if len(groups) == 1:
+        return text, score * 0.85, ["read once"]
+    others = " / ".join(repr(t) for t, _s in readings if t)
+    return text, min(s for _t, s in readings if _t) * 0.6, [f"the readings disagree ({others})"]
+
+
 def _read_region(
     page: Image.Image,
     number: int,
@@ -181,23 +217,13 @@ def _read_region(
     separator = "；" if kind == QuestionType.blanks else " "
     det_text = clean_reading(separator.join(line.text for line in lines))
     det_score = min((line.score for line in lines), default=0.0)
-    rec_text, rec_score = "", 0.0
+    readings = [(det_text, det_score)]
     ink_box = mask.getbbox()
     if ink_box is not None and ink_box[3] - ink_box[1] <= ONE_LINE * line_height and kind != QuestionType.blanks:
-        pad = max(4, line_height // 6)
-        tight = crop.crop(
-            (
-                max(0, ink_box[0] - pad),
-                max(0, ink_box[1] - pad),
-                min(crop.width, ink_box[2] + pad),
-                min(crop.height, ink_box[3] + pad),
-            )
-        )
-        rec_text, rec_score = ocr.recognise(tight)
-        rec_text = clean_reading(rec_text)
-    if not det_text and not rec_text:
+        readings += _whole_readings(crop, mask, ink_box, line_height)
+    if not any(text for text, _score in readings):
         return AnswerReading(qid, "illegible", "", 0.0, **where, note="writing the offline reader cannot read")
-    text, confidence, notes = _two_readings(det_text, det_score, rec_text, rec_score)
+    text, confidence, notes = vote(readings)
     covered = sum(mask.crop(line.box).histogram()[255] for line in lines)
     if lines and covered < 0.75 * ink:
         confidence *= 0.7
