@@ -63,6 +63,8 @@ def _prompt_similarity(rest: str, prompt: str) -> float:
         return 1.0
     if not rest:
         return 0.0
+    # the text may run on past the prompt (an answer written on the row): compare its head
+    rest = rest[: len(prompt) + 2]
     return difflib.SequenceMatcher(None, rest, prompt[: max(len(rest), 1) + 4]).ratio()
 
 
@@ -71,6 +73,20 @@ class Anchor:
     page: int  # index into the scans
     line: ocr.TextLine
     rest: str  # the line's text after the question number
+
+
+def _row_text(page: PageScan, line: ocr.TextLine, rest: str) -> str:
+    """What follows a question's number on its row: the rest of its line and, where the detector
+    boxed the number alone ("（1）" | "3+9="), the boxes just right of it, up to another question."""
+    text = rest
+    right = line.box[2]
+    for other in sorted(page.lines, key=lambda l: l.box[0]):
+        if other is line or other.box[0] <= (line.box[0] + line.box[2]) // 2 or _overlap(other.box, line.box) < 0.5:
+            continue
+        if other.box[0] - right > 3 * line.height or _UNAMBIGUOUS.match(_anchor_text(other.text)):
+            break
+        text, right = text + other.text, max(right, other.box[2])
+    return text
 
 
 def find_anchors(pages: list[PageScan], key: AnswerKey) -> dict[str, Anchor]:
@@ -100,7 +116,7 @@ def find_anchors(pages: list[PageScan], key: AnswerKey) -> dict[str, Anchor]:
             )
             if not at_margin and not in_a_column:
                 continue
-            if question.prompt and _prompt_similarity(rest, question.prompt) < 0.4:
+            if question.prompt and _prompt_similarity(_row_text(pages[index], line, rest), question.prompt) < 0.4:
                 continue
             anchors[question.id] = Anchor(index, line, rest)
             previous = (index, line)
