@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import current_app, request
+from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -158,6 +158,24 @@ class ExamTemplate(MethodView):
             raise ApiError(422, "invalid_regions", str(exc)) from exc
         db().commit()
         return exam_template.template_view(exam)
+
+
+@blp.route("/<uuid:exam_id>/template/pages/<int:number>/preview")
+class ExamTemplatePreview(MethodView):
+    decorators = [require_school]
+
+    @blp.doc(responses={"200": {"description": "The page with its regions drawn (PNG).", "content": {"image/png": {}}}})
+    def get(self, exam_id: uuid.UUID, number: int) -> Response:
+        """A page of the blank paper with each question's answer region drawn on it and labelled:
+        check it before the papers are read, and correct a region with PATCH .../template."""
+        exam = school_exam(exam_id)
+        try:
+            image = exam_template.preview(resources().storage, exam, number)
+        except exam_template.NoPreview as exc:
+            raise not_found("template page") from exc
+        except StorageError as exc:
+            raise domain_error(exc, "the blank paper cannot be read from storage now") from exc
+        return Response(image, mimetype="image/png", headers={"Cache-Control": "private, no-cache"})
 
 
 @blp.route("/<uuid:exam_id>/resume")

@@ -413,6 +413,15 @@ class TemplatePageSchema(Schema):
     number = fields.Integer()
     width = fields.Integer()
     height = fields.Integer()
+    read_size = fields.List(
+        fields.Integer(),
+        allow_none=True,
+        metadata={"description": "[width, height] of the page as read (upright, levelled): the regions' pixels."},
+    )
+    preview_url = fields.String(
+        allow_none=True,
+        metadata={"description": "The page as read, each answer region drawn with its id (PNG); once ready."},
+    )
 
 
 class RegionSchema(Schema):

@@ -62,6 +62,18 @@ def test_a_paper_is_read_with_its_exams_blank_paper(live_api, auth, idle, app):
     assert template["status"] == "ready", template
     assert set(template["regions"]) == {q["id"] for q in paper.answer_key["questions"]}
 
+    # each page's preview: the page as read, with every region on it drawn in red
+    first_page = template["pages"][0]
+    preview = httpx.get(f"{live_api}{first_page['preview_url']}", headers=headers)
+    assert preview.status_code == 200 and preview.headers["content-type"] == "image/png"
+    drawn = Image.open(io.BytesIO(preview.content)).convert("RGB")
+    assert list(drawn.size) == first_page["read_size"]
+    for region in (r for r in template["regions"].values() if r["page"] == 1):
+        x0, y0, x1, y1 = region["box"]
+        assert drawn.getpixel((x1 - 1, (y0 + y1) // 2)) == (220, 30, 30), region  # its right edge
+    assert httpx.get(f"{base}/pages/9/preview", headers=headers).status_code == 404
+    assert httpx.get(f"{live_api}{first_page['preview_url']}", headers=auth("B")).status_code == 404
+
     refused = httpx.patch(base, headers=headers, json={"regions": {"99": {"page": 1, "box": [0, 0, 10, 10]}}})
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_regions"
     first = next(iter(template["regions"].items()))

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import enum
 import functools
+import io
 import json
 from typing import Any
 
+from PIL import ImageDraw, ImageFont
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -107,13 +109,53 @@ def correct_regions(exam: Exam, regions: dict[str, Any]) -> None:
     exam.template = template
 
 
+class NoPreview(LookupError):
+    """The blank paper is not read yet, or has no such page."""
+
+
+PREVIEW_COLOUR = (220, 30, 30)
+
+
+def preview(storage: Storage, exam: Exam, number: int) -> bytes:
+    """Page `number` of the blank paper as the reader sees it, each question's answer region drawn
+    on it with its id: what a teacher checks before the papers are read (PNG)."""
+    template = usable(exam, storage)
+    if template is None or not 1 <= number <= len(template.pages):
+        raise NoPreview(number)
+    page = template.pages[number - 1].image.convert("RGB")
+    draw = ImageDraw.Draw(page)
+    size = max(14, template.line_heights[number - 1] * 2 // 3)
+    font = ImageFont.load_default(size=size)
+    for qid, region in sorted(exam.template["regions"].items()):
+        if region["page"] != number:
+            continue
+        x0, y0, x1, y1 = region["box"]
+        draw.rectangle((x0, y0, x1, y1), outline=PREVIEW_COLOUR, width=3)
+        width = draw.textlength(qid, font=font)
+        at = (x1 - width - 8, y0 + 4)  # top right, clear of the printed number
+        label = draw.textbbox(at, qid, font=font)
+        draw.rectangle((label[0] - 3, label[1] - 2, label[2] + 3, label[3] + 2), fill=PREVIEW_COLOUR)
+        draw.text(at, qid, fill=(255, 255, 255), font=font)
+    out = io.BytesIO()
+    page.save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
 def template_view(exam: Exam) -> dict[str, Any]:
     template = exam.template or {}
+    ready = template.get("status") == TemplateStatus.ready
+    sizes = template.get("sizes", [])
     return {
         "status": template.get("status"),
         "reason": template.get("reason"),
         "pages": [
-            {"number": n, "width": p["width"], "height": p["height"]}
+            {
+                "number": n,
+                "width": p["width"],
+                "height": p["height"],
+                "read_size": sizes[n - 1] if n <= len(sizes) else None,
+                "preview_url": f"/v1/exams/{exam.id}/template/pages/{n}/preview" if ready else None,
+            }
             for n, p in enumerate(template.get("pages", []), start=1)
         ],
         "regions": template.get("regions", {}),

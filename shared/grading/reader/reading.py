@@ -17,7 +17,7 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from shared import ocr
 from shared.grading.answer_key import AnswerKey, KeyQuestion, QuestionType, choice_letters
@@ -291,24 +291,15 @@ def _read_area(
 
     det_text = clean_reading(" ".join(l.text for l in written))
     det_score = min((l.score for l in _scored_lines(written, question)), default=0.0)
-    rec_text, rec_score = "", 0.0
+    readings = [(det_text, det_score)]
     if box is not None and box[3] - box[1] <= 2.2 * typical:  # one line of writing: read it whole
-        pad = max(4, typical // 6)
-        crop = page.image.crop(
-            (
-                max(0, box[0] - pad),
-                top + max(0, box[1] - pad),
-                min(page.image.width, box[2] + pad),
-                top + min(mask.height, box[3] + pad),
-            )
-        )
-        rec_text, rec_score = ocr.recognise(crop)
-        rec_text = clean_reading(rec_text)
-    if not det_text and not rec_text:
+        area = page.image.crop((0, top, page.image.width, top + mask.height))
+        readings += whole_readings(area, mask, box, typical)
+    if not any(text for text, _score in readings):
         return AnswerReading(
             question.id, "illegible", "", 0.0, **where, note="there is writing here that the offline reader cannot read"
         )
-    text, confidence, notes = _two_readings(det_text, det_score, rec_text, rec_score)
+    text, confidence, notes = vote(readings)
     if box is not None and (match := _REMAINDER_READ.match(text)):
         # The dots of 5……3 drag a line's score down; read the two numbers on their own instead.
         parts = _remainder_parts(page.image.crop((box[0], top + box[1], box[2], top + box[3])), mask.crop(box))
@@ -369,17 +360,40 @@ def _remainder_parts(image: Image.Image, mask: Image.Image) -> tuple[tuple[str, 
     return parts[0], parts[1]
 
 
-def _two_readings(det_text: str, det_score: float, rec_text: str, rec_score: float) -> tuple[str, float, list[str]]:
-    """One answer from the detector's lines and the whole-crop recognition: agreeing readings keep
-    the better score; disagreeing ones, or a single one, are trusted less."""
-    if det_text and rec_text:
-        if normalise_text(det_text) == normalise_text(rec_text):
-            return det_text, max(det_score, rec_score), []
-        text = det_text if det_score >= rec_score else rec_text
-        return text, min(det_score, rec_score) * 0.6, [f"two readings disagree ({det_text!r} and {rec_text!r})"]
-    if det_text:
-        return det_text, det_score * 0.9, ["read once"]
-    return rec_text, rec_score * 0.85, ["read once"]
+def whole_readings(
+    crop: Image.Image, mask: Image.Image, ink_box: tuple[int, int, int, int], line_height: int
+) -> list[tuple[str, float]]:
+    """One line of writing recognised whole three ways: cut close, with a wide white border, and
+    as its ink alone in black on white (a faint pencil or a shadow read apart from its paper)."""
+    pad = max(4, line_height // 6)
+    close = crop.crop(
+        (
+            max(0, ink_box[0] - pad),
+            max(0, ink_box[1] - pad),
+            min(crop.width, ink_box[2] + pad),
+            min(crop.height, ink_box[3] + pad),
+        )
+    )
+    bordered = ImageOps.expand(crop.crop(ink_box), border=line_height // 2, fill=255)
+    ink_only = ImageOps.expand(ImageOps.invert(mask.crop(ink_box)), border=line_height // 3, fill=255)
+    return [(clean_reading(text), score) for text, score in map(ocr.recognise, (close, bordered, ink_only))]
+
+
+def vote(readings: list[tuple[str, float]]) -> tuple[str, float, list[str]]:
+    """One answer from several readings of the same writing: the one most of them agree on (two
+    or more: its best score), else the best-scored one trusted less (read once, or disagreeing)."""
+    groups: dict[str, list[tuple[str, float]]] = {}
+    for text, score in readings:
+        if text:
+            groups.setdefault(normalise_text(text), []).append((text, score))
+    best = max(groups.values(), key=lambda group: (len(group), sum(score for _text, score in group)))
+    text, score = max(best, key=lambda reading: reading[1])
+    if len(best) >= 2:
+        return text, score, [f"{len(best)} of {len(readings)} readings agree"]
+    if len(groups) == 1:
+        return text, score * 0.85, ["read once"]
+    others = " / ".join(repr(t) for t, _s in readings if t)
+    return text, min(s for _t, s in readings if _t) * 0.6, [f"the readings disagree ({others})"]
 
 
 def _share_read(mask: Image.Image, written: list[ocr.TextLine], top: int, ink_pixels: int) -> float:

@@ -22,12 +22,12 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageFilter
 
 from shared import ocr
 from shared.grading.answer_key import AnswerKey, QuestionType
-from shared.grading.reader.layout import find_anchors, in_reading_order, next_in_row, normalise_text
-from shared.grading.reader.reading import MIN_INK_PIXELS, AnswerReading, clean_reading
+from shared.grading.reader.layout import find_anchors, in_reading_order, is_footer, is_heading, next_in_row
+from shared.grading.reader.reading import MIN_INK_PIXELS, AnswerReading, clean_reading, vote, whole_readings
 from shared.grading.reader.scanning import PageScan, level, scan_page, upright_sheet
 from shared.images import ink_mask
 
@@ -53,6 +53,7 @@ class Template:
             "regions": {qid: {"page": index + 1, "box": list(box)} for qid, (index, box) in self.regions.items()},
             "line_heights": self.line_heights,
             "tilts": [page.tilt for page in self.pages],
+            "sizes": [list(page.image.size) for page in self.pages],  # the pixels the regions are in
         }
 
     @classmethod
@@ -74,7 +75,8 @@ def read_template(pages: list[bytes], key: AnswerKey) -> Template:
 
 def answer_regions(scans: list[PageScan], key: AnswerKey) -> dict[str, tuple[int, tuple[int, int, int, int]]]:
     """Each found question's region on the blank pages: its row from its number to the next
-    question on the row, down to the next row's question (or the foot of the page)."""
+    question on the row, down to the next row's question, section heading or footer (or the foot
+    of the page)."""
     anchors = find_anchors(scans, key)
     ordered = sorted(anchors.items(), key=lambda item: (item[1].page, item[1].line.box[1], item[1].line.box[0]))
     every = [anchor for _qid, anchor in ordered]
@@ -86,6 +88,10 @@ def answer_regions(scans: list[PageScan], key: AnswerKey) -> dict[str, tuple[int
             other.line.box[1]
             for other in every
             if other.page == anchor.page and other.line.box[1] > anchor.line.box[3] - 2
+        ] + [  # a section heading or the page's footer ends it too
+            line.box[1] - REGION_PAD
+            for line in page.lines
+            if line.box[1] > anchor.line.box[3] and (is_heading(line) or is_footer(line, page.image.height))
         ]
         bottom = min(below) if below else round(0.93 * page.image.height)
         top = max(0, anchor.line.box[1] - REGION_PAD)
@@ -156,42 +162,6 @@ def read_with_template(pages: list[bytes], template: Template, key: AnswerKey) -
     return TemplateReading(readings, aligned_pages)
 
 
-def _whole_readings(
-    crop: Image.Image, mask: Image.Image, ink_box: tuple[int, int, int, int], line_height: int
-) -> list[tuple[str, float]]:
-    """One line of writing recognised whole three ways: cut close, with a wide white border, and
-    as its ink alone in black on white (a faint pencil or a shadow read apart from its paper)."""
-    pad = max(4, line_height // 6)
-    close = crop.crop(
-        (
-            max(0, ink_box[0] - pad),
-            max(0, ink_box[1] - pad),
-            min(crop.width, ink_box[2] + pad),
-            min(crop.height, ink_box[3] + pad),
-        )
-    )
-    bordered = ImageOps.expand(crop.crop(ink_box), border=line_height // 2, fill=255)
-    ink_only = ImageOps.expand(ImageOps.invert(mask.crop(ink_box)), border=line_height // 3, fill=255)
-    return [(clean_reading(text), score) for text, score in map(ocr.recognise, (close, bordered, ink_only))]
-
-
-def vote(readings: list[tuple[str, float]]) -> tuple[str, float, list[str]]:
-    """One answer from several readings of the same writing: the one most of them agree on (two
-    or more: its best score), else the best-scored one trusted less (read once, or disagreeing)."""
-    groups: dict[str, list[tuple[str, float]]] = {}
-    for text, score in readings:
-        if text:
-            groups.setdefault(normalise_text(text), []).append((text, score))
-    best = max(groups.values(), key=lambda group: (len(group), sum(score for _text, score in group)))
-    text, score = max(best, key=lambda reading: reading[1])
-    if len(best) >= 2:
-        return text, score, [f"{len(best)} of {len(readings)} readings agree"]
-    if len(groups) == 1:
-        return text, score * 0.85, ["read once"]
-    others = " / ".join(repr(t) for t, _s in readings if t)
-    return text, min(s for _t, s in readings if _t) * 0.6, [f"the readings disagree ({others})"]
-
-
 def _read_region(
     page: Image.Image,
     number: int,
@@ -220,7 +190,7 @@ def _read_region(
     readings = [(det_text, det_score)]
     ink_box = mask.getbbox()
     if ink_box is not None and ink_box[3] - ink_box[1] <= ONE_LINE * line_height and kind != QuestionType.blanks:
-        readings += _whole_readings(crop, mask, ink_box, line_height)
+        readings += whole_readings(crop, mask, ink_box, line_height)
     if not any(text for text, _score in readings):
         return AnswerReading(qid, "illegible", "", 0.0, **where, note="writing the offline reader cannot read")
     text, confidence, notes = vote(readings)
