@@ -73,8 +73,8 @@ def _tokens(paper: SchoolPaper, key: AnswerKey, offline: Any, threshold: float, 
         return every_page, 0
     asked = AnswerKey(questions=[q for q in key.questions if q.id in unsure])
     if (crops := cheaper_crops(offline.local_reading, unsure, MODEL, DETAIL, sizes)) is not None:
-        return every_page, prompt_tokens(exam, asked, [(crops["width"], crops["height"])], "crops")
-    return every_page, prompt_tokens(exam, asked, sizes, None)
+        return every_page, prompt_tokens(exam, asked, [(crops["width"], crops["height"])], "crops", asked=True)
+    return every_page, prompt_tokens(exam, asked, sizes, None, asked=True)
 
 
 def _count(
@@ -152,7 +152,9 @@ def _read_school_paper(paper: SchoolPaper, n: int, threshold: float, show: bool,
     if unsure and with_template is not None:
         sheet = crop_sheet(with_template.aligned, [readings[qid] for qid in unsure])
         asked = AnswerKey(questions=[q for q in key.questions if q.id in unsure])
-        templated.cascade_tokens += prompt_tokens(_exam(paper, n), asked, [(sheet.width, sheet.height)], "crops")
+        templated.cascade_tokens += prompt_tokens(
+            _exam(paper, n), asked, [(sheet.width, sheet.height)], "crops", asked=True
+        )
     elif unsure:
         templated.cascade_tokens += cascade
     print(

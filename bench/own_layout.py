@@ -29,7 +29,7 @@ from shared.grading.offline import cheaper_crops, read_offline, unsure_questions
 from shared.grading.prompt import PageImage, build_request, count_prompt_tokens
 from shared.grading.reader import scanning
 from shared.grading.reader.reading import AnswerReading
-from shared.grading.vocabulary import packaged_vocabulary
+from shared.grading.vocabulary import asked_vocabulary, packaged_vocabulary
 from shared.images import normalise_page
 from shared.models import Exam, KnowledgePoint
 
@@ -49,8 +49,14 @@ def vocabulary(subject: str, grade: int, key: AnswerKey) -> list[KnowledgePoint]
     return sorted((KnowledgePoint(**p) for p in chosen), key=lambda kp: kp.id)
 
 
-def prompt_tokens(exam: Exam, key: AnswerKey, sizes: list[tuple[int, int]], caption: str | None) -> int:
+def prompt_tokens(
+    exam: Exam, key: AnswerKey, sizes: list[tuple[int, int]], caption: str | None, *, asked: bool = False
+) -> int:
+    """The prompt tokens of markq's request; `asked`: only some questions (the cascade's), whose
+    request lists only the points they name (shared.grading.vocabulary.asked_vocabulary)."""
     points = vocabulary(exam.subject, exam.grade, key)
+    if asked:
+        points = asked_vocabulary(points, key)
     images = [PageImage("https://storage.example/page.jpg") for _ in sizes]
     request = build_request(exam, key, points, images, 1000, caption=caption)
     return count_prompt_tokens(request, sizes)
@@ -110,9 +116,9 @@ def measure(papers: int, seed: int, threshold: float, show_errors: bool = False)
         if unsure:  # what prepare_paper would send: the crops when cheaper, else the pages
             asked = AnswerKey(questions=[q for q in key.questions if q.id in unsure])
             if (crops := cheaper_crops(offline.local_reading, unsure, MODEL, DETAIL, sizes)) is not None:
-                cascade_tokens += prompt_tokens(exam, asked, [(crops["width"], crops["height"])], "crops")
+                cascade_tokens += prompt_tokens(exam, asked, [(crops["width"], crops["height"])], "crops", asked=True)
             else:
-                cascade_tokens += prompt_tokens(exam, asked, sizes, None)
+                cascade_tokens += prompt_tokens(exam, asked, sizes, None, asked=True)
         print(
             f"paper {n + 1}/{papers}: {paper.subject}, {paper.variant}, {len(paper.pages)} page(s), "
             f"{len(unsure)} of {len(key.questions)} unsure",

@@ -363,6 +363,7 @@ def complete(state: LoopbackState, body: Any, *, limits: bool) -> tuple[int, dic
             {
                 "model": body["model"],
                 "questions": list(questions),
+                "knowledge_points": _listed_points(body),
                 "images": [list(size) for size in prompt.images],
                 "prompt_tokens": prompt.tokens,
             }
@@ -681,6 +682,20 @@ def reply_content(state: LoopbackState, body: dict[str, Any], prompt: PromptCoun
 class _QuietHandler(WSGIRequestHandler):
     def log_request(self, *args: object, **kwargs: object) -> None:
         pass
+
+
+def _listed_points(body: dict[str, Any]) -> list[str]:
+    """The knowledge point ids an exam context in the system messages lists, if one is there."""
+    for message in body.get("messages", []):
+        if message.get("role") != "system" or not isinstance(message.get("content"), str):
+            continue
+        try:
+            context = json.loads(message["content"])
+        except ValueError:
+            continue
+        if isinstance(context, dict) and isinstance(context.get("knowledge_points"), dict):
+            return sorted(context["knowledge_points"])
+    return []
 
 
 def _question_points(body: dict[str, Any]) -> dict[str, float]:

@@ -247,6 +247,8 @@ def test_the_cascade_sends_only_the_unsure_questions_to_the_vision_model(
     seen = loopback_call(loopback, "/_loopback/requests")
     assert len(seen) == 1
     assert seen[0]["questions"] == ["4"]  # only the question the reader could not read
+    asked = next(q for q in plan["exam"]["answer_key"]["questions"] if q["id"] == "4")
+    assert seen[0]["knowledge_points"] == sorted(asked["knowledge_points"])  # not the exam's whole list
     [crop] = seen[0]["images"]  # one image of the crops, not the two pages
     assert crop[0] * crop[1] < 0.25 * samples.A4_150_DPI[0] * samples.A4_150_DPI[1]
     by_id = {q["question_id"]: q for q in paper["questions"]}

@@ -26,7 +26,7 @@ from shared.grading.prompt import (
     count_prompt_tokens,
     prompt_version,
 )
-from shared.grading.vocabulary import exam_vocabulary
+from shared.grading.vocabulary import asked_vocabulary, exam_vocabulary
 from shared.images import normalise_page
 from shared.models import Exam, Paper
 from shared.spending.costs import UnknownModel, call_cost
@@ -167,6 +167,8 @@ def prepare_paper(
                 "another, each labelled with its number on the left."
             )
     vocabulary = exam_vocabulary(session, exam)
+    if context.asked_key is not None:
+        vocabulary = asked_vocabulary(vocabulary, context.asked_key)
     max_out = completion_allowance(len(asked.questions), max_completion_tokens)
     request = build_request(exam, asked, vocabulary, images, max_out, caption=caption)
     version = prompt_version(request)

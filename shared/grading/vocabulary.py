@@ -9,6 +9,7 @@ from importlib import resources
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from shared.grading.answer_key import AnswerKey
 from shared.models import Exam, KnowledgePoint
 
 
@@ -50,6 +51,17 @@ def exam_vocabulary(session: Session, exam: Exam) -> list[KnowledgePoint]:
         )
     )
     return sorted(rows, key=lambda kp: kp.id)
+
+
+def asked_vocabulary(vocabulary: list[KnowledgePoint], asked: AnswerKey) -> list[KnowledgePoint]:
+    """The points listed when only some questions are asked (the cascade's unsure ones): where the
+    key names points for every one of them, just those (the model tags from what the key already
+    says, and a per-paper prompt is never cached, so the whole list would be paid in full on every
+    paper); else the exam's whole list."""
+    if not asked.questions or any(not q.knowledge_points for q in asked.questions):
+        return vocabulary
+    named = asked.knowledge_point_ids()
+    return [kp for kp in vocabulary if kp.id in named]
 
 
 def unknown_points(session: Session, ids: set[str]) -> set[str]:
