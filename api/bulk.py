@@ -13,7 +13,7 @@ from sqlalchemy import select
 from api.context import db, require_school, resources
 from api.errors import ApiError, domain_error, refusal_status
 from api.exams import school_exam
-from api.uploads import check_uploads
+from api.uploads import check_uploads, form_text
 from shared.intake.bulk import ArchiveRefused, BulkLimits, read_archive, read_roster
 from shared.intake.submission import (
     PageError,
@@ -82,7 +82,7 @@ class BulkSubmit(MethodView):
         )
         try:
             students, refusals = read_archive(
-                archive.stream, limits=limits, roster=roster, default_class=request.form.get("class_label", "").strip()
+                archive.stream, limits=limits, roster=roster, default_class=form_text("class_label", required=False)
             )
         except ArchiveRefused as exc:
             raise ApiError(

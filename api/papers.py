@@ -15,7 +15,7 @@ from api.context import current_school, db, require_school, resources
 from api.errors import ApiError, domain_error, not_found
 from api.exams import school_exam
 from api.schemas import PaperListArgs, PaperSchema, PaperSummarySchema
-from api.uploads import check_uploads, page_refused
+from api.uploads import check_uploads, form_text, page_refused
 from shared.intake import idempotency
 from shared.intake.submission import PageError, UploadedPage, submit_paper
 from shared.models import Paper, PaperStatus, Usage
@@ -74,20 +74,11 @@ def paper_view(paper: Paper) -> dict[str, Any]:
     }
 
 
-def _form_text(name: str, *, required: bool, max_length: int = 100) -> str:
-    value = request.form.get(name, "").strip()
-    if required and not value:
-        raise ApiError(422, "invalid_request", f"form field {name!r} is required")
-    if len(value) > max_length:
-        raise ApiError(422, "invalid_request", f"form field {name!r} is longer than {max_length}")
-    return value
-
-
 def submit(exam: Any) -> dict[str, Any]:
     """Check, store and queue one paper from the request's form; returns its view."""
     settings = resources().settings
-    student_ref = _form_text("student_ref", required=True)
-    class_label = _form_text("class_label", required=False)
+    student_ref = form_text("student_ref", required=True)
+    class_label = form_text("class_label", required=False)
     files = request.files.getlist("pages")
     if not files:
         raise ApiError(422, "invalid_request", "send at least one page file in the 'pages' field")

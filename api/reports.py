@@ -7,7 +7,7 @@ import io
 import uuid
 from typing import Any
 
-from flask import Response, request, url_for
+from flask import Response, request, send_file, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
@@ -35,17 +35,28 @@ blp = Blueprint("reports", __name__, description="Reports, review and knowledge 
 CSV_TABLES = ("papers", "questions", "knowledge_points", "classes")
 
 
+# A cell a spreadsheet would run as a formula (OWASP, "CSV Injection"): what it starts with.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell that a spreadsheet would evaluate, prefixed with a quote so it stays text
+    (a student answer "=1+2" or "-3" is shown as written, never run); numbers are left as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_response(rows: list[dict[str, Any]], columns: list[str], filename: str) -> Response:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in rows)
     # a byte-order mark so spreadsheet programs read the Chinese names as UTF-8
-    return Response(
-        "\ufeff" + out.getvalue(),
-        mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
+    body = io.BytesIO(("\ufeff" + out.getvalue()).encode("utf-8"))
+    # Werkzeug quotes the name (and adds filename* for any non-ASCII), so a student ref with a
+    # quote or a line break cannot change the header.
+    return send_file(body, mimetype="text/csv", as_attachment=True, download_name=filename, max_age=0)
 
 
 @blp.route("/v1/exams/<uuid:exam_id>/report")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import unicodedata
+
+from flask import request
+
 from api.context import resources
 from api.errors import ApiError, refusal_status
 from shared.images import PageHeader
@@ -31,3 +35,20 @@ def page_refused(exc: PageError) -> ApiError:
         str(exc),
         {"file": exc.filename, "page": exc.number},
     )
+
+
+def has_control_characters(text: str) -> bool:
+    """NUL, line breaks, tabs and the other control characters: never part of a name or label
+    (and a NUL cannot be stored in PostgreSQL text at all)."""
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
+
+
+def form_text(name: str, *, required: bool, max_length: int = 100) -> str:
+    value = request.form.get(name, "").strip()
+    if required and not value:
+        raise ApiError(422, "invalid_request", f"form field {name!r} is required")
+    if len(value) > max_length:
+        raise ApiError(422, "invalid_request", f"form field {name!r} is longer than {max_length}")
+    if has_control_characters(value):
+        raise ApiError(422, "invalid_request", f"form field {name!r} holds a control character (NUL, a line break)")
+    return value

@@ -1,9 +1,11 @@
 """The intake API on the real PostgreSQL, Redis and S3 server."""
 
+import csv
 import io
 
 import boto3
 from sqlalchemy import func, select
+from werkzeug.http import parse_options_header
 
 from shared.models import Paper
 from tests.helpers import create_exam, exam_body, exam_school, page_bytes, queued_messages
@@ -122,3 +124,34 @@ def test_paper_lists_give_statuses_as_plain_words(client, auth):
     )
     listed = client.get(f"/v1/exams/{exam['id']}/papers", headers=auth("A")).json
     assert listed[0]["status"] in {"queued", "processing", "graded", "needs_review"}
+
+
+def test_control_characters_in_a_student_ref_or_class_label_are_refused_and_nothing_is_kept(client, auth, app):
+    exam = create_exam(client, auth("A"))
+    for field, value in (("student_ref", "s\x00nul"), ("student_ref", "s\r\nX-Evil: 1"), ("class_label", "4\t(1)")):
+        data = {"student_ref": "s-ok", field: value, "pages": [(io.BytesIO(page_bytes()), "p1.jpg")]}
+        refused = client.post(f"/v1/exams/{exam['id']}/papers", headers=auth("A"), data=data)
+        assert refused.status_code == 422, (field, value, refused.data)
+        assert refused.json["error"]["code"] == "invalid_request" and field in refused.json["error"]["message"]
+    with app.extensions["markq"].sessions() as session:
+        kept = session.scalar(select(func.count()).select_from(Paper).where(Paper.exam_id == exam["id"]))
+    assert kept == 0
+
+
+def test_report_csv_cells_are_never_run_as_formulas_and_the_file_name_is_quoted(client, auth):
+    exam = create_exam(client, auth("A"))
+    for ref in ('=HYPERLINK("http://x")', "+1", "@SUM(A1)", "-2", "plain"):
+        data = {"student_ref": ref, "class_label": "=1+2", "pages": [(io.BytesIO(page_bytes()), "p1.jpg")]}
+        assert client.post(f"/v1/exams/{exam['id']}/papers", headers=auth("A"), data=data).status_code == 202
+    reply = client.get(f"/v1/exams/{exam['id']}/report.csv?table=papers", headers=auth("A"))
+    assert reply.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(reply.data.decode("utf-8-sig"))))
+    assert sorted(r["student_ref"] for r in rows) == ["'+1", "'-2", '\'=HYPERLINK("http://x")', "'@SUM(A1)", "plain"]
+    assert {r["class_label"] for r in rows} == {"'=1+2"}
+    disposition = reply.headers["Content-Disposition"]
+    assert disposition.startswith("attachment;") and f"exam-{exam['id']}-papers.csv" in disposition
+
+    tricky = client.get('/v1/students/a"b;c/mistakes.csv', headers=auth("A"))
+    assert tricky.status_code == 200
+    kind, options = parse_options_header(tricky.headers["Content-Disposition"])
+    assert (kind, options) == ("attachment", {"filename": 'mistakes-a"b;c.csv'})  # the quote cannot end the name
