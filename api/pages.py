@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Blueprint, render_template, request, url_for
+from flask import Blueprint, Response, render_template, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint as ApiBlueprint
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -25,6 +25,24 @@ from shared.settings import secret_key
 LINK_SECONDS = 7 * 24 * 3600
 pages = Blueprint("pages", __name__, template_folder="templates")
 share_blp = ApiBlueprint("share", __name__, description="Share links to the HTML pages")
+
+# Pages carry no script and are never framed; a share link's token stays out of other sites' logs.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+@pages.after_request
+def _security_headers(response: Response) -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
 
 LABELS = {
     "zh": {

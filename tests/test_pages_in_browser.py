@@ -110,7 +110,12 @@ def test_the_student_sheet_is_in_the_exams_language(shared_exam, tmp_path):
 
 def test_page_links_are_signed_for_one_exam(shared_exam, live_api, auth):
     exam, url = shared_exam
-    assert httpx.get(url).status_code == 200
+    page = httpx.get(url)
+    assert page.status_code == 200
+    # never framed, no script, and the link's token never sent on to another site
+    assert page.headers["X-Frame-Options"] == "DENY" and page.headers["Referrer-Policy"] == "no-referrer"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert "script-src" not in page.headers["Content-Security-Policy"]  # default-src 'none' covers scripts
     forged = httpx.get(url.split("?")[0] + "?token=forged")
     assert forged.status_code == 403 and forged.json()["error"]["code"] == "bad_link"
     other = make_exam(live_api, auth("A"))
