@@ -10,11 +10,14 @@ import click
 from shared.db import make_engine, make_session_factory, transaction
 from shared.migrate import migrate as migrate_database
 from shared.schools import (
+    KeyNotFound,
     SchoolExists,
     SchoolNotFound,
     create_key,
     create_school,
     find_school,
+    list_keys,
+    revoke_key,
 )
 from shared.settings import get_settings
 
@@ -61,6 +64,36 @@ def create_key_command(school: str) -> None:
                 )
             )
     except SchoolNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command("list-keys")
+@click.argument("school")
+def list_keys_command(school: str) -> None:
+    """SCHOOL's API keys: each one's prefix (what names it; the secret is never kept), when it was
+    made and whether it is revoked."""
+    try:
+        with transaction(_sessions()) as session:
+            keys = list_keys(session, find_school(session, school))
+            for key in keys:
+                revoked = key.revoked_at.isoformat() if key.revoked_at else None
+                click.echo(
+                    json.dumps({"prefix": key.prefix, "created_at": key.created_at.isoformat(), "revoked_at": revoked})
+                )
+    except SchoolNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command("revoke-key")
+@click.argument("key")
+def revoke_key_command(key: str) -> None:
+    """Revoke an API key, named by its prefix (see list-keys) or given whole: it stops working at
+    once. Make the school a new one with create-key."""
+    try:
+        with transaction(_sessions()) as session:
+            row = revoke_key(session, key)
+            click.echo(json.dumps({"prefix": row.prefix, "school_id": row.school_id, "revoked": True}))
+    except KeyNotFound as exc:
         raise click.ClickException(str(exc)) from exc
 
 

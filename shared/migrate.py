@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection
 
 
 def alembic_config(database_url: str) -> Config:
@@ -13,6 +17,20 @@ def alembic_config(database_url: str) -> Config:
     config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     config.set_main_option("sqlalchemy.url", database_url)
     return config
+
+
+@functools.lru_cache(maxsize=1)
+def head_revision() -> str:
+    """The newest schema revision this code knows."""
+    head = ScriptDirectory.from_config(alembic_config("postgresql://")).get_current_head()
+    if head is None:
+        raise RuntimeError("no migration scripts found")
+    return head
+
+
+def database_revision(connection: Connection) -> str | None:
+    """The schema revision the database is at (None: never migrated)."""
+    return MigrationContext.configure(connection).get_current_revision()
 
 
 def upgrade(database_url: str) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.models import ApiKey, School
+from shared.models import ApiKey, School, utcnow
 
 
 class SchoolExists(ValueError):
@@ -18,6 +18,10 @@ class SchoolExists(ValueError):
 
 
 class SchoolNotFound(LookupError):
+    pass
+
+
+class KeyNotFound(LookupError):
     pass
 
 
@@ -71,3 +75,23 @@ def school_for_key(session: Session, key: str) -> School | None:
     if row is None or not hmac.compare_digest(row.key_hash, _hash(key)):
         return None
     return row.school
+
+
+def key_prefix(key_or_prefix: str) -> str:
+    """The prefix that names a key: given as is, or taken from the whole key `mq_<prefix>_<secret>`."""
+    parts = key_or_prefix.strip().split("_", 2)
+    return parts[1] if len(parts) == 3 and parts[0] == "mq" else key_or_prefix.strip()
+
+
+def list_keys(session: Session, school: School) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).where(ApiKey.school_id == school.id).order_by(ApiKey.created_at)))
+
+
+def revoke_key(session: Session, key_or_prefix: str) -> ApiKey:
+    """Revoke a key (by its prefix, or the whole key): it stops working at once, for good."""
+    row = session.scalar(select(ApiKey).where(ApiKey.prefix == key_prefix(key_or_prefix)))
+    if row is None:
+        raise KeyNotFound(f"no API key with prefix {key_prefix(key_or_prefix)!r}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+    return row

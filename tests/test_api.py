@@ -2,13 +2,16 @@
 
 import csv
 import io
+import secrets
 
 import boto3
+import psycopg
 from sqlalchemy import func, select
 from werkzeug.http import parse_options_header
 
+from api import create_app
 from shared.models import Paper
-from tests.helpers import create_exam, exam_body, exam_school, page_bytes, queued_messages
+from tests.helpers import PG_ADMIN_URL, create_exam, exam_body, exam_school, page_bytes, queued_messages
 
 
 def test_health_and_readiness_check_every_dependency(client):
@@ -155,3 +158,32 @@ def test_report_csv_cells_are_never_run_as_formulas_and_the_file_name_is_quoted(
     assert tricky.status_code == 200
     kind, options = parse_options_header(tricky.headers["Content-Disposition"])
     assert (kind, options) == ("attachment", {"filename": 'mistakes-a"b;c.csv'})  # the quote cannot end the name
+
+
+def test_readiness_says_only_down_unless_asked_with_a_key_and_needs_the_newest_schema(settings, auth):
+    """A database at an older schema is not ready; what is wrong is told only to a key holder."""
+    name = f"markq_unmigrated_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        empty = settings.model_copy(update={"database_url": settings.database_url.rsplit("/", 1)[0] + "/" + name})
+        app = create_app(empty)
+        with app.test_client() as client:
+            anonymous = client.get("/readyz")
+            assert anonymous.status_code == 503 and anonymous.json["error"]["code"] == "not_ready"
+            details = anonymous.json["error"]["details"]
+            assert details["database"] == "down" and "reasons" not in details  # no internals to anyone
+            assert "Error" not in anonymous.get_data(as_text=True)
+        app.extensions["markq"].engine.dispose()  # let the database be dropped
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_readiness_tells_a_key_holder_why(settings, auth):
+    broken = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})  # nothing listens there
+    app = create_app(broken)
+    with app.test_client() as client:
+        assert client.get("/readyz").json["error"]["details"] == {"database": "ok", "redis": "down", "storage": "ok"}
+        told = client.get("/readyz", headers=auth("A")).json["error"]["details"]
+        assert told["redis"] == "down" and "ConnectionError" in told["reasons"]["redis"]
