@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_REDOC_PATH="/docs",
-        OPENAPI_REDOC_URL="https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js",
+        OPENAPI_REDOC_URL="/assets/vendor/redoc-2.5.4.standalone.js",  # vendored: no CDN
         API_SPEC_OPTIONS={
             "info": {"description": "Mark test papers with a vision model; count missed knowledge points."},
             "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     openapi.register_blueprint(reports.blp)
     openapi.register_blueprint(pages.share_blp)
     app.register_blueprint(pages.pages)
+    app.register_blueprint(pages.assets)
     register_error_handlers(app)
 
     @app.teardown_appcontext

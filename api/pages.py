@@ -24,6 +24,8 @@ from shared.settings import secret_key
 
 LINK_SECONDS = 7 * 24 * 3600
 pages = Blueprint("pages", __name__, template_folder="templates")
+# Every script and style a page loads is served from here (the API docs' ReDoc too): no CDN.
+assets = Blueprint("assets", __name__, static_folder="static", static_url_path="/assets")
 share_blp = ApiBlueprint("share", __name__, description="Share links to the HTML pages")
 
 # Pages carry no script and are never framed; a share link's token stays out of other sites' logs.

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 import secrets
 
 import boto3
@@ -26,7 +27,11 @@ def test_openapi_document_and_docs_page(client):
     assert spec["openapi"].startswith("3.1")
     assert {"/v1/exams", "/v1/exams/{exam_id}/papers", "/v1/papers/{paper_id}"} <= set(spec["paths"])
     assert "multipart/form-data" in spec["paths"]["/v1/exams/{exam_id}/papers"]["post"]["requestBody"]["content"]
-    assert b"redoc" in client.get("/docs").data.lower()
+    docs = client.get("/docs").get_data(as_text=True)
+    assert "redoc" in docs.lower() and "https://" not in docs  # every asset served by markq itself
+    [script] = re.findall(r'<script src="([^"]+)"', docs)
+    served = client.get(script)
+    assert served.status_code == 200 and b"Redoc" in served.data[:2000] and len(served.data) > 500_000
 
 
 def test_requests_without_a_valid_key_are_refused_in_the_error_shape(client):

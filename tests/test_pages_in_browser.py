@@ -121,3 +121,13 @@ def test_page_links_are_signed_for_one_exam(shared_exam, live_api, auth):
     other = make_exam(live_api, auth("A"))
     wrong_exam = httpx.get(url.replace(exam["id"], other["id"]))
     assert wrong_exam.status_code == 403
+
+
+def test_the_api_docs_render_with_no_network(live_api, tmp_path):
+    """ReDoc is served by markq itself: the docs page draws every operation offline."""
+    dom = chromium(tmp_path, "--virtual-time-budget=15000", "--dump-dom", f"{live_api}/docs")
+    assert "Give the exam's blank paper" in dom and "/v1/exams/{exam_id}/papers" in dom
+    shot = tmp_path / "docs.png"
+    chromium(tmp_path, "--virtual-time-budget=15000", f"--screenshot={shot}", f"{live_api}/docs")
+    with Image.open(shot) as image:
+        assert sum(image.convert("L").histogram()[:180]) > 0.01 * image.width * image.height  # drawn, not blank
