@@ -201,11 +201,11 @@ def ink_beside(page: PageScan, line: ocr.TextLine, right: int | None) -> int:
 
 
 def is_printed(line: ocr.TextLine, anchor: ocr.TextLine, prompt: str, page_width: int) -> bool:
-    """A line under the question that is print, not the answer: a section heading at the questions'
-    margin, or the prompt wrapping on (its text is part of the prompt, and it is long, or starts
-    where the question's text does: a short word like "play" that the prompt also contains is
-    more likely the answer)."""
-    if is_heading(line) and abs(line.box[0] - anchor.box[0]) <= 0.03 * page_width:
+    """A line under the question that is print, not the answer: a section heading at or left of
+    the question's margin, or the prompt wrapping on (its text is part of the prompt, and it is
+    long, or starts where the question's text does: a short word like "play" that the prompt also
+    contains is more likely the answer)."""
+    if is_heading(line) and line.box[0] <= anchor.box[0] + 0.03 * page_width:  # at or left of the margin
         return True
     said = normalise_text(line.text)
     if not prompt or len(said) < 4 or said not in prompt or line.height > 1.3 * anchor.height:

@@ -20,7 +20,7 @@ from shared.grading.answer_key import KeyQuestion, QuestionType, choice_letters
 from shared.grading.equivalence import equivalent, parse_value
 from shared.grading.marks import QuestionMark
 from shared.grading.reader.layout import normalise_text
-from shared.grading.reader.reading import AnswerReading
+from shared.grading.reader.reading import AGREED_CONFIDENCE, AnswerReading
 
 
 def _edit_distance(a: str, b: str) -> int:
@@ -137,7 +137,8 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
             for form in (key, *question.accepted)
         )
     )
-    if near and reading.confidence < 0.98:
+    agreed = reading.agreeing >= 3 and reading.confidence >= AGREED_CONFIDENCE
+    if near and reading.confidence < 0.98 and not agreed:
         confidence *= 0.8  # a character or two from the key, read unsurely: perhaps a misreading
     if subject == "math" and _not_like_the_key(compared, key):
         confidence *= NOT_LIKE_THE_KEY  # the key is a value and the reading is not: probably misread

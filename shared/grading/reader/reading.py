@@ -38,6 +38,7 @@ from shared.grading.reader.layout import (
 from shared.grading.reader.scanning import PageScan, scan_pages
 
 MIN_INK_PIXELS = 40  # fewer ink pixels than this in an answer area is a speck, not writing
+AGREED_MIN_SCORE, AGREED_CONFIDENCE = 0.5, 0.92  # three readings agreeing, the best at least this sure
 MARGIN_GAP = 0.01  # a binding margin ends this share of the page width left of the question numbers
 ReadingState = Literal["read", "blank", "illegible", "not_found"]
 
@@ -54,6 +55,7 @@ class AnswerReading:
     region: tuple[int, int, int, int] | None = None  # question line and answer area, scan pixels
     line_height: int | None = None  # the page's typical text line, scan pixels
     note: str = ""
+    agreeing: int = 0  # how many readings of the writing (cut and cleaned differently) gave this text
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -299,7 +301,8 @@ def _read_area(
         return AnswerReading(
             question.id, "illegible", "", 0.0, **where, note="there is writing here that the offline reader cannot read"
         )
-    text, confidence, notes = vote(readings)
+    voted = vote(readings)
+    text, confidence, notes = voted.text, voted.confidence, voted.notes
     if box is not None and (match := _REMAINDER_READ.match(text)):
         # The dots of 5……3 drag a line's score down; read the two numbers on their own instead.
         parts = _remainder_parts(page.image.crop((box[0], top + box[1], box[2], top + box[3])), mask.crop(box))
@@ -311,7 +314,9 @@ def _read_area(
         if share < 0.75:
             confidence *= 0.7
             notes.append(f"only {share:.0%} of the writing was read")
-    return AnswerReading(question.id, "read", text, round(confidence, 4), **where, note="; ".join(notes))
+    return AnswerReading(
+        question.id, "read", text, round(confidence, 4), **where, note="; ".join(notes), agreeing=voted.agreeing
+    )
 
 
 def _scored_lines(written: list[ocr.TextLine], question: KeyQuestion) -> list[ocr.TextLine]:
@@ -379,7 +384,15 @@ def whole_readings(
     return [(clean_reading(text), score) for text, score in map(ocr.recognise, (close, bordered, ink_only))]
 
 
-def vote(readings: list[tuple[str, float]]) -> tuple[str, float, list[str]]:
+@dataclass(frozen=True)
+class Vote:
+    text: str
+    confidence: float
+    notes: list[str]
+    agreeing: int  # readings that gave this text
+
+
+def vote(readings: list[tuple[str, float]]) -> Vote:
     """One answer from several readings of the same writing: the one most of them agree on (two
     or more: its best score), else the best-scored one trusted less (read once, or disagreeing)."""
     groups: dict[str, list[tuple[str, float]]] = {}
@@ -388,12 +401,17 @@ def vote(readings: list[tuple[str, float]]) -> tuple[str, float, list[str]]:
             groups.setdefault(normalise_text(text), []).append((text, score))
     best = max(groups.values(), key=lambda group: (len(group), sum(score for _text, score in group)))
     text, score = max(best, key=lambda reading: reading[1])
+    if len(best) >= 3 and score >= AGREED_MIN_SCORE:
+        # Three readings of the writing, cut and cleaned differently, landing on one text: the
+        # engine's own score undersells that (measured: 40 of 60 answers, none misread but for
+        # digits read as letters, which the marker takes for digits).
+        return Vote(text, max(score, AGREED_CONFIDENCE), [f"{len(best)} of {len(readings)} readings agree"], len(best))
     if len(best) >= 2:
-        return text, score, [f"{len(best)} of {len(readings)} readings agree"]
+        return Vote(text, score, [f"{len(best)} of {len(readings)} readings agree"], len(best))
     if len(groups) == 1:
-        return text, score * 0.85, ["read once"]
+        return Vote(text, score * 0.85, ["read once"], 1)
     others = " / ".join(repr(t) for t, _s in readings if t)
-    return text, min(s for _t, s in readings if _t) * 0.6, [f"the readings disagree ({others})"]
+    return Vote(text, min(s for _t, s in readings if _t) * 0.6, [f"the readings disagree ({others})"], 1)
 
 
 def _share_read(mask: Image.Image, written: list[ocr.TextLine], top: int, ink_pixels: int) -> float:

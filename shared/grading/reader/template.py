@@ -193,11 +193,18 @@ def _read_region(
         readings += whole_readings(crop, mask, ink_box, line_height)
     if not any(text for text, _score in readings):
         return AnswerReading(qid, "illegible", "", 0.0, **where, note="writing the offline reader cannot read")
-    text, confidence, notes = vote(readings)
+    voted = vote(readings)
+    text, confidence, notes = voted.text, voted.confidence, voted.notes
     covered = sum(mask.crop(line.box).histogram()[255] for line in lines)
     if lines and covered < 0.75 * ink:
         confidence *= 0.7
         notes.append(f"only {covered / ink:.0%} of the writing was read")
     return AnswerReading(
-        qid, "read", text, round(confidence, 4), **where, note="; ".join(["with the template", *notes])
+        qid,
+        "read",
+        text,
+        round(confidence, 4),
+        **where,
+        note="; ".join(["with the template", *notes]),
+        agreeing=voted.agreeing,
     )
