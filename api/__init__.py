@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g
-from flask_smorest import Api
 
 from api.errors import register_error_handlers
+from api.spec import ErrorResponses, MarkqApi, numeric_ranges
 from shared.resources import Resources
 from shared.settings import Settings, get_settings
 from worker.celery_app import celery_init_app
 
-openapi = Api()
+openapi = MarkqApi(spec_kwargs={"extra_plugins": [ErrorResponses()]})
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     celery_init_app(app, settings)
 
     openapi.init_app(app)
+    openapi.ma_plugin.converter.add_attribute_function(numeric_ranges)
     from api import bulk, estimate, exams, health, pages, papers, reports
 
     openapi.register_blueprint(health.blp)

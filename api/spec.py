@@ -1,0 +1,93 @@
+"""The OpenAPI document: markq's one error envelope on every operation, with the statuses each can
+answer, an operationId for each, and numbers where the schema says numbers.
+
+flask-smorest documents errors with its own schema under `default`; markq answers
+`{"error": {"code", "message", "details"}}` (api/errors.py), so a generated client would misparse
+every error. `MarkqApi` swaps the schema, and `ErrorResponses` (an apispec plugin, the documented
+way to touch every operation) adds the statuses.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from apispec import BasePlugin
+from flask_smorest import Api
+from marshmallow import Schema, fields
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True, metadata={"description": "Stable, for programs: e.g. not_found."})
+    message = fields.String(required=True, metadata={"description": "For people: what went wrong, what to do."})
+    details = fields.Raw(
+        allow_none=True, metadata={"description": "Where the request was wrong, when it can be located."}
+    )
+
+
+class ErrorSchema(Schema):
+    """Every error markq answers, whatever the status."""
+
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+class MarkqApi(Api):
+    ERROR_SCHEMA = ErrorSchema
+
+
+# The statuses every operation of a kind can answer (HTTPStatus names: flask-smorest registers a
+# response component for each, with the error schema above).
+_UPLOAD = re.compile(r"multipart/form-data")
+
+
+def _error_statuses(path: str, operation: dict[str, Any]) -> list[str]:
+    statuses = [] if path == "/healthz" else ["SERVICE_UNAVAILABLE"]
+    if operation.get("security") != []:
+        statuses.append("UNAUTHORIZED")
+    if "{" in path:
+        statuses.append("NOT_FOUND")
+    body = operation.get("requestBody") or {}
+    if body or operation.get("parameters"):
+        statuses.append("UNPROCESSABLE_ENTITY")
+    if any(_UPLOAD.match(kind) for kind in body.get("content", {})):
+        statuses += ["REQUEST_ENTITY_TOO_LARGE", "UNSUPPORTED_MEDIA_TYPE"]
+    return statuses
+
+
+_STATUS_CODES = {
+    "SERVICE_UNAVAILABLE": "503",
+    "UNAUTHORIZED": "401",
+    "NOT_FOUND": "404",
+    "UNPROCESSABLE_ENTITY": "422",
+    "REQUEST_ENTITY_TOO_LARGE": "413",
+    "UNSUPPORTED_MEDIA_TYPE": "415",
+    "CONFLICT": "409",
+}
+
+
+def operation_id(method: str, path: str) -> str:
+    """A stable id from the method and path: GET /v1/exams/{exam_id}/template -> get_exams_exam_id_template."""
+    words = [part.strip("{}") for part in path.split("/") if part and part != "v1"]
+    return "_".join([method.lower(), *(re.sub(r"[^a-zA-Z0-9]+", "_", w) for w in words)])
+
+
+class ErrorResponses(BasePlugin):
+    """Adds the error statuses each operation can answer, and its operationId."""
+
+    def operation_helper(self, path: str | None = None, operations: dict[str, Any] | None = None, **_: Any) -> None:
+        for method, operation in (operations or {}).items():
+            if not isinstance(operation, dict):
+                continue
+            operation.setdefault("operationId", operation_id(method, path or ""))
+            responses = operation.setdefault("responses", {})
+            for status in _error_statuses(path or "", operation):
+                responses.setdefault(_STATUS_CODES[status], status)
+            if any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", []) if isinstance(p, dict)):
+                responses.setdefault("409", "CONFLICT")  # the key used before for another request
+
+
+def numeric_ranges(_converter: Any, field: fields.Field, ret: dict[str, Any], **_: Any) -> dict[str, Any]:
+    """A Decimal field's bounds as numbers (apispec writes them as the field serialises: strings)."""
+    if not isinstance(field, fields.Decimal):
+        return {}
+    return {k: float(ret[k]) for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in ret}
