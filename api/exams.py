@@ -8,11 +8,14 @@ from typing import Any
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from sqlalchemy import select
 
 from api.context import current_school, db, require_school, resources
 from api.errors import ApiError, domain_error, not_found
+from api.paging import PAGE_HEADERS, STRICT, paged_select
 from api.schemas import (
     ExamCreateSchema,
+    ExamListArgs,
     ExamSchema,
     ExamUpdateSchema,
     SchoolSchema,
@@ -61,6 +64,19 @@ def school_exam(exam_id: uuid.UUID) -> Exam:
 @blp.route("")
 class Exams(MethodView):
     decorators = [require_school]
+
+    @blp.arguments(ExamListArgs, location="query", **STRICT)
+    @blp.response(200, ExamSchema(many=True), headers=PAGE_HEADERS)
+    def get(self, args: dict[str, Any]) -> Any:
+        """The school's exams, newest first, optionally of one subject or grade (paged)."""
+        session = db()
+        query = select(Exam).where(Exam.school_id == current_school().id)
+        if "subject" in args:
+            query = query.where(Exam.subject == args["subject"])
+        if "grade" in args:
+            query = query.where(Exam.grade == args["grade"])
+        exams, status, headers = paged_select(session, query.order_by(Exam.created_at.desc(), Exam.id), args)
+        return [exam_view(session, exam) for exam in exams], status, headers
 
     @blp.arguments(ExamCreateSchema)
     @blp.response(201, ExamSchema)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from api.context import current_school, db, require_school, resources
 from api.errors import ApiError, domain_error, not_found
 from api.exams import school_exam
+from api.paging import PAGE_HEADERS, STRICT, paged_select
 from api.schemas import PaperListArgs, PaperSchema, PaperSummarySchema
 from api.uploads import check_uploads, form_text, page_refused
 from shared.intake import idempotency
@@ -153,15 +154,15 @@ class ExamPapers(MethodView):
         idempotency.finish(db(), school_id, key, 202, body)
         return view, 202, {"Location": view["status_url"]}
 
-    @blp.arguments(PaperListArgs, location="query")
-    @blp.response(200, PaperSummarySchema(many=True))
-    def get(self, args: dict[str, Any], exam_id: uuid.UUID) -> list[Paper]:
-        """The exam's papers, optionally only those with one status."""
+    @blp.arguments(PaperListArgs, location="query", **STRICT)
+    @blp.response(200, PaperSummarySchema(many=True), headers=PAGE_HEADERS)
+    def get(self, args: dict[str, Any], exam_id: uuid.UUID) -> Any:
+        """The exam's papers by class and student, optionally only those with one status (paged)."""
         exam = school_exam(exam_id)
         query = select(Paper).where(Paper.exam_id == exam.id)
         if "status" in args:
             query = query.where(Paper.status == args["status"])
-        return list(db().scalars(query.order_by(Paper.class_label, Paper.student_ref)))
+        return paged_select(db(), query.order_by(Paper.class_label, Paper.student_ref, Paper.id), args)
 
 
 @blp.route("/v1/papers/<uuid:paper_id>")

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from api.context import current_school, db, require_school, resources
 from api.errors import ApiError, domain_error, not_found
 from api.exams import school_exam
+from api.paging import PAGE_HEADERS, STRICT, paged_list, paged_select
 from api.papers import paper_view
 from api.schemas import (
     ExamReportSchema,
@@ -22,6 +23,7 @@ from api.schemas import (
     KnowledgePointSchema,
     OverrideSchema,
     PaperSchema,
+    ReviewArgs,
     ReviewItemSchema,
     StudentArgs,
     StudentReportSchema,
@@ -108,8 +110,9 @@ class ExamReportCsv(MethodView):
 class ExamReview(MethodView):
     decorators = [require_school]
 
-    @blp.response(200, ReviewItemSchema(many=True))
-    def get(self, exam_id: uuid.UUID) -> list[dict[str, Any]]:
+    @blp.arguments(ReviewArgs, location="query", **STRICT)
+    @blp.response(200, ReviewItemSchema(many=True), headers=PAGE_HEADERS)
+    def get(self, args: dict[str, Any], exam_id: uuid.UUID) -> Any:
         """Answers waiting for a teacher, with the model's verdict, why each needs review, and
         (where the offline reader found it) the URL of the answer's image as it sits on the page."""
         items = review_queue(db(), school_exam(exam_id).id)
@@ -120,7 +123,7 @@ class ExamReview(MethodView):
                 if has_crop
                 else None
             )
-        return items
+        return paged_list(items, args)
 
 
 @blp.route("/v1/papers/<uuid:paper_id>/questions/<question_id>/crop")
@@ -220,13 +223,13 @@ class StudentMistakesCsv(MethodView):
 class KnowledgePoints(MethodView):
     decorators = [require_school]
 
-    @blp.arguments(KnowledgePointArgs, location="query")
-    @blp.response(200, KnowledgePointSchema(many=True))
-    def get(self, args: dict[str, Any]) -> list[KnowledgePoint]:
+    @blp.arguments(KnowledgePointArgs, location="query", **STRICT)
+    @blp.response(200, KnowledgePointSchema(many=True), headers=PAGE_HEADERS)
+    def get(self, args: dict[str, Any]) -> Any:
         """The shared knowledge-point vocabulary (知识点), optionally for one subject and grade."""
         query = select(KnowledgePoint).where(KnowledgePoint.exam_id.is_(None))
         if "subject" in args:
             query = query.where(KnowledgePoint.subject == args["subject"])
         if "grade" in args:
             query = query.where(KnowledgePoint.grade == args["grade"])
-        return list(db().scalars(query.order_by(KnowledgePoint.subject, KnowledgePoint.grade, KnowledgePoint.id)))
+        return paged_select(db(), query.order_by(KnowledgePoint.subject, KnowledgePoint.grade, KnowledgePoint.id), args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from api.paging import PageArgs
 from shared.grading.answer_key import QuestionType
 from shared.models import Priority, Reader
 from shared.settings import get_settings
@@ -254,7 +255,7 @@ class PaperSchema(Schema):
     status_url = fields.String()
 
 
-class PaperListArgs(Schema):
+class PaperListArgs(PageArgs):
     status = fields.String(
         validate=validate.OneOf(["queued", "processing", "graded", "needs_review", "failed", "paused"])
     )
@@ -393,7 +394,16 @@ class StudentReportSchema(Schema):
     mistake_notebook = fields.List(fields.Nested(NotebookGroupSchema))
 
 
-class KnowledgePointArgs(Schema):
+class ExamListArgs(PageArgs):
+    subject = fields.String(validate=validate.OneOf(SUBJECTS))
+    grade = fields.Integer(validate=validate.Range(1, 9))
+
+
+class ReviewArgs(PageArgs):
+    pass
+
+
+class KnowledgePointArgs(PageArgs):
     subject = fields.String(validate=validate.OneOf(SUBJECTS))
     grade = fields.Integer(validate=validate.Range(1, 9))
 

@@ -32,7 +32,19 @@ class MarkqClient:
         )
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        reply = self.http.request(method, path, **kwargs)
+        return self._checked(self.http.request(method, path, **kwargs)).json()
+
+    def _every_page(self, path: str, params: dict[str, Any] | None = None) -> list[Any]:
+        """A whole list, page after page, following each page's Link rel="next"."""
+        items: list[Any] = []
+        url: str | None = path
+        while url is not None:
+            reply = self._checked(self.http.get(url, params=params))
+            items += reply.json()
+            url, params = reply.links.get("next", {}).get("url"), None
+        return items
+
+    def _checked(self, reply: httpx.Response) -> httpx.Response:
         if reply.status_code >= 400:
             try:
                 error = reply.json()["error"]
@@ -41,7 +53,7 @@ class MarkqClient:
             raise MarkqError(
                 reply.status_code, error.get("code", "error"), error.get("message", ""), error.get("details")
             )
-        return reply.json()
+        return reply
 
     def create_exam(self, exam: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/v1/exams", json=exam)
@@ -50,7 +62,10 @@ class MarkqClient:
         return self._call("GET", f"/v1/exams/{exam_id}")
 
     def papers(self, exam_id: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"/v1/exams/{exam_id}/papers")
+        return self._every_page(f"/v1/exams/{exam_id}/papers", {"page_size": 1000})
+
+    def exams(self, **filters: Any) -> list[dict[str, Any]]:
+        return self._every_page("/v1/exams", {"page_size": 100, **filters})
 
     def report(self, exam_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/exams/{exam_id}/report")

@@ -90,6 +90,16 @@ def exams_create(ctx: click.Context, exam_file: Path, provider: str | None) -> N
     _print(_run(lambda: _client(ctx).create_exam(exam)))
 
 
+@exams.command("list")
+@click.option("--subject", help="Only this subject (math, chinese, english, ...).")
+@click.option("--grade", type=click.IntRange(1, 9), help="Only this grade.")
+@click.pass_context
+def exams_list(ctx: click.Context, subject: str | None, grade: int | None) -> None:
+    """The school's exams, newest first (every page of the list)."""
+    filters = {k: v for k, v in (("subject", subject), ("grade", grade)) if v is not None}
+    _print(_run(lambda: _client(ctx).exams(**filters)))
+
+
 @exams.command("show")
 @click.argument("exam_id")
 @click.pass_context

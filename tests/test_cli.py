@@ -16,6 +16,9 @@ def test_create_an_exam_submit_a_paper_and_read_it(live_api, school_keys, tmp_pa
     runner = CliRunner()
     created = runner.invoke(main, ["exams", "create", str(exam_file)], env=env)
     assert created.exit_code == 0, created.output
+    listed = runner.invoke(main, ["exams", "list"], env=env)
+    assert listed.exit_code == 0 and json.loads(created.output)["id"] in {e["id"] for e in json.loads(listed.output)}
+    assert created.exit_code == 0, created.output
     exam_id = json.loads(created.output)["id"]
     folder = tmp_path / "S07"
     folder.mkdir()
