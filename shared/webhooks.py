@@ -2,9 +2,10 @@
 
 Requests are signed: `Markq-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the
 exam's callback secret>`. Only hosts the admin allowed (MARKQ_WEBHOOK_ALLOWED_HOSTS) are called,
-and never a loopback, private, link-local or otherwise internal address unless the admin allowed
-that too (MARKQ_WEBHOOK_ALLOW_PRIVATE): the check runs on the addresses the name resolves to, at
-creation and again before every delivery.
+and never a loopback, private, link-local or otherwise internal address (nor one inside an IPv6
+form: IPv4-mapped, NAT64, 6to4, Teredo) unless the admin allowed that too
+(MARKQ_WEBHOOK_ALLOW_PRIVATE): the check runs on the addresses the name resolves to, at creation
+and again before every delivery, and the delivery connects to the address it checked.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ class DestinationRefused(ValueError):
     pass
 
 
-def check_destination(url: str, settings: Settings) -> None:
-    """Raise DestinationRefused unless `url` may be called."""
+def check_destination(url: str, settings: Settings) -> list[str]:
+    """The addresses `url` may be called at (its host resolved once, each address vetted); raise
+    DestinationRefused unless it may be called at all. Deliveries connect to these very addresses,
+    so a name that resolves elsewhere a second time (DNS rebinding) cannot redirect them."""
     parts = urlsplit(url)
     if parts.scheme not in {"https", "http"} or not parts.hostname:
         raise DestinationRefused("the callback URL must be an http(s) URL")
@@ -44,16 +47,49 @@ def check_destination(url: str, settings: Settings) -> None:
     host = parts.hostname.lower()
     if not any(fnmatch(host, pattern.strip().lower()) for pattern in settings.webhook_allowed_hosts if pattern.strip()):
         raise DestinationRefused(f"{host} is not on the admin's list of allowed callback hosts")
-    if settings.webhook_allow_private:
-        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)}
+        addresses = sorted({info[4][0] for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)})
     except socket.gaierror as exc:
         raise DestinationRefused(f"{host} does not resolve") from exc
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if not ip.is_global:
-            raise DestinationRefused(f"{host} resolves to {ip}, an internal address")
+    if not settings.webhook_allow_private:
+        for address in addresses:
+            if internal(ipaddress.ip_address(address.split("%")[0])):
+                raise DestinationRefused(f"{host} resolves to {address}, an internal address")
+    return addresses
+
+
+_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def internal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Not a public address, including an internal IPv4 address inside an IPv6 one: IPv4-mapped
+    (::ffff:127.0.0.1), NAT64 (64:ff9b::7f00:1), 6to4 (2002:7f00:1::) or Teredo."""
+    if not ip.is_global:
+        return True
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+        if any(ip in network for network in _NAT64):
+            embedded.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        return any(v4 is not None and not v4.is_global for v4 in embedded)
+    return False
+
+
+def post_pinned(url: str, address: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    """POST to `url` over a connection to `address` (a vetted resolution of its host): the Host
+    header and the TLS server name (SNI, and so the certificate check) stay the URL's host."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    pinned = f"[{address}]" if ":" in address else address
+    netloc = f"{pinned}:{parts.port}" if parts.port else pinned
+    target = parts._replace(netloc=netloc).geturl()
+    with httpx.Client(timeout=10, follow_redirects=False) as client:
+        return client.post(
+            target,
+            content=body,
+            headers={**headers, "Host": parts.netloc.rsplit("@", 1)[-1]},
+            extensions={"sni_hostname": host},
+        )
 
 
 def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
@@ -118,7 +154,7 @@ def deliver(session: Session, delivery_id: int, settings: Settings) -> bool:
     exam = session.get_one(Exam, delivery.exam_id)
     delivery.attempts += 1
     try:
-        check_destination(exam.callback_url or "", settings)
+        addresses = check_destination(exam.callback_url or "", settings)
     except DestinationRefused as exc:
         delivery.status, delivery.last_error = "failed", f"refused: {exc}"
         return True
@@ -130,7 +166,7 @@ def deliver(session: Session, delivery_id: int, settings: Settings) -> bool:
         "Markq-Delivery": str(delivery.id),
     }
     try:
-        reply = httpx.post(exam.callback_url or "", content=body, headers=headers, timeout=10, follow_redirects=False)
+        reply = post_pinned(exam.callback_url or "", addresses[0], body, headers)
     except httpx.HTTPError as exc:
         delivery.last_error = f"{type(exc).__name__}: {exc}"
         return False

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import ipaddress
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -12,7 +15,7 @@ import httpx
 import pytest
 
 from shared.settings import Settings
-from shared.webhooks import DestinationRefused, check_destination, sign
+from shared.webhooks import DestinationRefused, check_destination, internal, post_pinned, sign
 from tests.helpers import make_exam, submit, wait_for, wait_until
 
 pytestmark = pytest.mark.integration
@@ -100,12 +103,63 @@ def test_callbacks_go_only_to_hosts_the_admin_allowed(live_api, auth):
         "https://169.254.169.254/latest",
         "https://[::1]/x",
         "https://192.168.1.20/x",
+        "https://[::ffff:127.0.0.1]/x",  # IPv4-mapped
+        "https://[64:ff9b::7f00:1]/x",  # NAT64 of 127.0.0.1
+        "https://[64:ff9b::a00:8]/x",  # NAT64 of 10.0.0.8
+        "https://[2002:7f00:1::1]/x",  # 6to4 of 127.0.0.1
+        "https://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/x",  # Teredo, client 10.0.0.1
     ],
 )
 def test_internal_addresses_are_refused_unless_the_admin_allows_them(url):
     strict = Settings(webhook_allowed_hosts=["*"], webhook_allow_private=False)
     with pytest.raises(DestinationRefused, match="internal address"):
         check_destination(url, strict)
+
+
+def test_a_public_nat64_or_6to4_address_is_allowed():
+    for address in ("64:ff9b::5db8:d822", "2002:5db8:d822::1"):  # 93.184.216.34 inside
+        assert not internal(ipaddress.ip_address(address))
+
+
+def test_a_delivery_connects_to_the_address_it_checked_not_a_second_lookup(monkeypatch):
+    """DNS rebinding: the name resolves to a public address when checked and to 127.0.0.1 after;
+    the delivery must go to the checked address, never to this machine's receiver."""
+    hits: list[str] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            hits.append(self.headers.get("Host", ""))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    answers = iter(["93.184.216.34", "127.0.0.1", "127.0.0.1", "127.0.0.1"])  # public; no route from here
+    real = socket.getaddrinfo
+
+    def rebinding(host, *args, **kwargs):
+        if host == "rebind.example":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (next(answers), port))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    strict = Settings(webhook_allowed_hosts=["rebind.example"], webhook_allow_private=False, webhook_allow_http=True)
+    url = f"http://rebind.example:{port}/hook"
+    try:
+        [address] = check_destination(url, strict)
+        assert address == "93.184.216.34"
+        with contextlib.suppress(httpx.HTTPError):  # no route from here; wherever it went, not here
+            post_pinned(url, address, b"{}", {"Content-Type": "application/json"})
+        assert hits == []
+        # pinned to a reachable address, the Host header is still the URL's
+        post_pinned(url, "127.0.0.1", b"{}", {})
+        assert hits == [f"rebind.example:{port}"]
+    finally:
+        server.shutdown()
 
 
 def test_plain_http_is_refused_by_default():
