@@ -202,7 +202,8 @@ class ExamResume(MethodView):
     def post(self, exam_id: uuid.UUID) -> dict[str, Any]:
         """Resume every paused paper of the exam (e.g. after topping up the provider account).
         A paper still over a budget pauses again at once, before any call."""
-        return resume(school_exam(exam_id), (PauseCause.quota, PauseCause.exam_budget, PauseCause.school_budget))
+        causes = (PauseCause.quota, PauseCause.provider_key, PauseCause.exam_budget, PauseCause.school_budget)
+        return resume(school_exam(exam_id), causes)
 
 
 @blp.route("/<uuid:exam_id>/release")

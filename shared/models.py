@@ -64,6 +64,7 @@ class PauseCause(enum.StrEnum):
     exam_budget = "exam_budget"
     school_budget = "school_budget"
     quota = "quota"
+    provider_key = "provider_key"  # the server's provider key was refused: an admin must fix it
     trial = "trial"  # held by a trial run until the teacher releases the exam
 
 

@@ -39,6 +39,18 @@ class QuotaExhausted(ProviderError):
     """The account has no credit left; retrying cannot help until someone pays."""
 
 
+class KeyRefused(ProviderError):
+    """401/403: the server's provider key was refused (rotated, revoked, or without access to the
+    model). Every call would fail the same way until an admin sets a working key."""
+
+
+# Never the provider's own text: a 401 quotes part of the key it refused.
+KEY_REFUSED = (
+    "the server's provider key was refused (HTTP {status}); an admin must set a working OPENAI_API_KEY "
+    "and restart the workers, then resume the exam"
+)
+
+
 class RequestRejected(ProviderError):
     """The provider refused this request (4xx); the same request will fail again."""
 
@@ -124,6 +136,10 @@ class VisionProvider:
             raise ProviderTimedOut(f"provider did not answer in time: {exc}") from exc
         except openai.APIConnectionError as exc:
             raise ProviderUnavailable(f"provider unreachable: {exc}") from exc
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise KeyRefused(
+                KEY_REFUSED.format(status=exc.status_code), exc.response.headers.get("x-request-id")
+            ) from None
         except openai.APIStatusError as exc:
             request_id = exc.response.headers.get("x-request-id")
             if exc.status_code >= 500:

@@ -3,6 +3,7 @@ the S3 server, and the loopback OpenAI server through the official SDK."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -168,6 +169,29 @@ def test_exhausted_quota_pauses_the_exam_with_the_providers_message(live_api, au
     httpx.post(f"{live_api}/v1/exams/{exam['id']}/resume", headers=auth("A")).raise_for_status()
     assert wait_for(live_api, auth("A"), later["id"])["status"] in {"graded", "needs_review"}
     assert wait_for(live_api, auth("A"), paper["id"])["status"] in {"graded", "needs_review"}
+
+
+def test_a_refused_provider_key_pauses_the_exam_and_never_shows_the_key(live_api, auth, idle, loopback):
+    exam = make_exam(live_api, auth("A"))
+    fragment = "sk-canar***eb42"  # what a 401 quotes of the key it refused
+    fault = {
+        "status": 401,
+        "type": "invalid_request_error",
+        "code": "invalid_api_key",
+        "message": f"Incorrect API key provided: {fragment}.",
+    }
+    loopback_call(loopback, "/_loopback/faults", {"faults": [fault]})
+    paper = wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], pages=1)["id"])
+    assert paper["status"] == "paused" and "provider key was refused" in paper["status_reason"]
+    shown = httpx.get(f"{live_api}/v1/exams/{exam['id']}", headers=auth("A")).text + json.dumps(paper)
+    assert fragment not in shown and "sk-" not in shown
+    # no further call for the exam until it is resumed; then it is graded
+    before = loopback_call(loopback, "/_loopback/stats")["requests"]
+    later = wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], pages=1)["id"])
+    assert later["status"] == "paused" and loopback_call(loopback, "/_loopback/stats")["requests"] == before
+    httpx.post(f"{live_api}/v1/exams/{exam['id']}/resume", headers=auth("A")).raise_for_status()
+    assert wait_for(live_api, auth("A"), paper["id"])["status"] in {"graded", "needs_review"}
+    assert wait_for(live_api, auth("A"), later["id"])["status"] in {"graded", "needs_review"}
 
 
 def test_a_refused_request_fails_the_paper_with_the_reason(live_api, auth, idle, loopback):

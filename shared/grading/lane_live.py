@@ -29,6 +29,7 @@ from shared.grading.steps import CannotMark, Stopped, TryLater
 from shared.limiter import TooLargeForLimit
 from shared.models import PauseCause, Usage, UsageOutcome
 from shared.provider import (
+    KeyRefused,
     ProviderReply,
     ProviderTimedOut,
     ProviderUnavailable,
@@ -78,9 +79,10 @@ def _prepare(res: Resources, paper_id: uuid.UUID) -> PreparedPaper | None:
     with transaction(res.sessions) as session:
         if reuse_earlier_result(session, prepared) is not None:
             return None
-        if (reason := caps.quota_pause(session, prepared.exam_id)) is not None:
-            papers.pause(session, cause=PauseCause.quota, reason=reason, paper_id=paper_id, exam_id=prepared.exam_id)
-    if reason is not None:
+        if (paused := caps.quota_pause(session, prepared.exam_id)) is not None:
+            cause, reason = paused
+            papers.pause(session, cause=cause, reason=reason, paper_id=paper_id, exam_id=prepared.exam_id)
+    if paused is not None:
         raise Stopped("paused")
     return prepared
 
@@ -149,6 +151,17 @@ def _call(res: Resources, prepared: PreparedPaper, usage_id: int) -> ProviderRep
             ledger.settle_unpaid(session, usage_id, UsageOutcome.insufficient_quota, exc.request_id)
             papers.pause(
                 session, cause=PauseCause.quota, reason=exc.reason, paper_id=prepared.paper_id, exam_id=prepared.exam_id
+            )
+        raise Stopped("paused") from exc
+    except KeyRefused as exc:
+        with transaction(res.sessions) as session:
+            ledger.settle_unpaid(session, usage_id, UsageOutcome.rejected, exc.request_id)
+            papers.pause(
+                session,
+                cause=PauseCause.provider_key,
+                reason=exc.reason,
+                paper_id=prepared.paper_id,
+                exam_id=prepared.exam_id,
             )
         raise Stopped("paused") from exc
     except RequestRejected as exc:

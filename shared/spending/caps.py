@@ -121,11 +121,15 @@ def resumable_by_budget(session: Session) -> list[uuid.UUID]:
     return ids
 
 
-def quota_pause(session: Session, exam_id: uuid.UUID) -> str | None:
-    """The reason the exam is paused for the provider's quota, if it is: no call is made for any of
-    its papers until someone resumes it (POST /v1/exams/{id}/resume)."""
-    return session.scalar(
-        select(Paper.status_reason)
-        .where(Paper.exam_id == exam_id, Paper.status == PaperStatus.paused, Paper.paused_for == PauseCause.quota)
+ACCOUNT_CAUSES = (PauseCause.quota, PauseCause.provider_key)
+
+
+def quota_pause(session: Session, exam_id: uuid.UUID) -> tuple[PauseCause, str] | None:
+    """Why the exam is paused for the provider account (its quota, or a refused key), if it is: no
+    call is made for any of its papers until someone resumes it (POST /v1/exams/{id}/resume)."""
+    row = session.execute(
+        select(Paper.paused_for, Paper.status_reason)
+        .where(Paper.exam_id == exam_id, Paper.status == PaperStatus.paused, Paper.paused_for.in_(ACCOUNT_CAUSES))
         .limit(1)
-    )
+    ).first()
+    return None if row is None else (PauseCause(row[0]), row[1] or "")
