@@ -6,8 +6,10 @@ import json
 from decimal import Decimal, InvalidOperation
 
 import click
+from sqlalchemy.exc import OperationalError
 
 from shared.db import make_engine, make_session_factory, transaction
+from shared.migrate import database_revision, head_revision
 from shared.migrate import migrate as migrate_database
 from shared.schools import (
     KeyNotFound,
@@ -23,7 +25,22 @@ from shared.settings import get_settings
 
 
 def _sessions():  # type: ignore[no-untyped-def]
-    return make_session_factory(make_engine(get_settings().database_url))
+    """Sessions on a database that is reachable and at this code's schema; else one line saying
+    what to do (never a traceback)."""
+    engine = make_engine(get_settings().database_url)
+    try:
+        with engine.connect() as connection:
+            at = database_revision(connection)
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise click.ClickException(f"cannot reach the database ({reason}); check MARKQ_DATABASE_URL") from exc
+    if at != head_revision():
+        raise click.ClickException(
+            "the database has no markq schema yet: run `markq-admin migrate` first"
+            if at is None
+            else f"the database schema is at {at}, this markq needs {head_revision()}: run `markq-admin migrate` first"
+        )
+    return make_session_factory(engine)
 
 
 @click.group()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import click
+import httpx
 
 from client.api import FINISHED, MarkqClient, MarkqError
 
@@ -66,6 +67,21 @@ def _run(call: Any) -> Any:
         return call()
     except MarkqError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}" + (f" {exc.details}" if exc.details else "")) from exc
+    except httpx.TransportError as exc:  # refused, unreachable, timed out: say so, in one line
+        url = click.get_current_context().obj["url"]
+        raise click.ClickException(f"cannot reach the markq server at {url} ({type(exc).__name__}: {exc})") from exc
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file, or one line naming the file, line and column of what is wrong with it."""
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(
+            f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{path}: cannot be read ({exc})") from exc
 
 
 @main.group()
@@ -84,7 +100,7 @@ def exams() -> None:
 @click.pass_context
 def exams_create(ctx: click.Context, exam_file: Path, provider: str | None) -> None:
     """Create an exam from a JSON file (title, subject, grade, language, answer_key, rubric, model)."""
-    exam = json.loads(exam_file.read_text("utf-8"))
+    exam = _read_json(exam_file)
     if provider:
         exam["provider"] = provider
     _print(_run(lambda: _client(ctx).create_exam(exam)))

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import secrets
 
+import psycopg
 from click.testing import CliRunner
 
 from api.admin import main
+from shared.settings import get_settings
+from tests.helpers import PG_ADMIN_URL
 
 
 def test_a_revoked_key_stops_working_at_once_and_the_others_do_not(client, settings):
@@ -32,3 +36,24 @@ def test_a_revoked_key_stops_working_at_once_and_the_others_do_not(client, setti
     assert client.get("/v1/knowledge-points", headers={"Authorization": f"Bearer {second}"}).status_code == 401
     unknown = runner.invoke(main, ["revoke-key", "nosuchprefix"])
     assert unknown.exit_code != 0 and "no API key" in unknown.output
+
+
+def test_every_command_on_an_unmigrated_database_says_to_migrate_first(settings, monkeypatch):
+    name = f"markq_fresh_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        monkeypatch.setenv("MARKQ_DATABASE_URL", settings.database_url.rsplit("/", 1)[0] + "/" + name)
+        get_settings.cache_clear()
+        for args in (["create-school", "一小"], ["create-key", "一小"], ["list-keys", "一小"], ["revoke-key", "x"]):
+            result = CliRunner().invoke(main, args)
+            assert result.exit_code == 1 and "run `markq-admin migrate` first" in result.output, (args, result.output)
+            assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+        migrated = CliRunner().invoke(main, ["migrate"])
+        assert migrated.exit_code == 0, migrated.output
+        assert CliRunner().invoke(main, ["create-school", "一小"]).exit_code == 0
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -2,6 +2,7 @@
 
 import copy
 import json
+import socket
 
 from click.testing import CliRunner
 
@@ -104,3 +105,22 @@ def test_the_blank_paper_is_given_and_shown_from_the_command_line(live_api, scho
     assert json.loads(given.output)["status"] == "reading" and json.loads(given.output)["pages"][0]["number"] == 1
     shown = runner.invoke(main, ["exams", "template", exam_id], env=env)
     assert shown.exit_code == 0 and json.loads(shown.output)["status"] in ("reading", "ready", "failed")
+
+
+def test_a_broken_file_an_unreachable_server_and_an_unknown_exam_are_one_line_each(live_api, school_keys, tmp_path):
+    broken = tmp_path / "exam.json"
+    broken.write_text('{"title": "期中",\n  "grade": 3,,\n}', encoding="utf-8")
+    env = {"MARKQ_API_URL": live_api, "MARKQ_API_KEY": school_keys["A"]}
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    cases = [
+        (["exams", "create", str(broken)], env, f"{broken}: not valid JSON at line 2, column"),
+        (["exams", "show", "00000000-0000-0000-0000-000000000000"], {**env, "MARKQ_API_URL": closed}, "cannot reach"),
+        (["exams", "show", "00000000-0000-0000-0000-000000000000"], env, "not_found: exam not found"),
+    ]
+    for args, environment, said in cases:
+        result = CliRunner().invoke(main, args, env=environment)
+        assert result.exit_code == 1, (args, result.output)
+        assert said in result.output and "Traceback" not in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
