@@ -119,7 +119,7 @@ def exam_page(exam_id: uuid.UUID) -> str:
     )
 
 
-@pages.get("/pages/exams/<uuid:exam_id>/students/<student_ref>")
+@pages.get("/pages/exams/<uuid:exam_id>/students/<path:student_ref>")
 def student_page(exam_id: uuid.UUID, student_ref: str) -> str:
     exam = _exam_from_token(exam_id)
     report = student_report(db(), exam.school_id, student_ref, exam_id=exam.id)

@@ -174,7 +174,7 @@ class QuestionOverride(MethodView):
         return paper_view(paper)
 
 
-@blp.route("/v1/students/<student_ref>")
+@blp.route("/v1/students/<path:student_ref>")
 class StudentReport(MethodView):
     decorators = [require_school]
 
@@ -187,7 +187,7 @@ class StudentReport(MethodView):
         )
 
 
-@blp.route("/v1/students/<student_ref>/mistakes.csv")
+@blp.route("/v1/students/<path:student_ref>/mistakes.csv")
 class StudentMistakesCsv(MethodView):
     decorators = [require_school]
 

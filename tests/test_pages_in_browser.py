@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import html
+import re
 import shutil
 import subprocess
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -65,7 +68,7 @@ def shared_exam(live_api, school_keys, worker, loopback, app):
     wait_until_no_paper_is_in_flight(app)
     headers = {"Authorization": f"Bearer {school_keys['A']}"}
     exam = make_exam(live_api, headers, answer_key=KEY, title="三年级数学 · 第三单元")
-    wrong = {"S1": {"1", "3"}, "S2": {"1"}, "S3": set()}
+    wrong = {"S1": {"1", "3"}, "S2": {"1"}, "3/2班#07": set()}  # a ref with a slash and a hash
     loopback_call(
         loopback,
         "/_loopback/replies",
@@ -92,6 +95,13 @@ def test_the_teacher_page_shows_the_chart_classes_and_students(shared_exam, tmp_
     )
     assert 'data-class="3(2)"' in dom and "/students/S1?token=" in dom
     assert "marked by gpt-4o" in dom  # who marked the exam: here the vision model
+    # every student's link opens that student's sheet, whatever the ref holds
+    links = re.findall(r'href="([^"]*/students/[^"]*)"', dom)
+    assert len(links) == 3
+    for link in links:
+        sheet = httpx.get(urljoin(url, html.unescape(link)))
+        assert sheet.status_code == 200, link
+    assert any("3/2班#07" in httpx.get(urljoin(url, html.unescape(link))).text for link in links)
     shot = tmp_path / "teacher.png"
     chromium(tmp_path, f"--screenshot={shot}", url)
     assert_not_blank(shot)
