@@ -96,7 +96,8 @@ class Exams(MethodView):
             session.rollback()
             raise domain_error(exc, details=exc.details) from exc
         session.commit()
-        return {**exam_view(session, exam), "callback_secret": exam.callback_secret}
+        secret = webhooks.signing_secret(exam.callback_secret) if exam.callback_secret else None
+        return {**exam_view(session, exam), "callback_secret": secret}
 
 
 def resume(exam: Exam, causes: tuple[str, ...]) -> dict[str, Any]:

@@ -176,7 +176,10 @@ class ExamSchema(Schema):
     callback_url = fields.String(allow_none=True)
     callback_secret = fields.String(
         allow_none=True,
-        metadata={"description": "Only in the reply that creates the exam: the key of the Markq-Signature HMAC."},
+        metadata={
+            "description": "Only in the reply that creates the exam: the whsec_... secret a Standard Webhooks "
+            "library verifies the webhook-signature header with."
+        },
     )
     webhooks = fields.Dict(
         keys=fields.String(), values=fields.Integer(), metadata={"description": "Deliveries by status."}

@@ -1,7 +1,8 @@
 """Webhooks: an exam's callback URL is told when each paper is graded and when the exam is done.
 
-Requests are signed: `Markq-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the
-exam's callback secret>`. Only hosts the admin allowed (MARKQ_WEBHOOK_ALLOWED_HOSTS) are called,
+Requests follow Standard Webhooks (standardwebhooks.com): `webhook-id`, `webhook-timestamp` and
+`webhook-signature` (`v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`), verifiable with any
+Standard Webhooks library and the exam's `whsec_...` secret. Only hosts the admin allowed (MARKQ_WEBHOOK_ALLOWED_HOSTS) are called,
 and never a loopback, private, link-local or otherwise internal address (nor one inside an IPv6
 form: IPv4-mapped, NAT64, 6to4, Teredo) unless the admin allowed that too
 (MARKQ_WEBHOOK_ALLOW_PRIVATE): the check runs on the addresses the name resolves to, at creation
@@ -10,13 +11,12 @@ and again before every delivery, and the delivery connects to the address it che
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import base64
 import ipaddress
 import json
 import socket
-import time
 import uuid
+from datetime import UTC, datetime
 from fnmatch import fnmatch
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from standardwebhooks.webhooks import Webhook
 
 from shared.models import Exam, Paper, PaperStatus, WebhookDelivery, utcnow
 from shared.settings import Settings
@@ -92,10 +93,22 @@ def post_pinned(url: str, address: str, body: bytes, headers: dict[str, str]) ->
         )
 
 
-def sign(secret: str, body: bytes, timestamp: int | None = None) -> str:
-    timestamp = timestamp or int(time.time())
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+def signing_secret(stored: str) -> str:
+    """The exam's secret as Standard Webhooks writes it: `whsec_` and the key in base64 (the key is
+    the 32 random bytes stored as hex). This is what the school's receiver verifies with."""
+    return "whsec_" + base64.b64encode(bytes.fromhex(stored)).decode("ascii")
+
+
+def signed_headers(stored: str, message_id: str, body: str, at: datetime | None = None) -> dict[str, str]:
+    """The Standard Webhooks headers of one message: webhook-id (the same on every retry, so a
+    receiver can drop repeats), webhook-timestamp and webhook-signature, signed by the
+    `standardwebhooks` library so any receiver's off-the-shelf verifier agrees."""
+    at = at or datetime.now(UTC)
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(signing_secret(stored)).sign(message_id, at, body),
+    }
 
 
 def queue_events(session: Session, paper_id: uuid.UUID) -> list[int]:
@@ -158,12 +171,12 @@ def deliver(session: Session, delivery_id: int, settings: Settings) -> bool:
     except DestinationRefused as exc:
         delivery.status, delivery.last_error = "failed", f"refused: {exc}"
         return True
-    body = json.dumps(delivery.payload, ensure_ascii=False, separators=(",", ":")).encode()
+    text = json.dumps(delivery.payload, ensure_ascii=False, separators=(",", ":"))
+    body = text.encode()
     headers = {
         "Content-Type": "application/json",
-        "Markq-Signature": sign(exam.callback_secret or "", body),
+        **signed_headers(exam.callback_secret or "", f"msg_markq_{delivery.id}", text),
         "Markq-Event": delivery.event,
-        "Markq-Delivery": str(delivery.id),
     }
     try:
         reply = post_pinned(exam.callback_url or "", addresses[0], body, headers)

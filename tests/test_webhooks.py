@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -9,13 +10,15 @@ import ipaddress
 import json
 import socket
 import threading
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from shared.settings import Settings
-from shared.webhooks import DestinationRefused, check_destination, internal, post_pinned, sign
+from shared.webhooks import DestinationRefused, check_destination, internal, post_pinned, signed_headers, signing_secret
 from tests.helpers import make_exam, submit, wait_for, wait_until
 
 pytestmark = pytest.mark.integration
@@ -56,7 +59,7 @@ def test_a_graded_paper_and_the_finished_exam_are_told_signed_after_a_retry(live
     try:
         created = make_exam(live_api, auth("A"), callback_url=receiver.url)
         secret = created["callback_secret"]
-        assert len(secret) == 64
+        assert secret.startswith("whsec_")
         assert (
             httpx.get(f"{live_api}/v1/exams/{created['id']}", headers=auth("A")).json().get("callback_secret") is None
         )
@@ -70,9 +73,15 @@ def test_a_graded_paper_and_the_finished_exam_are_told_signed_after_a_retry(live
         assert set(events) == {"paper.graded", "exam.done"}
         headers, body = events["paper.graded"]
         assert body["paper_id"] == paper["id"] and body["status"] == paper["status"]
-        stamp, signature = (part.split("=", 1)[1] for part in headers["Markq-Signature"].split(","))
-        expected = hmac.new(secret.encode(), f"{stamp}.".encode() + body["raw"], hashlib.sha256).hexdigest()
-        assert hmac.compare_digest(signature, expected)
+        # verified as a school's receiver would, with the Standard Webhooks library
+        verified = Webhook(secret).verify(body["raw"], {k.lower(): v for k, v in headers.items()})
+        assert verified["paper_id"] == paper["id"]
+        with pytest.raises(WebhookVerificationError):  # a body changed on the way fails
+            Webhook(secret).verify(
+                body["raw"].replace(b"graded", b"failed"), {k.lower(): v for k, v in headers.items()}
+            )
+        ids = {{k.lower(): v for k, v in h.items()}["webhook-id"] for h, _b in receiver.received}
+        assert len(ids) == 2  # one id per message; the retried delivery kept its own
         assert events["exam.done"][1]["papers"] == {paper["status"]: 1}
         exam = httpx.get(f"{live_api}/v1/exams/{created['id']}", headers=auth("A")).json()
         assert exam["webhooks"] == {"pending": 0, "delivered": 2, "failed": 0}
@@ -169,5 +178,12 @@ def test_plain_http_is_refused_by_default():
         )
 
 
-def test_the_signature_is_hmac_sha256_of_time_and_body():
-    assert sign("k", b"{}", timestamp=10) == "t=10,v1=" + hmac.new(b"k", b"10.{}", hashlib.sha256).hexdigest()
+def test_the_signature_is_the_standard_webhooks_one():
+    """Standard Webhooks' own vector: HMAC-SHA256 of "<id>.<timestamp>.<body>", base64, under v1."""
+    stored = "11" * 32
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    headers = signed_headers(stored, "msg_markq_1", '{"a":1}', at)
+    key = bytes.fromhex(stored)
+    mac = hmac.new(key, f'msg_markq_1.{int(at.timestamp())}.{{"a":1}}'.encode(), hashlib.sha256).digest()
+    assert headers["webhook-signature"] == "v1," + base64.b64encode(mac).decode()
+    assert signing_secret(stored) == "whsec_" + base64.b64encode(key).decode()
