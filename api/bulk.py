@@ -13,6 +13,7 @@ from sqlalchemy import select
 from api.context import db, require_school, resources
 from api.errors import ApiError, domain_error, refusal_status
 from api.exams import school_exam
+from api.schemas import BulkResultSchema
 from api.uploads import check_uploads, form_text
 from shared.intake.bulk import ArchiveRefused, BulkLimits, read_archive, read_roster
 from shared.intake.submission import (
@@ -62,7 +63,7 @@ class BulkSubmit(MethodView):
     decorators = [require_school]
 
     @blp.doc(requestBody=BULK_BODY)
-    @blp.response(200)
+    @blp.response(200, BulkResultSchema)
     def post(self, exam_id: uuid.UUID) -> dict[str, Any]:
         """Submit a class at once. Papers already in the exam (same student, same pages) are not
         created again, so an interrupted upload can simply be sent again."""

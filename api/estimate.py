@@ -11,6 +11,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from api.context import require_school, resources
 from api.errors import ApiError, domain_error, refusal_status
+from api.schemas import EstimateResultSchema
 from shared.images import PageRejected, inspect_page
 from shared.spending.costs import UnknownModel, UnsupportedDetail
 from shared.spending.estimate import PageSize, estimate
@@ -62,7 +63,7 @@ class Estimate(MethodView):
     decorators = [require_school]
 
     @blp.doc(requestBody=ESTIMATE_BODY)
-    @blp.response(200)
+    @blp.response(200, EstimateResultSchema)
     def post(self) -> dict[str, Any]:
         """Tokens and dollars per page, per paper and per class, for several models side by side."""
         if request.mimetype == "multipart/form-data":

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from api.context import current_school, db, require_school, resources
 from api.errors import ApiError, not_found
 from api.exams import school_exam
+from api.schemas import ShareLinkSchema
 from shared.grading.reports import exam_report, student_report
 from shared.models import Exam
 from shared.settings import secret_key
@@ -142,7 +143,7 @@ def student_page(exam_id: uuid.UUID, student_ref: str) -> str:
 class ShareExam(MethodView):
     decorators = [require_school]
 
-    @share_blp.response(200)
+    @share_blp.response(200, ShareLinkSchema)
     def post(self, exam_id: uuid.UUID) -> dict[str, Any]:
         """A link to the exam's HTML report (and from it, each student's feedback sheet), valid 7 days."""
         exam = school_exam(exam_id)

@@ -460,3 +460,78 @@ class TemplateSchema(Schema):
 
 class TemplateRegionsSchema(Schema):
     regions = fields.Dict(keys=fields.String(), values=fields.Nested(RegionSchema), required=True)
+
+
+class BulkCreatedSchema(Schema):
+    paper_id = fields.UUID()
+    student_ref = fields.String()
+    class_label = fields.String()
+    pages = fields.Integer()
+    status = fields.String()
+
+
+class BulkExistingSchema(Schema):
+    paper_id = fields.UUID()
+    student_ref = fields.String()
+
+
+class BulkRefusedSchema(Schema):
+    file = fields.String(metadata={"description": "The file (or folder) in the archive."})
+    reason = fields.String()
+    status = fields.Integer(metadata={"description": "The HTTP status a paper of it alone would get."})
+    student_ref = fields.String(allow_none=True)
+
+
+class BulkResultSchema(Schema):
+    created = fields.List(fields.Nested(BulkCreatedSchema), metadata={"description": "Papers queued now."})
+    existing = fields.List(
+        fields.Nested(BulkExistingSchema), metadata={"description": "Sent before: not created twice."}
+    )
+    refused = fields.List(fields.Nested(BulkRefusedSchema), metadata={"description": "Files not taken, and why."})
+
+
+class EstimatePageSchema(Schema):
+    page = fields.String()
+    width = fields.Integer()
+    height = fields.Integer()
+    tokens = fields.Integer()
+    cost_usd = fields.Float()
+    patches = fields.Integer()
+    multiplier = fields.Float()
+
+
+class EstimatePaperSchema(Schema):
+    image_tokens = fields.Integer()
+    prompt_tokens = fields.Integer()
+    output_tokens = fields.Integer()
+    cost_usd = fields.Float()
+    cost_usd_with_cached_prefix = fields.Float()
+
+
+class EstimateClassSchema(Schema):
+    papers = fields.Integer()
+    cost_usd = fields.Float()
+
+
+class EstimateModelSchema(Schema):
+    scheme = fields.String(metadata={"description": "tile or patch: how the model counts image tokens."})
+    pages = fields.List(fields.Nested(EstimatePageSchema))
+    paper = fields.Nested(EstimatePaperSchema)
+    # "class" is a Python keyword: the field is named with data_key
+    class_ = fields.Nested(EstimateClassSchema, attribute="class", data_key="class")
+
+
+class EstimateResultSchema(Schema):
+    prices_taken = fields.String(metadata={"description": "When the prices were taken from the provider."})
+    detail = fields.String()
+    class_size = fields.Integer()
+    assumptions = fields.Dict(keys=fields.String(), values=fields.Raw())
+    models = fields.Dict(keys=fields.String(), values=fields.Nested(EstimateModelSchema))
+
+
+class ShareLinkSchema(Schema):
+    report_url = fields.String(
+        metadata={"description": "The exam's HTML report; each student's sheet is linked from it."}
+    )
+    expires_in_seconds = fields.Integer()
+    school = fields.String()

@@ -48,6 +48,8 @@ def test_the_openapi_document_is_valid_and_every_error_parses_with_its_documente
     for path, method, operation in operations:
         if path.startswith("/v1/"):
             assert {"401", "503"} <= set(operation["responses"]), (method, path)
+            success = [r for code, r in operation["responses"].items() if code.startswith("2")]
+            assert success and all("content" in r for r in success), (method, path)  # a schema for every reply
     registry = Registry().with_resource("urn:markq", Resource.from_contents(spec, default_specification=DRAFT202012))
 
     def documented(path: str, method: str, status: int) -> Draft202012Validator:
