@@ -18,6 +18,9 @@ from shared.grading.equivalence import equivalent
         ("0.240 m", "24cm", True),
         ("2000克", "2千克", True),
         ("24 cm²", "24平方厘米", True),
+        ("x^2-81", "x²-81", True),  # a raised 2 is a power, not 2x
+        ("2x-81", "x²-81", False),
+        ("3.6×10^5", "3.6×10⁵", True),
         ("24", "24厘米", False),  # a missing unit is a unit error
         ("24厘米", "24平方厘米", False),  # length is not area
         ("200", "2000", False),

@@ -72,7 +72,15 @@ class Value:
     remainder: sympy.Integer | None = None
 
 
+_SUPERSCRIPTS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹⁻", "0123456789-")
+_RAISED_RUN = re.compile(r"[⁰¹²³⁴⁵⁶⁷⁸⁹⁻]+")
+
+
 def _clean(text: str) -> str:
+    # A raised run is a power: x² is x^2 (NFKC alone would make it x2, that is 2x); but a unit's
+    # own (24 cm², 5 m³) stays the unit.
+    if not _QUANTITY.match(unicodedata.normalize("NFKC", text).strip().rstrip("。.")):
+        text = _RAISED_RUN.sub(lambda m: "^" + m.group().translate(_SUPERSCRIPTS), text)
     text = unicodedata.normalize("NFKC", text).strip()  # full-width digits and signs -> ASCII
     text = text.replace("×", "*").replace("÷", "/").replace("−", "-").replace("：", ":")
     text = re.sub(r"^(?:[a-zA-Z]\s*=|答[:：]?)\s*", "", text)  # "x = 3", "答：3"

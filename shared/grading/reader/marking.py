@@ -110,10 +110,13 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     compared = final_answer(reading.text) if question.type == QuestionType.word or written_answer_line else reading.text
     if question.type == QuestionType.word and subject == "math":
         compared = quantity_in(compared, key)
-    digits = as_digits(compared, question) if subject == "math" else compared
-    # A reading that needed letters taken for digits is less sure: a little where it then lands on
-    # the key, much where it still misses it (then it is most likely misread).
+    digits = _joined(as_digits(compared, question), key) if subject == "math" else compared
+    # A reading that needed letters taken for digits (or a gap closed) is less sure: a little where
+    # it then lands on the key, much where it still misses it (then it is most likely misread).
     lookalikes, compared = digits != compared, digits
+    if subject == "math" and not _is_right(compared, question, subject) and (powers := _as_powers(compared, key)):
+        if _is_right(powers, question, subject):  # "x2-81" written for x²-81: the 2 was raised
+            lookalikes, compared = True, powers
     if _is_right(compared, question, subject):
         confidence = reading.confidence * (LOOKALIKE_DISCOUNT if lookalikes else 1.0)
         # A misreading that lands exactly on the key is far less likely than one that misses it.
@@ -137,9 +140,17 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
             for form in (key, *question.accepted)
         )
     )
-    agreed = reading.agreeing >= 3 and reading.confidence >= AGREED_CONFIDENCE
+    # Every reading of the writing agreeing is not a misreading to doubt; fewer may be (a digit
+    # lost the same way twice, "11/30" read "1/3 0", happens).
+    agreed = reading.agreeing >= ALL_AGREE and reading.confidence >= AGREED_CONFIDENCE
     if near and reading.confidence < 0.98 and not agreed:
         confidence *= 0.8  # a character or two from the key, read unsurely: perhaps a misreading
+    if any(said == normalise_text(form) for form in (key, *question.accepted)):
+        confidence *= 0.5  # it looks like the key and does not mean it: notation the reader lost (x² read x2)
+    if question.type == QuestionType.choice and not set(choice_letters(compared)) <= set(question.options or "ABCD"):
+        confidence *= 0.5  # not one of the options' letters: a misreading, not a choice
+    if question.type == QuestionType.choice and not choice_letters(compared):
+        confidence *= 0.5
     if subject == "math" and _not_like_the_key(compared, key):
         confidence *= NOT_LIKE_THE_KEY  # the key is a value and the reading is not: probably misread
     if any(
@@ -207,6 +218,30 @@ def as_digits(text: str, question: KeyQuestion) -> str:
 _CONFUSABLE_LETTERS = ({"B", "D"}, {"B", "E"}, {"C", "G"}, {"D", "O"}, {"A", "R"})
 # A number in a sentence, and what may follow it as its unit ("行驶了145.5千米" holds "145.5千米").
 _NUMBER = re.compile(r"[-−]?\d+(?:\.\d+)?(?:/\d+)?")
+
+
+ALL_AGREE = 4  # the detector's lines and the three whole-line readings
+
+
+def _joined(text: str, key: str) -> str:
+    """A value read with gaps inside it ("1.4 4", "3 /4"): the gaps closed, where the key has none
+    (a gap between digits reads as multiplication otherwise)."""
+    if any(ch.isspace() for ch in key.strip()):
+        return text
+    return re.sub(r"(?<=[0-9./])\s+(?=[0-9./])", "", text.strip())
+
+
+_RAISED = re.compile(r"([a-z])([23])(?![0-9])")
+
+
+def _as_powers(text: str, key: str) -> str | None:
+    """Where the key has a power (x², a^3) and the reading none, the reading with a digit right
+    after a letter taken as raised ("X2-81" -> "x^2-81"); None where that does not apply."""
+    if not re.search(r"[²³^]", key) or re.search(r"[²³^]", text):
+        return None
+    lowered = text.lower() if not re.search(r"[A-Z]", key) else text
+    raised = _RAISED.sub(r"\1^\2", lowered)
+    return raised if raised != text else None
 
 
 def _confusable_letters(said: str, key: str) -> bool:
