@@ -20,7 +20,7 @@ from shared.grading.answer_key import KeyQuestion, QuestionType, choice_letters
 from shared.grading.equivalence import equivalent, parse_value
 from shared.grading.marks import QuestionMark
 from shared.grading.reader.layout import normalise_text
-from shared.grading.reader.reading import AGREED_CONFIDENCE, AnswerReading
+from shared.grading.reader.reading import AGREED_CONFIDENCE, AGREED_READINGS, AnswerReading
 
 
 def _edit_distance(a: str, b: str) -> int:
@@ -142,7 +142,7 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     )
     # Every reading of the writing agreeing is not a misreading to doubt; fewer may be (a digit
     # lost the same way twice, "11/30" read "1/3 0", happens).
-    agreed = reading.agreeing >= ALL_AGREE and reading.confidence >= AGREED_CONFIDENCE
+    agreed = reading.agreeing >= AGREED_READINGS and reading.confidence >= AGREED_CONFIDENCE
     if near and reading.confidence < 0.98 and not agreed:
         confidence *= 0.8  # a character or two from the key, read unsurely: perhaps a misreading
     if any(said == normalise_text(form) for form in (key, *question.accepted)):
@@ -218,9 +218,6 @@ def as_digits(text: str, question: KeyQuestion) -> str:
 _CONFUSABLE_LETTERS = ({"B", "D"}, {"B", "E"}, {"C", "G"}, {"D", "O"}, {"A", "R"})
 # A number in a sentence, and what may follow it as its unit ("行驶了145.5千米" holds "145.5千米").
 _NUMBER = re.compile(r"[-−]?\d+(?:\.\d+)?(?:/\d+)?")
-
-
-ALL_AGREE = 4  # the detector's lines and the three whole-line readings
 
 
 def _joined(text: str, key: str) -> str:
