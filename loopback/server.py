@@ -684,8 +684,8 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def _listed_points(body: dict[str, Any]) -> list[str]:
-    """The knowledge point ids an exam context in the system messages lists, if one is there."""
+def _exam_context(body: dict[str, Any]) -> dict[str, Any]:
+    """The exam context markq puts in a system message (a JSON object), or {} without one."""
     for message in body.get("messages", []):
         if message.get("role") != "system" or not isinstance(message.get("content"), str):
             continue
@@ -693,27 +693,23 @@ def _listed_points(body: dict[str, Any]) -> list[str]:
             context = json.loads(message["content"])
         except ValueError:
             continue
-        if isinstance(context, dict) and isinstance(context.get("knowledge_points"), dict):
-            return sorted(context["knowledge_points"])
-    return []
+        if isinstance(context, dict):
+            return context
+    return {}
+
+
+def _listed_points(body: dict[str, Any]) -> list[str]:
+    """The knowledge point ids the exam context lists."""
+    points = _exam_context(body).get("knowledge_points")
+    return sorted(points) if isinstance(points, dict) else []
 
 
 def _question_points(body: dict[str, Any]) -> dict[str, float]:
-    """Question ids and points from an answer key in the system messages, if one is there."""
-    for message in body.get("messages", []):
-        if message.get("role") != "system" or not isinstance(message.get("content"), str):
-            continue
-        try:
-            context = json.loads(message["content"])
-        except ValueError:
-            continue
-        if isinstance(context, dict) and isinstance(context.get("answer_key"), dict):
-            return {
-                str(q.get("id")): float(q.get("points", 1))
-                for q in context["answer_key"].get("questions", [])
-                if isinstance(q, dict)
-            }
-    return {}
+    """Question ids and points from the exam context's answer key, if one is there."""
+    key = _exam_context(body).get("answer_key")
+    if not isinstance(key, dict):
+        return {}
+    return {str(q.get("id")): float(q.get("points", 1)) for q in key.get("questions", []) if isinstance(q, dict)}
 
 
 class LoopbackServer:

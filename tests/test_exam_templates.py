@@ -44,6 +44,18 @@ def local_exam(api: str, headers: dict[str, str], paper: SchoolPaper, title: str
     return created.json()
 
 
+def mark_offline(api: str, headers: dict[str, str], exam: dict, paper: SchoolPaper, student: str) -> dict:
+    """Submit the generated paper's pages as a student's and wait for the offline worker's marks."""
+    submitted = httpx.post(
+        f"{api}/v1/exams/{exam['id']}/papers",
+        headers=headers,
+        data={"student_ref": student, "class_label": "4(1)"},
+        files=_files(paper.pages, "p"),
+    )
+    assert submitted.status_code == 202, submitted.text
+    return wait_for(api, headers, submitted.json()["id"], timeout=OCR_TIMEOUT)
+
+
 def test_a_paper_is_read_with_its_exams_blank_paper(live_api, auth, idle, app):
     headers = auth("A")
     paper = make_school_paper(20006)
@@ -80,14 +92,7 @@ def test_a_paper_is_read_with_its_exams_blank_paper(live_api, auth, idle, app):
     kept = httpx.patch(base, headers=headers, json={"regions": {first[0]: first[1]}})
     assert kept.status_code == 200 and kept.json()["regions"][first[0]] == first[1]
 
-    submitted = httpx.post(
-        f"{live_api}/v1/exams/{exam['id']}/papers",
-        headers=headers,
-        data={"student_ref": "S01", "class_label": "4(1)"},
-        files=_files(paper.pages, "p"),
-    )
-    assert submitted.status_code == 202, submitted.text
-    marked = wait_for(live_api, headers, submitted.json()["id"], timeout=OCR_TIMEOUT)
+    marked = mark_offline(live_api, headers, exam, paper, "S01")
     assert marked["status"] in ("graded", "needs_review")
     with app.extensions["markq"].sessions() as session:
         reading = session.get_one(Paper, marked["id"]).local_reading
@@ -103,13 +108,7 @@ def test_a_review_items_crop_url_returns_the_answers_image(live_api, auth, idle,
     headers = auth("A")
     paper = make_school_paper(20011)
     exam = local_exam(live_api, headers, paper, "单元测试")
-    submitted = httpx.post(
-        f"{live_api}/v1/exams/{exam['id']}/papers",
-        headers=headers,
-        data={"student_ref": "S02", "class_label": "4(1)"},
-        files=_files(paper.pages, "p"),
-    )
-    marked = wait_for(live_api, headers, submitted.json()["id"], timeout=OCR_TIMEOUT)
+    marked = mark_offline(live_api, headers, exam, paper, "S02")
     queue = httpx.get(f"{live_api}/v1/exams/{exam['id']}/review", headers=headers).json()
     with_crops = [item for item in queue if item["crop_url"]]
     assert marked["status"] == "needs_review" and with_crops, queue
@@ -134,13 +133,7 @@ def test_a_choice_a_two_blank_question_and_a_word_problem_are_marked_right(live_
     wait_until(
         lambda: httpx.get(base, headers=headers).json()["status"] == "ready", timeout=OCR_TIMEOUT, what="template"
     )
-    submitted = httpx.post(
-        f"{live_api}/v1/exams/{exam['id']}/papers",
-        headers=headers,
-        data={"student_ref": "S03", "class_label": "1(2)"},
-        files=_files(paper.pages, "p"),
-    )
-    marked = wait_for(live_api, headers, submitted.json()["id"], timeout=OCR_TIMEOUT)
+    marked = mark_offline(live_api, headers, exam, paper, "S03")
     results = {q["question_id"]: q for q in marked["questions"]}
     choice, blanks, word = results["3.1"], results["2.3"], results["4.2"]
     assert choice["student_answer"] == "C" and choice["is_correct"] and not choice["needs_review"], choice

@@ -146,23 +146,13 @@ def _call(res: Resources, prepared: PreparedPaper, usage_id: int) -> ProviderRep
             res.limiter.hold(prepared.model, exc.retry_after)  # every worker holds back, not just this one
             res.limiter.observe(prepared.model, exc.headers)
         raise TryLater(exc.reason, exc.retry_after, counts_attempt=False) from exc
-    except QuotaExhausted as exc:
+    except (QuotaExhausted, KeyRefused) as exc:  # the account, not the paper: the exam waits for a person
+        quota = isinstance(exc, QuotaExhausted)
         with transaction(res.sessions) as session:
-            ledger.settle_unpaid(session, usage_id, UsageOutcome.insufficient_quota, exc.request_id)
-            papers.pause(
-                session, cause=PauseCause.quota, reason=exc.reason, paper_id=prepared.paper_id, exam_id=prepared.exam_id
-            )
-        raise Stopped("paused") from exc
-    except KeyRefused as exc:
-        with transaction(res.sessions) as session:
-            ledger.settle_unpaid(session, usage_id, UsageOutcome.rejected, exc.request_id)
-            papers.pause(
-                session,
-                cause=PauseCause.provider_key,
-                reason=exc.reason,
-                paper_id=prepared.paper_id,
-                exam_id=prepared.exam_id,
-            )
+            outcome = UsageOutcome.insufficient_quota if quota else UsageOutcome.rejected
+            ledger.settle_unpaid(session, usage_id, outcome, exc.request_id)
+            cause = PauseCause.quota if quota else PauseCause.provider_key
+            papers.pause(session, cause=cause, reason=exc.reason, paper_id=prepared.paper_id, exam_id=prepared.exam_id)
         raise Stopped("paused") from exc
     except RequestRejected as exc:
         _settle(res, usage_id, UsageOutcome.rejected, exc.request_id)
