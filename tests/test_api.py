@@ -233,3 +233,13 @@ def test_readiness_tells_a_key_holder_why(settings, auth):
         assert client.get("/readyz").json["error"]["details"] == {"database": "ok", "redis": "down", "storage": "ok"}
         told = client.get("/readyz", headers=auth("A")).json["error"]["details"]
         assert told["redis"] == "down" and "ConnectionError" in told["reasons"]["redis"]
+
+
+def test_an_answer_key_error_names_the_question_by_its_id_not_its_place(client, auth):
+    questions = [{"id": "1", "answer": "3", "points": 1}, {"id": "7", "answer": "5", "points": -1}]
+    body = {"title": "t", "subject": "math", "grade": 3, "answer_key": {"questions": questions}}
+    reply = client.post("/v1/exams", headers=auth("A"), json=body)
+    assert reply.status_code == 422 and reply.json["error"]["code"] == "invalid_exam"
+    assert "question 7, points:" in reply.json["error"]["message"]
+    [detail] = reply.json["error"]["details"]
+    assert (detail["question"], detail["field"], detail["loc"]) == ("7", "points", ["questions", 1, "points"])

@@ -36,14 +36,32 @@ class InvalidExam(ValueError):
         self.details = details
 
 
+def _located(error: Any, answer_key: Any) -> dict[str, Any]:
+    """A validation error placed by the question's id as the teacher wrote it ("question 7"), not
+    its position in the list; `loc` keeps the JSON path for programs."""
+    loc = list(error["loc"])
+    located: dict[str, Any] = {"loc": loc, "msg": error["msg"].removeprefix("Value error, ")}
+    if len(loc) >= 2 and loc[0] == "questions" and isinstance(loc[1], int):
+        questions = answer_key.get("questions") if isinstance(answer_key, dict) else None
+        question = questions[loc[1]] if isinstance(questions, list) and loc[1] < len(questions) else None
+        qid = question.get("id") if isinstance(question, dict) else None
+        located["question"] = str(qid) if qid is not None else f"number {loc[1] + 1} in the list"
+        located["field"] = ".".join(str(part) for part in loc[2:]) or None
+    return located
+
+
 def create_exam(session: Session, school: School, fields: dict[str, Any], *, vision_available: bool = True) -> Exam:
     """Validate and store an exam. `vision_available`: whether this installation has a key for the
     vision model (providers vision and cascade need one)."""
     try:
         answer_key = AnswerKey.model_validate(fields["answer_key"])
     except ValidationError as exc:
-        details = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
-        raise InvalidExam("the answer key is not valid", details) from exc
+        details = [_located(error, fields["answer_key"]) for error in exc.errors()]
+        first = details[0]
+        where = f"question {first['question']}" + (f", {first['field']}" if first.get("field") else "") + ": "
+        raise InvalidExam(
+            f"the answer key is not valid: {where if 'question' in first else ''}{first['msg']}", details
+        ) from exc
     reader, priority = (
         Reader(fields.get("provider", Reader.vision)),
         Priority(fields.get("priority", Priority.standard)),
