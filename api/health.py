@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from flask import request
+from flask import Response, jsonify, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.context import db, resources
+from shared.grading.answer_key import AnswerKey
 from shared.migrate import database_revision, head_revision
 from shared.schools import school_for_key
 
-blp = Blueprint("health", __name__, description="Liveness and readiness")
+blp = Blueprint("health", __name__, description="Liveness, readiness and the answer-key schema")
 
 
 @blp.route("/healthz")
@@ -22,6 +23,19 @@ class Health(MethodView):
     def get(self) -> dict[str, Any]:
         """The process is up."""
         return {"status": "ok"}
+
+
+@blp.route("/v1/answer-key.schema.json")
+class AnswerKeySchema(MethodView):
+    @blp.doc(
+        security=[],
+        responses={
+            "200": {"description": "A JSON Schema.", "content": {"application/json": {"schema": {"type": "object"}}}}
+        },
+    )
+    def get(self) -> Response:
+        """The JSON Schema of an exam's answer key (docs/answer-keys.md explains each field)."""
+        return jsonify(AnswerKey.model_json_schema())
 
 
 @blp.route("/readyz")

@@ -17,6 +17,7 @@ import tempfile
 import tomllib
 import webbrowser
 import zipfile
+from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -104,6 +105,19 @@ def exams_create(ctx: click.Context, exam_file: Path, provider: str | None) -> N
     if provider:
         exam["provider"] = provider
     _print(_run(lambda: _client(ctx).create_exam(exam)))
+
+
+@exams.command("example")
+@click.argument("path", default="exam.json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Replace the file if it is there.")
+def exams_example(path: Path, force: bool) -> None:
+    """Write an example exam file (a question of every type: number, choice, blanks, word problem,
+    expression, text) to PATH, to change into yours; the format is docs/answer-keys.md."""
+    if path.exists() and not force:
+        raise click.ClickException(f"{path} is there already; pass --force to replace it")
+    example = resources.files("shared.data").joinpath("exam-example.json").read_text("utf-8")
+    path.write_text(example, encoding="utf-8")
+    click.echo(f"wrote {path}: edit it, then `markq exams create {path}`")
 
 
 @exams.command("list")

@@ -4,6 +4,8 @@ import copy
 import json
 import socket
 
+import httpx
+import jsonschema
 from click.testing import CliRunner
 
 from client.cli import main
@@ -124,3 +126,17 @@ def test_a_broken_file_an_unreachable_server_and_an_unknown_exam_are_one_line_ea
         assert result.exit_code == 1, (args, result.output)
         assert said in result.output and "Traceback" not in result.output, result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_the_example_exam_is_written_out_and_is_a_valid_exam(live_api, school_keys, tmp_path):
+    env = {"MARKQ_API_URL": live_api, "MARKQ_API_KEY": school_keys["A"]}
+    path = tmp_path / "exam.json"
+    written = CliRunner().invoke(main, ["exams", "example", str(path)], env=env)
+    assert written.exit_code == 0 and path.exists(), written.output
+    again = CliRunner().invoke(main, ["exams", "example", str(path)], env=env)
+    assert again.exit_code == 1 and "--force" in again.output  # never overwritten unasked
+    schema = httpx.get(f"{live_api}/v1/answer-key.schema.json").json()  # served, no key needed
+    jsonschema.validate(json.loads(path.read_text("utf-8"))["answer_key"], schema)
+    created = CliRunner().invoke(main, ["exams", "create", str(path)], env=env)
+    assert created.exit_code == 0, created.output
+    assert len(json.loads(created.output)["answer_key"]["questions"]) >= 6

@@ -78,7 +78,7 @@ def test_a_key_that_does_not_fit_its_type_is_refused_with_the_reason(fields, mes
 def test_the_shipped_schema_is_the_models_schema_and_the_example_exam_fits_it():
     shipped = json.loads((DOCS / "answer-key.schema.json").read_text())
     assert shipped == AnswerKey.model_json_schema(), "regenerate docs/answer-key.schema.json (docs/answer-keys.md)"
-    example = json.loads((DOCS / "examples" / "exam.json").read_text())
+    example = json.loads((DOCS.parent / "shared" / "data" / "exam-example.json").read_text())
     jsonschema.validate(example["answer_key"], shipped)
     key = AnswerKey.model_validate(example["answer_key"])
     assert {q.type for q in key.questions} >= {"number", "choice", "blanks", "word", "expression", "text"}

@@ -1,7 +1,7 @@
 """An exam's answer key: the questions, their types, answers, points and knowledge points.
 
 The format is documented in docs/answer-keys.md, with its JSON Schema (docs/answer-key.schema.json,
-generated from these models and checked by a test) and an example exam (docs/examples/exam.json).
+generated from these models and checked by a test) and an example exam (shared/data/exam-example.json, written out by `markq exams example`).
 """
 
 from __future__ import annotations
