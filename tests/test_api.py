@@ -4,10 +4,12 @@ import csv
 import io
 import re
 import secrets
+from contextlib import contextmanager
 
 import boto3
 import psycopg
 import pytest
+from flask import Flask
 from jsonschema import Draft202012Validator, ValidationError
 from openapi_spec_validator import validate as validate_spec
 from referencing import Registry, Resource
@@ -17,6 +19,7 @@ from werkzeug.http import parse_options_header
 
 from api import create_app
 from shared.models import Paper
+from shared.settings import Settings
 from tests.helpers import PG_ADMIN_URL, create_exam, exam_body, exam_school, page_bytes, queued_messages
 
 
@@ -207,30 +210,40 @@ def test_report_csv_cells_are_never_run_as_formulas_and_the_file_name_is_quoted(
     assert (kind, options) == ("attachment", {"filename": 'mistakes-a"b;c.csv'})  # the quote cannot end the name
 
 
-def test_readiness_says_only_down_unless_asked_with_a_key_and_needs_the_newest_schema(settings, auth):
+@contextmanager
+def another_app(settings: Settings, app: Flask):
+    """An app on other settings, for one test; the run's own app is the process's Celery app again
+    afterwards (create_app makes its Celery app the default and the current one, and tasks are
+    sent through that)."""
+    try:
+        yield create_app(settings)
+    finally:
+        app.extensions["celery"].set_default()
+        app.extensions["celery"].set_current()  # a new Celery app also makes itself the current one
+
+
+def test_readiness_says_only_down_unless_asked_with_a_key_and_needs_the_newest_schema(settings, auth, app):
     """A database at an older schema is not ready; what is wrong is told only to a key holder."""
     name = f"markq_unmigrated_{secrets.token_hex(4)}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
         empty = settings.model_copy(update={"database_url": settings.database_url.rsplit("/", 1)[0] + "/" + name})
-        app = create_app(empty)
-        with app.test_client() as client:
+        with another_app(empty, app) as unready, unready.test_client() as client:
             anonymous = client.get("/readyz")
             assert anonymous.status_code == 503 and anonymous.json["error"]["code"] == "not_ready"
             details = anonymous.json["error"]["details"]
             assert details["database"] == "down" and "reasons" not in details  # no internals to anyone
             assert "Error" not in anonymous.get_data(as_text=True)
-        app.extensions["markq"].engine.dispose()  # let the database be dropped
+            unready.extensions["markq"].engine.dispose()  # let the database be dropped
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_readiness_tells_a_key_holder_why(settings, auth):
+def test_readiness_tells_a_key_holder_why(settings, auth, app):
     broken = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})  # nothing listens there
-    app = create_app(broken)
-    with app.test_client() as client:
+    with another_app(broken, app) as unready, unready.test_client() as client:
         assert client.get("/readyz").json["error"]["details"] == {"database": "ok", "redis": "down", "storage": "ok"}
         told = client.get("/readyz", headers=auth("A")).json["error"]["details"]
         assert told["redis"] == "down" and "ConnectionError" in told["reasons"]["redis"]
