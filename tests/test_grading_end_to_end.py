@@ -194,6 +194,27 @@ def test_a_refused_provider_key_pauses_the_exam_and_never_shows_the_key(live_api
     assert wait_for(live_api, auth("A"), later["id"])["status"] in {"graded", "needs_review"}
 
 
+def test_an_unusable_reply_is_asked_for_once_more(live_api, auth, idle, loopback):
+    exam = make_exam(live_api, auth("A"))
+    before = completions(loopback)
+    loopback_call(loopback, "/_loopback/replies", {"replies": ['{"questions": {"1": {"student_answer": "2']})
+    paper = wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], pages=1)["id"])
+    assert paper["status"] in {"graded", "needs_review"} and paper["questions"], paper
+    assert completions(loopback) - before == 2 and paper["usage"]["calls"] == 2  # the cut reply, and one more
+
+
+def test_twice_unusable_replies_send_the_answers_to_a_teacher_with_the_reason(live_api, auth, idle, loopback):
+    exam = make_exam(live_api, auth("A"))
+    before = completions(loopback)
+    truncated, off_schema = '{"questions": {', json.dumps({"questions": {"1": {"answer": 3}}})
+    loopback_call(loopback, "/_loopback/replies", {"replies": [truncated, off_schema]})
+    paper = wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], pages=1)["id"])
+    assert paper["status"] == "needs_review", paper
+    assert all(q["needs_review"] and "unusable" in q["review_reason"] for q in paper["questions"])
+    assert all(q["score"] is None for q in paper["questions"]) and paper["pending_points"] == paper["max_score"]
+    assert completions(loopback) - before == 2  # never a third call
+
+
 def test_a_refused_request_fails_the_paper_with_the_reason(live_api, auth, idle, loopback):
     exam = make_exam(live_api, auth("A"))
     loopback_call(

@@ -68,7 +68,7 @@ def send_exam_batch(res: Resources, exam_id: uuid.UUID) -> ProviderBatch | None:
                 continue
             stored = ledger.stored_reply(session, paper_id)
         if stored is not None:  # paid for before, not recorded: never sent again
-            record_stored_reply(res, paper_id, stored.id)
+            record_stored_reply(res, paper_id, stored.id, ask_again=False)
             continue
         with transaction(sessions) as session:
             prepared = prepare_paper(
@@ -190,7 +190,7 @@ def record_line(res: Resources, custom_id: str, response: dict[str, Any]) -> boo
                 papers.fail(session, paper_id, f"batch reply unusable: {exc}")
             return True
         store_reply_first(res, usage.id, reply, batch=True)
-    record_stored_reply(res, paper_id, usage.id)
+    record_stored_reply(res, paper_id, usage.id, ask_again=False)
     return True
 
 

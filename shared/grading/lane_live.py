@@ -21,8 +21,8 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_expo
 
 from shared.db import transaction
 from shared.grading import papers
-from shared.grading.marks import InvalidMarks
-from shared.grading.requests import PreparedPaper, marking_context, prepare_paper
+from shared.grading.marks import InvalidMarks, QuestionMark
+from shared.grading.requests import MarkingContext, PreparedPaper, marking_context, prepare_paper
 from shared.grading.results import archive_reply, parse_reply, record_marks
 from shared.grading.reuse import reuse_earlier_result
 from shared.grading.steps import CannotMark, Stopped, TryLater
@@ -194,9 +194,15 @@ def _observe_limits(res: Resources, prepared: PreparedPaper, reply: ProviderRepl
         log.warning("limiter not updated after a reply for paper %s", prepared.paper_id, exc_info=True)
 
 
-def record_stored_reply(res: Resources, paper_id: uuid.UUID, usage_id: int) -> str:
+# A reply that cannot be made into marks (truncated, or not the schema) is asked for once more;
+# after that many, its questions go to a teacher with the reason instead of failing the paper.
+UNUSABLE_REPLIES = 2
+
+
+def record_stored_reply(res: Resources, paper_id: uuid.UUID, usage_id: int, *, ask_again: bool = True) -> str:
     """Archive, parse and record a stored reply. Any failure here leaves the reply stored, and the
-    next run records from it: the provider is never asked twice."""
+    next run records from it: the provider is never asked twice for one reply. An unusable reply
+    is asked for once more (`ask_again`; the Batch lane cannot), then goes to review."""
     threshold = res.settings.local_confidence_threshold
     with transaction(res.sessions) as session:
         reply = ledger.reply_of(session.get_one(Usage, usage_id))
@@ -208,7 +214,32 @@ def record_stored_reply(res: Resources, paper_id: uuid.UUID, usage_id: int) -> s
             marks = parse_reply(context, reply)
         except InvalidMarks as exc:
             ledger.mark_recorded(usage, UsageOutcome.invalid_reply)
-            papers.fail(session, paper_id, f"the model's reply was unusable: {exc}")
-            return "failed"
-        ledger.mark_recorded(usage, UsageOutcome.ok)
-        return record_marks(session, context, marks, key, local_threshold=threshold).value
+            session.flush()
+            if not ask_again or ledger.unusable_replies(session, paper_id) >= UNUSABLE_REPLIES:
+                reason = f"the model's reply was unusable ({exc}): a teacher must mark this answer"
+                return record_marks(
+                    session, context, unusable_marks(context, reason), key, local_threshold=threshold, review=reason
+                ).value
+            again = f"the model's reply was unusable ({exc}); asking once more"
+        else:
+            ledger.mark_recorded(usage, UsageOutcome.ok)
+            return record_marks(session, context, marks, key, local_threshold=threshold).value
+    raise TryLater(again)
+
+
+def unusable_marks(context: MarkingContext, reason: str) -> dict[str, QuestionMark]:
+    """Placeholder marks for the questions a reply was asked about: nothing read, for review."""
+    asked = context.asked_key or context.answer_key
+    return {
+        q.id: QuestionMark(
+            student_answer="",
+            is_correct=False,
+            score=0,
+            knowledge_points=list(q.knowledge_points),
+            error_type="illegible",
+            explanation=reason,
+            correction="",
+            confidence=0.0,
+        )
+        for q in asked.questions
+    }

@@ -53,9 +53,11 @@ def record_marks(
     reply_key: str | None,
     *,
     local_threshold: float,
+    review: str | None = None,
 ) -> PaperStatus:
     """Write the question results and the paper's score and status (caller owns the transaction).
-    A question not in `marks` takes its offline mark from the context (a cascade or local paper)."""
+    A question not in `marks` takes its offline mark from the context (a cascade or local paper).
+    `review`: every question in `marks` goes to a teacher for this reason."""
     paper = session.get_one(Paper, context.paper_id)
     subject = session.get_one(Exam, context.exam_id).subject
     paper.questions.clear()
@@ -69,7 +71,7 @@ def record_marks(
             else None
         )
         reason = (
-            review_reason(mark, question.points, check, question.answer)
+            (review or review_reason(mark, question.points, check, question.answer))
             if marked_by == MarkedBy.vision
             else local_review_reason(mark, local_threshold)
         )

@@ -122,6 +122,18 @@ def mark_recorded(usage: Usage, outcome: UsageOutcome) -> None:
     usage.outcome = outcome + usage.outcome.removeprefix(UsageOutcome.replied)
 
 
+def unusable_replies(session: Session, paper_id: uuid.UUID) -> int:
+    """How many of the paper's paid replies could not be made into marks."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Usage)
+            .where(Usage.paper_id == paper_id, Usage.outcome.startswith(UsageOutcome.invalid_reply.value))
+        )
+        or 0
+    )
+
+
 def settle_unpaid(session: Session, usage_id: int, outcome: UsageOutcome, request_id: str | None = None) -> None:
     """No reply came back and nothing was billed: the reservation is released."""
     usage = session.get_one(Usage, usage_id)
