@@ -17,8 +17,9 @@ from api.exams import school_exam
 from api.paging import PAGE_HEADERS, STRICT, paged_select
 from api.schemas import PaperListArgs, PaperSchema, PaperSummarySchema
 from api.uploads import check_uploads, form_text, page_refused
+from shared.grading import papers
 from shared.intake import idempotency
-from shared.intake.submission import PageError, UploadedPage, submit_paper
+from shared.intake.submission import PageError, UploadedPage, replace_failed, submit_paper
 from shared.models import Paper, PaperStatus, Usage
 from shared.spending.ledger import usage_totals
 from shared.storage import StorageError
@@ -104,7 +105,8 @@ def submit(exam: Any) -> dict[str, Any]:
         raise domain_error(exc, "could not store the pages; nothing was kept") from exc
     if paper.status == PaperStatus.queued:
         start_grading([paper.id])
-    return paper_view(paper)
+    replaced = replace_failed(db(), resources().storage, paper)
+    return {**paper_view(paper), "replaced": replaced}
 
 
 @blp.route("/v1/exams/<uuid:exam_id>/papers")
@@ -175,4 +177,24 @@ class PaperById(MethodView):
         paper = db().scalar(select(Paper).where(Paper.id == paper_id, Paper.school_id == current_school().id))
         if paper is None:
             raise not_found("paper")
+        return paper_view(paper)
+
+
+@blp.route("/v1/papers/<uuid:paper_id>/retry")
+class PaperRetry(MethodView):
+    decorators = [require_school]
+
+    @blp.response(200, PaperSchema)
+    def post(self, paper_id: uuid.UUID) -> dict[str, Any]:
+        """Mark a failed paper again (after the cause is fixed: a page replaced, a key set). Only a
+        failed paper can be retried: 409 otherwise. Its attempts start again from 0."""
+        session = db()
+        paper = session.scalar(select(Paper).where(Paper.id == paper_id, Paper.school_id == current_school().id))
+        if paper is None:
+            raise not_found("paper")
+        if not papers.retry(session, paper.id, "marked again at the teacher's request"):
+            raise ApiError(409, "not_failed", f"only a failed paper can be marked again; this one is {paper.status}")
+        session.commit()
+        start_grading([paper.id])
+        session.refresh(paper)
         return paper_view(paper)

@@ -256,6 +256,10 @@ class PaperSchema(Schema):
     questions = fields.List(fields.Nested(QuestionResultSchema))
     usage = fields.Nested(UsageTotalsSchema)
     status_url = fields.String()
+    replaced = fields.List(
+        fields.UUID(),
+        metadata={"description": "On submission: the same student's failed papers this one replaced (removed)."},
+    )
 
 
 class PaperListArgs(PageArgs):

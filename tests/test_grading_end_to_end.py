@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from shared.models import Paper, Usage
 from tests.helpers import (
+    exam_school,
     loopback_call,
     make_exam,
     pause_consuming,
@@ -235,6 +236,32 @@ def test_a_refused_request_fails_the_paper_with_the_reason(live_api, auth, idle,
     paper = wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], pages=1)["id"])
     assert paper["status"] == "failed" and "Request too large" in paper["status_reason"]
     assert completions(loopback) == before
+
+    # the teacher marks it again once the cause is gone, and only a failed paper can be
+    retried = httpx.post(f"{live_api}/v1/papers/{paper['id']}/retry", headers=auth("A"))
+    assert retried.status_code == 200 and retried.json()["attempts"] == 0, retried.text
+    again = wait_for(live_api, auth("A"), paper["id"])
+    assert again["status"] in {"graded", "needs_review"} and completions(loopback) == before + 1
+    twice = httpx.post(f"{live_api}/v1/papers/{paper['id']}/retry", headers=auth("A"))
+    assert twice.status_code == 409 and twice.json()["error"]["code"] == "not_failed"
+    assert httpx.post(f"{live_api}/v1/papers/{paper['id']}/retry", headers=auth("B")).status_code == 404
+
+
+def test_resubmitting_a_failed_students_pages_replaces_the_failed_paper(live_api, auth, idle, loopback, app, settings):
+    exam = make_exam(live_api, auth("A"))
+    fault = {"status": 400, "type": "invalid_request_error", "code": "bad", "message": "Request too large"}
+    loopback_call(loopback, "/_loopback/faults", {"faults": [fault]})
+    failed = wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], student="S9", pages=1)["id"])
+    assert failed["status"] == "failed"
+    again = submit(live_api, auth("A"), exam["id"], student="S9", pages=1)
+    assert again["replaced"] == [failed["id"]]
+    assert httpx.get(f"{live_api}/v1/papers/{failed['id']}", headers=auth("A")).status_code == 404
+    listed = httpx.get(f"{live_api}/v1/exams/{exam['id']}/papers", headers=auth("A")).json()
+    assert [p["id"] for p in listed if p["student_ref"] == "S9"] == [again["id"]]  # one row, not two
+    assert wait_for(live_api, auth("A"), again["id"])["status"] in {"graded", "needs_review"}
+    s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name="us-east-1")
+    prefix = f"{exam_school(app, exam)}/{exam['id']}/{failed['id']}/"
+    assert s3.list_objects_v2(Bucket=settings.s3_bucket, Prefix=prefix)["KeyCount"] == 0  # its pages went too
 
 
 def test_the_exam_report_counts_missed_points_from_sql(live_api, auth, idle, loopback):

@@ -59,6 +59,17 @@ def fail(session: Session, paper_id: uuid.UUID, reason: str) -> None:
     )
 
 
+def retry(session: Session, paper_id: uuid.UUID, reason: str) -> bool:
+    """failed -> queued with its attempts back at 0, for a teacher who asks to mark it again;
+    False when the paper is not failed."""
+    result = session.execute(
+        update(Paper)
+        .where(Paper.id == paper_id, Paper.status == PaperStatus.failed)
+        .values(status=PaperStatus.queued, status_reason=reason, attempts=0, claimed_at=None, updated_at=utcnow())
+    )
+    return result.rowcount == 1
+
+
 def pause(
     session: Session,
     *,

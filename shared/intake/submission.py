@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -20,6 +21,8 @@ from shared.intake.pdf import is_pdf, render_pdf
 from shared.models import Exam, Page, Paper, PaperStatus, PauseCause
 from shared.refusals import RefusalKind
 from shared.storage import Storage, original_page_key
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -168,3 +171,28 @@ def submit_paper(
                 pass
         raise
     return paper
+
+
+def replace_failed(session: Session, storage: Storage, paper: Paper) -> list[uuid.UUID]:
+    """The same student's failed papers of the exam, removed now that `paper` takes their place
+    (rows and their stored pages): a resubmission replaces a failed paper, never adds a second."""
+    failed = list(
+        session.scalars(
+            select(Paper).where(
+                Paper.exam_id == paper.exam_id,
+                Paper.student_ref == paper.student_ref,
+                Paper.status == PaperStatus.failed,
+                Paper.id != paper.id,
+            )
+        )
+    )
+    keys = [key for old in failed for page in old.pages for key in (page.original_key, page.normalised_key) if key]
+    for old in failed:
+        session.delete(old)
+    session.commit()
+    for key in keys:
+        try:
+            storage.delete(key)
+        except Exception:  # noqa: BLE001 - the rows are gone; a leftover object costs storage only
+            log.warning("could not delete %s of a replaced paper", key, exc_info=True)
+    return [old.id for old in failed]
