@@ -22,4 +22,6 @@ RUN pip install .
 
 USER markq
 EXPOSE 8000
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-", "api:create_app()"]
+# The access log leaves query strings out (%(U)s, not %(r)s): share links carry their token there.
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-", \
+     "--access-logformat", "%(h)s %(t)s \"%(m)s %(U)s %(H)s\" %(s)s %(b)s %(L)s", "api:create_app()"]

@@ -12,18 +12,16 @@ from typing import Any
 from flask import Blueprint, Response, render_template, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint as ApiBlueprint
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from api.context import current_school, db, require_school, resources
 from api.errors import ApiError, not_found
 from api.exams import school_exam
-from api.schemas import ShareLinkSchema
+from api.schemas import ShareLinkSchema, ShareRequestSchema
+from shared import sharing
 from shared.grading.reports import exam_report, student_report
-from shared.models import Exam
-from shared.settings import secret_key
+from shared.models import Exam, Paper, ShareLink
 
-LINK_SECONDS = 7 * 24 * 3600
 pages = Blueprint("pages", __name__, template_folder="templates")
 # Every script and style a page loads is served from here (the API docs' ReDoc too): no CDN.
 assets = Blueprint("assets", __name__, static_folder="static", static_url_path="/assets")
@@ -85,28 +83,21 @@ LABELS = {
 }
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret_key(resources().settings), salt="markq-pages")
-
-
-def share_token(exam: Exam) -> str:
-    return _serializer().dumps({"exam": str(exam.id), "school": exam.school_id})
-
-
-def _exam_from_token(exam_id: uuid.UUID) -> Exam:
-    token = request.args.get("token", "")
+def _exam_from_token(exam_id: uuid.UUID, student_ref: str | None = None) -> Exam:
+    """The exam whose page this request's share link opens (403 with the reason otherwise)."""
     try:
-        claims = _serializer().loads(token, max_age=LINK_SECONDS)
-    except SignatureExpired as exc:
-        raise ApiError(403, "link_expired", "this link has expired; ask for a new one") from exc
-    except BadSignature as exc:
-        raise ApiError(403, "bad_link", "this link is not valid") from exc
-    if claims.get("exam") != str(exam_id):
-        raise ApiError(403, "bad_link", "this link is for another exam")
-    exam = db().scalar(select(Exam).where(Exam.id == exam_id, Exam.school_id == claims.get("school")))
+        link = sharing.opened(db(), request.args.get("token", ""), exam_id, student_ref)
+    except sharing.LinkRefused as exc:
+        raise ApiError(403, exc.code, exc.message) from exc
+    exam = db().scalar(select(Exam).where(Exam.id == exam_id, Exam.school_id == link.school_id))
     if exam is None:
         raise not_found("exam")
     return exam
+
+
+def page_url(endpoint: str, **values: Any) -> str:
+    """An absolute link on the configured public address (never the request's Host header)."""
+    return resources().settings.public_base_url.rstrip("/") + url_for(endpoint, **values)
 
 
 @pages.get("/pages/exams/<uuid:exam_id>")
@@ -122,7 +113,7 @@ def exam_page(exam_id: uuid.UUID) -> str:
 
 @pages.get("/pages/exams/<uuid:exam_id>/students/<path:student_ref>")
 def student_page(exam_id: uuid.UUID, student_ref: str) -> str:
-    exam = _exam_from_token(exam_id)
+    exam = _exam_from_token(exam_id, student_ref)
     report = student_report(db(), exam.school_id, student_ref, exam_id=exam.id)
     if not report["exams"]:
         raise not_found("student")
@@ -139,17 +130,61 @@ def student_page(exam_id: uuid.UUID, student_ref: str) -> str:
     )
 
 
+def _link_view(link: ShareLink, token: str | None = None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": link.id,
+        "student_ref": link.student_ref,
+        "created_at": link.created_at,
+        "expires_at": link.expires_at,
+        "revoked_at": link.revoked_at,
+    }
+    if token is not None:  # the URL is shown once, when the link is made
+        if link.student_ref is None:
+            view["url"] = page_url("pages.exam_page", exam_id=link.exam_id, token=token)
+        else:
+            view["url"] = page_url(
+                "pages.student_page", exam_id=link.exam_id, student_ref=link.student_ref, token=token
+            )
+    return view
+
+
 @share_blp.route("/v1/exams/<uuid:exam_id>/share")
 class ShareExam(MethodView):
     decorators = [require_school]
 
-    @share_blp.response(200, ShareLinkSchema)
-    def post(self, exam_id: uuid.UUID) -> dict[str, Any]:
-        """A link to the exam's HTML report (and from it, each student's feedback sheet), valid 7 days."""
+    @share_blp.arguments(ShareRequestSchema, required=False)
+    @share_blp.response(201, ShareLinkSchema)
+    def post(self, fields: dict[str, Any], exam_id: uuid.UUID) -> dict[str, Any]:
+        """A link to the exam's HTML report and every student's sheet, or with `student_ref` to
+        that student's sheet only; valid `days` days (7 unless given, at most 90). Its URL is
+        shown only now; revoke it with DELETE .../share/{id}."""
         exam = school_exam(exam_id)
-        token = share_token(exam)
-        return {
-            "report_url": url_for("pages.exam_page", exam_id=exam.id, token=token, _external=True),
-            "expires_in_seconds": LINK_SECONDS,
-            "school": current_school().name,
-        }
+        student_ref = (fields or {}).get("student_ref")
+        if student_ref is not None and not db().scalar(
+            select(Paper.id).where(Paper.exam_id == exam.id, Paper.student_ref == student_ref).limit(1)
+        ):
+            raise not_found("student")
+        new = sharing.create_link(db(), exam, student_ref, (fields or {}).get("days", sharing.DEFAULT_DAYS))
+        db().commit()
+        return {**_link_view(new.link, new.token), "school": current_school().name}
+
+    @share_blp.response(200, ShareLinkSchema(many=True))
+    def get(self, exam_id: uuid.UUID) -> list[dict[str, Any]]:
+        """The exam's share links (without their URLs, which were shown once), revoked ones too."""
+        exam = school_exam(exam_id)
+        return [_link_view(link) for link in sharing.links_of(db(), exam.id)]
+
+
+@share_blp.route("/v1/exams/<uuid:exam_id>/share/<int:link_id>")
+class ShareLinkById(MethodView):
+    decorators = [require_school]
+
+    @share_blp.response(200, ShareLinkSchema)
+    def delete(self, exam_id: uuid.UUID, link_id: int) -> dict[str, Any]:
+        """Revoke a share link: it stops opening any page at once."""
+        exam = school_exam(exam_id)
+        link = sharing.revoke(db(), exam.id, link_id)
+        if link is None:
+            raise not_found("share link")
+        db().commit()
+        return _link_view(link)

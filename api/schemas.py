@@ -533,9 +533,19 @@ class EstimateResultSchema(Schema):
     models = fields.Dict(keys=fields.String(), values=fields.Nested(EstimateModelSchema))
 
 
-class ShareLinkSchema(Schema):
-    report_url = fields.String(
-        metadata={"description": "The exam's HTML report; each student's sheet is linked from it."}
+class ShareRequestSchema(Schema):
+    student_ref = fields.String(
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "Only this student's sheet; without it, the whole exam."},
     )
-    expires_in_seconds = fields.Integer()
+    days = fields.Integer(validate=validate.Range(min=1, max=90), metadata={"description": "Valid this many days (7)."})
+
+
+class ShareLinkSchema(Schema):
+    id = fields.Integer()
+    url = fields.String(metadata={"description": "Shown once, when the link is made."})
+    student_ref = fields.String(allow_none=True, metadata={"description": "None: the whole exam."})
+    created_at = fields.DateTime()
+    expires_at = fields.DateTime()
+    revoked_at = fields.DateTime(allow_none=True)
     school = fields.String()

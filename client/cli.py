@@ -282,7 +282,7 @@ def report(ctx: click.Context, exam_id: str, csv_file: Path | None, table: str, 
         csv_file.write_bytes(_run(lambda: client.report_csv(exam_id, table)))
         click.echo(f"wrote {csv_file}", err=True)
     if open_page:
-        url = _run(lambda: client.share(exam_id))["report_url"]
+        url = _run(lambda: client.share(exam_id))["url"]
         click.echo(url, err=True)
         webbrowser.open(url)
 

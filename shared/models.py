@@ -117,6 +117,22 @@ class ApiKey(Base):
     school: Mapped[School] = relationship()
 
 
+class ShareLink(Base):
+    """A link to an exam's pages for people without an API key: the whole exam (teacher's report
+    and every sheet) or one student's sheet. Only a SHA-256 of its token is kept; revocable."""
+
+    __tablename__ = "share_links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
+    exam_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("exams.id", ondelete="CASCADE"), index=True)
+    student_ref: Mapped[str | None] = mapped_column(String(100))  # None: the whole exam
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
 class KnowledgePoint(Base):
     """One node of the versioned bilingual knowledge-point vocabulary (知识点)."""
 

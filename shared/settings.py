@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # Where the provider can reach the storage. When set, pages go out as presigned GET URLs
     # signed for this endpoint; when unset, pages go inline as data: image parts.
     s3_public_endpoint_url: str | None = None
+    # Where teachers and parents open markq's pages: share links are built on it, never on the
+    # request's Host header (which a client chooses).
+    public_base_url: str = "http://127.0.0.1:8000"
     s3_region: str = "us-east-1"
     presign_seconds: int = Field(300, ge=30, le=3600)  # live calls: the page is fetched at once
 

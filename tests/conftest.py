@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import threading
 from collections.abc import Callable, Iterator
 
@@ -84,8 +85,12 @@ def service_env(
     postgres_url: str, redis_url: str, s3_url: str, loopback: LoopbackServer, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, str]:
     """The environment every markq process of the run shares (API here, worker and beat apart)."""
+    with socket.socket() as probe:  # the live API's port, known before the app is built: share
+        probe.bind(("127.0.0.1", 0))  # links are made on the public address, as in production
+        api_port = probe.getsockname()[1]
     env = {
         "MARKQ_HOME": str(tmp_path_factory.mktemp("markq-home")),
+        "MARKQ_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
         "MARKQ_DATABASE_URL": postgres_url,
         "MARKQ_REDIS_URL": redis_url,
         "MARKQ_STORAGE_BACKEND": "s3",
@@ -137,7 +142,8 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture(scope="session")
 def live_api(app: Flask) -> Iterator[str]:
     """The API served over real HTTP on a loopback port."""
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+    port = int(app.extensions["markq"].settings.public_base_url.rsplit(":", 1)[1])
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"

@@ -83,7 +83,7 @@ def shared_exam(live_api, school_keys, worker, loopback, app):
         )
         wait_for(live_api, headers, reply.json()["id"])
     link = httpx.post(f"{live_api}/v1/exams/{exam['id']}/share", headers=headers).json()
-    return exam, link["report_url"]
+    return exam, link["url"]
 
 
 def test_the_teacher_page_shows_the_chart_classes_and_students(shared_exam, tmp_path):
@@ -131,6 +131,36 @@ def test_page_links_are_signed_for_one_exam(shared_exam, live_api, auth):
     other = make_exam(live_api, auth("A"))
     wrong_exam = httpx.get(url.replace(exam["id"], other["id"]))
     assert wrong_exam.status_code == 403
+    # built on the configured public address, whatever Host the request named
+    spoofed = httpx.post(
+        f"{live_api}/v1/exams/{exam['id']}/share", headers={**auth("A"), "Host": "evil.example"}
+    ).json()
+    assert spoofed["url"].startswith(live_api + "/pages/") and "evil.example" not in spoofed["url"]
+
+
+def test_a_share_link_can_be_for_one_student_and_is_revoked_at_once(shared_exam, live_api, auth):
+    exam, whole = shared_exam
+    base = f"{live_api}/v1/exams/{exam['id']}/share"
+    one = httpx.post(base, headers=auth("A"), json={"student_ref": "S1", "days": 2})
+    assert one.status_code == 201, one.text
+    link = one.json()
+    assert httpx.get(link["url"]).status_code == 200  # S1's sheet
+    token = link["url"].split("token=")[1]
+    others = httpx.get(f"{live_api}/pages/exams/{exam['id']}/students/S2?token={token}")
+    assert others.status_code == 403 and others.json()["error"]["code"] == "bad_link"
+    report = httpx.get(f"{live_api}/pages/exams/{exam['id']}?token={token}")
+    assert report.status_code == 403  # one student's link never opens the class report
+    assert httpx.post(base, headers=auth("A"), json={"student_ref": "nobody"}).status_code == 404
+    assert httpx.post(base, headers=auth("A"), json={"days": 365}).status_code == 422
+
+    listed = httpx.get(base, headers=auth("A")).json()
+    assert link["id"] in {row["id"] for row in listed} and all("url" not in row for row in listed)
+    revoked = httpx.delete(f"{base}/{link['id']}", headers=auth("A"))
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+    gone = httpx.get(link["url"])
+    assert gone.status_code == 403 and gone.json()["error"]["code"] == "link_revoked"
+    assert httpx.get(whole).status_code == 200  # the other links still open
+    assert httpx.delete(f"{base}/{link['id']}", headers=auth("B")).status_code == 404
 
 
 def test_the_api_docs_render_with_no_network(live_api, tmp_path):
