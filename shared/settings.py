@@ -65,10 +65,6 @@ class Settings(BaseSettings):
     bulk_max_total_bytes: int = 2 * 1024**3
     bulk_max_ratio: int = 100  # scanned PDFs are rendered page by page at this resolution
 
-    # Signs the share links of the HTML report pages. Unset: a random key is made once and kept in
-    # MARKQ_HOME/secret_key, which every process of one installation shares.
-    secret_key: str | None = None
-
     queue_name: str = "markq"  # provider calls: run its worker with a thread pool (-P threads)
     image_queue_name: str = "markq-images"  # page normalisation, CPU work: a prefork worker
     ocr_queue_name: str = "markq-ocr"  # offline reading, CPU work: a prefork worker of its own
@@ -125,7 +121,6 @@ class Settings(BaseSettings):
         "openai_base_url",
         "s3_endpoint_url",
         "s3_public_endpoint_url",
-        "secret_key",
         "default_provider",
         "ocr_threads",
         mode="before",
@@ -134,19 +129,6 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         """docker-compose passes unset variables through as empty strings."""
         return None if isinstance(value, str) and not value.strip() else value
-
-
-def secret_key(settings: Settings) -> str:
-    if settings.secret_key:
-        return settings.secret_key
-    path = settings.home / "secret_key"
-    if not path.exists():
-        import secrets
-
-        settings.home.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32))
-    return path.read_text().strip()
 
 
 @lru_cache(maxsize=1)
