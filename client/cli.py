@@ -17,6 +17,7 @@ import tempfile
 import tomllib
 import webbrowser
 import zipfile
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -24,14 +25,22 @@ from typing import Any, BinaryIO
 import click
 import httpx
 
+from client import show
 from client.api import FINISHED, MarkqClient, MarkqError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif"}
 PAGE_SUFFIXES = IMAGE_SUFFIXES | {".pdf"}
 
 
-def _print(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+def _print(value: Any, human: Callable[[Any], None] | None = None) -> None:
+    """For people, the summary `human` draws; with `markq --json` (or where there is none), the
+    API's JSON as it came."""
+    ctx = click.get_current_context(silent=True)
+    as_json = ctx is None or ctx.find_root().obj is None or ctx.find_root().obj.get("json", True)
+    if human is None or as_json:
+        click.echo(json.dumps(value, ensure_ascii=False, indent=2))
+    else:
+        human(value)
 
 
 def user_config() -> dict[str, Any]:
@@ -47,13 +56,15 @@ def user_config() -> dict[str, Any]:
 @click.group()
 @click.option("--api-url", envvar="MARKQ_API_URL", help="The markq API (or MARKQ_API_URL, or the config file).")
 @click.option("--api-key", envvar="MARKQ_API_KEY", help="The school's API key (or MARKQ_API_KEY, or the config file).")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON instead of summaries (for scripts).")
 @click.pass_context
-def main(ctx: click.Context, api_url: str | None, api_key: str | None) -> None:
+def main(ctx: click.Context, api_url: str | None, api_key: str | None, as_json: bool) -> None:
     """Mark test papers with markq."""
     config = user_config() if not (api_url and api_key) else {}
     ctx.obj = {
         "url": api_url or config.get("api_url") or "http://127.0.0.1:8000",
         "key": api_key or config.get("api_key"),
+        "json": as_json,
     }
 
 
@@ -104,7 +115,7 @@ def exams_create(ctx: click.Context, exam_file: Path, provider: str | None) -> N
     exam = _read_json(exam_file)
     if provider:
         exam["provider"] = provider
-    _print(_run(lambda: _client(ctx).create_exam(exam)))
+    _print(_run(lambda: _client(ctx).create_exam(exam)), show.exam_created)
 
 
 @exams.command("example")
@@ -127,7 +138,7 @@ def exams_example(path: Path, force: bool) -> None:
 def exams_list(ctx: click.Context, subject: str | None, grade: int | None) -> None:
     """The school's exams, newest first (every page of the list)."""
     filters = {k: v for k, v in (("subject", subject), ("grade", grade)) if v is not None}
-    _print(_run(lambda: _client(ctx).exams(**filters)))
+    _print(_run(lambda: _client(ctx).exams(**filters)), show.exams)
 
 
 @exams.command("show")
@@ -135,7 +146,7 @@ def exams_list(ctx: click.Context, subject: str | None, grade: int | None) -> No
 @click.pass_context
 def exams_show(ctx: click.Context, exam_id: str) -> None:
     """An exam's progress and cost so far."""
-    _print(_run(lambda: _client(ctx).exam(exam_id)))
+    _print(_run(lambda: _client(ctx).exam(exam_id)), show.exam)
 
 
 @exams.command("template")
@@ -204,7 +215,7 @@ def submit(
         files: list[Path] = []
         for path in paths:
             files += sorted(p for p in path.iterdir() if p.suffix.lower() in PAGE_SUFFIXES) if path.is_dir() else [path]
-        _print(_run(lambda: client.submit_paper(exam_id, student, files, class_label)))
+        _print(_run(lambda: client.submit_paper(exam_id, student, files, class_label)), show.paper)
         return
     totals = {"created": 0, "existing": 0, "refused": 0}
     for path in paths:
@@ -246,7 +257,7 @@ def wait(ctx: click.Context, exam_id: str, timeout: float) -> None:
             done[0] = finished
 
         exam = _run(lambda: client.wait_for_exam(exam_id, timeout=timeout, on_progress=progress))
-    _print(exam["progress"])
+    _print(exam["progress"], show.progress)
 
 
 @main.command()
@@ -254,7 +265,7 @@ def wait(ctx: click.Context, exam_id: str, timeout: float) -> None:
 @click.pass_context
 def paper(ctx: click.Context, paper_id: str) -> None:
     """One paper's status, results and cost."""
-    _print(_run(lambda: _client(ctx).paper(paper_id)))
+    _print(_run(lambda: _client(ctx).paper(paper_id)), show.paper)
 
 
 @main.command()
@@ -277,7 +288,7 @@ def paper(ctx: click.Context, paper_id: str) -> None:
 def report(ctx: click.Context, exam_id: str, csv_file: Path | None, table: str, open_page: bool) -> None:
     """Scores and the most-missed knowledge points of an exam."""
     client = _client(ctx)
-    _print(_run(lambda: client.report(exam_id)))
+    _print(_run(lambda: client.report(exam_id)), show.report)
     if csv_file:
         csv_file.write_bytes(_run(lambda: client.report_csv(exam_id, table)))
         click.echo(f"wrote {csv_file}", err=True)

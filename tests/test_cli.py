@@ -17,9 +17,9 @@ def test_create_an_exam_submit_a_paper_and_read_it(live_api, school_keys, tmp_pa
     exam_file.write_text(json.dumps(exam_body()), "utf-8")
     env = {"MARKQ_API_URL": live_api, "MARKQ_API_KEY": school_keys["A"]}
     runner = CliRunner()
-    created = runner.invoke(main, ["exams", "create", str(exam_file)], env=env)
+    created = runner.invoke(main, ["--json", "exams", "create", str(exam_file)], env=env)
     assert created.exit_code == 0, created.output
-    listed = runner.invoke(main, ["exams", "list"], env=env)
+    listed = runner.invoke(main, ["--json", "exams", "list"], env=env)
     assert listed.exit_code == 0 and json.loads(created.output)["id"] in {e["id"] for e in json.loads(listed.output)}
     assert created.exit_code == 0, created.output
     exam_id = json.loads(created.output)["id"]
@@ -28,10 +28,22 @@ def test_create_an_exam_submit_a_paper_and_read_it(live_api, school_keys, tmp_pa
     for n in (2, 1):
         (folder / f"page{n}.jpg").write_bytes(page_bytes(f"p{n}"))
     (folder / "notes.txt").write_text("not a page")
-    submitted = runner.invoke(main, ["submit", exam_id, str(folder), "--student", "S07", "--class", "3A"], env=env)
+    submitted = runner.invoke(
+        main, ["--json", "submit", exam_id, str(folder), "--student", "S07", "--class", "3A"], env=env
+    )
     assert submitted.exit_code == 0, submitted.output
     paper = json.loads(submitted.output)
     assert [p["number"] for p in paper["pages"]] == [1, 2] and paper["student_ref"] == "S07"
+
+    # for people, by default: summaries and tables, not JSON
+    title = exam_body()["title"]
+    summary = runner.invoke(main, ["exams", "list"], env=env)
+    assert summary.exit_code == 0 and title in summary.output and exam_id in summary.output
+    assert not summary.output.lstrip().startswith(("[", "{"))
+    shown = runner.invoke(main, ["paper", paper["id"]], env=env)
+    assert shown.exit_code == 0 and "S07" in shown.output and paper["id"] in shown.output
+    made = runner.invoke(main, ["exams", "create", str(exam_file)], env=env)
+    assert made.exit_code == 0 and made.output.startswith("created exam ") and title in made.output
 
 
 def test_errors_are_reported_in_words_not_tracebacks(live_api, school_keys, tmp_path):
@@ -51,20 +63,20 @@ def test_submitting_a_class_folder_twice_creates_no_new_papers(live_api, school_
     runner = CliRunner()
     exam_file = tmp_path / "exam.json"
     exam_file.write_text(json.dumps(exam_body()), "utf-8")
-    exam_id = json.loads(runner.invoke(main, ["exams", "create", str(exam_file)], env=env).output)["id"]
+    exam_id = json.loads(runner.invoke(main, ["--json", "exams", "create", str(exam_file)], env=env).output)["id"]
     folder = tmp_path / "3A"
     for student, pages in (("S01", 2), ("S02", 1), ("S03", 1)):
         (folder / student).mkdir(parents=True)
         for n in range(1, pages + 1):
             (folder / student / f"p{n}.jpg").write_bytes(page_bytes())
     (folder / "S03" / "notes.txt").write_text("ignored: not a page")
-    first = runner.invoke(main, ["submit", exam_id, str(folder), "--class", "3A"], env=env)
+    first = runner.invoke(main, ["--json", "submit", exam_id, str(folder), "--class", "3A"], env=env)
     assert first.exit_code == 0, first.output
     assert json.loads(first.stdout) == {"created": 3, "existing": 0, "refused": 0}
-    again = runner.invoke(main, ["submit", exam_id, str(folder), "--class", "3A"], env=env)
+    again = runner.invoke(main, ["--json", "submit", exam_id, str(folder), "--class", "3A"], env=env)
     assert json.loads(again.stdout) == {"created": 0, "existing": 3, "refused": 0}
     out = tmp_path / "papers.csv"
-    report = runner.invoke(main, ["report", exam_id, "--csv", str(out)], env=env)
+    report = runner.invoke(main, ["--json", "report", exam_id, "--csv", str(out)], env=env)
     assert report.exit_code == 0, report.output
     assert sorted(line.split(",")[0] for line in out.read_text("utf-8-sig").splitlines()[1:]) == ["S01", "S02", "S03"]
 
@@ -84,13 +96,13 @@ def test_an_exam_can_be_created_for_offline_marking(live_api, school_keys, tmp_p
     env = {"MARKQ_API_URL": live_api, "MARKQ_API_KEY": school_keys["A"]}
     exam_file = tmp_path / "exam.json"
     exam_file.write_text(json.dumps(exam_body()), "utf-8")
-    created = CliRunner().invoke(main, ["exams", "create", str(exam_file), "--provider", "local"], env=env)
+    created = CliRunner().invoke(main, ["--json", "exams", "create", str(exam_file), "--provider", "local"], env=env)
     assert created.exit_code == 0, created.output
     assert json.loads(created.output)["provider"] == "local"
     body = copy.deepcopy(exam_body())  # the shared key must stay whole for other tests
     body["answer_key"]["questions"][0].pop("answer")
     exam_file.write_text(json.dumps(body), "utf-8")
-    refused = CliRunner().invoke(main, ["exams", "create", str(exam_file), "--provider", "local"], env=env)
+    refused = CliRunner().invoke(main, ["--json", "exams", "create", str(exam_file), "--provider", "local"], env=env)
     assert refused.exit_code == 1 and "invalid_exam" in refused.output and "no answer" in refused.output
 
 
@@ -99,13 +111,13 @@ def test_the_blank_paper_is_given_and_shown_from_the_command_line(live_api, scho
     exam_file = tmp_path / "exam.json"
     exam_file.write_text(json.dumps(exam_body()), "utf-8")
     runner = CliRunner()
-    exam_id = json.loads(runner.invoke(main, ["exams", "create", str(exam_file)], env=env).output)["id"]
+    exam_id = json.loads(runner.invoke(main, ["--json", "exams", "create", str(exam_file)], env=env).output)["id"]
     blank = tmp_path / "blank.jpg"
     blank.write_bytes(page_bytes("blank paper"))
-    given = runner.invoke(main, ["exams", "template", exam_id, str(blank)], env=env)
+    given = runner.invoke(main, ["--json", "exams", "template", exam_id, str(blank)], env=env)
     assert given.exit_code == 0, given.output
     assert json.loads(given.output)["status"] == "reading" and json.loads(given.output)["pages"][0]["number"] == 1
-    shown = runner.invoke(main, ["exams", "template", exam_id], env=env)
+    shown = runner.invoke(main, ["--json", "exams", "template", exam_id], env=env)
     assert shown.exit_code == 0 and json.loads(shown.output)["status"] in ("reading", "ready", "failed")
 
 
@@ -137,6 +149,6 @@ def test_the_example_exam_is_written_out_and_is_a_valid_exam(live_api, school_ke
     assert again.exit_code == 1 and "--force" in again.output  # never overwritten unasked
     schema = httpx.get(f"{live_api}/v1/answer-key.schema.json").json()  # served, no key needed
     jsonschema.validate(json.loads(path.read_text("utf-8"))["answer_key"], schema)
-    created = CliRunner().invoke(main, ["exams", "create", str(path)], env=env)
+    created = CliRunner().invoke(main, ["--json", "exams", "create", str(path)], env=env)
     assert created.exit_code == 0, created.output
     assert len(json.loads(created.output)["answer_key"]["questions"]) >= 6
