@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import quote
 
 import httpx
 
@@ -69,6 +70,12 @@ class MarkqClient:
 
     def report(self, exam_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/exams/{exam_id}/report")
+
+    def student(self, student_ref: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/students/{quote(student_ref, safe='')}")
+
+    def knowledge_points(self, **filters: Any) -> list[dict[str, Any]]:
+        return self._every_page("/v1/knowledge-points", {"page_size": 1000, **filters})
 
     def paper(self, paper_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/papers/{paper_id}")

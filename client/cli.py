@@ -261,6 +261,24 @@ def wait(ctx: click.Context, exam_id: str, timeout: float) -> None:
 
 
 @main.command()
+@click.argument("student_ref")
+@click.pass_context
+def student(ctx: click.Context, student_ref: str) -> None:
+    """A student's exams and weak knowledge points (with --json, the mistake notebook too)."""
+    _print(_run(lambda: _client(ctx).student(student_ref)), show.student)
+
+
+@main.command("knowledge-points")
+@click.option("--subject", type=click.Choice(["math", "chinese", "english"]), help="Only this subject.")
+@click.option("--grade", type=click.IntRange(1, 9), help="Only this grade.")
+@click.pass_context
+def knowledge_points(ctx: click.Context, subject: str | None, grade: int | None) -> None:
+    """The knowledge points (知识点) answer keys name and reports count."""
+    filters = {k: v for k, v in (("subject", subject), ("grade", grade)) if v is not None}
+    _print(_run(lambda: _client(ctx).knowledge_points(**filters)), show.knowledge_points)
+
+
+@main.command()
 @click.argument("paper_id")
 @click.pass_context
 def paper(ctx: click.Context, paper_id: str) -> None:

@@ -116,3 +116,25 @@ def report(view: dict[str, Any]) -> None:
 
 def progress(counts: dict[str, int]) -> None:
     console.print("finished: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()) if n))
+
+
+def student(view: dict[str, Any]) -> None:
+    table = Table("exam", "date", "class", "score", title=f"student {view['student_ref']}")
+    for row in view.get("exams") or []:
+        table.add_row(row["title"], str(row.get("created_at", ""))[:10], row.get("class_label") or "-", _score(row))
+    console.print(table)
+    weak = Table("knowledge point", "missed", "of", title="weak knowledge points")
+    for row in view.get("weak_points") or []:
+        weak.add_row(
+            f"{row.get('name_zh', '')} / {row.get('name_en', '')} ({row['id']})",
+            str(row["missed"]),
+            str(row["attempted"]),
+        )
+    console.print(weak)
+
+
+def knowledge_points(rows: list[dict[str, Any]]) -> None:
+    table = Table("id", "grade", "知识点", "knowledge point", title=f"{len(rows)} knowledge point(s)")
+    for row in rows:
+        table.add_row(row["id"], str(row.get("grade", "")), row.get("name_zh", ""), row.get("name_en", ""))
+    console.print(table)

@@ -44,6 +44,10 @@ def test_create_an_exam_submit_a_paper_and_read_it(live_api, school_keys, tmp_pa
     assert shown.exit_code == 0 and "S07" in shown.output and paper["id"] in shown.output
     made = runner.invoke(main, ["exams", "create", str(exam_file)], env=env)
     assert made.exit_code == 0 and made.output.startswith("created exam ") and title in made.output
+    student = runner.invoke(main, ["student", "S07"], env=env)
+    assert student.exit_code == 0 and title in student.output and "weak knowledge points" in student.output
+    points = runner.invoke(main, ["knowledge-points", "--subject", "math", "--grade", "3"], env=env)
+    assert points.exit_code == 0 and "math.g3.perimeter" in points.output and "周长" in points.output
 
 
 def test_errors_are_reported_in_words_not_tracebacks(live_api, school_keys, tmp_path):
