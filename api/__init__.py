@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     openapi.init_app(app)
     openapi.ma_plugin.converter.add_attribute_function(numeric_ranges)
-    from api import bulk, estimate, exams, health, pages, papers, reports
+    from api import bulk, estimate, exams, health, metrics, pages, papers, reports
 
     openapi.register_blueprint(health.blp)
     openapi.register_blueprint(exams.blp)
@@ -53,6 +53,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     openapi.register_blueprint(pages.share_blp)
     app.register_blueprint(pages.pages)
     app.register_blueprint(pages.assets)
+    app.register_blueprint(metrics.metrics)
+    metrics.count_requests(app)
     register_error_handlers(app)
 
     @app.teardown_appcontext

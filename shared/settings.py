@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     # Where teachers and parents open markq's pages: share links are built on it, never on the
     # request's Host header (which a client chooses).
     public_base_url: str = "http://127.0.0.1:8000"
+    # Turns /metrics (Prometheus) on; a scrape brings it as a bearer token.
+    metrics_token: str | None = None
     s3_region: str = "us-east-1"
     presign_seconds: int = Field(300, ge=30, le=3600)  # live calls: the page is fetched at once
 
@@ -121,6 +123,7 @@ class Settings(BaseSettings):
         "openai_base_url",
         "s3_endpoint_url",
         "s3_public_endpoint_url",
+        "metrics_token",
         "default_provider",
         "ocr_threads",
         mode="before",

@@ -91,6 +91,7 @@ def service_env(
     env = {
         "MARKQ_HOME": str(tmp_path_factory.mktemp("markq-home")),
         "MARKQ_PUBLIC_BASE_URL": f"http://127.0.0.1:{api_port}",
+        "MARKQ_METRICS_TOKEN": "metrics-token-for-tests",
         "MARKQ_DATABASE_URL": postgres_url,
         "MARKQ_REDIS_URL": redis_url,
         "MARKQ_STORAGE_BACKEND": "s3",

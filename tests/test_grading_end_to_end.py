@@ -11,6 +11,7 @@ import boto3
 import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from shared.models import Paper, Usage
@@ -350,3 +351,31 @@ def test_server_errors_past_the_attempt_limit_fail_the_paper_with_the_reason(liv
     assert paper["status"] == "failed"
     assert f"gave up after {settings.max_attempts} attempts" in paper["status_reason"]
     assert "still broken" in paper["status_reason"]
+
+
+def test_metrics_show_the_graded_paper_and_its_call_to_the_token_holder_only(live_api, auth, idle, loopback):
+    exam = make_exam(live_api, auth("A"))
+    paper = wait_for(live_api, auth("A"), submit(live_api, auth("A"), exam["id"], pages=1)["id"])
+    assert paper["status"] in {"graded", "needs_review"}
+    assert httpx.get(f"{live_api}/metrics").status_code == 401
+    assert httpx.get(f"{live_api}/metrics", headers=auth("A")).status_code == 401  # a school's key is not it
+    scraped = httpx.get(f"{live_api}/metrics", headers={"Authorization": "Bearer metrics-token-for-tests"})
+    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(scraped.text)
+        for s in family.samples
+    }
+    assert samples[("markq_papers", (("status", paper["status"]),))] >= 1
+    calls = sum(
+        v
+        for (name, labels), v in samples.items()
+        if name == "markq_provider_calls_total" and ("outcome", "ok") in labels
+    )
+    assert calls >= 1
+    assert sum(v for (name, _l), v in samples.items() if name == "markq_spent_usd_total") > 0
+    assert any(name == "markq_queue_depth" for name, _l in samples)
+    assert any(
+        name == "markq_http_requests_total" and ("route", "/v1/papers/<uuid:paper_id>") in labels
+        for name, labels in samples
+    )
