@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
-
-from flask import Flask, g
+from flask import Flask, g, request
 
 from api.errors import register_error_handlers
 from api.spec import ErrorResponses, MarkqApi, numeric_ranges
+from shared import logs
 from shared.resources import Resources
 from shared.settings import Settings, get_settings
 from worker.celery_app import celery_init_app
@@ -18,7 +17,7 @@ openapi = MarkqApi(spec_kwargs={"extra_plugins": [ErrorResponses()]})
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the app. Nothing happens at import time; every process calls this once."""
     settings = settings or get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_format)
     app = Flask("markq")
     app.config.from_mapping(
         MAX_CONTENT_LENGTH=settings.max_pages_per_paper * settings.max_page_bytes + 1024 * 1024,
@@ -56,6 +55,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(metrics.metrics)
     metrics.count_requests(app)
     register_error_handlers(app)
+
+    @app.before_request
+    def _log_ids() -> None:  # a paper's or exam's id in the path is on every line of its request
+        args = request.view_args or {}
+        g.log_ids = logs.push(paper_id=args.get("paper_id"), exam_id=args.get("exam_id"))
+
+    @app.teardown_request
+    def _unlog_ids(_exc: BaseException | None) -> None:
+        if (token := g.pop("log_ids", None)) is not None:
+            logs.pop(token)
 
     @app.teardown_appcontext
     def _close_session(_exc: BaseException | None) -> None:

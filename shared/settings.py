@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     # Where teachers and parents open markq's pages: share links are built on it, never on the
     # request's Host header (which a client chooses).
     public_base_url: str = "http://127.0.0.1:8000"
+    # text: for a person at a terminal; json: one object a line, with paper and exam ids, for a log store.
+    log_format: Literal["text", "json"] = "text"
     # Turns /metrics (Prometheus) on; a scrape brings it as a bearer token.
     metrics_token: str | None = None
     s3_region: str = "us-east-1"

@@ -25,7 +25,7 @@ import redis.exceptions
 from flask import current_app
 from sqlalchemy.exc import OperationalError
 
-from shared import webhooks
+from shared import logs, webhooks
 from shared.db import transaction
 from shared.grading import lanes, papers
 from shared.grading.steps import CannotMark, Stopped, TryLater
@@ -60,6 +60,10 @@ class PaperTask(FlaskTask):
     steps: tuple[lanes.Step, ...] = ()
 
     def run_step(self, paper_id: str, work: Work) -> str:
+        with logs.bound(paper_id=paper_id):  # every line this step logs names its paper
+            return self._run_step(paper_id, work)
+
+    def _run_step(self, paper_id: str, work: Work) -> str:
         pid = uuid.UUID(paper_id)
         res = resources()
         with res.sessions() as session:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import Celery, Task
 from flask import Flask
+from kombu import Queue
 
 from shared.settings import Settings
 
@@ -18,6 +19,8 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "task_serializer": "json",
         "accept_content": ["json"],
         "task_default_queue": settings.queue_name,
+        # All three declared, so Flower's broker page shows every queue (each worker names its own with -Q).
+        "task_queues": [Queue(settings.queue_name), Queue(settings.image_queue_name), Queue(settings.ocr_queue_name)],
         "task_routes": {
             "markq.normalise_paper": {"queue": settings.image_queue_name},
             "markq.read_paper": {"queue": settings.ocr_queue_name},
