@@ -12,13 +12,14 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 markq
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY api ./api
 COPY worker ./worker
 COPY shared ./shared
 COPY client ./client
 COPY bench ./bench
-RUN pip install .
+# the locked versions (the test tools in the lock are small), then markq without resolving again
+RUN pip install --no-cache-dir -r requirements.lock && pip install --no-cache-dir --no-deps .
 
 USER markq
 EXPOSE 8000

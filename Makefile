@@ -3,13 +3,21 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint install services bench-tokens compose-check clean
+.PHONY: demo test lint install services bench-tokens compose-check clean lock
 
-$(VENV)/.installed: pyproject.toml
+# The exact versions every install uses (the lock), then markq itself without resolving again.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
+
+# After changing a dependency in pyproject.toml: resolve again and write the lock.
+lock: install
+	$(PY) -m pip install -q "pip-tools>=7.4,<8"
+	$(VENV)/bin/pip-compile -q --extra test --strip-extras --no-emit-index-url --no-emit-find-links \
+		--no-emit-trusted-host --output-file requirements.lock pyproject.toml
 
 install: $(VENV)/.installed
 
