@@ -118,6 +118,10 @@ class MarkqClient:
             if handle is not None:
                 handle.close()
 
+    def download(self, path: str) -> bytes:
+        """A file the API serves (an image, a CSV), or the API's error."""
+        return self._checked(self.http.get(path)).content
+
     def report_csv(self, exam_id: str, table: str = "papers") -> bytes:
         reply = self.http.get(f"/v1/exams/{exam_id}/report.csv", params={"table": table})
         if reply.status_code >= 400:

@@ -152,14 +152,31 @@ def exams_show(ctx: click.Context, exam_id: str) -> None:
 @exams.command("template")
 @click.argument("exam_id")
 @click.argument("pages", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--preview",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Save each page of the read blank paper, its answer regions drawn, as PNGs in this folder.",
+)
 @click.pass_context
-def exams_template(ctx: click.Context, exam_id: str, pages: tuple[Path, ...]) -> None:
+def exams_template(ctx: click.Context, exam_id: str, pages: tuple[Path, ...], preview: Path | None) -> None:
     """Give the exam's blank paper (its pages in order, images or PDFs); with no PAGES, show how
-    reading it went: its status and each question's answer region."""
+    reading it went: its status and each question's answer region (--preview: as pictures)."""
+    client = _client(ctx)
     if pages:
-        _print(_run(lambda: _client(ctx).give_template(exam_id, list(pages))))
-    else:
-        _print(_run(lambda: _client(ctx).template(exam_id)))
+        _print(_run(lambda: client.give_template(exam_id, list(pages))))
+        return
+    template = _run(lambda: client.template(exam_id))
+    _print(template)
+    if preview is None:
+        return
+    urls = [(page["number"], page["preview_url"]) for page in template["pages"] if page.get("preview_url")]
+    if not urls:
+        raise click.ClickException(f"the blank paper is {template['status']}: no preview yet")
+    preview.mkdir(parents=True, exist_ok=True)
+    for number, url in urls:
+        target = preview / f"template-page-{number}.png"
+        target.write_bytes(_run(lambda url=url: client.download(url)))
+        click.echo(f"wrote {target}", err=True)
 
 
 class _Progress(io.RawIOBase):

@@ -7,9 +7,11 @@ import io
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
 from bench.school_papers import SchoolPaper, make_school_paper
+from client.cli import main
 from shared.models import Paper
 from tests.helpers import wait_for, wait_until
 
@@ -56,7 +58,7 @@ def mark_offline(api: str, headers: dict[str, str], exam: dict, paper: SchoolPap
     return wait_for(api, headers, submitted.json()["id"], timeout=OCR_TIMEOUT)
 
 
-def test_a_paper_is_read_with_its_exams_blank_paper(live_api, auth, idle, app):
+def test_a_paper_is_read_with_its_exams_blank_paper(live_api, auth, idle, app, tmp_path):
     headers = auth("A")
     paper = make_school_paper(20006)
     exam = local_exam(live_api, headers, paper, "期末测试")
@@ -84,6 +86,16 @@ def test_a_paper_is_read_with_its_exams_blank_paper(live_api, auth, idle, app):
         x0, y0, x1, y1 = region["box"]
         assert drawn.getpixel((x1 - 1, (y0 + y1) // 2)) == (220, 30, 30), region  # its right edge
     assert httpx.get(f"{base}/pages/9/preview", headers=headers).status_code == 404
+    # and the command line saves them for the teacher to look at
+    key = headers["Authorization"].removeprefix("Bearer ")
+    saved = CliRunner().invoke(
+        main,
+        ["--json", "exams", "template", exam["id"], "--preview", str(tmp_path / "preview")],
+        env={"MARKQ_API_URL": live_api, "MARKQ_API_KEY": key},
+    )
+    assert saved.exit_code == 0, saved.output
+    pngs = sorted((tmp_path / "preview").glob("template-page-*.png"))
+    assert len(pngs) == len(paper.template_pages) and Image.open(pngs[0]).size == tuple(first_page["read_size"])
     assert httpx.get(f"{live_api}{first_page['preview_url']}", headers=auth("B")).status_code == 404
 
     refused = httpx.patch(base, headers=headers, json={"regions": {"99": {"page": 1, "box": [0, 0, 10, 10]}}})
