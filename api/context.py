@@ -31,16 +31,21 @@ def current_school() -> School:
     return g.school
 
 
+def bearer_token() -> str | None:
+    """The token of this request's `Authorization: Bearer <token>` header, if it has one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 def require_school(view: F) -> F:
     """`Authorization: Bearer <key>`; the key's school becomes `current_school()`."""
 
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        header = request.headers.get("Authorization", "")
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
+        key = bearer_token()
+        if key is None:
             raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <api key>'")
-        school = school_for_key(db(), key.strip())
+        school = school_for_key(db(), key)
         if school is None:
             raise ApiError(401, "unauthorized", "unknown or revoked API key")
         g.school = school

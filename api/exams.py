@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
@@ -22,11 +22,10 @@ from api.schemas import (
     TemplateRegionsSchema,
     TemplateSchema,
 )
-from api.uploads import check_uploads, page_refused
+from api.uploads import request_pages
 from shared import webhooks
 from shared.grading import exam_template, papers
 from shared.grading.exams import InvalidExam, create_exam, exam_view, get_exam
-from shared.intake.submission import PageError, UploadedPage
 from shared.models import Exam, PauseCause, Usage
 from shared.spending import caps
 from shared.spending.ledger import usage_totals
@@ -139,14 +138,7 @@ class ExamTemplate(MethodView):
         """Give the exam's blank paper (images or a PDF, in page order). markq finds each
         question's answer region on it in the background, and reads every paper with it."""
         exam = school_exam(exam_id)
-        files = request.files.getlist("pages")
-        if not files:
-            raise ApiError(422, "invalid_request", "send the blank paper's pages in the 'pages' field")
-        uploads = [UploadedPage(f.stream, f.filename or f"page-{n}") for n, f in enumerate(files, start=1)]
-        try:
-            pages, headers = check_uploads(uploads)
-        except PageError as exc:
-            raise page_refused(exc) from exc
+        pages, headers = request_pages("send the blank paper's pages in the 'pages' field")
         try:
             exam_template.store_pages(resources().storage, exam, pages, headers)
         except StorageError as exc:

@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from api.context import resources
+from api.context import bearer_token, resources
 from api.errors import ApiError, not_found
 from shared.models import Paper, Usage
 
@@ -94,7 +94,7 @@ def scrape() -> Response:
     token = resources().settings.metrics_token
     if not token:
         raise not_found("metrics (set MARKQ_METRICS_TOKEN to turn them on)")
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    given = bearer_token() or ""
     if not hmac.compare_digest(given.encode(), token.encode()):
         raise ApiError(401, "unauthorized", "metrics need the MARKQ_METRICS_TOKEN bearer token")
     return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)

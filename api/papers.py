@@ -16,10 +16,10 @@ from api.errors import ApiError, domain_error, not_found
 from api.exams import school_exam
 from api.paging import PAGE_HEADERS, STRICT, paged_select
 from api.schemas import PaperListArgs, PaperSchema, PaperSummarySchema
-from api.uploads import check_uploads, form_text, page_refused
+from api.uploads import form_text, request_pages
 from shared.grading import papers
 from shared.intake import idempotency
-from shared.intake.submission import PageError, UploadedPage, replace_failed, submit_paper
+from shared.intake.submission import replace_failed, submit_paper
 from shared.models import Paper, PaperStatus, Usage
 from shared.spending.ledger import usage_totals
 from shared.storage import StorageError
@@ -81,16 +81,7 @@ def submit(exam: Any) -> dict[str, Any]:
     settings = resources().settings
     student_ref = form_text("student_ref", required=True)
     class_label = form_text("class_label", required=False)
-    files = request.files.getlist("pages")
-    if not files:
-        raise ApiError(422, "invalid_request", "send at least one page file in the 'pages' field")
-    if len(files) > settings.max_pages_per_paper:
-        raise ApiError(413, "too_many_pages", f"at most {settings.max_pages_per_paper} pages per paper")
-    uploads = [UploadedPage(f.stream, f.filename or f"page-{i}") for i, f in enumerate(files, start=1)]
-    try:
-        pages, headers = check_uploads(uploads)
-    except PageError as exc:
-        raise page_refused(exc) from exc
+    pages, headers = request_pages("send at least one page file in the 'pages' field", settings.max_pages_per_paper)
     try:
         paper = submit_paper(
             db(),

@@ -10,6 +10,7 @@ way to touch every operation) adds the statuses.
 from __future__ import annotations
 
 import re
+from http import HTTPStatus
 from typing import Any
 
 from apispec import BasePlugin
@@ -54,17 +55,6 @@ def _error_statuses(path: str, operation: dict[str, Any]) -> list[str]:
     return statuses
 
 
-_STATUS_CODES = {
-    "SERVICE_UNAVAILABLE": "503",
-    "UNAUTHORIZED": "401",
-    "NOT_FOUND": "404",
-    "UNPROCESSABLE_ENTITY": "422",
-    "REQUEST_ENTITY_TOO_LARGE": "413",
-    "UNSUPPORTED_MEDIA_TYPE": "415",
-    "CONFLICT": "409",
-}
-
-
 def operation_id(method: str, path: str) -> str:
     """A stable id from the method and path: GET /v1/exams/{exam_id}/template -> get_exams_exam_id_template."""
     words = [part.strip("{}") for part in path.split("/") if part and part != "v1"]
@@ -81,9 +71,11 @@ class ErrorResponses(BasePlugin):
             operation.setdefault("operationId", operation_id(method, path or ""))
             responses = operation.setdefault("responses", {})
             for status in _error_statuses(path or "", operation):
-                responses.setdefault(_STATUS_CODES[status], status)
+                responses.setdefault(str(HTTPStatus[status].value), status)
             if any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", []) if isinstance(p, dict)):
-                responses.setdefault("409", "CONFLICT")  # the key used before for another request
+                responses.setdefault(
+                    str(HTTPStatus.CONFLICT.value), HTTPStatus.CONFLICT.name
+                )  # the key used before for another request
 
 
 def numeric_ranges(_converter: Any, field: fields.Field, ret: dict[str, Any], **_: Any) -> dict[str, Any]:

@@ -27,6 +27,21 @@ def check_uploads(uploads: list[UploadedPage]) -> tuple[list[UploadedPage], list
     )
 
 
+def request_pages(missing: str, max_files: int | None = None) -> tuple[list[UploadedPage], list[PageHeader]]:
+    """The request's `pages` files, in order, each checked; `missing` says what to send when
+    there are none, and more than `max_files` files is refused before any is read."""
+    files = request.files.getlist("pages")
+    if not files:
+        raise ApiError(422, "invalid_request", missing)
+    if max_files is not None and len(files) > max_files:
+        raise ApiError(413, "too_many_pages", f"at most {max_files} pages per paper")
+    uploads = [UploadedPage(f.stream, f.filename or f"page-{n}") for n, f in enumerate(files, start=1)]
+    try:
+        return check_uploads(uploads)
+    except PageError as exc:
+        raise page_refused(exc) from exc
+
+
 def page_refused(exc: PageError) -> ApiError:
     """A refused page in the error shape, naming the file and the page."""
     return ApiError(

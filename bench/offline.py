@@ -36,7 +36,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.own_layout import DETAIL, MODEL, prompt_tokens
+from bench.own_layout import DETAIL, MODEL, cascade_prompt_tokens, page_sizes, prompt_tokens
 from bench.own_layout import measure as measure_own_layout
 from bench.school_papers import SchoolPaper, make_school_paper
 from shared.grading.answer_key import AnswerKey
@@ -45,7 +45,6 @@ from shared.grading.reader import scanning
 from shared.grading.reader.marking import mark_reading
 from shared.grading.reader.reading import AnswerReading, crop_sheet
 from shared.grading.reader.template import read_template, read_with_template
-from shared.images import normalise_page
 from shared.models import Exam
 from shared.settings import get_settings
 
@@ -63,18 +62,14 @@ def _exam(paper: SchoolPaper, n: int) -> Exam:
     )
 
 
-def _tokens(paper: SchoolPaper, key: AnswerKey, offline: Any, threshold: float, n: int) -> tuple[int, int]:
+def _tokens(
+    exam: Exam, key: AnswerKey, sizes: list[tuple[int, int]], offline: Any, threshold: float
+) -> tuple[int, int]:
     """Vision tokens of sending every page, and of the cascade (unsure questions only)."""
-    exam = _exam(paper, n)
-    sizes = [(page.width, page.height) for page in (normalise_page(data, MODEL, DETAIL) for data in paper.pages)]
-    every_page = prompt_tokens(exam, key, sizes, None)
     unsure = unsure_questions(offline.marks, threshold)
-    if not unsure:
-        return every_page, 0
-    asked = AnswerKey(questions=[q for q in key.questions if q.id in unsure])
-    if (crops := cheaper_crops(offline.local_reading, unsure, MODEL, DETAIL, sizes)) is not None:
-        return every_page, prompt_tokens(exam, asked, [(crops["width"], crops["height"])], "crops", asked=True)
-    return every_page, prompt_tokens(exam, asked, sizes, None, asked=True)
+    crops = cheaper_crops(offline.local_reading, unsure, MODEL, DETAIL, sizes) if unsure else None
+    cascade = cascade_prompt_tokens(exam, key, unsure, sizes, (crops["width"], crops["height"]) if crops else None)
+    return prompt_tokens(exam, key, sizes, None), cascade
 
 
 def _count(
@@ -137,7 +132,8 @@ def _read_school_paper(paper: SchoolPaper, n: int, threshold: float, show: bool,
     free.cpu += time.process_time() - started
     free_readings = {qid: AnswerReading.from_json(value) for qid, value in offline.local_reading["questions"].items()}
     _count(free.groups, paper, offline.marks, free_readings, threshold, "" if show else None)
-    every_page, cascade = _tokens(paper, key, offline, threshold, n)
+    exam, sizes = _exam(paper, n), page_sizes(paper.pages)
+    every_page, cascade = _tokens(exam, key, sizes, offline, threshold)
     free.cascade_tokens += cascade
 
     started = time.process_time()
@@ -151,10 +147,7 @@ def _read_school_paper(paper: SchoolPaper, n: int, threshold: float, show: bool,
     unsure = unsure_questions(marks, threshold)
     if unsure and with_template is not None:
         sheet = crop_sheet(with_template.aligned, [readings[qid] for qid in unsure])
-        asked = AnswerKey(questions=[q for q in key.questions if q.id in unsure])
-        templated.cascade_tokens += prompt_tokens(
-            _exam(paper, n), asked, [(sheet.width, sheet.height)], "crops", asked=True
-        )
+        templated.cascade_tokens += cascade_prompt_tokens(exam, key, unsure, sizes, sheet.size)
     elif unsure:
         templated.cascade_tokens += cascade
     print(

@@ -62,6 +62,24 @@ def prompt_tokens(
     return count_prompt_tokens(request, sizes)
 
 
+def page_sizes(pages: list[bytes]) -> list[tuple[int, int]]:
+    """Each page's size as markq sends it to the vision model."""
+    return [(page.width, page.height) for page in (normalise_page(data, MODEL, DETAIL) for data in pages)]
+
+
+def cascade_prompt_tokens(
+    exam: Exam, key: AnswerKey, unsure: list[str], sizes: list[tuple[int, int]], crops: tuple[int, int] | None
+) -> int:
+    """The cascade's call for the unsure questions (none: no call): one image of their crops when
+    given, else the pages, as prepare_paper sends them."""
+    if not unsure:
+        return 0
+    asked = AnswerKey(questions=[q for q in key.questions if q.id in unsure])
+    if crops is not None:
+        return prompt_tokens(exam, asked, [crops], "crops", asked=True)
+    return prompt_tokens(exam, asked, sizes, None, asked=True)
+
+
 def measure(papers: int, seed: int, threshold: float, show_errors: bool = False) -> dict[str, Any]:
     """Read and mark `papers` generated papers from `seed`; print per-paper lines and the figures."""
     total = confident = confident_right = silent = pages = 0
@@ -107,18 +125,13 @@ def measure(papers: int, seed: int, threshold: float, show_errors: bool = False)
             model=MODEL,
             image_detail=DETAIL,
         )
-        sizes = []
-        for data in paper.pages:
-            normalised = normalise_page(data, MODEL, DETAIL)
-            sizes.append((normalised.width, normalised.height))
+        sizes = page_sizes(paper.pages)
         vision_tokens += prompt_tokens(exam, key, sizes, None)
         unsure = unsure_questions(marks, threshold)
-        if unsure:  # what prepare_paper would send: the crops when cheaper, else the pages
-            asked = AnswerKey(questions=[q for q in key.questions if q.id in unsure])
-            if (crops := cheaper_crops(offline.local_reading, unsure, MODEL, DETAIL, sizes)) is not None:
-                cascade_tokens += prompt_tokens(exam, asked, [(crops["width"], crops["height"])], "crops", asked=True)
-            else:
-                cascade_tokens += prompt_tokens(exam, asked, sizes, None, asked=True)
+        crops = cheaper_crops(offline.local_reading, unsure, MODEL, DETAIL, sizes) if unsure else None
+        cascade_tokens += cascade_prompt_tokens(
+            exam, key, unsure, sizes, (crops["width"], crops["height"]) if crops else None
+        )
         print(
             f"paper {n + 1}/{papers}: {paper.subject}, {paper.variant}, {len(paper.pages)} page(s), "
             f"{len(unsure)} of {len(key.questions)} unsure",

@@ -123,10 +123,7 @@ class MarkqClient:
         return self._checked(self.http.get(path)).content
 
     def report_csv(self, exam_id: str, table: str = "papers") -> bytes:
-        reply = self.http.get(f"/v1/exams/{exam_id}/report.csv", params={"table": table})
-        if reply.status_code >= 400:
-            self._call("GET", f"/v1/exams/{exam_id}/report.csv", params={"table": table})
-        return reply.content
+        return self._checked(self.http.get(f"/v1/exams/{exam_id}/report.csv", params={"table": table})).content
 
     def share(self, exam_id: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/exams/{exam_id}/share")

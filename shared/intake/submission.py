@@ -164,11 +164,7 @@ def submit_paper(
         session.commit()
     except BaseException:
         session.rollback()
-        for key in stored:
-            try:
-                storage.delete(key)
-            except Exception:  # best effort; the original error matters more
-                pass
+        delete_objects(storage, stored)  # best effort; the original error matters more
         raise
     return paper
 
@@ -190,9 +186,15 @@ def replace_failed(session: Session, storage: Storage, paper: Paper) -> list[uui
     for old in failed:
         session.delete(old)
     session.commit()
+    delete_objects(storage, keys)
+    return [old.id for old in failed]
+
+
+def delete_objects(storage: Storage, keys: list[str]) -> None:
+    """Delete stored objects whose rows are gone (or never were), as far as storage lets us: a
+    leftover object costs storage only, never a paper."""
     for key in keys:
         try:
             storage.delete(key)
-        except Exception:  # noqa: BLE001 - the rows are gone; a leftover object costs storage only
-            log.warning("could not delete %s of a replaced paper", key, exc_info=True)
-    return [old.id for old in failed]
+        except Exception:  # noqa: BLE001 - best effort, logged
+            log.warning("could not delete %s", key, exc_info=True)

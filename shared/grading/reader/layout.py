@@ -157,6 +157,9 @@ def is_heading(line: ocr.TextLine) -> bool:
     return _HEADING.match(unicodedata.normalize("NFKC", line.text)) is not None
 
 
+# A word problem's printed answer line, 答： : the final answer follows it, the working is above.
+ANSWER_MARK = re.compile(r"答\s*[:：]")
+
 # A page footer or header: 第1页（共2页）, 共2页, - 1 -, 1/2, Page 1 of 2.
 _FOOTER = re.compile(
     r"^\s*(?:第\s*\d+\s*页.*|.*共\s*\d+\s*页.*|[-—–]\s*\d+\s*[-—–]|\d+\s*/\s*\d+|page\s+\d+(?:\s+of\s+\d+)?)\s*$",

@@ -19,7 +19,7 @@ import unicodedata
 from shared.grading.answer_key import KeyQuestion, QuestionType, choice_letters
 from shared.grading.equivalence import equivalent, parse_value
 from shared.grading.marks import QuestionMark
-from shared.grading.reader.layout import normalise_text
+from shared.grading.reader.layout import ANSWER_MARK, normalise_text
 from shared.grading.reader.reading import AGREED_CONFIDENCE, AGREED_READINGS, AnswerReading
 
 
@@ -106,7 +106,7 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     if question.type == QuestionType.blanks:
         return _mark_blanks(reading, question, subject, zh)
     # what is compared: for a word problem, the answer after 答： (the working stays in the reading)
-    written_answer_line = _CHINESE_ANSWER_LINE.search(reading.text) is not None and "答" not in key
+    written_answer_line = ANSWER_MARK.search(reading.text) is not None and "答" not in key
     compared = final_answer(reading.text) if question.type == QuestionType.word or written_answer_line else reading.text
     if question.type == QuestionType.word and subject == "math":
         compared = quantity_in(compared, key)
@@ -187,7 +187,6 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
 # A word problem's printed 答： (or "Answer:") starts the final answer; the working above it is kept
 # for review but never compared.
 _ANSWER_LINE = re.compile(r"(?:答|Answer|A)\s*[:：]\s*", re.IGNORECASE)
-_CHINESE_ANSWER_LINE = re.compile(r"答\s*[:：]")
 # Between the blanks of one question a pupil writes a comma, a semicolon or a wide gap.
 _BLANK_SEPARATOR = re.compile(r"\s*[,，;；、]\s*|\s{2,}")
 

@@ -22,6 +22,7 @@ from PIL import Image, ImageDraw, ImageOps
 from shared import ocr
 from shared.grading.answer_key import AnswerKey, KeyQuestion, QuestionType, choice_letters
 from shared.grading.reader.layout import (
+    ANSWER_MARK,
     Anchor,
     answer_ink,
     find_anchors,
@@ -325,11 +326,10 @@ def _scored_lines(written: list[ocr.TextLine], question: KeyQuestion) -> list[oc
     follows (the working above is kept for review, never compared), else every line."""
     if question.type != QuestionType.word:
         return written
-    answer_lines = [n for n, line in enumerate(written) if _ANSWER_MARK.search(line.text)]
+    answer_lines = [n for n, line in enumerate(written) if ANSWER_MARK.search(line.text)]
     return written[answer_lines[-1] :] if answer_lines else written
 
 
-_ANSWER_MARK = re.compile(r"答\s*[:：]")
 _REMAINDER_READ = re.compile(r"^(\d+)……(\d+)$")
 
 
