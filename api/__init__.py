@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Flask, g, request
+from flask_babel import Babel
 
 from api.errors import register_error_handlers
 from api.spec import ErrorResponses, MarkqApi, numeric_ranges
@@ -11,6 +14,7 @@ from shared.resources import Resources
 from shared.settings import Settings, get_settings
 from worker.celery_app import celery_init_app
 
+TRANSLATIONS = str(Path(__file__).parent / "translations")  # the web app's Chinese (see docs/web-app.md)
 openapi = MarkqApi(spec_kwargs={"extra_plugins": [ErrorResponses()]})
 
 
@@ -40,7 +44,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     openapi.init_app(app)
     openapi.ma_plugin.converter.add_attribute_function(numeric_ranges)
-    from api import bulk, estimate, exams, health, metrics, pages, papers, reports
+    from api import bulk, estimate, exams, health, metrics, pages, papers, reports, web
+
+    Babel(app, locale_selector=web.select_locale, default_translation_directories=TRANSLATIONS)
 
     openapi.register_blueprint(health.blp)
     openapi.register_blueprint(exams.blp)
@@ -52,6 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     openapi.register_blueprint(pages.share_blp)
     app.register_blueprint(pages.pages)
     app.register_blueprint(pages.assets)
+    app.register_blueprint(web.web)
     app.register_blueprint(metrics.metrics)
     metrics.count_requests(app)
     register_error_handlers(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from decimal import Decimal, InvalidOperation
 
 import click
@@ -22,6 +23,7 @@ from shared.schools import (
     revoke_key,
 )
 from shared.settings import get_settings
+from shared.teachers import AccountError, create_teacher
 
 
 def _sessions():  # type: ignore[no-untyped-def]
@@ -111,6 +113,37 @@ def revoke_key_command(key: str) -> None:
             row = revoke_key(session, key)
             click.echo(json.dumps({"prefix": row.prefix, "school_id": row.school_id, "revoked": True}))
     except KeyNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@main.command("create-teacher")
+@click.argument("school")
+@click.argument("email")
+@click.option("--name", required=True, help="How the web app greets the teacher.")
+@click.option("--admin", is_flag=True, help="A school admin: invites teachers and manages API keys.")
+@click.option("--language", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (else it is asked for).")
+def create_teacher_command(
+    school: str, email: str, name: str, admin: bool, language: str, password_stdin: bool
+) -> None:
+    """Create a teacher of SCHOOL (name or id) who signs in to the web app with EMAIL. The first
+    teacher of a school is made with --admin."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        with transaction(_sessions()) as session:
+            teacher = create_teacher(
+                session, find_school(session, school), email, name, password, is_admin=admin, language=language
+            )
+            click.echo(
+                json.dumps(
+                    {"teacher_id": teacher.id, "school_id": teacher.school_id, "email": teacher.email, "admin": admin},
+                    ensure_ascii=False,
+                )
+            )
+    except (SchoolNotFound, AccountError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 

@@ -106,9 +106,12 @@ def exam_page(exam_id: uuid.UUID) -> str:
     report = exam_report(db(), exam)
     top = report["missed_knowledge_points"][:10]
     widest = max((row["missed"] for row in top), default=0) or 1
-    return render_template(
-        "exam_report.html", exam=exam, report=report, top=top, widest=widest, token=request.args["token"]
-    )
+    token = request.args["token"]
+
+    def sheet_url(student_ref: str) -> str:
+        return url_for("pages.student_page", exam_id=exam.id, student_ref=student_ref, token=token)
+
+    return render_template("exam_report.html", exam=exam, report=report, top=top, widest=widest, sheet_url=sheet_url)
 
 
 @pages.get("/pages/exams/<uuid:exam_id>/students/<path:student_ref>")

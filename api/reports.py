@@ -151,8 +151,8 @@ class QuestionOverride(MethodView):
     @blp.arguments(OverrideSchema)
     @blp.response(200, PaperSchema)
     def patch(self, changes: dict[str, Any], paper_id: uuid.UUID, question_id: str) -> dict[str, Any]:
-        """A teacher's verdict on one answer: is_correct, score, error_type, knowledge_points.
-        The question leaves review and every count follows."""
+        """A teacher's verdict on one answer: is_correct, score, error_type, knowledge_points, and
+        student_answer to correct a misread answer. The question leaves review and every count follows."""
         session = db()
         paper = session.scalar(select(Paper).where(Paper.id == paper_id, Paper.school_id == current_school().id))
         if paper is None:
@@ -161,7 +161,9 @@ class QuestionOverride(MethodView):
             raise ApiError(409, "not_graded", "the paper has no results to review yet")
         if not changes:
             raise ApiError(
-                422, "invalid_request", "give at least one of is_correct, score, error_type, knowledge_points"
+                422,
+                "invalid_request",
+                "give at least one of is_correct, score, error_type, knowledge_points, student_answer",
             )
         try:
             override_question(session, paper, question_id, changes)

@@ -355,6 +355,13 @@ class OverrideSchema(Schema):
     score = fields.Float()
     error_type = fields.String()
     knowledge_points = fields.List(fields.String(), validate=validate.Length(max=10))
+    student_answer = fields.String(
+        validate=validate.Length(min=1, max=500),
+        metadata={
+            "description": "The teacher's reading of the answer, where markq misread it: it replaces the reading "
+            "in the mistake notebook and, without is_correct or score, is marked against the key."
+        },
+    )
 
 
 class StudentArgs(Schema):

@@ -117,6 +117,44 @@ class ApiKey(Base):
     school: Mapped[School] = relationship()
 
 
+class Teacher(Base):
+    """A person who signs in to the web app. Belongs to one school and sees only its exams; an
+    admin also invites teachers. Only an argon2 hash of the password is kept."""
+
+    __tablename__ = "teachers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    language: Mapped[str] = mapped_column(String(10), default="zh")
+    # Failed sign-ins in a row; each one past the allowance makes the next attempt wait longer.
+    failed_sign_ins: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled_at: Mapped[datetime | None]
+
+    school: Mapped[School] = relationship()
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie holds a random token, the server keeps its hash, the CSRF
+    token every form must echo, and when it ends. Signing out deletes the row."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    teacher_id: Mapped[int] = mapped_column(ForeignKey("teachers.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+    teacher: Mapped[Teacher] = relationship()
+
+
 class ShareLink(Base):
     """A link to an exam's pages for people without an API key: the whole exam (teacher's report
     and every sheet) or one student's sheet. Only a SHA-256 of its token is kept; revocable."""

@@ -12,6 +12,9 @@ from sqlalchemy.orm import Session
 from shared.grading import papers
 from shared.grading.answer_key import AnswerKey
 from shared.grading.marks import ERROR_TYPES, QuestionMark
+from shared.grading.reader.layout import normalise_text
+from shared.grading.reader.marking import mark_reading
+from shared.grading.reader.reading import AnswerReading
 from shared.models import (
     Exam,
     KnowledgePoint,
@@ -76,6 +79,8 @@ def override_question(session: Session, paper: Paper, question_id: str, changes:
     if question is None:
         raise LookupError(f"paper has no question {question_id!r}")
     exam = session.get_one(Exam, paper.exam_id)
+    if "student_answer" in changes:
+        _correct_reading(session, exam, question, str(changes["student_answer"]), decided="is_correct" in changes)
     if "is_correct" in changes:
         question.is_correct = bool(changes["is_correct"])
         if "score" not in changes:
@@ -104,6 +109,55 @@ def override_question(session: Session, paper: Paper, question_id: str, changes:
     session.flush()
     papers.settle(paper, AnswerKey.model_validate(exam.answer_key).max_score)
     return question
+
+
+def _correct_reading(session: Session, exam: Exam, question: QuestionResult, text: str, *, decided: bool) -> None:
+    """The teacher's reading of the answer replaces markq's: it is what the mistake notebook shows,
+    and, unless she also gives the verdict, it is marked against the key as the offline reader
+    marks (explanation and correction in the exam's language)."""
+    text = text.strip()
+    if not text or len(text) > 500:
+        raise InvalidOverride("a corrected reading needs 1 to 500 characters")
+    key = AnswerKey.model_validate(exam.answer_key)
+    key_question = next((q for q in key.questions if q.id == question.question_id), None)
+    question.student_answer = text
+    if decided or key_question is None or key_question.answer is None and not key_question.blanks:
+        return
+    reading = AnswerReading(question.question_id, "read", text, 1.0)
+    mark = mark_reading(reading, key_question, exam.subject, exam.language)
+    question.is_correct = mark.is_correct
+    question.score = mark.score
+    question.error_type = mark.error_type
+    question.explanation = mark.explanation
+    question.correction = mark.correction
+    if not question.knowledge_points:
+        question.knowledge_points.extend(
+            QuestionKnowledgePoint(knowledge_point_id=kp) for kp in allowed_points(session, exam, mark.knowledge_points)
+        )
+
+
+def review_groups(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The review queue as answer groups: the same reading of the same question across students
+    is decided once (as Gradescope's answer groups). Biggest groups first within a question."""
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in items:
+        group = groups.setdefault(
+            (item["question_id"], normalise_text(item["student_answer"])),
+            {
+                "question_id": item["question_id"],
+                "student_answer": item["student_answer"],
+                "correct_answer": item["correct_answer"],
+                "max_score": item["max_score"],
+                "model_is_correct": item["model_is_correct"],
+                "model_score": item["model_score"],
+                "review_reason": item["review_reason"],
+                "knowledge_points": item["knowledge_points"],
+                "papers": [],
+            },
+        )
+        group["papers"].append({k: item[k] for k in ("paper_id", "student_ref", "class_label", "crop_url")})
+    order = {qid: n for n, qid in enumerate(dict.fromkeys(item["question_id"] for item in items))}
+    return sorted(groups.values(), key=lambda g: (order[g["question_id"]], -len(g["papers"])))
 
 
 def review_queue(session: Session, exam_id: Any) -> list[dict[str, Any]]:

@@ -1,0 +1,382 @@
+// markq web app: the review keyboard, class uploads, live progress and the key editor.
+// Plain JavaScript, no build step and no CDN; every page works without it except these four.
+"use strict";
+
+function i18n() {
+  const node = document.getElementById("i18n");
+  return node ? JSON.parse(node.innerHTML) : {};
+}
+
+function format(text, values) {
+  return text.replace(/%\((\w+)\)s/g, (_, name) => String(values[name]));
+}
+
+// --- review: one answer group at a time, the keyboard alone --------------------------------------
+function startReview(root) {
+  const source = document.getElementById("groups");
+  if (!source) return;
+  const groups = JSON.parse(source.textContent);
+  const text = i18n();
+  const $ = (id) => document.getElementById(id);
+  const state = { at: 0, busy: false, decided: new Set() };
+  const timings = [];
+  window.markqReview = { timings, groups };
+  let answersLeft = groups.reduce((n, g) => n + g.papers.length, 0);
+
+  const preload = (index) => {
+    const group = groups[index];
+    if (group && group.papers[0].crop_url) new Image().src = group.papers[0].crop_url;
+  };
+
+  function verdictText(group) {
+    if (group.model_score === null) return text.unread;
+    const said = group.model_is_correct ? text.right : text.wrong;
+    return `${said} (${group.model_score} / ${group.max_score} ${text.points})`;
+  }
+
+  function show(index) {
+    state.at = index;
+    const group = groups[index];
+    $("position").textContent = String(index + 1);
+    $("question").textContent = group.question_id;
+    $("reading").textContent = group.student_answer || "—";
+    $("key").textContent = group.correct_answer;
+    $("suggested").textContent = verdictText(group);
+    $("reason").textContent = group.review_reason || "";
+    $("students").textContent = group.papers.map((p) => (p.class_label ? `${p.class_label} ${p.student_ref}` : p.student_ref)).join(", ");
+    $("max").textContent = String(group.max_score);
+    const crop = group.papers[0].crop_url;
+    $("crop").hidden = !crop;
+    $("no-crop").hidden = Boolean(crop);
+    if (crop) $("crop").src = crop;
+    $("reading-form").hidden = true;
+    $("score-form").hidden = true;
+    $("reading").hidden = false;
+    $("error").hidden = true;
+    $("card").dataset.group = String(index);
+    $("card").classList.toggle("decided", state.decided.has(index));
+    $("card").focus({ preventScroll: true });
+    preload(index + 1);
+    preload(index + 2);
+  }
+
+  function nextOpen(from, step) {
+    for (let i = from + step; i >= 0 && i < groups.length; i += step) if (!state.decided.has(i)) return i;
+    return -1;
+  }
+
+  function advance() {
+    const next = nextOpen(state.at, 1) >= 0 ? nextOpen(state.at, 1) : nextOpen(-1, 1);
+    if (next < 0) {
+      $("card").hidden = true;
+      $("keys").hidden = true;
+      $("finished").hidden = false;
+      $("finished").querySelector("a").focus();
+      return;
+    }
+    show(next);
+  }
+
+  function decide(body) {
+    const index = state.at;
+    const group = groups[index];
+    const started = performance.now();
+    state.decided.add(index);
+    answersLeft -= group.papers.length;
+    $("answers-left").textContent = String(answersLeft);
+    advance(); // the next answer is shown at once; the decision is saved meanwhile
+    timings.push(performance.now() - started);
+    fetch(root.dataset.url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": root.dataset.csrf },
+      body: JSON.stringify({ question_id: group.question_id, papers: group.papers.map((p) => p.paper_id), ...body }),
+    })
+      .then(async (reply) => {
+        if (!reply.ok) {
+          const detail = await reply.json().catch(() => ({ error: { message: reply.statusText } }));
+          throw new Error(detail.error ? detail.error.message : reply.statusText);
+        }
+        window.markqReview.saved = (window.markqReview.saved || 0) + 1;
+      })
+      .catch((error) => {
+        state.decided.delete(index);
+        answersLeft += group.papers.length;
+        $("answers-left").textContent = String(answersLeft);
+        $("card").hidden = false;
+        $("keys").hidden = false;
+        $("finished").hidden = true;
+        show(index);
+        $("error").textContent = format(text.failed, { reason: error.message });
+        $("error").hidden = false;
+      });
+  }
+
+  function openForm(formId, inputId, value) {
+    $(formId).hidden = false;
+    if (formId === "reading-form") $("reading").hidden = true;
+    const input = $(inputId);
+    input.value = value;
+    input.focus();
+    input.select();
+  }
+
+  $("reading-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = $("reading-input").value.trim();
+    if (value) decide({ action: "reading", reading: value });
+  });
+  $("score-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = Number($("score-input").value.replace(",", "."));
+    const max = groups[state.at].max_score;
+    if (Number.isFinite(value) && value >= 0 && value <= max) decide({ action: "score", score: value });
+    else $("score-input").setAttribute("aria-invalid", "true");
+  });
+  for (const id of ["reading-input", "score-input"]) {
+    $(id).addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        show(state.at);
+      }
+    });
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (event.target.tagName === "INPUT" || event.ctrlKey || event.metaKey || event.altKey) return;
+    if ($("card").hidden) return;
+    const group = groups[state.at];
+    const key = event.key.toLowerCase();
+    const actions = {
+      enter: () => group.model_score !== null && decide({ action: "accept" }),
+      a: () => group.model_score !== null && decide({ action: "accept" }),
+      r: () => decide({ action: "right" }),
+      w: () => decide({ action: "wrong" }),
+      s: () => openForm("score-form", "score-input", ""),
+      e: () => openForm("reading-form", "reading-input", group.student_answer),
+      n: () => show(nextOpen(state.at, 1) >= 0 ? nextOpen(state.at, 1) : state.at),
+      arrowright: () => show(nextOpen(state.at, 1) >= 0 ? nextOpen(state.at, 1) : state.at),
+      arrowleft: () => show(Math.max(0, state.at - 1)),
+    };
+    if (actions[key]) {
+      event.preventDefault();
+      actions[key]();
+    }
+  });
+  show(0);
+}
+
+// --- live progress ------------------------------------------------------------------------------
+function startProgress(section) {
+  let known = document.querySelectorAll("tr[data-paper]").length;
+  async function poll() {
+    let data;
+    try {
+      data = await (await fetch(section.dataset.url, { headers: { Accept: "application/json" } })).json();
+    } catch (error) {
+      return setTimeout(poll, 10000);
+    }
+    if (data.papers.length !== known) return window.location.reload();
+    for (const [status, n] of Object.entries(data.progress)) {
+      const pill = section.querySelector(`[data-status="${status}"] b`);
+      if (pill) pill.textContent = String(n);
+    }
+    document.getElementById("cost").textContent = `$${Number(data.cost_usd).toFixed(4)}`;
+    const review = document.getElementById("review-count");
+    if (review) review.textContent = String(data.review);
+    for (const paper of data.papers) {
+      const row = document.querySelector(`tr[data-paper="${paper.id}"]`);
+      if (!row || row.querySelector("[data-role=status]").classList.contains(paper.status)) continue;
+      return window.location.reload(); // a paper changed state: show its score, reason and buttons
+    }
+    known = data.papers.length;
+    if (data.in_flight > 0) setTimeout(poll, 2000);
+  }
+  setTimeout(poll, 2000);
+}
+
+// --- uploading a class ----------------------------------------------------------------------------
+function startUploader(root) {
+  const text = i18n();
+  const files = [];
+  const $ = (id) => document.getElementById(id);
+  const byName = (a, b) => a.path.localeCompare(b.path, undefined, { numeric: true });
+
+  function add(list) {
+    for (const file of list) {
+      const path = file.webkitRelativePath || file.relativePath || file.name;
+      if (file.name.startsWith(".")) continue;
+      files.push({ file, path });
+    }
+    plan();
+  }
+
+  function students() {
+    const grouping = document.querySelector("input[name=grouping]:checked").value;
+    const roster = $("roster").value.split("\n").map((s) => s.trim()).filter(Boolean);
+    const sorted = [...files].sort(byName);
+    let groups = [];
+    if (grouping === "folder") {
+      const folders = new Map();
+      for (const item of sorted) {
+        const parts = item.path.split("/");
+        const name = parts.length > 1 ? parts[parts.length - 2] : "";
+        if (!folders.has(name)) folders.set(name, []);
+        folders.get(name).push(item);
+      }
+      groups = [...folders.entries()].map(([name, items]) => ({ name, items }));
+    } else if (grouping === "every") {
+      const every = Math.max(1, Number($("every").value) || 1);
+      for (let i = 0; i < sorted.length; i += every) groups.push({ name: "", items: sorted.slice(i, i + every) });
+    } else {
+      groups = sorted.map((item) => ({ name: item.path.split("/").pop().replace(/\.[^.]+$/, ""), items: [item] }));
+    }
+    return groups.map((group, n) => ({ ...group, name: roster[n] || group.name }));
+  }
+
+  function plan() {
+    const list = students();
+    const pages = list.reduce((n, s) => n + s.items.length, 0);
+    $("plan").textContent = list.length ? format(text.students, { n: list.length, p: pages }) : "";
+    $("start").disabled = !list.length;
+  }
+
+  function send(student, row) {
+    return new Promise((resolve) => {
+      const form = new FormData();
+      form.append("student_ref", student.name);
+      form.append("class_label", $("class-label").value.trim());
+      for (const item of student.items) form.append("pages", item.file, item.file.name);
+      const request = new XMLHttpRequest();
+      const bar = row.querySelector("progress");
+      request.upload.onprogress = (event) => {
+        if (event.lengthComputable) bar.value = event.loaded / event.total;
+      };
+      request.onload = () => {
+        let reply = {};
+        try {
+          reply = JSON.parse(request.responseText);
+        } catch (error) {
+          reply = { error: { message: request.statusText } };
+        }
+        const status = row.querySelector(".status");
+        if (request.status === 201) {
+          bar.value = 1;
+          status.textContent = text.uploaded;
+          row.dataset.state = "uploaded";
+        } else {
+          const where = reply.error && reply.error.details && reply.error.details.file ? `${reply.error.details.file}: ` : "";
+          status.textContent = `${text.refused}: ${where}${reply.error ? reply.error.message : request.status}`;
+          row.classList.add("refused");
+          row.dataset.state = "refused";
+        }
+        resolve();
+      };
+      request.onerror = () => {
+        row.querySelector(".status").textContent = `${text.refused}: network`;
+        row.classList.add("refused");
+        row.dataset.state = "refused";
+        resolve();
+      };
+      request.open("POST", root.dataset.url);
+      request.setRequestHeader("X-CSRF-Token", root.dataset.csrf);
+      request.send(form);
+    });
+  }
+
+  async function start() {
+    $("start").disabled = true;
+    const list = students();
+    const queue = [];
+    for (const student of list) {
+      const row = document.createElement("li");
+      row.dataset.student = student.name;
+      row.innerHTML = "<b></b><span class='files muted'></span><progress max='1' value='0'></progress><span class='status'></span>";
+      row.querySelector("b").textContent = student.name || "?";
+      row.querySelector(".files").textContent = student.items.map((i) => i.path).join(", ");
+      $("results").appendChild(row);
+      if (!student.name) {
+        row.querySelector(".status").textContent = `${text.refused}: ${text.noname}`;
+        row.classList.add("refused");
+        row.dataset.state = "refused";
+        continue;
+      }
+      row.querySelector(".status").textContent = text.uploading;
+      queue.push([student, row]);
+    }
+    const workers = Array.from({ length: 3 }, async () => {
+      while (queue.length) {
+        const [student, row] = queue.shift();
+        await send(student, row);
+      }
+    });
+    await Promise.all(workers);
+    files.length = 0;
+    plan();
+    $("done").hidden = false;
+  }
+
+  async function walk(entry, prefix) {
+    if (entry.isFile) {
+      const file = await new Promise((resolve) => entry.file(resolve));
+      file.relativePath = prefix + file.name;
+      return [file];
+    }
+    const reader = entry.createReader();
+    const found = [];
+    for (;;) {
+      const batch = await new Promise((resolve) => reader.readEntries(resolve));
+      if (!batch.length) break;
+      for (const child of batch) found.push(...(await walk(child, `${prefix}${entry.name}/`)));
+    }
+    return found;
+  }
+
+  for (const id of ["folder", "files", "camera"]) $(id).addEventListener("change", (event) => add(event.target.files));
+  for (const input of document.querySelectorAll("input[name=grouping], #every, #roster")) input.addEventListener("input", plan);
+  const drop = $("drop");
+  drop.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", async (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    const entries = [...event.dataTransfer.items].map((item) => item.webkitGetAsEntry()).filter(Boolean);
+    const found = [];
+    for (const entry of entries) found.push(...(await walk(entry, "")));
+    add(found);
+  });
+  $("start").addEventListener("click", start);
+}
+
+// --- the answer key editor --------------------------------------------------------------------------
+function startKeyEditor(table) {
+  const body = table.querySelector("tbody");
+  document.getElementById("add-row").addEventListener("click", () => {
+    const last = body.lastElementChild;
+    const row = last.cloneNode(true);
+    for (const input of row.querySelectorAll("input")) input.value = "";
+    const number = Number(last.querySelector("[name=q_id]").value);
+    row.querySelector("[name=q_id]").value = Number.isFinite(number) ? String(number + 1) : "";
+    row.querySelector("[name=q_points]").value = last.querySelector("[name=q_points]").value;
+    body.appendChild(row);
+    row.querySelector("[name=q_answer]").focus();
+  });
+  body.addEventListener("click", (event) => {
+    if (event.target.classList.contains("remove-row") && body.children.length > 1) event.target.closest("tr").remove();
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const review = document.getElementById("review");
+  if (review) startReview(review);
+  const progress = document.getElementById("progress");
+  if (progress) startProgress(progress);
+  const uploader = document.getElementById("uploader");
+  if (uploader) startUploader(uploader);
+  const key = document.getElementById("key");
+  if (key && key.tagName === "TABLE") startKeyEditor(key);
+  const print = document.getElementById("print");
+  if (print) print.addEventListener("click", () => window.print());
+});

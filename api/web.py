@@ -1,0 +1,673 @@
+"""The teacher's web app: sign in, exams, upload a class, progress, review, reports.
+
+Server-rendered with Jinja; a little vendored JavaScript (api/static/app.js) for the review
+keyboard, uploads and live progress. Pages call the same domain functions as the JSON API, never
+the API over HTTP. A teacher sees her own school only: every exam and paper is looked up with the
+school of the signed-in teacher, and another school's id answers 404 as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+import secrets
+import uuid
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Response, current_app, g, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from marshmallow import ValidationError
+from sqlalchemy import func, select
+
+from api.context import db, resources
+from api.errors import ApiError, domain_error, error_response, not_found
+from api.exams import resume
+from api.papers import submit
+from api.schemas import ExamCreateSchema
+from api.uploads import request_pages
+from shared import teachers
+from shared.grading import exam_template, papers
+from shared.grading.exams import InvalidExam, create_exam, exam_view, get_exam
+from shared.grading.reports import exam_report, student_report
+from shared.grading.review import InvalidOverride, override_question, review_groups, review_queue
+from shared.models import Exam, KnowledgePoint, Paper, PaperStatus, PauseCause, utcnow
+from shared.spending import caps
+from shared.storage import StorageError
+from worker.tasks import start_grading
+
+web = Blueprint("web", __name__, url_prefix="/app", template_folder="templates")
+
+COOKIE = "markq_session"
+SIGN_IN_COOKIE = "markq_sign_in"  # the sign-in form's CSRF token (double submit: no session yet)
+PUBLIC = {"web.sign_in"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "private, no-store",
+}
+KEY_TYPES = ("number", "choice", "text", "blanks", "expression", "word_problem")
+
+
+class Refused(Exception):
+    """A page refused: rendered as a page for people, or the API's error shape for the app's script."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def select_locale() -> str:
+    """The signed-in teacher's language; before sign-in, the browser's (Chinese by default)."""
+    teacher = g.get("teacher")
+    if teacher is not None:
+        return teacher.language
+    return request.accept_languages.best_match(teachers.LANGUAGES) or "zh"
+
+
+def _secure_cookie() -> bool:
+    return request.is_secure or resources().settings.public_base_url.startswith("https://")
+
+
+def _wants_json() -> bool:
+    return request.is_json or request.path.endswith(".json") or request.accept_mimetypes.best == "application/json"
+
+
+@web.before_request
+def _signed_in() -> ResponseReturnValue | None:
+    row = teachers.session_for(db(), request.cookies.get(COOKIE, ""))
+    g.teacher = row.teacher if row else None
+    if row is None:
+        if request.endpoint in PUBLIC:
+            return None
+        if request.method in SAFE_METHODS and not _wants_json():
+            return redirect(url_for("web.sign_in", next=request.full_path.rstrip("?")))
+        raise Refused(401, _("Your session has ended: sign in again."))
+    g.web_session = row
+    g.school = row.teacher.school
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
+        if not hmac.compare_digest(sent.encode(), row.csrf_token.encode()):
+            raise Refused(403, _("This form has expired or did not come from markq: reload the page and try again."))
+    return None
+
+
+@web.after_request
+def _headers(response: Response) -> Response:
+    response.headers.update(HEADERS)
+    return response
+
+
+@web.errorhandler(Refused)
+def _refused(exc: Refused) -> ResponseReturnValue:
+    if _wants_json() or request.method not in SAFE_METHODS and request.headers.get("X-CSRF-Token") is not None:
+        return error_response(exc.status, "refused", exc.message)
+    return render_template("app/error.html", message=exc.message, status=exc.status), exc.status
+
+
+@web.errorhandler(ApiError)
+def _api_error(exc: ApiError) -> ResponseReturnValue:
+    if _wants_json() or request.headers.get("X-CSRF-Token") is not None:
+        return error_response(exc.status, exc.code, exc.message, exc.details)
+    message = _("Not found.") if exc.status == 404 else exc.message
+    return render_template("app/error.html", message=message, status=exc.status), exc.status
+
+
+@web.app_template_global()
+def status_name(status: str) -> str:
+    return {
+        "uploading": _("uploading"),
+        "queued": _("queued"),
+        "processing": _("marking"),
+        "graded": _("marked"),
+        "needs_review": _("needs review"),
+        "failed": _("failed"),
+        "paused": _("paused"),
+    }.get(status, status)
+
+
+@web.app_template_global()
+def reader_name(reader: str) -> str:
+    return {
+        "local": _("read offline on the school's server"),
+        "cascade": _("offline first, unsure answers by the vision model"),
+        "vision": _("read by the vision model"),
+    }.get(str(reader), str(reader))
+
+
+@web.app_template_global()
+def template_status(status: str | None) -> str:
+    return {"reading": _("being read"), "ready": _("ready"), "failed": _("failed")}.get(status or "", status or "")
+
+
+@web.app_context_processor
+def _context() -> dict[str, Any]:
+    session = g.get("web_session")
+    return {
+        "teacher": g.get("teacher"),
+        "csrf_token": session.csrf_token if session else "",
+        "locale": str(get_locale()),
+    }
+
+
+def _exam(exam_id: uuid.UUID) -> Exam:
+    exam = get_exam(db(), g.school, exam_id)
+    if exam is None:
+        raise not_found("exam")
+    return exam
+
+
+def _paper(paper_id: uuid.UUID) -> Paper:
+    paper = db().scalar(select(Paper).where(Paper.id == paper_id, Paper.school_id == g.school.id))
+    if paper is None:
+        raise not_found("paper")
+    return paper
+
+
+def _local_next(target: str | None) -> str:
+    """Where to go after sign-in: only a path of this app, never another site."""
+    parts = urlsplit(target or "")
+    if parts.scheme or parts.netloc or not parts.path.startswith("/app"):
+        return url_for("web.exams")
+    return target or url_for("web.exams")
+
+
+# --- signing in and out ------------------------------------------------------------------------
+
+
+@web.route("/sign-in", methods=["GET", "POST"])
+def sign_in() -> ResponseReturnValue:
+    if g.teacher is not None and request.method == "GET":
+        return redirect(_local_next(request.args.get("next")))
+    error, status, email, wait = None, 200, "", 0
+    if request.method == "POST":
+        email = request.form.get("email", "")
+        form_token = request.form.get("csrf_token", "")
+        cookie_token = request.cookies.get(SIGN_IN_COOKIE, "")
+        if not cookie_token or not hmac.compare_digest(form_token.encode(), cookie_token.encode()):
+            error, status = _("This form has expired: try again."), 403
+        else:
+            try:
+                teacher = teachers.sign_in(db(), email, request.form.get("password", ""))
+            except teachers.SignInRefused as refused:
+                db().commit()  # the failure counts, also when refused
+                wait = refused.wait_seconds
+                status = 429 if refused.slowed else 401
+                error = (
+                    _("Too many wrong passwords: wait %(seconds)s seconds and try again.", seconds=wait)
+                    if wait
+                    else _("Wrong email or password.")
+                )
+            else:
+                opened = teachers.open_session(db(), teacher)
+                db().commit()
+                response = redirect(_local_next(request.args.get("next")))
+                response.set_cookie(
+                    COOKIE,
+                    opened.token,
+                    max_age=teachers.SESSION_HOURS * 3600,
+                    httponly=True,
+                    secure=_secure_cookie(),
+                    samesite="Lax",
+                    path="/",
+                )
+                response.delete_cookie(SIGN_IN_COOKIE, path="/app")
+                return response
+    token = secrets.token_urlsafe(24)
+    response = current_app.make_response(
+        (render_template("app/sign_in.html", error=error, email=email, sign_in_token=token), status)
+    )
+    if wait:
+        response.headers["Retry-After"] = str(wait)
+    response.set_cookie(SIGN_IN_COOKIE, token, httponly=True, secure=_secure_cookie(), samesite="Strict", path="/app")
+    return response
+
+
+@web.post("/sign-out")
+def sign_out() -> ResponseReturnValue:
+    teachers.close_session(db(), request.cookies.get(COOKIE, ""))
+    db().commit()
+    response = redirect(url_for("web.sign_in"))
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@web.post("/language")
+def language() -> ResponseReturnValue:
+    chosen = request.form.get("language", "")
+    if chosen in teachers.LANGUAGES:
+        g.teacher.language = chosen
+        db().commit()
+    return redirect(_local_next(request.form.get("next")))
+
+
+# --- exams -------------------------------------------------------------------------------------
+
+
+@web.get("/")
+def exams() -> str:
+    session = db()
+    query = select(Exam).where(Exam.school_id == g.school.id)
+    search = request.args.get("q", "").strip()
+    if search:
+        query = query.where(Exam.title.ilike(f"%{search}%") | Exam.subject.ilike(f"%{search}%"))
+    rows = [exam_view(session, exam) for exam in session.scalars(query.order_by(Exam.created_at.desc()).limit(200))]
+    return render_template("app/exams.html", exams=rows, search=search)
+
+
+@web.route("/exams/new", methods=["GET", "POST"])
+def new_exam() -> ResponseReturnValue:
+    form = request.form if request.method == "POST" else {}
+    errors: list[str] = []
+    if request.method == "POST":
+        try:
+            fields = ExamCreateSchema().load(_exam_fields(request.form, request.files.get("key_file")))
+        except ValidationError as exc:
+            errors.extend(_messages(exc.messages))
+        except ValueError as exc:
+            errors.append(str(exc))
+        else:
+            try:
+                exam = create_exam(db(), g.school, fields, vision_available=bool(resources().settings.openai_api_key))
+            except InvalidExam as exc:
+                db().rollback()
+                errors.append(str(exc))
+                errors.extend(
+                    f"{d.get('question', '')} {d.get('field', '')}: {d.get('message', '')}" for d in _details(exc)
+                )
+            else:
+                db().commit()
+                return redirect(url_for("web.exam", exam_id=exam.id))
+    return render_template(
+        "app/new_exam.html", form=form, errors=errors, key_types=KEY_TYPES, rows=_key_rows(form), points=_vocabulary()
+    ), (422 if errors else 200)
+
+
+def _messages(messages: Any, where: str = "") -> list[str]:
+    """marshmallow's nested messages as lines: `answer_key.questions.0.points: ...`."""
+    if isinstance(messages, dict):
+        return [line for key, value in messages.items() for line in _messages(value, f"{where}{key}.")]
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return [f"{where.rstrip('.')}: {' '.join(messages)}"]
+    return [f"{where.rstrip('.')}: {messages}"]
+
+
+def _details(exc: InvalidExam) -> list[dict[str, Any]]:
+    details = exc.details if isinstance(exc.details, list) else []
+    return [d for d in details if isinstance(d, dict)]
+
+
+def _vocabulary() -> list[KnowledgePoint]:
+    return list(
+        db().scalars(select(KnowledgePoint).where(KnowledgePoint.exam_id.is_(None)).order_by(KnowledgePoint.id))
+    )
+
+
+def _key_rows(form: Any) -> list[dict[str, str]]:
+    if not form:
+        return [{"id": str(n), "type": "number", "answer": "", "points": "1", "kps": ""} for n in range(1, 4)]
+    columns = [form.getlist(name) for name in ("q_id", "q_type", "q_answer", "q_points", "q_kps")]
+    return [
+        dict(zip(("id", "type", "answer", "points", "kps"), row, strict=True)) for row in zip(*columns, strict=True)
+    ]
+
+
+def _key_from_table(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    questions = []
+    for number, row in enumerate(rows, start=1):
+        if not any(str(value).strip() for key, value in row.items() if key != "type"):
+            continue
+        qid = str(row.get("id", "")).strip() or str(number)
+        kind = str(row.get("type", "number")).strip() or "number"
+        answer = str(row.get("answer", "")).strip()
+        try:
+            points = float(str(row.get("points", "1")).strip() or 1)
+        except ValueError as exc:
+            raise ValueError(_("Question %(id)s: points must be a number.", id=qid)) from exc
+        question: dict[str, Any] = {"id": qid, "type": kind, "points": points}
+        if kind == "blanks":
+            parts = [p.strip() for p in answer.replace("；", ";").split(";") if p.strip()]
+            share = points / max(1, len(parts))
+            question["blanks"] = [{"answer": p, "points": share} for p in parts]
+        elif answer:
+            question["answer"] = answer
+        kps = [k.strip() for k in str(row.get("kps", "")).replace("，", ",").split(",") if k.strip()]
+        if kps:
+            question["knowledge_points"] = kps
+        questions.append(question)
+    if not questions:
+        raise ValueError(_("The answer key needs at least one question."))
+    return questions
+
+
+def _key_file_rows(upload: Any) -> list[dict[str, str]]:
+    """An answer key from a spreadsheet: CSV or XLSX with the columns id, type, answer, points,
+    knowledge_points (a header row; Chinese headers 题号, 题型, 答案, 分值, 知识点 work too)."""
+    name = (upload.filename or "").lower()
+    data = upload.read(2 * 1024 * 1024 + 1)
+    if len(data) > 2 * 1024 * 1024:
+        raise ValueError(_("The answer key file is larger than 2 MB."))
+    if name.endswith(".xlsx"):
+        from openpyxl import load_workbook
+
+        try:
+            sheet = load_workbook(io.BytesIO(data), read_only=True, data_only=True).active
+        except Exception as exc:  # openpyxl raises many kinds for a broken file
+            raise ValueError(_("The answer key file is not a readable XLSX workbook.")) from exc
+        table = [["" if cell is None else str(cell) for cell in row] for row in sheet.iter_rows(values_only=True)]
+    elif name.endswith(".csv") or name.endswith(".txt"):
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = data.decode("gb18030", errors="replace")
+        table = list(csv.reader(io.StringIO(text)))
+    else:
+        raise ValueError(_("Give the answer key as a CSV or XLSX file."))
+    if not table:
+        raise ValueError(_("The answer key file is empty."))
+    aliases = {
+        "题号": "id",
+        "题型": "type",
+        "答案": "answer",
+        "分值": "points",
+        "知识点": "kps",
+        "knowledge_points": "kps",
+    }
+    header = [aliases.get(h.strip(), h.strip().lower()) for h in table[0]]
+    if "answer" not in header:
+        raise ValueError(_("The answer key file needs a header row with at least an 'answer' column."))
+    return [dict(zip(header, row, strict=False)) for row in table[1:] if any(cell.strip() for cell in row)]
+
+
+def _exam_fields(form: Any, key_file: Any) -> dict[str, Any]:
+    rows = _key_file_rows(key_file) if key_file and key_file.filename else _key_rows(form)
+    fields: dict[str, Any] = {
+        "title": form.get("title", "").strip(),
+        "subject": form.get("subject", "math"),
+        "grade": form.get("grade", ""),
+        "language": form.get("language", "zh"),
+        "provider": form.get("provider", "local"),
+        "answer_key": {"questions": _key_from_table(rows)},
+    }
+    if budget := form.get("budget_usd", "").strip():
+        fields["budget_usd"] = budget  # the schema checks it as the API does
+    if not fields["title"]:
+        raise ValueError(_("Give the exam a title."))
+    return fields
+
+
+@web.get("/exams/<uuid:exam_id>")
+def exam(exam_id: uuid.UUID) -> str:
+    exam = _exam(exam_id)
+    template = exam_template.template_view(exam) if exam.template else None
+    return render_template(
+        "app/exam.html", exam=exam, view=exam_view(db(), exam), papers=_papers(exam), template=template
+    )
+
+
+def _papers(exam: Exam) -> list[Paper]:
+    return list(
+        db().scalars(select(Paper).where(Paper.exam_id == exam.id).order_by(Paper.class_label, Paper.student_ref))
+    )
+
+
+@web.get("/exams/<uuid:exam_id>/progress.json")
+def exam_progress(exam_id: uuid.UUID) -> Response:
+    exam = _exam(exam_id)
+    view = exam_view(db(), exam)
+    waiting = db().scalar(
+        select(func.count()).select_from(Paper).where(Paper.exam_id == exam.id, Paper.status.in_(_in_flight()))
+    )
+    return jsonify(
+        {
+            "progress": view["progress"],
+            "review": view["review"]["needing_review"],
+            "cost_usd": str(view["usage"]["cost_usd"]),
+            "in_flight": waiting,
+            "papers": [
+                {"id": str(p.id), "status": p.status.value, "reason": p.status_reason, "score": p.score}
+                for p in _papers(exam)
+            ],
+        }
+    )
+
+
+def _in_flight() -> tuple[PaperStatus, ...]:
+    return (PaperStatus.uploading, PaperStatus.queued, PaperStatus.processing)
+
+
+@web.post("/exams/<uuid:exam_id>/resume")
+def exam_resume(exam_id: uuid.UUID) -> ResponseReturnValue:
+    exam = _exam(exam_id)
+    budget = request.form.get("budget_usd", "").strip()
+    causes: tuple[str, ...] = (
+        PauseCause.quota,
+        PauseCause.provider_key,
+        PauseCause.exam_budget,
+        PauseCause.school_budget,
+    )
+    if budget:
+        try:
+            exam.budget_usd = Decimal(budget)
+        except InvalidOperation as exc:
+            raise Refused(422, _("The budget must be an amount in dollars, such as 5 or 12.50.")) from exc
+        if exam.budget_usd is not None and caps.exam_spent(db(), exam.id) >= exam.budget_usd:
+            causes = tuple(c for c in causes if c != PauseCause.exam_budget)
+    if request.form.get("release"):
+        exam.trial_released = True
+        causes = (*causes, PauseCause.trial)
+    resume(exam, causes)
+    return redirect(url_for("web.exam", exam_id=exam.id))
+
+
+@web.post("/papers/<uuid:paper_id>/retry")
+def paper_retry(paper_id: uuid.UUID) -> ResponseReturnValue:
+    paper = _paper(paper_id)
+    if papers.retry(db(), paper.id, "marked again at the teacher's request"):
+        db().commit()
+        start_grading([paper.id])
+    return redirect(url_for("web.exam", exam_id=paper.exam_id))
+
+
+@web.route("/exams/<uuid:exam_id>/upload")
+def upload(exam_id: uuid.UUID) -> str:
+    exam = _exam(exam_id)
+    return render_template("app/upload.html", exam=exam, max_pages=resources().settings.max_pages_per_paper)
+
+
+@web.post("/exams/<uuid:exam_id>/papers")
+def upload_paper(exam_id: uuid.UUID) -> ResponseReturnValue:
+    """One student's pages from the upload screen (the same checks and storage as the API)."""
+    view = submit(_exam(exam_id))
+    return jsonify({"id": str(view["id"]), "status": view["status"], "student_ref": view["student_ref"]}), 201
+
+
+@web.post("/exams/<uuid:exam_id>/template")
+def upload_template(exam_id: uuid.UUID) -> ResponseReturnValue:
+    exam = _exam(exam_id)
+    pages, headers = request_pages(_("Choose the blank paper's pages (images or a PDF)."))
+    try:
+        exam_template.store_pages(resources().storage, exam, pages, headers)
+    except StorageError as exc:
+        raise domain_error(exc, _("Could not store the blank paper; nothing was kept.")) from exc
+    db().commit()
+    current_app.extensions["celery"].send_task("markq.read_template", args=(str(exam.id),))
+    return redirect(url_for("web.exam", exam_id=exam.id))
+
+
+@web.get("/exams/<uuid:exam_id>/template/pages/<int:number>.png")
+def template_preview(exam_id: uuid.UUID, number: int) -> Response:
+    exam = _exam(exam_id)
+    try:
+        image = exam_template.preview(resources().storage, exam, number)
+    except exam_template.NoPreview as exc:
+        raise not_found("template page") from exc
+    return Response(image, mimetype="image/png", headers={"Cache-Control": "private, no-cache"})
+
+
+# --- review ------------------------------------------------------------------------------------
+
+
+@web.get("/exams/<uuid:exam_id>/review")
+def review(exam_id: uuid.UUID) -> str:
+    exam = _exam(exam_id)
+    items = review_queue(db(), exam.id)
+    for item in items:
+        item["paper_id"] = str(item["paper_id"])
+        item["crop_url"] = (
+            url_for("web.crop", paper_id=item["paper_id"], question_id=item["question_id"])
+            if item.pop("has_crop")
+            else None
+        )
+    groups = review_groups(items)
+    return render_template("app/review.html", exam=exam, groups=groups, answers=len(items))
+
+
+@web.post("/exams/<uuid:exam_id>/review")
+def decide(exam_id: uuid.UUID) -> ResponseReturnValue:
+    """A teacher's decision on one answer group: {question_id, papers: [ids], action, score?,
+    reading?}. action: accept (the suggested verdict), right, wrong, score (partial), reading
+    (her reading of the answer, marked against the key)."""
+    exam = _exam(exam_id)
+    body = request.get_json(silent=True) or {}
+    question_id = str(body.get("question_id", ""))
+    ids = body.get("papers") or []
+    if not question_id or not isinstance(ids, list) or not ids or len(ids) > 1000:
+        raise ApiError(422, "invalid_request", "give question_id and papers (1 to 1000 paper ids)")
+    try:
+        paper_ids = [uuid.UUID(str(i)) for i in ids]
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", "papers must be paper ids") from exc
+    found = list(db().scalars(select(Paper).where(Paper.id.in_(paper_ids), Paper.exam_id == exam.id)))
+    if len(found) != len(set(paper_ids)):
+        raise not_found("paper")
+    try:
+        for paper in found:
+            override_question(db(), paper, question_id, _changes(paper, question_id, body))
+    except LookupError as exc:
+        db().rollback()
+        raise not_found("question") from exc
+    except InvalidOverride as exc:
+        db().rollback()
+        raise domain_error(exc) from exc
+    db().commit()
+    return jsonify({"decided": len(found), "remaining": len(review_queue(db(), exam.id))})
+
+
+def _changes(paper: Paper, question_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    action = body.get("action")
+    if action == "right":
+        return {"is_correct": True}
+    if action == "wrong":
+        return {"is_correct": False}
+    if action == "score":
+        return {"score": body.get("score"), "is_correct": _as_float(body.get("score")) > 0}
+    if action == "reading":
+        return {"student_answer": str(body.get("reading", ""))}
+    if action == "accept":
+        question = next((q for q in paper.questions if q.question_id == question_id), None)
+        if question is None:
+            raise LookupError(question_id)
+        if question.model_score is None:
+            raise InvalidOverride("markq could not read this answer: say right, wrong or a score")
+        return {"is_correct": question.model_is_correct, "score": question.model_score}
+    raise InvalidOverride("action must be accept, right, wrong, score or reading")
+
+
+def _as_float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidOverride("a score must be a number") from exc
+
+
+@web.get("/papers/<uuid:paper_id>/questions/<question_id>/crop")
+def crop(paper_id: uuid.UUID, question_id: str) -> Response:
+    paper = _paper(paper_id)
+    key = ((paper.local_reading or {}).get("question_crops") or {}).get(question_id)
+    if key is None:
+        raise not_found("answer image")
+    try:
+        image = resources().storage.get(key)
+    except StorageError as exc:
+        raise domain_error(exc, "the answer's image cannot be read from storage now") from exc
+    return Response(image, mimetype="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+# --- reports -----------------------------------------------------------------------------------
+
+
+@web.get("/exams/<uuid:exam_id>/report")
+def report(exam_id: uuid.UUID) -> str:
+    exam = _exam(exam_id)
+    data = exam_report(db(), exam)
+    top = data["missed_knowledge_points"][:10]
+    widest = max((row["missed"] for row in top), default=0) or 1
+
+    def sheet_url(student_ref: str) -> str:
+        return url_for("web.student", exam_id=exam.id, student_ref=student_ref)
+
+    actions = {"pack": url_for("web.pack", exam_id=exam.id)}
+    return render_template(
+        "exam_report.html",
+        layout="app/base.html",
+        exam=exam,
+        report=data,
+        top=top,
+        widest=widest,
+        sheet_url=sheet_url,
+        actions=actions,
+    )
+
+
+def _sheet(exam: Exam, student_ref: str) -> dict[str, Any]:
+    data = student_report(db(), g.school.id, student_ref, exam_id=exam.id)
+    if not data["exams"]:
+        raise not_found("student")
+    return {"report": data, "paper": db().get(Paper, data["exams"][0]["paper_id"])}
+
+
+@web.get("/exams/<uuid:exam_id>/students/<path:student_ref>")
+def student(exam_id: uuid.UUID, student_ref: str) -> str:
+    from api.pages import LABELS
+
+    exam = _exam(exam_id)
+    return render_template(
+        "app/student.html",
+        exam=exam,
+        sheets=[_sheet(exam, student_ref)],
+        text=LABELS.get(exam.language, LABELS["en"]),
+        lang=exam.language,
+    )
+
+
+@web.get("/exams/<uuid:exam_id>/pack")
+def pack(exam_id: uuid.UUID) -> str:
+    """Every student's sheet in one printable page: A4, each sheet from a new page."""
+    from api.pages import LABELS
+
+    exam = _exam(exam_id)
+    refs = db().scalars(
+        select(Paper.student_ref)
+        .where(Paper.exam_id == exam.id, Paper.status.in_((PaperStatus.graded, PaperStatus.needs_review)))
+        .order_by(Paper.class_label, Paper.student_ref)
+    )
+    return render_template(
+        "app/pack.html",
+        exam=exam,
+        sheets=[_sheet(exam, ref) for ref in dict.fromkeys(refs)],
+        text=LABELS.get(exam.language, LABELS["en"]),
+        lang=exam.language,
+        printed_at=utcnow(),
+    )
