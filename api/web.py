@@ -444,7 +444,7 @@ def exam_progress(exam_id: uuid.UUID) -> Response:
 
 
 def _in_flight() -> tuple[PaperStatus, ...]:
-    return (PaperStatus.uploading, PaperStatus.queued, PaperStatus.processing)
+    return (PaperStatus.queued, PaperStatus.processing)
 
 
 @web.post("/exams/<uuid:exam_id>/resume")
