@@ -138,6 +138,13 @@ def status_name(status: str) -> str:
 
 
 @web.app_template_global()
+def subject_name(subject: str) -> str:
+    return {"math": _("Mathematics"), "chinese": _("Chinese"), "english": _("English"), "science": _("Science")}.get(
+        subject, subject
+    )
+
+
+@web.app_template_global()
 def reader_name(reader: str) -> str:
     return {
         "local": _("read offline on the school's server"),

@@ -258,6 +258,8 @@ def test_the_next_answer_shows_within_200_ms_on_a_300_answer_queue(live_api, app
     timings = sorted(page.evaluate("window.markqReview.timings"))
     assert len(timings) == 300
     p95 = timings[int(0.95 * len(timings)) - 1]
-    print(f"review: page opened in {opened:.2f} s; keystroke to next answer p50 {timings[150]:.1f} ms, p95 {p95:.1f} ms")
+    print(
+        f"review: page opened in {opened:.2f} s; keystroke to next answer p50 {timings[150]:.1f} ms, p95 {p95:.1f} ms"
+    )
     assert p95 < 200, timings[-20:]
     context.close()

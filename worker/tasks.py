@@ -12,7 +12,7 @@ import uuid
 
 from celery import Task, shared_task
 
-from shared import webhooks
+from shared import teachers, webhooks
 from shared.db import transaction
 from shared.grading import exam_template, lane_batch, lanes, papers
 from shared.grading.lane_live import call_live
@@ -84,7 +84,8 @@ def read_template(self: Task, exam_id: str) -> str:
 @shared_task(name="markq.sweep_stuck_papers")
 def sweep_stuck_papers() -> int:
     """Re-enqueue papers whose message was lost (a flushed Redis, a dead worker), and papers
-    paused by a budget that has room again (raised, or a new day for a school's daily cap)."""
+    paused by a budget that has room again (raised, or a new day for a school's daily cap); drop
+    the web app's ended sessions."""
     res = resources()
     settings = res.settings
     with transaction(res.sessions) as session:
@@ -98,6 +99,7 @@ def sweep_stuck_papers() -> int:
         ledger.abandon_stale(session, papers.deadline(settings.lease_seconds))
     with transaction(res.sessions) as session:
         ids += caps.resumable_by_budget(session)
+        teachers.drop_expired_sessions(session)
     start_grading(ids)
     if ids:
         log.info("re-enqueued %d stuck papers", len(ids))

@@ -36,7 +36,8 @@ def local_review_reason(mark: QuestionMark, threshold: float) -> str | None:
     if mark.error_type == "illegible":
         return f"illegible: {mark.explanation}"
     if mark.confidence < threshold:
-        return f"the offline reader is unsure (confidence {mark.confidence:.2f} < {threshold:g}): {mark.explanation}"
+        unsure = f"the offline reader is unsure (confidence {mark.confidence:.2f} < {threshold:g})"
+        return f"{unsure}: {mark.explanation}" if mark.explanation else unsure
     return None
 
 
