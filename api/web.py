@@ -30,13 +30,14 @@ from api.exams import resume
 from api.papers import submit
 from api.schemas import ExamCreateSchema
 from api.uploads import request_pages
-from shared import teachers
+from shared import schools, teachers
 from shared.grading import exam_template, papers
 from shared.grading.exams import InvalidExam, create_exam, exam_view, get_exam
 from shared.grading.reports import exam_report, student_report
 from shared.grading.review import InvalidOverride, override_question, review_groups, review_queue
 from shared.models import Exam, KnowledgePoint, Paper, PaperStatus, PauseCause, utcnow
 from shared.spending import caps
+from shared.spending.estimate import PageSize, estimate
 from shared.storage import StorageError
 from worker.tasks import start_grading
 
@@ -259,6 +260,88 @@ def language() -> ResponseReturnValue:
     return redirect(_local_next(request.form.get("next")))
 
 
+# --- the school: teachers and API keys (admins) --------------------------------------------------
+
+
+def _admin() -> None:
+    if not g.teacher.is_admin:
+        raise Refused(403, _("Only a school admin manages teachers and API keys."))
+
+
+@web.get("/school")
+def school() -> str:
+    _admin()
+    return _school_page()
+
+
+def _school_page(**shown: Any) -> str:
+    return render_template(
+        "app/school.html",
+        teachers=teachers.school_teachers(db(), g.school.id),
+        keys=schools.list_keys(db(), g.school),
+        **shown,
+    )
+
+
+@web.post("/school/teachers")
+def invite() -> ResponseReturnValue:
+    """A new teacher of this school with a one-time password the admin passes on (there is no
+    mail server); she signs in with it and changes it."""
+    _admin()
+    password = secrets.token_urlsafe(9)
+    try:
+        made = teachers.create_teacher(
+            db(),
+            g.school,
+            request.form.get("email", ""),
+            request.form.get("name", ""),
+            password,
+            is_admin=bool(request.form.get("admin")),
+            language=request.form.get("language", "zh"),
+        )
+    except teachers.AccountError as exc:
+        db().rollback()
+        return _school_page(error=str(exc)), 422
+    db().commit()
+    return _school_page(invited={"email": made.email, "password": password})
+
+
+@web.post("/school/keys")
+def new_key() -> ResponseReturnValue:
+    _admin()
+    made = schools.create_key(db(), g.school)
+    db().commit()
+    return _school_page(new_key=made.key)
+
+
+@web.post("/school/keys/<prefix>/revoke")
+def revoke(prefix: str) -> ResponseReturnValue:
+    _admin()
+    if prefix not in {key.prefix for key in schools.list_keys(db(), g.school)}:
+        raise not_found("API key")
+    schools.revoke_key(db(), prefix)
+    db().commit()
+    return redirect(url_for("web.school"))
+
+
+@web.route("/password", methods=["GET", "POST"])
+def password() -> ResponseReturnValue:
+    error, done = None, False
+    if request.method == "POST":
+        try:
+            teachers.sign_in(db(), g.teacher.email, request.form.get("current", ""))
+            teachers.set_password(g.teacher, request.form.get("new", ""))
+        except teachers.SignInRefused:
+            db().commit()
+            error = _("The current password is not right.")
+        except teachers.AccountError as exc:
+            error = str(exc)
+        else:
+            db().commit()
+            done = True
+    return render_template("app/password.html", error=error, done=done), (422 if error else 200)
+
+
 # --- exams -------------------------------------------------------------------------------------
 
 
@@ -296,9 +379,25 @@ def new_exam() -> ResponseReturnValue:
             else:
                 db().commit()
                 return redirect(url_for("web.exam", exam_id=exam.id))
+    rows = _key_rows(form)
     return render_template(
-        "app/new_exam.html", form=form, errors=errors, key_types=KEY_TYPES, rows=_key_rows(form), points=_vocabulary()
+        "app/new_exam.html",
+        form=form,
+        errors=errors,
+        key_types=KEY_TYPES,
+        rows=rows,
+        points=_vocabulary(),
+        cost=_class_cost(len(rows)),
     ), (422 if errors else 200)
+
+
+def _class_cost(questions: int, class_size: int = 40) -> dict[str, Any]:
+    """What the vision model would cost for a class of two-page A4 papers (150 dpi scans), from
+    the same estimate as POST /v1/estimate; the offline reader costs nothing."""
+    model = resources().settings.default_model
+    a4 = [PageSize(f"page-{n}", 1240, 1754) for n in (1, 2)]
+    result = estimate(a4, [model], "high", class_size, max(1, min(questions, 200)))
+    return {"model": model, "class_size": class_size, "usd": result["models"][model]["class"]["cost_usd"]}
 
 
 def _messages(messages: Any, where: str = "") -> list[str]:

@@ -32,6 +32,15 @@ class Storage(Protocol):
         """A URL the provider can fetch, or None when the storage is not reachable from outside."""
         ...
 
+    def presign_put(self, key: str, content_type: str, expires_seconds: int) -> str | None:
+        """A URL a client PUTs the object to, or None when the storage has none (the API's own
+        upload endpoint stands in)."""
+        ...
+
+    def size(self, key: str) -> int | None:
+        """The stored object's size in bytes, or None when there is no such object."""
+        ...
+
     def delete(self, key: str) -> None: ...
     def check(self) -> None:
         """Raise StorageError unless the storage answers."""
@@ -97,6 +106,15 @@ class LocalStorage:
     def presign_get(self, key: str, expires_seconds: int) -> str | None:
         return None
 
+    def presign_put(self, key: str, content_type: str, expires_seconds: int) -> str | None:
+        return None
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
@@ -161,6 +179,25 @@ class S3Storage:
         return self.public_client.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=expires_seconds
         )
+
+    def presign_put(self, key: str, content_type: str, expires_seconds: int) -> str | None:
+        """Signed for the public endpoint where there is one (clients outside compose), else for
+        the endpoint the workers use."""
+        return (self.public_client or self.client).generate_presigned_url(
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
+            ExpiresIn=expires_seconds,
+        )
+
+    def size(self, key: str) -> int | None:
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
+                return None
+            raise StorageError(f"could not look up {key}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"could not look up {key}: {exc}") from exc
 
     def delete(self, key: str) -> None:
         try:

@@ -227,6 +227,7 @@ def test_an_exam_is_created_from_the_form_and_from_a_spreadsheet(app, signed_in,
     page = signed_in.get("/app/exams/new")
     token = csrf_of(page.text)
     assert "math.g2.times-tables" in page.text  # the vocabulary to pick knowledge points from
+    assert re.search(r"视觉模型（gpt-4o）约 \$\d+\.\d\d", page.text)  # the class's cost before saving
     form = {
         "csrf_token": token,
         "title": "二年级口算",
@@ -305,3 +306,58 @@ def test_the_first_admin_is_made_on_the_command_line(app, settings):
         assert session.get(School, teacher.school_id).name == name
     signed = app.test_client()
     assert sign_in(signed, email).status_code == 302
+
+
+def test_a_school_admin_adds_teachers_and_manages_api_keys_and_a_teacher_cannot(app, teacher, signed_in):
+    assert signed_in.get("/app/school").status_code == 403  # a teacher, not an admin
+    with transaction(app.extensions["markq"].sessions) as session:
+        school = session.get(School, teacher["school_id"])
+        admin_email = create_teacher(
+            session, school, f"a{secrets.token_hex(4)}@school.cn", "校长", PASSWORD, is_admin=True
+        ).email
+    admin_client = app.test_client()
+    assert sign_in(admin_client, admin_email).status_code == 302
+    page = admin_client.get("/app/school")
+    assert page.status_code == 200 and "王老师" in page.text
+    token = csrf_of(page.text)
+
+    new_email = f"n{secrets.token_hex(4)}@school.cn"
+    invited = admin_client.post(
+        "/app/school/teachers", data={"csrf_token": token, "email": new_email, "name": "新老师", "language": "en"}
+    )
+    password = re.search(r'id="invited-password">([^<]+)<', invited.text).group(1)
+    newcomer = app.test_client()
+    assert sign_in(newcomer, new_email, password).status_code == 302
+    assert "New exam" in newcomer.get("/app/").text  # her language
+    again = admin_client.post("/app/school/teachers", data={"csrf_token": token, "email": new_email, "name": "x"})
+    assert again.status_code == 422 and "already exists" in again.text
+
+    made = admin_client.post("/app/school/keys", data={"csrf_token": token})
+    key = re.search(r'id="new-key">([^<]+)<', made.text).group(1)
+    headers = {"Authorization": f"Bearer {key}"}
+    assert app.test_client().get("/v1/exams", headers=headers).status_code == 200
+    other_admin = new_teacher(app)
+    with transaction(app.extensions["markq"].sessions) as session:
+        session.scalar(select(Teacher).where(Teacher.email == other_admin["email"])).is_admin = True
+    stranger = app.test_client()
+    sign_in(stranger, other_admin["email"])
+    stranger_token = csrf_of(stranger.get("/app/school").text)
+    prefix = key.split("_")[1]
+    assert stranger.post(f"/app/school/keys/{prefix}/revoke", data={"csrf_token": stranger_token}).status_code == 404
+    assert app.test_client().get("/v1/exams", headers=headers).status_code == 200
+    assert admin_client.post(f"/app/school/keys/{prefix}/revoke", data={"csrf_token": token}).status_code == 302
+    assert app.test_client().get("/v1/exams", headers=headers).status_code == 401
+
+
+def test_a_teacher_changes_her_password(app, teacher, signed_in):
+    token = csrf_of(signed_in.get("/app/password").text)
+    wrong = signed_in.post("/app/password", data={"csrf_token": token, "current": "not it at all", "new": "x" * 12})
+    assert wrong.status_code == 422
+    short = signed_in.post("/app/password", data={"csrf_token": token, "current": PASSWORD, "new": "short"})
+    assert short.status_code == 422
+    done = signed_in.post(
+        "/app/password", data={"csrf_token": token, "current": PASSWORD, "new": "a new long password"}
+    )
+    assert done.status_code == 200
+    assert sign_in(app.test_client(), teacher["email"]).status_code == 401
+    assert sign_in(app.test_client(), teacher["email"], "a new long password").status_code == 302
