@@ -44,13 +44,14 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     openapi.init_app(app)
     openapi.ma_plugin.converter.add_attribute_function(numeric_ranges)
-    from api import bulk, estimate, exams, health, metrics, pages, papers, reports, web
+    from api import bulk, direct, estimate, exams, health, metrics, pages, papers, reports, web
 
     Babel(app, locale_selector=web.select_locale, default_translation_directories=TRANSLATIONS)
 
     openapi.register_blueprint(health.blp)
     openapi.register_blueprint(exams.blp)
     openapi.register_blueprint(papers.blp)
+    openapi.register_blueprint(direct.blp)
     openapi.register_blueprint(bulk.blp)
     openapi.register_blueprint(estimate.blp)
     openapi.register_blueprint(exams.school_blp)

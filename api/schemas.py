@@ -264,7 +264,7 @@ class PaperSchema(Schema):
 
 class PaperListArgs(PageArgs):
     status = fields.String(
-        validate=validate.OneOf(["queued", "processing", "graded", "needs_review", "failed", "paused"])
+        validate=validate.OneOf(["uploading", "queued", "processing", "graded", "needs_review", "failed", "paused"])
     )
 
 
@@ -556,3 +556,46 @@ class ShareLinkSchema(Schema):
     expires_at = fields.DateTime()
     revoked_at = fields.DateTime(allow_none=True)
     school = fields.String()
+
+
+class UploadFileDeclaredSchema(Schema):
+    name = fields.String(
+        required=True,
+        validate=validate.Length(1, 255),
+        metadata={"description": "The file's name: shown back in errors only, never part of a storage key."},
+    )
+    size = fields.Integer(required=True, validate=validate.Range(min=1), metadata={"description": "Bytes."})
+    content_type = fields.String(
+        required=True,
+        metadata={"description": "image/jpeg, image/png, image/webp, image/tiff, image/heic or application/pdf."},
+    )
+
+
+class UploadCreateSchema(Schema):
+    student_ref = fields.String(required=True, validate=validate.Length(1, 100))
+    class_label = fields.String(load_default="", validate=validate.Length(max=100))
+    files = fields.List(
+        fields.Nested(UploadFileDeclaredSchema),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={"description": "The paper's files in page order."},
+    )
+
+
+class UploadFileSchema(Schema):
+    number = fields.Integer()
+    name = fields.String()
+    size = fields.Integer()
+    method = fields.String(metadata={"description": "Always PUT."})
+    url = fields.String(metadata={"description": "Where to PUT the file's bytes, with `headers`."})
+    headers = fields.Dict(keys=fields.String(), values=fields.String())
+    uploaded = fields.Boolean(metadata={"description": "Already stored at its declared size."})
+
+
+class UploadSchema(Schema):
+    paper_id = fields.UUID()
+    student_ref = fields.String()
+    status = fields.String()
+    expires_at = fields.DateTime(allow_none=True, metadata={"description": "Not completed by then, it is removed."})
+    files = fields.List(fields.Nested(UploadFileSchema))
+    complete_url = fields.String(metadata={"description": "POST here once every file is uploaded."})

@@ -10,9 +10,7 @@ from api.context import resources
 from api.errors import ApiError, refusal_status
 from shared.images import PageHeader
 from shared.intake.submission import PageError, UploadedPage, check_pages
-from shared.refusals import RefusalKind
-
-PAGE_CODES = {RefusalKind.too_large: "page_too_large", RefusalKind.unsupported: "unsupported_page"}
+from shared.intake.uploads import REFUSAL_CODES
 
 
 def check_uploads(uploads: list[UploadedPage]) -> tuple[list[UploadedPage], list[PageHeader]]:
@@ -46,7 +44,7 @@ def page_refused(exc: PageError) -> ApiError:
     """A refused page in the error shape, naming the file and the page."""
     return ApiError(
         refusal_status(exc.kind),
-        PAGE_CODES.get(exc.kind, "invalid_page"),
+        REFUSAL_CODES.get(exc.kind, "invalid_page"),
         str(exc),
         {"file": exc.filename, "page": exc.number},
     )

@@ -10,6 +10,8 @@ from urllib.parse import quote
 
 import httpx
 
+from client.uploads import Progress, UploadState, content_type, put_file
+
 FINISHED = frozenset({"graded", "needs_review", "failed", "paused"})
 
 
@@ -87,6 +89,54 @@ class MarkqClient:
         return self._upload(
             f"/v1/exams/{exam_id}/papers", pages, data={"student_ref": student_ref, "class_label": class_label}
         )
+
+    def upload_paper(
+        self,
+        exam_id: str,
+        student_ref: str,
+        pages: Sequence[Path],
+        class_label: str = "",
+        *,
+        state: UploadState | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Upload one paper's files straight to storage by URL, then complete it. With `state`, a
+        paper an earlier run started for the same files is resumed: only what is not stored yet is
+        sent, and nothing is created twice (running it again after it completed returns the paper).
+        `progress` is called with each chunk's bytes."""
+        signature = UploadState.signature(str(self.http.base_url), exam_id, student_ref, pages)
+        upload = self._resumed(state.get(signature)) if state else None
+        if upload is not None and upload.get("status") != "uploading":
+            return upload  # completed by an earlier run: the paper as it is, nothing sent again
+        if upload is None:
+            declared = [{"name": p.name, "size": p.stat().st_size, "content_type": content_type(p)} for p in pages]
+            upload = self._call(
+                "POST",
+                f"/v1/exams/{exam_id}/uploads",
+                json={"student_ref": student_ref, "class_label": class_label, "files": declared},
+            )
+            if state:
+                state.remember(signature, str(upload["paper_id"]))
+        for target, page in zip(upload["files"], pages, strict=True):
+            if target["uploaded"]:
+                if progress is not None:
+                    progress(page.stat().st_size)
+                continue
+            put_file(target, page, progress)
+        return self._call("POST", upload["complete_url"])
+
+    def _resumed(self, paper_id: str | None) -> dict[str, Any] | None:
+        """The upload an earlier run started (fresh URLs), the paper if it was completed, or None."""
+        if paper_id is None:
+            return None
+        try:
+            return self._call("GET", f"/v1/papers/{paper_id}/upload")
+        except MarkqError as exc:
+            if exc.status == 409:
+                return self.paper(paper_id)
+            if exc.status == 404:
+                return None
+            raise
 
     def give_template(self, exam_id: str, pages: Sequence[Path]) -> dict[str, Any]:
         """Upload the exam's blank paper, its pages in order; it is read in the background."""

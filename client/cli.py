@@ -27,6 +27,7 @@ import httpx
 
 from client import show
 from client.api import FINISHED, MarkqClient, MarkqError
+from client.uploads import UploadState
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif"}
 PAGE_SUFFIXES = IMAGE_SUFFIXES | {".pdf"}
@@ -79,8 +80,15 @@ def _run(call: Any) -> Any:
         return call()
     except MarkqError as exc:
         raise click.ClickException(f"{exc.code}: {exc.message}" + (f" {exc.details}" if exc.details else "")) from exc
+    except httpx.HTTPStatusError as exc:  # storage refused an upload (the API's errors are MarkqError)
+        raise click.ClickException(f"{exc}; run the same command again to resume") from exc
     except httpx.TransportError as exc:  # refused, unreachable, timed out: say so, in one line
         url = click.get_current_context().obj["url"]
+        target = str(exc.request.url) if exc.__dict__.get("_request") is not None else url
+        if not target.startswith(url):
+            raise click.ClickException(
+                f"the upload to storage was cut ({type(exc).__name__}: {exc}); run the same command again to resume"
+            ) from exc
         raise click.ClickException(f"cannot reach the markq server at {url} ({type(exc).__name__}: {exc})") from exc
 
 
@@ -232,7 +240,14 @@ def submit(
         files: list[Path] = []
         for path in paths:
             files += sorted(p for p in path.iterdir() if p.suffix.lower() in PAGE_SUFFIXES) if path.is_dir() else [path]
-        _print(_run(lambda: client.submit_paper(exam_id, student, files, class_label)), show.paper)
+        size = sum(f.stat().st_size for f in files)
+        with click.progressbar(length=size, label=f"uploading {student}", file=sys.stderr) as bar:
+            paper = _run(
+                lambda: client.upload_paper(
+                    exam_id, student, files, class_label, state=UploadState(), progress=bar.update
+                )
+            )
+        _print(paper, show.paper)
         return
     totals = {"created": 0, "existing": 0, "refused": 0}
     for path in paths:

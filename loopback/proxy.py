@@ -5,7 +5,8 @@ Put it between markq and Redis, PostgreSQL or the S3 server; then
 - `refuse()`: every open connection is reset and new ones are closed at once (a restart, a
   crash, a network cut);
 - `hang()`: connections stay open but no byte moves either way (a server that stopped answering);
-- `restore()`: traffic flows again (connections cut by `refuse` stay cut, as after a restart).
+- `restore()`: traffic flows again (connections cut by `refuse` stay cut, as after a restart);
+- `cut_after(n)`: once n more bytes have gone upstream, refuse (a link that drops mid-upload).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self._stopped = threading.Event()
+        self._cut_at: int | None = None  # bytes still allowed upstream before the link drops
         self._thread = threading.Thread(target=self._accept, daemon=True, name=f"proxy-{self.port}")
 
     def start(self) -> FaultProxy:
@@ -66,6 +68,10 @@ class FaultProxy:
 
     def restore(self) -> None:
         self.mode = Mode.passing
+        self._cut_at = None
+
+    def cut_after(self, upstream_bytes: int) -> None:
+        self._cut_at = upstream_bytes
 
     def _close_all(self) -> None:
         with self._lock:
@@ -110,6 +116,11 @@ class FaultProxy:
                     data = sock.recv(CHUNK)
                     if not data:
                         return
+                    if sock is client and self._cut_at is not None:
+                        self._cut_at -= len(data)
+                        if self._cut_at <= 0:
+                            self.refuse()
+                            return
                     pairs[sock].sendall(data)
         except OSError:
             return

@@ -23,6 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
 )
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -35,6 +36,7 @@ class Base(DeclarativeBase):
 
 
 class PaperStatus(enum.StrEnum):
+    uploading = "uploading"  # upload URLs issued; the client has not called complete yet
     queued = "queued"
     processing = "processing"
     graded = "graded"
@@ -242,6 +244,8 @@ class Paper(Base):
     # Content hash of the ordered pages, and of the exact request prefix it was graded under:
     # the same pages under the same prompt are graded once.
     pages_hash: Mapped[str | None] = mapped_column(String(64))
+    # An upload never completed by then is removed (row and objects) by the sweep.
+    upload_expires_at: Mapped[datetime | None]
     batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("provider_batches.id"), index=True)
     prompt_version: Mapped[str | None] = mapped_column(String(64))
     reused_from: Mapped[uuid.UUID | None] = mapped_column(Uuid)
@@ -338,6 +342,11 @@ class Page(Base):
     normalised_key: Mapped[str | None] = mapped_column(String(300))
     sent_width: Mapped[int | None] = mapped_column(Integer)
     sent_height: Mapped[int | None] = mapped_column(Integer)
+    # False for a file uploaded by URL until the images worker has checked and decoded it (the
+    # API checked a multipart page in the request); the client's file name, for its errors only.
+    verified: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
+    upload_name: Mapped[str | None] = mapped_column(String(255))
+    upload_token_hash: Mapped[str | None] = mapped_column(String(64))
 
     paper: Mapped[Paper] = relationship(back_populates="pages")
 

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     ocr_threads: int | None = Field(None, ge=1, le=256)
 
     max_page_bytes: int = 25 * 1024 * 1024
+    # Upload URLs are valid this long; a paper whose upload is not completed by then is removed.
+    upload_expiry_seconds: int = 24 * 3600
     max_pages_per_paper: int = 20
     max_image_pixels: int = 40_000_000
     pdf_dpi: int = Field(150, ge=72, le=400)

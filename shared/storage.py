@@ -93,8 +93,12 @@ class LocalStorage:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
-        with partial.open("wb") as out:
-            shutil.copyfileobj(stream, out, length=1024 * 1024)
+        try:
+            with partial.open("wb") as out:
+                shutil.copyfileobj(stream, out, length=1024 * 1024)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         partial.replace(path)
 
     def get(self, key: str) -> bytes:

@@ -15,7 +15,7 @@ from tests.helpers import exam_body, page_bytes
 def test_create_an_exam_submit_a_paper_and_read_it(live_api, school_keys, tmp_path):
     exam_file = tmp_path / "exam.json"
     exam_file.write_text(json.dumps(exam_body()), "utf-8")
-    env = {"MARKQ_API_URL": live_api, "MARKQ_API_KEY": school_keys["A"]}
+    env = {"MARKQ_API_URL": live_api, "MARKQ_API_KEY": school_keys["A"], "XDG_CACHE_HOME": str(tmp_path / "cache")}
     runner = CliRunner()
     created = runner.invoke(main, ["--json", "exams", "create", str(exam_file)], env=env)
     assert created.exit_code == 0, created.output
@@ -32,7 +32,7 @@ def test_create_an_exam_submit_a_paper_and_read_it(live_api, school_keys, tmp_pa
         main, ["--json", "submit", exam_id, str(folder), "--student", "S07", "--class", "3A"], env=env
     )
     assert submitted.exit_code == 0, submitted.output
-    paper = json.loads(submitted.output)
+    paper = json.loads(submitted.stdout)
     assert [p["number"] for p in paper["pages"]] == [1, 2] and paper["student_ref"] == "S07"
 
     # for people, by default: summaries and tables, not JSON

@@ -39,6 +39,7 @@ MAX_COUNTDOWN = 600.0  # far below the broker's visibility timeout (3600 s)
 TRANSIENT = (StorageError, OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 FINISHED = (PaperStatus.graded, PaperStatus.needs_review, PaperStatus.failed)
 STEP_TASKS = {
+    lanes.Step.verify: "markq.verify_paper",
     lanes.Step.normalise: "markq.normalise_paper",
     lanes.Step.read_offline: "markq.read_paper",
     lanes.Step.call_live: "markq.grade_paper",

@@ -22,6 +22,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
         # All three declared, so Flower's broker page shows every queue (each worker names its own with -Q).
         "task_queues": [Queue(settings.queue_name), Queue(settings.image_queue_name), Queue(settings.ocr_queue_name)],
         "task_routes": {
+            "markq.verify_paper": {"queue": settings.image_queue_name},
             "markq.normalise_paper": {"queue": settings.image_queue_name},
             "markq.read_paper": {"queue": settings.ocr_queue_name},
             "markq.read_template": {"queue": settings.ocr_queue_name},

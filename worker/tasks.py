@@ -18,6 +18,9 @@ from shared.grading import exam_template, lane_batch, lanes, papers
 from shared.grading.lane_live import call_live
 from shared.grading.lane_offline import read_and_mark
 from shared.grading.requests import resize_pages
+from shared.grading.steps import CannotMark
+from shared.intake import uploads
+from shared.intake.submission import PageError, delete_objects
 from shared.models import Exam, Paper, WebhookDelivery
 from shared.provider import ProviderError
 from shared.resources import Resources
@@ -26,6 +29,33 @@ from shared.storage import StorageError
 from worker.base import MAX_COUNTDOWN, PaperTask, notify, resources, send_step
 
 log = logging.getLogger(__name__)
+
+
+@shared_task(name="markq.verify_paper", base=PaperTask, bind=True, steps=(lanes.Step.verify,))
+def verify_paper(self: PaperTask, paper_id: str) -> str:
+    """Images queue: check and decode the files a client uploaded by URL, as intake checks a
+    multipart page; a bad one fails the paper with its reason, before any provider call."""
+    return self.run_step(paper_id, _verify)
+
+
+def _verify(res: Resources, pid: uuid.UUID) -> str:
+    settings = res.settings
+    with transaction(res.sessions) as session:
+        try:
+            uploaded = uploads.verify_pages(
+                session,
+                res.storage,
+                session.get_one(Paper, pid),
+                max_bytes=settings.max_page_bytes,
+                max_pixels=settings.max_image_pixels,
+                max_pages=settings.max_pages_per_paper,
+                pdf_dpi=settings.pdf_dpi,
+            )
+        except PageError as exc:
+            raise CannotMark(uploads.page_failure(exc)) from exc
+        papers.release(session, pid, reason="pages checked", refund_attempt=True)
+    delete_objects(res.storage, uploaded)  # after the commit: the rows no longer name them
+    return "verified"
 
 
 @shared_task(name="markq.normalise_paper", base=PaperTask, bind=True, steps=(lanes.Step.normalise,))
@@ -85,7 +115,7 @@ def read_template(self: Task, exam_id: str) -> str:
 def sweep_stuck_papers() -> int:
     """Re-enqueue papers whose message was lost (a flushed Redis, a dead worker), and papers
     paused by a budget that has room again (raised, or a new day for a school's daily cap); drop
-    the web app's ended sessions."""
+    the web app's ended sessions and the uploads never completed in time (rows and objects)."""
     res = resources()
     settings = res.settings
     with transaction(res.sessions) as session:
@@ -100,6 +130,9 @@ def sweep_stuck_papers() -> int:
     with transaction(res.sessions) as session:
         ids += caps.resumable_by_budget(session)
         teachers.drop_expired_sessions(session)
+    with transaction(res.sessions) as session:
+        abandoned = uploads.expired_uploads(session)
+    delete_objects(res.storage, abandoned)  # after the commit: the rows are gone
     start_grading(ids)
     if ids:
         log.info("re-enqueued %d stuck papers", len(ids))

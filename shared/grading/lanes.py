@@ -27,6 +27,7 @@ __all__ = ["Priority", "Reader", "Step", "next_step"]
 
 
 class Step(enum.StrEnum):
+    verify = "verify"  # check and decode files uploaded by URL (images queue)
     normalise = "normalise"  # decode and size the pages for the vision model (images queue)
     read_offline = "read_offline"  # the OCR engine reads and marks (OCR queue)
     call_live = "call_live"  # one provider call now (calls queue)
@@ -42,6 +43,8 @@ def next_step(exam: Exam, paper: Paper, *, reply_stored: bool = False) -> Step:
     """The step a queued (or claimed) paper takes next."""
     if paper.status not in ACTIVE:
         return Step.done
+    if not all(page.verified for page in paper.pages):
+        return Step.verify
     if reply_stored:
         return Step.record
     if reads_offline(exam) and paper.local_reading is None:

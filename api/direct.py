@@ -1,0 +1,172 @@
+"""Uploads by URL: create a paper's upload, PUT each file straight to storage, then complete it.
+
+The API never carries the bytes with S3/MinIO (presigned PUTs); with the local-folder backend its
+own `PUT /v1/uploads/{page}/{token}` streams them to the folder, so clients speak one protocol.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import request, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from sqlalchemy import select
+
+from api.context import current_school, db, require_school, resources
+from api.errors import ApiError, domain_error, not_found, refusal_status
+from api.exams import school_exam
+from api.papers import paper_view
+from api.schemas import PaperSchema, UploadCreateSchema, UploadFileSchema, UploadSchema
+from api.uploads import has_control_characters
+from shared.intake import uploads
+from shared.intake.submission import replace_failed
+from shared.models import Paper, PaperStatus
+from shared.storage import StorageError
+from worker.tasks import start_grading
+
+blp = Blueprint("uploads", __name__, description="Uploads by URL: the bytes go straight to storage")
+
+
+def _upload_view(paper: Paper, targets: list[uploads.UploadTarget]) -> dict[str, Any]:
+    settings = resources().settings
+    files = []
+    for target in targets:
+        url = target.url or settings.public_base_url.rstrip("/") + url_for(
+            "uploads.UploadEndpoint", page_id=target.page.id, token=target.token
+        )
+        content_type = next(t for t, f in uploads.UPLOAD_TYPES.items() if f == target.page.original_format)
+        files.append(
+            {
+                "number": target.page.number,
+                "name": target.page.upload_name,
+                "size": target.page.original_bytes,
+                "method": "PUT",
+                "url": url,
+                "headers": {"Content-Type": content_type},
+                "uploaded": resources().storage.size(target.page.original_key) == target.page.original_bytes,
+            }
+        )
+    return {
+        "paper_id": paper.id,
+        "student_ref": paper.student_ref,
+        "status": paper.status.value,
+        "expires_at": paper.upload_expires_at,
+        "files": files,
+        "complete_url": url_for("uploads.UploadComplete", paper_id=paper.id),
+    }
+
+
+@blp.route("/v1/exams/<uuid:exam_id>/uploads")
+class Uploads(MethodView):
+    decorators = [require_school]
+
+    @blp.arguments(UploadCreateSchema)
+    @blp.response(201, UploadSchema)
+    def post(self, fields: dict[str, Any], exam_id: uuid.UUID) -> dict[str, Any]:
+        """Start one student's paper by URL: declare each file (name, size in bytes, type) and get an
+        upload URL for each. PUT each file's bytes to its URL with the Content-Type given, then
+        POST complete_url. The paper is `uploading` until then; never completed, it expires."""
+        exam = school_exam(exam_id)
+        for name in ("student_ref", "class_label"):
+            if has_control_characters(fields.get(name, "")):
+                raise ApiError(422, "invalid_request", f"{name} holds a control character (NUL, a line break)")
+        settings = resources().settings
+        declared = [uploads.DeclaredFile(f["name"], f["size"], f["content_type"]) for f in fields["files"]]
+        try:
+            paper, targets = uploads.open_upload(
+                db(),
+                resources().storage,
+                exam,
+                student_ref=fields["student_ref"].strip(),
+                class_label=fields.get("class_label", "").strip(),
+                files=declared,
+                max_bytes=settings.max_page_bytes,
+                max_files=settings.max_pages_per_paper,
+                expires_seconds=settings.upload_expiry_seconds,
+            )
+        except uploads.UploadRefused as exc:
+            db().rollback()
+            code = uploads.REFUSAL_CODES.get(exc.kind, "invalid_page")
+            raise ApiError(refusal_status(exc.kind), code, str(exc), {"file": exc.name, "number": exc.number}) from exc
+        db().commit()
+        return _upload_view(paper, targets), 201
+
+
+def _school_paper(paper_id: uuid.UUID) -> Paper:
+    paper = db().scalar(select(Paper).where(Paper.id == paper_id, Paper.school_id == current_school().id))
+    if paper is None:
+        raise not_found("paper")
+    return paper
+
+
+@blp.route("/v1/papers/<uuid:paper_id>/upload")
+class UploadAgain(MethodView):
+    decorators = [require_school]
+
+    @blp.response(200, UploadSchema)
+    def get(self, paper_id: uuid.UUID) -> dict[str, Any]:
+        """An uploading paper's files again, with fresh URLs and whether each is already stored at
+        its declared size: after a dropped link, upload only what is missing, then complete."""
+        paper = _school_paper(paper_id)
+        if paper.status != PaperStatus.uploading:
+            raise ApiError(409, "not_uploading", f"the paper is {paper.status.value}, no longer uploading")
+        targets = uploads.renew_targets(resources().storage, paper, resources().settings.upload_expiry_seconds)
+        db().commit()
+        return _upload_view(paper, targets)
+
+
+@blp.route("/v1/papers/<uuid:paper_id>/complete")
+class UploadComplete(MethodView):
+    decorators = [require_school]
+
+    @blp.response(200, PaperSchema)
+    def post(self, paper_id: uuid.UUID) -> dict[str, Any]:
+        """Every file is uploaded: markq checks each is stored at its declared size and queues the
+        paper (the images worker then checks and decodes each page). 409 names each file missing.
+        Completing a paper twice queues it once."""
+        session = db()
+        paper = _school_paper(paper_id)
+        was_uploading = paper.status == PaperStatus.uploading
+        try:
+            uploads.complete_upload(session, resources().storage, paper)
+        except uploads.UploadIncomplete as exc:
+            raise ApiError(409, "upload_incomplete", str(exc), exc.problems) from exc
+        except StorageError as exc:
+            raise domain_error(exc, "storage does not answer now; complete again in a moment") from exc
+        session.commit()
+        replaced: list[uuid.UUID] = []
+        if was_uploading:
+            if paper.status == PaperStatus.queued:
+                start_grading([paper.id])
+            replaced = replace_failed(session, resources().storage, paper)
+        return {**paper_view(paper), "replaced": replaced}
+
+
+@blp.route("/v1/uploads/<int:page_id>/<token>")
+class UploadEndpoint(MethodView):
+    @blp.doc(
+        security=[],
+        requestBody={
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        },
+    )
+    @blp.response(200, UploadFileSchema)
+    def put(self, page_id: int, token: str) -> dict[str, Any]:
+        """The upload URL when storage is a local folder: PUT the file's bytes (the token in the
+        URL is the authority; no API key). More bytes than declared: 413, nothing kept."""
+        page = uploads.page_for_token(db(), page_id, token)
+        if page is None:
+            raise ApiError(404, "not_found", "no upload at this URL: it expired, was completed, or was never issued")
+        try:
+            size = uploads.receive(
+                resources().storage, page, request.stream, request.mimetype or "application/octet-stream"
+            )
+        except uploads.UploadRefused as exc:
+            resources().storage.delete(page.original_key)
+            raise ApiError(413, "page_too_large", f"file {page.number} ({page.upload_name}): {exc.reason}") from exc
+        except StorageError as exc:
+            raise domain_error(exc, "could not store the file; upload it again") from exc
+        return {"number": page.number, "name": page.upload_name, "size": size, "uploaded": size == page.original_bytes}

@@ -1,0 +1,303 @@
+"""Uploads by URL: a paper's files go from the client straight to storage, not through the API.
+
+1. `open_upload`: the client declares each file (name, size, type); the paper is registered as
+   `uploading`, each file gets an object key under `uploads/` (built from ids, never the file's
+   name) and an upload URL: a presigned PUT with S3/MinIO, or the API's own upload endpoint with a
+   random token when the storage is a local folder.
+2. The client PUTs each file to its URL (again, for any file that failed: a PUT replaces).
+3. `complete_upload`: every object is there with its declared size; the paper is queued.
+4. `verify_pages` (images worker): each file is checked and decoded with the same rules as a
+   multipart upload (format allow-list, decompression-bomb limits, every pixel decoded, PDFs
+   rendered page by page); the checked pages are stored as the paper's pages and the upload objects
+   removed. A file that fails fails its paper with the file's reason; no provider call is made.
+5. `expired_uploads` (the sweep): papers never completed are removed, rows and objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import BinaryIO
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.intake.submission import PageError, UploadedPage, check_pages, pages_hash
+from shared.models import Exam, Page, Paper, PaperStatus, PauseCause, utcnow
+from shared.refusals import RefusalKind
+from shared.storage import Storage, original_page_key, paper_prefix
+
+UPLOAD_TYPES = {
+    "image/jpeg": "JPEG",
+    "image/png": "PNG",
+    "image/webp": "WEBP",
+    "image/tiff": "TIFF",
+    "image/heic": "HEIF",
+    "image/heif": "HEIF",
+    "application/pdf": "PDF",
+}
+
+
+@dataclass(frozen=True)
+class DeclaredFile:
+    name: str  # shown back in errors only
+    size: int
+    content_type: str
+
+
+@dataclass(frozen=True)
+class UploadTarget:
+    page: Page
+    url: str | None  # None: the storage has no URL; the API's own endpoint with `token`
+    token: str | None
+
+
+class UploadRefused(ValueError):
+    """A declared file the upload cannot take: which, why, and what kind of refusal."""
+
+    def __init__(self, number: int, name: str, reason: str, kind: RefusalKind) -> None:
+        super().__init__(f"file {number} ({name}): {reason}")
+        self.number, self.name, self.reason, self.kind = number, name, reason, kind
+
+
+class UploadIncomplete(ValueError):
+    """`complete` before every file is in storage at its declared size."""
+
+    def __init__(self, problems: list[dict[str, object]]) -> None:
+        super().__init__("; ".join(str(p["reason"]) for p in problems))
+        self.problems = problems
+
+
+def upload_key(school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID, number: int) -> str:
+    """Where an uploaded file waits to be verified: under `uploads/`, so a bucket lifecycle rule can
+    expire what a client abandoned even if the sweep never runs."""
+    return f"uploads/{paper_prefix(school_id, exam_id, paper_id)}/file-{number}"
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_declared(files: list[DeclaredFile], *, max_bytes: int, max_files: int) -> None:
+    if not files:
+        raise UploadRefused(0, "", "declare at least one file", RefusalKind.invalid)
+    if len(files) > max_files:
+        raise UploadRefused(
+            len(files), files[-1].name, f"more than the {max_files} files a paper may have", RefusalKind.too_large
+        )
+    for number, file in enumerate(files, start=1):
+        if file.size <= 0:
+            raise UploadRefused(number, file.name, "file is empty", RefusalKind.invalid)
+        if file.size > max_bytes:
+            raise UploadRefused(
+                number, file.name, f"file is {file.size} bytes, over the {max_bytes} byte limit", RefusalKind.too_large
+            )
+        if file.content_type not in UPLOAD_TYPES:
+            raise UploadRefused(
+                number,
+                file.name,
+                f"type {file.content_type!r} is not accepted; send one of {', '.join(sorted(UPLOAD_TYPES))}",
+                RefusalKind.unsupported,
+            )
+
+
+def open_upload(
+    session: Session,
+    storage: Storage,
+    exam: Exam,
+    *,
+    student_ref: str,
+    class_label: str,
+    files: list[DeclaredFile],
+    max_bytes: int,
+    max_files: int,
+    expires_seconds: int,
+) -> tuple[Paper, list[UploadTarget]]:
+    """Register the paper as uploading with a target per file (caller commits)."""
+    check_declared(files, max_bytes=max_bytes, max_files=max_files)
+    paper = Paper(
+        id=uuid.uuid4(),
+        school_id=exam.school_id,
+        exam_id=exam.id,
+        student_ref=student_ref,
+        class_label=class_label,
+        status=PaperStatus.uploading,
+        upload_expires_at=utcnow() + timedelta(seconds=expires_seconds),
+    )
+    targets = []
+    for number, file in enumerate(files, start=1):
+        key = upload_key(exam.school_id, exam.id, paper.id, number)
+        url = storage.presign_put(key, file.content_type, expires_seconds)
+        token = None if url else secrets.token_urlsafe(32)
+        page = Page(
+            number=number,
+            original_key=key,
+            original_format=UPLOAD_TYPES[file.content_type],
+            original_bytes=file.size,
+            width=0,
+            height=0,
+            sha256="",
+            verified=False,
+            upload_name=file.name[:255],
+            upload_token_hash=token_digest(token) if token else None,
+        )
+        paper.pages.append(page)
+        targets.append(UploadTarget(page, url, token))
+    session.add(paper)
+    session.flush()
+    return paper, targets
+
+
+def renew_targets(storage: Storage, paper: Paper, expires_seconds: int) -> list[UploadTarget]:
+    """Fresh URLs for an uploading paper's files (the old tokens stop working); caller commits."""
+    targets = []
+    for page in sorted(paper.pages, key=lambda p: p.number):
+        content_type = next(t for t, f in UPLOAD_TYPES.items() if f == page.original_format)
+        url = storage.presign_put(page.original_key, content_type, expires_seconds)
+        token = None if url else secrets.token_urlsafe(32)
+        page.upload_token_hash = token_digest(token) if token else None
+        targets.append(UploadTarget(page, url, token))
+    return targets
+
+
+def page_for_token(session: Session, page_id: int, token: str) -> Page | None:
+    """The uploading page this token opens (the API's own upload endpoint), or None."""
+    page = session.get(Page, page_id)
+    if page is None or page.upload_token_hash is None or page.paper.status != PaperStatus.uploading:
+        return None
+    if not secrets.compare_digest(page.upload_token_hash, token_digest(token)):
+        return None
+    return page
+
+
+class _Bounded:
+    """Reads at most `limit` bytes from a request body; one more and the upload is refused."""
+
+    def __init__(self, raw: BinaryIO, limit: int) -> None:
+        self.raw, self.limit, self.size = raw, limit, 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.raw.read(size if size > 0 else 1024 * 1024)
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise UploadRefused(0, "", f"more bytes than the {self.limit} declared", RefusalKind.too_large)
+        return chunk
+
+
+def receive(storage: Storage, page: Page, body: BinaryIO, content_type: str) -> int:
+    """Stream one uploaded file into storage (the local backend's upload endpoint); its bytes."""
+    reader = _Bounded(body, page.original_bytes)
+    storage.put(page.original_key, reader, content_type)  # type: ignore[arg-type]
+    return reader.size
+
+
+def complete_upload(session: Session, storage: Storage, paper: Paper) -> None:
+    """Queue the paper once every file is in storage at its declared size (caller commits and
+    enqueues); raises UploadIncomplete naming each file that is not. Completing again is a no-op."""
+    if paper.status != PaperStatus.uploading:
+        return
+    problems: list[dict[str, object]] = []
+    for page in paper.pages:
+        size = storage.size(page.original_key)
+        if size is None:
+            problems.append(
+                {
+                    "file": page.upload_name,
+                    "number": page.number,
+                    "reason": f"file {page.number} ({page.upload_name}) is not uploaded yet",
+                }
+            )
+        elif size != page.original_bytes:
+            problems.append(
+                {
+                    "file": page.upload_name,
+                    "number": page.number,
+                    "reason": f"file {page.number} ({page.upload_name}) is {size} bytes, not the {page.original_bytes} declared: upload it again",
+                }
+            )
+    if problems:
+        raise UploadIncomplete(problems)
+    paper.status = PaperStatus.queued
+    paper.upload_expires_at = None
+    exam = session.get_one(Exam, paper.exam_id)
+    if exam.trial_papers and not exam.trial_released:
+        earlier = session.scalar(
+            select(func.count())
+            .select_from(Paper)
+            .where(Paper.exam_id == exam.id, Paper.id != paper.id, Paper.status != PaperStatus.uploading)
+        )
+        if (earlier or 0) >= exam.trial_papers:
+            paper.status = PaperStatus.paused
+            paper.paused_for = PauseCause.trial
+            paper.status_reason = (
+                f"trial run: the first {exam.trial_papers} papers are graded first; release the exam to grade the rest"
+            )
+
+
+def verify_pages(
+    session: Session, storage: Storage, paper: Paper, *, max_bytes: int, max_pixels: int, max_pages: int, pdf_dpi: int
+) -> list[str]:
+    """Check every uploaded file as intake checks a multipart page, and make the checked pages the
+    paper's pages (caller commits, then deletes the upload objects whose keys this returns).
+    Raises PageError, naming the file, at the first bad one; nothing is changed then."""
+    uploads = sorted(paper.pages, key=lambda page: page.number)
+    files = [
+        UploadedPage(io.BytesIO(storage.get(page.original_key)), page.upload_name or f"file {page.number}")
+        for page in uploads
+    ]
+    checked, headers = check_pages(
+        files, max_bytes=max_bytes, max_pixels=max_pixels, max_pages=max_pages, pdf_dpi=pdf_dpi
+    )
+    stored: list[str] = []
+    fresh: list[Page] = []
+    for number, (page, header) in enumerate(zip(checked, headers, strict=True), start=1):
+        data = page.stream.read()
+        key = original_page_key(paper.school_id, paper.exam_id, paper.id, number)
+        storage.put(key, io.BytesIO(data), header.content_type)
+        stored.append(key)
+        fresh.append(
+            Page(
+                number=number,
+                original_key=key,
+                original_format=header.format,
+                original_bytes=len(data),
+                width=header.width,
+                height=header.height,
+                sha256=hashlib.sha256(data).hexdigest(),
+                upload_name=page.filename[:255],
+            )
+        )
+    old_keys = [page.original_key for page in uploads]
+    paper.pages.clear()
+    session.flush()
+    paper.pages.extend(fresh)
+    paper.pages_hash = pages_hash([page.sha256 for page in fresh])
+    session.flush()
+    return old_keys
+
+
+# The codes intake answers a refused page with; a page refused in the worker fails its paper with
+# the same code at the head of the reason.
+REFUSAL_CODES = {RefusalKind.too_large: "page_too_large", RefusalKind.unsupported: "unsupported_page"}
+
+
+def page_failure(exc: PageError) -> str:
+    return f"{REFUSAL_CODES.get(exc.kind, 'invalid_page')}: {exc}"
+
+
+def expired_uploads(session: Session, now: datetime | None = None) -> list[str]:
+    """Remove papers whose upload was never completed in time; returns their object keys for the
+    caller to delete after the commit (a key deleted for a row that stays would lose a page)."""
+    rows = list(
+        session.scalars(
+            select(Paper).where(Paper.status == PaperStatus.uploading, Paper.upload_expires_at < (now or utcnow()))
+        )
+    )
+    keys = [page.original_key for paper in rows for page in paper.pages]
+    for paper in rows:
+        session.delete(paper)
+    return keys

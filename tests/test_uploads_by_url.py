@@ -1,0 +1,229 @@
+"""Uploads by URL: the bytes go from the client straight to storage (moto's S3 server here, the
+API's own endpoint with a local folder), the images worker checks them, abandoned uploads expire."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from contextlib import contextmanager
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select, update
+from werkzeug.serving import make_server
+
+from client import samples
+from client.cli import main as cli
+from loopback.proxy import FaultProxy
+from shared.intake.uploads import upload_key
+from shared.models import Paper, PaperStatus, utcnow
+from tests.helpers import exam_body, loopback_call, page_bytes, wait_for
+from tests.test_api import another_app
+
+pytestmark = pytest.mark.integration
+
+
+def declare(name: str, data: bytes, content_type: str = "image/jpeg") -> dict:
+    return {"name": name, "size": len(data), "content_type": content_type}
+
+
+def start(api: str, headers: dict, exam_id: str, files: dict[str, bytes], student: str = "S01") -> dict:
+    reply = httpx.post(
+        f"{api}/v1/exams/{exam_id}/uploads",
+        headers=headers,
+        json={"student_ref": student, "class_label": "3(2)", "files": [declare(n, d) for n, d in files.items()]},
+    )
+    assert reply.status_code == 201, reply.text
+    return reply.json()
+
+
+def put(target: dict, data: bytes) -> httpx.Response:
+    return httpx.put(target["url"], content=data, headers=target["headers"])
+
+
+def make_exam(api: str, headers: dict, **overrides) -> dict:
+    reply = httpx.post(f"{api}/v1/exams", headers=headers, json=exam_body(**overrides))
+    assert reply.status_code == 201, reply.text
+    return reply.json()
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> dict:
+    return samples.write_samples(tmp_path_factory.mktemp("samples"))["exams"][0]
+
+
+def test_a_paper_uploaded_by_url_is_checked_by_the_worker_and_marked(live_api, auth, worker, app, sample):
+    exam = make_exam(live_api, auth(), provider="local", answer_key=sample["exam"]["answer_key"], title="by URL")
+    files = {path.name: path.read_bytes() for path in sample["papers"]["S02"]}
+    upload = start(live_api, auth(), exam["id"], files)
+    assert upload["status"] == "uploading" and [f["number"] for f in upload["files"]] == [1, 2]
+    assert all(f["url"].startswith(app.extensions["markq"].settings.s3_endpoint_url) for f in upload["files"])
+    assert all(not f["uploaded"] for f in upload["files"])
+    assert "math-S02" not in " ".join(f["url"] for f in upload["files"])  # keys never from file names
+
+    complete = f"{live_api}{upload['complete_url']}"
+    early = httpx.post(complete, headers=auth())
+    assert early.status_code == 409 and early.json()["error"]["code"] == "upload_incomplete"
+    assert [p["number"] for p in early.json()["error"]["details"]] == [1, 2]
+
+    first, second = files.values()
+    assert put(upload["files"][0], first).status_code == 200
+    assert put(upload["files"][1], second[: len(second) // 2]).status_code == 200  # a link cut halfway
+    half = httpx.post(complete, headers=auth())
+    assert half.status_code == 409 and "not the" in half.json()["error"]["message"]
+    again = httpx.get(f"{live_api}/v1/papers/{upload['paper_id']}/upload", headers=auth()).json()
+    assert [f["uploaded"] for f in again["files"]] == [True, False]  # resume: only the second again
+    assert put(again["files"][1], second).status_code == 200
+
+    done = httpx.post(complete, headers=auth())
+    assert done.status_code == 200 and done.json()["status"] in ("queued", "processing", "graded", "needs_review")
+    twice = httpx.post(complete, headers=auth())
+    assert twice.status_code == 200  # completing again queues nothing twice
+    paper = wait_for(live_api, auth(), upload["paper_id"], timeout=120)
+    assert paper["status"] in ("graded", "needs_review"), paper["status_reason"]
+    wrong = {q["question_id"] for q in paper["questions"] if not q["is_correct"]}
+    assert {"1", "3"} <= wrong  # S02's mistakes, read from the pages that went by URL
+    assert [(p["number"], p["width"] > 0) for p in paper["pages"]] == [(1, True), (2, True)]
+    storage = app.extensions["markq"].storage
+    with app.extensions["markq"].sessions() as session:
+        row = session.get(Paper, upload["paper_id"])
+        assert all(page.verified and not page.original_key.startswith("uploads/") for page in row.pages)
+        assert row.pages_hash
+        assert storage.size(upload_key(row.school_id, row.exam_id, row.id, 1)) is None  # upload objects removed
+
+
+def test_a_corrupt_page_uploaded_by_url_fails_its_paper_with_the_reason_and_no_call(live_api, auth, worker, loopback):
+    exam = make_exam(live_api, auth(), title="corrupt by URL")
+    good = page_bytes("1. 7 x 8 = 56")
+    broken = good[: len(good) // 3]  # a JPEG cut short: its header reads, its pixels do not
+    calls = loopback_call(loopback, "/_loopback/stats")["requests"]
+    upload = start(live_api, auth(), exam["id"], {"front.jpg": good, "back.jpg": broken}, student="S09")
+    for target, data in zip(upload["files"], (good, broken), strict=True):
+        assert put(target, data).status_code == 200
+    assert httpx.post(f"{live_api}{upload['complete_url']}", headers=auth()).status_code == 200
+    paper = wait_for(live_api, auth(), upload["paper_id"], statuses={"failed", "graded", "needs_review"})
+    assert paper["status"] == "failed"
+    assert paper["status_reason"].startswith("invalid_page: page 2 (back.jpg)"), paper["status_reason"]
+    assert loopback_call(loopback, "/_loopback/stats")["requests"] == calls
+
+
+def test_declared_files_are_refused_with_the_limit_and_the_reason(live_api, auth, settings):
+    exam = make_exam(live_api, auth(), title="refused by URL")
+    url = f"{live_api}/v1/exams/{exam['id']}/uploads"
+    big = {"name": "huge.jpg", "size": settings.max_page_bytes + 1, "content_type": "image/jpeg"}
+    reply = httpx.post(url, headers=auth(), json={"student_ref": "S1", "files": [big]})
+    assert reply.status_code == 413 and str(settings.max_page_bytes) in reply.json()["error"]["message"]
+    text = {"name": "notes.txt", "size": 10, "content_type": "text/plain"}
+    reply = httpx.post(url, headers=auth(), json={"student_ref": "S1", "files": [text]})
+    assert reply.status_code == 415 and reply.json()["error"]["details"] == {"file": "notes.txt", "number": 1}
+    reply = httpx.post(url, headers=auth(), json={"student_ref": "S1", "files": []})
+    assert reply.status_code == 422
+    reply = httpx.post(url, headers=auth("B"), json={"student_ref": "S1", "files": [declare("a.jpg", b"x")]})
+    assert reply.status_code == 404  # another school's exam
+
+
+def test_an_upload_never_completed_is_removed_by_the_sweep(live_api, auth, app):
+    from worker.tasks import sweep_stuck_papers
+
+    exam = make_exam(live_api, auth(), title="abandoned")
+    data = page_bytes("abandoned")
+    upload = start(live_api, auth(), exam["id"], {"a.jpg": data}, student="S-gone")
+    assert put(upload["files"][0], data).status_code == 200
+    storage = app.extensions["markq"].storage
+    with app.extensions["markq"].sessions() as session:
+        paper = session.get(Paper, upload["paper_id"])
+        key = paper.pages[0].original_key
+        assert storage.size(key) == len(data)
+        session.execute(
+            update(Paper).where(Paper.id == paper.id).values(upload_expires_at=utcnow() - timedelta(seconds=1))
+        )
+        session.commit()
+    with app.app_context():
+        sweep_stuck_papers()
+    with app.extensions["markq"].sessions() as session:
+        assert session.get(Paper, upload["paper_id"]) is None
+    assert storage.size(key) is None
+    listed = httpx.get(f"{live_api}/v1/exams/{exam['id']}/papers", headers=auth()).json()
+    assert listed == []
+
+
+def test_with_a_local_folder_the_api_takes_the_upload_itself(settings, app, auth, tmp_path, sample):
+    queues = {name: f"markq-test-unconsumed-{name}" for name in ("queue_name", "image_queue_name", "ocr_queue_name")}
+    # its own queues, which no worker reads: the run's worker reads S3, not this folder
+    local = settings.model_copy(
+        update={"storage_backend": "local", "home": tmp_path, "storage_dir": tmp_path / "storage", **queues}
+    )
+    with another_app(local, app) as folder_app, folder_app.test_client() as client:
+        exam = client.post("/v1/exams", headers=auth(), json=exam_body(title="local folder")).json
+        data = sample["papers"]["S01"][0].read_bytes()
+        reply = client.post(
+            f"/v1/exams/{exam['id']}/uploads",
+            headers=auth(),
+            json={"student_ref": "L1", "files": [declare("p.jpg", data)]},
+        )
+        assert reply.status_code == 201, reply.text
+        target = reply.json["files"][0]
+        path = target["url"].removeprefix(settings.public_base_url)
+        assert path.startswith("/v1/uploads/")
+        too_much = client.put(path, data=data + b"x", headers=target["headers"])
+        assert too_much.status_code == 413
+        assert client.put(path.rsplit("/", 1)[0] + "/forged", data=data).status_code == 404
+        stored = client.put(path, data=io.BytesIO(data), headers=target["headers"])
+        assert stored.status_code == 200 and stored.json["uploaded"] is True
+        done = client.post(reply.json["complete_url"], headers=auth())
+        assert done.status_code == 200 and done.json["status"] == "queued"
+        assert client.put(path, data=data).status_code == 404  # completed: the URL is spent
+        with folder_app.extensions["markq"].sessions() as session:
+            paper = session.scalar(select(Paper).where(Paper.id == reply.json["paper_id"]))
+            assert paper.status == PaperStatus.queued
+
+
+@contextmanager
+def serving(flask_app):
+    """`flask_app` over real HTTP on a loopback port, for one test."""
+    server = make_server("127.0.0.1", 0, flask_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+def test_an_upload_cut_halfway_is_resumed_by_the_cli_and_the_paper_completes_once(
+    settings, app, auth, school_keys, worker, tmp_path, sample
+):
+    s3 = urlsplit(settings.s3_endpoint_url)
+    first_page, second_page = sample["papers"]["S03"]
+    with FaultProxy(s3.hostname, s3.port) as link:
+        # clients reach storage through a link that will drop; the workers reach it directly
+        through = settings.model_copy(update={"s3_public_endpoint_url": f"http://127.0.0.1:{link.port}"})
+        with another_app(through, app) as proxied, serving(proxied) as api:
+            exam = make_exam(api, auth(), provider="local", answer_key=sample["exam"]["answer_key"], title="cut link")
+            env = {
+                "MARKQ_API_URL": api,
+                "MARKQ_API_KEY": school_keys["A"],
+                "MARKQ_CONFIG": str(tmp_path / "none.toml"),
+                "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            }
+            command = ["--json", "submit", exam["id"], str(first_page), str(second_page), "--student", "S03"]
+            link.cut_after(first_page.stat().st_size + second_page.stat().st_size // 2)
+            cut = CliRunner().invoke(cli, command, env=env)
+            assert cut.exit_code == 1 and "run the same command again to resume" in cut.output, cut.output
+            started = httpx.get(f"{api}/v1/exams/{exam['id']}/papers", headers=auth()).json()
+            assert [p["status"] for p in started] == ["uploading"]
+            link.restore()
+            resumed = CliRunner().invoke(cli, command, env=env)
+            assert resumed.exit_code == 0, resumed.output
+            paper = json.loads(resumed.stdout)
+            assert paper["id"] == started[0]["id"]  # the same paper, not a second one
+            done = wait_for(api, auth(), paper["id"], timeout=120)
+            assert done["status"] in ("graded", "needs_review"), done["status_reason"]
+            again = CliRunner().invoke(cli, command, env=env)  # a third run: nothing new
+            assert again.exit_code == 0, again.output
+            listed = httpx.get(f"{api}/v1/exams/{exam['id']}/papers", headers=auth()).json()
+            assert [p["id"] for p in listed] == [paper["id"]]
