@@ -6,10 +6,11 @@ own `PUT /v1/uploads/{page}/{token}` streams them to the folder, so clients spea
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
-from flask import request, url_for
+from flask import current_app, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
@@ -20,17 +21,22 @@ from api.exams import school_exam
 from api.papers import paper_view
 from api.schemas import PaperSchema, UploadCreateSchema, UploadFileSchema, UploadSchema
 from api.uploads import has_control_characters
+from shared.grading import lanes
 from shared.intake import uploads
 from shared.intake.submission import replace_failed
 from shared.models import Paper, PaperStatus
 from shared.storage import StorageError
-from worker.tasks import start_grading
+from worker.base import send_step
 
+log = logging.getLogger(__name__)
 blp = Blueprint("uploads", __name__, description="Uploads by URL: the bytes go straight to storage")
 
 
-def _upload_view(paper: Paper, targets: list[uploads.UploadTarget]) -> dict[str, Any]:
+def _upload_view(paper: Paper, targets: list[uploads.UploadTarget], *, new: bool) -> dict[str, Any]:
+    """The upload's files and URLs; for an upload resumed, which files are stored already (one
+    listing of the paper's upload prefix; a new upload has none)."""
     settings = resources().settings
+    stored = {} if new else resources().storage.sizes(uploads.upload_prefix(paper))
     files = []
     for target in targets:
         url = target.url or settings.public_base_url.rstrip("/") + url_for(
@@ -45,7 +51,7 @@ def _upload_view(paper: Paper, targets: list[uploads.UploadTarget]) -> dict[str,
                 "method": "PUT",
                 "url": url,
                 "headers": {"Content-Type": content_type},
-                "uploaded": resources().storage.size(target.page.original_key) == target.page.original_bytes,
+                "uploaded": stored.get(target.page.original_key) == target.page.original_bytes,
             }
         )
     return {
@@ -91,7 +97,7 @@ class Uploads(MethodView):
             code = uploads.REFUSAL_CODES.get(exc.kind, "invalid_page")
             raise ApiError(refusal_status(exc.kind), code, str(exc), {"file": exc.name, "number": exc.number}) from exc
         db().commit()
-        return _upload_view(paper, targets), 201
+        return _upload_view(paper, targets, new=True), 201
 
 
 def _school_paper(paper_id: uuid.UUID) -> Paper:
@@ -114,7 +120,7 @@ class UploadAgain(MethodView):
             raise ApiError(409, "not_uploading", f"the paper is {paper.status.value}, no longer uploading")
         targets = uploads.renew_targets(resources().storage, paper, resources().settings.upload_expiry_seconds)
         db().commit()
-        return _upload_view(paper, targets)
+        return _upload_view(paper, targets, new=False)
 
 
 @blp.route("/v1/papers/<uuid:paper_id>/complete")
@@ -139,9 +145,17 @@ class UploadComplete(MethodView):
         replaced: list[uuid.UUID] = []
         if was_uploading:
             if paper.status == PaperStatus.queued:
-                start_grading([paper.id])
+                # its first step is known (checking the files): no lookup; the sweep covers a lost send
+                _send_verify(paper)
             replaced = replace_failed(session, resources().storage, paper)
         return {**paper_view(paper), "replaced": replaced}
+
+
+def _send_verify(paper: Paper) -> None:
+    try:
+        send_step(current_app.extensions["celery"], paper.id, lanes.Step.verify)
+    except Exception:
+        log.warning("could not enqueue paper %s; the sweep will pick it up", paper.id, exc_info=True)
 
 
 @blp.route("/v1/uploads/<int:page_id>/<token>")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -86,7 +86,13 @@ def register_error_handlers(app: Flask) -> None:
             code = "invalid_request"
             message = "the request is not valid; details name each field and what is wrong with it"
         if exc.code == 413:
-            message = "request body too large"
+            limit = request.max_content_length
+            message = "request body too large" + (
+                f": at most {limit} bytes ({limit / 1024**2:.0f} MiB) here; send fewer pages at a time, "
+                "or upload them by URL (POST /v1/exams/{exam_id}/uploads)"
+                if limit
+                else ""
+            )
         return error_response(exc.code or 500, code, message, details)
 
     @app.errorhandler(Exception)

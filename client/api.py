@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import httpx
 
-from client.uploads import Progress, UploadState, content_type, put_file
+from client.uploads import Progress, UploadState, content_type, put_file, storage_client
 
 FINISHED = frozenset({"graded", "needs_review", "failed", "paused"})
 
@@ -33,6 +33,7 @@ class MarkqClient:
             timeout=timeout,
             headers={"Authorization": f"Bearer {api_key}"},
         )
+        self.storage = storage_client()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._checked(self.http.request(method, path, **kwargs)).json()
@@ -122,7 +123,7 @@ class MarkqClient:
                 if progress is not None:
                     progress(page.stat().st_size)
                 continue
-            put_file(target, page, progress)
+            put_file(self.storage, target, page, progress)
         return self._call("POST", upload["complete_url"])
 
     def _resumed(self, paper_id: str | None) -> dict[str, Any] | None:

@@ -80,12 +80,17 @@ def _chunks(path: Path, progress: Progress | None) -> Iterator[bytes]:
                 progress(len(chunk))
 
 
-def put_file(target: dict[str, Any], path: Path, progress: Progress | None = None) -> None:
-    """PUT one file to its upload URL, streamed. The URL carries its own authority (a presigned
-    signature or a token): the API key is never sent to storage."""
+def storage_client() -> httpx.Client:
+    """For PUTs to upload URLs: no API key (the URL carries its own authority: a presigned
+    signature or a token), connections kept open between files, no write timeout (a slow link
+    may take long; a dead one still times out reading)."""
+    return httpx.Client(timeout=httpx.Timeout(60.0, write=None))
+
+
+def put_file(http: httpx.Client, target: dict[str, Any], path: Path, progress: Progress | None = None) -> None:
+    """PUT one file to its upload URL, streamed from disk."""
     headers = {**target["headers"], "Content-Length": str(path.stat().st_size)}
-    timeout = httpx.Timeout(60.0, write=None)  # a slow link may take long; a dead one still times out reading
-    reply = httpx.put(target["url"], content=_chunks(path, progress), headers=headers, timeout=timeout)
+    reply = http.put(target["url"], content=_chunks(path, progress), headers=headers)
     if reply.status_code >= 300:
         raise httpx.HTTPStatusError(
             f"storage refused file {target['number']} ({path.name}): {reply.status_code} {reply.text[:300]}",

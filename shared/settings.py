@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     # Where the provider can reach the storage. When set, pages go out as presigned GET URLs
     # signed for this endpoint; when unset, pages go inline as data: image parts.
     s3_public_endpoint_url: str | None = None
+    # Where clients (the CLI, browsers) PUT pages by URL, as they reach the storage; unset: the
+    # public endpoint; neither set: uploads stream through the API's own upload endpoint.
+    s3_upload_endpoint_url: str | None = None
     # Where teachers and parents open markq's pages: share links are built on it, never on the
     # request's Host header (which a client chooses).
     public_base_url: str = "http://127.0.0.1:8000"
@@ -127,6 +130,7 @@ class Settings(BaseSettings):
         "openai_base_url",
         "s3_endpoint_url",
         "s3_public_endpoint_url",
+        "s3_upload_endpoint_url",
         "metrics_token",
         "default_provider",
         "ocr_threads",

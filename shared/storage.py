@@ -41,6 +41,10 @@ class Storage(Protocol):
         """The stored object's size in bytes, or None when there is no such object."""
         ...
 
+    def sizes(self, prefix: str) -> dict[str, int]:
+        """Every object under `prefix` with its size: one listing, not a request per object."""
+        ...
+
     def delete(self, key: str) -> None: ...
     def check(self) -> None:
         """Raise StorageError unless the storage answers."""
@@ -119,6 +123,16 @@ class LocalStorage:
         except FileNotFoundError:
             return None
 
+    def sizes(self, prefix: str) -> dict[str, int]:
+        folder = self._path(prefix)
+        if not folder.is_dir():
+            return {}
+        return {
+            path.relative_to(self.root).as_posix(): path.stat().st_size
+            for path in folder.rglob("*")
+            if path.is_file() and not path.name.endswith(".partial")
+        }
+
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
@@ -143,6 +157,7 @@ class S3Storage:
         endpoint_url: str | None = None,
         public_endpoint_url: str | None = None,
         region: str = "us-east-1",
+        upload_endpoint_url: str | None = None,
     ) -> None:
         self.bucket = bucket
         config = BotoConfig(
@@ -159,6 +174,11 @@ class S3Storage:
             boto3.client("s3", endpoint_url=public_endpoint_url, region_name=region, config=config)
             if public_endpoint_url
             else None
+        )
+        # Upload URLs are signed for the host clients PUT to: a school's server name, say.
+        upload_url = upload_endpoint_url or public_endpoint_url
+        self.upload_client = (
+            boto3.client("s3", endpoint_url=upload_url, region_name=region, config=config) if upload_url else None
         )
 
     def put(self, key: str, stream: BinaryIO, content_type: str) -> None:
@@ -185,9 +205,10 @@ class S3Storage:
         )
 
     def presign_put(self, key: str, content_type: str, expires_seconds: int) -> str | None:
-        """Signed for the public endpoint where there is one (clients outside compose), else for
-        the endpoint the workers use."""
-        return (self.public_client or self.client).generate_presigned_url(
+        """Signed for the endpoint clients reach; None without one (the API's endpoint stands in)."""
+        if self.upload_client is None:
+            return None
+        return self.upload_client.generate_presigned_url(
             "put_object",
             Params={"Bucket": self.bucket, "Key": key, "ContentType": content_type},
             ExpiresIn=expires_seconds,
@@ -202,6 +223,15 @@ class S3Storage:
             raise StorageError(f"could not look up {key}: {exc}") from exc
         except BotoCoreError as exc:
             raise StorageError(f"could not look up {key}: {exc}") from exc
+
+    def sizes(self, prefix: str) -> dict[str, int]:
+        found: dict[str, int] = {}
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                found.update({item["Key"]: int(item["Size"]) for item in page.get("Contents", [])})
+        except (ClientError, BotoCoreError) as exc:
+            raise StorageError(f"could not list {prefix}: {exc}") from exc
+        return found
 
     def delete(self, key: str) -> None:
         try:
@@ -223,5 +253,6 @@ def make_storage(settings: Settings) -> Storage:
             endpoint_url=settings.s3_endpoint_url,
             public_endpoint_url=settings.s3_public_endpoint_url,
             region=settings.s3_region,
+            upload_endpoint_url=settings.s3_upload_endpoint_url,
         )
     return LocalStorage(settings.storage_dir)

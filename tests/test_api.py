@@ -257,3 +257,15 @@ def test_an_answer_key_error_names_the_question_by_its_id_not_its_place(client, 
     assert "question 7, points:" in reply.json["error"]["message"]
     [detail] = reply.json["error"]["details"]
     assert (detail["question"], detail["field"], detail["loc"]) == ("7", "points", ["questions", 1, "points"])
+
+
+def test_a_body_over_the_limit_is_refused_with_the_limit_in_words(settings, app, auth):
+    small = settings.model_copy(update={"max_pages_per_paper": 1, "max_page_bytes": 1000})
+    with another_app(small, app) as limited, limited.test_client() as client:
+        exam = client.post("/v1/exams", headers=auth(), json=exam_body(title="limits")).json
+        body = {"student_ref": "S1", "pages": (io.BytesIO(b"x" * 2_000_000), "p.jpg")}
+        reply = client.post(f"/v1/exams/{exam['id']}/papers", headers=auth(), data=body)
+        limit = 1000 + 1024 * 1024
+        assert reply.status_code == 413 and reply.json["error"]["code"] == "request_entity_too_large"
+        assert f"at most {limit} bytes" in reply.json["error"]["message"]
+        assert "/uploads" in reply.json["error"]["message"]

@@ -75,7 +75,11 @@ class UploadIncomplete(ValueError):
 def upload_key(school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID, number: int) -> str:
     """Where an uploaded file waits to be verified: under `uploads/`, so a bucket lifecycle rule can
     expire what a client abandoned even if the sweep never runs."""
-    return f"uploads/{paper_prefix(school_id, exam_id, paper_id)}/file-{number}"
+    return f"uploads/{paper_prefix(school_id, exam_id, paper_id)}/file-{number}"  # under upload_prefix
+
+
+def upload_prefix(paper: Paper) -> str:
+    return f"uploads/{paper_prefix(paper.school_id, paper.exam_id, paper.id)}/"
 
 
 def token_digest(token: str) -> str:
@@ -201,8 +205,9 @@ def complete_upload(session: Session, storage: Storage, paper: Paper) -> None:
     if paper.status != PaperStatus.uploading:
         return
     problems: list[dict[str, object]] = []
+    stored = storage.sizes(upload_prefix(paper))
     for page in paper.pages:
-        size = storage.size(page.original_key)
+        size = stored.get(page.original_key)
         if size is None:
             problems.append(
                 {
