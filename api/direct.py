@@ -96,8 +96,9 @@ class Uploads(MethodView):
             db().rollback()
             code = uploads.REFUSAL_CODES.get(exc.kind, "invalid_page")
             raise ApiError(refusal_status(exc.kind), code, str(exc), {"file": exc.name, "number": exc.number}) from exc
+        view = _upload_view(paper, targets, new=True)  # before the commit: no reload of each page after it
         db().commit()
-        return _upload_view(paper, targets, new=True), 201
+        return view, 201
 
 
 def _school_paper(paper_id: uuid.UUID) -> Paper:
@@ -119,8 +120,9 @@ class UploadAgain(MethodView):
         if paper.status != PaperStatus.uploading:
             raise ApiError(409, "not_uploading", f"the paper is {paper.status.value}, no longer uploading")
         targets = uploads.renew_targets(resources().storage, paper, resources().settings.upload_expiry_seconds)
+        view = _upload_view(paper, targets, new=False)
         db().commit()
-        return _upload_view(paper, targets, new=False)
+        return view
 
 
 @blp.route("/v1/papers/<uuid:paper_id>/complete")
@@ -141,6 +143,7 @@ class UploadComplete(MethodView):
             raise ApiError(409, "upload_incomplete", str(exc), exc.problems) from exc
         except StorageError as exc:
             raise domain_error(exc, "storage does not answer now; complete again in a moment") from exc
+        view = paper_view(paper)  # before the commit, so nothing is loaded again after it
         session.commit()
         replaced: list[uuid.UUID] = []
         if was_uploading:
@@ -148,7 +151,7 @@ class UploadComplete(MethodView):
                 # its first step is known (checking the files): no lookup; the sweep covers a lost send
                 _send_verify(paper)
             replaced = replace_failed(session, resources().storage, paper)
-        return {**paper_view(paper), "replaced": replaced}
+        return {**view, "replaced": replaced}
 
 
 def _send_verify(paper: Paper) -> None:

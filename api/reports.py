@@ -30,11 +30,12 @@ from api.schemas import (
 )
 from shared.grading.reports import exam_report, student_report
 from shared.grading.review import InvalidOverride, override_question, review_queue
+from shared.grading.statistics import gradebook
 from shared.models import KnowledgePoint, Paper
 from shared.storage import StorageError
 
 blp = Blueprint("reports", __name__, description="Reports, review and knowledge points")
-CSV_TABLES = ("papers", "questions", "knowledge_points", "classes")
+CSV_TABLES = ("papers", "questions", "knowledge_points", "classes", "gradebook")
 
 
 # A cell a spreadsheet would run as a formula (OWASP, "CSV Injection"): what it starts with.
@@ -81,10 +82,16 @@ class ExamReportCsv(MethodView):
         responses={"200": {"description": "CSV", "content": {"text/csv": {}}}},
     )
     def get(self, exam_id: uuid.UUID) -> Response:
-        """The report as CSV: ?table=papers (default), questions, knowledge_points or classes."""
+        """The report as CSV: ?table=papers (default), questions, knowledge_points, classes, or
+        gradebook (a row per student, a column per question with its score; empty while it
+        waits for review)."""
         table = request.args.get("table", "papers")
         if table not in CSV_TABLES:
             raise ApiError(422, "invalid_request", f"table must be one of {', '.join(CSV_TABLES)}")
+        if table == "gradebook":
+            questions, rows = gradebook(db(), school_exam(exam_id).id)
+            columns = ["class_label", "student_ref", "total", "pending_points", *questions]
+            return csv_response(rows, columns, f"exam-{exam_id}-gradebook.csv")
         report = exam_report(db(), school_exam(exam_id))
         if table == "papers":
             rows = report["papers"]

@@ -318,6 +318,40 @@ class ReviewSummarySchema(Schema):
     )
 
 
+class HistogramBinSchema(Schema):
+    from_ = fields.Integer(data_key="from", attribute="from", metadata={"description": "Percent of the points, from."})
+    to = fields.Integer(metadata={"description": "Percent of the points, up to (not including, but 100 in the last)."})
+    papers = fields.Integer()
+    provisional = fields.Integer()
+
+
+class WrongAnswerSchema(Schema):
+    answer = fields.String()
+    count = fields.Integer()
+
+
+class ItemStatisticsSchema(Schema):
+    question_id = fields.String()
+    attempted = fields.Integer()
+    difficulty = fields.Float(allow_none=True, metadata={"description": "Share answering right (0 to 1)."})
+    discrimination = fields.Float(
+        allow_none=True, metadata={"description": "Point-biserial correlation with the number right (-1 to 1)."}
+    )
+    common_wrong_answers = fields.List(fields.Nested(WrongAnswerSchema))
+
+
+class ExamStatisticsSchema(Schema):
+    papers = fields.Integer()
+    provisional = fields.Integer()
+    max_score = fields.Float(allow_none=True)
+    mean = fields.Float(allow_none=True)
+    median = fields.Float(allow_none=True)
+    standard_deviation = fields.Float(allow_none=True)
+    histogram = fields.List(fields.Nested(HistogramBinSchema))
+    kr20 = fields.Float(allow_none=True, metadata={"description": "KR-20 reliability over the questions."})
+    questions = fields.List(fields.Nested(ItemStatisticsSchema))
+
+
 class ExamReportSchema(Schema):
     exam_id = fields.UUID()
     title = fields.String()
@@ -328,6 +362,7 @@ class ExamReportSchema(Schema):
     missed_knowledge_points = fields.List(fields.Nested(MissedPointSchema))
     classes = fields.List(fields.Nested(ClassSummarySchema))
     review = fields.Nested(ReviewSummarySchema)
+    statistics = fields.Nested(ExamStatisticsSchema)
 
 
 class ReviewItemSchema(Schema):

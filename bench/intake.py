@@ -8,7 +8,8 @@ PostgreSQL, Redis):
 
 - by URL (the path clients use): create the upload, PUT each page to its presigned URL, complete;
 - multipart (the small-client path): the pages in the request; the API checks every page in it;
-- directly: boto3 puts the same bytes into the same S3 server (the baseline).
+- directly: boto3 puts the same bytes into the same S3 server (the baseline, timed before and
+  after the URL path, their mean: the server slows a little as it fills).
 
 Prints pages per second for each, the ratios to direct, the API's CPU seconds per page on the URL
 path (its worker processes' user + system time, from /proc), and the larger peak memory growth of
@@ -75,6 +76,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 _clients = threading.local()
+STEPS = {"create": 0.0, "put": 0.0, "complete": 0.0}  # seconds summed over the URL path's threads
 
 
 def by_url(base: str, headers: dict[str, str], exam_id: str, pages: list[bytes], n: int) -> None:
@@ -84,16 +86,19 @@ def by_url(base: str, headers: dict[str, str], exam_id: str, pages: list[bytes],
     _clients.http = http
     chosen = [pages[(n + i) % len(pages)] for i in range(PAGES_PER_PAPER)]
     files = [{"name": f"p{i}.jpg", "size": len(data), "content_type": "image/jpeg"} for i, data in enumerate(chosen)]
-    upload = httpx.post(
-        f"{base}/v1/exams/{exam_id}/uploads",
-        headers=headers,
-        timeout=120,
-        json={"student_ref": f"u{n}", "files": files},
+    started = time.perf_counter()
+    upload = http.post(
+        f"{base}/v1/exams/{exam_id}/uploads", headers=headers, json={"student_ref": f"u{n}", "files": files}
     )
     upload.raise_for_status()
+    created = time.perf_counter()
     for target, data in zip(upload.json()["files"], chosen, strict=True):
-        httpx.put(target["url"], content=data, headers=target["headers"], timeout=300).raise_for_status()
-    httpx.post(f"{base}{upload.json()['complete_url']}", headers=headers, timeout=120).raise_for_status()
+        http.put(target["url"], content=data, headers=target["headers"]).raise_for_status()
+    uploaded = time.perf_counter()
+    http.post(f"{base}{upload.json()['complete_url']}", headers=headers).raise_for_status()
+    STEPS["create"] += created - started
+    STEPS["put"] += uploaded - created
+    STEPS["complete"] += time.perf_counter() - uploaded
 
 
 def main() -> int:
@@ -148,6 +153,7 @@ def main() -> int:
             "MARKQ_S3_PUBLIC_ENDPOINT_URL": s3_url,
             "MARKQ_QUEUE_NAME": "bench-calls",
             "MARKQ_IMAGE_QUEUE_NAME": "bench-images",
+            "MALLOC_ARENA_MAX": "2",  # as the Dockerfile runs the API
         }
         api = subprocess.Popen(
             [
@@ -202,6 +208,19 @@ def main() -> int:
                 files=[("pages", ("p.jpg", pages[0], "image/jpeg"))],
             ).raise_for_status()
         by_url(base, headers, exam["id"], pages, -1)  # warm the URL path too
+
+        def direct(n: int, run: str) -> None:
+            for i in range(PAGES_PER_PAPER):
+                s3.upload_fileobj(io.BytesIO(pages[(n + i) % len(pages)]), "direct", f"{run}/{n}/{i}")
+
+        def timed_direct(run: str) -> float:
+            started = time.perf_counter()
+            with ThreadPoolExecutor(THREADS) as pool:
+                list(pool.map(lambda n: direct(n, run), range(PAPERS)))
+            return time.perf_counter() - started
+
+        # the baseline before and after the URL path (the S3 server slows as it fills): their mean
+        direct_before = timed_direct("before")
         rss_before = {pid: rss_kb(pid, "VmRSS") for pid in worker_pids}
         cpu_before = sum(cpu_seconds(pid) for pid in worker_pids)
         started = time.perf_counter()
@@ -210,6 +229,7 @@ def main() -> int:
         url_seconds = time.perf_counter() - started
         api_cpu_ms = (sum(cpu_seconds(pid) for pid in worker_pids) - cpu_before) / (PAPERS * PAGES_PER_PAPER) * 1000
         url_growth_mb = max(rss_kb(pid, "VmHWM") - rss_before[pid] for pid in worker_pids) / 1024
+        direct_seconds = (direct_before + timed_direct("after")) / 2
 
         def through_api(n: int) -> None:
             files = [
@@ -230,21 +250,18 @@ def main() -> int:
         api_seconds = time.perf_counter() - started
         peak_growth_mb = max(rss_kb(pid, "VmHWM") - rss_before[pid] for pid in worker_pids) / 1024
 
-        def direct(n: int) -> None:
-            for i in range(PAGES_PER_PAPER):
-                s3.upload_fileobj(io.BytesIO(pages[(n + i) % len(pages)]), "direct", f"{n}/{i}")
-
-        started = time.perf_counter()
-        with ThreadPoolExecutor(THREADS) as pool:
-            list(pool.map(direct, range(PAPERS)))
-        direct_seconds = time.perf_counter() - started
         total = PAPERS * PAGES_PER_PAPER
         api_rate, direct_rate, url_rate = total / api_seconds, total / direct_seconds, total / url_seconds
         ratio, url_ratio = api_rate / direct_rate, url_rate / direct_rate
         met = url_ratio >= 0.9 and api_cpu_ms <= 5 and url_growth_mb < 50
         print(f"by URL:          {total} pages in {url_seconds:.1f} s = {url_rate:.1f} pages/s")
+        print(
+            "  mean per paper: " + ", ".join(f"{step} {1000 * spent / PAPERS:.0f} ms" for step, spent in STEPS.items())
+        )
         print(f"multipart:       {total} pages in {api_seconds:.1f} s = {api_rate:.1f} pages/s")
-        print(f"directly to S3:  {total} pages in {direct_seconds:.1f} s = {direct_rate:.1f} pages/s")
+        print(
+            f"directly to S3:  {total} pages in {direct_seconds:.1f} s = {direct_rate:.1f} pages/s (mean of before and after)"
+        )
         print(
             f"by URL {url_ratio:.2f} of direct (target >= 0.9), API CPU {api_cpu_ms:.2f} ms a page (target <= 5); "
             f"API worker peak memory growth {url_growth_mb:.1f} MB (target < 50); multipart {ratio:.2f} of direct, "

@@ -9,6 +9,7 @@ translation or the .mo is not compiled from the .po (the tests run it).
 from __future__ import annotations
 
 import io
+import re
 import sys
 from pathlib import Path
 
@@ -42,11 +43,17 @@ def compiled(catalog: Catalog) -> bytes:
     return out.getvalue()
 
 
+def lone_percent(text: str) -> bool:
+    """Jinja's gettext formats every message with %: a % that is not %% or %(name)s breaks the page."""
+    return re.search(r"%(?!%|\(\w+\)s)", text.replace("%%", "")) is not None
+
+
 def main() -> int:
     catalog = merged(extracted())
     untranslated = [m.id for m in catalog if m.id and not m.string]
     if "--check" in sys.argv:
         problems = [f"no Chinese for {message!r}" for message in untranslated]
+        problems += [f"a lone % in {m.string!r} (write %% for a percent sign)" for m in catalog if m.id and lone_percent(m.string)]
         on_disk = read_mo((FOLDER / "messages.mo").open("rb"))
         if {m.id: m.string for m in on_disk if m.id} != {m.id: m.string for m in catalog if m.id}:
             problems.append("messages.mo is not compiled from the current messages: run python scripts/translations.py")

@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from shared.models import ApiKey, School, utcnow
 
@@ -71,7 +71,11 @@ def school_for_key(session: Session, key: str) -> School | None:
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != "mq":
         return None
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[1], ApiKey.revoked_at.is_(None)))
+    row = session.scalar(
+        select(ApiKey)
+        .options(joinedload(ApiKey.school))  # one query for the key and its school, every request
+        .where(ApiKey.prefix == parts[1], ApiKey.revoked_at.is_(None))
+    )
     if row is None or not hmac.compare_digest(row.key_hash, _hash(key)):
         return None
     return row.school

@@ -178,7 +178,11 @@ class S3Storage:
         # Upload URLs are signed for the host clients PUT to: a school's server name, say.
         upload_url = upload_endpoint_url or public_endpoint_url
         self.upload_client = (
-            boto3.client("s3", endpoint_url=upload_url, region_name=region, config=config) if upload_url else None
+            self.public_client
+            if upload_url == public_endpoint_url
+            else boto3.client("s3", endpoint_url=upload_url, region_name=region, config=config)
+            if upload_url
+            else None
         )
 
     def put(self, key: str, stream: BinaryIO, content_type: str) -> None:

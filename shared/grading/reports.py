@@ -142,6 +142,8 @@ def review_summary(session: Session, exam_id: Any) -> dict[str, Any]:
 
 
 def exam_report(session: Session, exam: Exam) -> dict[str, Any]:
+    from shared.grading.statistics import exam_statistics  # it builds on this module's FINAL and GRADED
+
     papers = _rows(
         session,
         (
@@ -177,6 +179,7 @@ def exam_report(session: Session, exam: Exam) -> dict[str, Any]:
             for row in class_summary(session, exam.id)
         ],
         "review": review_summary(session, exam.id),
+        "statistics": exam_statistics(session, exam.id),
     }
 
 
