@@ -18,6 +18,8 @@ from api.exams import school_exam
 from api.paging import PAGE_HEADERS, STRICT, paged_list, paged_select
 from api.papers import paper_view
 from api.schemas import (
+    ClassArgs,
+    ClassReportSchema,
     ExamReportSchema,
     KnowledgePointArgs,
     KnowledgePointSchema,
@@ -28,9 +30,10 @@ from api.schemas import (
     StudentArgs,
     StudentReportSchema,
 )
-from shared.grading.reports import exam_report, student_report
+from shared.grading.reports import class_report, exam_report, known_student, student_report
 from shared.grading.review import InvalidOverride, override_question, review_queue
 from shared.grading.statistics import gradebook
+from shared.grading.vocabulary import visible_to
 from shared.models import KnowledgePoint, Paper
 from shared.storage import StorageError
 
@@ -190,10 +193,28 @@ class StudentReport(MethodView):
     @blp.arguments(StudentArgs, location="query")
     @blp.response(200, StudentReportSchema)
     def get(self, args: dict[str, Any], student_ref: str) -> dict[str, Any]:
-        """A student's exams, weak knowledge points over a time window, and mistake notebook (错题本)."""
+        """A student's exams, weak knowledge points over a time window, and mistake notebook (错题本).
+        A student the school has no paper of: 404."""
+        if not known_student(db(), current_school().id, student_ref):
+            raise not_found("student")
         return student_report(
             db(), current_school().id, student_ref, args.get("since"), args.get("until"), args.get("exam")
         )
+
+
+@blp.route("/v1/classes/<path:class_label>")
+class ClassReport(MethodView):
+    decorators = [require_school]
+
+    @blp.arguments(ClassArgs, location="query")
+    @blp.response(200, ClassReportSchema)
+    def get(self, args: dict[str, Any], class_label: str) -> dict[str, Any]:
+        """A class's weak knowledge points across all its exams in a time window: each point's
+        missed answers out of attempted. A class the school has no paper of: 404."""
+        report = class_report(db(), current_school().id, class_label, args.get("since"), args.get("until"))
+        if report is None:
+            raise not_found("class")
+        return report
 
 
 @blp.route("/v1/students/<path:student_ref>/mistakes.csv")
@@ -204,6 +225,8 @@ class StudentMistakesCsv(MethodView):
     @blp.doc(responses={"200": {"description": "CSV", "content": {"text/csv": {}}}})
     def get(self, args: dict[str, Any], student_ref: str) -> Response:
         """The mistake notebook as CSV, one row per wrong answer, grouped by knowledge point."""
+        if not known_student(db(), current_school().id, student_ref):
+            raise not_found("student")
         report = student_report(
             db(), current_school().id, student_ref, args.get("since"), args.get("until"), args.get("exam")
         )
@@ -219,6 +242,7 @@ class StudentMistakesCsv(MethodView):
             "exam",
             "date",
             "question_id",
+            "question_text",
             "student_answer",
             "correct_answer",
             "error_type",
@@ -235,8 +259,9 @@ class KnowledgePoints(MethodView):
     @blp.arguments(KnowledgePointArgs, location="query", **STRICT)
     @blp.response(200, KnowledgePointSchema(many=True), headers=PAGE_HEADERS)
     def get(self, args: dict[str, Any]) -> Any:
-        """The shared knowledge-point vocabulary (知识点), optionally for one subject and grade."""
-        query = select(KnowledgePoint).where(KnowledgePoint.exam_id.is_(None))
+        """The knowledge-point vocabulary (知识点): the national points and the school's own,
+        optionally for one subject and grade."""
+        query = select(KnowledgePoint).where(visible_to(current_school().id), KnowledgePoint.exam_id.is_(None))
         if "subject" in args:
             query = query.where(KnowledgePoint.subject == args["subject"])
         if "grade" in args:

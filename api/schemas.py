@@ -35,7 +35,13 @@ class KeyQuestionSchema(Schema):
     options = fields.Dict(keys=fields.String(), values=fields.String(), metadata={"description": "A choice's options."})
     blanks = fields.List(fields.Nested(BlankSchema), metadata={"description": "A blanks question's blanks."})
     points = fields.Float(metadata={"description": "Required but for blanks, whose points default to their sum."})
-    knowledge_points = fields.List(fields.String(), metadata={"description": "Knowledge point ids."})
+    knowledge_points = fields.List(
+        fields.String(),
+        metadata={
+            "description": "Knowledge points, each by its id, or by its Chinese or English name or an alias "
+            "(resolved to the id when the exam is created)."
+        },
+    )
     accepted = fields.List(fields.String(), metadata={"description": "Equivalent forms also accepted."})
     notes = fields.String(metadata={"description": "Partial-credit notes."})
 
@@ -97,7 +103,11 @@ class ExamCreateSchema(Schema):
     knowledge_points = fields.List(
         fields.Nested(lambda: OwnPointSchema()),
         load_default=list,
-        metadata={"description": "Points of this exam's own, referenced by their id in the answer key."},
+        metadata={
+            "description": "The school's own points this exam uses, referenced by their id in the answer key: "
+            "they join the school's vocabulary (id school-<school>.<id>), and every later exam naming the same id "
+            "counts into the same point."
+        },
     )
 
 
@@ -106,6 +116,11 @@ class OwnPointSchema(Schema):
     name_zh = fields.String(required=True, validate=validate.Length(1, 200))
     name_en = fields.String(validate=validate.Length(max=200))
     strand = fields.String(validate=validate.Length(max=100))
+    aliases = fields.List(fields.String(validate=validate.Length(1, 200)), validate=validate.Length(max=20))
+    grade = fields.Integer(validate=validate.Range(1, 9))
+    refines = fields.String(
+        validate=validate.Length(max=100), metadata={"description": "The national point it refines, if any."}
+    )
 
 
 class ExamUpdateSchema(Schema):
@@ -422,6 +437,7 @@ class MistakeSchema(Schema):
     exam = fields.String()
     date = fields.DateTime()
     question_id = fields.String()
+    question_text = fields.String(metadata={"description": "The question as the answer key gives it (prompt)."})
     student_answer = fields.String()
     correct_answer = fields.String()
     error_type = fields.String()
@@ -434,6 +450,19 @@ class NotebookGroupSchema(Schema):
     name_zh = fields.String()
     name_en = fields.String()
     mistakes = fields.List(fields.Nested(MistakeSchema))
+
+
+class ClassArgs(Schema):
+    since = fields.DateTime(metadata={"description": "Papers submitted at or after this time."})
+    until = fields.DateTime(metadata={"description": "Papers submitted before this time."})
+
+
+class ClassReportSchema(Schema):
+    class_label = fields.String()
+    papers = fields.Integer()
+    students = fields.Integer()
+    exams = fields.Integer()
+    weak_points = fields.List(fields.Nested(MissedPointSchema))
 
 
 class StudentReportSchema(Schema):
@@ -459,6 +488,8 @@ class KnowledgePointArgs(PageArgs):
 
 class KnowledgePointSchema(Schema):
     id = fields.String()
+    school_id = fields.Integer(allow_none=True, metadata={"description": "Set for the school's own points."})
+    refines = fields.String(allow_none=True)
     subject = fields.String()
     grade = fields.Integer()
     strand = fields.String()

@@ -53,7 +53,11 @@ def main() -> int:
     untranslated = [m.id for m in catalog if m.id and not m.string]
     if "--check" in sys.argv:
         problems = [f"no Chinese for {message!r}" for message in untranslated]
-        problems += [f"a lone % in {m.string!r} (write %% for a percent sign)" for m in catalog if m.id and lone_percent(m.string)]
+        problems += [
+            f"a lone % in {m.string!r} (write %% for a percent sign)"
+            for m in catalog
+            if m.id and lone_percent(m.string)
+        ]
         on_disk = read_mo((FOLDER / "messages.mo").open("rb"))
         if {m.id: m.string for m in on_disk if m.id} != {m.id: m.string for m in catalog if m.id}:
             problems.append("messages.mo is not compiled from the current messages: run python scripts/translations.py")

@@ -186,8 +186,12 @@ class KnowledgePoint(Base):
     name_en: Mapped[str] = mapped_column(String(200))
     aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
     vocabulary_version: Mapped[str] = mapped_column(String(20))
-    # Set for a point an exam added itself; such points belong to that exam only.
+    # Set for a point an exam added itself before school vocabularies (kept so old results count).
     exam_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("exams.id", ondelete="CASCADE"), index=True)
+    # Set for a school's own point: every exam of the school shares it, so it adds up across exams.
+    school_id: Mapped[int | None] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
+    # The national point a school's point refines, if any.
+    refines: Mapped[str | None] = mapped_column(String(100))
 
     __table_args__ = (Index("ix_knowledge_points_subject_grade", "subject", "grade"),)
 

@@ -211,12 +211,12 @@ def make_exam(api, headers, **overrides):
     return reply.json()
 
 
-def submit(api, headers, exam_id, student="s1", pages=2):
+def submit(api, headers, exam_id, student="s1", pages=2, class_label="3A"):
     files = [("pages", (f"photo-{n}.jpg", page_bytes(), "image/jpeg")) for n in range(1, pages + 1)]
     reply = httpx.post(
         f"{api}/v1/exams/{exam_id}/papers",
         headers=headers,
-        data={"student_ref": student, "class_label": "3A"},
+        data={"student_ref": student, "class_label": class_label},
         files=files,
     )
     assert reply.status_code == 202, reply.text

@@ -204,6 +204,12 @@ def test_report_csv_cells_are_never_run_as_formulas_and_the_file_name_is_quoted(
     disposition = reply.headers["Content-Disposition"]
     assert disposition.startswith("attachment;") and f"exam-{exam['id']}-papers.csv" in disposition
 
+    tricky_paper = client.post(
+        f"/v1/exams/{exam['id']}/papers",
+        headers=auth("A"),
+        data={"student_ref": 'a"b;c', "pages": (io.BytesIO(page_bytes()), "p.jpg")},
+    )
+    assert tricky_paper.status_code == 202, tricky_paper.json
     tricky = client.get('/v1/students/a"b;c/mistakes.csv', headers=auth("A"))
     assert tricky.status_code == 200
     kind, options = parse_options_header(tricky.headers["Content-Disposition"])

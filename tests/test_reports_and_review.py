@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import secrets
 
 import httpx
 import pytest
@@ -167,36 +168,46 @@ def test_a_trial_run_grades_the_first_papers_and_holds_the_rest_until_released(l
     assert all(wait_for(live_api, headers, paper_id)["status"] in ("graded", "needs_review") for paper_id in ids[2:])
 
 
-def test_an_exam_may_add_its_own_knowledge_points(live_api, auth, idle, loopback):
+def test_a_school_point_used_in_three_exams_adds_up_for_the_student_and_the_class(live_api, auth, idle, loopback):
     headers = auth("A")
-    key = {"questions": [{"id": "1", "answer": "8", "points": 1, "knowledge_points": ["cube-counting"]}]}
-    exam = make_exam(
-        live_api,
-        headers,
-        answer_key=key,
-        knowledge_points=[{"id": "cube-counting", "name_zh": "数小正方体", "name_en": "Counting small cubes"}],
-    )
-    own = exam["answer_key"]["questions"][0]["knowledge_points"][0]
-    assert own.startswith("exam-") and own.endswith(".cube-counting")
-    wrong = verdict("1", True, student_answer="6")
-    loopback_call(loopback, "/_loopback/replies", {"replies": [{"questions": {"1": wrong}}]})
-    wait_for(live_api, headers, submit(live_api, headers, exam["id"], pages=1)["id"])
-    report = httpx.get(f"{live_api}/v1/exams/{exam['id']}/report", headers=headers).json()
-    assert [(r["id"], r["name_zh"], r["missed"]) for r in report["missed_knowledge_points"]] == [(own, "数小正方体", 1)]
-    # the shared vocabulary does not list it; another exam cannot use it
+    own = [{"id": "cube-counting", "name_zh": "数小正方体", "name_en": "Counting small cubes", "aliases": ["数方块"]}]
+    named = ["cube-counting", "数小正方体", "Counting small cubes"]  # its id, its Chinese name, its English name
+    student, label = f"K{secrets.token_hex(3)}", f"3({secrets.token_hex(2)})"
+    point = None
+    for n, name in enumerate(named):
+        key = {"questions": [{"id": "1", "answer": "8", "points": 1, "knowledge_points": [name]}]}
+        exam = make_exam(live_api, headers, answer_key=key, title=f"正方体 {n}", knowledge_points=own if n == 0 else [])
+        resolved = exam["answer_key"]["questions"][0]["knowledge_points"]
+        assert len(resolved) == 1 and resolved[0].startswith("school-") and resolved[0].endswith(".cube-counting")
+        assert point in (None, resolved[0])  # the same point in every exam
+        point = resolved[0]
+        loopback_call(loopback, "/_loopback/replies", {"replies": [{"questions": {"1": verdict("1", True)}}]})
+        paper = submit(live_api, headers, exam["id"], student=student, pages=1, class_label=label)
+        wait_for(live_api, headers, paper["id"])
+    report = httpx.get(f"{live_api}/v1/students/{student}", headers=headers).json()
+    assert [(w["id"], w["missed"], w["attempted"]) for w in report["weak_points"]] == [(point, 3, 3)]
+    klass = httpx.get(f"{live_api}/v1/classes/{label}", headers=headers).json()
+    assert [(w["id"], w["missed"], w["attempted"]) for w in klass["weak_points"]] == [(point, 3, 3)]
+    assert klass["papers"] == 3 and klass["students"] == 1
+    # the school's vocabulary lists it; another school neither sees nor uses it
     listed = httpx.get(f"{live_api}/v1/knowledge-points", headers=headers, params={"subject": "math"}).json()
-    assert own not in {p["id"] for p in listed}
-    refused = httpx.post(
-        f"{live_api}/v1/exams",
-        headers=headers,
-        json={
-            "title": "t",
-            "subject": "math",
-            "grade": 3,
-            "answer_key": {"questions": [{"id": "1", "answer": "1", "points": 1, "knowledge_points": [own]}]},
-        },
-    )
-    assert refused.status_code == 422
+    assert point in {p["id"] for p in listed}
+    elsewhere = httpx.get(f"{live_api}/v1/knowledge-points", headers=auth("B"), params={"subject": "math"}).json()
+    assert point not in {p["id"] for p in elsewhere}
+    for name in (point, "cube-counting", "数小正方体"):
+        refused = httpx.post(
+            f"{live_api}/v1/exams",
+            headers=auth("B"),
+            json={
+                "title": "t",
+                "subject": "math",
+                "grade": 3,
+                "answer_key": {"questions": [{"id": "1", "answer": "1", "points": 1, "knowledge_points": [name]}]},
+            },
+        )
+        assert refused.status_code == 422 and "unknown knowledge points" in refused.json()["error"]["message"]
+    assert httpx.get(f"{live_api}/v1/classes/no-such-class", headers=headers).status_code == 404
+    assert httpx.get(f"{live_api}/v1/students/no-such-student", headers=headers).status_code == 404
 
 
 def test_the_vocabulary_lists_at_least_150_mathematics_points_for_grades_1_to_9(client, auth):

@@ -14,10 +14,9 @@ from shared.grading import lanes
 from shared.grading.answer_key import AnswerKey
 from shared.grading.lane_batch import exam_batches
 from shared.grading.reports import review_summary
-from shared.grading.vocabulary import custom_point_id, unknown_points
+from shared.grading.vocabulary import UnknownPoints, add_school_point, resolve_points
 from shared.models import (
     Exam,
-    KnowledgePoint,
     Paper,
     PaperStatus,
     Priority,
@@ -74,16 +73,17 @@ def create_exam(session: Session, school: School, fields: dict[str, Any], *, vis
     except UnknownModel as exc:
         raise InvalidExam(f"unknown model {fields['model']!r}; known: {', '.join(known_models())}") from exc
     own = {point["id"]: point for point in fields.get("knowledge_points") or []}
-    missing = unknown_points(session, answer_key.knowledge_point_ids() - own.keys())
-    if missing:
+    for point in own.values():  # the exam's own points are the school's: later exams count into them
+        add_school_point(session, school.id, point, fields["subject"], fields["grade"])
+    try:
+        resolved = resolve_points(session, school.id, answer_key.knowledge_point_ids(), fields["subject"])
+    except UnknownPoints as exc:
         raise InvalidExam(
-            f"unknown knowledge points in the answer key: {', '.join(sorted(missing))}; "
-            "list them with GET /v1/knowledge-points, or add them to the exam's knowledge_points"
-        )
-    exam_id = uuid.uuid4()
-    renamed = {given: custom_point_id(exam_id, given) for given in own}
+            f"{exc}; list them with GET /v1/knowledge-points, or add them to the exam's knowledge_points"
+        ) from exc
     for question in answer_key.questions:
-        question.knowledge_points = [renamed.get(kp, kp) for kp in question.knowledge_points]
+        question.knowledge_points = list(dict.fromkeys(resolved[kp] for kp in question.knowledge_points))
+    exam_id = uuid.uuid4()
     exam = Exam(
         id=exam_id,
         school_id=school.id,
@@ -103,21 +103,6 @@ def create_exam(session: Session, school: School, fields: dict[str, Any], *, vis
         callback_secret=secrets.token_hex(32) if fields.get("callback_url") else None,
     )
     session.add(exam)
-    session.flush()
-    for given, point in own.items():
-        session.add(
-            KnowledgePoint(
-                id=renamed[given],
-                subject=exam.subject,
-                grade=exam.grade,
-                strand=point.get("strand") or "exam",
-                name_zh=point["name_zh"],
-                name_en=point.get("name_en") or point["name_zh"],
-                aliases=[],
-                vocabulary_version="exam",
-                exam_id=exam.id,
-            )
-        )
     session.flush()
     return exam
 

@@ -183,6 +183,42 @@ def exam_report(session: Session, exam: Exam) -> dict[str, Any]:
     }
 
 
+def _prompts(answer_key: dict[str, Any]) -> dict[str, str]:
+    return {str(q.get("id")): q.get("prompt") or "" for q in answer_key.get("questions", [])}
+
+
+def known_student(session: Session, school_id: int, student_ref: str) -> bool:
+    """Whether the school has any paper of this student (a report of nobody is a 404, not zeros)."""
+    query = select(Paper.id).where(Paper.school_id == school_id, Paper.student_ref == student_ref).limit(1)
+    return session.scalar(query) is not None
+
+
+def class_report(
+    session: Session, school_id: int, class_label: str, since: datetime | None = None, until: datetime | None = None
+) -> dict[str, Any] | None:
+    """A class's weak knowledge points across its exams in a time window (None: no such class)."""
+    scope = [Paper.school_id == school_id, Paper.class_label == class_label]
+    if since is not None:
+        scope.append(Paper.created_at >= since)
+    if until is not None:
+        scope.append(Paper.created_at < until)
+    papers, students, exams = session.execute(
+        select(
+            func.count(), func.count(func.distinct(Paper.student_ref)), func.count(func.distinct(Paper.exam_id))
+        ).where(*scope, GRADED)
+    ).one()
+    if not papers and session.scalar(select(Paper.id).where(*scope[:2]).limit(1)) is None:
+        return None
+    weak = missed_points(session, *scope)
+    return {
+        "class_label": class_label,
+        "papers": int(papers),
+        "students": int(students),
+        "exams": int(exams),
+        "weak_points": [w for w in weak if w["missed"]],
+    }
+
+
 def student_report(
     session: Session,
     school_id: int,
@@ -228,6 +264,7 @@ def student_report(
             KnowledgePoint.name_zh,
             KnowledgePoint.name_en,
             Exam.title,
+            Exam.answer_key,
             Paper.created_at,
             QuestionResult.question_id,
             QuestionResult.student_answer,
@@ -254,6 +291,7 @@ def student_report(
                 "exam": row.title,
                 "date": row.created_at,
                 "question_id": row.question_id,
+                "question_text": _prompts(row.answer_key).get(row.question_id, ""),
                 "student_answer": row.student_answer,
                 "correct_answer": row.correct_answer,
                 "error_type": row.error_type,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.grading import papers
@@ -15,6 +15,7 @@ from shared.grading.marks import ERROR_TYPES, QuestionMark
 from shared.grading.reader.layout import normalise_text
 from shared.grading.reader.marking import mark_reading
 from shared.grading.reader.reading import AnswerReading
+from shared.grading.vocabulary import visible_to
 from shared.models import (
     Exam,
     KnowledgePoint,
@@ -63,9 +64,7 @@ def review_reason(mark: QuestionMark, points: float, check: bool | None, key_ans
 def allowed_points(session: Session, exam: Exam, ids: list[str]) -> list[str]:
     found = set(
         session.scalars(
-            select(KnowledgePoint.id).where(
-                KnowledgePoint.id.in_(ids), or_(KnowledgePoint.exam_id.is_(None), KnowledgePoint.exam_id == exam.id)
-            )
+            select(KnowledgePoint.id).where(KnowledgePoint.id.in_(ids), visible_to(exam.school_id, exam.id))
         )
     )
     missing = [i for i in ids if i not in found]

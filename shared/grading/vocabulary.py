@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from importlib import resources
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -34,11 +35,98 @@ def sync_vocabulary(session: Session) -> int:
     return len(points)
 
 
+NATIONAL = KnowledgePoint.exam_id.is_(None) & KnowledgePoint.school_id.is_(None)
+
+
+def visible_to(school_id: int, exam_id: object = None) -> Any:
+    """The points a school's exam may name: the national vocabulary, the school's own, and (for
+    exams made before school vocabularies) the exam's own."""
+    condition = NATIONAL | (KnowledgePoint.school_id == school_id)
+    return condition | (KnowledgePoint.exam_id == exam_id) if exam_id is not None else condition
+
+
+def school_point_id(school_id: int, given: str) -> str:
+    """A school's point gets an id no other school's can collide with; its exams share it."""
+    return f"school-{school_id}.{given}"
+
+
+class UnknownPoints(ValueError):
+    def __init__(self, names: set[str], ambiguous: dict[str, list[str]]) -> None:
+        parts = []
+        if names:
+            parts.append(f"unknown knowledge points: {', '.join(sorted(names))}")
+        parts += [
+            f"{name!r} names several knowledge points ({', '.join(ids)}): give the id"
+            for name, ids in ambiguous.items()
+        ]
+        super().__init__("; ".join(parts))
+        self.names, self.ambiguous = names, ambiguous
+
+
+def resolve_points(session: Session, school_id: int, names: set[str], subject: str | None = None) -> dict[str, str]:
+    """Each name an answer key gives a point by, resolved to its id: an id of the national
+    vocabulary, a school point's own id (with or without its `school-N.` prefix), or a Chinese or
+    English name or alias (of this subject where given). Raises UnknownPoints naming what did not
+    resolve, or resolved to several points."""
+    if not names:
+        return {}
+    points = list(session.scalars(select(KnowledgePoint).where(visible_to(school_id))))
+    by_id = {kp.id: kp.id for kp in points}
+    prefix = school_point_id(school_id, "")
+    resolved: dict[str, str] = {}
+    unknown: set[str] = set()
+    ambiguous: dict[str, list[str]] = {}
+    for name in names:
+        if name in by_id:
+            resolved[name] = name
+        elif prefix + name in by_id:
+            resolved[name] = prefix + name
+        else:
+            folded = name.strip().casefold()
+            matches = sorted(
+                kp.id
+                for kp in points
+                if (subject is None or kp.subject == subject)
+                and folded in {kp.name_zh.casefold(), kp.name_en.casefold(), *(a.casefold() for a in kp.aliases)}
+            )
+            if len(matches) == 1:
+                resolved[name] = matches[0]
+            elif matches:
+                ambiguous[name] = matches
+            else:
+                unknown.add(name)
+    if unknown or ambiguous:
+        raise UnknownPoints(unknown, ambiguous)
+    return resolved
+
+
+def add_school_point(
+    session: Session, school_id: int, point: dict[str, Any], subject: str, grade: int
+) -> KnowledgePoint:
+    """The school's point with this given id: made if new, else the one its earlier exams used
+    (names and aliases brought up to date). Every exam naming it counts into the same point."""
+    point_id = school_point_id(school_id, point["id"])
+    row = session.get(KnowledgePoint, point_id)
+    if row is None:
+        row = KnowledgePoint(id=point_id, school_id=school_id, vocabulary_version="school", aliases=[])
+        session.add(row)
+    row.subject = point.get("subject") or row.subject or subject
+    row.grade = int(point.get("grade") or row.grade or grade)
+    row.strand = point.get("strand") or row.strand or "school"
+    row.name_zh = point.get("name_zh") or row.name_zh or point["id"]
+    row.name_en = point.get("name_en") or row.name_en or row.name_zh
+    row.aliases = list(dict.fromkeys([*(row.aliases or []), *(point.get("aliases") or [])]))
+    row.refines = point.get("refines") or row.refines
+    session.flush()
+    return row
+
+
 def exam_vocabulary(session: Session, exam: Exam) -> list[KnowledgePoint]:
-    """The points the model may tag for this exam: the subject at this grade and the one before,
-    plus every point the answer key names. Sorted by id, so the request prefix never changes."""
+    """The points the model may tag for this exam: the subject at this grade and the one before
+    (national and the school's own), plus every point the answer key names. Sorted by id, so the
+    request prefix never changes."""
     named = {kp for question in exam.answer_key.get("questions", []) for kp in question.get("knowledge_points", [])}
-    shared = KnowledgePoint.exam_id.is_(None)
+    shared = visible_to(exam.school_id) & KnowledgePoint.exam_id.is_(None)
     rows = session.scalars(
         select(KnowledgePoint).where(
             (
@@ -62,18 +150,3 @@ def asked_vocabulary(vocabulary: list[KnowledgePoint], asked: AnswerKey) -> list
         return vocabulary
     named = asked.knowledge_point_ids()
     return [kp for kp in vocabulary if kp.id in named]
-
-
-def unknown_points(session: Session, ids: set[str]) -> set[str]:
-    """Ids that are not in the shared vocabulary."""
-    if not ids:
-        return set()
-    found = set(
-        session.scalars(select(KnowledgePoint.id).where(KnowledgePoint.id.in_(ids), KnowledgePoint.exam_id.is_(None)))
-    )
-    return ids - found
-
-
-def custom_point_id(exam_id: object, given: str) -> str:
-    """An exam's own point gets an id no other exam can collide with."""
-    return f"exam-{str(exam_id).replace('-', '')[:12]}.{given}"
