@@ -7,6 +7,7 @@ returns a URL whose token is signed for that exam and school and expires after a
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Any
 
 from flask import Blueprint, Response, render_template, request, url_for
@@ -19,6 +20,7 @@ from api.errors import ApiError, not_found
 from api.exams import school_exam
 from api.schemas import ShareLinkSchema, ShareRequestSchema
 from shared import sharing
+from shared.grading.practice import weak_point_practice
 from shared.grading.reports import exam_report, student_report
 from shared.models import Exam, Paper, ShareLink
 
@@ -62,6 +64,12 @@ LABELS = {
         "correction": "订正",
         "why": "原因",
         "none": "全部正确，继续保持！",
+        "practice": "针对性练习",
+        "practice_for": "练习：%s",
+        "no_practice": "这个知识点暂时没有自动生成的练习题，请老师布置。",
+        "answers": "参考答案",
+        "date": "日期",
+        "signature": "家长签字",
     },
     "en": {
         "sheet": "Feedback sheet",
@@ -79,6 +87,12 @@ LABELS = {
         "correction": "Correction",
         "why": "Why",
         "none": "All correct. Keep it up!",
+        "practice": "Practice",
+        "practice_for": "Practise: %s",
+        "no_practice": "No generated practice for this point yet: your teacher will set some.",
+        "answers": "Answers",
+        "date": "Date",
+        "signature": "Parent's signature",
     },
 }
 
@@ -120,17 +134,22 @@ def student_page(exam_id: uuid.UUID, student_ref: str) -> str:
     report = student_report(db(), exam.school_id, student_ref, exam_id=exam.id)
     if not report["exams"]:
         raise not_found("student")
-    from shared.models import Paper
-
     paper = db().get(Paper, report["exams"][0]["paper_id"])
     return render_template(
         "student_sheet.html",
         exam=exam,
         report=report,
         paper=paper,
+        practice=sheet_practice(report, exam.language),
         text=LABELS.get(exam.language, LABELS["en"]),
         lang=exam.language,
+        today=date.today(),
     )
+
+
+def sheet_practice(report: dict[str, Any], language: str) -> list[dict[str, Any]]:
+    """The practice a student's sheet prints: her weakest points on it, the same all day."""
+    return weak_point_practice(report["weak_points"], f"{report['student_ref']}|{date.today().isoformat()}", language, 4)
 
 
 def _link_view(link: ShareLink, token: str | None = None) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from datetime import date
 from typing import Any
 
 from flask import Response, request, send_file, url_for
@@ -25,11 +26,14 @@ from api.schemas import (
     KnowledgePointSchema,
     OverrideSchema,
     PaperSchema,
+    PracticeArgs,
+    PracticeSetSchema,
     ReviewArgs,
     ReviewItemSchema,
     StudentArgs,
     StudentReportSchema,
 )
+from shared.grading.practice import weak_point_practice
 from shared.grading.reports import class_report, exam_report, known_student, student_report
 from shared.grading.review import InvalidOverride, override_question, review_queue
 from shared.grading.statistics import gradebook
@@ -200,6 +204,26 @@ class StudentReport(MethodView):
         return student_report(
             db(), current_school().id, student_ref, args.get("since"), args.get("until"), args.get("exam")
         )
+
+
+@blp.route("/v1/students/<path:student_ref>/practice")
+class StudentPractice(MethodView):
+    decorators = [require_school]
+
+    @blp.arguments(PracticeArgs, location="query")
+    @blp.response(200, PracticeSetSchema(many=True))
+    def get(self, args: dict[str, Any], student_ref: str) -> list[dict[str, Any]]:
+        """Practice for the student's three weakest knowledge points (over the window, or one exam):
+        five new questions each with their answers, made from templates with generated numbers and
+        every answer confirmed by the equivalence check, in the given language (no provider call).
+        A point without a template is listed with no questions."""
+        if not known_student(db(), current_school().id, student_ref):
+            raise not_found("student")
+        report = student_report(
+            db(), current_school().id, student_ref, args.get("since"), args.get("until"), args.get("exam")
+        )
+        seed = f"{student_ref}|{date.today().isoformat()}"
+        return weak_point_practice(report["weak_points"], seed, args["language"])
 
 
 @blp.route("/v1/classes/<path:class_label>")

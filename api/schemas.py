@@ -452,6 +452,25 @@ class NotebookGroupSchema(Schema):
     mistakes = fields.List(fields.Nested(MistakeSchema))
 
 
+class PracticeArgs(Schema):
+    since = fields.DateTime(metadata={"description": "Weak points over papers submitted at or after this time."})
+    until = fields.DateTime(metadata={"description": "... and before this time."})
+    exam = fields.UUID(metadata={"description": "Only this exam's weak points."})
+    language = fields.String(load_default="zh", validate=validate.OneOf(["zh", "en"]))
+
+
+class PracticeQuestionSchema(Schema):
+    question = fields.String()
+    answer = fields.String()
+
+
+class PracticeSetSchema(Schema):
+    knowledge_point = fields.String()
+    name_zh = fields.String()
+    name_en = fields.String()
+    questions = fields.List(fields.Nested(PracticeQuestionSchema))
+
+
 class ClassArgs(Schema):
     since = fields.DateTime(metadata={"description": "Papers submitted at or after this time."})
     until = fields.DateTime(metadata={"description": "Papers submitted before this time."})

@@ -13,6 +13,7 @@ import hmac
 import io
 import secrets
 import uuid
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +28,7 @@ from sqlalchemy import func, select
 from api.context import db, resources
 from api.errors import ApiError, domain_error, error_response, not_found
 from api.exams import resume
+from api.pages import LABELS, sheet_practice
 from api.papers import submit
 from api.schemas import ExamCreateSchema
 from api.uploads import request_pages
@@ -35,7 +37,7 @@ from shared.grading import exam_template, papers
 from shared.grading.exams import InvalidExam, create_exam, exam_view, get_exam
 from shared.grading.reports import exam_report, student_report
 from shared.grading.review import InvalidOverride, override_question, review_groups, review_queue
-from shared.models import Exam, KnowledgePoint, Paper, PaperStatus, PauseCause, utcnow
+from shared.models import Exam, KnowledgePoint, Paper, PaperStatus, PauseCause
 from shared.spending import caps
 from shared.spending.estimate import PageSize, estimate
 from shared.storage import StorageError
@@ -741,13 +743,15 @@ def _sheet(exam: Exam, student_ref: str) -> dict[str, Any]:
     data = student_report(db(), g.school.id, student_ref, exam_id=exam.id)
     if not data["exams"]:
         raise not_found("student")
-    return {"report": data, "paper": db().get(Paper, data["exams"][0]["paper_id"])}
+    return {
+        "report": data,
+        "paper": db().get(Paper, data["exams"][0]["paper_id"]),
+        "practice": sheet_practice(data, exam.language),
+    }
 
 
 @web.get("/exams/<uuid:exam_id>/students/<path:student_ref>")
 def student(exam_id: uuid.UUID, student_ref: str) -> str:
-    from api.pages import LABELS
-
     exam = _exam(exam_id)
     return render_template(
         "app/student.html",
@@ -755,14 +759,13 @@ def student(exam_id: uuid.UUID, student_ref: str) -> str:
         sheets=[_sheet(exam, student_ref)],
         text=LABELS.get(exam.language, LABELS["en"]),
         lang=exam.language,
+        today=date.today(),
     )
 
 
 @web.get("/exams/<uuid:exam_id>/pack")
 def pack(exam_id: uuid.UUID) -> str:
     """Every student's sheet in one printable page: A4, each sheet from a new page."""
-    from api.pages import LABELS
-
     exam = _exam(exam_id)
     refs = db().scalars(
         select(Paper.student_ref)
@@ -775,5 +778,5 @@ def pack(exam_id: uuid.UUID) -> str:
         sheets=[_sheet(exam, ref) for ref in dict.fromkeys(refs)],
         text=LABELS.get(exam.language, LABELS["en"]),
         lang=exam.language,
-        printed_at=utcnow(),
+        today=date.today(),
     )
