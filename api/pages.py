@@ -149,7 +149,9 @@ def student_page(exam_id: uuid.UUID, student_ref: str) -> str:
 
 def sheet_practice(report: dict[str, Any], language: str) -> list[dict[str, Any]]:
     """The practice a student's sheet prints: her weakest points on it, the same all day."""
-    return weak_point_practice(report["weak_points"], f"{report['student_ref']}|{date.today().isoformat()}", language, 4)
+    return weak_point_practice(
+        report["weak_points"], f"{report['student_ref']}|{date.today().isoformat()}", language, 4
+    )
 
 
 def _link_view(link: ShareLink, token: str | None = None) -> dict[str, Any]:
