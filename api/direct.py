@@ -24,12 +24,17 @@ from api.uploads import has_control_characters
 from shared.grading import lanes
 from shared.intake import uploads
 from shared.intake.submission import replace_failed
-from shared.models import Paper, PaperStatus
+from shared.models import Exam, Paper, PaperStatus
 from shared.storage import StorageError
 from worker.base import send_step
 
 log = logging.getLogger(__name__)
 blp = Blueprint("uploads", __name__, description="Uploads by URL: the bytes go straight to storage")
+
+
+def complete_endpoint() -> str:
+    """Where a client completes: the API's endpoint, or the web app's for a signed-in teacher."""
+    return "web.complete_upload" if request.blueprint == "web" else "uploads.UploadComplete"
 
 
 def _upload_view(paper: Paper, targets: list[uploads.UploadTarget], *, new: bool) -> dict[str, Any]:
@@ -60,7 +65,7 @@ def _upload_view(paper: Paper, targets: list[uploads.UploadTarget], *, new: bool
         "status": paper.status.value,
         "expires_at": paper.upload_expires_at,
         "files": files,
-        "complete_url": url_for("uploads.UploadComplete", paper_id=paper.id),
+        "complete_url": url_for(complete_endpoint(), paper_id=paper.id),
     }
 
 
@@ -74,31 +79,36 @@ class Uploads(MethodView):
         """Start one student's paper by URL: declare each file (name, size in bytes, type) and get an
         upload URL for each. PUT each file's bytes to its URL with the Content-Type given, then
         POST complete_url. The paper is `uploading` until then; never completed, it expires."""
-        exam = school_exam(exam_id)
-        for name in ("student_ref", "class_label"):
-            if has_control_characters(fields.get(name, "")):
-                raise ApiError(422, "invalid_request", f"{name} holds a control character (NUL, a line break)")
-        settings = resources().settings
-        declared = [uploads.DeclaredFile(f["name"], f["size"], f["content_type"]) for f in fields["files"]]
-        try:
-            paper, targets = uploads.open_upload(
-                db(),
-                resources().storage,
-                exam,
-                student_ref=fields["student_ref"].strip(),
-                class_label=fields.get("class_label", "").strip(),
-                files=declared,
-                max_bytes=settings.max_page_bytes,
-                max_files=settings.max_pages_per_paper,
-                expires_seconds=settings.upload_expiry_seconds,
-            )
-        except uploads.UploadRefused as exc:
-            db().rollback()
-            code = uploads.REFUSAL_CODES.get(exc.kind, "invalid_page")
-            raise ApiError(refusal_status(exc.kind), code, str(exc), {"file": exc.name, "number": exc.number}) from exc
-        view = _upload_view(paper, targets, new=True)  # before the commit: no reload of each page after it
-        db().commit()
-        return view, 201
+        return start_upload(school_exam(exam_id), fields), 201
+
+
+def start_upload(exam: Exam, fields: dict[str, Any]) -> dict[str, Any]:
+    """Register one student's paper as uploading (the request's declared files), committed; its
+    view with an upload URL per file. For the API and the web app alike."""
+    for name in ("student_ref", "class_label"):
+        if has_control_characters(fields.get(name, "")):
+            raise ApiError(422, "invalid_request", f"{name} holds a control character (NUL, a line break)")
+    settings = resources().settings
+    declared = [uploads.DeclaredFile(f["name"], f["size"], f["content_type"]) for f in fields["files"]]
+    try:
+        paper, targets = uploads.open_upload(
+            db(),
+            resources().storage,
+            exam,
+            student_ref=fields["student_ref"].strip(),
+            class_label=fields.get("class_label", "").strip(),
+            files=declared,
+            max_bytes=settings.max_page_bytes,
+            max_files=settings.max_pages_per_paper,
+            expires_seconds=settings.upload_expiry_seconds,
+        )
+    except uploads.UploadRefused as exc:
+        db().rollback()
+        code = uploads.REFUSAL_CODES.get(exc.kind, "invalid_page")
+        raise ApiError(refusal_status(exc.kind), code, str(exc), {"file": exc.name, "number": exc.number}) from exc
+    view = _upload_view(paper, targets, new=True)  # before the commit: no reload of each page after it
+    db().commit()
+    return view
 
 
 def _school_paper(paper_id: uuid.UUID) -> Paper:
@@ -116,13 +126,17 @@ class UploadAgain(MethodView):
     def get(self, paper_id: uuid.UUID) -> dict[str, Any]:
         """An uploading paper's files again, with fresh URLs and whether each is already stored at
         its declared size: after a dropped link, upload only what is missing, then complete."""
-        paper = _school_paper(paper_id)
-        if paper.status != PaperStatus.uploading:
-            raise ApiError(409, "not_uploading", f"the paper is {paper.status.value}, no longer uploading")
-        targets = uploads.renew_targets(resources().storage, paper, resources().settings.upload_expiry_seconds)
-        view = _upload_view(paper, targets, new=False)
-        db().commit()
-        return view
+        return upload_again(_school_paper(paper_id))
+
+
+def upload_again(paper: Paper) -> dict[str, Any]:
+    """An uploading paper's view with fresh URLs and what is stored already (committed)."""
+    if paper.status != PaperStatus.uploading:
+        raise ApiError(409, "not_uploading", f"the paper is {paper.status.value}, no longer uploading")
+    targets = uploads.renew_targets(resources().storage, paper, resources().settings.upload_expiry_seconds)
+    view = _upload_view(paper, targets, new=False)
+    db().commit()
+    return view
 
 
 @blp.route("/v1/papers/<uuid:paper_id>/complete")
@@ -134,24 +148,28 @@ class UploadComplete(MethodView):
         """Every file is uploaded: markq checks each is stored at its declared size and queues the
         paper (the images worker then checks and decodes each page). 409 names each file missing.
         Completing a paper twice queues it once."""
-        session = db()
-        paper = _school_paper(paper_id)
-        was_uploading = paper.status == PaperStatus.uploading
-        try:
-            uploads.complete_upload(session, resources().storage, paper)
-        except uploads.UploadIncomplete as exc:
-            raise ApiError(409, "upload_incomplete", str(exc), exc.problems) from exc
-        except StorageError as exc:
-            raise domain_error(exc, "storage does not answer now; complete again in a moment") from exc
-        view = paper_view(paper)  # before the commit, so nothing is loaded again after it
-        session.commit()
-        replaced: list[uuid.UUID] = []
-        if was_uploading:
-            if paper.status == PaperStatus.queued:
-                # its first step is known (checking the files): no lookup; the sweep covers a lost send
-                _send_verify(paper)
-            replaced = replace_failed(session, resources().storage, paper)
-        return {**view, "replaced": replaced}
+        return complete(_school_paper(paper_id))
+
+
+def complete(paper: Paper) -> dict[str, Any]:
+    """Queue an uploaded paper once every file is stored (409 naming what is not); its view."""
+    session = db()
+    was_uploading = paper.status == PaperStatus.uploading
+    try:
+        uploads.complete_upload(session, resources().storage, paper)
+    except uploads.UploadIncomplete as exc:
+        raise ApiError(409, "upload_incomplete", str(exc), exc.problems) from exc
+    except StorageError as exc:
+        raise domain_error(exc, "storage does not answer now; complete again in a moment") from exc
+    view = paper_view(paper)  # before the commit, so nothing is loaded again after it
+    session.commit()
+    replaced: list[uuid.UUID] = []
+    if was_uploading:
+        if paper.status == PaperStatus.queued:
+            # its first step is known (checking the files): no lookup; the sweep covers a lost send
+            _send_verify(paper)
+        replaced = replace_failed(session, resources().storage, paper)
+    return {**view, "replaced": replaced}
 
 
 def _send_verify(paper: Paper) -> None:

@@ -25,12 +25,12 @@ from flask_babel import gettext as _
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 
+from api import direct
 from api.context import db, resources
 from api.errors import ApiError, domain_error, error_response, not_found
 from api.exams import resume
 from api.pages import LABELS, sheet_practice
-from api.papers import submit
-from api.schemas import ExamCreateSchema
+from api.schemas import ExamCreateSchema, UploadCreateSchema, UploadSchema
 from api.uploads import request_pages
 from shared import schools, teachers
 from shared.grading import exam_template, papers
@@ -49,11 +49,11 @@ COOKIE = "markq_session"
 SIGN_IN_COOKIE = "markq_sign_in"  # the sign-in form's CSRF token (double submit: no session yet)
 PUBLIC = {"web.sign_in"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "connect-src 'self'{storage}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
@@ -109,7 +109,18 @@ def _signed_in() -> ResponseReturnValue | None:
 @web.after_request
 def _headers(response: Response) -> Response:
     response.headers.update(HEADERS)
+    response.headers["Content-Security-Policy"] = CSP.format(storage=_storage_origin())
     return response
+
+
+def _storage_origin() -> str:
+    """Where the upload screen's script PUTs pages (the storage's public address), for connect-src."""
+    settings = resources().settings
+    url = settings.s3_upload_endpoint_url or settings.s3_public_endpoint_url
+    if settings.storage_backend != "s3" or not url:
+        return ""
+    parts = urlsplit(url)
+    return f" {parts.scheme}://{parts.netloc}"
 
 
 @web.errorhandler(Refused)
@@ -594,11 +605,26 @@ def upload(exam_id: uuid.UUID) -> str:
     return render_template("app/upload.html", exam=exam, max_pages=resources().settings.max_pages_per_paper)
 
 
-@web.post("/exams/<uuid:exam_id>/papers")
-def upload_paper(exam_id: uuid.UUID) -> ResponseReturnValue:
-    """One student's pages from the upload screen (the same checks and storage as the API)."""
-    view = submit(_exam(exam_id))
-    return jsonify({"id": str(view["id"]), "status": view["status"], "student_ref": view["student_ref"]}), 201
+@web.post("/exams/<uuid:exam_id>/uploads")
+def start_upload(exam_id: uuid.UUID) -> ResponseReturnValue:
+    """One student's files declared by the upload screen: upload URLs back (the API's own call)."""
+    exam = _exam(exam_id)
+    try:
+        fields = UploadCreateSchema().load(request.get_json(silent=True) or {})
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_request", "; ".join(_messages(exc.messages))) from exc
+    return jsonify(UploadSchema().dump(direct.start_upload(exam, fields))), 201
+
+
+@web.get("/papers/<uuid:paper_id>/upload")
+def resume_upload(paper_id: uuid.UUID) -> Response:
+    return jsonify(UploadSchema().dump(direct.upload_again(_paper(paper_id))))
+
+
+@web.post("/papers/<uuid:paper_id>/complete")
+def complete_upload(paper_id: uuid.UUID) -> Response:
+    view = direct.complete(_paper(paper_id))
+    return jsonify({"id": str(view["id"]), "status": view["status"], "student_ref": view["student_ref"]})
 
 
 @web.post("/exams/<uuid:exam_id>/template")

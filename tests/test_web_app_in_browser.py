@@ -14,6 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
+import boto3
 import pypdfium2
 import pytest
 from PIL import Image, ImageDraw
@@ -48,6 +49,15 @@ def browser() -> Browser:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def bucket_cors(settings, live_api) -> None:
+    """Browsers PUT pages straight to the bucket from the web app's address, as compose's MinIO
+    allows (MINIO_API_CORS_ALLOW_ORIGIN); with S3 the admin sets the same rule on the bucket."""
+    s3 = boto3.client("s3", endpoint_url=settings.s3_endpoint_url, region_name="us-east-1")
+    rule = {"AllowedOrigins": [live_api], "AllowedMethods": ["PUT"], "AllowedHeaders": ["content-type"]}
+    s3.put_bucket_cors(Bucket=settings.s3_bucket, CORSConfiguration={"CORSRules": [rule]})
 
 
 @pytest.fixture
@@ -128,7 +138,7 @@ def sign_in(page: Page, base: str, email: str) -> None:
     expect(page.locator("header.top")).to_be_visible()
 
 
-def test_a_teacher_marks_a_class_in_the_browser(live_api, worker, app, browser, tmp_path, shots):
+def test_a_teacher_marks_a_class_in_the_browser(live_api, worker, app, browser, tmp_path, shots, bucket_cors):
     wait_until_no_paper_is_in_flight(app)
     teacher = new_teacher(app)
     blank, folder = write_class(tmp_path)
@@ -172,7 +182,10 @@ def test_a_teacher_marks_a_class_in_the_browser(live_api, worker, app, browser, 
     page.set_input_files("#folder", str(folder))
     expect(page.locator("#plan")).to_contain_text("6 位学生，12 页")
     page.click("#start")
-    expect(page.locator("#results li[data-state=uploaded]")).to_have_count(6, timeout=60_000)
+    uploaded = page.locator("#results li[data-state=uploaded]")
+    settled = page.locator("#results li[data-state]")
+    assert wait_until(lambda: settled.count() == 6, timeout=60, every=0.5, fail=False), page.inner_text("#results")
+    assert uploaded.count() == 6, page.inner_text("#results")
     page.click("text=查看进度")
 
     # live progress: the page follows the papers until none is in flight

@@ -241,47 +241,86 @@ function startUploader(root) {
     $("start").disabled = !list.length;
   }
 
-  function send(student, row) {
-    return new Promise((resolve) => {
-      const form = new FormData();
-      form.append("student_ref", student.name);
-      form.append("class_label", $("class-label").value.trim());
-      for (const item of student.items) form.append("pages", item.file, item.file.name);
+  const TYPES = { jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", webp: "image/webp", tif: "image/tiff",
+    tiff: "image/tiff", heic: "image/heic", heif: "image/heif", pdf: "application/pdf" };
+  const typeOf = (file) => file.type || TYPES[file.name.split(".").pop().toLowerCase()] || "application/octet-stream";
+
+  async function api(url, options = {}) {
+    const reply = await fetch(url, {
+      ...options,
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": root.dataset.csrf, ...(options.headers || {}) },
+    });
+    const body = await reply.json().catch(() => ({}));
+    return { ok: reply.ok, status: reply.status, body };
+  }
+
+  // one file straight to storage, with its progress (the URL carries its own authority)
+  function put(target, file, onProgress) {
+    return new Promise((resolve, reject) => {
       const request = new XMLHttpRequest();
-      const bar = row.querySelector("progress");
-      request.upload.onprogress = (event) => {
-        if (event.lengthComputable) bar.value = event.loaded / event.total;
-      };
-      request.onload = () => {
-        let reply = {};
-        try {
-          reply = JSON.parse(request.responseText);
-        } catch (error) {
-          reply = { error: { message: request.statusText } };
-        }
-        const status = row.querySelector(".status");
-        if (request.status === 201) {
+      request.open("PUT", target.url);
+      for (const [name, value] of Object.entries(target.headers)) request.setRequestHeader(name, value);
+      request.upload.onprogress = (event) => onProgress(event.loaded);
+      request.onload = () => (request.status < 300 ? resolve() : reject(new Error(`storage answered ${request.status}`)));
+      request.onerror = () => reject(new Error("the connection to storage dropped"));
+      request.send(file);
+    });
+  }
+
+  // one student: declared, uploaded by URL, completed; a run cut short resumes (same files, same paper)
+  async function send(student, row) {
+    const status = row.querySelector(".status");
+    const bar = row.querySelector("progress");
+    const total = student.items.reduce((n, item) => n + item.file.size, 0) || 1;
+    const remembered = `markq-upload:${root.dataset.examId}:${student.name}:` +
+      student.items.map((item) => `${item.path}:${item.file.size}:${item.file.lastModified}`).join("|");
+    const refuse = (message) => {
+      status.textContent = `${text.refused}: ${message}`;
+      row.classList.add("refused");
+      row.dataset.state = "refused";
+    };
+    try {
+      let upload = null;
+      const earlier = localStorage.getItem(remembered);
+      if (earlier) {
+        const again = await api(`${root.dataset.papers}${earlier}/upload`, { method: "GET" });
+        if (again.ok) upload = again.body;
+        else if (again.status === 409) {
           bar.value = 1;
           status.textContent = text.uploaded;
           row.dataset.state = "uploaded";
-        } else {
-          const where = reply.error && reply.error.details && reply.error.details.file ? `${reply.error.details.file}: ` : "";
-          status.textContent = `${text.refused}: ${where}${reply.error ? reply.error.message : request.status}`;
-          row.classList.add("refused");
-          row.dataset.state = "refused";
+          return; // completed by an earlier run: nothing to send again
         }
-        resolve();
-      };
-      request.onerror = () => {
-        row.querySelector(".status").textContent = `${text.refused}: network`;
-        row.classList.add("refused");
-        row.dataset.state = "refused";
-        resolve();
-      };
-      request.open("POST", root.dataset.url);
-      request.setRequestHeader("X-CSRF-Token", root.dataset.csrf);
-      request.send(form);
-    });
+      }
+      if (!upload) {
+        const files = student.items.map((item) => ({ name: item.file.name, size: item.file.size, content_type: typeOf(item.file) }));
+        const made = await api(root.dataset.url, {
+          method: "POST",
+          body: JSON.stringify({ student_ref: student.name, class_label: $("class-label").value.trim(), files }),
+        });
+        if (!made.ok) {
+          const error = made.body.error || {};
+          const where = error.details && error.details.file ? `${error.details.file}: ` : "";
+          return refuse(`${where}${error.message || made.status}`);
+        }
+        upload = made.body;
+        localStorage.setItem(remembered, upload.paper_id);
+      }
+      let done = 0;
+      for (const [index, target] of upload.files.entries()) {
+        const file = student.items[index].file;
+        if (!target.uploaded) await put(target, file, (loaded) => { bar.value = (done + loaded) / total; });
+        done += file.size;
+        bar.value = done / total;
+      }
+      const finished = await api(upload.complete_url, { method: "POST" });
+      if (!finished.ok) return refuse((finished.body.error || {}).message || finished.status);
+      bar.value = 1;
+      status.textContent = text.uploaded;
+      row.dataset.state = "uploaded";
+    } catch (error) {
+      refuse(`${error.message}; ${text.again}`);
+    }
   }
 
   async function start() {
