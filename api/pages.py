@@ -140,7 +140,7 @@ def student_page(exam_id: uuid.UUID, student_ref: str) -> str:
         exam=exam,
         report=report,
         paper=paper,
-        practice=sheet_practice(report, exam.language),
+        practice=sheet_practice(report, exam),
         text=LABELS.get(exam.language, LABELS["en"]),
         lang=exam.language,
         today=date.today(),

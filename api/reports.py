@@ -33,12 +33,15 @@ from api.schemas import (
     StudentArgs,
     StudentReportSchema,
 )
-from shared.grading.practice import weak_point_practice
+from shared.grading.practice import WEAKEST, weak_point_practice
+from shared.grading.practice_model import model_practice
 from shared.grading.reports import class_report, exam_report, known_student, student_report
 from shared.grading.review import InvalidOverride, override_question, review_queue
 from shared.grading.statistics import gradebook
 from shared.grading.vocabulary import visible_to
 from shared.models import KnowledgePoint, Paper
+from shared.provider import ProviderError
+from shared.spending.caps import BudgetExceeded
 from shared.storage import StorageError
 
 blp = Blueprint("reports", __name__, description="Reports, review and knowledge points")
@@ -213,17 +216,43 @@ class StudentPractice(MethodView):
     @blp.arguments(PracticeArgs, location="query")
     @blp.response(200, PracticeSetSchema(many=True))
     def get(self, args: dict[str, Any], student_ref: str) -> list[dict[str, Any]]:
-        """Practice for the student's three weakest knowledge points (over the window, or one exam):
-        five new questions each with their answers, made from templates with generated numbers and
-        every answer confirmed by the equivalence check, in the given language (no provider call).
-        A point without a template is listed with no questions."""
-        if not known_student(db(), current_school().id, student_ref):
+        """Practice for the student's three weakest knowledge points (over the window, or one exam),
+        five new questions each with their answers, in the given language.
+
+        source=templates: made from templates with generated numbers, every answer confirmed by the
+        equivalence check (no call; a point without a template is listed with no questions).
+        source=model: written by the model, one text-only call per point, grade and language, in the
+        ledger and under the caps of the student's exam, then cached for every student.
+        Default: the model where the installation has a key, else templates."""
+        school = current_school()
+        if not known_student(db(), school.id, student_ref):
             raise not_found("student")
-        report = student_report(
-            db(), current_school().id, student_ref, args.get("since"), args.get("until"), args.get("exam")
-        )
-        seed = f"{student_ref}|{date.today().isoformat()}"
-        return weak_point_practice(report["weak_points"], seed, args["language"])
+        report = student_report(db(), school.id, student_ref, args.get("since"), args.get("until"), args.get("exam"))
+        language, source = args["language"], args["source"]
+        has_key = bool(resources().settings.openai_api_key)
+        if source == "model" and not has_key:
+            raise ApiError(422, "no_provider_key", "practice by the model needs a provider key; use source=templates")
+        if source == "templates" or not has_key or not report["exams"]:
+            return weak_point_practice(report["weak_points"], f"{student_ref}|{date.today().isoformat()}", language)
+        exam = school_exam(report["exams"][-1]["exam_id"])
+        sets = []
+        for point in report["weak_points"][:WEAKEST]:
+            try:
+                questions = model_practice(resources(), exam, point["id"], language)
+            except BudgetExceeded as exc:
+                raise ApiError(409, "budget_reached", exc.reason) from exc
+            except ProviderError as exc:
+                raise ApiError(
+                    503, "provider_unavailable", f"the model did not write the practice: {exc.reason}"
+                ) from exc
+            sets.append(
+                {
+                    **{k: point[k] for k in ("name_zh", "name_en")},
+                    "knowledge_point": point["id"],
+                    "questions": questions,
+                }
+            )
+        return sets
 
 
 @blp.route("/v1/classes/<path:class_label>")

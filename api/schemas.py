@@ -457,6 +457,7 @@ class PracticeArgs(Schema):
     until = fields.DateTime(metadata={"description": "... and before this time."})
     exam = fields.UUID(metadata={"description": "Only this exam's weak points."})
     language = fields.String(load_default="zh", validate=validate.OneOf(["zh", "en"]))
+    source = fields.String(load_default="auto", validate=validate.OneOf(["auto", "templates", "model"]))
 
 
 class PracticeQuestionSchema(Schema):

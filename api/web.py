@@ -772,7 +772,7 @@ def _sheet(exam: Exam, student_ref: str) -> dict[str, Any]:
     return {
         "report": data,
         "paper": db().get(Paper, data["exams"][0]["paper_id"]),
-        "practice": sheet_practice(data, exam.language),
+        "practice": sheet_practice(data, exam),
     }
 
 

@@ -438,3 +438,21 @@ class Usage(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
     __table_args__ = (Index("ix_usage_paper_outcome", "paper_id", "outcome"),)
+
+
+class PracticeSet(Base):
+    """Practice questions the model wrote for one knowledge point, grade and language: paid once,
+    then served to every student who needs that point (the call is in the ledger)."""
+
+    __tablename__ = "practice_sets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    knowledge_point_id: Mapped[str] = mapped_column(String(100))
+    grade: Mapped[int] = mapped_column(Integer)
+    language: Mapped[str] = mapped_column(String(10))
+    questions: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    model: Mapped[str] = mapped_column(String(100))
+    usage_id: Mapped[int | None] = mapped_column(ForeignKey("usage.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("knowledge_point_id", "grade", "language"),)
