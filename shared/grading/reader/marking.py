@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import replace
 
 from shared.grading.answer_key import KeyQuestion, QuestionType, choice_letters
 from shared.grading.equivalence import equivalent, parse_value
@@ -51,7 +52,7 @@ def _not_like_the_key(answer: str, key: str) -> bool:
     """The key is a number (or quantity) and the reading is not one: letters where digits belong
     ("5b" for 56) are far more often a misreading than what a pupil wrote."""
     signs = "±+-"
-    if key.startswith("±"):  # "±3": a pair of values, each a value
+    if key.startswith("±") or answer.startswith("±"):  # "±3": a pair of values, each a value
         key, answer = key.lstrip(signs), answer.lstrip(signs)
     wanted, said = parse_value(key), parse_value(answer)
     if wanted is None:
@@ -110,6 +111,9 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     compared = final_answer(reading.text) if question.type == QuestionType.word or written_answer_line else reading.text
     if question.type == QuestionType.word and subject == "math":
         compared = quantity_in(compared, key)
+        if _working_agrees(reading.text, as_digits(compared, question)):
+            # the working's result and the 答 line say the same number: written twice, read alike twice
+            reading = replace(reading, confidence=max(reading.confidence, WORKING_AGREES))
     digits = _joined(as_digits(compared, question), key) if subject == "math" else compared
     # A reading that needed letters taken for digits (or a gap closed) is less sure: a little where
     # it then lands on the key, much where it still misses it (then it is most likely misread).
@@ -217,6 +221,35 @@ def as_digits(text: str, question: KeyQuestion) -> str:
 _CONFUSABLE_LETTERS = ({"B", "D"}, {"B", "E"}, {"C", "G"}, {"D", "O"}, {"A", "R"})
 # A number in a sentence, and what may follow it as its unit ("行驶了145.5千米" holds "145.5千米").
 _NUMBER = re.compile(r"[-−]?\d+(?:\.\d+)?(?:/\d+)?")
+
+
+WORKING_AGREES = 0.92  # a word problem's working ends in the number its 答 line gives
+_RESULT = re.compile(r"=\s*(-?\d+(?:\.\d+)?)")
+
+
+def _working_agrees(text: str, answer: str) -> bool:
+    """The last result in a word problem's working (the number after its last '=', above the 答
+    line) is the number the 答 line gives: two writings of it, read the same."""
+    parts = _ANSWER_LINE.split(text)
+    if len(parts) < 2:
+        return False
+    results = _RESULT.findall(as_digits_plain(parts[-2]))
+    stated = _NUMBER.findall(answer)
+    return bool(results) and len(stated) == 1 and _same_number(results[-1], stated[0])
+
+
+def as_digits_plain(text: str) -> str:
+    """Letters that handwriting makes of digits, as digits, wherever they touch a digit."""
+    return re.sub(
+        r"(?<=\d)[OoCcDIl|ZzSsGbqg]|[OoCcDIl|ZzSsGbqg](?=\d)", lambda m: m.group().translate(_DIGIT_LOOKALIKES), text
+    )
+
+
+def _same_number(a: str, b: str) -> bool:
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
 
 
 def _joined(text: str, key: str) -> str:

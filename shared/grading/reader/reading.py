@@ -145,9 +145,19 @@ def _answer_boxes(anchor: Anchor, on_line: list[ocr.TextLine]) -> str:
 
 
 def _bracket_contents(line_text: str) -> list[str]:
-    """What is written inside the brackets of a line, when every bracket holds something."""
-    contents = [normalise_text(c) for c in _BRACKETS.findall(unicodedata.normalize("NFKC", line_text))]
-    return contents if contents and all(contents) else []
+    """What is written inside the brackets of a line, when every bracket holds something and the
+    brackets are not a calculation's signed operands ("(-15) + 25 =": print, the answer is after =)."""
+    text = unicodedata.normalize("NFKC", line_text)
+    contents = [normalise_text(c) for c in _BRACKETS.findall(text)]
+    if not contents or not all(contents):
+        return []
+    last_bracket = max(text.rfind(")"), text.rfind("）"))
+    if all(_SIGNED.match(c) for c in contents) and "=" in text[last_bracket:]:
+        return []
+    return contents
+
+
+_SIGNED = re.compile(r"^[-+−]\d")
 
 
 _EQUALS_ANSWER = re.compile(r"[=＝]\s*(?P<answer>[^=＝]*\w[^=＝]*)$")
