@@ -29,13 +29,13 @@ from api import direct
 from api.context import db, resources
 from api.errors import ApiError, domain_error, error_response, not_found
 from api.exams import resume
-from api.pages import LABELS, sheet_practice
+from api.pages import LABELS, page_url, sheet_practice
 from api.schemas import ExamCreateSchema, UploadCreateSchema, UploadSchema
 from api.uploads import request_pages
-from shared import schools, teachers
+from shared import schools, sharing, teachers
 from shared.grading import exam_template, papers
 from shared.grading.exams import InvalidExam, create_exam, exam_view, get_exam
-from shared.grading.reports import exam_report, student_report
+from shared.grading.reports import class_report, exam_report, student_report
 from shared.grading.review import InvalidOverride, override_question, review_groups, review_queue
 from shared.models import Exam, KnowledgePoint, Paper, PaperStatus, PauseCause
 from shared.spending import caps
@@ -644,10 +644,55 @@ def upload_template(exam_id: uuid.UUID) -> ResponseReturnValue:
 def template_preview(exam_id: uuid.UUID, number: int) -> Response:
     exam = _exam(exam_id)
     try:
-        image = exam_template.preview(resources().storage, exam, number)
+        image = exam_template.preview(resources().storage, exam, number, drawn=request.args.get("plain") is None)
     except exam_template.NoPreview as exc:
         raise not_found("template page") from exc
     return Response(image, mimetype="image/png", headers={"Cache-Control": "private, no-cache"})
+
+
+@web.post("/exams/<uuid:exam_id>/template/regions")
+def move_regions(exam_id: uuid.UUID) -> ResponseReturnValue:
+    """Answer regions the teacher dragged into place: {"regions": {qid: {"page", "box"}}}."""
+    exam = _exam(exam_id)
+    regions = (request.get_json(silent=True) or {}).get("regions")
+    if not isinstance(regions, dict):
+        raise ApiError(422, "invalid_request", 'send {"regions": {question id: {"page": n, "box": [x0, y0, x1, y1]}}}')
+    try:
+        exam_template.correct_regions(exam, regions)
+    except exam_template.InvalidRegions as exc:
+        raise ApiError(422, "invalid_regions", str(exc)) from exc
+    db().commit()
+    return jsonify({"regions": exam.template["regions"]})
+
+
+@web.post("/exams/<uuid:exam_id>/share")
+def share(exam_id: uuid.UUID) -> str:
+    """A link for people without an account: the whole report, or one student's sheet."""
+    exam = _exam(exam_id)
+    student_ref = request.form.get("student_ref") or None
+    if student_ref is not None and not db().scalar(
+        select(Paper.id).where(Paper.exam_id == exam.id, Paper.student_ref == student_ref).limit(1)
+    ):
+        raise not_found("student")
+    days = request.form.get("days", "7")
+    made = sharing.create_link(db(), exam, student_ref, days=min(90, max(1, int(days) if days.isdigit() else 7)))
+    db().commit()
+    link = (
+        page_url("pages.student_page", exam_id=exam.id, student_ref=student_ref, token=made.token)
+        if student_ref
+        else page_url("pages.exam_page", exam_id=exam.id, token=made.token)
+    )
+    return render_template(
+        "app/shared.html", exam=exam, link=link, student_ref=student_ref, expires=made.link.expires_at
+    )
+
+
+@web.get("/classes/<path:class_label>")
+def klass(class_label: str) -> str:
+    data = class_report(db(), g.school.id, class_label)
+    if data is None:
+        raise not_found("class")
+    return render_template("app/class.html", report=data)
 
 
 # --- review ------------------------------------------------------------------------------------
@@ -752,7 +797,11 @@ def report(exam_id: uuid.UUID) -> str:
     def sheet_url(student_ref: str) -> str:
         return url_for("web.student", exam_id=exam.id, student_ref=student_ref)
 
-    actions = {"pack": url_for("web.pack", exam_id=exam.id)}
+    actions = {
+        "pack": url_for("web.pack", exam_id=exam.id),
+        "share": url_for("web.share", exam_id=exam.id),
+        "class_url": lambda label: url_for("web.klass", class_label=label),
+    }
     return render_template(
         "exam_report.html",
         layout="app/base.html",

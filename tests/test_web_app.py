@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -361,3 +362,24 @@ def test_a_teacher_changes_her_password(app, teacher, signed_in):
     assert done.status_code == 200
     assert sign_in(app.test_client(), teacher["email"]).status_code == 401
     assert sign_in(app.test_client(), teacher["email"], "a new long password").status_code == 302
+
+
+def test_a_teacher_shares_a_sheet_and_opens_a_class_page(app, signed_in, teacher):
+    exam = graded_exam(app, teacher["school_id"], {"S1": "56", "S2": "54"})
+    token = csrf_of(signed_in.get("/app/").text)
+    made = signed_in.post(f"/app/exams/{exam.id}/share", data={"csrf_token": token, "student_ref": "S2", "days": "3"})
+    assert made.status_code == 200
+    link = re.search(r'id="link" class="link-box" value="([^"]+)"', made.text).group(1)
+    assert "/pages/exams/" in link and "/students/S2?token=" in link
+    url = urlsplit(link)
+    opened = app.test_client().get(f"{url.path}?{url.query}")
+    assert opened.status_code == 200 and "S2" in opened.text
+    assert (
+        signed_in.post(f"/app/exams/{exam.id}/share", data={"csrf_token": token, "student_ref": "nobody"}).status_code
+        == 404
+    )
+    assert signed_in.get("/app/classes/3(2)").status_code == 200
+    assert signed_in.get("/app/classes/no-such-class").status_code == 404
+    other = new_teacher(app)
+    theirs = graded_exam(app, other["school_id"], {"T1": "56"})
+    assert signed_in.post(f"/app/exams/{theirs.id}/share", data={"csrf_token": token}).status_code == 404

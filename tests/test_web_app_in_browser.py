@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from client import samples
+from shared.models import Exam
 from tests.helpers import wait_until, wait_until_no_paper_is_in_flight
 from tests.test_web_app import PASSWORD, graded_exam, new_teacher
 
@@ -116,6 +117,42 @@ def write_class(folder: Path) -> tuple[list[Path], Path]:
     return blank, root
 
 
+def stored_regions(app, exam_id: str) -> dict:
+    with app.extensions["markq"].sessions() as session:
+        return session.get(Exam, exam_id).template["regions"]
+
+
+def drag(page: Page, region, dx: float, dy: float) -> None:
+    region.scroll_into_view_if_needed()
+    box = region.bounding_box()
+    x, y = box["x"] + box["width"] / 3, box["y"] + box["height"] / 2
+    hit = page.evaluate(f"document.elementFromPoint({x}, {y})?.closest('.region')?.dataset.qid")
+    assert hit == region.get_attribute("data-qid"), f"the point dragged is on region {hit}"
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + dx / 2, y + dy / 2)
+    page.mouse.move(x + dx, y + dy)
+    page.mouse.up()
+
+
+def drag_a_region_and_back(page: Page, app, exam_url: str) -> None:
+    """The teacher drags question 1's region 30 px down, saves, and drags it back: the stored box
+    moves with its size kept, and returns (the papers are then read with the regions markq found)."""
+    exam_id = exam_url.rsplit("/", 1)[1]
+    before = stored_regions(app, exam_id)["1"]["box"]
+    region = page.locator('.region[data-qid="1"]')
+    drag(page, region, 0, 30)
+    page.click("#save-regions")
+    expect(page.locator("#regions-saved")).to_have_text("✓")
+    moved = stored_regions(app, exam_id)["1"]["box"]
+    assert moved[1] > before[1] and moved[3] - moved[1] == before[3] - before[1] and moved[0] == before[0], moved
+    drag(page, region, 0, -30)
+    page.click("#save-regions")
+    expect(page.locator("#regions-saved")).to_have_text("✓")
+    back = stored_regions(app, exam_id)["1"]["box"]
+    assert abs(back[1] - before[1]) <= 3 and back[0] == before[0], (before, back)
+
+
 def truth(student: str, question: str) -> str:
     return CLASS[student].get(question, KEY[question].answer)
 
@@ -175,6 +212,8 @@ def test_a_teacher_marks_a_class_in_the_browser(live_api, worker, app, browser, 
     assert wait_until(template_ready, timeout=180, every=2)
     assert page.locator("#template-status").inner_text() == "已就绪"
     expect(page.locator(".template-pages img")).to_have_count(2)
+    drag_a_region_and_back(page, app, exam_url)
+    screenshot(page, shots / "exam-1280.png")
 
     # the class, as a folder of one sub-folder per student
     page.click("text=上传全班试卷")

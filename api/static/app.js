@@ -390,6 +390,66 @@ function startUploader(root) {
   $("start").addEventListener("click", start);
 }
 
+// --- answer regions on the blank paper: drag into place, resize by the corner, save -------------------
+function startRegions(root) {
+  const moved = new Map();
+  const save = document.getElementById("save-regions");
+  for (const page of root.querySelectorAll(".region-page")) {
+    const width = Number(page.dataset.width);
+    const height = Number(page.dataset.height);
+    for (const region of page.querySelectorAll(".region")) {
+      let box = region.dataset.box.split(",").map(Number);
+      const place = () => {
+        region.style.left = `${(100 * box[0]) / width}%`;
+        region.style.top = `${(100 * box[1]) / height}%`;
+        region.style.width = `${(100 * (box[2] - box[0])) / width}%`;
+        region.style.height = `${(100 * (box[3] - box[1])) / height}%`;
+      };
+      place();
+      region.addEventListener("pointerdown", (event) => {
+        event.preventDefault();
+        const resizing = event.target.classList.contains("handle");
+        const scale = width / page.clientWidth;
+        const start = [event.clientX, event.clientY];
+        const from = [...box];
+        region.setPointerCapture(event.pointerId);
+        const follow = (move) => {
+          const dx = Math.round((move.clientX - start[0]) * scale);
+          const dy = Math.round((move.clientY - start[1]) * scale);
+          // moved whole within the page (its size kept), or resized by its corner
+          const x = Math.max(-from[0], Math.min(dx, width - from[2]));
+          const y = Math.max(-from[1], Math.min(dy, height - from[3]));
+          box = resizing
+            ? [from[0], from[1], Math.min(width, Math.max(from[0] + 10, from[2] + dx)), Math.min(height, Math.max(from[1] + 10, from[3] + dy))]
+            : [from[0] + x, from[1] + y, from[2] + x, from[3] + y];
+          place();
+        };
+        const stop = () => {
+          region.removeEventListener("pointermove", follow);
+          region.classList.add("moved");
+          moved.set(region.dataset.qid, { page: Number(page.dataset.page), box });
+          save.disabled = false;
+        };
+        region.addEventListener("pointermove", follow);
+        region.addEventListener("pointerup", stop, { once: true });
+      });
+    }
+  }
+  save.addEventListener("click", async () => {
+    const reply = await fetch(root.dataset.url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": root.dataset.csrf },
+      body: JSON.stringify({ regions: Object.fromEntries(moved) }),
+    });
+    const body = await reply.json().catch(() => ({}));
+    document.getElementById("regions-saved").textContent = reply.ok ? "✓" : (body.error || {}).message || reply.status;
+    if (reply.ok) {
+      moved.clear();
+      save.disabled = true;
+    }
+  });
+}
+
 // --- the answer key editor --------------------------------------------------------------------------
 function startKeyEditor(table) {
   const body = table.querySelector("tbody");
@@ -417,6 +477,8 @@ document.addEventListener("DOMContentLoaded", () => {
   if (uploader) startUploader(uploader);
   const key = document.getElementById("key");
   if (key && key.tagName === "TABLE") startKeyEditor(key);
+  const regions = document.getElementById("regions");
+  if (regions) startRegions(regions);
   const print = document.getElementById("print");
   if (print) print.addEventListener("click", () => window.print());
 });

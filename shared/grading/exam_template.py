@@ -116,13 +116,18 @@ class NoPreview(LookupError):
 PREVIEW_COLOUR = (220, 30, 30)
 
 
-def preview(storage: Storage, exam: Exam, number: int) -> bytes:
+def preview(storage: Storage, exam: Exam, number: int, *, drawn: bool = True) -> bytes:
     """Page `number` of the blank paper as the reader sees it, each question's answer region drawn
-    on it with its id: what a teacher checks before the papers are read (PNG)."""
+    on it with its id: what a teacher checks before the papers are read (PNG). Without `drawn`,
+    the page alone (the web app draws the regions over it, to be dragged into place)."""
     template = usable(exam, storage)
     if template is None or not 1 <= number <= len(template.pages):
         raise NoPreview(number)
     page = template.pages[number - 1].image.convert("RGB")
+    if not drawn:
+        out = io.BytesIO()
+        page.save(out, "PNG", optimize=True)
+        return out.getvalue()
     draw = ImageDraw.Draw(page)
     size = max(14, template.line_heights[number - 1] * 2 // 3)
     font = ImageFont.load_default(size=size)
