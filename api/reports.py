@@ -151,14 +151,19 @@ class QuestionCrop(MethodView):
     def get(self, paper_id: uuid.UUID, question_id: str) -> Response:
         """The image of one answer, cut from its page as the offline reader read it."""
         paper = db().scalar(select(Paper).where(Paper.id == paper_id, Paper.school_id == current_school().id))
-        key = ((paper.local_reading or {}).get("question_crops") or {}).get(question_id) if paper else None
-        if key is None:
-            raise not_found("answer image")
-        try:
-            image = resources().storage.get(key)
-        except StorageError as exc:
-            raise domain_error(exc, "the answer's image cannot be read from storage now") from exc
-        return Response(image, mimetype="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+        return answer_image(paper, question_id)
+
+
+def answer_image(paper: Paper | None, question_id: str) -> Response:
+    """The answer's crop as the offline reader cut it (JPEG), or 404; for the API and the web app."""
+    key = ((paper.local_reading or {}).get("question_crops") or {}).get(question_id) if paper else None
+    if key is None:
+        raise not_found("answer image")
+    try:
+        image = resources().storage.get(key)
+    except StorageError as exc:
+        raise domain_error(exc, "the answer's image cannot be read from storage now") from exc
+    return Response(image, mimetype="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
 @blp.route("/v1/papers/<uuid:paper_id>/questions/<question_id>")

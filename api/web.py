@@ -30,6 +30,7 @@ from api.context import db, resources
 from api.errors import ApiError, domain_error, error_response, not_found
 from api.exams import resume
 from api.pages import LABELS, page_url, sheet_practice
+from api.reports import answer_image
 from api.schemas import ExamCreateSchema, UploadCreateSchema, UploadSchema
 from api.uploads import request_pages
 from shared import schools, sharing, teachers
@@ -773,15 +774,7 @@ def _as_float(value: Any) -> float:
 
 @web.get("/papers/<uuid:paper_id>/questions/<question_id>/crop")
 def crop(paper_id: uuid.UUID, question_id: str) -> Response:
-    paper = _paper(paper_id)
-    key = ((paper.local_reading or {}).get("question_crops") or {}).get(question_id)
-    if key is None:
-        raise not_found("answer image")
-    try:
-        image = resources().storage.get(key)
-    except StorageError as exc:
-        raise domain_error(exc, "the answer's image cannot be read from storage now") from exc
-    return Response(image, mimetype="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+    return answer_image(_paper(paper_id), question_id)
 
 
 # --- reports -----------------------------------------------------------------------------------

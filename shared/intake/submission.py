@@ -133,14 +133,7 @@ def submit_paper(
         class_label=class_label,
         status=PaperStatus.queued,
     )
-    if exam.trial_papers and not exam.trial_released:
-        earlier = session.scalar(select(func.count()).select_from(Paper).where(Paper.exam_id == exam.id)) or 0
-        if earlier >= exam.trial_papers:
-            paper.status = PaperStatus.paused
-            paper.paused_for = PauseCause.trial
-            paper.status_reason = (
-                f"trial run: the first {exam.trial_papers} papers are graded first; release the exam to grade the rest"
-            )
+    hold_for_trial(session, exam, paper)
     stored: list[str] = []
     try:
         for number, (page, header) in enumerate(zip(pages, headers, strict=True), start=1):
@@ -167,6 +160,24 @@ def submit_paper(
         delete_objects(storage, stored)  # best effort; the original error matters more
         raise
     return paper
+
+
+def hold_for_trial(session: Session, exam: Exam, paper: Paper) -> None:
+    """Pause a paper coming in while the exam's trial run already has its first papers (the
+    uploads still under way are not counted: they have not come in)."""
+    if not exam.trial_papers or exam.trial_released:
+        return
+    earlier = session.scalar(
+        select(func.count())
+        .select_from(Paper)
+        .where(Paper.exam_id == exam.id, Paper.id != paper.id, Paper.status != PaperStatus.uploading)
+    )
+    if (earlier or 0) >= exam.trial_papers:
+        paper.status = PaperStatus.paused
+        paper.paused_for = PauseCause.trial
+        paper.status_reason = (
+            f"trial run: the first {exam.trial_papers} papers are graded first; release the exam to grade the rest"
+        )
 
 
 def replace_failed(session: Session, storage: Storage, paper: Paper) -> list[uuid.UUID]:

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import BinaryIO
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.intake.submission import PageError, UploadedPage, check_pages, pages_hash
-from shared.models import Exam, Page, Paper, PaperStatus, PauseCause, utcnow
+from shared.intake.submission import PageError, UploadedPage, check_pages, hold_for_trial, pages_hash
+from shared.models import Exam, Page, Paper, PaperStatus, utcnow
 from shared.refusals import RefusalKind
 from shared.storage import Storage, original_page_key, paper_prefix
 
@@ -228,19 +228,7 @@ def complete_upload(session: Session, storage: Storage, paper: Paper) -> None:
         raise UploadIncomplete(problems)
     paper.status = PaperStatus.queued
     paper.upload_expires_at = None
-    exam = session.get_one(Exam, paper.exam_id)
-    if exam.trial_papers and not exam.trial_released:
-        earlier = session.scalar(
-            select(func.count())
-            .select_from(Paper)
-            .where(Paper.exam_id == exam.id, Paper.id != paper.id, Paper.status != PaperStatus.uploading)
-        )
-        if (earlier or 0) >= exam.trial_papers:
-            paper.status = PaperStatus.paused
-            paper.paused_for = PauseCause.trial
-            paper.status_reason = (
-                f"trial run: the first {exam.trial_papers} papers are graded first; release the exam to grade the rest"
-            )
+    hold_for_trial(session, session.get_one(Exam, paper.exam_id), paper)
 
 
 def verify_pages(
