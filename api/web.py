@@ -11,8 +11,10 @@ from __future__ import annotations
 import csv
 import hmac
 import io
+import re
 import secrets
 import uuid
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -150,6 +152,47 @@ def status_name(status: str) -> str:
         "failed": _("failed"),
         "paused": _("paused"),
     }.get(status, status)
+
+
+# Why an answer waits, as the marking code writes it (English), in the teacher's language.
+REASONS: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
+    (
+        re.compile(r"^the offline reader is unsure \(confidence ([\d.]+) < ([\d.]+)\)(?:: (.*))?$", re.S),
+        lambda m: (
+            _("the offline reader is unsure (confidence %(c)s, below %(t)s)", c=m[1], t=m[2])
+            + (f": {m[3]}" if m[3] else "")
+        ),
+    ),
+    (
+        re.compile(r"^illegible: a teacher must read the answer$"),
+        lambda m: _("illegible: a teacher must read the answer"),
+    ),
+    (re.compile(r"^illegible: (.*)$", re.S), lambda m: _("illegible") + f": {m[1]}"),
+    (
+        re.compile(r"^the model is unsure \(confidence ([\d.]+)\)$"),
+        lambda m: _("the model is unsure (confidence %(c)s)", c=m[1]),
+    ),
+    (
+        re.compile(r"^the model gave ([\d.]+) of ([\d.]+) points$"),
+        lambda m: _("the model gave %(s)s of %(p)s points", s=m[1], p=m[2]),
+    ),
+    (
+        re.compile(r"^the check finds .* but the model marked it (correct|wrong)$", re.S),
+        lambda m: (
+            _("the mathematics check and the model disagree")
+            + " ("
+            + (_("the model said right") if m[1] == "correct" else _("the model said wrong"))
+            + ")"
+        ),
+    ),
+]
+
+
+def reason_text(reason: str | None) -> str:
+    for pattern, words in REASONS:
+        if reason and (match := pattern.match(reason)):
+            return words(match)
+    return reason or ""
 
 
 @web.app_template_global()
@@ -711,6 +754,8 @@ def review(exam_id: uuid.UUID) -> str:
             else None
         )
     groups = review_groups(items)
+    for group in groups:
+        group["review_reason"] = reason_text(group["review_reason"])
     return render_template("app/review.html", exam=exam, groups=groups, answers=len(items))
 
 

@@ -192,6 +192,7 @@ def test_identical_readings_are_one_group_and_a_corrected_reading_is_marked_agai
     assert page.status_code == 200
     groups = __import__("json").loads(re.search(r'id="groups">(.*?)</script>', page.text, re.S).group(1))
     assert [sorted(p["student_ref"] for p in g["papers"]) for g in groups] == [["S1", "S2"], ["S3"]]
+    assert groups[0]["review_reason"] == "无法识别：需要老师查看答案"  # why it waits, in her language
     token = csrf_of(page.text)
     group = groups[0]
     reply = signed_in.post(
