@@ -27,13 +27,13 @@ from flask_babel import gettext as _
 from marshmallow import ValidationError
 from sqlalchemy import func, select
 
-from api import direct
+from api import bulk, direct
 from api.context import db, resources
 from api.errors import ApiError, domain_error, error_response, not_found
 from api.exams import resume
 from api.pages import LABELS, page_url, sheet_practice
 from api.reports import answer_image
-from api.schemas import ExamCreateSchema, UploadCreateSchema, UploadSchema
+from api.schemas import BulkResultSchema, ExamCreateSchema, UploadCreateSchema, UploadSchema
 from api.uploads import request_pages
 from shared import schools, sharing, teachers
 from shared.grading import exam_template, papers
@@ -658,6 +658,12 @@ def start_upload(exam_id: uuid.UUID) -> ResponseReturnValue:
     except ValidationError as exc:
         raise ApiError(422, "invalid_request", "; ".join(_messages(exc.messages))) from exc
     return jsonify(UploadSchema().dump(direct.start_upload(exam, fields))), 201
+
+
+@web.post("/exams/<uuid:exam_id>/bulk")
+def upload_zip(exam_id: uuid.UUID) -> Response:
+    """A class's ZIP dropped on the upload screen (the API's bulk intake: a folder per student)."""
+    return jsonify(BulkResultSchema().dump(bulk.submit_class(_exam(exam_id))))
 
 
 @web.get("/papers/<uuid:paper_id>/upload")

@@ -9,6 +9,7 @@ import secrets
 import subprocess
 import sys
 import uuid
+import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,7 +24,7 @@ from shared.grading.review import review_queue
 from shared.models import Exam, Paper, PaperStatus, QuestionResult, School, Teacher
 from shared.schools import create_school
 from shared.teachers import FREE_GUESSES, create_teacher
-from tests.helpers import KEY
+from tests.helpers import KEY, page_bytes
 
 PASSWORD = "correct horse battery"
 ROOT = Path(__file__).resolve().parent.parent
@@ -384,3 +385,23 @@ def test_a_teacher_shares_a_sheet_and_opens_a_class_page(app, signed_in, teacher
     other = new_teacher(app)
     theirs = graded_exam(app, other["school_id"], {"T1": "56"})
     assert signed_in.post(f"/app/exams/{theirs.id}/share", data={"csrf_token": token}).status_code == 404
+
+
+def test_a_class_zip_dropped_on_the_upload_screen_is_unpacked_by_student(app, signed_in, teacher):
+    exam = graded_exam(app, teacher["school_id"], {"S0": "56"})
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for student in ("Z1", "Z2"):
+            zipped.writestr(f"3(2)/{student}/p1.jpg", page_bytes(student))
+        zipped.writestr("3(2)/Z3/notes.txt", "not a page")
+    token = csrf_of(signed_in.get(f"/app/exams/{exam.id}/upload").text)
+    reply = signed_in.post(
+        f"/app/exams/{exam.id}/bulk",
+        data={"archive": (io.BytesIO(archive.getvalue()), "class.zip"), "class_label": "3(2)"},
+        headers={"X-CSRF-Token": token},
+        content_type="multipart/form-data",
+    )
+    assert reply.status_code == 200, reply.json
+    assert sorted(p["student_ref"] for p in reply.json["created"]) == ["Z1", "Z2"]
+    assert [r["file"] for r in reply.json["refused"]] == ["3(2)/Z3/notes.txt"]
+    assert signed_in.post(f"/app/exams/{exam.id}/bulk", data={}).status_code == 403  # no CSRF token

@@ -202,8 +202,14 @@ function startUploader(root) {
   const $ = (id) => document.getElementById(id);
   const byName = (a, b) => a.path.localeCompare(b.path, undefined, { numeric: true });
 
+  const zips = [];
+
   function add(list) {
     for (const file of list) {
+      if (/\.zip$/i.test(file.name)) {
+        zips.push(file); // a class archive: the server unpacks it (a folder per student)
+        continue;
+      }
       const path = file.webkitRelativePath || file.relativePath || file.name;
       if (file.name.startsWith(".")) continue;
       files.push({ file, path });
@@ -237,8 +243,49 @@ function startUploader(root) {
   function plan() {
     const list = students();
     const pages = list.reduce((n, s) => n + s.items.length, 0);
-    $("plan").textContent = list.length ? format(text.students, { n: list.length, p: pages }) : "";
-    $("start").disabled = !list.length;
+    const parts = list.length ? [format(text.students, { n: list.length, p: pages })] : [];
+    $("plan").textContent = [...parts, ...zips.map((zip) => zip.name)].join(" · ");
+    $("start").disabled = !list.length && !zips.length;
+  }
+
+  function sendZip(zip) {
+    const row = document.createElement("li");
+    row.innerHTML = "<b></b><progress max='1' value='0'></progress><span class='status'></span>";
+    row.querySelector("b").textContent = zip.name;
+    $("results").appendChild(row);
+    return new Promise((resolve) => {
+      const form = new FormData();
+      form.append("archive", zip, zip.name);
+      form.append("class_label", $("class-label").value.trim());
+      const request = new XMLHttpRequest();
+      request.upload.onprogress = (event) => {
+        if (event.lengthComputable) row.querySelector("progress").value = event.loaded / event.total;
+      };
+      request.onloadend = () => {
+        const body = JSON.parse(request.responseText || "{}");
+        const status = row.querySelector(".status");
+        if (request.status === 200) {
+          status.textContent = format(text.zip, {
+            created: body.created.length, existing: body.existing.length, refused: body.refused.length,
+          });
+          row.dataset.state = "uploaded";
+          for (const refusal of body.refused) {
+            const line = document.createElement("li");
+            line.className = "refused";
+            line.textContent = `${text.refused}: ${refusal.file}: ${refusal.reason}`;
+            $("results").appendChild(line);
+          }
+        } else {
+          status.textContent = `${text.refused}: ${(body.error || {}).message || request.status}`;
+          row.classList.add("refused");
+          row.dataset.state = "refused";
+        }
+        resolve();
+      };
+      request.open("POST", root.dataset.zip);
+      request.setRequestHeader("X-CSRF-Token", root.dataset.csrf);
+      request.send(form);
+    });
   }
 
   const TYPES = { jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", webp: "image/webp", tif: "image/tiff",
@@ -350,6 +397,7 @@ function startUploader(root) {
       }
     });
     await Promise.all(workers);
+    for (const zip of zips.splice(0)) await sendZip(zip);
     files.length = 0;
     plan();
     $("done").hidden = false;
