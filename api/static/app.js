@@ -484,13 +484,15 @@ function startRegions(root) {
     }
   }
   save.addEventListener("click", async () => {
+    const said = document.getElementById("regions-saved");
+    said.textContent = "…"; // until this save is answered (not the last one's ✓)
     const reply = await fetch(root.dataset.url, {
       method: "POST",
       headers: { "Content-Type": "application/json", "X-CSRF-Token": root.dataset.csrf },
       body: JSON.stringify({ regions: Object.fromEntries(moved) }),
     });
     const body = await reply.json().catch(() => ({}));
-    document.getElementById("regions-saved").textContent = reply.ok ? "✓" : (body.error || {}).message || reply.status;
+    said.textContent = reply.ok ? "✓" : (body.error || {}).message || reply.status;
     if (reply.ok) {
       moved.clear();
       save.disabled = true;
