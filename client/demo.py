@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -29,9 +30,10 @@ from client.api import MarkqClient
 from client.samples import write_samples
 from shared.db import make_engine, make_session_factory, transaction
 from shared.migrate import migrate
-from shared.models import School
+from shared.models import School, Teacher
 from shared.schools import create_key, create_school
 from shared.settings import get_settings
+from shared.teachers import create_teacher, set_password
 
 SIMULATED = "[SIMULATED: loopback server, no OPENAI_API_KEY; not real grades]"
 
@@ -108,15 +110,25 @@ class Processes:
                 os.killpg(process.pid, signal.SIGKILL)
 
 
-def demo_key(database_url: str) -> str:
+DEMO_TEACHER = "teacher@demo.markq"
+
+
+def demo_key(database_url: str) -> tuple[str, str]:
+    """The demo school's new API key, and a new password for its teacher (the web app's sign-in)."""
     migrate(database_url)
     engine = make_engine(database_url)
+    password = secrets.token_urlsafe(12)
     with transaction(make_session_factory(engine)) as session:
         school = session.query(School).filter_by(name="Demo school").one_or_none()
         school = school or create_school(session, "Demo school")
         key = create_key(session, school).key
+        teacher = session.query(Teacher).filter_by(email=DEMO_TEACHER).one_or_none()
+        if teacher is None:
+            create_teacher(session, school, DEMO_TEACHER, "Demo teacher", password, is_admin=True)
+        else:
+            set_password(teacher, password)
     engine.dispose()
-    return key
+    return key, password
 
 
 def print_results(client: MarkqClient, exam: dict[str, Any], simulated: bool) -> None:
@@ -209,7 +221,7 @@ def main() -> None:
                 f"No OPENAI_API_KEY: grading with the loopback server at {env['OPENAI_BASE_URL']}. "
                 "Grades below are SIMULATED."
             )
-        api_key = demo_key(settings.database_url)
+        api_key, teacher_password = demo_key(settings.database_url)
         api_port, flower_port = free_port(8000), free_port(5555)
         api_url = f"http://127.0.0.1:{api_port}"
         bin_dir = Path(sys.executable).parent
@@ -308,6 +320,9 @@ def main() -> None:
             print_results(client, exam, simulated)
         print(f"\nAPI docs: {api_url}/docs   OpenAPI: {api_url}/openapi.json   Flower: http://127.0.0.1:{flower_port}")
         print(f"API key for the demo school: {api_key}")
+        print(
+            f"Web app: {api_url}/app/  (sign in as {DEMO_TEACHER}, password {teacher_password}; run with --keep to use it)"
+        )
         if args.keep:
             pids = " ".join(str(p.pid) for _n, p in processes.started)
             print(f"Processes left running; stop them with: kill {pids}")
