@@ -477,18 +477,32 @@ class ClassArgs(Schema):
     until = fields.DateTime(metadata={"description": "Papers submitted before this time."})
 
 
+class TrendPointSchema(Schema):
+    exam_id = fields.UUID()
+    date = fields.DateTime(metadata={"description": "When the exam's first paper of the scope came in."})
+    missed = fields.Integer()
+    attempted = fields.Integer()
+
+
+class WeakPointSchema(MissedPointSchema):
+    trend = fields.List(
+        fields.Nested(TrendPointSchema),
+        metadata={"description": "The point's missed out of attempted, exam by exam in date order."},
+    )
+
+
 class ClassReportSchema(Schema):
     class_label = fields.String()
     papers = fields.Integer()
     students = fields.Integer()
     exams = fields.Integer()
-    weak_points = fields.List(fields.Nested(MissedPointSchema))
+    weak_points = fields.List(fields.Nested(WeakPointSchema))
 
 
 class StudentReportSchema(Schema):
     student_ref = fields.String()
     exams = fields.List(fields.Nested(StudentExamSchema))
-    weak_points = fields.List(fields.Nested(MissedPointSchema))
+    weak_points = fields.List(fields.Nested(WeakPointSchema))
     mistake_notebook = fields.List(fields.Nested(NotebookGroupSchema))
 
 

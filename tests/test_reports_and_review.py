@@ -186,6 +186,9 @@ def test_a_school_point_used_in_three_exams_adds_up_for_the_student_and_the_clas
         wait_for(live_api, headers, paper["id"])
     report = httpx.get(f"{live_api}/v1/students/{student}", headers=headers).json()
     assert [(w["id"], w["missed"], w["attempted"]) for w in report["weak_points"]] == [(point, 3, 3)]
+    trend = report["weak_points"][0]["trend"]  # exam by exam, in date order
+    assert [(t["missed"], t["attempted"]) for t in trend] == [(1, 1)] * 3
+    assert [t["date"] for t in trend] == sorted(t["date"] for t in trend) and len({t["exam_id"] for t in trend}) == 3
     klass = httpx.get(f"{live_api}/v1/classes/{label}", headers=headers).json()
     assert [(w["id"], w["missed"], w["attempted"]) for w in klass["weak_points"]] == [(point, 3, 3)]
     assert klass["papers"] == 3 and klass["students"] == 1

@@ -183,6 +183,32 @@ def exam_report(session: Session, exam: Exam) -> dict[str, Any]:
     }
 
 
+def point_trend(session: Session, *scope: Any) -> dict[str, list[dict[str, Any]]]:
+    """Each knowledge point's missed answers out of attempted, exam by exam in date order, over
+    the papers in `scope` (final verdicts): whether practice is working."""
+    rows = session.execute(
+        select(
+            QuestionKnowledgePoint.knowledge_point_id,
+            Paper.exam_id,
+            func.min(Paper.created_at).label("date"),
+            MISSED.label("missed"),
+            func.count().label("attempted"),
+        )
+        .select_from(QuestionKnowledgePoint)
+        .join(QuestionResult, QuestionResult.id == QuestionKnowledgePoint.question_result_id)
+        .join(Paper, Paper.id == QuestionResult.paper_id)
+        .where(FINAL, *scope)
+        .group_by(QuestionKnowledgePoint.knowledge_point_id, Paper.exam_id)
+        .order_by(QuestionKnowledgePoint.knowledge_point_id, func.min(Paper.created_at))
+    ).all()
+    trend: dict[str, list[dict[str, Any]]] = {}
+    for point, exam_id, date, missed, attempted in rows:
+        trend.setdefault(point, []).append(
+            {"exam_id": exam_id, "date": date, "missed": int(missed or 0), "attempted": int(attempted)}
+        )
+    return trend
+
+
 def _prompts(answer_key: dict[str, Any]) -> dict[str, str]:
     return {str(q.get("id")): q.get("prompt") or "" for q in answer_key.get("questions", [])}
 
@@ -210,12 +236,13 @@ def class_report(
     if not papers and session.scalar(select(Paper.id).where(*scope[:2]).limit(1)) is None:
         return None
     weak = missed_points(session, *scope)
+    trend = point_trend(session, *scope)
     return {
         "class_label": class_label,
         "papers": int(papers),
         "students": int(students),
         "exams": int(exams),
-        "weak_points": [w for w in weak if w["missed"]],
+        "weak_points": [{**w, "trend": trend.get(w["id"], [])} for w in weak if w["missed"]],
     }
 
 
@@ -300,9 +327,10 @@ def student_report(
             }
         )
     weak = missed_points(session, *scope)
+    trend = point_trend(session, *scope)
     return {
         "student_ref": student_ref,
         "exams": exams,
-        "weak_points": [w for w in weak if w["missed"]],
+        "weak_points": [{**w, "trend": trend.get(w["id"], [])} for w in weak if w["missed"]],
         "mistake_notebook": sorted(notebook.values(), key=lambda g: -len(g["mistakes"])),
     }
