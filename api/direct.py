@@ -47,7 +47,6 @@ def _upload_view(paper: Paper, targets: list[uploads.UploadTarget], *, new: bool
         url = target.url or settings.public_base_url.rstrip("/") + url_for(
             "uploads.UploadEndpoint", page_id=target.page.id, token=target.token
         )
-        content_type = next(t for t, f in uploads.UPLOAD_TYPES.items() if f == target.page.original_format)
         files.append(
             {
                 "number": target.page.number,
@@ -55,7 +54,7 @@ def _upload_view(paper: Paper, targets: list[uploads.UploadTarget], *, new: bool
                 "size": target.page.original_bytes,
                 "method": "PUT",
                 "url": url,
-                "headers": {"Content-Type": content_type},
+                "headers": {"Content-Type": target.content_type},  # the type its URL is signed for
                 "uploaded": stored.get(target.page.original_key) == target.page.original_bytes,
             }
         )

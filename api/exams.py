@@ -99,6 +99,10 @@ class Exams(MethodView):
         return {**exam_view(session, exam), "callback_secret": secret}
 
 
+# What a teacher's "resume" clears: the account and the budgets (a trial run ends by release).
+RESUMABLE = (PauseCause.quota, PauseCause.provider_key, PauseCause.exam_budget, PauseCause.school_budget)
+
+
 def resume(exam: Exam, causes: tuple[str, ...]) -> dict[str, Any]:
     """Commit the exam's changes with its papers paused for `causes` back in the queue, then queue
     them (after the commit, so a worker never sees them before they are queued)."""
@@ -138,13 +142,7 @@ class ExamTemplate(MethodView):
         """Give the exam's blank paper (images or a PDF, in page order). markq finds each
         question's answer region on it in the background, and reads every paper with it."""
         exam = school_exam(exam_id)
-        pages, headers = request_pages("send the blank paper's pages in the 'pages' field")
-        try:
-            exam_template.store_pages(resources().storage, exam, pages, headers)
-        except StorageError as exc:
-            raise domain_error(exc, "could not store the blank paper; nothing was kept") from exc
-        db().commit()
-        current_app.extensions["celery"].send_task("markq.read_template", args=(str(exam.id),))
+        give_blank_paper(exam, "send the blank paper's pages in the 'pages' field")
         return exam_template.template_view(exam), 202
 
     @blp.response(200, TemplateSchema)
@@ -161,11 +159,7 @@ class ExamTemplate(MethodView):
     def patch(self, fields: dict[str, Any], exam_id: uuid.UUID) -> dict[str, Any]:
         """Correct answer regions: {"regions": {"3": {"page": 1, "box": [x0, y0, x1, y1]}}}."""
         exam = school_exam(exam_id)
-        try:
-            exam_template.correct_regions(exam, fields["regions"])
-        except exam_template.InvalidRegions as exc:
-            raise ApiError(422, "invalid_regions", str(exc)) from exc
-        db().commit()
+        correct_regions(exam, fields["regions"])
         return exam_template.template_view(exam)
 
 
@@ -177,14 +171,41 @@ class ExamTemplatePreview(MethodView):
     def get(self, exam_id: uuid.UUID, number: int) -> Response:
         """A page of the blank paper with each question's answer region drawn on it and labelled:
         check it before the papers are read, and correct a region with PATCH .../template."""
-        exam = school_exam(exam_id)
-        try:
-            image = exam_template.preview(resources().storage, exam, number)
-        except exam_template.NoPreview as exc:
-            raise not_found("template page") from exc
-        except StorageError as exc:
-            raise domain_error(exc, "the blank paper cannot be read from storage now") from exc
-        return Response(image, mimetype="image/png", headers={"Cache-Control": "private, no-cache"})
+        return template_page(school_exam(exam_id), number)
+
+
+def give_blank_paper(
+    exam: Exam, missing: str, not_stored: str = "could not store the blank paper; nothing was kept"
+) -> None:
+    """The request's blank-paper pages stored and committed, and read in the background (API and
+    web app; `missing` and `not_stored` say what went wrong, in the caller's words)."""
+    pages, headers = request_pages(missing)
+    try:
+        exam_template.store_pages(resources().storage, exam, pages, headers)
+    except StorageError as exc:
+        raise domain_error(exc, not_stored) from exc
+    db().commit()
+    current_app.extensions["celery"].send_task("markq.read_template", args=(str(exam.id),))
+
+
+def correct_regions(exam: Exam, regions: Any) -> None:
+    """A teacher's corrected answer regions, checked and committed (422 naming what is wrong)."""
+    try:
+        exam_template.correct_regions(exam, regions)
+    except exam_template.InvalidRegions as exc:
+        raise ApiError(422, "invalid_regions", str(exc)) from exc
+    db().commit()
+
+
+def template_page(exam: Exam, number: int, *, drawn: bool = True) -> Response:
+    """A blank page as read (PNG), its regions drawn on it unless `drawn` is False."""
+    try:
+        image = exam_template.preview(resources().storage, exam, number, drawn=drawn)
+    except exam_template.NoPreview as exc:
+        raise not_found("template page") from exc
+    except StorageError as exc:
+        raise domain_error(exc, "the blank paper cannot be read from storage now") from exc
+    return Response(image, mimetype="image/png", headers={"Cache-Control": "private, no-cache"})
 
 
 @blp.route("/<uuid:exam_id>/resume")
@@ -195,8 +216,7 @@ class ExamResume(MethodView):
     def post(self, exam_id: uuid.UUID) -> dict[str, Any]:
         """Resume every paused paper of the exam (e.g. after topping up the provider account).
         A paper still over a budget pauses again at once, before any call."""
-        causes = (PauseCause.quota, PauseCause.provider_key, PauseCause.exam_budget, PauseCause.school_budget)
-        return resume(school_exam(exam_id), causes)
+        return resume(school_exam(exam_id), RESUMABLE)
 
 
 @blp.route("/<uuid:exam_id>/release")

@@ -19,7 +19,6 @@ from api.exams import school_exam
 from api.paging import PAGE_HEADERS, STRICT, paged_list, paged_select
 from api.papers import paper_view
 from api.schemas import (
-    ClassArgs,
     ClassReportSchema,
     ExamReportSchema,
     KnowledgePointArgs,
@@ -32,6 +31,7 @@ from api.schemas import (
     ReviewItemSchema,
     StudentArgs,
     StudentReportSchema,
+    WindowArgs,
 )
 from shared.grading.practice import WEAKEST, weak_point_practice
 from shared.grading.practice_model import model_practice
@@ -207,11 +207,16 @@ class StudentReport(MethodView):
     def get(self, args: dict[str, Any], student_ref: str) -> dict[str, Any]:
         """A student's exams, weak knowledge points over a time window, and mistake notebook (错题本).
         A student the school has no paper of: 404."""
-        if not known_student(db(), current_school().id, student_ref):
-            raise not_found("student")
-        return student_report(
-            db(), current_school().id, student_ref, args.get("since"), args.get("until"), args.get("exam")
-        )
+        return school_student(args, student_ref)
+
+
+def school_student(args: dict[str, Any], student_ref: str) -> dict[str, Any]:
+    """The caller's school's report of the student over the request's window (or one exam); 404
+    for a student the school has no paper of."""
+    school = current_school()
+    if not known_student(db(), school.id, student_ref):
+        raise not_found("student")
+    return student_report(db(), school.id, student_ref, args.get("since"), args.get("until"), args.get("exam"))
 
 
 @blp.route("/v1/students/<path:student_ref>/practice")
@@ -229,10 +234,7 @@ class StudentPractice(MethodView):
         source=model: written by the model, one text-only call per point, grade and language, in the
         ledger and under the caps of the student's exam, then cached for every student.
         Default: the model where the installation has a key, else templates."""
-        school = current_school()
-        if not known_student(db(), school.id, student_ref):
-            raise not_found("student")
-        report = student_report(db(), school.id, student_ref, args.get("since"), args.get("until"), args.get("exam"))
+        report = school_student(args, student_ref)
         language, source = args["language"], args["source"]
         has_key = bool(resources().settings.openai_api_key)
         if source == "model" and not has_key:
@@ -264,7 +266,7 @@ class StudentPractice(MethodView):
 class ClassReport(MethodView):
     decorators = [require_school]
 
-    @blp.arguments(ClassArgs, location="query")
+    @blp.arguments(WindowArgs, location="query")
     @blp.response(200, ClassReportSchema)
     def get(self, args: dict[str, Any], class_label: str) -> dict[str, Any]:
         """A class's weak knowledge points across all its exams in a time window: each point's
@@ -283,11 +285,7 @@ class StudentMistakesCsv(MethodView):
     @blp.doc(responses={"200": {"description": "CSV", "content": {"text/csv": {}}}})
     def get(self, args: dict[str, Any], student_ref: str) -> Response:
         """The mistake notebook as CSV, one row per wrong answer, grouped by knowledge point."""
-        if not known_student(db(), current_school().id, student_ref):
-            raise not_found("student")
-        report = student_report(
-            db(), current_school().id, student_ref, args.get("since"), args.get("until"), args.get("exam")
-        )
+        report = school_student(args, student_ref)
         rows = [
             {"knowledge_point": g["knowledge_point"], "name_zh": g["name_zh"], "name_en": g["name_en"], **m}
             for g in report["mistake_notebook"]

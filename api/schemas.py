@@ -414,9 +414,14 @@ class OverrideSchema(Schema):
     )
 
 
-class StudentArgs(Schema):
+class WindowArgs(Schema):
+    """A report's time window (a class's, a student's)."""
+
     since = fields.DateTime(metadata={"description": "Papers submitted at or after this time."})
     until = fields.DateTime(metadata={"description": "Papers submitted before this time."})
+
+
+class StudentArgs(WindowArgs):
     exam = fields.UUID(metadata={"description": "Only this exam."})
 
 
@@ -452,10 +457,9 @@ class NotebookGroupSchema(Schema):
     mistakes = fields.List(fields.Nested(MistakeSchema))
 
 
-class PracticeArgs(Schema):
-    since = fields.DateTime(metadata={"description": "Weak points over papers submitted at or after this time."})
-    until = fields.DateTime(metadata={"description": "... and before this time."})
-    exam = fields.UUID(metadata={"description": "Only this exam's weak points."})
+class PracticeArgs(StudentArgs):
+    """The student's weak points over the window (or one exam), practised in a language."""
+
     language = fields.String(load_default="zh", validate=validate.OneOf(["zh", "en"]))
     source = fields.String(load_default="auto", validate=validate.OneOf(["auto", "templates", "model"]))
 
@@ -470,11 +474,6 @@ class PracticeSetSchema(Schema):
     name_zh = fields.String()
     name_en = fields.String()
     questions = fields.List(fields.Nested(PracticeQuestionSchema))
-
-
-class ClassArgs(Schema):
-    since = fields.DateTime(metadata={"description": "Papers submitted at or after this time."})
-    until = fields.DateTime(metadata={"description": "Papers submitted before this time."})
 
 
 class TrendPointSchema(Schema):

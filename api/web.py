@@ -25,25 +25,23 @@ from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from marshmallow import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from api import bulk, direct
 from api.context import db, resources
 from api.errors import ApiError, domain_error, error_response, not_found
-from api.exams import resume
+from api.exams import RESUMABLE, correct_regions, give_blank_paper, resume, template_page
 from api.pages import LABELS, page_url, sheet_practice
 from api.reports import answer_image
 from api.schemas import BulkResultSchema, ExamCreateSchema, UploadCreateSchema, UploadSchema
-from api.uploads import request_pages
 from shared import schools, sharing, teachers
-from shared.grading import exam_template, papers
+from shared.grading import exam_template, lanes, papers
 from shared.grading.exams import InvalidExam, create_exam, exam_view, get_exam
 from shared.grading.reports import class_report, exam_report, student_report
 from shared.grading.review import InvalidOverride, override_question, review_groups, review_queue
 from shared.models import Exam, KnowledgePoint, Paper, PaperStatus, PauseCause
 from shared.spending import caps
 from shared.spending.estimate import PageSize, estimate
-from shared.storage import StorageError
 from worker.tasks import start_grading
 
 web = Blueprint("web", __name__, url_prefix="/app", template_folder="templates")
@@ -589,9 +587,7 @@ def _papers(exam: Exam) -> list[Paper]:
 def exam_progress(exam_id: uuid.UUID) -> Response:
     exam = _exam(exam_id)
     view = exam_view(db(), exam)
-    waiting = db().scalar(
-        select(func.count()).select_from(Paper).where(Paper.exam_id == exam.id, Paper.status.in_(_in_flight()))
-    )
+    waiting = sum(view["progress"][status.value] for status in lanes.ACTIVE)  # queued or being marked
     return jsonify(
         {
             "progress": view["progress"],
@@ -606,20 +602,11 @@ def exam_progress(exam_id: uuid.UUID) -> Response:
     )
 
 
-def _in_flight() -> tuple[PaperStatus, ...]:
-    return (PaperStatus.queued, PaperStatus.processing)
-
-
 @web.post("/exams/<uuid:exam_id>/resume")
 def exam_resume(exam_id: uuid.UUID) -> ResponseReturnValue:
     exam = _exam(exam_id)
     budget = request.form.get("budget_usd", "").strip()
-    causes: tuple[str, ...] = (
-        PauseCause.quota,
-        PauseCause.provider_key,
-        PauseCause.exam_budget,
-        PauseCause.school_budget,
-    )
+    causes: tuple[str, ...] = RESUMABLE
     if budget:
         try:
             exam.budget_usd = Decimal(budget)
@@ -680,24 +667,17 @@ def complete_upload(paper_id: uuid.UUID) -> Response:
 @web.post("/exams/<uuid:exam_id>/template")
 def upload_template(exam_id: uuid.UUID) -> ResponseReturnValue:
     exam = _exam(exam_id)
-    pages, headers = request_pages(_("Choose the blank paper's pages (images or a PDF)."))
-    try:
-        exam_template.store_pages(resources().storage, exam, pages, headers)
-    except StorageError as exc:
-        raise domain_error(exc, _("Could not store the blank paper; nothing was kept.")) from exc
-    db().commit()
-    current_app.extensions["celery"].send_task("markq.read_template", args=(str(exam.id),))
+    give_blank_paper(
+        exam,
+        _("Choose the blank paper's pages (images or a PDF)."),
+        _("Could not store the blank paper; nothing was kept."),
+    )
     return redirect(url_for("web.exam", exam_id=exam.id))
 
 
 @web.get("/exams/<uuid:exam_id>/template/pages/<int:number>.png")
 def template_preview(exam_id: uuid.UUID, number: int) -> Response:
-    exam = _exam(exam_id)
-    try:
-        image = exam_template.preview(resources().storage, exam, number, drawn=request.args.get("plain") is None)
-    except exam_template.NoPreview as exc:
-        raise not_found("template page") from exc
-    return Response(image, mimetype="image/png", headers={"Cache-Control": "private, no-cache"})
+    return template_page(_exam(exam_id), number, drawn=request.args.get("plain") is None)
 
 
 @web.post("/exams/<uuid:exam_id>/template/regions")
@@ -707,11 +687,7 @@ def move_regions(exam_id: uuid.UUID) -> ResponseReturnValue:
     regions = (request.get_json(silent=True) or {}).get("regions")
     if not isinstance(regions, dict):
         raise ApiError(422, "invalid_request", 'send {"regions": {question id: {"page": n, "box": [x0, y0, x1, y1]}}}')
-    try:
-        exam_template.correct_regions(exam, regions)
-    except exam_template.InvalidRegions as exc:
-        raise ApiError(422, "invalid_regions", str(exc)) from exc
-    db().commit()
+    correct_regions(exam, regions)
     return jsonify({"regions": exam.template["regions"]})
 
 

@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 from sqlalchemy import func, select
 
 from shared.grading import lanes
-from shared.models import Exam, Paper, PaperStatus
+from shared.models import Exam, Paper, PaperStatus, QuestionResult
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -221,6 +221,46 @@ def submit(api, headers, exam_id, student="s1", pages=2, class_label="3A"):
     )
     assert reply.status_code == 202, reply.text
     return reply.json()
+
+
+def stored_exam(session: Any, school_id: int, title: str, answer_key: dict[str, Any], grade: int = 3) -> Exam:
+    """A mathematics exam written straight into the database (for reports built on stored results)."""
+    exam = Exam(
+        school_id=school_id,
+        title=title,
+        subject="math",
+        grade=grade,
+        language="zh",
+        answer_key=answer_key,
+        model="gpt-4o",
+        image_detail="high",
+    )
+    session.add(exam)
+    session.flush()
+    return exam
+
+
+def stored_answer(
+    paper_id: Any, position: int, question_id: str, answer: str, key: str, right: bool, **overrides: Any
+) -> QuestionResult:
+    """One marked answer worth a point, right or wrong as given; `overrides` change any column."""
+    columns: dict[str, Any] = {
+        "paper_id": paper_id,
+        "position": position,
+        "question_id": question_id,
+        "student_answer": answer,
+        "correct_answer": key,
+        "is_correct": right,
+        "score": float(right),
+        "max_score": 1.0,
+        "error_type": "none" if right else "calculation",
+        "explanation": "",
+        "correction": "",
+        "confidence": 0.95,
+        "model_is_correct": right,
+        "model_score": float(right),
+    }
+    return QuestionResult(**{**columns, **overrides})
 
 
 # --- scripted verdicts for the reports ------------------------------------------------------------

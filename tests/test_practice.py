@@ -15,9 +15,9 @@ from sqlalchemy import select
 from shared.db import transaction
 from shared.grading.equivalence import equivalent
 from shared.grading.practice import TEMPLATES, PracticeQuestion, practice_set
-from shared.models import Exam, Paper, PaperStatus, QuestionKnowledgePoint, QuestionResult, Usage
+from shared.models import Exam, Paper, PaperStatus, QuestionKnowledgePoint, Usage
 from shared.schools import create_key, create_school
-from tests.helpers import loopback_call
+from tests.helpers import loopback_call, stored_answer, stored_exam
 
 ARITHMETIC = ("math.g2.times-tables", "math.g4.order-of-operations", "math.g3.fraction-add-sub-same")
 
@@ -54,40 +54,16 @@ def weak_student(app, points: list[str], grade: int = 3) -> tuple[str, uuid.UUID
     with transaction(app.extensions["markq"].sessions) as session:
         school = create_school(session, f"Practice school {secrets.token_hex(3)}")
         key = create_key(session, school).key
-        exam = Exam(
-            school_id=school.id,
-            title="练习",
-            subject="math",
-            grade=grade,
-            language="zh",
-            answer_key={"questions": [{"id": str(n), "answer": "1", "points": 1} for n in range(1, 5)]},
-            model="gpt-4o",
-            image_detail="high",
-        )
-        session.add(exam)
-        session.flush()
+        answer_key = {"questions": [{"id": str(n), "answer": "1", "points": 1} for n in range(1, 5)]}
+        exam = stored_exam(session, school.id, "练习", answer_key, grade)
         paper = Paper(
             school_id=school.id, exam_id=exam.id, student_ref="W1", status=PaperStatus.graded, score=1, max_score=4
         )
         session.add(paper)
         session.flush()
         for n, point in enumerate(points, start=1):
-            result = QuestionResult(
-                paper_id=paper.id,
-                position=n,
-                question_id=str(n),
-                student_answer="0",
-                correct_answer="1",
-                is_correct=n == len(points),  # the last question right: the others are weak points
-                score=float(n == len(points)),
-                max_score=1.0,
-                error_type="calculation",
-                explanation="",
-                correction="",
-                confidence=0.95,
-                model_is_correct=n == len(points),
-                model_score=float(n == len(points)),
-            )
+            # the last question right: the others are weak points
+            result = stored_answer(paper.id, n, str(n), "0", "1", n == len(points), error_type="calculation")
             result.knowledge_points.append(QuestionKnowledgePoint(knowledge_point_id=point))
             session.add(result)
         return key, exam.id

@@ -19,8 +19,9 @@ import secrets
 
 from shared.db import transaction
 from shared.grading.statistics import exam_statistics
-from shared.models import Exam, Paper, PaperStatus, QuestionResult
+from shared.models import Exam, Paper, PaperStatus
 from shared.schools import create_key, create_school
+from tests.helpers import stored_answer, stored_exam
 
 KEY = {
     "questions": [
@@ -41,18 +42,7 @@ def constructed_exam(app) -> tuple[Exam, str]:
     with transaction(app.extensions["markq"].sessions) as session:
         school = create_school(session, f"Stats school {secrets.token_hex(3)}")
         key = create_key(session, school).key
-        exam = Exam(
-            school_id=school.id,
-            title="统计",
-            subject="math",
-            grade=3,
-            language="zh",
-            answer_key=KEY,
-            model="gpt-4o",
-            image_detail="high",
-        )
-        session.add(exam)
-        session.flush()
+        exam = stored_exam(session, school.id, "统计", KEY)
         for student, answers in WROTE.items():
             paper = Paper(school_id=school.id, exam_id=exam.id, student_ref=student, status=PaperStatus.graded)
             session.add(paper)
@@ -60,24 +50,7 @@ def constructed_exam(app) -> tuple[Exam, str]:
             right = [a == q["answer"] for a, q in zip(answers, KEY["questions"], strict=True)]
             paper.score, paper.max_score = float(sum(right)), 3.0
             for position, (answer, question, ok) in enumerate(zip(answers, KEY["questions"], right, strict=True)):
-                session.add(
-                    QuestionResult(
-                        paper_id=paper.id,
-                        position=position,
-                        question_id=question["id"],
-                        student_answer=answer,
-                        correct_answer=question["answer"],
-                        is_correct=ok,
-                        score=float(ok),
-                        max_score=1.0,
-                        error_type="none" if ok else "calculation",
-                        explanation="",
-                        correction="",
-                        confidence=0.95,
-                        model_is_correct=ok,
-                        model_score=float(ok),
-                    )
-                )
+                session.add(stored_answer(paper.id, position, question["id"], answer, question["answer"], ok))
         session.flush()
         session.expunge(exam)
         return exam, key

@@ -21,10 +21,10 @@ from sqlalchemy import select
 from api.admin import main as admin
 from shared.db import transaction
 from shared.grading.review import review_queue
-from shared.models import Exam, Paper, PaperStatus, QuestionResult, School, Teacher
+from shared.models import Exam, Paper, PaperStatus, School, Teacher
 from shared.schools import create_school
 from shared.teachers import FREE_GUESSES, create_teacher
-from tests.helpers import KEY, page_bytes
+from tests.helpers import KEY, page_bytes, stored_answer, stored_exam
 
 PASSWORD = "correct horse battery"
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,18 +64,7 @@ def signed_in(app, teacher):
 def graded_exam(app, school_id: int, readings: dict[str, str]) -> Exam:
     """An exam whose papers have question 1 waiting for review with the given readings."""
     with transaction(app.extensions["markq"].sessions) as session:
-        exam = Exam(
-            school_id=school_id,
-            title="三年级数学",
-            subject="math",
-            grade=3,
-            language="zh",
-            answer_key=KEY,
-            model="gpt-4o",
-            image_detail="high",
-        )
-        session.add(exam)
-        session.flush()
+        exam = stored_exam(session, school_id, "三年级数学", KEY)
         for student, reading in readings.items():
             paper = Paper(
                 school_id=school_id, exam_id=exam.id, student_ref=student, class_label="3(2)", status=PaperStatus.graded
@@ -83,22 +72,19 @@ def graded_exam(app, school_id: int, readings: dict[str, str]) -> Exam:
             session.add(paper)
             session.flush()
             session.add(
-                QuestionResult(
-                    paper_id=paper.id,
-                    position=1,
-                    question_id="1",
-                    student_answer=reading,
-                    correct_answer="56",
-                    is_correct=False,
+                stored_answer(
+                    paper.id,
+                    1,
+                    "1",
+                    reading,
+                    "56",
+                    False,
                     score=None,
                     max_score=2,
                     error_type="illegible",
-                    explanation="",
-                    correction="",
                     confidence=0.3,
                     needs_review=True,
                     review_reason="illegible: a teacher must read the answer",
-                    model_is_correct=False,
                     model_score=None,
                 )
             )

@@ -32,16 +32,23 @@ def _rows(session: Session, query: Any) -> list[dict[str, Any]]:
     return [row._asdict() for row in session.execute(query)]
 
 
+def _tagged(*columns: Any) -> Any:
+    """A select over each answer's knowledge-point tags, with the answer and its paper joined."""
+    return (
+        select(*columns)
+        .select_from(QuestionKnowledgePoint)
+        .join(QuestionResult, QuestionResult.id == QuestionKnowledgePoint.question_result_id)
+        .join(Paper, Paper.id == QuestionResult.paper_id)
+    )
+
+
 def missed_points(session: Session, *conditions: Any, by_class: bool = False) -> list[dict[str, Any]]:
     """Knowledge points ranked by times missed, with attempted as the denominator."""
     columns = [KnowledgePoint.id, KnowledgePoint.name_zh, KnowledgePoint.name_en]
     if by_class:
         columns.insert(0, Paper.class_label)
     query = (
-        select(*columns, MISSED.label("missed"), func.count().label("attempted"))
-        .select_from(QuestionKnowledgePoint)
-        .join(QuestionResult, QuestionResult.id == QuestionKnowledgePoint.question_result_id)
-        .join(Paper, Paper.id == QuestionResult.paper_id)
+        _tagged(*columns, MISSED.label("missed"), func.count().label("attempted"))
         .join(KnowledgePoint, KnowledgePoint.id == QuestionKnowledgePoint.knowledge_point_id)
         .where(FINAL, *conditions)
         .group_by(*columns)
@@ -187,16 +194,13 @@ def point_trend(session: Session, *scope: Any) -> dict[str, list[dict[str, Any]]
     """Each knowledge point's missed answers out of attempted, exam by exam in date order, over
     the papers in `scope` (final verdicts): whether practice is working."""
     rows = session.execute(
-        select(
+        _tagged(
             QuestionKnowledgePoint.knowledge_point_id,
             Paper.exam_id,
             func.min(Paper.created_at).label("date"),
             MISSED.label("missed"),
             func.count().label("attempted"),
         )
-        .select_from(QuestionKnowledgePoint)
-        .join(QuestionResult, QuestionResult.id == QuestionKnowledgePoint.question_result_id)
-        .join(Paper, Paper.id == QuestionResult.paper_id)
         .where(FINAL, *scope)
         .group_by(QuestionKnowledgePoint.knowledge_point_id, Paper.exam_id)
         .order_by(QuestionKnowledgePoint.knowledge_point_id, func.min(Paper.created_at))
@@ -213,6 +217,14 @@ def _prompts(answer_key: dict[str, Any]) -> dict[str, str]:
     return {str(q.get("id")): q.get("prompt") or "" for q in answer_key.get("questions", [])}
 
 
+def _window(since: datetime | None, until: datetime | None) -> list[Any]:
+    """Papers submitted in [since, until), either end open when not given."""
+    return [
+        *([Paper.created_at >= since] if since is not None else []),
+        *([Paper.created_at < until] if until is not None else []),
+    ]
+
+
 def known_student(session: Session, school_id: int, student_ref: str) -> bool:
     """Whether the school has any paper of this student (a report of nobody is a 404, not zeros)."""
     query = select(Paper.id).where(Paper.school_id == school_id, Paper.student_ref == student_ref).limit(1)
@@ -223,17 +235,14 @@ def class_report(
     session: Session, school_id: int, class_label: str, since: datetime | None = None, until: datetime | None = None
 ) -> dict[str, Any] | None:
     """A class's weak knowledge points across its exams in a time window (None: no such class)."""
-    scope = [Paper.school_id == school_id, Paper.class_label == class_label]
-    if since is not None:
-        scope.append(Paper.created_at >= since)
-    if until is not None:
-        scope.append(Paper.created_at < until)
+    klass = [Paper.school_id == school_id, Paper.class_label == class_label]
+    scope = [*klass, *_window(since, until)]
     papers, students, exams = session.execute(
         select(
             func.count(), func.count(func.distinct(Paper.student_ref)), func.count(func.distinct(Paper.exam_id))
         ).where(*scope, GRADED)
     ).one()
-    if not papers and session.scalar(select(Paper.id).where(*scope[:2]).limit(1)) is None:
+    if not papers and session.scalar(select(Paper.id).where(*klass).limit(1)) is None:
         return None
     weak = missed_points(session, *scope)
     trend = point_trend(session, *scope)
@@ -255,11 +264,7 @@ def student_report(
     exam_id: Any = None,
 ) -> dict[str, Any]:
     """One student's exams, weak points across them, and the mistake notebook (错题本)."""
-    scope = [Paper.school_id == school_id, Paper.student_ref == student_ref]
-    if since is not None:
-        scope.append(Paper.created_at >= since)
-    if until is not None:
-        scope.append(Paper.created_at < until)
+    scope = [Paper.school_id == school_id, Paper.student_ref == student_ref, *_window(since, until)]
     if exam_id is not None:
         scope.append(Paper.exam_id == exam_id)
     exams = _rows(
@@ -286,12 +291,12 @@ def student_report(
     for row in exams:
         row["status"] = row["status"].value
     mistakes = session.execute(
-        select(
+        _tagged(
             KnowledgePoint.id,
             KnowledgePoint.name_zh,
             KnowledgePoint.name_en,
+            Exam.id.label("exam_id"),
             Exam.title,
-            Exam.answer_key,
             Paper.created_at,
             QuestionResult.question_id,
             QuestionResult.student_answer,
@@ -300,14 +305,14 @@ def student_report(
             QuestionResult.explanation,
             QuestionResult.correction,
         )
-        .select_from(QuestionKnowledgePoint)
-        .join(QuestionResult, QuestionResult.id == QuestionKnowledgePoint.question_result_id)
-        .join(Paper, Paper.id == QuestionResult.paper_id)
         .join(Exam, Exam.id == Paper.exam_id)
         .join(KnowledgePoint, KnowledgePoint.id == QuestionKnowledgePoint.knowledge_point_id)
         .where(FINAL, QuestionResult.is_correct.is_(False), *scope)
         .order_by(KnowledgePoint.id, Paper.created_at, QuestionResult.position)
     ).all()
+    # each exam's question texts, read once (not an answer key for every wrong answer)
+    keys = session.execute(select(Exam.id, Exam.answer_key).where(Exam.id.in_({row.exam_id for row in mistakes})))
+    prompts = {exam_id: _prompts(answer_key) for exam_id, answer_key in keys}
     notebook: dict[str, dict[str, Any]] = {}
     for row in mistakes:
         group = notebook.setdefault(
@@ -318,7 +323,7 @@ def student_report(
                 "exam": row.title,
                 "date": row.created_at,
                 "question_id": row.question_id,
-                "question_text": _prompts(row.answer_key).get(row.question_id, ""),
+                "question_text": prompts[row.exam_id].get(row.question_id, ""),
                 "student_answer": row.student_answer,
                 "correct_answer": row.correct_answer,
                 "error_type": row.error_type,

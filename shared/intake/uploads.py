@@ -54,6 +54,7 @@ class UploadTarget:
     page: Page
     url: str | None  # None: the storage has no URL; the API's own endpoint with `token`
     token: str | None
+    content_type: str  # the Content-Type the URL is signed for: the client must send this one
 
 
 class UploadRefused(ValueError):
@@ -150,7 +151,7 @@ def open_upload(
             upload_token_hash=token_digest(token) if token else None,
         )
         paper.pages.append(page)
-        targets.append(UploadTarget(page, url, token))
+        targets.append(UploadTarget(page, url, token, file.content_type))
     session.add(paper)
     session.flush()
     return paper, targets
@@ -160,11 +161,11 @@ def renew_targets(storage: Storage, paper: Paper, expires_seconds: int) -> list[
     """Fresh URLs for an uploading paper's files (the old tokens stop working); caller commits."""
     targets = []
     for page in sorted(paper.pages, key=lambda p: p.number):
-        content_type = next(t for t, f in UPLOAD_TYPES.items() if f == page.original_format)
+        content_type = next(t for t, f in UPLOAD_TYPES.items() if f == page.original_format)  # heif: heic
         url = storage.presign_put(page.original_key, content_type, expires_seconds)
         token = None if url else secrets.token_urlsafe(32)
         page.upload_token_hash = token_digest(token) if token else None
-        targets.append(UploadTarget(page, url, token))
+        targets.append(UploadTarget(page, url, token, content_type))
     return targets
 
 
