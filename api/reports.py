@@ -11,6 +11,7 @@ from typing import Any
 from flask import Response, request, send_file, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import ValidationError
 from sqlalchemy import select
 
 from api.context import current_school, db, require_school, resources
@@ -21,24 +22,28 @@ from api.papers import paper_view
 from api.schemas import (
     ClassReportSchema,
     ExamReportSchema,
+    GradeWeakPointsSchema,
     KnowledgePointArgs,
     KnowledgePointSchema,
     OverrideSchema,
     PaperSchema,
+    PointCsvArgs,
+    PointImportSchema,
     PracticeArgs,
     PracticeSetSchema,
     ReviewArgs,
     ReviewItemSchema,
+    SchoolWeakPointsArgs,
     StudentArgs,
     StudentReportSchema,
     WindowArgs,
 )
 from shared.grading.practice import WEAKEST, weak_point_practice
 from shared.grading.practice_model import model_practice
-from shared.grading.reports import class_report, exam_report, known_student, student_report
+from shared.grading.reports import class_report, exam_report, known_student, school_weak_points, student_report
 from shared.grading.review import InvalidOverride, override_question, review_queue
 from shared.grading.statistics import gradebook
-from shared.grading.vocabulary import visible_to
+from shared.grading.vocabulary import UnknownPoints, add_school_points, visible_to
 from shared.models import KnowledgePoint, Paper
 from shared.provider import ProviderError
 from shared.spending.caps import BudgetExceeded
@@ -323,3 +328,88 @@ class KnowledgePoints(MethodView):
         if "grade" in args:
             query = query.where(KnowledgePoint.grade == args["grade"])
         return paged_select(db(), query.order_by(KnowledgePoint.subject, KnowledgePoint.grade, KnowledgePoint.id), args)
+
+    @blp.arguments(PointImportSchema)
+    @blp.response(200, KnowledgePointSchema(many=True))
+    def post(self, fields: dict[str, Any]) -> list[KnowledgePoint]:
+        """Add the school's own knowledge points once, for all its exams (id school-<school>.<id>);
+        a point already there is brought up to date, so an import can be run again. Each may refine
+        a national point (by id, name or alias). Answer keys then name them by id, name or alias."""
+        return import_points(fields)
+
+
+@blp.route("/v1/knowledge-points.csv")
+class KnowledgePointsCsv(MethodView):
+    decorators = [require_school]
+
+    @blp.arguments(PointCsvArgs, location="query", **STRICT)
+    @blp.doc(
+        requestBody={
+            "required": True,
+            "description": "A UTF-8 CSV with a header: id, name_zh, and optionally name_en, grade, strand, "
+            "aliases (separated by |), refines.",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    )
+    @blp.response(200, KnowledgePointSchema(many=True))
+    def post(self, args: dict[str, Any]) -> list[KnowledgePoint]:
+        """The school's own knowledge points from a spreadsheet saved as CSV; a row in error is
+        named by its line, and then nothing is added."""
+        rows = points_from_csv(request.get_data())
+        try:
+            fields = PointImportSchema().load({**args, "knowledge_points": rows})
+        except ValidationError as exc:
+            lines = exc.messages.get("knowledge_points", {}) if isinstance(exc.messages, dict) else {}
+            details = {f"line {int(i) + 2}": m for i, m in lines.items()} if isinstance(lines, dict) else lines
+            first = next(iter(details.items()), None) if isinstance(details, dict) else None
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"the CSV is not valid: {first[0]}: {first[1]}" if first else "the CSV has no points",
+                details,
+            ) from exc
+        return import_points(fields)
+
+
+def points_from_csv(body: bytes) -> list[dict[str, Any]]:
+    """A CSV's rows as points: empty cells left out, aliases split on |."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ApiError(422, "invalid_request", "the CSV is not UTF-8; save it as 'CSV UTF-8'") from exc
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or not {"id", "name_zh"} <= {name.strip() for name in reader.fieldnames}:
+        raise ApiError(422, "invalid_request", "the CSV needs a header line with at least the columns id and name_zh")
+    rows = []
+    for row in reader:
+        point: dict[str, Any] = {k.strip(): v.strip() for k, v in row.items() if k and v and v.strip()}
+        if "aliases" in point:
+            point["aliases"] = [a.strip() for a in point["aliases"].split("|") if a.strip()]
+        rows.append(point)
+    return rows
+
+
+def import_points(fields: dict[str, Any]) -> list[KnowledgePoint]:
+    session = db()
+    try:
+        points = add_school_points(
+            session, current_school().id, fields["knowledge_points"], fields["subject"], fields["grade"]
+        )
+    except UnknownPoints as exc:
+        raise ApiError(
+            422, "invalid_request", f"refines {exc}; list the national points with GET /v1/knowledge-points"
+        ) from exc
+    session.commit()
+    return points
+
+
+@blp.route("/v1/school/weak-points")
+class SchoolWeakPoints(MethodView):
+    decorators = [require_school]
+
+    @blp.arguments(SchoolWeakPointsArgs, location="query", **STRICT)
+    @blp.response(200, GradeWeakPointsSchema(many=True))
+    def get(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """The school's most-missed knowledge points by grade over a time window: for each grade,
+        the points missed most (missed out of attempted), from final verdicts only."""
+        return school_weak_points(db(), current_school().id, args.get("since"), args.get("until"), args["top"])

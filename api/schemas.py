@@ -123,6 +123,23 @@ class OwnPointSchema(Schema):
     )
 
 
+class PointImportSchema(Schema):
+    """The school's own knowledge points, added once and shared by all its exams."""
+
+    subject = fields.String(required=True, validate=validate.OneOf(SUBJECTS))
+    grade = fields.Integer(
+        required=True, validate=validate.Range(1, 9), metadata={"description": "For points that do not give their own."}
+    )
+    knowledge_points = fields.List(fields.Nested(OwnPointSchema), required=True, validate=validate.Length(1, 2000))
+
+
+class PointCsvArgs(Schema):
+    subject = fields.String(required=True, validate=validate.OneOf(SUBJECTS))
+    grade = fields.Integer(
+        required=True, validate=validate.Range(1, 9), metadata={"description": "For rows without a grade."}
+    )
+
+
 class ExamUpdateSchema(Schema):
     budget_usd = fields.Decimal(
         required=True,
@@ -488,6 +505,16 @@ class WeakPointSchema(MissedPointSchema):
         fields.Nested(TrendPointSchema),
         metadata={"description": "The point's missed out of attempted, exam by exam in date order."},
     )
+
+
+class GradeWeakPointsSchema(Schema):
+    grade = fields.Integer()
+    papers = fields.Integer(metadata={"description": "Graded papers of exams at this grade in the window."})
+    most_missed = fields.List(fields.Nested(MissedPointSchema))
+
+
+class SchoolWeakPointsArgs(WindowArgs):
+    top = fields.Integer(load_default=10, validate=validate.Range(1, 100), metadata={"description": "Points a grade."})
 
 
 class ClassReportSchema(Schema):

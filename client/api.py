@@ -80,6 +80,19 @@ class MarkqClient:
     def knowledge_points(self, **filters: Any) -> list[dict[str, Any]]:
         return self._every_page("/v1/knowledge-points", {"page_size": 1000, **filters})
 
+    def add_knowledge_points(self, csv_file: Path, subject: str, grade: int) -> list[dict[str, Any]]:
+        """The school's own points from a CSV file (header: id, name_zh, name_en, grade, aliases, refines)."""
+        return self._call(
+            "POST",
+            "/v1/knowledge-points.csv",
+            params={"subject": subject, "grade": grade},
+            content=csv_file.read_bytes(),
+            headers={"Content-Type": "text/csv"},
+        )
+
+    def school_weak_points(self, **window: Any) -> list[dict[str, Any]]:
+        return self._call("GET", "/v1/school/weak-points", params=window)
+
     def paper(self, paper_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/papers/{paper_id}")
 

@@ -18,6 +18,7 @@ import tomllib
 import webbrowser
 import zipfile
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -303,11 +304,34 @@ def student(ctx: click.Context, student_ref: str) -> None:
 @main.command("knowledge-points")
 @click.option("--subject", type=click.Choice(["math", "chinese", "english"]), help="Only this subject.")
 @click.option("--grade", type=click.IntRange(1, 9), help="Only this grade.")
+@click.option(
+    "--add",
+    "csv_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Add the school's own points from this CSV (columns id, name_zh, name_en, grade, aliases split by |, "
+    "refines); needs --subject and --grade (for rows without a grade).",
+)
 @click.pass_context
-def knowledge_points(ctx: click.Context, subject: str | None, grade: int | None) -> None:
-    """The knowledge points (知识点) answer keys name and reports count."""
+def knowledge_points(ctx: click.Context, subject: str | None, grade: int | None, csv_file: Path | None) -> None:
+    """The knowledge points (知识点) answer keys name and reports count; or, with --add, the
+    school's own points added from a spreadsheet saved as CSV (run again to update them)."""
+    if csv_file is not None:
+        if subject is None or grade is None:
+            raise click.UsageError("--add needs --subject and --grade")
+        _print(_run(lambda: _client(ctx).add_knowledge_points(csv_file, subject, grade)), show.knowledge_points)
+        return
     filters = {k: v for k, v in (("subject", subject), ("grade", grade)) if v is not None}
     _print(_run(lambda: _client(ctx).knowledge_points(**filters)), show.knowledge_points)
+
+
+@main.command("weak-points")
+@click.option("--days", type=click.IntRange(1, 3650), default=90, show_default=True, help="Over the last N days.")
+@click.option("--top", type=click.IntRange(1, 100), default=5, show_default=True, help="Points a grade.")
+@click.pass_context
+def weak_points(ctx: click.Context, days: int, top: int) -> None:
+    """The school's most-missed knowledge points, grade by grade."""
+    since = (datetime.now(UTC) - timedelta(days=days)).isoformat()
+    _print(_run(lambda: _client(ctx).school_weak_points(since=since, top=top)), show.school_weak_points)
 
 
 @main.command()

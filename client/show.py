@@ -133,6 +133,18 @@ def student(view: dict[str, Any]) -> None:
     console.print(weak)
 
 
+def school_weak_points(grades: list[dict[str, Any]]) -> None:
+    if not grades:
+        console.print("no graded papers in this window")
+    for grade in grades:
+        table = Table(
+            "知识点", "knowledge point", "missed", title=f"grade {grade['grade']}: {grade['papers']} paper(s)"
+        )
+        for point in grade["most_missed"]:
+            table.add_row(point["name_zh"], point["name_en"], f"{point['missed']} of {point['attempted']}")
+        console.print(table)
+
+
 def knowledge_points(rows: list[dict[str, Any]]) -> None:
     table = Table("id", "grade", "知识点", "knowledge point", title=f"{len(rows)} knowledge point(s)")
     for row in rows:

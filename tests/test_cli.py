@@ -156,3 +156,16 @@ def test_the_example_exam_is_written_out_and_is_a_valid_exam(live_api, school_ke
     created = CliRunner().invoke(main, ["--json", "exams", "create", str(path)], env=env)
     assert created.exit_code == 0, created.output
     assert len(json.loads(created.output)["answer_key"]["questions"]) >= 6
+
+
+def test_school_points_are_added_from_a_csv_and_the_schools_weak_points_are_shown(live_api, school_keys, tmp_path):
+    env = {"MARKQ_API_URL": live_api, "MARKQ_API_KEY": school_keys["A"]}
+    sheet = tmp_path / "points.csv"
+    sheet.write_text("id,name_zh,name_en,aliases\nclock-reading,认识钟表,Reading a clock,看钟表|钟面\n", "utf-8")
+    runner = CliRunner()
+    refused = runner.invoke(main, ["knowledge-points", "--add", str(sheet)], env=env)
+    assert refused.exit_code == 2 and "--add needs --subject and --grade" in refused.output
+    added = runner.invoke(main, ["knowledge-points", "--add", str(sheet), "--subject", "math", "--grade", "1"], env=env)
+    assert added.exit_code == 0 and ".clock-reading" in added.output and "认识钟表" in added.output, added.output
+    weak = runner.invoke(main, ["--json", "weak-points", "--days", "30"], env=env)
+    assert weak.exit_code == 0 and isinstance(json.loads(weak.output), list), weak.output

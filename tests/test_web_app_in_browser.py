@@ -267,6 +267,13 @@ def test_a_teacher_marks_a_class_in_the_browser(live_api, worker, app, browser, 
         assert score == f"{expected_score(student):g} / 15", (student, score)
     assert page.locator(".pending").count() == 0
     at_widths(browser, context.storage_state(), page.url, "report", shots)
+    narrow = browser.new_context(viewport={"width": 390, "height": 900}, storage_state=context.storage_state())
+    phone = narrow.new_page()
+    phone.goto(page.url)  # on a phone the charts keep a readable width: bars and histogram
+    bars = phone.eval_on_selector_all(".bar", "bars => bars.map(b => b.getBoundingClientRect().width)")
+    histogram = phone.eval_on_selector(".histogram", "h => h.getBoundingClientRect().width")
+    assert bars and min(bars) >= 120 and histogram >= 300, (bars, histogram)
+    narrow.close()
     page.click(f'a:text("{SCRIBBLED[0]}")')
     mistake = page.locator(f'[data-mistake="{SCRIBBLED[1]}"]')
     expect(mistake).to_contain_text("400")

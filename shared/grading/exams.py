@@ -14,7 +14,7 @@ from shared.grading import lanes
 from shared.grading.answer_key import AnswerKey
 from shared.grading.lane_batch import exam_batches
 from shared.grading.reports import review_summary
-from shared.grading.vocabulary import UnknownPoints, add_school_point, resolve_points
+from shared.grading.vocabulary import UnknownPoints, add_school_points, resolve_points
 from shared.models import (
     Exam,
     Paper,
@@ -73,9 +73,8 @@ def create_exam(session: Session, school: School, fields: dict[str, Any], *, vis
     except UnknownModel as exc:
         raise InvalidExam(f"unknown model {fields['model']!r}; known: {', '.join(known_models())}") from exc
     own = {point["id"]: point for point in fields.get("knowledge_points") or []}
-    for point in own.values():  # the exam's own points are the school's: later exams count into them
-        add_school_point(session, school.id, point, fields["subject"], fields["grade"])
-    try:
+    try:  # the exam's own points are the school's: later exams count into them
+        add_school_points(session, school.id, list(own.values()), fields["subject"], fields["grade"])
         resolved = resolve_points(session, school.id, answer_key.knowledge_point_ids(), fields["subject"])
     except UnknownPoints as exc:
         raise InvalidExam(

@@ -42,18 +42,20 @@ def _tagged(*columns: Any) -> Any:
     )
 
 
-def missed_points(session: Session, *conditions: Any, by_class: bool = False) -> list[dict[str, Any]]:
-    """Knowledge points ranked by times missed, with attempted as the denominator."""
+def missed_points(session: Session, *conditions: Any, by: Any = None) -> list[dict[str, Any]]:
+    """Knowledge points ranked by times missed, with attempted as the denominator; with `by` (a
+    column such as the class label), ranked within each of its values."""
     columns = [KnowledgePoint.id, KnowledgePoint.name_zh, KnowledgePoint.name_en]
-    if by_class:
-        columns.insert(0, Paper.class_label)
+    group = [] if by is None else [by]
     query = (
-        _tagged(*columns, MISSED.label("missed"), func.count().label("attempted"))
+        _tagged(*group, *columns, MISSED.label("missed"), func.count().label("attempted"))
         .join(KnowledgePoint, KnowledgePoint.id == QuestionKnowledgePoint.knowledge_point_id)
         .where(FINAL, *conditions)
-        .group_by(*columns)
-        .order_by(*([Paper.class_label] if by_class else []), MISSED.desc(), KnowledgePoint.id)
+        .group_by(*group, *columns)
+        .order_by(*group, MISSED.desc(), KnowledgePoint.id)
     )
+    if by is not None and by.class_ is Exam:
+        query = query.join(Exam, Exam.id == Paper.exam_id)
     return _rows(session, query)
 
 
@@ -171,7 +173,7 @@ def exam_report(session: Session, exam: Exam) -> dict[str, Any]:
     for paper in papers:
         paper["status"] = paper["status"].value
     by_class: dict[str, list[dict[str, Any]]] = {}
-    for row in missed_points(session, Paper.exam_id == exam.id, by_class=True):
+    for row in missed_points(session, Paper.exam_id == exam.id, by=Paper.class_label):
         by_class.setdefault(row.pop("class_label"), []).append(row)
     return {
         "exam_id": exam.id,
@@ -253,6 +255,31 @@ def class_report(
         "exams": int(exams),
         "weak_points": [{**w, "trend": trend.get(w["id"], [])} for w in weak if w["missed"]],
     }
+
+
+def school_weak_points(
+    session: Session, school_id: int, since: datetime | None = None, until: datetime | None = None, top: int = 10
+) -> list[dict[str, Any]]:
+    """The school's most-missed knowledge points by grade (the exam's grade) in a time window: for
+    each grade, its papers and the `top` points missed most, missed out of attempted."""
+    scope = [Paper.school_id == school_id, *_window(since, until)]
+    papers = dict(
+        session.execute(
+            select(Exam.grade, func.count())
+            .select_from(Paper)
+            .join(Exam, Exam.id == Paper.exam_id)
+            .where(*scope, GRADED)
+            .group_by(Exam.grade)
+        ).all()
+    )
+    grades: dict[int, list[dict[str, Any]]] = {grade: [] for grade in sorted(papers)}
+    for row in missed_points(session, *scope, by=Exam.grade):
+        ranked = grades.setdefault(row.pop("grade"), [])
+        if row["missed"] and len(ranked) < top:
+            ranked.append(row)
+    return [
+        {"grade": grade, "papers": int(papers.get(grade, 0)), "most_missed": ranked} for grade, ranked in grades.items()
+    ]
 
 
 def student_report(

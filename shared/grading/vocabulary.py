@@ -121,6 +121,18 @@ def add_school_point(
     return row
 
 
+def add_school_points(
+    session: Session, school_id: int, points: list[dict[str, Any]], subject: str, grade: int
+) -> list[KnowledgePoint]:
+    """Several of the school's points at once (an exam's own, or an imported list): the national
+    point each refines is resolved first (by id, name or alias), so a misspelt one adds nothing."""
+    refined = resolve_points(session, school_id, {p["refines"] for p in points if p.get("refines")}, subject)
+    return [
+        add_school_point(session, school_id, {**p, "refines": refined.get(p.get("refines") or "")}, subject, grade)
+        for p in points
+    ]
+
+
 def exam_vocabulary(session: Session, exam: Exam) -> list[KnowledgePoint]:
     """The points the model may tag for this exam: the subject at this grade and the one before
     (national and the school's own), plus every point the answer key names. Sorted by id, so the
