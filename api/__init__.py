@@ -8,7 +8,7 @@ from flask import Flask, g, request
 from flask_babel import Babel
 
 from api.errors import register_error_handlers
-from api.spec import ErrorResponses, MarkqApi, numeric_ranges
+from api.spec import ErrorResponses, MarkqApi, numeric_ranges, register_answer_key
 from shared import logs
 from shared.resources import Resources
 from shared.settings import Settings, get_settings
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     openapi.init_app(app)
     openapi.ma_plugin.converter.add_attribute_function(numeric_ranges)
+    register_answer_key(openapi.spec)
     from api import bulk, direct, estimate, exams, health, metrics, pages, papers, reports, web
 
     Babel(app, locale_selector=web.select_locale, default_translation_directories=TRANSLATIONS)

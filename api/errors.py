@@ -60,6 +60,29 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"{what} not found")
 
 
+def field_errors(messages: dict[str, Any]) -> list[dict[str, Any]]:
+    """marshmallow's nested messages ({"json": {"grade": ["..."]}}) as markq's one detail shape,
+    the same list the answer key's checks give: [{"loc": [path], "msg": "..."}], the path from the
+    body's root (a query parameter's starts with "query", a form field's with "form")."""
+    found: list[dict[str, Any]] = []
+
+    def walk(node: Any, loc: list[Any]) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, [*loc, int(key) if isinstance(key, str) and key.isdigit() else key])
+        elif isinstance(node, list) and node and all(isinstance(m, str) for m in node):
+            found.extend({"loc": loc, "msg": m} for m in node)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, loc)
+        else:
+            found.append({"loc": loc, "msg": str(node)})
+
+    for where, node in messages.items():
+        walk(node, [] if where == "json" else [where])
+    return found
+
+
 def error_response(status: int, code: str, message: str, details: Any = None) -> ResponseReturnValue:
     body: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
@@ -82,9 +105,12 @@ def register_error_handlers(app: Flask) -> None:
         data = getattr(exc, "data", None)  # webargs/flask-smorest validation messages
         message = exc.description or exc.name
         if isinstance(data, dict) and "messages" in data:
-            details = data["messages"]
+            details = field_errors(data["messages"])
             code = "invalid_request"
-            message = "the request is not valid; details name each field and what is wrong with it"
+            first = details[0] if details else None
+            message = "the request is not valid" + (
+                f": {'.'.join(str(part) for part in first['loc']) or 'body'}: {first['msg']}" if first else ""
+            )
         if exc.code == 413:
             limit = request.max_content_length
             message = "request body too large" + (

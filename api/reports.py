@@ -207,7 +207,7 @@ class QuestionOverride(MethodView):
 class StudentReport(MethodView):
     decorators = [require_school]
 
-    @blp.arguments(StudentArgs, location="query")
+    @blp.arguments(StudentArgs, location="query", **STRICT)
     @blp.response(200, StudentReportSchema)
     def get(self, args: dict[str, Any], student_ref: str) -> dict[str, Any]:
         """A student's exams, weak knowledge points over a time window, and mistake notebook (错题本).
@@ -228,7 +228,7 @@ def school_student(args: dict[str, Any], student_ref: str) -> dict[str, Any]:
 class StudentPractice(MethodView):
     decorators = [require_school]
 
-    @blp.arguments(PracticeArgs, location="query")
+    @blp.arguments(PracticeArgs, location="query", **STRICT)
     @blp.response(200, PracticeSetSchema(many=True))
     def get(self, args: dict[str, Any], student_ref: str) -> list[dict[str, Any]]:
         """Practice for the student's three weakest knowledge points (over the window, or one exam),
@@ -271,7 +271,7 @@ class StudentPractice(MethodView):
 class ClassReport(MethodView):
     decorators = [require_school]
 
-    @blp.arguments(WindowArgs, location="query")
+    @blp.arguments(WindowArgs, location="query", **STRICT)
     @blp.response(200, ClassReportSchema)
     def get(self, args: dict[str, Any], class_label: str) -> dict[str, Any]:
         """A class's weak knowledge points across all its exams in a time window: each point's
@@ -286,7 +286,7 @@ class ClassReport(MethodView):
 class StudentMistakesCsv(MethodView):
     decorators = [require_school]
 
-    @blp.arguments(StudentArgs, location="query")
+    @blp.arguments(StudentArgs, location="query", **STRICT)
     @blp.doc(responses={"200": {"description": "CSV", "content": {"text/csv": {}}}})
     def get(self, args: dict[str, Any], student_ref: str) -> Response:
         """The mistake notebook as CSV, one row per wrong answer, grouped by knowledge point."""

@@ -5,49 +5,20 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from api.paging import PageArgs
-from shared.grading.answer_key import QuestionType
 from shared.models import Priority, Reader
 from shared.settings import get_settings
 
 SUBJECTS = ("math", "chinese", "english")
 
 
-class BlankSchema(Schema):
-    answer = fields.String(required=True)
-    points = fields.Float(required=True)
-    accepted = fields.List(fields.String())
-
-
-class KeyQuestionSchema(Schema):
-    """The shape only; shared.grading.answer_key checks the rest (docs/answer-keys.md)."""
-
-    id = fields.String(required=True, metadata={"description": "Question number as printed, e.g. '3' or '2b'."})
-    type = fields.String(
-        allow_none=True,
-        validate=validate.OneOf([t.value for t in QuestionType]),
-        metadata={"description": "number, text, choice, blanks, expression or word"},
+def answer_key_field(**kwargs: object) -> fields.Dict:
+    """An exam's answer key: checked by one layer only, shared.grading.answer_key (pydantic), which
+    names a wrong question by its id; documented by that model's JSON Schema (components AnswerKey,
+    KeyQuestion, Blank, registered from pydantic in api/__init__.py)."""
+    return fields.Dict(
+        metadata={"allOf": [{"$ref": "#/components/schemas/AnswerKey"}], "description": "docs/answer-keys.md"},
+        **kwargs,
     )
-    section = fields.String(metadata={"description": "The section it is printed under, e.g. '二、填空题'."})
-    prompt = fields.String(metadata={"description": "Question text (optional)."})
-    answer = fields.String(
-        allow_none=True, metadata={"description": "Leave out to let the model solve it (lower confidence)."}
-    )
-    options = fields.Dict(keys=fields.String(), values=fields.String(), metadata={"description": "A choice's options."})
-    blanks = fields.List(fields.Nested(BlankSchema), metadata={"description": "A blanks question's blanks."})
-    points = fields.Float(metadata={"description": "Required but for blanks, whose points default to their sum."})
-    knowledge_points = fields.List(
-        fields.String(),
-        metadata={
-            "description": "Knowledge points, each by its id, or by its Chinese or English name or an alias "
-            "(resolved to the id when the exam is created)."
-        },
-    )
-    accepted = fields.List(fields.String(), metadata={"description": "Equivalent forms also accepted."})
-    notes = fields.String(metadata={"description": "Partial-credit notes."})
-
-
-class AnswerKeySchema(Schema):
-    questions = fields.List(fields.Nested(KeyQuestionSchema), required=True)
 
 
 class ExamCreateSchema(Schema):
@@ -55,7 +26,7 @@ class ExamCreateSchema(Schema):
     subject = fields.String(required=True, validate=validate.OneOf(SUBJECTS))
     grade = fields.Integer(required=True, validate=validate.Range(1, 9))
     language = fields.String(load_default="zh", validate=validate.OneOf(["zh", "en"]))
-    answer_key = fields.Nested(AnswerKeySchema, required=True)
+    answer_key = answer_key_field(required=True)
     rubric = fields.String(load_default="", validate=validate.Length(max=10_000))
     model = fields.String(load_default=lambda: get_settings().default_model)
     image_detail = fields.String(
@@ -197,7 +168,7 @@ class ExamSchema(Schema):
     model = fields.String()
     image_detail = fields.String()
     rubric = fields.String()
-    answer_key = fields.Nested(AnswerKeySchema)
+    answer_key = answer_key_field()
     status_reason = fields.String(allow_none=True)
     created_at = fields.DateTime()
     budget_usd = fields.Float(allow_none=True)

@@ -78,6 +78,16 @@ class ErrorResponses(BasePlugin):
                 )  # the key used before for another request
 
 
+def register_answer_key(spec: Any) -> None:
+    """The answer key's schema, from the pydantic model that checks it (one layer, one truth)."""
+    from shared.grading.answer_key import AnswerKey
+
+    schema = AnswerKey.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        spec.components.schema(name, definition)
+    spec.components.schema("AnswerKey", schema)
+
+
 def numeric_ranges(_converter: Any, field: fields.Field, ret: dict[str, Any], **_: Any) -> dict[str, Any]:
     """A Decimal field's bounds as numbers (apispec writes them as the field serialises: strings)."""
     if not isinstance(field, fields.Decimal):

@@ -429,7 +429,7 @@ def new_exam() -> ResponseReturnValue:
                 db().rollback()
                 errors.append(str(exc))
                 errors.extend(
-                    f"{d.get('question', '')} {d.get('field', '')}: {d.get('message', '')}" for d in _details(exc)
+                    f"{d.get('question', '')} {d.get('field') or ''}: {d.get('msg', '')}" for d in _details(exc)
                 )
             else:
                 db().commit()

@@ -262,7 +262,11 @@ def test_an_answer_key_error_names_the_question_by_its_id_not_its_place(client, 
     assert reply.status_code == 422 and reply.json["error"]["code"] == "invalid_exam"
     assert "question 7, points:" in reply.json["error"]["message"]
     [detail] = reply.json["error"]["details"]
-    assert (detail["question"], detail["field"], detail["loc"]) == ("7", "points", ["questions", 1, "points"])
+    assert (detail["question"], detail["field"], detail["loc"]) == (
+        "7",
+        "points",
+        ["answer_key", "questions", 1, "points"],
+    )
 
 
 def test_a_body_over_the_limit_is_refused_with_the_limit_in_words(settings, app, auth):
@@ -275,3 +279,28 @@ def test_a_body_over_the_limit_is_refused_with_the_limit_in_words(settings, app,
         assert reply.status_code == 413 and reply.json["error"]["code"] == "request_entity_too_large"
         assert f"at most {limit} bytes" in reply.json["error"]["message"]
         assert "/uploads" in reply.json["error"]["message"]
+
+
+def test_every_validation_error_has_the_one_detail_shape(client, auth):
+    """The request's fields and the answer key are checked by different code, but every 422 lists
+    [{"loc": path from the body's root, "msg"}]; a key's question is named by its id."""
+    questions = [{"id": "1", "answer": "3", "points": 1}, {"id": "2b", "answer": "5", "points": "x"}]
+    key_error = client.post(
+        "/v1/exams",
+        headers=auth("A"),
+        json={"title": "t", "subject": "math", "grade": 3, "answer_key": {"questions": questions}},
+    ).json["error"]
+    [detail] = key_error["details"]
+    assert detail["loc"] == ["answer_key", "questions", 1, "points"] and detail["question"] == "2b"
+    assert "question 2b, points" in key_error["message"]
+    field_error = client.post(
+        "/v1/exams",
+        headers=auth("A"),
+        json={"title": "", "subject": "math", "grade": 12, "answer_key": {"questions": []}},
+    ).json["error"]
+    assert field_error["code"] == "invalid_request"
+    assert sorted(d["loc"] for d in field_error["details"]) == [["grade"], ["title"]]
+    assert all(isinstance(d["msg"], str) and d["msg"] for d in field_error["details"])
+    assert field_error["message"].startswith("the request is not valid: ")
+    query_error = client.get("/v1/exams", headers=auth("A"), query_string={"page": 0}).json["error"]
+    assert query_error["details"][0]["loc"] == ["query", "page"]

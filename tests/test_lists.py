@@ -67,6 +67,11 @@ def test_exams_papers_and_knowledge_points_page_by_the_next_link(client, auth):
         ("/v1/knowledge-points", {"grades": "3"}),
         ("/v1/exams", {"page_size": "0"}),
         ("/v1/knowledge-points", {"page_size": "100000"}),
+        ("/v1/students/S1", {"sinse": "2026-01-01T00:00:00"}),  # a report's window, misspelt
+        ("/v1/classes/3A", {"untill": "2026-01-01T00:00:00"}),
+        ("/v1/students/S1/practice", {"lang": "zh"}),
+        ("/v1/students/S1/mistakes.csv", {"exam_id": "x"}),
+        ("/v1/school/weak-points", {"grade": "3"}),
     ],
 )
 def test_an_unknown_or_bad_list_parameter_is_refused(client, auth, path, query):

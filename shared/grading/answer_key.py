@@ -58,10 +58,17 @@ class KeyQuestion(BaseModel):
     )
     # Required, except for a blanks question, whose points default to its blanks' sum (checked below).
     points: float = Field(  # type: ignore[assignment]
-        None, gt=0, le=1000, description="The question's points; for blanks, the sum of the blanks' (may be left out)."
+        None,
+        gt=0,
+        le=1000,
+        description="The question's points; for blanks, the sum of the blanks' (may be left out).",
+        json_schema_extra=lambda schema: schema.pop("default", None),  # no default: required but for blanks
     )
     knowledge_points: list[str] = Field(
-        default_factory=list, max_length=10, description="Knowledge point ids (GET /v1/knowledge-points)."
+        default_factory=list,
+        max_length=10,
+        description="Knowledge points, each by its id, Chinese or English name or an alias "
+        "(GET /v1/knowledge-points); resolved to ids when the exam is created.",
     )
     accepted: list[str] = Field(default_factory=list, max_length=20, description="Equivalent forms also accepted.")
     notes: str = Field("", max_length=2000, description="Partial-credit notes.")

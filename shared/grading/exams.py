@@ -39,7 +39,7 @@ def _located(error: Any, answer_key: Any) -> dict[str, Any]:
     """A validation error placed by the question's id as the teacher wrote it ("question 7"), not
     its position in the list; `loc` keeps the JSON path for programs."""
     loc = list(error["loc"])
-    located: dict[str, Any] = {"loc": loc, "msg": error["msg"].removeprefix("Value error, ")}
+    located: dict[str, Any] = {"loc": ["answer_key", *loc], "msg": error["msg"].removeprefix("Value error, ")}
     if len(loc) >= 2 and loc[0] == "questions" and isinstance(loc[1], int):
         questions = answer_key.get("questions") if isinstance(answer_key, dict) else None
         question = questions[loc[1]] if isinstance(questions, list) and loc[1] < len(questions) else None
