@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from http import HTTPStatus
 from typing import Any
 
 from flask import current_app, request, url_for
@@ -20,6 +21,7 @@ from api.errors import ApiError, domain_error, not_found, refusal_status
 from api.exams import school_exam
 from api.papers import paper_view
 from api.schemas import PaperSchema, UploadCreateSchema, UploadFileSchema, UploadSchema
+from api.spec import answers
 from api.uploads import has_control_characters
 from shared.grading import lanes
 from shared.intake import uploads
@@ -121,6 +123,7 @@ def _school_paper(paper_id: uuid.UUID) -> Paper:
 class UploadAgain(MethodView):
     decorators = [require_school]
 
+    @blp.doc(**answers(HTTPStatus.CONFLICT))
     @blp.response(200, UploadSchema)
     def get(self, paper_id: uuid.UUID) -> dict[str, Any]:
         """An uploading paper's files again, with fresh URLs and whether each is already stored at
@@ -142,6 +145,7 @@ def upload_again(paper: Paper) -> dict[str, Any]:
 class UploadComplete(MethodView):
     decorators = [require_school]
 
+    @blp.doc(**answers(HTTPStatus.CONFLICT))
     @blp.response(200, PaperSchema)
     def post(self, paper_id: uuid.UUID) -> dict[str, Any]:
         """Every file is uploaded: markq checks each is stored at its declared size and queues the
@@ -188,6 +192,7 @@ class UploadEndpoint(MethodView):
         },
     )
     @blp.response(200, UploadFileSchema)
+    @blp.doc(**answers(HTTPStatus.REQUEST_ENTITY_TOO_LARGE))
     def put(self, page_id: int, token: str) -> dict[str, Any]:
         """The upload URL when storage is a local folder: PUT the file's bytes (the token in the
         URL is the authority; no API key). More bytes than declared: 413, nothing kept."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from flask import request
@@ -12,6 +13,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from api.context import require_school, resources
 from api.errors import ApiError, domain_error, refusal_status
 from api.schemas import EstimateResultSchema
+from api.spec import answers
 from shared.images import PageRejected, inspect_page
 from shared.spending.costs import UnknownModel, UnsupportedDetail
 from shared.spending.estimate import PageSize, estimate
@@ -64,6 +66,7 @@ class Estimate(MethodView):
 
     @blp.doc(requestBody=ESTIMATE_BODY)
     @blp.response(200, EstimateResultSchema)
+    @blp.doc(**answers(HTTPStatus.UNSUPPORTED_MEDIA_TYPE))
     def post(self) -> dict[str, Any]:
         """Tokens and dollars per page, per paper and per class, for several models side by side."""
         if request.mimetype == "multipart/form-data":
@@ -75,7 +78,7 @@ class Estimate(MethodView):
         else:
             body = request.get_json(silent=True)
             if not isinstance(body, dict):
-                raise ApiError(400, "invalid_request", "send a JSON object or multipart page files")
+                raise ApiError(415, "unsupported_media_type", "send a JSON object or multipart page files")
         try:
             args = EstimateSchema().load(body)
         except ValidationError as exc:

@@ -17,9 +17,18 @@ from shared.schools import school_for_key
 blp = Blueprint("health", __name__, description="Liveness, readiness and the answer-key schema")
 
 
+def _documented(description: str, example: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "200": {
+            "description": description,
+            "content": {"application/json": {"schema": {"type": "object"}, "example": example}},
+        }
+    }
+
+
 @blp.route("/healthz")
 class Health(MethodView):
-    @blp.doc(security=[])
+    @blp.doc(security=[], responses=_documented("The process is up.", {"status": "ok"}))
     def get(self) -> dict[str, Any]:
         """The process is up."""
         return {"status": "ok"}
@@ -29,9 +38,10 @@ class Health(MethodView):
 class AnswerKeySchema(MethodView):
     @blp.doc(
         security=[],
-        responses={
-            "200": {"description": "A JSON Schema.", "content": {"application/json": {"schema": {"type": "object"}}}}
-        },
+        responses=_documented(
+            "A JSON Schema (draft 2020-12).",
+            {"title": "AnswerKey", "type": "object", "required": ["questions"], "$defs": {"KeyQuestion": {}}},
+        ),
     )
     def get(self) -> Response:
         """The JSON Schema of an exam's answer key (docs/answer-keys.md explains each field)."""
@@ -40,7 +50,13 @@ class AnswerKeySchema(MethodView):
 
 @blp.route("/readyz")
 class Ready(MethodView):
-    @blp.doc(security=[])
+    @blp.doc(
+        security=[],
+        responses=_documented(
+            "Every dependency answers.",
+            {"status": "ready", "checks": {"database": "ok", "redis": "ok", "storage": "ok"}},
+        ),
+    )
     def get(self) -> tuple[dict[str, Any], int]:
         """Database (at this code's schema), Redis and storage all answer. Each check says only ok
         or down; a request with a valid API key also gets the reason."""

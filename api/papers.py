@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from http import HTTPStatus
 from typing import Any
 
 from flask import jsonify, request, url_for
@@ -16,6 +17,7 @@ from api.errors import ApiError, domain_error, not_found
 from api.exams import school_exam
 from api.paging import PAGE_HEADERS, STRICT, paged_select
 from api.schemas import PaperListArgs, PaperSchema, PaperSummarySchema
+from api.spec import answers
 from api.uploads import form_text, request_pages
 from shared.grading import papers
 from shared.intake import idempotency
@@ -175,6 +177,7 @@ class PaperById(MethodView):
 class PaperRetry(MethodView):
     decorators = [require_school]
 
+    @blp.doc(**answers(HTTPStatus.CONFLICT))
     @blp.response(200, PaperSchema)
     def post(self, paper_id: uuid.UUID) -> dict[str, Any]:
         """Mark a failed paper again (after the cause is fixed: a page replaced, a key set). Only a

@@ -6,6 +6,7 @@ import csv
 import io
 import uuid
 from datetime import date
+from http import HTTPStatus
 from typing import Any
 
 from flask import Response, request, send_file, url_for
@@ -38,6 +39,7 @@ from api.schemas import (
     StudentReportSchema,
     WindowArgs,
 )
+from api.spec import answers
 from shared.grading.practice import WEAKEST, weak_point_practice
 from shared.grading.practice_model import model_practice
 from shared.grading.reports import class_report, exam_report, known_student, school_weak_points, student_report
@@ -175,6 +177,7 @@ def answer_image(paper: Paper | None, question_id: str) -> Response:
 class QuestionOverride(MethodView):
     decorators = [require_school]
 
+    @blp.doc(**answers(HTTPStatus.CONFLICT))
     @blp.arguments(OverrideSchema)
     @blp.response(200, PaperSchema)
     def patch(self, changes: dict[str, Any], paper_id: uuid.UUID, question_id: str) -> dict[str, Any]:
@@ -228,6 +231,7 @@ def school_student(args: dict[str, Any], student_ref: str) -> dict[str, Any]:
 class StudentPractice(MethodView):
     decorators = [require_school]
 
+    @blp.doc(**answers(HTTPStatus.CONFLICT))
     @blp.arguments(PracticeArgs, location="query", **STRICT)
     @blp.response(200, PracticeSetSchema(many=True))
     def get(self, args: dict[str, Any], student_ref: str) -> list[dict[str, Any]]:

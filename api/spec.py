@@ -9,8 +9,10 @@ way to touch every operation) adds the statuses.
 
 from __future__ import annotations
 
+import json
 import re
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 from apispec import BasePlugin
@@ -55,20 +57,52 @@ def _error_statuses(path: str, operation: dict[str, Any]) -> list[str]:
     return statuses
 
 
+def answers(*statuses: HTTPStatus) -> dict[str, Any]:
+    """`@blp.doc(**answers(HTTPStatus.CONFLICT))`: statuses an operation answers beyond its kind's."""
+    return {"responses": {str(status.value): status.name for status in statuses}}
+
+
 def operation_id(method: str, path: str) -> str:
     """A stable id from the method and path: GET /v1/exams/{exam_id}/template -> get_exams_exam_id_template."""
     words = [part.strip("{}") for part in path.split("/") if part and part != "v1"]
     return "_".join([method.lower(), *(re.sub(r"[^a-zA-Z0-9]+", "_", w) for w in words)])
 
 
+# A real reply of each schema (captured from a marked paper, names and hosts made up), and the
+# body each request schema takes: shown with every operation that answers or takes it.
+EXAMPLES: dict[str, Any] = json.loads((Path(__file__).parent / "openapi-examples.json").read_text("utf-8"))
+
+
+def _example_of(schema: Any) -> Any:
+    """The example for a response or body schema: a $ref to a component, or an array of them."""
+    if not isinstance(schema, dict):
+        return None
+    if schema.get("type") == "array":
+        item = _example_of(schema.get("items"))
+        return None if item is None else [item]
+    name = str(schema.get("$ref", "")).rsplit("/", 1)[-1]
+    return EXAMPLES.get(name)
+
+
+def _add_examples(operation: dict[str, Any]) -> None:
+    contents = [r.get("content", {}) for s, r in operation.get("responses", {}).items() if isinstance(r, dict)]
+    contents.append((operation.get("requestBody") or {}).get("content", {}))
+    for content in contents:
+        for kind, media in content.items():
+            example = EXAMPLES.get(kind) if kind == "text/csv" else _example_of(media.get("schema"))
+            if example is not None:
+                media.setdefault("example", example)
+
+
 class ErrorResponses(BasePlugin):
-    """Adds the error statuses each operation can answer, and its operationId."""
+    """Adds the error statuses each operation can answer, its operationId and its examples."""
 
     def operation_helper(self, path: str | None = None, operations: dict[str, Any] | None = None, **_: Any) -> None:
         for method, operation in (operations or {}).items():
             if not isinstance(operation, dict):
                 continue
             operation.setdefault("operationId", operation_id(method, path or ""))
+            _add_examples(operation)
             responses = operation.setdefault("responses", {})
             for status in _error_statuses(path or "", operation):
                 responses.setdefault(str(HTTPStatus[status].value), status)

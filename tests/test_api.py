@@ -79,6 +79,37 @@ def test_the_openapi_document_is_valid_and_every_error_parses_with_its_documente
         documented("/v1/exams", "post", 422).validate({"code": 422, "status": "Unprocessable Entity", "errors": {}})
 
 
+def test_every_operation_shows_an_example_and_every_example_fits_its_schema(client):
+    spec = client.get("/openapi.json").json
+    registry = Registry().with_resource("urn:markq", Resource.from_contents(spec, default_specification=DRAFT202012))
+    images = {"image/png", "image/jpeg"}
+    checked = 0
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            if method == "parameters":  # the path's own, not an operation
+                continue
+            places = [("responses", code, r) for code, r in operation["responses"].items() if isinstance(r, dict)]
+            places.append(("requestBody", None, operation.get("requestBody") or {}))
+            examples = []
+            for where, code, part in places:
+                for kind, media in part.get("content", {}).items():
+                    if "example" not in media:
+                        continue
+                    pointer = "/".join(
+                        p.replace("~", "~0").replace("/", "~1")
+                        for p in ["paths", path, method, where, *([code] if code else []), "content", kind, "schema"]
+                    )
+                    if "json" in kind:  # the example is what the schema says the body is
+                        Draft202012Validator({"$ref": f"urn:markq#/{pointer}"}, registry=registry).validate(
+                            media["example"]
+                        )
+                    examples.append(kind)
+            kinds = {k for _w, c, r in places if c and c.startswith("2") for k in r.get("content", {})}
+            assert examples or kinds <= images, f"{method} {path} has no example"
+            checked += len(examples)
+    assert checked >= 45
+
+
 def test_requests_without_a_valid_key_are_refused_in_the_error_shape(client):
     for headers in ({}, {"Authorization": "Bearer mq_nothing_here"}, {"Authorization": "Basic abc"}):
         reply = client.get("/v1/exams/00000000-0000-0000-0000-000000000000", headers=headers)
