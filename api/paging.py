@@ -64,8 +64,12 @@ def paged_list(items: list[Any], args: dict[str, Any]) -> tuple[list[Any], int, 
     return page_of(items[first : first + args["page_size"]], len(items), args)
 
 
-def paged_select(session: Session, query: Select[Any], args: dict[str, Any]) -> tuple[list[Any], int, dict[str, str]]:
-    """An ordered SQL query, counted and cut to the requested page in the database."""
+def paged_select(
+    session: Session, query: Select[Any], args: dict[str, Any], rows: bool = False
+) -> tuple[list[Any], int, dict[str, str]]:
+    """An ordered SQL query, counted and cut to the requested page in the database: its objects,
+    or with `rows`, each row as a mapping of its labelled columns."""
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    rows = session.scalars(query.offset((args["page"] - 1) * args["page_size"]).limit(args["page_size"]))
-    return page_of(list(rows), total, args)
+    cut = query.offset((args["page"] - 1) * args["page_size"]).limit(args["page_size"])
+    items = list(session.execute(cut).mappings()) if rows else list(session.scalars(cut))
+    return page_of(items, total, args)

@@ -13,7 +13,8 @@ from flask import Response, request, send_file, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 
 from api.context import current_school, db, require_school, resources
 from api.errors import ApiError, domain_error, not_found
@@ -36,7 +37,9 @@ from api.schemas import (
     ReviewItemSchema,
     SchoolWeakPointsArgs,
     StudentArgs,
+    StudentListArgs,
     StudentReportSchema,
+    StudentSummarySchema,
     WindowArgs,
 )
 from api.spec import answers
@@ -204,6 +207,35 @@ class QuestionOverride(MethodView):
             raise domain_error(exc) from exc
         session.commit()
         return paper_view(paper)
+
+
+@blp.route("/v1/students")
+class Students(MethodView):
+    decorators = [require_school]
+
+    @blp.arguments(StudentListArgs, location="query", **STRICT)
+    @blp.response(200, StudentSummarySchema(many=True), headers=PAGE_HEADERS)
+    def get(self, args: dict[str, Any]) -> Any:
+        """The school's students (by ref), each with the class of her latest paper, her papers and
+        exams, in ref order; optionally only those with a paper in one class."""
+        scope = [Paper.school_id == current_school().id]
+        if "class_label" in args:
+            refs = select(Paper.student_ref).where(*scope, Paper.class_label == args["class_label"])
+            scope.append(Paper.student_ref.in_(refs))
+        latest_class = func.array_agg(aggregate_order_by(Paper.class_label, Paper.created_at.desc()))[1]
+        query = (
+            select(
+                Paper.student_ref,
+                latest_class.label("class_label"),
+                func.count().label("papers"),
+                func.count(func.distinct(Paper.exam_id)).label("exams"),
+                func.max(Paper.created_at).label("last_paper_at"),
+            )
+            .where(*scope)
+            .group_by(Paper.student_ref)
+            .order_by(Paper.student_ref)
+        )
+        return paged_select(db(), query, args, rows=True)
 
 
 @blp.route("/v1/students/<path:student_ref>")

@@ -508,6 +508,20 @@ class ExamListArgs(PageArgs):
     grade = fields.Integer(validate=validate.Range(1, 9))
 
 
+class StudentListArgs(PageArgs):
+    class_label = fields.String(
+        validate=validate.Length(1, 100), metadata={"description": "Only students with a paper in this class."}
+    )
+
+
+class StudentSummarySchema(Schema):
+    student_ref = fields.String()
+    class_label = fields.String(metadata={"description": "The class of her latest paper."})
+    papers = fields.Integer()
+    exams = fields.Integer()
+    last_paper_at = fields.DateTime()
+
+
 class ReviewArgs(PageArgs):
     pass
 

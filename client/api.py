@@ -74,6 +74,11 @@ class MarkqClient:
     def report(self, exam_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/exams/{exam_id}/report")
 
+    def students(self, class_label: str | None = None) -> list[dict[str, Any]]:
+        return self._every_page(
+            "/v1/students", {"page_size": 1000, **({"class_label": class_label} if class_label else {})}
+        )
+
     def student(self, student_ref: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/students/{quote(student_ref, safe='')}")
 

@@ -294,6 +294,14 @@ def wait(ctx: click.Context, exam_id: str, timeout: float) -> None:
 
 
 @main.command()
+@click.option("--class", "class_label", help="Only students with a paper in this class.")
+@click.pass_context
+def students(ctx: click.Context, class_label: str | None) -> None:
+    """The school's students, with the class of each one's latest paper."""
+    _print(_run(lambda: _client(ctx).students(class_label)), show.students)
+
+
+@main.command()
 @click.argument("student_ref")
 @click.pass_context
 def student(ctx: click.Context, student_ref: str) -> None:

@@ -133,6 +133,14 @@ def student(view: dict[str, Any]) -> None:
     console.print(weak)
 
 
+def students(rows: list[dict[str, Any]]) -> None:
+    table = Table("student", "class", "papers", "exams", "last paper", title=f"{len(rows)} student(s)")
+    for row in rows:
+        last = (row.get("last_paper_at") or "")[:10]
+        table.add_row(row["student_ref"], row.get("class_label") or "", str(row["papers"]), str(row["exams"]), last)
+    console.print(table)
+
+
 def school_weak_points(grades: list[dict[str, Any]]) -> None:
     if not grades:
         console.print("no graded papers in this window")

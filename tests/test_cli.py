@@ -46,6 +46,8 @@ def test_create_an_exam_submit_a_paper_and_read_it(live_api, school_keys, tmp_pa
     assert made.exit_code == 0 and made.output.startswith("created exam ") and title in made.output
     student = runner.invoke(main, ["student", "S07"], env=env)
     assert student.exit_code == 0 and title in student.output and "weak knowledge points" in student.output
+    listed = runner.invoke(main, ["students", "--class", "3A"], env=env)
+    assert listed.exit_code == 0 and "S07" in listed.output and "3A" in listed.output, listed.output
     points = runner.invoke(main, ["knowledge-points", "--subject", "math", "--grade", "3"], env=env)
     assert points.exit_code == 0 and "math.g3.perimeter" in points.output and "周长" in points.output
 

@@ -4,6 +4,7 @@ query parameter it does not know."""
 from __future__ import annotations
 
 import io
+import secrets
 from typing import Any
 
 import httpx
@@ -47,11 +48,16 @@ def test_exams_papers_and_knowledge_points_page_by_the_next_link(client, auth):
     assert pages == -(-total // 2)
 
     exam = sorted(made)[0]
+    label = f"4({secrets.token_hex(3)})"
     for n in range(5):
-        data = {"student_ref": f"p{n}", "pages": [(io.BytesIO(page_bytes()), "p1.jpg")]}
+        data = {"student_ref": f"p{n}", "class_label": label, "pages": [(io.BytesIO(page_bytes()), "p1.jpg")]}
         assert client.post(f"/v1/exams/{exam}/papers", headers=headers, data=data).status_code == 202
     papers, total, pages = every_page(get, f"/v1/exams/{exam}/papers", page_size=2)
     assert (total, pages) == (5, 3) and sorted(p["student_ref"] for p in papers) == [f"p{n}" for n in range(5)]
+
+    students, total, pages = every_page(get, "/v1/students", page_size=2, class_label=label)
+    assert (total, pages) == (5, 3) and [s["student_ref"] for s in students] == [f"p{n}" for n in range(5)]
+    assert all((s["class_label"], s["papers"], s["exams"]) == (label, 1, 1) for s in students)
 
     points, total, pages = every_page(get, "/v1/knowledge-points", page_size=40, subject="math")
     assert total >= 150 and pages == -(-total // 40) and len({p["id"] for p in points}) == total
@@ -72,6 +78,7 @@ def test_exams_papers_and_knowledge_points_page_by_the_next_link(client, auth):
         ("/v1/students/S1/practice", {"lang": "zh"}),
         ("/v1/students/S1/mistakes.csv", {"exam_id": "x"}),
         ("/v1/school/weak-points", {"grade": "3"}),
+        ("/v1/students", {"class": "3A"}),
     ],
 )
 def test_an_unknown_or_bad_list_parameter_is_refused(client, auth, path, query):
