@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(metrics.metrics)
     metrics.count_requests(app)
     register_error_handlers(app)
+    app.after_request(pages.docs_headers)
 
     @app.before_request
     def _log_ids() -> None:  # a paper's or exam's id in the path is on every line of its request

@@ -26,6 +26,11 @@ from shared.settings import get_settings
 from shared.teachers import AccountError, create_teacher
 
 
+def unreachable(exc: OperationalError) -> click.ClickException:
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+    return click.ClickException(f"cannot reach the database ({reason}); check MARKQ_DATABASE_URL")
+
+
 def _sessions():  # type: ignore[no-untyped-def]
     """Sessions on a database that is reachable and at this code's schema; else one line saying
     what to do (never a traceback)."""
@@ -34,8 +39,7 @@ def _sessions():  # type: ignore[no-untyped-def]
         with engine.connect() as connection:
             at = database_revision(connection)
     except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise click.ClickException(f"cannot reach the database ({reason}); check MARKQ_DATABASE_URL") from exc
+        raise unreachable(exc) from exc
     if at != head_revision():
         raise click.ClickException(
             "the database has no markq schema yet: run `markq-admin migrate` first"
@@ -54,7 +58,10 @@ def main() -> None:
 def migrate() -> None:
     """Create or upgrade the database schema and load the knowledge-point vocabulary."""
     settings = get_settings()
-    count = migrate_database(settings.database_url)
+    try:
+        count = migrate_database(settings.database_url)
+    except OperationalError as exc:
+        raise unreachable(exc) from exc
     click.echo(json.dumps({"migrated": True, "knowledge_points": count}))
 
 

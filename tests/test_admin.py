@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 
 import psycopg
 from click.testing import CliRunner
@@ -57,3 +58,20 @@ def test_every_command_on_an_unmigrated_database_says_to_migrate_first(settings,
         get_settings.cache_clear()
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_an_unreachable_database_is_one_line_for_migrate_too(monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    monkeypatch.setenv("MARKQ_DATABASE_URL", f"postgresql+psycopg://postgres@127.0.0.1:{port}/markq")
+    get_settings.cache_clear()
+    try:
+        for args in (["migrate"], ["create-school", "一小"]):
+            result = CliRunner().invoke(main, args)
+            assert isinstance(result.exception, SystemExit) and result.exit_code == 1, (args, result.output)
+            assert "cannot reach the database" in result.output and "MARKQ_DATABASE_URL" in result.output
+            assert len(result.output.strip().splitlines()) == 1
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()

@@ -141,7 +141,8 @@ def test_a_broken_file_an_unreachable_server_and_an_unknown_exam_are_one_line_ea
     ]
     for args, environment, said in cases:
         result = CliRunner().invoke(main, args, env=environment)
-        assert result.exit_code == 1, (args, result.output)
+        # CliRunner catches every exception: a SystemExit is a clean exit, anything else a crash
+        assert isinstance(result.exception, SystemExit) and result.exit_code == 1, (args, result.output)
         assert said in result.output and "Traceback" not in result.output, result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
 

@@ -164,10 +164,15 @@ def test_a_share_link_can_be_for_one_student_and_is_revoked_at_once(shared_exam,
 
 
 def test_the_api_docs_render_with_no_network(live_api, tmp_path):
-    """ReDoc is served by markq itself: the docs page draws every operation offline."""
-    dom = chromium(tmp_path, "--virtual-time-budget=15000", "--dump-dom", f"{live_api}/docs")
+    """ReDoc is served by markq itself: the docs page draws every operation offline, under a
+    content security policy that lets no other site in and never frames it."""
+    headers = httpx.get(f"{live_api}/docs").headers
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"] and headers["X-Frame-Options"] == "DENY"
+    # no name resolves and every request but to loopback goes to a closed port: no network at all
+    offline = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--proxy-server=127.0.0.1:9"]
+    dom = chromium(tmp_path, *offline, "--virtual-time-budget=15000", "--dump-dom", f"{live_api}/docs")
     assert "Give the exam's blank paper" in dom and "/v1/exams/{exam_id}/papers" in dom
     shot = tmp_path / "docs.png"
-    chromium(tmp_path, "--virtual-time-budget=15000", f"--screenshot={shot}", f"{live_api}/docs")
+    chromium(tmp_path, *offline, "--virtual-time-budget=15000", f"--screenshot={shot}", f"{live_api}/docs")
     with Image.open(shot) as image:
         assert sum(image.convert("L").histogram()[:180]) > 0.01 * image.width * image.height  # drawn, not blank
