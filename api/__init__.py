@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     openapi.init_app(app)
     openapi.ma_plugin.converter.add_attribute_function(numeric_ranges)
     register_answer_key(openapi.spec)
+    app.extensions["markq-openapi"] = openapi
     from api import bulk, direct, estimate, exams, health, metrics, pages, papers, reports, web
 
     Babel(app, locale_selector=web.select_locale, default_translation_directories=TRANSLATIONS)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import redis
-from flask import Response, jsonify
+from flask import Response, current_app, jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -46,6 +47,34 @@ class AnswerKeySchema(MethodView):
     def get(self) -> Response:
         """The JSON Schema of an exam's answer key (docs/answer-keys.md explains each field)."""
         return jsonify(AnswerKey.model_json_schema())
+
+
+@blp.route("/v1/exam.schema.json")
+class ExamFileSchema(MethodView):
+    @blp.doc(
+        security=[],
+        responses=_documented(
+            "A JSON Schema (draft 2020-12).",
+            {"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": "#/$defs/ExamCreate", "$defs": {}},
+        ),
+    )
+    def get(self) -> Response:
+        """The JSON Schema of an exam file (what `markq exams create` sends and POST /v1/exams
+        takes: title, subject, grade, answer key, ...), for editors and validators."""
+        return jsonify(exam_file_schema(current_app.extensions["markq-openapi"].spec.to_dict()))
+
+
+def exam_file_schema(spec: dict[str, Any]) -> dict[str, Any]:
+    """ExamCreate and what it refers to, out of the OpenAPI document's components, as one JSON
+    Schema: the same definitions the API validates against, so the two never differ."""
+    text = json.dumps(spec["components"]["schemas"]).replace('"#/components/schemas/', '"#/$defs/')
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "markq-exam.schema.json",
+        "title": "A markq exam file",
+        "$ref": "#/$defs/ExamCreate",
+        "$defs": json.loads(text),
+    }
 
 
 @blp.route("/readyz")

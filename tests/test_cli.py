@@ -156,6 +156,12 @@ def test_the_example_exam_is_written_out_and_is_a_valid_exam(live_api, school_ke
     assert again.exit_code == 1 and "--force" in again.output  # never overwritten unasked
     schema = httpx.get(f"{live_api}/v1/answer-key.schema.json").json()  # served, no key needed
     jsonschema.validate(json.loads(path.read_text("utf-8"))["answer_key"], schema)
+    whole = httpx.get(f"{live_api}/v1/exam.schema.json").json()  # the whole exam file's schema
+    jsonschema.Draft202012Validator(whole).validate(json.loads(path.read_text("utf-8")))
+    broken = {**json.loads(path.read_text("utf-8")), "grade": 12}
+    broken["answer_key"]["questions"][0]["points"] = "two"
+    problems = {e.json_path for e in jsonschema.Draft202012Validator(whole).iter_errors(broken)}
+    assert {"$.grade", "$.answer_key.questions[0].points"} <= problems, problems
     created = CliRunner().invoke(main, ["--json", "exams", "create", str(path)], env=env)
     assert created.exit_code == 0, created.output
     assert len(json.loads(created.output)["answer_key"]["questions"]) >= 6
