@@ -7,7 +7,7 @@ from pathlib import Path
 from flask import Flask, g, request
 from flask_babel import Babel
 
-from api.errors import register_error_handlers
+from api.errors import refuse_control_characters, register_error_handlers
 from api.spec import ErrorResponses, MarkqApi, numeric_ranges, register_answer_key
 from shared import logs
 from shared.resources import Resources
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(metrics.metrics)
     metrics.count_requests(app)
     register_error_handlers(app)
+    app.before_request(refuse_control_characters)
     app.after_request(pages.docs_headers)
 
     @app.before_request

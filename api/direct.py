@@ -22,11 +22,11 @@ from api.exams import school_exam
 from api.papers import paper_view
 from api.schemas import PaperSchema, UploadCreateSchema, UploadFileSchema, UploadSchema
 from api.spec import answers
-from api.uploads import has_control_characters
 from shared.grading import lanes
 from shared.intake import uploads
 from shared.intake.submission import replace_failed
 from shared.models import Exam, Paper, PaperStatus
+from shared.refusals import has_control_characters
 from shared.storage import StorageError
 from worker.base import send_step
 

@@ -7,12 +7,13 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from shared.grading.exams import InvalidExam
 from shared.grading.review import InvalidOverride
 from shared.intake.idempotency import KeyConflict
-from shared.refusals import RefusalKind
+from shared.refusals import RefusalKind, has_control_characters
 from shared.spending.costs import UnknownModel, UnsupportedDetail
 from shared.storage import StorageError
 from shared.webhooks import DestinationRefused
@@ -90,6 +91,45 @@ def error_response(status: int, code: str, message: str, details: Any = None) ->
     return jsonify({"error": body}), status
 
 
+def _control_characters(node: Any, loc: list[Any], found: list[dict[str, Any]], everywhere: bool) -> None:
+    """Where a JSON body holds a NUL (never storable) or, in a short one-line value such as an id,
+    ref or label, any control character."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _control_characters(value, [*loc, key], found, everywhere)
+    elif isinstance(node, list):
+        for n, value in enumerate(node):
+            _control_characters(value, [*loc, n], found, everywhere)
+    elif isinstance(node, str) and ("\x00" in node or (everywhere and has_control_characters(node))):
+        found.append({"loc": loc, "msg": "holds a control character (NUL, a line break, ...)"})
+
+
+ONE_LINE = {"student_ref", "class_label", "title", "id", "name", "name_zh", "name_en", "subject", "model"}
+
+
+def refuse_control_characters() -> None:
+    """For app.before_request: ids, refs and labels in a path, a query or a JSON body never hold a
+    control character, and no value holds a NUL; each answers 422 naming where, instead of a 500
+    from the database or a broken link or header later."""
+    if not request.path.startswith("/v1/"):
+        return
+    found: list[dict[str, Any]] = []
+    for name, value in (request.view_args or {}).items():
+        if isinstance(value, str) and has_control_characters(value):
+            found.append({"loc": ["path", name], "msg": "holds a control character"})
+    for name, value in request.args.items(multi=True):
+        if has_control_characters(name + value):
+            found.append({"loc": ["query", name], "msg": "holds a control character"})
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if isinstance(body, dict):
+            for key, value in body.items():
+                _control_characters(value, [key], found, everywhere=key in ONE_LINE)
+    if found:
+        where = ".".join(str(part) for part in found[0]["loc"])
+        raise ApiError(422, "invalid_request", f"the request is not valid: {where}: {found[0]['msg']}", found)
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> ResponseReturnValue:
@@ -120,6 +160,13 @@ def register_error_handlers(app: Flask) -> None:
                 else ""
             )
         return error_response(exc.code or 500, code, message, details)
+
+    @app.errorhandler(DataError)
+    def _unstorable(exc: DataError) -> ResponseReturnValue:
+        log.warning("a request's value could not be stored: %s", exc.orig)
+        return error_response(
+            422, "invalid_request", "a value in the request cannot be stored (out of range, or a NUL)"
+        )
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> ResponseReturnValue:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
-
 from flask import request
 
 from api.context import resources
@@ -11,6 +9,7 @@ from api.errors import ApiError, refusal_status
 from shared.images import PageHeader
 from shared.intake.submission import PageError, UploadedPage, check_pages
 from shared.intake.uploads import REFUSAL_CODES
+from shared.refusals import has_control_characters
 
 
 def check_uploads(uploads: list[UploadedPage]) -> tuple[list[UploadedPage], list[PageHeader]]:
@@ -48,12 +47,6 @@ def page_refused(exc: PageError) -> ApiError:
         str(exc),
         {"file": exc.filename, "page": exc.number},
     )
-
-
-def has_control_characters(text: str) -> bool:
-    """NUL, line breaks, tabs and the other control characters: never part of a name or label
-    (and a NUL cannot be stored in PostgreSQL text at all)."""
-    return any(unicodedata.category(ch) == "Cc" for ch in text)
 
 
 def form_text(name: str, *, required: bool, max_length: int = 100) -> str:

@@ -5,19 +5,28 @@ with no network and no key.
 One engine per process, loaded on first use (about a second) and shared by the threads of that
 process behind a lock: the ONNX sessions already use every core for one page, unless
 MARKQ_OCR_THREADS says how many (with several OCR worker processes on one host, 1 each).
+
+Without `rapidocr-onnxruntime` installed, the maintained `rapidocr` 3.x runs instead (PP-OCRv6
+models, also inside its wheel; bench.ocr_engines compares the two on bench.offline).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import math
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-ENGINE_NAME = "rapidocr-onnxruntime (PP-OCRv4)"
+_LEGACY = importlib.util.find_spec("rapidocr_onnxruntime") is not None
+ENGINE_NAME = (
+    "rapidocr-onnxruntime (PP-OCRv4)" if _LEGACY else f"rapidocr {importlib.metadata.version('rapidocr')} (PP-OCRv6)"
+)
 
 
 @dataclass(frozen=True)
@@ -52,15 +61,51 @@ _lock = threading.Lock()
 _engine: Any = None
 
 
+class _RapidOCR3:
+    """rapidocr 3.x answering as 1.4.4 does: ([quad, text, score] a line, or [text, score] without
+    detection, or None; elapsed seconds)."""
+
+    def __init__(self, threads: int | None) -> None:
+        import rapidocr
+
+        # The models in the wheel, named: with none named it checks their hashes and downloads any
+        # that differ. It needs a font only to draw results, which markq never does.
+        models = Path(rapidocr.__file__).parent / "models"
+        params: dict[str, Any] = {
+            "Global.log_level": "warning",
+            "Det.model_path": str(models / "PP-OCRv6_det_small.onnx"),
+            "Cls.model_path": str(models / "ch_ppocr_mobile_v2.0_cls_mobile.onnx"),
+            "Rec.model_path": str(models / "PP-OCRv6_rec_small.onnx"),
+        }
+        if threads:
+            params["EngineConfig.onnxruntime.intra_op_num_threads"] = threads
+        self._ocr = rapidocr.RapidOCR(params=params)
+
+    def __call__(
+        self, pixels: np.ndarray, use_det: bool = True, use_cls: bool = True, use_rec: bool = True
+    ) -> tuple[list[list[Any]] | None, float]:
+        # every step named on every call: 3.x keeps a call's use_* for the calls after it
+        out = self._ocr(pixels, use_det=use_det, use_cls=use_cls, use_rec=use_rec)
+        elapsed = out.elapse or 0.0
+        if not out.txts:
+            return None, elapsed
+        if not use_det:
+            return [[text, score] for text, score in zip(out.txts, out.scores)], elapsed
+        return [[box.tolist(), text, score] for box, text, score in zip(out.boxes, out.txts, out.scores)], elapsed
+
+
 def _get_engine() -> Any:
     global _engine
     if _engine is None:
-        from rapidocr_onnxruntime import RapidOCR
-
         from shared.settings import get_settings
 
         threads = get_settings().ocr_threads
-        _engine = RapidOCR(intra_op_num_threads=threads) if threads else RapidOCR()
+        if _LEGACY:
+            from rapidocr_onnxruntime import RapidOCR
+
+            _engine = RapidOCR(intra_op_num_threads=threads) if threads else RapidOCR()
+        else:
+            _engine = _RapidOCR3(threads)
     return _engine
 
 

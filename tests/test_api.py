@@ -2,6 +2,7 @@
 
 import csv
 import io
+import zipfile
 import re
 import secrets
 from contextlib import contextmanager
@@ -220,6 +221,42 @@ def test_control_characters_in_a_student_ref_or_class_label_are_refused_and_noth
     with app.extensions["markq"].sessions() as session:
         kept = session.scalar(select(func.count()).select_from(Paper).where(Paper.exam_id == exam["id"]))
     assert kept == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/v1/exams", {"title": "期中\x00"}),  # a NUL the database cannot store: was a 500
+        ("post", "/v1/exams", {"title": "期中\r\nX-Evil: 1"}),  # a title is one line
+        ("post", "/v1/exams", {"rubric": "ok\nbut \x00"}),  # free text may break lines, never hold a NUL
+        ("get", "/v1/students/a%00b", None),  # was a 500
+        ("get", "/v1/classes/3%07A", None),
+        ("get", "/v1/students/a%00b/mistakes.csv", None),
+        ("get", "/v1/exams?subject=ma%00th", None),
+    ],
+)
+def test_control_characters_anywhere_in_a_request_answer_422_naming_where(client, auth, method, path, body):
+    if body is not None:
+        body = {**exam_body(), **body}
+    reply = getattr(client, method)(path, headers=auth("A"), json=body)
+    assert reply.status_code == 422, reply.data
+    error = reply.json["error"]
+    assert error["code"] == "invalid_request" and "control character" in error["message"]
+    assert error["details"][0]["loc"][0] in {"title", "rubric", "path", "query"}
+
+
+def test_a_class_zip_whose_folder_holds_a_control_character_refuses_that_folder_only(client, auth):
+    exam = create_exam(client, auth("A"))
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        for folder in ("S\x01x", "T\r\ny", "S02"):
+            z.writestr(f"{folder}/page1.jpg", page_bytes(folder))
+    reply = client.post(
+        f"/v1/exams/{exam['id']}/bulk", headers=auth("A"), data={"archive": (io.BytesIO(archive.getvalue()), "c.zip")}
+    )
+    assert reply.status_code == 200, reply.json
+    assert [c["student_ref"] for c in reply.json["created"]] == ["S02"]
+    assert sorted(r["reason"] for r in reply.json["refused"]) == ["the student ref or class holds a control character"] * 2
 
 
 def test_report_csv_cells_are_never_run_as_formulas_and_the_file_name_is_quoted(client, auth):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
-from shared.refusals import RefusalKind
+from shared.refusals import RefusalKind, has_control_characters
 
 ARCHIVE_SUFFIXES = {".zip", ".rar", ".7z", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst"}
 ARCHIVE_MAGIC = (b"PK\x03\x04", b"Rar!", b"7z\xbc\xaf", b"\x1f\x8b", b"BZh", b"\xfd7zXZ")
@@ -83,6 +83,21 @@ def owner(path: PurePosixPath, roster: dict[str, tuple[str, str]] | None, defaul
     return None
 
 
+def _owner_or_why_not(
+    path: PurePosixPath, roster: dict[str, tuple[str, str]] | None, default_class: str
+) -> tuple[tuple[str, str] | None, str]:
+    whose = owner(path, roster, default_class)
+    if whose is None:
+        return None, (
+            "not in the roster"
+            if roster is not None
+            else "cannot tell whose paper this is: use a folder per student, student__page names, or a roster"
+        )
+    if any(has_control_characters(text) for text in whose):
+        return None, "the student ref or class holds a control character"
+    return whose, ""
+
+
 def read_archive(
     stream: BinaryIO,
     *,
@@ -128,13 +143,8 @@ def read_archive(
         if info.file_size > 1024 * 1024 and info.file_size > limits.max_ratio * max(1, info.compress_size):
             refused.append(Refusal(name, "compressed far more than any page is (zip bomb?)", RefusalKind.too_large))
             continue
-        whose = owner(path, roster, default_class)
+        whose, reason = _owner_or_why_not(path, roster, default_class)
         if whose is None:
-            reason = (
-                "not in the roster"
-                if roster is not None
-                else "cannot tell whose paper this is: use a folder per student, student__page names, or a roster"
-            )
             refused.append(Refusal(name, reason, RefusalKind.invalid))
             continue
         spool = tempfile.SpooledTemporaryFile(max_size=2 * 1024 * 1024)
