@@ -32,6 +32,11 @@ if [ "$need_pg" = "--postgres" ] && ! command -v chromium >/dev/null; then
   apt_install chromium
 fi
 
+if [ "$need_pg" = "--postgres" ] && ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+  echo "installing nginx (the tests run compose's proxy config in front of the API)"
+  apt_install nginx-light || apt_install nginx
+fi
+
 # Print and handwriting-style fonts: the demo's sample papers use the first three, bench.offline all.
 if command -v fc-list >/dev/null && ! fc-list | grep -qi "KleeOne"; then
   apt_install fonts-wqy-microhei fonts-arphic-ukai fonts-humor-sans fonts-arphic-gkai00mp fonts-klee \
