@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import redis
@@ -83,16 +84,25 @@ class Ready(MethodView):
         security=[],
         responses=_documented(
             "Every dependency answers.",
-            {"status": "ready", "checks": {"database": "ok", "redis": "ok", "storage": "ok"}},
+            {"status": "ready", "checks": {"database": "ok", "redis": "ok", "storage": "ok", "workers": "ok"}},
         ),
     )
     def get(self) -> tuple[dict[str, Any], int]:
-        """Database (at this code's schema), Redis and storage all answer. Each check says only ok
-        or down; a request with a valid API key also gets the reason."""
+        """Database (at this code's schema), Redis and storage all answer, and a worker consumes
+        every queue (calls, images, OCR). Each check says only ok or down; a request with a valid
+        API key also gets the reason."""
         res = resources()
         checks: dict[str, str] = {}
         reasons: dict[str, str] = {}
-        for name, check in (("database", _database), ("redis", _redis), ("storage", res.storage.check)):
+        for name, check in (
+            ("database", _database),
+            ("redis", _redis),
+            ("storage", res.storage.check),
+            ("workers", _workers),
+        ):
+            if name == "workers" and checks["redis"] != "ok":  # workers are asked through Redis
+                checks[name], reasons[name] = "down", "Redis is down"
+                continue
             try:
                 check()
                 checks[name] = "ok"
@@ -119,6 +129,27 @@ def _database() -> None:
         raise SchemaBehind(
             f"the database schema is at {at or 'nothing'}, this code needs {wanted}: run markq-admin migrate"
         )
+
+
+# When every queue last had a consumer, by broker and queues asked: asking the workers takes a
+# second (a broadcast answered within a timeout), so while all are consumed each API process asks
+# at most every 15 s; while one is not, every time (so it is seen ready as soon as it is).
+_CONSUMED: dict[tuple[str, frozenset[str]], tuple[float, frozenset[str]]] = {}
+CONSUMERS_FOR = 15.0
+
+
+def _workers() -> None:
+    settings = resources().settings
+    wanted = frozenset({settings.queue_name, settings.image_queue_name, settings.ocr_queue_name})
+    key = (settings.redis_url, wanted)
+    asked_at, consumed = _CONSUMED.get(key, (-CONSUMERS_FOR, frozenset()))
+    if time.monotonic() - asked_at >= CONSUMERS_FOR:
+        replies = current_app.extensions["celery"].control.inspect(timeout=1.0).active_queues() or {}
+        consumed = frozenset(queue["name"] for queues in replies.values() for queue in queues)
+        if consumed >= wanted:
+            _CONSUMED[key] = (time.monotonic(), consumed)
+    if missing := wanted - consumed:
+        raise RuntimeError(f"no worker consumes the queue {', '.join(sorted(missing))}: start its worker")
 
 
 def _redis() -> None:

@@ -2,9 +2,9 @@
 
 import csv
 import io
-import zipfile
 import re
 import secrets
+import zipfile
 from contextlib import contextmanager
 
 import boto3
@@ -24,11 +24,23 @@ from shared.settings import Settings
 from tests.helpers import PG_ADMIN_URL, create_exam, exam_body, exam_school, page_bytes, queued_messages
 
 
-def test_health_and_readiness_check_every_dependency(client):
+def test_health_and_readiness_check_every_dependency(client, worker):
     assert client.get("/healthz").json == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json["checks"] == {"database": "ok", "redis": "ok", "storage": "ok"}
+    assert ready.json["checks"] == {"database": "ok", "redis": "ok", "storage": "ok", "workers": "ok"}
+
+
+def test_readiness_is_down_while_a_queue_has_no_worker(settings, worker, auth, app):
+    """Here the worker consumes the test queues; an installation whose OCR queue nobody consumes
+    is not ready, and a key holder is told which queue."""
+    lonely = settings.model_copy(update={"ocr_queue_name": f"markq-ocr-nobody-{secrets.token_hex(3)}"})
+    with another_app(lonely, app) as unready, unready.test_client() as client:
+        reply = client.get("/readyz")
+        assert reply.status_code == 503 and reply.json["error"]["details"]["workers"] == "down"
+        assert reply.json["error"]["details"]["database"] == "ok"
+        told = client.get("/readyz", headers=auth("A")).json["error"]["details"]
+        assert lonely.ocr_queue_name in told["reasons"]["workers"]
 
 
 def test_openapi_document_and_docs_page(client):
@@ -256,7 +268,9 @@ def test_a_class_zip_whose_folder_holds_a_control_character_refuses_that_folder_
     )
     assert reply.status_code == 200, reply.json
     assert [c["student_ref"] for c in reply.json["created"]] == ["S02"]
-    assert sorted(r["reason"] for r in reply.json["refused"]) == ["the student ref or class holds a control character"] * 2
+    assert (
+        sorted(r["reason"] for r in reply.json["refused"]) == ["the student ref or class holds a control character"] * 2
+    )
 
 
 def test_report_csv_cells_are_never_run_as_formulas_and_the_file_name_is_quoted(client, auth):
@@ -318,7 +332,12 @@ def test_readiness_says_only_down_unless_asked_with_a_key_and_needs_the_newest_s
 def test_readiness_tells_a_key_holder_why(settings, auth, app):
     broken = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})  # nothing listens there
     with another_app(broken, app) as unready, unready.test_client() as client:
-        assert client.get("/readyz").json["error"]["details"] == {"database": "ok", "redis": "down", "storage": "ok"}
+        assert client.get("/readyz").json["error"]["details"] == {
+            "database": "ok",
+            "redis": "down",
+            "storage": "ok",
+            "workers": "down",
+        }
         told = client.get("/readyz", headers=auth("A")).json["error"]["details"]
         assert told["redis"] == "down" and "ConnectionError" in told["reasons"]["redis"]
 
