@@ -5,10 +5,14 @@ uploads and is marked."""
 from __future__ import annotations
 
 import io
+import json
+import os
 import random
+import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -164,3 +168,37 @@ def test_a_page_sent_at_40_kb_a_second_uploads_and_is_marked(proxy, auth, idle, 
     paper = wait_for(proxy, auth(), done.json()["id"])
     assert paper["status"] == "graded", paper
     assert loopback_call(loopback, "/_loopback/stats")["completions"] == calls + 1
+
+
+def test_the_api_servers_access_log_never_holds_a_share_links_token(service_env, live_api, auth, tmp_path):
+    """gunicorn run with the Dockerfile's own command line: a share link's token (in the query)
+    never reaches the access log, which still shows the request."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    command = json.loads(re.search(r"^CMD (\[.*?\])\s*$", dockerfile.replace("\\\n", ""), re.M | re.S).group(1))
+    assert command[0] == "gunicorn"
+    port = free_port()
+    args = [a if a != "0.0.0.0:8000" else f"127.0.0.1:{port}" for a in command[1:]]
+    args[args.index("--access-logfile") + 1] = str(tmp_path / "access.log")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), *args], env={**os.environ, **service_env}, cwd=ROOT
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        assert wait_until(up, timeout=30, every=0.2), "gunicorn did not start"
+        exam = make_exam(live_api, auth(), answer_key=KEY, title="log")
+        link = httpx.post(f"{live_api}/v1/exams/{exam['id']}/share", headers=auth()).json()["url"]
+        token = link.split("token=")[1]
+        path = link.split("/", 3)[3]
+        assert httpx.get(f"{url}/{path}").status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    log = (tmp_path / "access.log").read_text()
+    assert f"/pages/exams/{exam['id']}" in log and token not in log, log
