@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from api.context import bearer_token, resources
 from api.errors import ApiError, not_found
 from shared.models import Paper, Usage
+from worker.celery_app import queue_keys
 
 metrics = Blueprint("metrics", __name__)
 REGISTRY = CollectorRegistry()
@@ -78,7 +79,7 @@ class StoredState(Collector):
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
         try:
             for name in (settings.queue_name, settings.image_queue_name, settings.ocr_queue_name):
-                queues.add_metric([name], client.llen(name))
+                queues.add_metric([name], sum(client.llen(key) for key in queue_keys(name)))
         except redis.RedisError:
             pass  # Redis down: no queue figures in this scrape; /readyz says why
         finally:

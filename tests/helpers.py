@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 
 from shared.grading import lanes
 from shared.models import Exam, Paper, PaperStatus, QuestionResult
+from worker.celery_app import queue_keys
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -126,7 +127,7 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 def queued_messages(settings: Settings) -> int:
     """Messages waiting in the markq queues."""
     broker = redis.Redis.from_url(settings.redis_url)
-    return int(sum(broker.llen(queue) for queue in queue_names(settings)))
+    return int(sum(broker.llen(key) for queue in queue_names(settings) for key in queue_keys(queue)))
 
 
 def queue_names(settings: Settings) -> tuple[str, str, str]:

@@ -32,7 +32,7 @@ from shared.grading.steps import CannotMark, Stopped, TryLater
 from shared.models import Paper, PaperStatus
 from shared.resources import Resources
 from shared.storage import StorageError
-from worker.celery_app import FlaskTask
+from worker.celery_app import PRIORITY_STEPS, FlaskTask
 
 log = logging.getLogger(__name__)
 MAX_COUNTDOWN = 600.0  # far below the broker's visibility timeout (3600 s)
@@ -128,10 +128,27 @@ class PaperTask(FlaskTask):
         raise self.retry(countdown=min(MAX_COUNTDOWN, countdown))
 
 
+# Fair share: a paper's priority falls with the papers of its own exam still ahead of it, a step
+# every FAIR_SHARE papers. A class's 5 papers submitted behind another school's 300 wait for at
+# most FAIR_SHARE of them on each queue, not all 300.
+FAIR_SHARE = 4
+
+
+def fair_priority(pid: uuid.UUID) -> int:
+    """0 (first) to 9: this paper's place among its exam's unfinished papers, in steps."""
+    try:
+        with resources().sessions() as session:
+            ahead = papers.unfinished_ahead(session, pid)
+    except TRANSIENT:  # the database away: queue it anyway, at the lowest priority
+        return PRIORITY_STEPS[-1]
+    return min(PRIORITY_STEPS[-1], ahead // FAIR_SHARE)
+
+
 def send_step(app: object, pid: uuid.UUID, step: lanes.Step) -> None:
-    """Queue the task of `step` (nothing for done, or a paper waiting for its batch)."""
+    """Queue the task of `step` (nothing for done, or a paper waiting for its batch), at its
+    exam's fair-share priority."""
     if (name := STEP_TASKS.get(step)) is not None:
-        app.send_task(name, args=(str(pid),))  # type: ignore[attr-defined]
+        app.send_task(name, args=(str(pid),), priority=fair_priority(pid))  # type: ignore[attr-defined]
 
 
 def advance(app: object, res: Resources, pid: uuid.UUID) -> None:

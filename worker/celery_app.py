@@ -8,6 +8,16 @@ from kombu import Queue
 
 from shared.settings import Settings
 
+# Redis has no message priorities: kombu keeps one list per priority step (0 first), named
+# "<queue>:<step>" (the first plain "<queue>"), and a worker empties the higher ones first.
+PRIORITY_STEPS = list(range(10))
+PRIORITY_SEP = ":"
+
+
+def queue_keys(queue: str) -> list[str]:
+    """The Redis lists that hold a queue's messages, one per priority step."""
+    return [queue if step == 0 else f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS]
+
 
 def celery_config(settings: Settings) -> dict[str, object]:
     return {
@@ -27,8 +37,14 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "markq.read_paper": {"queue": settings.ocr_queue_name},
             "markq.read_template": {"queue": settings.ocr_queue_name},
         },
-        # Countdowns must stay well under this, or Redis would deliver the message twice.
-        "broker_transport_options": {"visibility_timeout": 3600},
+        # Countdowns must stay well under the visibility timeout, or Redis would deliver the message
+        # twice. Priorities give each exam a fair share (worker/base.py: fair_priority).
+        "broker_transport_options": {
+            "visibility_timeout": 3600,
+            "queue_order_strategy": "priority",
+            "priority_steps": PRIORITY_STEPS,
+            "sep": PRIORITY_SEP,
+        },
         "broker_connection_retry_on_startup": True,
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
         "beat_schedule": {

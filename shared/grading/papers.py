@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from shared.models import Exam, Paper, PaperStatus, PauseCause, utcnow
@@ -116,6 +116,24 @@ def resume(
     if exam_id is not None:
         session.execute(update(Exam).where(Exam.id == exam_id).values(status_reason=None))
     return ids
+
+
+def unfinished_ahead(session: Session, paper_id: uuid.UUID) -> int:
+    """How many of the paper's own exam's papers, submitted before it, are still queued or being
+    marked (its place in its exam's line: the queues' fair share)."""
+    paper = session.get(Paper, paper_id)
+    if paper is None:
+        return 0
+    return (
+        session.scalar(
+            select(func.count()).where(
+                Paper.exam_id == paper.exam_id,
+                Paper.status.in_((PaperStatus.queued, PaperStatus.processing)),
+                Paper.created_at < paper.created_at,
+            )
+        )
+        or 0
+    )
 
 
 def settle(paper: Paper, max_score: float) -> None:
