@@ -142,10 +142,13 @@ class LocalStorage:
 
 
 # Every S3 call gives up in bounded time: a storage server that hangs must not hold a worker (or
-# an API request) for boto's default minute per try.
-CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 30.0
-ATTEMPTS = 3
+# an API request) for boto's default minute per try. The read timeout is between two socket
+# reads or writes, not for a whole object; two tries of (3 + 8) s keep an intake request that
+# meets a hanging store well inside gunicorn's 30 s, answering 503 (bench.faults measured 124 s
+# with 30 s and three tries). Workers retry a failed step with backoff on their own.
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 8.0
+ATTEMPTS = 2
 
 
 class S3Storage:
