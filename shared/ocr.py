@@ -72,7 +72,7 @@ class _RapidOCR3:
         # that differ. It needs a font only to draw results, which markq never does.
         models = Path(rapidocr.__file__).parent / "models"
         params: dict[str, Any] = {
-            "Global.log_level": "warning",
+            "Global.log_level": "error",  # not a warning for each image with no text
             "Det.model_path": str(models / "PP-OCRv6_det_small.onnx"),
             "Cls.model_path": str(models / "ch_ppocr_mobile_v2.0_cls_mobile.onnx"),
             "Rec.model_path": str(models / "PP-OCRv6_rec_small.onnx"),
