@@ -413,16 +413,20 @@ def case_storage_at_intake(rig: Rig, hang: bool) -> Outcome:
     return settle(rig, name, exam, 0, restored, bound=30, extra_allowed=0, notes=notes)
 
 
-def case_storage_refused_while_normalising(rig: Rig) -> Outcome:
+def case_gone_while_normalising(rig: Rig, name: str, proxy: FaultProxy, outage: float) -> Outcome:
+    """A service away for `outage` seconds while papers wait to be normalised: the worker meets
+    the refusal, backs off (not counting an attempt) and tries again until it is back."""
     rig.signal_worker(signal.SIGTERM)
-    exam = rig.exam("storage while normalising")
-    rig.submit(exam).raise_for_status()
-    rig.s3.refuse()
+    exam = rig.exam(name)
+    for _ in range(2):
+        rig.submit(exam).raise_for_status()
+    proxy.refuse()
     rig.start_worker()
-    time.sleep(10)  # it meets the refusal, backs off and tries again
-    rig.s3.restore()
+    time.sleep(outage)
+    proxy.restore()
     restored = time.monotonic()
-    return settle(rig, "storage refused while normalising", exam, 0, restored, bound=60, extra_allowed=0)
+    # the last backoff before it came back can be a minute long
+    return settle(rig, f"{name} ({outage:.0f} s)", exam, 0, restored, bound=75, extra_allowed=0)
 
 
 def case_after_the_call(rig: Rig, name: str, proxy: FaultProxy, outage: float) -> Outcome:
@@ -487,6 +491,7 @@ def case_duplicate_delivery(rig: Rig) -> Outcome:
 
 
 def cases(rig: Rig, profile: str) -> list[Callable[[], Outcome]]:
+    outage = 60.0 if profile == "full" else 10.0  # "a service gone for a minute"
     quota = {"status": 429, "type": "insufficient_quota", "code": "insufficient_quota", "message": "quota"}
     key = {"status": 401, "type": "invalid_request_error", "code": "invalid_api_key", "message": "Incorrect API key"}
     storm = [
@@ -505,7 +510,8 @@ def cases(rig: Rig, profile: str) -> list[Callable[[], Outcome]]:
         ("redis", lambda: case_redis_restarted_empty(rig)),
         ("intake-refused", lambda: case_storage_at_intake(rig, hang=False)),
         ("intake-hang", lambda: case_storage_at_intake(rig, hang=True)),
-        ("normalise", lambda: case_storage_refused_while_normalising(rig)),
+        ("normalise", lambda: case_gone_while_normalising(rig, "storage gone while normalising", rig.s3, outage)),
+        ("db-gone", lambda: case_gone_while_normalising(rig, "database gone while normalising", rig.postgres, 60)),
         ("s3-after", lambda: case_after_the_call(rig, "storage refused right after the call", rig.s3, 5)),
         ("redis-after", lambda: case_after_the_call(rig, "Redis refused right after the call", rig.redis, 5)),
         ("db-after", lambda: case_after_the_call(rig, "database refused right after the call", rig.postgres, 5)),

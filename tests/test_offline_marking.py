@@ -310,9 +310,12 @@ def test_offline_reading_waits_on_its_own_queue_and_never_holds_up_provider_call
         plan = math_plan(sample_papers)
         offline = create_exam(live_api, auth("A"), plan, "local")
         waiting = submit(live_api, auth("A"), offline["id"], "S01", plan["papers"]["S01"])
-        waiting = lambda: sum(broker.llen(key) for key in queue_keys(settings.ocr_queue_name))  # noqa: E731
-        wait_until(lambda: waiting() >= 1, timeout=30, what="a message on the OCR queue")
-        assert waiting() == 1  # normalised? no: routed to the OCR queue
+
+        def on_ocr_queue() -> int:
+            return sum(broker.llen(key) for key in queue_keys(settings.ocr_queue_name))
+
+        wait_until(lambda: on_ocr_queue() >= 1, timeout=30, what="a message on the OCR queue")
+        assert on_ocr_queue() == 1  # normalised? no: routed to the OCR queue
 
         vision = httpx.post(f"{live_api}/v1/exams", headers=auth("A"), json=exam_body()).json()
         reply = httpx.post(

@@ -36,6 +36,8 @@ from worker.celery_app import PRIORITY_STEPS, FlaskTask
 
 log = logging.getLogger(__name__)
 MAX_COUNTDOWN = 600.0  # far below the broker's visibility timeout (3600 s)
+TRANSIENT_COUNTDOWN = 60.0
+TRANSIENT_RETRIES = 60
 TRANSIENT = (StorageError, OperationalError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 FINISHED = (PaperStatus.graded, PaperStatus.needs_review, PaperStatus.failed)
 STEP_TASKS = {
@@ -83,8 +85,14 @@ class PaperTask(FlaskTask):
         except TryLater as exc:
             return self._try_later(res, pid, exc.reason, exc.countdown, counts_attempt=exc.counts_attempt)
         except TRANSIENT as exc:
-            log.warning("paper %s: %s; trying again", pid, exc, exc_info=True)
-            return self._try_later(res, pid, f"{type(exc).__name__}: {exc}", None, counts_attempt=True)
+            # Storage, the database or Redis away: not the paper's fault, so not an attempt, for
+            # up to about an hour of tries (a minute apart at most); then it counts as one.
+            retries = self.request.retries or 0
+            log.warning("paper %s: %s; trying again (%d)", pid, exc, retries, exc_info=True)
+            countdown = min(TRANSIENT_COUNTDOWN, 2.0 ** min(retries, 10)) * random.uniform(0.5, 1.0)
+            return self._try_later(
+                res, pid, f"{type(exc).__name__}: {exc}", countdown, counts_attempt=retries >= TRANSIENT_RETRIES
+            )
         except Exception as exc:  # a page that cannot be decoded, a bug: the teacher sees why
             log.exception("paper %s failed in %s", pid, self.name)
             return self._fail(res, pid, f"{self.name.removeprefix('markq.')} failed: {exc}")
