@@ -88,12 +88,6 @@ def run(profile_name: str) -> dict:
         stack = Stack(profile, Path(home))
         try:
             workers = stack.workers("markq")
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline:  # both workers up before the clock starts
-                logs = [(stack.logs / f"{kind}-markq.log").read_text(errors="replace") for kind in ("calls", "images")]
-                if all(" ready." in log for log in logs):
-                    break
-                time.sleep(0.2)
             small_key, large_key = school_key(stack, "small school"), school_key(stack, "large school")
             warm_id, _ = submit_exam(stack, small_key, "warm-up", 1, 500_000)  # imports, connections
             wait_done(stack, warm_id, 1)

@@ -43,11 +43,10 @@ from moto.server import ThreadedMotoServer
 from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
-from bench.throughput import ADMIN_URL, KEY, free_port
+from bench.throughput import ADMIN_URL, KEY, free_port, fresh_database
 from loopback.proxy import FaultProxy
 from loopback.server import LoopbackServer, LoopbackState
 from shared.db import make_engine, make_session_factory, transaction
-from shared.migrate import migrate
 from shared.models import Paper, PaperStatus, Usage
 from shared.schools import create_key, create_school
 
@@ -83,11 +82,7 @@ class Rig:
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.db_name = f"markq_faults_{secrets.token_hex(4)}"
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.db_name}"')
-        self.db_url = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{self.db_name}"
-        migrate(self.db_url)
+        self.db_name, self.db_url = fresh_database("markq_faults")
         self.engine = make_engine(self.db_url)
         self.sessions = make_session_factory(self.engine)
         self.broker = redis.Redis.from_url(REDIS_URL)

@@ -77,16 +77,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def fresh_database(prefix: str) -> tuple[str, str]:
+    """A new, migrated PostgreSQL database for one run: its name and SQLAlchemy URL."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+    migrate(url)
+    return name, url
+
+
 class Stack:
     """Database, Redis db, loopback server and API for one benchmark run."""
 
     def __init__(self, profile: dict, home: Path) -> None:
         self.profile = profile
-        self.db_name = f"markq_bench_{secrets.token_hex(4)}"
-        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self.db_name}"')
-        self.db_url = ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{self.db_name}"
-        migrate(self.db_url)
+        self.db_name, self.db_url = fresh_database("markq_bench")
         self.engine = make_engine(self.db_url)
         self.sessions = make_session_factory(self.engine)
         with transaction(self.sessions) as session:
@@ -157,6 +163,12 @@ class Stack:
         images = self.start(
             f"images-{mode}", [*celery, "--concurrency=2", "-n", f"images-{mode}@%h", "-Q", "bench-images"], env
         )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # both workers up before any clock starts
+            logs = [(self.logs / f"{kind}-{mode}.log").read_text(errors="replace") for kind in ("calls", "images")]
+            if all(" ready." in log for log in logs):
+                break
+            time.sleep(0.2)
         return [calls, images]
 
     def close(self) -> None:
@@ -180,12 +192,6 @@ def run_mode(stack: Stack, mode: str, offset: int) -> dict:
     httpx.post(stack.loopback.url.removesuffix("/v1") + "/_loopback/reset").raise_for_status()
     workers = stack.workers(mode)
     headers = {"Authorization": f"Bearer {stack.api_key}"}
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # both workers up before the clock starts
-        logs = [(stack.logs / f"{kind}-{mode}.log").read_text(errors="replace") for kind in ("calls", "images")]
-        if all(" ready." in log for log in logs):
-            break
-        time.sleep(0.2)
     exam = httpx.post(
         f"{stack.api_url}/v1/exams",
         headers=headers,
