@@ -421,7 +421,10 @@ def case_gone_while_normalising(rig: Rig, name: str, proxy: FaultProxy, outage: 
     proxy.restore()
     restored = time.monotonic()
     # the last backoff before it came back can be a minute long
-    return settle(rig, f"{name} ({outage:.0f} s)", exam, 0, restored, bound=75, extra_allowed=0)
+    outcome = settle(rig, f"{name} ({outage:.0f} s)", exam, 0, restored, bound=75, extra_allowed=0)
+    if f"[exam {exam}]" not in (rig.logs / "worker.log").read_text(errors="replace"):
+        outcome.notes.append("FAIL: the worker's log lines about it do not name its exam")
+    return outcome
 
 
 def case_after_the_call(rig: Rig, name: str, proxy: FaultProxy, outage: float) -> Outcome:

@@ -456,3 +456,13 @@ class PracticeSet(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("knowledge_point_id", "grade", "language"),)
+
+
+class StaleObject(Base):
+    """A stored object no row names any more, that storage would not delete when it was let go
+    (storage was away): the sweep deletes it once storage answers again."""
+
+    __tablename__ = "stale_objects"
+
+    key: Mapped[str] = mapped_column(String(500), primary_key=True)
+    noted_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,4 +1,5 @@
 import io
+import secrets
 
 import httpx
 import pytest
@@ -39,3 +40,39 @@ def test_s3_storage_without_public_endpoint_does_not_presign(s3_url):
 def test_a_missing_bucket_is_not_ready(s3_url):
     with pytest.raises(StorageError):
         S3Storage("no-such-bucket", endpoint_url=s3_url).check()
+
+
+def test_objects_storage_would_not_delete_are_noted_and_a_later_sweep_deletes_them(s3_url, app):
+    """Intake cut off while storage is away leaves objects no row names: they are noted, and the
+    sweep deletes them once storage answers again (not before, and never twice)."""
+    from urllib.parse import urlsplit
+
+    from sqlalchemy import select
+
+    from loopback.proxy import FaultProxy
+    from shared.intake.submission import delete_objects, delete_stale_objects
+    from shared.models import StaleObject
+
+    upstream = urlsplit(s3_url)
+    keys = [f"stale/{secrets.token_hex(4)}/page-{n}.orig" for n in (1, 2)]
+    with FaultProxy(upstream.hostname, upstream.port) as proxy:
+        storage = S3Storage("markq-test", endpoint_url=f"http://127.0.0.1:{proxy.port}")
+        for key in keys:
+            storage.put(key, io.BytesIO(b"page"), "image/jpeg")
+        sessions = app.extensions["markq"].sessions
+        proxy.refuse()
+        with sessions() as session:
+            assert delete_objects(storage, keys, session) == keys
+        with sessions() as session:
+            noted = set(session.scalars(select(StaleObject.key).where(StaleObject.key.in_(keys))))
+            assert noted == set(keys)
+            assert delete_stale_objects(session, storage) == 0  # still away: nothing deleted, nothing lost
+            session.commit()
+        proxy.restore()
+        with sessions() as session:
+            assert delete_stale_objects(session, storage) >= 2
+            session.commit()
+            assert not list(session.scalars(select(StaleObject.key).where(StaleObject.key.in_(keys))))
+        for key in keys:
+            with pytest.raises(ObjectNotFound):
+                storage.get(key)

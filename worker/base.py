@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import redis.exceptions
 from flask import current_app
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from shared import logs, webhooks
@@ -71,6 +72,11 @@ class PaperTask(FlaskTask):
         res = resources()
         with res.sessions() as session:
             step = lanes.step_for(session, pid)
+            exam_id = session.scalar(select(Paper.exam_id).where(Paper.id == pid))
+        with logs.bound(exam_id=exam_id):  # and its exam
+            return self._claim_and_run(pid, step, res, work)
+
+    def _claim_and_run(self, pid: uuid.UUID, step: lanes.Step, res: Resources, work: Work) -> str:
         if step not in self.steps:
             send_step(self.app, pid, step)
             return f"sent on: {step}"

@@ -20,7 +20,7 @@ from shared.grading.lane_offline import read_and_mark
 from shared.grading.requests import resize_pages
 from shared.grading.steps import CannotMark
 from shared.intake import uploads
-from shared.intake.submission import PageError, delete_objects
+from shared.intake.submission import PageError, delete_objects, delete_stale_objects
 from shared.models import Exam, Paper, WebhookDelivery
 from shared.provider import ProviderError
 from shared.resources import Resources
@@ -54,7 +54,8 @@ def _verify(res: Resources, pid: uuid.UUID) -> str:
         except PageError as exc:
             raise CannotMark(uploads.page_failure(exc)) from exc
         papers.release(session, pid, reason="pages checked", refund_attempt=True)
-    delete_objects(res.storage, uploaded)  # after the commit: the rows no longer name them
+    with res.sessions() as session:
+        delete_objects(res.storage, uploaded, session)  # after the commit: the rows no longer name them
     return "verified"
 
 
@@ -132,7 +133,11 @@ def sweep_stuck_papers() -> int:
         teachers.drop_expired_sessions(session)
     with transaction(res.sessions) as session:
         abandoned = uploads.expired_uploads(session)
-    delete_objects(res.storage, abandoned)  # after the commit: the rows are gone
+    with res.sessions() as session:
+        delete_objects(res.storage, abandoned, session)  # after the commit: the rows are gone
+    with transaction(res.sessions) as session:
+        if deleted := delete_stale_objects(session, res.storage):
+            log.info("deleted %d objects left behind while storage was away", deleted)
     start_grading(ids)
     if ids:
         log.info("re-enqueued %d stuck papers", len(ids))

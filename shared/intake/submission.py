@@ -13,12 +13,13 @@ import uuid
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from shared.images import PageHeader, PageRejected, inspect_page
 from shared.intake.pdf import is_pdf, render_pdf
-from shared.models import Exam, Page, Paper, PaperStatus, PauseCause
+from shared.models import Exam, Page, Paper, PaperStatus, PauseCause, StaleObject
 from shared.refusals import RefusalKind
 from shared.storage import Storage, original_page_key
 
@@ -157,7 +158,7 @@ def submit_paper(
         session.commit()
     except BaseException:
         session.rollback()
-        delete_objects(storage, stored)  # best effort; the original error matters more
+        delete_objects(storage, stored, session)  # best effort; the original error matters more
         raise
     return paper
 
@@ -201,11 +202,38 @@ def replace_failed(session: Session, storage: Storage, paper: Paper) -> list[uui
     return [old.id for old in failed]
 
 
-def delete_objects(storage: Storage, keys: list[str]) -> None:
-    """Delete stored objects whose rows are gone (or never were), as far as storage lets us: a
-    leftover object costs storage only, never a paper."""
+def delete_objects(storage: Storage, keys: list[str], session: Session | None = None) -> list[str]:
+    """Delete stored objects whose rows are gone (or never were), as far as storage lets us; with
+    a `session` (nothing pending in it), the keys storage would not delete are noted for the sweep
+    to delete later (`delete_stale_objects`). A leftover object costs storage only, never a paper.
+    Returns the keys left."""
+    left = []
     for key in keys:
         try:
             storage.delete(key)
         except Exception:  # noqa: BLE001 - best effort, logged
             log.warning("could not delete %s", key, exc_info=True)
+            left.append(key)
+    if left and session is not None:
+        try:
+            session.execute(insert(StaleObject).values([{"key": k} for k in left]).on_conflict_do_nothing())
+            session.commit()
+        except Exception:  # noqa: BLE001 - the database away too: the objects stay, logged above
+            session.rollback()
+            log.warning("could not note %d objects for the sweep to delete", len(left), exc_info=True)
+    return left
+
+
+def delete_stale_objects(session: Session, storage: Storage, limit: int = 500) -> int:
+    """The sweep's part: delete the noted objects storage now lets go of (caller commits); how many."""
+    gone = []
+    for key in session.scalars(select(StaleObject.key).order_by(StaleObject.noted_at).limit(limit)).all():
+        try:
+            storage.delete(key)
+        except Exception:  # noqa: BLE001 - storage still away: the rest wait for the next sweep
+            log.info("storage still refuses deletes (%s): the next sweep tries again", key, exc_info=True)
+            break
+        gone.append(key)
+    if gone:
+        session.execute(delete(StaleObject).where(StaleObject.key.in_(gone)))
+    return len(gone)
