@@ -15,7 +15,7 @@ from typing import Any
 import redis
 from flask import Blueprint, Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
@@ -30,6 +30,27 @@ REQUESTS = Counter(
     "markq_http_requests", "API requests answered, by route and status (this process)", ["method", "route", "status"],
     registry=REGISTRY,
 )  # fmt: skip
+
+
+# Upper bounds of the call-duration histogram's buckets, in seconds.
+LATENCY_BUCKETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+
+
+def call_seconds(session: Any) -> HistogramMetricFamily:
+    """How long live provider calls took (answered ones), by model: a histogram from the ledger."""
+    family = HistogramMetricFamily(
+        "markq_provider_call_seconds", "Duration of provider calls that were answered", labels=["model"]
+    )
+    took = Usage.seconds.isnot(None)
+    columns = [func.count().filter(Usage.seconds <= bound) for bound in LATENCY_BUCKETS]
+    rows = session.execute(
+        select(Usage.model, *columns, func.count(), func.sum(Usage.seconds)).where(took).group_by(Usage.model)
+    )
+    for model, *counts in rows:
+        *within, total, seconds = counts
+        buckets = [(str(bound), n) for bound, n in zip(LATENCY_BUCKETS, within, strict=True)]
+        family.add_metric([model], [*buckets, ("+Inf", total)], float(seconds or 0))
+    return family
 
 
 class StoredState(Collector):
@@ -73,6 +94,7 @@ class StoredState(Collector):
                 tokens.add_metric([model, "cached"], cached)
                 tokens.add_metric([model, "completion"], completion)
                 spent.add_metric([model], cost)
+            yield call_seconds(session)
             yield from (calls, tokens, spent)
         queues = GaugeMetricFamily("markq_queue_depth", "Messages waiting on each queue", labels=["queue"])
         settings = res.settings

@@ -488,7 +488,7 @@ def case_duplicate_delivery(rig: Rig) -> Outcome:
     return settle(rig, "duplicate delivery", exam, 0, started, bound=30, extra_allowed=0)
 
 
-def cases(rig: Rig, profile: str) -> list[Callable[[], Outcome]]:
+def cases(rig: Rig, profile: str, only: set[str] | None = None) -> list[Callable[[], Outcome]]:
     outage = 60.0 if profile == "full" else 10.0  # "a service gone for a minute"
     quota = {"status": 429, "type": "insufficient_quota", "code": "insufficient_quota", "message": "quota"}
     key = {"status": 401, "type": "invalid_request_error", "code": "invalid_api_key", "message": "Incorrect API key"}
@@ -530,16 +530,18 @@ def cases(rig: Rig, profile: str) -> list[Callable[[], Outcome]]:
     # The tests run the cases no other test covers (tests/test_reply_first.py and
     # tests/test_grading_end_to_end.py cover the rest, each on its own).
     short = {"term", "redis", "intake-refused", "normalise"}
+    if only:
+        return [run for name, run in every if name in only]
     return [run for name, run in every if profile == "full" or name in short]
 
 
-def run(profile: str) -> dict:
+def run(profile: str, only: set[str] | None = None) -> dict:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request lines
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="markq-faults-") as home:
         rig = Rig(Path(home))
         try:
-            for case in cases(rig, profile):
+            for case in cases(rig, profile, only):
                 rig.restore()
                 try:
                     outcome = case()
@@ -570,7 +572,9 @@ def run(profile: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description="markq under faults: papers and paid replies lost, extra calls")
     parser.add_argument("--profile", choices=("full", "ci"), default="full")
-    summary = run(parser.parse_args().profile)
+    parser.add_argument("--case", action="append", help="Only this case (kill, term, redis, ...); again for more.")
+    args = parser.parse_args()
+    summary = run(args.profile, set(args.case or ()) or None)
     print(f"{summary['passed']} of {summary['cases']} cases passed")
     print(json.dumps(summary))
     return 0

@@ -431,6 +431,7 @@ class Usage(Base):
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal(0))
+    seconds: Mapped[float | None] = mapped_column(Float)  # how long a live call took (metrics)
     # The paid reply, stored before anything else is done with it, so a failure after the call
     # (Redis, storage, the database, a killed worker) records from it instead of calling again.
     reply_content: Mapped[str | None] = mapped_column(Text)

@@ -8,8 +8,9 @@ Errors come out classified, so the task knows what to retry and what never to re
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -72,6 +73,7 @@ class ProviderReply:
     completion_tokens: int
     request_id: str | None
     headers: Mapping[str, str] = field(default_factory=dict)
+    seconds: float | None = None  # how long the live call took (None: from a batch)
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -120,6 +122,7 @@ class VisionProvider:
 
     def complete(self, request: dict[str, Any]) -> ProviderReply:
         """Make one chat completion call; raise a ProviderError subclass on failure."""
+        started = time.perf_counter()
         try:
             raw = self.client.chat.completions.with_raw_response.create(**request)
         except openai.RateLimitError as exc:
@@ -147,7 +150,8 @@ class VisionProvider:
             raise RequestRejected(
                 f"provider refused the request ({exc.status_code}): {exc.message}", request_id
             ) from exc
-        return _reply(raw.parse(), raw.headers.get("x-request-id"), dict(raw.headers))
+        reply = _reply(raw.parse(), raw.headers.get("x-request-id"), dict(raw.headers))
+        return replace(reply, seconds=round(time.perf_counter() - started, 3))
 
 
 def _reply(completion: Any, request_id: str | None, headers: Mapping[str, str] | None = None) -> ProviderReply:

@@ -375,6 +375,18 @@ def test_metrics_show_the_graded_paper_and_its_call_to_the_token_holder_only(liv
     assert calls >= 1
     assert sum(v for (name, _l), v in samples.items() if name == "markq_spent_usd_total") > 0
     assert any(name == "markq_queue_depth" for name, _l in samples)
+    # how long calls took: the loopback server answers in its configured latency, never in 0 s
+    answered = sum(v for (name, _l), v in samples.items() if name == "markq_provider_call_seconds_count")
+    took = sum(v for (name, _l), v in samples.items() if name == "markq_provider_call_seconds_sum")
+    assert answered >= 1 and took > 0
+    assert (
+        sum(
+            v
+            for (n, labels), v in samples.items()
+            if n == "markq_provider_call_seconds_bucket" and ("le", "+Inf") in labels
+        )
+        == answered
+    )
     assert any(
         name == "markq_http_requests_total" and ("route", "/v1/papers/<uuid:paper_id>") in labels
         for name, labels in samples

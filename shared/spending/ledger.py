@@ -89,6 +89,7 @@ def store_reply(session: Session, usage_id: int, reply: ProviderReply, *, batch:
     usage.completion_tokens = reply.completion_tokens
     usage.reply_content = reply.content
     usage.reply_model = reply.model
+    usage.seconds = reply.seconds
     usage.outcome = UsageOutcome.replied + (BATCH if batch else "")
     try:
         usage.cost_usd = call_cost(

@@ -1,4 +1,5 @@
-"""stored objects left behind while storage was away, for the sweep to delete
+"""stored objects left behind while storage was away, for the sweep to delete; each live
+call's duration, for the metrics
 
 Revision ID: 0016
 Revises: 0015
@@ -23,7 +24,9 @@ def upgrade() -> None:
         sa.Column("noted_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("key"),
     )
+    op.add_column("usage", sa.Column("seconds", sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("usage", "seconds")
     op.drop_table("stale_objects")
