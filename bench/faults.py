@@ -216,6 +216,17 @@ class Rig:
             files=[("pages", ("p.jpg", a_page(self.pages), "image/jpeg"))],
         )
 
+    def why_not_marked(self, exam_id: str) -> list[str]:
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Paper.status, Paper.status_reason, Paper.attempts).where(
+                    Paper.exam_id == exam_id, Paper.status.notin_(FINAL)
+                )
+            )
+            return [
+                f"{status.value} after {attempts} attempts: {(reason or '')[:160]}" for status, reason, attempts in rows
+            ]
+
     def papers(self, exam_id: str) -> list[tuple[str, PaperStatus]]:
         with self.sessions() as session:
             return [
@@ -308,6 +319,7 @@ def settle(
     papers = rig.papers(exam_id)
     time.sleep(1.0)  # a call still in flight would show in the counts
     calls = rig.completions() - calls_before
+    notes = [*(notes or []), *rig.why_not_marked(exam_id)]
     return Outcome(
         case=case,
         papers=len(papers),
@@ -317,7 +329,7 @@ def settle(
         recovery_seconds=round(recovered, 1),
         bound_seconds=bound,
         extra_allowed=extra_allowed,
-        notes=notes or [],
+        notes=notes,
     )
 
 
