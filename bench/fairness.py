@@ -1,7 +1,7 @@
 """Fair share: a small exam submitted behind another school's large one.
 
     python -m bench.fairness               # 5 papers behind 300, the loopback server at 300 RPM
-    python -m bench.fairness --profile ci  # 5 behind 60 (the test's profile)
+    python -m bench.fairness --profile ci  # 5 behind 40 (the test's profile)
 
 The real API (gunicorn), Redis, PostgreSQL, a calls worker (16 threads) and an images worker (2
 processes), against the loopback OpenAI-compatible server enforcing a fixed requests-per-minute
@@ -32,7 +32,7 @@ from shared.schools import create_key, create_school
 
 PROFILES = {
     "full": {"papers": 300, "small": 5, "rpm": 300, "tpm": 1_000_000, "latency_ms": (200, 800)},
-    "ci": {"papers": 60, "small": 5, "rpm": 120, "tpm": 1_000_000, "latency_ms": (100, 300)},
+    "ci": {"papers": 40, "small": 5, "rpm": 120, "tpm": 1_000_000, "latency_ms": (100, 300)},
 }
 DONE = (PaperStatus.graded, PaperStatus.needs_review, PaperStatus.failed)
 

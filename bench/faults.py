@@ -540,8 +540,8 @@ def cases(rig: Rig, profile: str, only: set[str] | None = None) -> list[Callable
         ("duplicate", lambda: case_duplicate_delivery(rig)),
     ]
     # The tests run the cases no other test covers (tests/test_reply_first.py and
-    # tests/test_grading_end_to_end.py cover the rest, each on its own).
-    short = {"term", "redis", "intake-refused", "normalise"}
+    # tests/test_grading_end_to_end.py cover the rest, each on its own, Redis emptied included).
+    short = {"term", "intake-refused", "normalise"}
     if only:
         return [run for name, run in every if name in only]
     return [run for name, run in every if profile == "full" or name in short]
