@@ -313,7 +313,9 @@ def test_the_next_answer_shows_within_200_ms_on_a_300_answer_queue(live_api, app
     for n in range(300):
         page.keyboard.press("w" if n % 2 else "r")
     expect(page.locator("#finished")).to_be_visible()
-    assert wait_until(lambda: saved(page) == 300, timeout=60, every=0.2), saved(page)
+    # the decisions are saved in the background, six at a time: on a loaded 2-core machine the
+    # 300 saves have taken over a minute; what this test times is the next answer showing
+    assert wait_until(lambda: saved(page) == 300, timeout=180, every=0.5, fail=False), saved(page)
     timings = sorted(page.evaluate("window.markqReview.timings"))
     assert len(timings) == 300
     p95 = timings[int(0.95 * len(timings)) - 1]
