@@ -140,7 +140,7 @@ CONSUMERS_FOR = 15.0
 
 def _workers() -> None:
     settings = resources().settings
-    wanted = frozenset({settings.queue_name, settings.image_queue_name, settings.ocr_queue_name})
+    wanted = frozenset(settings.queue_names)
     key = (settings.redis_url, wanted)
     asked_at, consumed = _CONSUMED.get(key, (-CONSUMERS_FOR, frozenset()))
     if time.monotonic() - asked_at >= CONSUMERS_FOR:

@@ -100,7 +100,7 @@ class StoredState(Collector):
         settings = res.settings
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
         try:
-            for name in (settings.queue_name, settings.image_queue_name, settings.ocr_queue_name):
+            for name in settings.queue_names:
                 queues.add_metric([name], sum(client.llen(key) for key in queue_keys(name)))
         except redis.RedisError:
             pass  # Redis down: no queue figures in this scrape; /readyz says why

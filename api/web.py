@@ -38,7 +38,7 @@ from shared import schools, sharing, teachers
 from shared.grading import exam_template, lanes, papers
 from shared.grading.exams import InvalidExam, create_exam, exam_view, get_exam
 from shared.grading.reports import class_report, exam_report, student_report
-from shared.grading.review import InvalidOverride, override_question, review_groups, review_queue
+from shared.grading.review import InvalidOverride, override_question, review_count, review_groups, review_queue
 from shared.models import Exam, KnowledgePoint, Paper, PaperStatus, PauseCause
 from shared.spending import caps
 from shared.spending.estimate import PageSize, estimate
@@ -769,7 +769,7 @@ def decide(exam_id: uuid.UUID) -> ResponseReturnValue:
         db().rollback()
         raise domain_error(exc) from exc
     db().commit()
-    return jsonify({"decided": len(found), "remaining": len(review_queue(db(), exam.id))})
+    return jsonify({"decided": len(found), "remaining": review_count(db(), exam.id)})
 
 
 def _changes(paper: Paper, question_id: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -304,7 +304,6 @@ def settle(
     rig: Rig,
     case: str,
     exam_id: str,
-    calls_before: int,
     recovered_from: float,
     *,
     bound: float,
@@ -318,7 +317,7 @@ def settle(
     recovered = time.monotonic() - recovered_from
     papers = rig.papers(exam_id)
     time.sleep(1.0)  # a call still in flight would show in the counts
-    calls = rig.completions() - calls_before
+    calls = rig.completions()  # the provider's counts start at 0 for every case
     notes = [*(notes or []), *rig.why_not_marked(exam_id)]
     return Outcome(
         case=case,
@@ -353,7 +352,7 @@ def case_worker_killed_mid_call(rig: Rig) -> Outcome:
     rig.signal_worker(signal.SIGKILL)
     killed = time.monotonic()
     rig.start_worker()
-    return settle(rig, "worker SIGKILL mid-call", exam, 0, killed, bound=DEAD_WORKER_BOUND, extra_allowed=1)
+    return settle(rig, "worker SIGKILL mid-call", exam, killed, bound=DEAD_WORKER_BOUND, extra_allowed=1)
 
 
 def case_worker_killed_after_the_reply(rig: Rig) -> Outcome:
@@ -366,7 +365,7 @@ def case_worker_killed_after_the_reply(rig: Rig) -> Outcome:
     killed = time.monotonic()
     rig.s3.restore()
     rig.start_worker()
-    return settle(rig, "worker SIGKILL after the reply", exam, 0, killed, bound=DEAD_WORKER_BOUND, extra_allowed=0)
+    return settle(rig, "worker SIGKILL after the reply", exam, killed, bound=DEAD_WORKER_BOUND, extra_allowed=0)
 
 
 def case_worker_stopped_mid_call(rig: Rig) -> Outcome:
@@ -376,7 +375,7 @@ def case_worker_stopped_mid_call(rig: Rig) -> Outcome:
     rig.signal_worker(signal.SIGTERM)  # a warm shutdown: the call it holds is finished first
     stopped = time.monotonic()
     rig.start_worker()
-    return settle(rig, "worker SIGTERM mid-call", exam, 0, stopped, bound=DEAD_WORKER_BOUND, extra_allowed=0)
+    return settle(rig, "worker SIGTERM mid-call", exam, stopped, bound=DEAD_WORKER_BOUND, extra_allowed=0)
 
 
 def case_redis_restarted_empty(rig: Rig) -> Outcome:
@@ -390,7 +389,7 @@ def case_redis_restarted_empty(rig: Rig) -> Outcome:
     emptied = time.monotonic()
     rig.start_worker()
     return settle(
-        rig, "Redis restarted empty", exam, 0, emptied, bound=STUCK_QUEUED + 3 * SWEEP_INTERVAL + 20, extra_allowed=0
+        rig, "Redis restarted empty", exam, emptied, bound=STUCK_QUEUED + 3 * SWEEP_INTERVAL + 20, extra_allowed=0
     )
 
 
@@ -417,7 +416,7 @@ def case_storage_at_intake(rig: Rig, hang: bool) -> Outcome:
     restored = time.monotonic()
     rig.submit(exam).raise_for_status()  # the teacher sends it again
     name = "storage hanging at intake" if hang else "storage refused at intake"
-    return settle(rig, name, exam, 0, restored, bound=30, extra_allowed=0, notes=notes)
+    return settle(rig, name, exam, restored, bound=30, extra_allowed=0, notes=notes)
 
 
 def case_gone_while_normalising(rig: Rig, name: str, proxy: FaultProxy, outage: float) -> Outcome:
@@ -433,7 +432,7 @@ def case_gone_while_normalising(rig: Rig, name: str, proxy: FaultProxy, outage: 
     proxy.restore()
     restored = time.monotonic()
     # the last backoff before it came back can be a minute long
-    outcome = settle(rig, f"{name} ({outage:.0f} s)", exam, 0, restored, bound=75, extra_allowed=0)
+    outcome = settle(rig, f"{name} ({outage:.0f} s)", exam, restored, bound=75, extra_allowed=0)
     if f"[exam {exam}]" not in (rig.logs / "worker.log").read_text(errors="replace"):
         outcome.notes.append("FAIL: the worker's log lines about it do not name its exam")
     return outcome
@@ -447,7 +446,7 @@ def case_after_the_call(rig: Rig, name: str, proxy: FaultProxy, outage: float) -
     time.sleep(outage)
     proxy.restore()
     restored = time.monotonic()
-    return settle(rig, name, exam, 0, restored, bound=DEAD_WORKER_BOUND + 30, extra_allowed=0)
+    return settle(rig, name, exam, restored, bound=DEAD_WORKER_BOUND + 30, extra_allowed=0)
 
 
 def case_provider(
@@ -476,7 +475,7 @@ def case_provider(
         mid_call(rig)
         rig.provider.state.latency_ms = (int(LATENCY_S * 1000), int(LATENCY_S * 1000))
     started = time.monotonic()
-    return settle(rig, name, exam, 0, started, bound=90, extra_allowed=extra, notes=notes)
+    return settle(rig, name, exam, started, bound=90, extra_allowed=extra, notes=notes)
 
 
 def case_duplicate_delivery(rig: Rig) -> Outcome:
@@ -497,7 +496,7 @@ def case_duplicate_delivery(rig: Rig) -> Outcome:
     broker.send_task("markq.normalise_paper", args=(paper_id,))  # the same message twice
     rig.start_worker()
     started = time.monotonic()
-    return settle(rig, "duplicate delivery", exam, 0, started, bound=30, extra_allowed=0)
+    return settle(rig, "duplicate delivery", exam, started, bound=30, extra_allowed=0)
 
 
 def cases(rig: Rig, profile: str, only: set[str] | None = None) -> list[Callable[[], Outcome]]:

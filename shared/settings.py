@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     queue_name: str = "markq"  # provider calls: run its worker with a thread pool (-P threads)
     image_queue_name: str = "markq-images"  # page normalisation, CPU work: a prefork worker
     ocr_queue_name: str = "markq-ocr"  # offline reading, CPU work: a prefork worker of its own
+
+    @property
+    def queue_names(self) -> tuple[str, str, str]:
+        """Every queue markq sends work to: calls, images, OCR."""
+        return self.queue_name, self.image_queue_name, self.ocr_queue_name
+
     # Where the shared limiter starts before the provider's x-ratelimit-* headers correct it.
     rate_limit_rpm: int = 500
     rate_limit_tpm: int = 30_000

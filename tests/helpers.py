@@ -131,7 +131,7 @@ def queued_messages(settings: Settings) -> int:
 
 
 def queue_names(settings: Settings) -> tuple[str, str, str]:
-    return settings.queue_name, settings.image_queue_name, settings.ocr_queue_name
+    return settings.queue_names
 
 
 def pause_consuming(app: Flask, settings: Settings, worker: str) -> None:

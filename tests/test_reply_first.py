@@ -93,7 +93,7 @@ class FaultRig:
         self.worker = None
 
     def _queues(self) -> tuple[str, str, str]:
-        return (self.settings.queue_name, self.settings.image_queue_name, self.settings.ocr_queue_name)
+        return self.settings.queue_names
 
     def calls(self) -> int:
         return self.provider.state.stats["completions"]

@@ -23,7 +23,6 @@ from collections.abc import Callable
 
 import redis.exceptions
 from flask import current_app
-from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
 from shared import logs, webhooks
@@ -72,7 +71,8 @@ class PaperTask(FlaskTask):
         res = resources()
         with res.sessions() as session:
             step = lanes.step_for(session, pid)
-            exam_id = session.scalar(select(Paper.exam_id).where(Paper.id == pid))
+            paper = session.get(Paper, pid)  # step_for loaded it: no second query
+            exam_id = paper.exam_id if paper is not None else None
         with logs.bound(exam_id=exam_id):  # and its exam
             return self._claim_and_run(pid, step, res, work)
 

@@ -30,7 +30,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "accept_content": ["json"],
         "task_default_queue": settings.queue_name,
         # All three declared, so Flower's broker page shows every queue (each worker names its own with -Q).
-        "task_queues": [Queue(settings.queue_name), Queue(settings.image_queue_name), Queue(settings.ocr_queue_name)],
+        "task_queues": [Queue(name) for name in settings.queue_names],
         "task_routes": {
             "markq.verify_paper": {"queue": settings.image_queue_name},
             "markq.normalise_paper": {"queue": settings.image_queue_name},

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from shared.grading import papers
@@ -160,11 +160,22 @@ def review_groups(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(groups.values(), key=lambda g: (order[g["question_id"]], -len(g["papers"])))
 
 
+def _waiting(exam_id: Any) -> Any:
+    """The exam's answers waiting for a teacher (over answers joined to their papers)."""
+    return and_(Paper.exam_id == exam_id, QuestionResult.needs_review.is_(True))
+
+
+def review_count(session: Session, exam_id: Any) -> int:
+    """How many answers wait for a teacher: the review queue's length, counted in SQL."""
+    query = select(func.count()).select_from(QuestionResult).join(Paper, QuestionResult.paper_id == Paper.id)
+    return session.scalar(query.where(_waiting(exam_id))) or 0
+
+
 def review_queue(session: Session, exam_id: Any) -> list[dict[str, Any]]:
     rows = session.execute(
         select(Paper.id, Paper.student_ref, Paper.class_label, Paper.local_reading, QuestionResult)
         .join(QuestionResult, QuestionResult.paper_id == Paper.id)
-        .where(Paper.exam_id == exam_id, QuestionResult.needs_review.is_(True))
+        .where(_waiting(exam_id))
         .order_by(Paper.class_label, Paper.student_ref, QuestionResult.position)
     ).all()
     return [
