@@ -10,13 +10,17 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate
 
-from api.context import require_school, resources
+from api.context import db, require_school, resources
 from api.errors import ApiError, domain_error, refusal_status
 from api.schemas import EstimateResultSchema
 from api.spec import answers
-from shared.images import PageRejected, inspect_page
+from shared.grading.answer_key import AnswerKey
+from shared.grading.exam_cost import calibration, prompt_shape, template_crop
+from shared.images import PageRejected
 from shared.spending.costs import UnknownModel, UnsupportedDetail
-from shared.spending.estimate import PageSize, estimate
+from shared.spending.estimate import DEFAULT_MODELS, PageSize, estimate, recommend, seen_page
+
+MAX_PAGE_FILES = 8  # one paper's pages, each normalised once per model: enough to price a paper
 
 blp = Blueprint("estimate", __name__, url_prefix="/v1/estimate", description="Cost before marking")
 
@@ -37,6 +41,13 @@ class EstimateSchema(Schema):
     detail = fields.String(load_default="high", validate=validate.OneOf(["low", "high", "auto", "original"]))
     class_size = fields.Integer(load_default=40, validate=validate.Range(1, 2000))
     questions = fields.Integer(load_default=10, validate=validate.Range(1, 200))
+    exam_id = fields.UUID(
+        load_default=None,
+        metadata={
+            "description": "Price this exam's own request (its key, vocabulary and blank paper's crops), with the "
+            "reply length and unsure share measured so far; questions then comes from its key."
+        },
+    )
 
 
 ESTIMATE_BODY = {
@@ -53,6 +64,7 @@ ESTIMATE_BODY = {
                     "detail": {"type": "string", "enum": ["low", "high", "auto", "original"]},
                     "class_size": {"type": "integer"},
                     "questions": {"type": "integer"},
+                    "exam_id": {"type": "string", "format": "uuid"},
                 },
             }
         },
@@ -68,12 +80,16 @@ class Estimate(MethodView):
     @blp.response(200, EstimateResultSchema)
     @blp.doc(**answers(HTTPStatus.UNSUPPORTED_MEDIA_TYPE))
     def post(self) -> dict[str, Any]:
-        """Tokens and dollars per page, per paper and per class, for several models side by side."""
+        """Tokens and dollars per page, per paper and per class, for several models side by side and
+        for every lane (vision, economy, flex, cascade). Page files are priced as markq sends them
+        (normalised), with their legibility per model and the cheapest legible choice recommended."""
+        files = []
         if request.mimetype == "multipart/form-data":
             form = {k: v for k, v in request.form.items() if v}
             if "models" in form:
                 form["models"] = [m.strip() for m in form["models"].split(",") if m.strip()]
-            form["sizes"] = [self._size(f) for f in request.files.getlist("pages")] or None
+            files = request.files.getlist("pages")[:MAX_PAGE_FILES]
+            form["sizes"] = [{"width": 1, "height": 1} for _file in files] or None  # measured below
             body: Any = form
         else:
             body = request.get_json(silent=True)
@@ -83,18 +99,44 @@ class Estimate(MethodView):
             args = EstimateSchema().load(body)
         except ValidationError as exc:
             raise ApiError(422, "invalid_request", "the estimate request is not valid", exc.messages) from exc
-        pages = [PageSize(f"page-{n}", s["width"], s["height"]) for n, s in enumerate(args["sizes"], start=1)]
+        shape = calibrated = crop = None
+        questions = args["questions"]
+        if args["exam_id"] is not None:
+            from api.exams import school_exam
+
+            exam = school_exam(args["exam_id"])
+            shape, calibrated, crop = prompt_shape(db(), exam), calibration(db(), exam), template_crop(exam)
+            questions = len(AnswerKey.model_validate(exam.answer_key).questions)
+            args["models"] = args["models"] or [exam.model]
         try:
-            return estimate(pages, args["models"], args["detail"], args["class_size"], args["questions"])
+            models = list(args["models"] or DEFAULT_MODELS)
+            pages = (
+                [self._seen(n, f, models, args["detail"]) for n, f in enumerate(files, start=1)]
+                if files
+                else [PageSize(f"page-{n}", s["width"], s["height"]) for n, s in enumerate(args["sizes"], start=1)]
+            )
+            result = estimate(
+                pages,
+                models,
+                args["detail"],
+                args["class_size"],
+                questions,
+                shape=shape,
+                calibration=calibrated,
+                crop=crop,
+            )
         except (UnknownModel, UnsupportedDetail) as exc:
             raise domain_error(exc, f"cannot estimate: {exc}") from exc
+        result["recommended"] = recommend(result, pages)
+        return result
 
     @staticmethod
-    def _size(file: Any) -> dict[str, int]:
+    def _seen(number: int, file: Any, models: list[str], detail: str) -> PageSize:
         try:
-            header = inspect_page(file.stream, resources().settings.max_image_pixels)
+            return seen_page(
+                file.filename or f"page-{number}", file.read(), models, detail, resources().settings.max_image_pixels
+            )
         except PageRejected as exc:
             raise ApiError(
                 refusal_status(exc.kind), "unsupported_page", f"{file.filename}: {exc.reason}", {"file": file.filename}
             ) from exc
-        return {"width": header.width, "height": header.height}

@@ -75,7 +75,7 @@ class Exams(MethodView):
         if "grade" in args:
             query = query.where(Exam.grade == args["grade"])
         exams, status, headers = paged_select(session, query.order_by(Exam.created_at.desc(), Exam.id), args)
-        return [exam_view(session, exam) for exam in exams], status, headers
+        return [exam_view(session, exam, cost=False) for exam in exams], status, headers
 
     @blp.arguments(ExamCreateSchema)
     @blp.response(201, ExamSchema)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from api.paging import PageArgs
-from shared.models import Priority, Reader
+from shared.models import FlexFallback, Priority, Reader
 from shared.settings import get_settings
 
 SUBJECTS = ("math", "chinese", "english")
@@ -52,7 +52,18 @@ class ExamCreateSchema(Schema):
         load_default=Priority.standard.value,
         validate=validate.OneOf([p.value for p in Priority]),
         metadata={
-            "description": "economy: papers go through the Batch API at half the price, results within 24 hours."
+            "description": "economy: papers go through the Batch API at half the price, results within 24 hours. "
+            "flex: each paper is one call at the provider's Flex tier, also at half the price, answered "
+            "in minutes rather than seconds and now and then refused for want of capacity (then asked "
+            "again); for models with a Flex tier (POST /v1/estimate says which)."
+        },
+    )
+    flex_fallback = fields.String(
+        load_default=FlexFallback.wait.value,
+        validate=validate.OneOf([f.value for f in FlexFallback]),
+        metadata={
+            "description": "When the Flex tier keeps refusing a paper: wait (ask again, never paying more) or "
+            "standard (after three refusals, one call at the standard tier at the full price)."
         },
     )
     provider = fields.String(
@@ -175,6 +186,7 @@ class ExamSchema(Schema):
     trial_papers = fields.Integer(allow_none=True)
     trial_released = fields.Boolean()
     priority = fields.String()
+    flex_fallback = fields.String()
     provider = fields.String()
     callback_url = fields.String(allow_none=True)
     callback_secret = fields.String(
@@ -196,6 +208,9 @@ class ExamSchema(Schema):
         keys=fields.String(), values=fields.Integer(), metadata={"description": "Paper counts by status."}
     )
     usage = fields.Nested(UsageTotalsSchema, metadata={"description": "Provider usage and cost so far."})
+    cost = fields.Nested(
+        lambda: ExamCostSchema(), metadata={"description": "The exam's cost: estimated against actual."}
+    )
 
 
 class PageSchema(Schema):
@@ -616,10 +631,16 @@ class EstimatePageSchema(Schema):
     page = fields.String()
     width = fields.Integer()
     height = fields.Integer()
-    tokens = fields.Integer()
+    tokens = fields.Integer(metadata={"description": "The page as given, as the provider would scale it."})
     cost_usd = fields.Float()
     patches = fields.Integer()
     multiplier = fields.Float()
+    sent_width = fields.Integer(metadata={"description": "Page files only: the page as markq sends it."})
+    sent_height = fields.Integer()
+    sent_tokens = fields.Integer()
+    legible = fields.Boolean(
+        metadata={"description": "Page files only: its writing stays tall enough to read as sent to this model."}
+    )
 
 
 class EstimatePaperSchema(Schema):
@@ -635,12 +656,50 @@ class EstimateClassSchema(Schema):
     cost_usd = fields.Float()
 
 
+class EstimateLaneSchema(Schema):
+    calls_per_paper = fields.Float(metadata={"description": "The cascade calls only for papers with unsure answers."})
+    prompt_tokens = fields.Integer()
+    cached_tokens = fields.Integer(metadata={"description": "Of the prompt, for every paper after the first."})
+    output_tokens = fields.Integer()
+    paper_usd = fields.Float()
+    paper_usd_with_cached_prefix = fields.Float()
+    class_usd = fields.Float()
+
+
 class EstimateModelSchema(Schema):
     scheme = fields.String(metadata={"description": "tile or patch: how the model counts image tokens."})
+    flex = fields.Boolean(metadata={"description": "The model has a Flex tier (exam priority flex)."})
+    lanes = fields.Dict(
+        keys=fields.String(),
+        values=fields.Nested(EstimateLaneSchema),
+        metadata={"description": "vision, economy (Batch API), flex (models with a Flex tier) and cascade."},
+    )
     pages = fields.List(fields.Nested(EstimatePageSchema))
     paper = fields.Nested(EstimatePaperSchema)
     # "class" is a Python keyword: the field is named with data_key
     class_ = fields.Nested(EstimateClassSchema, attribute="class", data_key="class")
+
+
+class ExamCostSchema(Schema):
+    lane = fields.String(metadata={"description": "vision, economy, flex, cascade or offline (free)."})
+    papers = fields.Integer()
+    papers_finished = fields.Integer()
+    estimated_usd = fields.Float(
+        metadata={"description": "The whole exam: what its finished papers cost plus the estimate for the rest."}
+    )
+    actual_usd = fields.Float(metadata={"description": "What its finished papers cost."})
+    per_paper_usd_from_rules = fields.Float(
+        metadata={
+            "description": "A paper by the token rules: the exam's own request, its pages as sent, replies "
+            "as long as the ledger measured them."
+        }
+    )
+    per_paper_usd = fields.Float(
+        metadata={"description": "A paper left: the rules' figure weighted as two papers against the finished ones."}
+    )
+    measured = fields.Dict(
+        keys=fields.String(), values=fields.String(), metadata={"description": "Where each measured figure came from."}
+    )
 
 
 class EstimateResultSchema(Schema):
@@ -649,6 +708,15 @@ class EstimateResultSchema(Schema):
     class_size = fields.Integer()
     assumptions = fields.Dict(keys=fields.String(), values=fields.Raw())
     models = fields.Dict(keys=fields.String(), values=fields.Nested(EstimateModelSchema))
+    recommended = fields.Dict(
+        keys=fields.String(),
+        values=fields.Raw(),
+        allow_none=True,
+        metadata={
+            "description": "The cheapest model and lane for the class whose pages stay legible (page files only): "
+            "model, detail, lane, class_usd."
+        },
+    )
 
 
 class ShareRequestSchema(Schema):

@@ -407,7 +407,10 @@ def exams() -> str:
     search = request.args.get("q", "").strip()
     if search:
         query = query.where(Exam.title.ilike(f"%{search}%") | Exam.subject.ilike(f"%{search}%"))
-    rows = [exam_view(session, exam) for exam in session.scalars(query.order_by(Exam.created_at.desc()).limit(200))]
+    rows = [
+        exam_view(session, exam, cost=False)
+        for exam in session.scalars(query.order_by(Exam.created_at.desc()).limit(200))
+    ]
     return render_template("app/exams.html", exams=rows, search=search)
 
 
@@ -451,8 +454,13 @@ def _class_cost(questions: int, class_size: int = 40) -> dict[str, Any]:
     the same estimate as POST /v1/estimate; the offline reader costs nothing."""
     model = resources().settings.default_model
     a4 = [PageSize(f"page-{n}", 1240, 1754) for n in (1, 2)]
-    result = estimate(a4, [model], "high", class_size, max(1, min(questions, 200)))
-    return {"model": model, "class_size": class_size, "usd": result["models"][model]["class"]["cost_usd"]}
+    lanes = estimate(a4, [model], "high", class_size, max(1, min(questions, 200)))["models"][model]["lanes"]
+    return {
+        "model": model,
+        "class_size": class_size,
+        "usd": lanes["vision"]["class_usd"],
+        "batch_usd": lanes["economy"]["class_usd"],
+    }
 
 
 def _messages(messages: Any, where: str = "") -> list[str]:

@@ -397,14 +397,17 @@ def estimate(
 ) -> None:
     """Tokens and dollars before marking: PATHS (page files or a folder: one paper) or --size WxH.
 
+    Page files are priced as markq sends them (normalised), per lane (vision, economy, flex,
+    cascade), with the cheapest model and lane that keeps the writing legible recommended.
     Runs locally with markq's token rules and price file; no API key needed.
     """
-    from PIL import Image
-
+    from shared.images import PageRejected
+    from shared.settings import get_settings
     from shared.spending.costs import UnknownModel, UnsupportedDetail
-    from shared.spending.estimate import PageSize, parse_size
+    from shared.spending.estimate import DEFAULT_MODELS, PageSize, parse_size, recommend, seen_page
     from shared.spending.estimate import estimate as run_estimate
 
+    chosen = list(models) or list(DEFAULT_MODELS)
     pages: list[PageSize] = []
     try:
         for size in sizes:
@@ -415,18 +418,19 @@ def estimate(
     files: list[Path] = []
     for path in paths:
         files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if path.is_dir() else [path]
-    for file in files:
-        try:
-            with Image.open(file) as image:
-                pages.append(PageSize(file.name, image.width, image.height))
-        except OSError as exc:
-            raise click.ClickException(f"{file}: not a readable image ({exc})") from exc
-    if not pages:
-        raise click.UsageError("give page files, a folder, or --size WxH")
     try:
-        _print(run_estimate(pages, list(models) or None, detail, class_size, questions))
+        for file in files:
+            try:
+                pages.append(seen_page(file.name, file.read_bytes(), chosen, detail, get_settings().max_image_pixels))
+            except (PageRejected, OSError) as exc:
+                raise click.ClickException(f"{file}: not a readable page ({exc})") from exc
+        if not pages:
+            raise click.UsageError("give page files, a folder, or --size WxH")
+        result = run_estimate(pages, chosen, detail, class_size, questions)
     except (UnknownModel, UnsupportedDetail) as exc:
         raise click.ClickException(f"{exc}") from exc
+    result["recommended"] = recommend(result, pages)
+    _print(result)
 
 
 if __name__ == "__main__":

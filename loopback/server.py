@@ -3,14 +3,17 @@
 It speaks `/v1/chat/completions` with text and image parts (data: URLs and loopback http URLs),
 counts usage with OpenAI's image-token rules, enforces requests and tokens per minute with
 `x-ratelimit-*` headers and 429 bodies (continuously refilled buckets, as OpenAI describes),
-injects latency and faults, simulates prompt caching of long static prefixes, and replies with
-JSON that validates against the request's `json_schema`. `/_loopback/stats` counts what arrived,
+accepts `service_tier` ("flex" only for models with a Flex tier, each answer saying the tier that
+served it, and "resource unavailable" refusals on demand), prices every answer as OpenAI bills it
+(`cost_usd` in the stats: cached input, Batch and Flex at half), injects latency and faults,
+simulates prompt caching of long static prefixes, and replies with JSON that validates against the
+request's `json_schema`. `/_loopback/stats` counts what arrived,
 including any base64 pasted into text, which a correct client never sends.
 
 Control endpoints (loopback only, no auth): GET /_loopback/stats, GET /_loopback/requests (the
 question ids and image sizes of the last 100 completions), POST /_loopback/reset,
-POST /_loopback/config {"rpm", "tpm", "latency_ms": [lo, hi]}, POST /_loopback/replies
-{"replies": [object, ...]} (returned in order instead of generated ones),
+POST /_loopback/config {"rpm", "tpm", "latency_ms": [lo, hi], "flex_unavailable": n},
+POST /_loopback/replies {"replies": [object, ...]} (returned in order instead of generated ones),
 POST /_loopback/faults {"faults": [{"status", "type", "code", "message"}, ...]}.
 """
 
@@ -29,6 +32,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,7 +42,7 @@ from flask import Flask, Response, jsonify, request
 from PIL import Image
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from shared.spending.costs import UnknownModel, image_tokens, text_tokens
+from shared.spending.costs import UnknownModel, call_cost, image_tokens, model_card, text_tokens
 
 BASE64_IN_TEXT = re.compile(r"data:image/[A-Za-z0-9.+-]+;base64,[A-Za-z0-9+/=]*|[A-Za-z0-9+/]{200,}={0,2}")
 CACHE_MIN_TOKENS = 1024
@@ -90,6 +94,10 @@ class LoopbackState:
     # {"expire_after": n}: the next batch expires after answering n lines.
     batch_faults: dict[str, int] = field(default_factory=dict)
     batch_seconds: float = 0.5  # how long a batch takes to run
+    # The next n calls asking for the Flex tier are refused: 429 "resource unavailable".
+    flex_unavailable: int = 0
+    # What the calls answered cost, priced as OpenAI bills them (cached input, Batch and Flex at half).
+    cost_usd: Decimal = Decimal(0)
     # What the last completions asked: question ids in the reply schema and image sizes.
     requests_seen: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -105,6 +113,8 @@ class LoopbackState:
         self.seen_prefixes.clear()
         self.batch_faults.clear()
         self.requests_seen.clear()
+        self.flex_unavailable = 0
+        self.cost_usd = Decimal(0)
         self.stats = dict.fromkeys(
             [
                 "requests",
@@ -122,6 +132,8 @@ class LoopbackState:
                 "schema_violations",
                 "batches",
                 "batch_lines",
+                "flex_completions",
+                "flex_unavailable",
             ],
             0,
         )
@@ -327,14 +339,45 @@ def ratelimit_headers(state: LoopbackState) -> dict[str, str]:
     }
 
 
+SERVICE_TIERS = ("auto", "default", "flex", "priority")
+
+
 def complete(state: LoopbackState, body: Any, *, limits: bool) -> tuple[int, dict[str, Any], dict[str, str]]:
     """One chat completion: (status, JSON body, headers). `limits` is False for batch lines,
-    which do not count against the per-minute limits."""
+    which do not count against the per-minute limits and are billed at the batch rate."""
     with state.lock:
         state.count("requests")
         if not isinstance(body, dict) or not body.get("model") or not isinstance(body.get("messages"), list):
             state.count("bad_requests")
             return _error(400, "'model' and 'messages' are required", "invalid_request_error", None)
+        tier = body.get("service_tier") or "auto"
+        if tier not in SERVICE_TIERS:
+            state.count("bad_requests")
+            return _error(400, f"Invalid value for 'service_tier': {tier!r}.", "invalid_request_error", "invalid_value")
+        flex = tier == "flex" and limits
+        if flex:
+            try:
+                has_flex = model_card(body["model"]).flex
+            except UnknownModel:
+                has_flex = False
+            if not has_flex:
+                state.count("bad_requests")
+                return _error(
+                    400,
+                    f"The model {body['model']} is not available on the flex service tier.",
+                    "invalid_request_error",
+                    "invalid_value",
+                )
+            if state.flex_unavailable > 0:  # not billed, as OpenAI says of these
+                state.flex_unavailable -= 1
+                state.count("flex_unavailable")
+                return _error(
+                    429,
+                    "Resource Unavailable: the flex service tier has no capacity for this request right now. "
+                    "Please try again later, or use service_tier 'auto'.",
+                    "resource_unavailable",
+                    "resource_unavailable",
+                )
         if limits and state.faults:
             fault = state.faults.popleft()
             state.count("faults")
@@ -366,6 +409,7 @@ def complete(state: LoopbackState, body: Any, *, limits: bool) -> tuple[int, dic
                 "knowledge_points": _listed_points(body),
                 "images": [list(size) for size in prompt.images],
                 "prompt_tokens": prompt.tokens,
+                "service_tier": body.get("service_tier"),
             }
         )
     max_out = int(body.get("max_completion_tokens") or body.get("max_tokens") or 4096)
@@ -420,9 +464,16 @@ def complete(state: LoopbackState, body: Any, *, limits: bool) -> tuple[int, dic
                 state.tokens_bucket.capacity, state.tokens_bucket.level + max(0, max_out - completion_tokens)
             )
         state.count("completions")
+        state.count("flex_completions", int(flex))
         state.count("prompt_tokens", prompt.tokens)
         state.count("cached_tokens", cached)
         state.count("completion_tokens", completion_tokens)
+        try:
+            state.cost_usd += call_cost(
+                body["model"], prompt.tokens, cached, completion_tokens, batch=flex or not limits
+            )
+        except UnknownModel:
+            pass
     return (
         200,
         {
@@ -446,6 +497,7 @@ def complete(state: LoopbackState, body: Any, *, limits: bool) -> tuple[int, dic
                 "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
             },
             "system_fingerprint": "markq-loopback",
+            "service_tier": "flex" if flex else "default",
         },
         headers,
     )
@@ -619,7 +671,7 @@ def create_app(state: LoopbackState | None = None) -> Flask:
     @app.get("/_loopback/stats")
     def stats() -> Response:
         with state.lock:
-            return jsonify(dict(state.stats))
+            return jsonify({**state.stats, "cost_usd": str(state.cost_usd)})
 
     @app.get("/_loopback/requests")
     def requests_seen() -> Response:
@@ -640,9 +692,17 @@ def create_app(state: LoopbackState | None = None) -> Flask:
             state.tpm = int(body.get("tpm", state.tpm))
             if "latency_ms" in body:
                 state.latency_ms = (int(body["latency_ms"][0]), int(body["latency_ms"][1]))
+            state.flex_unavailable = int(body.get("flex_unavailable", state.flex_unavailable))
             state.requests_bucket = Bucket(state.rpm)
             state.tokens_bucket = Bucket(state.tpm)
-        return jsonify({"rpm": state.rpm, "tpm": state.tpm, "latency_ms": list(state.latency_ms)})
+        return jsonify(
+            {
+                "rpm": state.rpm,
+                "tpm": state.tpm,
+                "latency_ms": list(state.latency_ms),
+                "flex_unavailable": state.flex_unavailable,
+            }
+        )
 
     @app.post("/_loopback/replies")
     def replies() -> Response:

@@ -135,6 +135,13 @@ class NormalisedPage:
     jpeg: bytes
     width: int
     height: int
+    # The median text line's height as sent, in pixels (None: no text line found).
+    line_px: float | None = None
+
+    def legible(self, model: str) -> bool:
+        """Whether the writing stays as tall as bench.tokens found it must be to be read (a page
+        with no text line found has nothing to lose)."""
+        return self.line_px is None or self.line_px >= MIN_LINE_PX[model_card(model).scheme] - 0.5
 
 
 def provider_limit(model: str, detail: str, width: int, height: int) -> float:
@@ -288,4 +295,4 @@ def normalise_page(data: bytes, model: str, detail: str) -> NormalisedPage:
         gray = gray.filter(ImageFilter.UnsharpMask(radius=1, percent=80, threshold=2))
     out = io.BytesIO()
     gray.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
-    return NormalisedPage(out.getvalue(), gray.width, gray.height)
+    return NormalisedPage(out.getvalue(), gray.width, gray.height, line * min(scale, 1.0) if line else None)

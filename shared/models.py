@@ -58,6 +58,14 @@ class Priority(enum.StrEnum):
 
     standard = "standard"  # one live call per paper, now
     economy = "economy"  # through the Batch API at half the price, within the provider's 24 hours
+    flex = "flex"  # one live call at the Flex tier: Batch prices, slower, now and then unavailable
+
+
+class FlexFallback(enum.StrEnum):
+    """What a flex exam does when the Flex tier keeps answering "resource unavailable"."""
+
+    wait = "wait"  # wait and ask again at the Flex tier, never paying more
+    standard = "standard"  # after a few refusals, one call at the standard tier (the teacher allowed it)
 
 
 class PauseCause(enum.StrEnum):
@@ -86,6 +94,7 @@ class UsageOutcome(enum.StrEnum):
     insufficient_quota = "insufficient_quota"
     rejected = "rejected"
     unavailable = "unavailable"
+    flex_unavailable = "flex_unavailable"  # the Flex tier had no capacity: not billed, asked again later
     unknown = "unknown"  # the request was sent and no answer came: kept at its estimate
     abandoned = "abandoned"  # its worker died before it settled: kept at its worst case
     reused = "reused"
@@ -215,6 +224,9 @@ class Exam(Base):
     trial_papers: Mapped[int | None] = mapped_column(Integer)
     trial_released: Mapped[bool] = mapped_column(Boolean, default=False)
     priority: Mapped[Priority] = mapped_column(Enum(Priority, native_enum=False, length=10), default=Priority.standard)
+    flex_fallback: Mapped[FlexFallback] = mapped_column(
+        Enum(FlexFallback, native_enum=False, length=10), default=FlexFallback.wait, server_default="wait"
+    )
     # Who reads the answers (named "provider" in the API).
     provider: Mapped[Reader] = mapped_column(
         Enum(Reader, native_enum=False, length=10), default=Reader.vision, server_default="vision"
@@ -421,7 +433,7 @@ class Usage(Base):
     exam_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("exams.id", ondelete="CASCADE"), index=True)
     paper_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
     model: Mapped[str] = mapped_column(String(100))
-    # A UsageOutcome, with ":batch" or ":unpriced" after it where that applies (shared.spending.ledger).
+    # A UsageOutcome, with ":batch", ":flex" or ":unpriced" after it where that applies (shared.spending.ledger).
     outcome: Mapped[str] = mapped_column(String(30))
     request_id: Mapped[str | None] = mapped_column(String(100))
     estimated_prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
@@ -431,6 +443,8 @@ class Usage(Base):
     cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
     completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cost_usd: Mapped[Decimal] = mapped_column(Numeric(12, 6), default=Decimal(0))
+    # Questions the call asked about (a cascade asks only its unsure ones); 0: not a marking call.
+    questions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     seconds: Mapped[float | None] = mapped_column(Float)  # how long a live call took (metrics)
     # The paid reply, stored before anything else is done with it, so a failure after the call
     # (Redis, storage, the database, a killed worker) records from it instead of calling again.

@@ -36,6 +36,15 @@ class RateLimited(ProviderError):
         self.headers = dict(headers or {})
 
 
+class FlexUnavailable(ProviderError):
+    """429 "resource unavailable" at the Flex tier: no capacity now, nothing billed; ask again later
+    (or at the standard tier)."""
+
+    def __init__(self, reason: str, retry_after: float, request_id: str | None = None) -> None:
+        super().__init__(reason, request_id)
+        self.retry_after = retry_after
+
+
 class QuotaExhausted(ProviderError):
     """The account has no credit left; retrying cannot help until someone pays."""
 
@@ -74,7 +83,12 @@ class ProviderReply:
     request_id: str | None
     headers: Mapping[str, str] = field(default_factory=dict)
     seconds: float | None = None  # how long the live call took (None: from a batch)
+    # The tier the provider says it served the call at ("default", "flex", ...); None: not said.
+    service_tier: str | None = None
 
+
+# OpenAI's advice for the Flex tier, which queues work: a 15-minute timeout.
+FLEX_TIMEOUT_SECONDS = 900.0
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
@@ -117,18 +131,35 @@ def retry_after_seconds(headers: Mapping[str, str], default: float = 1.0) -> flo
 class VisionProvider:
     """Chat completions now, or through the Batch API (JSONL via the Files API) at half price."""
 
-    def __init__(self, api_key: str | None, base_url: str | None, timeout: float, sdk_retries: int = 0) -> None:
+    def __init__(
+        self,
+        api_key: str | None,
+        base_url: str | None,
+        timeout: float,
+        sdk_retries: int = 0,
+        flex_timeout: float = FLEX_TIMEOUT_SECONDS,
+    ) -> None:
         self.client = openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=sdk_retries)
+        self.flex_timeout = flex_timeout
 
     def complete(self, request: dict[str, Any]) -> ProviderReply:
-        """Make one chat completion call; raise a ProviderError subclass on failure."""
+        """Make one chat completion call; raise a ProviderError subclass on failure. A call at the
+        Flex tier waits up to `flex_timeout` (the Flex tier queues work; OpenAI advises 15 minutes)."""
         started = time.perf_counter()
+        flex = request.get("service_tier") == "flex"
+        client = self.client.with_options(timeout=self.flex_timeout) if flex else self.client
         try:
-            raw = self.client.chat.completions.with_raw_response.create(**request)
+            raw = client.chat.completions.with_raw_response.create(**request)
         except openai.RateLimitError as exc:
             request_id = exc.response.headers.get("x-request-id")
             if exc.code == "insufficient_quota" or _error_type(exc) == "insufficient_quota":
                 raise QuotaExhausted(f"provider quota exhausted: {exc.message}", request_id) from exc
+            if flex and exc.code != "rate_limit_exceeded":
+                raise FlexUnavailable(
+                    f"the Flex tier has no capacity now: {exc.message}",
+                    retry_after_seconds(exc.response.headers, default=0.0),
+                    request_id,
+                ) from exc
             raise RateLimited(
                 f"rate limited: {exc.message}",
                 retry_after_seconds(exc.response.headers),
@@ -171,6 +202,7 @@ def _reply(completion: Any, request_id: str | None, headers: Mapping[str, str] |
         completion_tokens=usage.completion_tokens if usage else 0,
         request_id=request_id,
         headers=dict(headers or {}),
+        service_tier=getattr(completion, "service_tier", None),
     )
 
 

@@ -43,4 +43,5 @@ class Resources:
             base_url=self.settings.openai_base_url or OPENAI_DEFAULT_BASE_URL,
             timeout=self.settings.provider_timeout_seconds,
             sdk_retries=self.settings.provider_sdk_retries,
+            flex_timeout=self.settings.flex_timeout_seconds,
         )

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     openai_api_key: str | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL"))
     provider_timeout_seconds: float = 120.0
+    # A call at the Flex tier (exam priority "flex") waits this long: the Flex tier queues work.
+    flex_timeout_seconds: float = 900.0
+    # Refusals ("resource unavailable") of one paper at the Flex tier before an exam whose teacher
+    # allowed it (flex_fallback "standard") pays for one call at the standard tier.
+    flex_tries_before_standard: int = Field(3, ge=1)
+    # The first wait after a Flex refusal (OpenAI's advice: back off); doubled for each refusal after.
+    flex_retry_seconds: float = Field(60.0, gt=0)
     default_model: str = "gpt-4o"
     # A JSON file in the shape of shared/data/models.json whose models replace or extend the
     # packaged prices and token rules (e.g. when OpenAI changes prices).

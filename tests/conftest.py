@@ -104,6 +104,7 @@ def service_env(
         "MARKQ_STUCK_QUEUED_SECONDS": "2",
         "MARKQ_SWEEP_INTERVAL_SECONDS": "1",
         "MARKQ_MAX_ATTEMPTS": "3",
+        "MARKQ_FLEX_RETRY_SECONDS": "0.5",
         # the tests' receiver listens on loopback over plain http: allowed here, never by default
         "MARKQ_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
         "MARKQ_WEBHOOK_ALLOW_PRIVATE": "true",

@@ -48,11 +48,19 @@ def test_models_side_by_side_show_mini_images_cost_no_less_than_4o():
         assert model["class"]["cost_usd"] > 39 * model["paper"]["cost_usd_with_cached_prefix"]
 
 
-def test_a_folder_of_pages_is_one_paper(tmp_path):
+def test_a_folder_of_pages_is_one_paper_priced_as_markq_sends_it(tmp_path):
     for n in (1, 2):
         (tmp_path / f"p{n}.png").write_bytes(page_bytes(size=(1024, 1024), fmt="PNG"))
     out = cli_estimate(str(tmp_path), "--model", "gpt-4o")
-    assert out["models"]["gpt-4o"]["paper"]["image_tokens"] == 2 * 765
+    model = out["models"]["gpt-4o"]
+    assert [page["tokens"] for page in model["pages"]] == [765, 765]  # as given, as the provider scales it
+    sent = [page["sent_tokens"] for page in model["pages"]]
+    # markq crops the blank margins and scales to the writing: fewer tokens, and those are priced
+    assert all(tokens < 765 for tokens in sent)
+    assert model["paper"]["image_tokens"] == sum(sent)
+    assert all(page["legible"] for page in model["pages"])
+    assert out["assumptions"]["pages_as_sent"] is True
+    assert out["recommended"]["model"] == "gpt-4o" and out["recommended"]["lane"] == "economy"
 
 
 def test_original_detail_only_where_a_model_has_it(tmp_path, monkeypatch):

@@ -12,11 +12,13 @@ from sqlalchemy.orm import Session
 
 from shared.grading import lanes
 from shared.grading.answer_key import AnswerKey
+from shared.grading.exam_cost import exam_cost
 from shared.grading.lane_batch import exam_batches
 from shared.grading.reports import review_summary
 from shared.grading.vocabulary import UnknownPoints, add_school_points, resolve_points
 from shared.models import (
     Exam,
+    FlexFallback,
     Paper,
     PaperStatus,
     Priority,
@@ -72,6 +74,8 @@ def create_exam(session: Session, school: School, fields: dict[str, Any], *, vis
         model_card(fields["model"])
     except UnknownModel as exc:
         raise InvalidExam(f"unknown model {fields['model']!r}; known: {', '.join(known_models())}") from exc
+    if (refusal := lanes.check_flex(priority, fields["model"])) is not None:
+        raise InvalidExam(refusal)
     own = {point["id"]: point for point in fields.get("knowledge_points") or []}
     try:  # the exam's own points are the school's: later exams count into them
         add_school_points(session, school.id, list(own.values()), fields["subject"], fields["grade"])
@@ -97,6 +101,7 @@ def create_exam(session: Session, school: School, fields: dict[str, Any], *, vis
         budget_usd=fields.get("budget_usd"),
         trial_papers=fields.get("trial_papers"),
         priority=priority,
+        flex_fallback=FlexFallback(fields.get("flex_fallback") or FlexFallback.wait),
         provider=reader,
         callback_url=fields.get("callback_url"),
         callback_secret=secrets.token_hex(32) if fields.get("callback_url") else None,
@@ -111,8 +116,9 @@ def get_exam(session: Session, school: School, exam_id: uuid.UUID) -> Exam | Non
     return session.scalar(select(Exam).where(Exam.id == exam_id, Exam.school_id == school.id))
 
 
-def exam_view(session: Session, exam: Exam) -> dict[str, Any]:
-    """The exam with paper counts by status and the usage and cost so far."""
+def exam_view(session: Session, exam: Exam, *, cost: bool = True) -> dict[str, Any]:
+    """The exam with paper counts by status and the usage and cost so far; with `cost`, also its
+    estimate against its actual cost (its request counted: left out of long lists)."""
     counts = dict(
         session.execute(select(Paper.status, func.count()).where(Paper.exam_id == exam.id).group_by(Paper.status)).all()
     )
@@ -125,6 +131,7 @@ def exam_view(session: Session, exam: Exam) -> dict[str, Any]:
         "papers": sum(progress.values()),
         "progress": progress,
         "usage": ledger.usage_totals(session, Usage.exam_id == exam.id),
+        **({"cost": exam_cost(session, exam)} if cost else {}),
         "warnings": lane_warnings(exam),
     }
 

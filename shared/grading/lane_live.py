@@ -29,6 +29,7 @@ from shared.grading.steps import CannotMark, Stopped, TryLater
 from shared.limiter import TooLargeForLimit
 from shared.models import PauseCause, Usage, UsageOutcome
 from shared.provider import (
+    FlexUnavailable,
     KeyRefused,
     ProviderReply,
     ProviderTimedOut,
@@ -75,6 +76,7 @@ def _prepare(res: Resources, paper_id: uuid.UUID) -> PreparedPaper | None:
             presign_seconds=settings.presign_seconds,
             max_completion_tokens=settings.max_completion_tokens,
             local_threshold=settings.local_confidence_threshold,
+            flex_tries_before_standard=settings.flex_tries_before_standard,
         )
     with transaction(res.sessions) as session:
         if reuse_earlier_result(session, prepared) is not None:
@@ -120,7 +122,10 @@ def _reserve(res: Resources, prepared: PreparedPaper, limited: bool) -> int:
                 model=prepared.model,
                 cost=prepared.cost,
             ).id
-            papers.renew_lease(session, prepared.paper_id)
+            # A Flex call may wait past the provider timeout the lease allows for: hold the paper longer.
+            flex = prepared.request.get("service_tier") == "flex"
+            extra = max(0.0, res.settings.flex_timeout_seconds - res.settings.provider_timeout_seconds) if flex else 0.0
+            papers.renew_lease(session, prepared.paper_id, extra_seconds=extra)
             return usage_id
     except caps.BudgetExceeded as exc:
         if limited:
@@ -154,6 +159,14 @@ def _call(res: Resources, prepared: PreparedPaper, usage_id: int) -> ProviderRep
             cause = PauseCause.quota if quota else PauseCause.provider_key
             papers.pause(session, cause=cause, reason=exc.reason, paper_id=prepared.paper_id, exam_id=prepared.exam_id)
         raise Stopped("paused") from exc
+    except FlexUnavailable as exc:  # not billed; asked again later, at the Flex tier or (if allowed) standard
+        with transaction(res.sessions) as session:
+            ledger.settle_unpaid(session, usage_id, UsageOutcome.flex_unavailable, exc.request_id)
+            refusals = ledger.flex_refusals(session, prepared.paper_id)
+        if res.settings.limiter_enabled:
+            res.limiter.refund(prepared.model, _tokens_needed(prepared))
+        wait = max(exc.retry_after, res.settings.flex_retry_seconds * 2 ** min(refusals - 1, 4))
+        raise TryLater(exc.reason, wait, counts_attempt=False) from exc
     except RequestRejected as exc:
         _settle(res, usage_id, UsageOutcome.rejected, exc.request_id)
         raise CannotMark(exc.reason) from exc

@@ -4,6 +4,7 @@ Every task asks `next_step` and runs only the step it is told; nothing else in m
 exam's reader or priority. A paper moves
 
     normalise (images queue) -> call live (calls queue) -> done                     reader vision
+                                                       (at the Flex tier: priority flex)
     normalise (images queue) -> wait for a batch (beat sends it) -> done           vision, economy
     read offline (OCR queue) -> done                                               reader local
     read offline (OCR queue) -> [unsure questions] normalise -> call live -> done  reader cascade
@@ -20,8 +21,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.models import Exam, Paper, PaperStatus, Priority, Reader
+from shared.models import Exam, FlexFallback, Paper, PaperStatus, Priority, Reader
 from shared.spending import ledger
+from shared.spending.costs import known_models, model_card
 
 __all__ = ["Priority", "Reader", "Step", "next_step"]
 
@@ -119,4 +121,23 @@ def check_lane(reader: Reader, priority: Priority, unanswered: list[str], vision
         )
     if reader != Reader.vision and priority == Priority.economy:
         return "priority 'economy' (the Batch API) is for provider 'vision' only"
+    if reader == Reader.local and priority == Priority.flex:
+        return "priority 'flex' is a tier of the vision model's calls; provider 'local' makes none"
     return None
+
+
+def check_flex(priority: Priority, model: str) -> str | None:
+    """Why this model cannot take the Flex tier, or None."""
+    if priority != Priority.flex or model_card(model).flex:
+        return None
+    flex_models = [name for name in known_models() if model_card(name).flex]
+    return f"model {model!r} has no Flex tier; flex is for {', '.join(flex_models)}"
+
+
+def flex_tier(exam: Exam, flex_refusals: int, tries_before_standard: int) -> bool:
+    """Whether the next call of this exam's paper asks for the Flex tier: a flex exam does, unless
+    the Flex tier has refused the paper `tries_before_standard` times and the teacher allowed the
+    standard tier (priced in full) as the fallback."""
+    if exam.priority != Priority.flex:
+        return False
+    return exam.flex_fallback != FlexFallback.standard or flex_refusals < tries_before_standard

@@ -36,10 +36,12 @@ def claim(session: Session, paper_id: uuid.UUID) -> bool:
     return result.rowcount == 1
 
 
-def renew_lease(session: Session, paper_id: uuid.UUID) -> None:
-    """The claimed paper's worker is alive and about to wait on the provider."""
+def renew_lease(session: Session, paper_id: uuid.UUID, extra_seconds: float = 0.0) -> None:
+    """The claimed paper's worker is alive and about to wait on the provider (`extra_seconds`
+    longer than the lease allows for: a call at the Flex tier)."""
+    claimed = utcnow() + timedelta(seconds=extra_seconds)
     session.execute(
-        update(Paper).where(Paper.id == paper_id, Paper.status == PaperStatus.processing).values(claimed_at=utcnow())
+        update(Paper).where(Paper.id == paper_id, Paper.status == PaperStatus.processing).values(claimed_at=claimed)
     )
 
 

@@ -55,9 +55,11 @@ def build_request(
     pages: list[PageImage],
     max_completion_tokens: int,
     caption: str | None = None,
+    flex: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments for `client.chat.completions.create`. `caption` says what the images are
-    when they are not the paper's pages in order (the cascade's crops)."""
+    when they are not the paper's pages in order (the cascade's crops); `flex` asks for the Flex
+    tier."""
     schema = marks_schema(answer_key, [kp.id for kp in vocabulary])
     image_parts = [{"type": "image_url", "image_url": {"url": page.url, "detail": exam.image_detail}} for page in pages]
     return {
@@ -79,6 +81,7 @@ def build_request(
         },
         "max_completion_tokens": max_completion_tokens,
         "prompt_cache_key": f"markq-exam-{exam.id}",
+        **({"service_tier": "flex"} if flex else {}),
     }
 
 

@@ -29,6 +29,7 @@ from shared.grading.prompt import (
 from shared.grading.vocabulary import asked_vocabulary, exam_vocabulary
 from shared.images import normalise_page
 from shared.models import Exam, Paper
+from shared.spending import ledger
 from shared.spending.costs import UnknownModel, call_cost
 from shared.spending.estimate import OUTPUT_TOKENS_PER_QUESTION
 from shared.spending.ledger import CallCost
@@ -75,15 +76,17 @@ def completion_allowance(questions: int, ceiling: int) -> int:
 def call_cost_bounds(
     model: str, request: dict[str, Any], page_sizes: list[tuple[int, int]], questions: int
 ) -> CallCost:
-    """The expected cost of the call, and its worst case (margin on the prompt, every output token)."""
+    """The expected cost of the call, and its worst case (margin on the prompt, every output token);
+    a call at the Flex tier at the batch rate."""
     prompt = count_prompt_tokens(request, page_sizes)
     expected_out = OUTPUT_TOKENS_PER_QUESTION * questions
+    flex = request.get("service_tier") == "flex"
     try:
-        expected = call_cost(model, prompt, 0, expected_out)
-        worst = call_cost(model, int(prompt * PROMPT_MARGIN), 0, request["max_completion_tokens"])
+        expected = call_cost(model, prompt, 0, expected_out, batch=flex)
+        worst = call_cost(model, int(prompt * PROMPT_MARGIN), 0, request["max_completion_tokens"], batch=flex)
     except UnknownModel:
         expected = worst = Decimal(0)
-    return CallCost(prompt, expected_out, expected, worst)
+    return CallCost(prompt, expected_out, expected, worst, questions)
 
 
 def resize_pages(session: Session, storage: Storage, paper: Paper) -> dict[int, bytes]:
@@ -144,6 +147,7 @@ def prepare_paper(
     presign_seconds: int,
     max_completion_tokens: int,
     local_threshold: float,
+    flex_tries_before_standard: int = 3,
 ) -> PreparedPaper:
     """Size each page (once; stored beside the original) and build the chat request."""
     context = marking_context(session, paper_id, local_threshold)
@@ -170,7 +174,8 @@ def prepare_paper(
     if context.asked_key is not None:
         vocabulary = asked_vocabulary(vocabulary, context.asked_key)
     max_out = completion_allowance(len(asked.questions), max_completion_tokens)
-    request = build_request(exam, asked, vocabulary, images, max_out, caption=caption)
+    flex = lanes.flex_tier(exam, ledger.flex_refusals(session, paper_id), flex_tries_before_standard)
+    request = build_request(exam, asked, vocabulary, images, max_out, caption=caption, flex=flex)
     version = prompt_version(request)
     paper.prompt_version = version
     return PreparedPaper(

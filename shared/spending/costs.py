@@ -38,6 +38,8 @@ class ModelCard:
     multiplier: float = 1.0
     # Models with `detail: "original"` count 32px patches up to this budget, unshrunk below it.
     original_patch_budget: int | None = None
+    # The model can be called at the Flex tier (service_tier "flex", priced as the Batch API).
+    flex: bool = False
 
 
 class UnknownModel(KeyError):
@@ -67,6 +69,7 @@ def _load_models(override: str | None) -> tuple[str, dict[str, ModelCard]]:
             tile_tokens=card.get("tile_tokens", 0),
             multiplier=card.get("multiplier", 1.0),
             original_patch_budget=card.get("original_patch_budget"),
+            flex=bool(card.get("flex", False)),
         )
         for name, card in cards.items()
     }
@@ -181,14 +184,14 @@ def text_tokens(text: str) -> int:
     return len(encoding.encode_ordinary(text)) if encoding is not None else estimate_text_tokens(text)
 
 
-BATCH_DISCOUNT = Decimal("0.5")  # the Batch API costs half, input and output alike
+BATCH_DISCOUNT = Decimal("0.5")  # the Batch API and the Flex tier cost half, input and output alike
 
 
 def call_cost(
     model: str, prompt_tokens: int, cached_tokens: int, completion_tokens: int, batch: bool = False
 ) -> Decimal:
     """Dollars for one call; cached prompt tokens are priced at the cached rate, and a call made
-    through the Batch API at half of everything."""
+    through the Batch API or at the Flex tier (`batch`) at half of everything."""
     card = model_card(model)
     million = Decimal(1_000_000) / (BATCH_DISCOUNT if batch else Decimal(1))
     uncached = max(0, prompt_tokens - cached_tokens)

@@ -13,14 +13,14 @@ Every lane (live, cascade, batch) goes through here:
      billed, so the row keeps its expected cost and says so.
 3. `abandon_stale`: a reservation whose worker died keeps its worst case, so a cap still holds.
 
-Outcomes are `UsageOutcome` values; ":batch" (priced at the batch rate) or ":unpriced" (a model
-with no price) may follow.
+Outcomes are `UsageOutcome` values; ":batch" (through the Batch API, priced at its rate), ":flex"
+(served at the Flex tier, priced at the batch rate) or ":unpriced" (a model with no price) may follow.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -34,8 +34,9 @@ from shared.spending import caps
 from shared.spending.costs import UnknownModel, call_cost
 
 BATCH = ":batch"
+FLEX = ":flex"
 UNPRICED = ":unpriced"
-STORED = (UsageOutcome.replied, UsageOutcome.replied + BATCH, UsageOutcome.replied + UNPRICED)
+STORED = tuple(UsageOutcome.replied + suffix for suffix in ("", BATCH, FLEX, UNPRICED))
 NOT_CALLS = (UsageOutcome.reused, UsageOutcome.reserved, UsageOutcome.batch_not_sent)
 
 
@@ -47,10 +48,11 @@ class CallCost:
     completion_tokens: int
     expected_cost: Decimal
     worst_case_cost: Decimal
+    questions: int = 0  # asked about in the call (0: not a marking call)
 
     def at_batch_rate(self, discount: Decimal) -> CallCost:
-        return CallCost(
-            self.prompt_tokens, self.completion_tokens, self.expected_cost * discount, self.worst_case_cost * discount
+        return replace(
+            self, expected_cost=self.expected_cost * discount, worst_case_cost=self.worst_case_cost * discount
         )
 
 
@@ -69,6 +71,7 @@ def reserve(
         estimated_completion_tokens=cost.completion_tokens,
         estimated_cost_usd=cost.expected_cost,
         cost_usd=cost.worst_case_cost,
+        questions=cost.questions,
     )
     session.add(usage)
     session.flush()
@@ -90,10 +93,11 @@ def store_reply(session: Session, usage_id: int, reply: ProviderReply, *, batch:
     usage.reply_content = reply.content
     usage.reply_model = reply.model
     usage.seconds = reply.seconds
-    usage.outcome = UsageOutcome.replied + (BATCH if batch else "")
+    flex = not batch and reply.service_tier == "flex"  # the provider's word for the tier it served
+    usage.outcome = UsageOutcome.replied + (BATCH if batch else FLEX if flex else "")
     try:
         usage.cost_usd = call_cost(
-            usage.model, reply.prompt_tokens, reply.cached_tokens, reply.completion_tokens, batch=batch
+            usage.model, reply.prompt_tokens, reply.cached_tokens, reply.completion_tokens, batch=batch or flex
         )
     except UnknownModel:
         usage.cost_usd = Decimal(0)
@@ -130,6 +134,37 @@ def unusable_replies(session: Session, paper_id: uuid.UUID) -> int:
             select(func.count())
             .select_from(Usage)
             .where(Usage.paper_id == paper_id, Usage.outcome.startswith(UsageOutcome.invalid_reply.value))
+        )
+        or 0
+    )
+
+
+# The replies measured for an estimate: the school's latest marking calls.
+MEASURED_CALLS = 200
+
+
+def output_per_question(session: Session, *conditions: Any) -> float | None:
+    """The reply tokens a question asked, over the latest marking calls recorded (None: none yet)."""
+    latest = (
+        select(Usage.completion_tokens, Usage.questions)
+        .where(Usage.outcome.startswith(UsageOutcome.ok.value), Usage.questions > 0, *conditions)
+        .order_by(Usage.id.desc())
+        .limit(MEASURED_CALLS)
+        .subquery()
+    )
+    completion, questions = session.execute(
+        select(func.sum(latest.c.completion_tokens), func.sum(latest.c.questions))
+    ).one()
+    return float(completion) / float(questions) if questions else None
+
+
+def flex_refusals(session: Session, paper_id: uuid.UUID) -> int:
+    """How many times the Flex tier refused the paper's call for want of capacity."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Usage)
+            .where(Usage.paper_id == paper_id, Usage.outcome == UsageOutcome.flex_unavailable)
         )
         or 0
     )

@@ -1,0 +1,226 @@
+"""What an exam will cost: its own request counted, priced on its lane, and corrected by its papers.
+
+Before any paper is marked, the estimate is the exam's request as markq builds it (its key, its
+vocabulary, its schema), the pages as they are known (sent sizes once normalised, else as the
+provider would scale them, else an A4 scan), replies of the length the school's ledger has measured,
+and for the cascade the share of unsure questions measured on this exam (else the school's, else the
+prior). As papers finish, what they really cost replaces the estimate paper by paper: the estimate
+per paper left is the prior weighted as `PRIOR_WEIGHT` papers against the mean of those finished.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.grading.answer_key import AnswerKey
+from shared.grading.prompt import PageImage, build_request, count_prompt_tokens
+from shared.grading.vocabulary import asked_vocabulary, exam_vocabulary
+from shared.models import Exam, Page, Paper, PaperStatus, Priority, Reader, Usage, UsageOutcome
+from shared.spending import ledger
+from shared.spending.costs import UnknownModel, text_tokens
+from shared.spending.estimate import (
+    OUTPUT_TOKENS_PER_QUESTION,
+    UNSURE_SHARE,
+    Calibration,
+    PageSize,
+    PromptShape,
+    lane_costs,
+)
+
+PRIOR_WEIGHT = 2  # the estimate before any paper counts as this many finished papers
+A4_SCAN = (1240, 1754)  # 150 dpi: the page assumed before any is seen
+FINISHED = (PaperStatus.graded, PaperStatus.needs_review, PaperStatus.failed)
+
+
+def exam_lane(exam: Exam) -> str | None:
+    """The estimate's lane for this exam (None: the offline reader alone, which costs nothing)."""
+    if exam.provider == Reader.local:
+        return None
+    if exam.provider == Reader.cascade:
+        return "cascade"
+    return {Priority.economy: "economy", Priority.flex: "flex"}.get(exam.priority, "vision")
+
+
+def cacheable_tokens(request: dict[str, Any]) -> int:
+    """The part of a request a provider caches: the reply's schema and the text before the first image."""
+    schema = request["response_format"]["json_schema"]["schema"]
+    tokens = text_tokens(json.dumps(schema, sort_keys=True, separators=(",", ":")))
+    for message in request["messages"]:
+        content = message["content"]
+        for part in [{"type": "text", "text": content}] if isinstance(content, str) else content:
+            if part["type"] != "text":
+                return tokens
+            tokens += text_tokens(part["text"])
+    return tokens
+
+
+def prompt_shape(session: Session, exam: Exam) -> PromptShape:
+    """The exam's own request, counted: all its text, the cacheable part, and a question's share."""
+    key = AnswerKey.model_validate(exam.answer_key)
+    vocabulary = exam_vocabulary(session, exam)
+    page = [PageImage("https://storage.invalid/page.jpg")]
+    request = build_request(exam, key, vocabulary, page, 1000)
+    text = count_prompt_tokens(request, [])
+    per_question = 0.0
+    if len(key.questions) > 1:
+        one = AnswerKey(questions=key.questions[:1])
+        single = count_prompt_tokens(build_request(exam, one, asked_vocabulary(vocabulary, one), page, 1000), [])
+        per_question = max(0.0, (text - single) / (len(key.questions) - 1))
+    return PromptShape(text, cacheable_tokens(request), per_question)
+
+
+def known_pages(session: Session, exam: Exam) -> list[PageSize]:
+    """One paper's pages as this exam's papers show them: the mean size per page number, as sent
+    where pages were normalised; an A4 scan when no paper has come yet."""
+    rows = session.execute(
+        select(Page.number, Page.width, Page.height, Page.sent_width, Page.sent_height)
+        .join(Paper, Paper.id == Page.paper_id)
+        .where(Paper.exam_id == exam.id)
+        .limit(2000)
+    ).all()
+    if not rows:
+        return [PageSize("page-1", *A4_SCAN)]
+    by_number: dict[int, list[Any]] = defaultdict(list)
+    for row in rows:
+        by_number[row.number].append(row)
+    papers = session.scalar(select(func.count()).select_from(Paper).where(Paper.exam_id == exam.id)) or 1
+    pages = []
+    for number, seen in sorted(by_number.items()):
+        if len(seen) * 2 < papers and number > 1:
+            continue  # a page only some papers have (a stray photo) is not a page of the exam
+        sent = [r for r in seen if r.sent_width]
+        size = (round(sum(r.width for r in seen) / len(seen)), round(sum(r.height for r in seen) / len(seen)))
+        page = PageSize(f"page-{number}", *size)
+        if sent:
+            mean = (
+                round(sum(r.sent_width for r in sent) / len(sent)),
+                round(sum(r.sent_height for r in sent) / len(sent)),
+            )
+            page = PageSize(page.name, page.width, page.height, {exam.model: mean})
+        pages.append(page)
+    return pages
+
+
+CROP_LABEL_PX, CROP_GAP_PX, CROP_LINE_PX = 90, 12, 16  # as shared.grading.reader.reading.crop_sheet cuts
+
+
+def template_crop(exam: Exam) -> tuple[int, int] | None:
+    """The size one question's crop takes in the cascade's image, from the exam's blank paper
+    (the median answer region, scaled as the crops are); None without a read template."""
+    template = exam.template or {}
+    regions, heights = template.get("regions") or {}, template.get("line_heights") or []
+    sizes = []
+    for region in regions.values():
+        x0, y0, x1, y1 = region["box"]
+        page = int(region["page"])
+        line = heights[page - 1] if 0 < page <= len(heights) and heights[page - 1] else CROP_LINE_PX
+        scale = min(1.0, CROP_LINE_PX / line)
+        sizes.append((round((x1 - x0) * scale), round((y1 - y0) * scale)))
+    if not sizes:
+        return None
+    widths, tall = sorted(w for w, _h in sizes), sorted(h for _w, h in sizes)
+    return CROP_LABEL_PX + widths[len(widths) // 2], tall[len(tall) // 2] + CROP_GAP_PX
+
+
+def unsure_share(session: Session, *conditions: Any) -> float | None:
+    """The share of questions the offline reader left to the vision model, over cascade papers read
+    offline (None: none read yet)."""
+    read = session.execute(
+        select(func.count(), func.coalesce(func.sum(func.json_array_length(Exam.answer_key["questions"])), 0))
+        .select_from(Paper)
+        .join(Exam, Exam.id == Paper.exam_id)
+        .where(
+            Exam.provider == Reader.cascade, Paper.local_reading.is_not(None), Paper.status.in_(FINISHED), *conditions
+        )
+    ).one()
+    papers, questions = read
+    if not papers or not questions:
+        return None
+    asked = session.scalar(
+        select(func.coalesce(func.sum(Usage.questions), 0))
+        .join(Paper, Paper.id == Usage.paper_id)
+        .join(Exam, Exam.id == Paper.exam_id)
+        .where(
+            Exam.provider == Reader.cascade,
+            Usage.outcome.startswith(UsageOutcome.ok.value),
+            Paper.status.in_(FINISHED),
+            *conditions,
+        )
+    )
+    return float(asked or 0) / float(questions)
+
+
+def calibration(session: Session, exam: Exam) -> Calibration:
+    """The measurements the estimate uses, the nearest first: this exam, the school, the prior."""
+    sources = {}
+    output = ledger.output_per_question(session, Usage.exam_id == exam.id)
+    sources["output_per_question"] = "this exam"
+    if output is None:
+        output = ledger.output_per_question(session, Usage.school_id == exam.school_id)
+        sources["output_per_question"] = "the school's calls"
+    if output is None:
+        output, sources["output_per_question"] = OUTPUT_TOKENS_PER_QUESTION, "assumed"
+    share = unsure_share(session, Paper.exam_id == exam.id)
+    sources["unsure_share"] = "this exam"
+    if share is None:
+        share = unsure_share(session, Paper.school_id == exam.school_id)
+        sources["unsure_share"] = "the school's cascade papers"
+    if share is None:
+        share, sources["unsure_share"] = UNSURE_SHARE, "assumed"
+    return Calibration(output, share, sources)
+
+
+def exam_cost(session: Session, exam: Exam) -> dict[str, Any]:
+    """Estimated against actual: the whole exam's dollars as estimated now, what its finished papers
+    really cost, and a paper's estimate by the token rules and after what the finished papers cost."""
+    lane = exam_lane(exam)
+    counts = dict(
+        session.execute(select(Paper.status, func.count()).where(Paper.exam_id == exam.id).group_by(Paper.status)).all()
+    )
+    papers = sum(counts.values())
+    finished = sum(counts.get(status, 0) for status in FINISHED)
+    actual = float(
+        session.scalar(
+            select(func.coalesce(func.sum(Usage.cost_usd), 0))
+            .join(Paper, Paper.id == Usage.paper_id)
+            .where(Usage.exam_id == exam.id, Paper.status.in_(FINISHED))
+        )
+        or 0
+    )
+    if lane is None:
+        before = 0.0
+        measured: dict[str, str] = {}
+    else:
+        key = AnswerKey.model_validate(exam.answer_key)
+        calibrated = calibration(session, exam)
+        measured = calibrated.sources
+        try:
+            costs = lane_costs(
+                exam.model,
+                known_pages(session, exam),
+                prompt_shape(session, exam),
+                len(key.questions),
+                exam.image_detail,
+                calibrated,
+                template_crop(exam),
+            )
+            cost = costs.get(lane) or costs["vision"]
+            before = cost.later_usd
+        except UnknownModel:
+            before = 0.0
+    per_paper = (before * PRIOR_WEIGHT + actual) / (PRIOR_WEIGHT + finished)
+    return {
+        "lane": lane or "offline",
+        "papers": papers,
+        "papers_finished": finished,
+        "estimated_usd": round(actual + per_paper * (papers - finished), 6),
+        "actual_usd": round(actual, 6),
+        "per_paper_usd_from_rules": round(before, 6),
+        "per_paper_usd": round(per_paper, 6),
+        "measured": measured,
+    }
