@@ -124,3 +124,18 @@ def test_the_api_estimates_sizes_and_page_files(client, auth):
     assert unknown.status_code == 422 and "gpt-99" in unknown.json["error"]["message"]
     empty = client.post("/v1/estimate", headers=auth("A"), json={"sizes": []})
     assert empty.status_code == 422 and empty.json["error"]["details"]
+
+
+def test_every_lane_is_priced_side_by_side():
+    out = cli_estimate("--size", "1240x1754", "--size", "1240x1754", "--model", "gpt-5-mini", "--model", "gpt-4o")
+    mini, big = out["models"]["gpt-5-mini"], out["models"]["gpt-4o"]
+    assert mini["flex"] is True and big["flex"] is False
+    assert set(mini["lanes"]) == {"vision", "economy", "flex", "cascade"}
+    assert set(big["lanes"]) == {"vision", "economy", "cascade"}  # gpt-4o has no Flex tier
+    for lanes in (mini["lanes"], big["lanes"]):
+        assert lanes["economy"]["class_usd"] == pytest.approx(lanes["vision"]["class_usd"] / 2, rel=1e-3)
+        assert 0 < lanes["cascade"]["class_usd"] < lanes["vision"]["class_usd"]
+        assert lanes["vision"]["cached_tokens"] > 0  # the prefix is cached after the first paper
+    assert mini["lanes"]["flex"]["class_usd"] == mini["lanes"]["economy"]["class_usd"]
+    assert out["assumptions"]["measured"] == {"output_per_question": "assumed", "unsure_share": "assumed"}
+    assert out["recommended"] is None  # sizes alone say nothing of legibility

@@ -92,3 +92,31 @@ def test_an_exam_that_cannot_take_the_flex_tier_is_refused_with_the_reason(clien
     assert reply.status_code == 422, reply.json
     assert reply.json["error"]["code"] in {"invalid_exam", "invalid_request"}
     assert says in str(reply.json["error"])
+
+
+def test_an_exams_estimate_moves_toward_what_it_really_costs_after_its_first_papers(live_api, auth, idle):
+    exam = make_exam(live_api, auth("B"), model="gpt-4o", trial_papers=2)
+    before = httpx.post(
+        f"{live_api}/v1/estimate",
+        headers=auth("B"),
+        json={"exam_id": exam["id"], "sizes": [{"width": 1240, "height": 1754}], "class_size": 6},
+    )
+    assert before.status_code == 200, before.text
+    estimated_first = before.json()["models"]["gpt-4o"]["lanes"]["vision"]["class_usd"]
+    ids = [submit(live_api, auth("B"), exam["id"], student=f"e{n}", pages=1)["id"] for n in range(6)]
+    for paper_id in ids[:2]:
+        wait_for(live_api, auth("B"), paper_id)
+    trial = httpx.get(f"{live_api}/v1/exams/{exam['id']}", headers=auth("B")).json()["cost"]
+    assert trial["papers"] == 6 and trial["papers_finished"] == 2 and trial["lane"] == "vision"
+    assert trial["measured"]["output_per_question"] == "this exam"
+
+    assert httpx.post(f"{live_api}/v1/exams/{exam['id']}/release", headers=auth("B")).status_code == 200
+    for paper_id in ids[2:]:
+        wait_for(live_api, auth("B"), paper_id)
+    done = httpx.get(f"{live_api}/v1/exams/{exam['id']}", headers=auth("B")).json()
+    actual = done["cost"]["actual_usd"]
+    assert actual == pytest.approx(done["usage"]["cost_usd"], abs=1e-6) and actual > 0
+    assert done["cost"]["estimated_usd"] == pytest.approx(actual, abs=1e-6)  # every paper finished
+    # after two papers the estimate is nearer the bill than before any
+    assert abs(trial["estimated_usd"] - actual) < abs(estimated_first - actual)
+    assert abs(trial["estimated_usd"] - actual) / actual < 0.25

@@ -156,23 +156,29 @@ def unsure_share(session: Session, *conditions: Any) -> float | None:
 
 
 def calibration(session: Session, exam: Exam) -> Calibration:
-    """The measurements the estimate uses, the nearest first: this exam, the school, the prior."""
-    sources = {}
-    output = ledger.output_per_question(session, Usage.exam_id == exam.id)
-    sources["output_per_question"] = "this exam"
-    if output is None:
-        output = ledger.output_per_question(session, Usage.school_id == exam.school_id)
-        sources["output_per_question"] = "the school's calls"
-    if output is None:
-        output, sources["output_per_question"] = OUTPUT_TOKENS_PER_QUESTION, "assumed"
-    share = unsure_share(session, Paper.exam_id == exam.id)
-    sources["unsure_share"] = "this exam"
-    if share is None:
-        share = unsure_share(session, Paper.school_id == exam.school_id)
-        sources["unsure_share"] = "the school's cascade papers"
-    if share is None:
-        share, sources["unsure_share"] = UNSURE_SHARE, "assumed"
-    return Calibration(output, share, sources)
+    """The measurements the estimate uses, the nearest first: this exam, the school, every school
+    on this server (replies of the same model; cascade papers of any), else the prior."""
+    outputs = (
+        ("this exam", (Usage.exam_id == exam.id,)),
+        ("the school's calls", (Usage.school_id == exam.school_id, Usage.model == exam.model)),
+        ("this server's calls", (Usage.model == exam.model,)),
+    )
+    output, output_from = OUTPUT_TOKENS_PER_QUESTION, "assumed"
+    for where, conditions in outputs:
+        if (measured := ledger.output_per_question(session, *conditions)) is not None:
+            output, output_from = measured, where
+            break
+    shares = (
+        ("this exam", (Paper.exam_id == exam.id,)),
+        ("the school's cascade papers", (Paper.school_id == exam.school_id,)),
+        ("this server's cascade papers", ()),
+    )
+    share, share_from = UNSURE_SHARE, "assumed"
+    for where, conditions in shares:
+        if (measured := unsure_share(session, *conditions)) is not None:
+            share, share_from = measured, where
+            break
+    return Calibration(output, share, {"output_per_question": output_from, "unsure_share": share_from})
 
 
 def exam_cost(session: Session, exam: Exam) -> dict[str, Any]:

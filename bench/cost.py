@@ -1,0 +1,286 @@
+"""What a class costs on each lane: markq's estimate against the bill, with legibility.
+
+    python -m bench.cost                 # 40 two-page papers, three models, every lane
+    python -m bench.cost --profile ci    # 8 papers, one model
+
+A class: one generated school mathematics exam (bench.school_papers: its blank paper, key and
+layout) written by `papers` students, each answering in their own way (the exam's layout, print and
+photo kind stay the class's; only the answers and their handwriting differ). For each model and
+lane, the real stack marks the class (API, Celery workers for calls, pages and OCR, beat for the
+Batch API, PostgreSQL, Redis) against the loopback OpenAI-compatible server, which counts every
+token as OpenAI does and prices every answer as OpenAI bills it (cached input at its rate, the Batch
+API and the Flex tier at half).
+
+Per lane and model it prints:
+- estimated: `POST /v1/estimate` for the exam (its own request and blank paper) with one student's
+  pages as the sample, before any paper is marked: the class's dollars on that lane;
+- actual: the loopback server's bill for the class (and markq's ledger beside it);
+- ratio estimated / actual (target: within 10% for every lane);
+- legibility: OCR recall of the pages as markq sends them to the model against the originals
+  (RapidOCR, as bench.tokens), and markq's own line-height proxy;
+- dollars per class, and the cheapest lane whose legibility holds (target at most $0.02).
+
+Lanes: vision (pages, standard tier), economy (Batch API), flex (Flex tier), cascade (offline reader
+with the blank paper first, the unsure questions' crops to the model). Crops on the vision lane
+itself ("vision crops") are not built: it is printed as such.
+The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+import bench.school_papers as school_papers
+from bench.throughput import Stack
+from shared.db import transaction
+from shared.images import normalise_page
+from shared.models import Paper, PaperStatus
+from shared.schools import create_key, create_school
+
+PROFILES = {
+    "full": {"papers": 40, "models": ("gpt-5", "gpt-5-mini", "gpt-5-nano"), "legibility_pages": 2},
+    "ci": {"papers": 8, "models": ("gpt-5-mini",), "legibility_pages": 1},
+}
+LANES = {  # lane: exam fields
+    "vision": {"provider": "vision", "priority": "standard"},
+    "economy": {"provider": "vision", "priority": "economy"},
+    "flex": {"provider": "vision", "priority": "flex"},
+    "cascade": {"provider": "cascade", "priority": "standard"},
+}
+CLASS_SEED = 424_242  # chosen for a two-page scanned paper; never tuned on for the reader
+DONE = (PaperStatus.graded, PaperStatus.needs_review, PaperStatus.failed)
+WARM_UP = 2  # students marked before the class, on the vision lane and the cascade
+TARGET_RATIO = 0.10
+TARGET_CLASS_USD = 0.02
+LEGIBLE = 0.98
+
+
+def class_papers(seed: int, students: int) -> list[school_papers.SchoolPaper]:
+    """One exam answered by `students` students: the generator's own draws for the exam are kept
+    (so its layout, print and photo kind are the class's), each student's answers drawn apart."""
+    original = school_papers.decide_attempt
+    papers = []
+    for student in range(students):
+        answers = random.Random(seed * 1000 + student)
+
+        def attempt(spec: Any, rng: random.Random, answers: random.Random = answers) -> Any:
+            original(spec, rng)  # the exam's draws, as for every student
+            return original(spec, answers)
+
+        school_papers.decide_attempt = attempt
+        try:
+            papers.append(school_papers.make_school_paper(seed))
+        finally:
+            school_papers.decide_attempt = original
+    templates = {tuple(p.template_pages) for p in papers}
+    if len(templates) != 1:
+        raise RuntimeError("the students' blank papers differ: not one exam")
+    return papers
+
+
+def find_class_seed(start: int) -> int:
+    """The first seed from `start` whose paper has two pages and is a scan (not a phone photo)."""
+    seed = start
+    while True:
+        paper = school_papers.make_school_paper(seed)
+        if len(paper.pages) == 2 and paper.variant.startswith("scan"):
+            return seed
+        seed += 1
+
+
+def legibility(pages: list[bytes], model: str) -> dict[str, Any]:
+    """OCR recall of the pages as sent against the originals, and markq's line-height proxy."""
+    from bench.tokens import Reader, recalled
+
+    reader = Reader()
+    read = again = 0
+    proxy = True
+    for data in pages:
+        sent = normalise_page(data, model, "high")
+        proxy = proxy and sent.legible(model)
+        original = reader.text(data)
+        read += len(original)
+        again += recalled(original, reader.text(sent.jpeg))
+    return {"ocr_recall": round(again / read, 3) if read else None, "line_height_proxy": proxy}
+
+
+def wait_done(stack: Stack, exam_id: str, papers: int, timeout: float = 1800) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with stack.sessions() as session:
+            done = session.scalar(
+                select(func.count()).select_from(Paper).where(Paper.exam_id == exam_id, Paper.status.in_(DONE))
+            )
+        if done >= papers:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"exam {exam_id}: not finished in {timeout} s")
+
+
+def loopback_bill(stack: Stack) -> float:
+    base = stack.loopback.url.removesuffix("/v1")
+    return float(httpx.get(f"{base}/_loopback/stats").json()["cost_usd"])
+
+
+def new_school(stack: Stack, name: str) -> dict[str, str]:
+    """A school of its own for each run: markq reuses a result for identical pages under the same
+    prompt within a school, which would hide the second lane's calls."""
+    with transaction(stack.sessions) as session:
+        return {"Authorization": f"Bearer {create_key(session, create_school(session, name)).key}"}
+
+
+def run_lane(
+    stack: Stack, papers: list[Any], model: str, lane: str, sample: list[bytes] | None = None
+) -> dict[str, Any]:
+    """One exam on `lane`: estimated before marking (from `sample`'s pages, by default the first
+    student's), then its papers marked and billed."""
+    headers = new_school(stack, f"{lane} {model}")
+    first = papers[0]
+    body = {
+        "title": f"{lane} {model}",
+        "subject": "math",
+        "grade": first.grade,
+        "language": "zh",
+        "answer_key": first.answer_key,
+        "model": model,
+        **LANES[lane],
+    }
+    exam = httpx.post(f"{stack.api_url}/v1/exams", headers=headers, json=body, timeout=60)
+    exam.raise_for_status()
+    exam_id = exam.json()["id"]
+    if lane == "cascade":
+        files = [("pages", (f"blank-{n}.png", data, "image/png")) for n, data in enumerate(first.template_pages, 1)]
+        httpx.post(f"{stack.api_url}/v1/exams/{exam_id}/template", headers=headers, files=files, timeout=60)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            template = httpx.get(f"{stack.api_url}/v1/exams/{exam_id}/template", headers=headers).json()
+            if template["status"] != "reading":
+                break
+            time.sleep(1)
+        if template["status"] != "ready":
+            raise RuntimeError(f"the blank paper was not read: {template}")
+    sample_files = [("pages", (f"page-{n}.jpg", data, "image/jpeg")) for n, data in enumerate(sample or first.pages, 1)]
+    estimate = httpx.post(
+        f"{stack.api_url}/v1/estimate",
+        headers=headers,
+        data={"models": model, "class_size": str(len(papers)), "exam_id": exam_id},
+        files=sample_files,
+        timeout=120,
+    )
+    estimate.raise_for_status()
+    estimated = estimate.json()["models"][model]["lanes"][lane]["class_usd"]
+    bill_before = loopback_bill(stack)
+    started = time.monotonic()
+
+    def submit(n: int) -> None:
+        files = [("pages", (f"p{k}.jpg", data, "image/jpeg")) for k, data in enumerate(papers[n].pages, 1)]
+        reply = httpx.post(
+            f"{stack.api_url}/v1/exams/{exam_id}/papers",
+            headers=headers,
+            data={"student_ref": f"s{n:02d}", "class_label": "7A"},
+            files=files,
+            timeout=120,
+        )
+        reply.raise_for_status()
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(submit, range(len(papers))))
+    wait_done(stack, exam_id, len(papers))
+    seconds = time.monotonic() - started
+    actual = loopback_bill(stack) - bill_before
+    view = httpx.get(f"{stack.api_url}/v1/exams/{exam_id}", headers=headers).json()
+    return {
+        "estimated_usd": round(estimated, 6),
+        "measured": estimate.json()["assumptions"]["measured"],
+        "actual_usd": round(actual, 6),
+        "ledger_usd": round(view["usage"]["cost_usd"], 6),
+        "ratio": round(estimated / actual, 3) if actual else None,
+        "calls": view["usage"]["calls"],
+        "papers_graded": view["progress"]["graded"] + view["progress"]["needs_review"],
+        "seconds": round(seconds, 1),
+        "estimate_after_marking_usd": view["cost"]["estimated_usd"],
+    }
+
+
+def run(profile_name: str) -> dict[str, Any]:
+    profile = PROFILES[profile_name]
+    seed = find_class_seed(CLASS_SEED)
+    students = class_papers(seed, profile["papers"] + WARM_UP)
+    papers, warm_up = students[: profile["papers"]], students[profile["papers"] :]
+    os.environ["MARKQ_BATCH_INTERVAL_SECONDS"] = "2"
+    os.environ["MARKQ_OCR_QUEUE_NAME"] = "bench-ocr"
+    results: dict[str, Any] = {"class_seed": seed, "papers": len(papers), "pages_per_paper": len(papers[0].pages)}
+    with tempfile.TemporaryDirectory(prefix="markq-bench-") as home:
+        stack = Stack({"rpm": 100_000, "tpm": 100_000_000, "latency_ms": (0, 0)}, Path(home))
+        try:
+            stack.workers("markq")
+            celery = [sys.executable, "-m", "celery", "-A", "worker.main"]
+            stack.start("ocr", [*celery, "worker", "--concurrency=1", "-n", "ocr@%h", "-Q", "bench-ocr"], stack.env)
+            stack.start("beat", [*celery, "beat", "-s", str(Path(home) / "beat-schedule")], stack.env)
+            for model in profile["models"]:
+                entry: dict[str, Any] = {
+                    "legibility": legibility(papers[0].pages[: profile["legibility_pages"]], model),
+                    "lanes": {},
+                    "warm_up": {},
+                }
+                # Before this server has marked anything with the model, the estimate rests on its
+                # priors; a trial of two papers on the vision lane and the cascade measures the
+                # replies' length and the unsure share, as a school's first papers would.
+                for lane in ("vision", "cascade"):
+                    entry["warm_up"][lane] = run_lane(stack, warm_up, model, lane, sample=papers[0].pages)
+                    print(model, "warm-up", lane, json.dumps(entry["warm_up"][lane]), flush=True)
+                for lane in LANES:
+                    entry["lanes"][lane] = run_lane(stack, papers, model, lane)
+                    print(model, lane, json.dumps(entry["lanes"][lane]), flush=True)
+                entry["lanes"]["vision crops"] = {"built": False}
+                results[model] = entry
+        finally:
+            stack.close()
+    ratios = [
+        lane["ratio"]
+        for model in profile["models"]
+        for lane in results[model]["lanes"].values()
+        if lane.get("ratio") is not None
+    ]
+    cheapest = min(
+        (
+            (lane["actual_usd"], model, name)
+            for model in profile["models"]
+            if (results[model]["legibility"]["ocr_recall"] or 0) >= LEGIBLE
+            for name, lane in results[model]["lanes"].items()
+            if "actual_usd" in lane
+        ),
+        default=None,
+    )
+    results["worst_ratio_off"] = round(max(abs(r - 1) for r in ratios), 3) if ratios else None
+    results["ratio_target_met"] = bool(ratios) and all(abs(r - 1) <= TARGET_RATIO for r in ratios)
+    results["cheapest_legible"] = (
+        {"usd_per_class": round(cheapest[0], 4), "model": cheapest[1], "lane": cheapest[2]} if cheapest else None
+    )
+    results["class_usd_target_met"] = cheapest is not None and cheapest[0] <= TARGET_CLASS_USD
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    args = parser.parse_args()
+    results = run(args.profile)
+    print(json.dumps(results, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
