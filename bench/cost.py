@@ -142,11 +142,11 @@ def new_school(stack: Stack, name: str) -> dict[str, str]:
 
 
 def run_lane(
-    stack: Stack, papers: list[Any], model: str, lane: str, sample: list[bytes] | None = None
+    stack: Stack, papers: list[Any], model: str, lane: str, sample: list[bytes] | None = None, school: str = ""
 ) -> dict[str, Any]:
     """One exam on `lane`: estimated before marking (from `sample`'s pages, by default the first
     student's), then its papers marked and billed."""
-    headers = new_school(stack, f"{lane} {model}")
+    headers = new_school(stack, school or f"{lane} {model}")
     first = papers[0]
     body = {
         "title": f"{lane} {model}",
@@ -239,7 +239,9 @@ def run(profile_name: str) -> dict[str, Any]:
                 # priors; a trial of two papers on the vision lane and the cascade measures the
                 # replies' length and the unsure share, as a school's first papers would.
                 for lane in ("vision", "cascade"):
-                    entry["warm_up"][lane] = run_lane(stack, warm_up, model, lane, sample=papers[0].pages)
+                    entry["warm_up"][lane] = run_lane(
+                        stack, warm_up, model, lane, sample=papers[0].pages, school=f"warm-up {lane} {model}"
+                    )
                     print(model, "warm-up", lane, json.dumps(entry["warm_up"][lane]), flush=True)
                 for lane in LANES:
                     entry["lanes"][lane] = run_lane(stack, papers, model, lane)
