@@ -110,10 +110,13 @@ def _get_engine() -> Any:
 
 
 def read_lines(image: Image.Image) -> list[TextLine]:
-    """Every text line on the image, detected, turned upright where needed, and recognised."""
+    """Every text line on the image, detected and recognised. The page is upright (its EXIF
+    turn applied) and level when it gets here, so no line is turned round: the engine's line
+    classifier turned whole handwritten rows half way round ('(1) cos60°=1/2' read as
+    'V1=。09s0（1)'), losing the question's number."""
     pixels = np.asarray(image.convert("RGB"))
     with _lock:
-        result, _elapsed = _get_engine()(pixels)
+        result, _elapsed = _get_engine()(pixels, use_det=True, use_cls=False, use_rec=True)
     lines = []
     for quad, text, score in result or []:
         xs, ys = [p[0] for p in quad], [p[1] for p in quad]

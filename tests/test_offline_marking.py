@@ -153,9 +153,12 @@ def test_verdicts_compare_values_units_and_text():
 
 
 def test_unsure_readings_give_unsure_verdicts():
-    # one character from the key, read unsurely: as likely a misreading as a mistake
+    # one character from the key: as likely a misreading as a mistake, however sure one reading
+    # is ("27人" read "7人" three times at 0.99); every reading agreeing is a mistake
     assert mark_reading(reading("58", 0.95), question("56"), "math", "zh").confidence < 0.9
-    assert mark_reading(reading("58", 0.999), question("56"), "math", "zh").confidence >= 0.9
+    assert mark_reading(reading("58", 0.999), question("56"), "math", "zh").confidence < 0.9
+    agreed = AnswerReading("1", "read", "58", 0.97, agreeing=4)
+    assert mark_reading(agreed, question("56"), "math", "zh").confidence >= 0.9
     # the key is a number and the reading is not: probably misread
     assert mark_reading(reading("5k", 0.99), question("56"), "math", "zh").confidence < 0.9
     # letters that look like digits are taken as digits where the key has no letter: right when
@@ -172,6 +175,28 @@ def test_unsure_readings_give_unsure_verdicts():
     assert (illegible.error_type, illegible.confidence) == ("illegible", 0.0)
     no_answer = mark_reading(reading("56"), question(None), "math", "en")
     assert no_answer.confidence == 0.0 and "no answer" in no_answer.explanation
+
+
+def test_the_key_lends_confidence_only_to_a_right_answer_no_misreading_could_make():
+    # three readings giving the key's answer are trusted though the engine scores them low
+    assert (
+        mark_reading(AnswerReading("1", "read", "56", 0.6, agreeing=3), question("56"), "math", "zh").confidence >= 0.9
+    )
+    assert (
+        mark_reading(AnswerReading("1", "read", "56", 0.6, agreeing=2), question("56"), "math", "zh").confidence < 0.9
+    )
+    # a wrong answer is never lifted so: it may be the right one misread
+    assert (
+        mark_reading(AnswerReading("1", "read", "58", 0.6, agreeing=3), question("56"), "math", "zh").confidence < 0.9
+    )
+    # the 0s of 7000 lost: a misreading, not a confident mistake
+    assert mark_reading(reading("700", 0.99), question("7000"), "math", "zh").confidence < 0.9
+    # a lone choice letter no other option is mistaken for; B among B and D is not lifted
+    options = {"A": "41", "B": "4000", "C": "4", "D": "40"}
+    choice_a = KeyQuestion(id="1", type="choice", answer="A", options=options, points=2, knowledge_points=[])
+    choice_b = KeyQuestion(id="1", type="choice", answer="B", options=options, points=2, knowledge_points=[])
+    assert mark_reading(reading("A", 0.6), choice_a, "math", "zh").confidence >= 0.9
+    assert mark_reading(reading("B", 0.6), choice_b, "math", "zh").confidence < 0.9
 
 
 def test_local_marking_needs_an_answer_for_every_question_and_vision_needs_a_key():

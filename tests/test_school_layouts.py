@@ -6,16 +6,17 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from bench.school_papers import make_school_paper
 from shared import ocr
-from shared.grading.answer_key import AnswerKey
+from shared.grading.answer_key import AnswerKey, KeyQuestion
 from shared.grading.offline import read_offline
-from shared.grading.reader.layout import is_footer, is_options_line, printed_number
+from shared.grading.reader.layout import is_footer, is_heading, is_options_line, printed_number
 from shared.grading.reader.marking import mark_reading
-from shared.grading.reader.reading import _after_equals, _bracket_contents, _inserted_text
+from shared.grading.reader.reading import AnswerReading, _after_equals, _bracket_contents, _inserted_text
 from shared.grading.reader.scanning import scan_page, upright_sheet
-from shared.grading.reader.template import read_template, read_with_template, register
+from shared.grading.reader.template import _apart, read_template, read_with_template, register, student_ink
 from shared.images import ink_mask
 
 
@@ -31,6 +32,34 @@ def test_a_question_numbered_within_its_section_is_found_by_its_printed_number()
 def test_page_footers_are_print_at_the_foot_of_the_page(text):
     assert is_footer(line(text, (500, 1700, 700, 1730)), page_height=1754)
     assert not is_footer(line(text, (500, 800, 700, 830)), page_height=1754)  # mid-page: not a footer
+
+
+def test_a_page_number_alone_and_a_marked_heading_are_print():
+    assert is_footer(line("1", (610, 1700, 630, 1730)), page_height=1754, page_width=1240)  # '- 1 -' read '1'
+    assert not is_footer(line("1", (120, 1700, 140, 1730)), page_height=1754, page_width=1240)  # at the margin
+    assert not is_footer(line("1", (610, 900, 630, 930)), page_height=1754, page_width=1240)  # mid-page
+    assert is_heading(line("■二、直接写出得数")) and not is_heading(line("（2）二、"))
+    assert is_heading(line("1三、选一选（每题2分）")) and is_heading(line("四丶解决问题"))  # the mark read as 1
+    assert not is_heading(line("1.三角形的内角和是（ ）")) and not is_heading(line("12、"))
+
+
+def test_a_blank_read_as_no_value_or_a_near_miss_is_never_confidently_wrong():
+    key = KeyQuestion.model_validate(
+        {
+            "id": "4",
+            "type": "blanks",
+            "points": 2,
+            "blanks": [{"answer": "20", "points": 1}, {"answer": "20", "points": 1}],
+        }
+    )
+    heading = AnswerReading("4", "read", "■二、直接写出得数", 0.99, agreeing=3)
+    assert mark_reading(heading, key, "math", "zh").confidence < 0.9
+    near = AnswerReading("4", "read", "20；26", 0.95, agreeing=3)
+    assert mark_reading(near, key, "math", "zh").confidence < 0.9
+    right = AnswerReading("4", "read", "20；20", 0.95, agreeing=3)
+    assert mark_reading(right, key, "math", "zh").confidence >= 0.9
+    slashed = mark_reading(AnswerReading("4", "read", "20；/20", 0.95), key, "math", "zh")  # a 1 read as '/'
+    assert not slashed.is_correct and slashed.confidence < 0.9
 
 
 def test_an_options_line_is_print_whether_read_as_one_line_or_one_box_an_option():
@@ -112,3 +141,15 @@ def test_reading_with_the_template_leaves_the_print_out():
         if marks[t.question_id].confidence >= 0.9 and marks[t.question_id].is_correct != t.correct
     ]
     assert wrong == []
+
+
+def test_a_templated_region_reads_the_writing_without_specks_and_each_blank_alone():
+    mask = Image.new("L", (600, 60), 0)
+    draw = ImageDraw.Draw(mask)
+    draw.rectangle((40, 10, 70, 40), fill=255)  # writing
+    draw.rectangle((74, 36, 76, 38), fill=255)  # its decimal point, beside it
+    draw.rectangle((560, 50, 563, 52), fill=255)  # a remnant of the print, far away
+    draw.rectangle((300, 10, 330, 40), fill=255)  # the second blank's writing
+    kept = np.asarray(student_ink(mask, line_height=30)) > 0
+    assert kept[37, 75] and not kept[51, 561] and kept[20, 50] and kept[20, 310]
+    assert _apart(Image.fromarray(kept.astype(np.uint8) * 255), line_height=30) == [(40, 77), (300, 331)]

@@ -146,8 +146,9 @@ def in_reading_order(lines: Iterable[ocr.TextLine]) -> list[ocr.TextLine]:
 
 
 # A section heading between questions: 二、填空题, 第二部分, Part B, Section 2, III. Fill in ...
+# (after a printed mark or two, which OCR may read as a 1: ■二、, 1三、, ★ Part B)
 _HEADING = re.compile(
-    r"^\s*(?:[一二三四五六七八九十]+\s*[、.．]|第[一二三四五六七八九十]+部分|"
+    r"^(?:[^\w(（]|[1Il|]){0,2}\s*(?:[一二三四五六七八九十]+\s*[、.．丶]|第[一二三四五六七八九十]+部分|"
     r"(?:part|section)\s+[a-z0-9]+\b|[ivx]+\s*[.．、]\s*[a-z])",
     re.IGNORECASE,
 )
@@ -168,10 +169,19 @@ _FOOTER = re.compile(
 FOOTER_BAND = 0.1  # footers and running headers sit in the top or bottom tenth of the page
 
 
-def is_footer(line: ocr.TextLine, page_height: int) -> bool:
-    """A printed page number or running footer at the top or foot of the page: never an answer."""
+# A page number alone, as OCR may read '- 1 -': its digits, perhaps a dash or a dot.
+_PAGE_NUMBER = re.compile(r"^\W{0,3}\d{1,2}\W{0,3}$")
+CENTRED = 0.08  # a page number's centre is within this share of the page width of the page's
+
+
+def is_footer(line: ocr.TextLine, page_height: int, page_width: int | None = None) -> bool:
+    """A printed page number or running footer at the top or foot of the page: never an answer.
+    With the page's width, a number alone centred in the footer band is its page number too."""
     near_edge = line.box[1] > (1 - FOOTER_BAND) * page_height or line.box[3] < FOOTER_BAND * page_height
-    return near_edge and _FOOTER.match(unicodedata.normalize("NFKC", line.text)) is not None
+    text = unicodedata.normalize("NFKC", line.text).strip()
+    if near_edge and page_width and _PAGE_NUMBER.match(text):
+        return abs((line.box[0] + line.box[2]) / 2 - page_width / 2) <= CENTRED * page_width
+    return near_edge and _FOOTER.match(text) is not None
 
 
 # The printed options of a choice question: A.41  B.4000  C.4  D.40 (at least two of them).
@@ -247,15 +257,17 @@ def next_in_row(anchor: Anchor, anchors: list[Anchor]) -> int | None:
     return min(starts) if starts else None
 
 
-def answer_ink(page: PageScan, top: int, bottom: int, printed: list[ocr.TextLine], margin: int = 0) -> Image.Image:
-    """The ink of an answer area (rows `top` to `bottom`, right of `margin`), without print and
-    sheet edges."""
+def answer_ink(
+    page: PageScan, top: int, bottom: int, printed: list[ocr.TextLine], margin: int = 0, right: int | None = None
+) -> Image.Image:
+    """The ink of an answer area (rows `top` to `bottom`, right of `margin` and left of `right`,
+    where the next question on the row begins), without print and sheet edges."""
     mask = page.ink.crop((0, top, page.image.width, max(top + 1, bottom))).copy()
     draw = ImageDraw.Draw(mask)
     # Writing lies between the questions' margin and a little past the printed text; outside that
     # band, and along the foot of the page, is what is left of a photographed sheet's edges.
     left = max(0, margin, min(l.box[0] for l in page.lines) - round(0.03 * mask.width))
-    right = min(mask.width, max(l.box[2] for l in page.lines) + round(0.05 * mask.width))
+    right = min(mask.width, right or mask.width, max(l.box[2] for l in page.lines) + round(0.05 * mask.width))
     draw.rectangle((0, 0, left, mask.height), fill=0)
     draw.rectangle((right, 0, mask.width, mask.height), fill=0)
     foot = page.image.height - round(0.02 * page.image.height) - top

@@ -17,7 +17,7 @@ import re
 import unicodedata
 from dataclasses import replace
 
-from shared.grading.answer_key import KeyQuestion, QuestionType, choice_letters
+from shared.grading.answer_key import Blank, KeyQuestion, QuestionType, choice_letters
 from shared.grading.equivalence import equivalent, parse_value
 from shared.grading.marks import QuestionMark
 from shared.grading.reader.layout import ANSWER_MARK, normalise_text
@@ -122,7 +122,9 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
         if _is_right(powers, question, subject):  # "x2-81" written for x²-81: the 2 was raised
             lookalikes, compared = True, powers
     if _is_right(compared, question, subject):
-        confidence = reading.confidence * (LOOKALIKE_DISCOUNT if lookalikes else 1.0)
+        confidence = _key_agreed(reading) * (LOOKALIKE_DISCOUNT if lookalikes else 1.0)
+        if question.type == QuestionType.choice and _unmistakable_letter(compared, question, reading):
+            confidence = max(confidence, KEY_AGREED)
         # A misreading that lands exactly on the key is far less likely than one that misses it.
         return QuestionMark(
             student_answer=reading.text,
@@ -139,16 +141,13 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     near = (
         _confusable_letters(said, normalise_text(key))
         if question.type == QuestionType.choice
-        else any(
-            _edit_distance(said, normalise_text(form)) <= max(1, len(normalise_text(form)) // 5)
-            for form in (key, *question.accepted)
-        )
+        else any(_near_miss(said, normalise_text(form)) for form in (key, *question.accepted))
     )
     # Every reading of the writing agreeing is not a misreading to doubt; fewer may be (a digit
-    # lost the same way twice, "11/30" read "1/3 0", happens).
+    # lost the same way twice, "11/30" read "1/3 0", or three times, "27人" read "7人" at 0.99).
     agreed = reading.agreeing >= AGREED_READINGS and reading.confidence >= AGREED_CONFIDENCE
-    if near and reading.confidence < 0.98 and not agreed:
-        confidence *= 0.8  # a character or two from the key, read unsurely: perhaps a misreading
+    if near and not agreed:
+        confidence *= 0.8  # a character or two from the key: as likely a misreading as a mistake
     if any(said == normalise_text(form) for form in (key, *question.accepted)):
         confidence *= 0.5  # it looks like the key and does not mean it: notation the reader lost (x² read x2)
     if question.type == QuestionType.choice and not set(choice_letters(compared)) <= set(question.options or "ABCD"):
@@ -204,6 +203,7 @@ _DIGIT_LOOKALIKES = str.maketrans(
 LOOKALIKE_DISCOUNT = 0.9
 NOT_LIKE_THE_KEY = 0.6
 _LATIN = re.compile(r"[A-Za-z]")
+_LEADING_SLASH = re.compile(r"(?<![0-9A-Za-z)）])/(?=[0-9])")
 
 
 def as_digits(text: str, question: KeyQuestion) -> str:
@@ -212,6 +212,7 @@ def as_digits(text: str, question: KeyQuestion) -> str:
     if question.type in (QuestionType.choice, QuestionType.text):
         return text
     keys = [question.answer or "", *question.accepted, *(b.answer for b in question.blanks)]
+    text = _LEADING_SLASH.sub("1", text)  # a handwritten 1 read as '/': '/4' is no fraction
     if any(_LATIN.search(k) for k in keys):
         return text
     return text.translate(_DIGIT_LOOKALIKES)
@@ -273,6 +274,13 @@ def _as_powers(text: str, key: str) -> str | None:
     return raised if raised != text else None
 
 
+def _near_miss(said: str, form: str) -> bool:
+    """A character or two from an answer, or the answer with its zeros lost or doubled
+    (7000 read 700, 30000 read 3): what a misreading of the right answer looks like."""
+    zeros = said.replace("0", "") == form.replace("0", "") and said.replace("0", "")
+    return _edit_distance(said, form) <= max(1, len(form) // 5) or bool(zeros)
+
+
 def _confusable_letters(said: str, key: str) -> bool:
     return len(said) == len(key) == 1 and {said.upper(), key.upper()} in _CONFUSABLE_LETTERS
 
@@ -313,11 +321,57 @@ def _is_right(text: str, question: KeyQuestion, subject: str) -> bool:
     return check if check is not None else _text_equal(text, question)
 
 
+KEY_AGREED, KEY_AGREED_READINGS = 0.8, 3  # three readings giving the key's answer: a verdict to trust
+
+
+def _key_agreed(reading: AnswerReading) -> float:
+    """The reading's confidence where it gives the key's answer: three readings of the writing
+    (cut and cleaned differently) agreeing on exactly the right answer are rarely three
+    misreadings that land on it, however low the engine scores handwriting; a wrong answer is
+    never lifted so (it may be a misreading of the right one)."""
+    if reading.agreeing >= KEY_AGREED_READINGS:
+        return max(reading.confidence, KEY_AGREED)
+    return reading.confidence
+
+
+CHOICE_READ = 0.5  # a choice letter read at least this surely
+_LONE_LETTER = re.compile(r"[(]?[a-h][)]?")
+
+
+def _unmistakable_letter(compared: str, question: KeyQuestion, reading: AnswerReading) -> bool:
+    """The key's one letter, read fairly surely, where no other option's letter is one the reader
+    mistakes for it (A among A-D: no R to misread): the engine scores a lone letter low, but
+    another option cannot turn into it."""
+    letters = choice_letters(compared)
+    if not _LONE_LETTER.fullmatch(normalise_text(compared)) or reading.confidence < CHOICE_READ:
+        return False
+    options = set(question.options or "ABCD") - {letters}
+    return not any({letters, other} in _CONFUSABLE_LETTERS for other in options)
+
+
+def _blank_doubt(said: str, as_read: str, blank: Blank, reading: AnswerReading, right: bool) -> float:
+    """How far one blank's reading lowers the question's confidence, by the rules a single answer
+    is marked with: letters taken for digits; a wrong value a character from the blank's answer,
+    read unsurely; a reading that is not a value where the answer is one."""
+    doubt = LOOKALIKE_DISCOUNT if said != as_read else 1.0
+    if right or not said:
+        return doubt
+    forms = [normalise_text(form) for form in (blank.answer, *blank.accepted)]
+    near = any(_near_miss(normalise_text(said), form) for form in forms)
+    agreed = reading.agreeing >= AGREED_READINGS and reading.confidence >= AGREED_CONFIDENCE
+    if near and not agreed:
+        doubt *= 0.8
+    if _not_like_the_key(said, blank.answer):
+        doubt *= NOT_LIKE_THE_KEY
+    return doubt
+
+
 def _mark_blanks(reading: AnswerReading, question: KeyQuestion, subject: str, zh: bool) -> QuestionMark:
     """Each blank against its own answer, for its own points; a reading that does not split into
     as many parts as there are blanks is only a guess at which part is which."""
-    parts = [as_digits(part, question) for part in _BLANK_SEPARATOR.split(reading.text.strip()) if part]
-    right = []
+    read_parts = [part for part in _BLANK_SEPARATOR.split(reading.text.strip()) if part]
+    parts = [as_digits(part, question) for part in read_parts]
+    right, doubts = [], []
     for number, blank in enumerate(question.blanks):
         said = parts[number] if number < len(parts) else ""
         check = equivalent(said, blank.answer, tuple(blank.accepted)) if subject == "math" and said else None
@@ -327,8 +381,13 @@ def _mark_blanks(reading: AnswerReading, question: KeyQuestion, subject: str, zh
             else any(normalise_text(said) == normalise_text(form) for form in (blank.answer, *blank.accepted))
         )
         right.append(bool(said) and same)
+        doubts.append(_blank_doubt(said, read_parts[number] if number < len(parts) else "", blank, reading, same))
     score = sum(blank.points for blank, ok in zip(question.blanks, right, strict=True) if ok)
     confidence = reading.confidence if len(parts) == len(question.blanks) else reading.confidence * 0.5
+    if all(right) and len(parts) == len(question.blanks):
+        confidence = _key_agreed(reading)
+    for doubt in doubts:
+        confidence *= doubt
     wrong = [str(n) for n, ok in enumerate(right, 1) if not ok]
     key = "；".join(blank.answer for blank in question.blanks)
     if not wrong:

@@ -17,6 +17,7 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 from shared import ocr
@@ -41,6 +42,7 @@ from shared.grading.reader.scanning import PageScan, scan_pages
 MIN_INK_PIXELS = 40  # fewer ink pixels than this in an answer area is a speck, not writing
 AGREED_MIN_SCORE, AGREED_CONFIDENCE = 0.5, 0.92  # all readings agreeing, the best at least this sure
 AGREED_READINGS = 4  # the detector's lines and the three whole-line readings
+PAGE_FOOT = 0.05  # the foot of the page, where its number is printed, is no question's area
 MARGIN_GAP = 0.01  # a binding margin ends this share of the page width left of the question numbers
 ReadingState = Literal["read", "blank", "illegible", "not_found"]
 
@@ -199,13 +201,18 @@ def read_answers(pages: list[PageScan], key: AnswerKey) -> dict[str, AnswerReadi
         for number in {a.page for a in every}
     }
     readings = {}
-    for position, (qid, anchor) in enumerate(ordered):
+    for qid, anchor in ordered:
         page = pages[anchor.page]
-        following = ordered[position + 1][1] if position + 1 < len(ordered) else None
         question = next(q for q in key.questions if q.id == qid)
-        bottom = following.line.box[1] if following and following.page == anchor.page else page.image.height
+        # The area ends at the next row's question (a question beside it on its row ends it no
+        # lower), and a second column's question starts its area at its own number.
+        lower = [a.line.box[1] for a in every if a.page == anchor.page and a.line.box[1] > anchor.line.box[3] - 2]
+        bottom = min(lower) if lower else round((1 - PAGE_FOOT) * page.image.height)
+        left = margins[anchor.page]
+        if any(rights[q] == anchor.line.box[0] and a.page == anchor.page for q, a in ordered if a is not anchor):
+            left = max(left, anchor.line.box[0] - round(MARGIN_GAP * page.image.width))
         readings[qid] = _read_area(
-            page, anchor, on_lines[qid], claimed, question, (bottom, margins[anchor.page]), print_height, rights[qid]
+            page, anchor, on_lines[qid], claimed, question, (bottom, left), print_height, rights[qid]
         )
     for question in key.questions:
         if question.id not in readings:
@@ -239,13 +246,18 @@ def _read_area(
     typical = page.line_height
     # Below the printed line and clear of its descenders, which its box may leave out.
     top = max(l.box[3] for l in on_line) + max(2, typical // 6)
-    in_area = [l for l in page.lines if id(l) not in claimed and top - 2 <= l.centre_y < bottom and l.box[2] > margin]
+    limit = right if right is not None else page.image.width + 1  # a second column's question starts there
+    in_area = [
+        l
+        for l in page.lines
+        if id(l) not in claimed and top - 2 <= l.centre_y < bottom and l.box[2] > margin and l.box[0] < limit
+    ]
     printed_prompt = normalise_text(question.prompt)
     printed = [
         l
         for l in in_area
         if is_printed(l, anchor.line, printed_prompt, page.image.width)
-        or is_footer(l, page.image.height)
+        or is_footer(l, page.image.height, page.image.width)
         or is_options_line(l, in_area)
     ]
     headings = [l for l in printed if is_heading(l)]
@@ -259,7 +271,7 @@ def _read_area(
         "region": (0, max(0, anchor.line.box[1] - 4), page.image.width, bottom),
         "line_height": typical,
     }
-    mask = answer_ink(page, top, bottom, printed, margin)
+    mask = answer_ink(page, top, bottom, printed, margin, right)
     ink_pixels = mask.histogram()[255]
     box = mask.getbbox() if ink_pixels >= MIN_INK_PIXELS else None
 
@@ -275,7 +287,17 @@ def _read_area(
             return AnswerReading(
                 question.id, "blank", "", 0.6, **where, note="only text resembling the question was found under it"
             )
-        if any(l.height > 1.3 * print_height for l in on_line):  # print and something taller
+        last = max(on_line, key=lambda l: l.box[2])
+        taller = any(l.height > 1.3 * print_height for l in on_line)  # print and something taller
+        unread = last.text != last.text.rstrip() or _OPEN_END.search(last.text)  # the answer's place, empty
+        if (taller or unread) and (tail := _read_beside(page, last, right, tail=True)):
+            # The detector boxed the writing with the print and the recogniser dropped it: the
+            # last run of ink in the line, after a gap, read on its own.
+            return AnswerReading(
+                question.id, "read", tail.text, round(tail.confidence, 4), **where,
+                note="; ".join(["read from the end of the question's line", *tail.notes]), agreeing=tail.agreeing,
+            )  # fmt: skip
+        if taller:
             return AnswerReading(
                 question.id, "blank", "", 0.6, **where, note="the question's line holds more than its print, unread"
             )
@@ -289,6 +311,11 @@ def _read_area(
         if not question.prompt and not _BLANK_MARK.search(line_text) and (after := _after_equals(line_text)):
             # No prompt to subtract: a calculation's answer is what follows its last '='.
             return _inline_reading(page, on_line, question.id, after, where, "read after the question's '='")
+        if (beside := _read_beside(page, last, right)) is not None:
+            return AnswerReading(
+                question.id, "read", beside.text, round(beside.confidence, 4), **where,
+                note="; ".join(["read from the ink beside the printed line", *beside.notes]), agreeing=beside.agreeing,
+            )  # fmt: skip
         if not question.prompt and (anchor.rest.strip() or len(on_line) > 1):
             # Without the question's text, print and an answer written into the line look alike.
             return AnswerReading(
@@ -321,7 +348,7 @@ def _read_area(
         if parts is not None and parts[0][0] == match.group(1) and parts[1][0] == match.group(2):
             confidence = max(confidence, min(parts[0][1], parts[1][1]))
             notes = [n for n in notes if n != "read once"] + ["the numbers read again apart from the dots"]
-    if box is not None and written:
+    if box is not None and written and not read_whole(readings[1:], text):
         share = _share_read(mask, written, top, ink_pixels)
         if share < 0.75:
             confidence *= 0.7
@@ -329,6 +356,64 @@ def _read_area(
     return AnswerReading(
         question.id, "read", text, round(confidence, 4), **where, note="; ".join(notes), agreeing=voted.agreeing
     )
+
+
+def _read_beside(page: PageScan, line: ocr.TextLine, right: int | None, tail: bool = False) -> Vote | None:
+    """Writing right of a question's printed line that the detector left out (faint pencil): its
+    ink cut from the row, up to the next question on the row, and recognised whole three ways;
+    with `tail`, the last run of ink inside the line's own box, after a gap, and what follows it.
+    None when there is none, or nothing is read."""
+    pad = max(4, line.height // 5)
+    start = line.box[2] + pad
+    if tail:
+        if (start := _last_run(page, line)) is None:
+            return None
+    elif ink_beside(page, line, right) < MIN_INK_PIXELS:
+        return None
+    limit = right if right is not None else page.image.width
+    band = (
+        start,
+        max(0, line.box[1] - line.height // 3),
+        max(line.box[2] + pad + 1, limit - pad),
+        min(page.image.height, line.box[3] + line.height // 3),
+    )
+    mask = page.ink.crop(band)
+    if mask.histogram()[255] < MIN_INK_PIXELS or (box := mask.getbbox()) is None:
+        return None
+    readings = whole_readings(page.image.crop(band), mask, box, page.line_height)
+    # the blank's brackets are print, and so is a calculation up to its '='
+    readings = [(re.split(r"[=＝]", text)[-1].strip(_PRINTED_ENDS), score) for text, score in readings]
+    if not any(text for text, _score in readings):
+        return None
+    return vote(readings)
+
+
+_PRINTED_ENDS = "()（）。，, "
+
+
+_OPEN_END = re.compile(r"[(（]\s*$")  # a blank's bracket opened and nothing read in it
+TAIL_GAP = 0.4  # of the page's printed line: the gap between print and an answer written after it
+
+
+def _last_run(page: PageScan, line: ocr.TextLine) -> int | None:
+    """Where the last run of ink in a line's box begins, after a gap of at least TAIL_GAP of a
+    printed line; None when the line has no such gap (or its ink is all one run)."""
+    columns = np.asarray(page.ink.crop(line.box)).max(axis=0) > 0
+    gap, needed, start = 0, max(4, round(TAIL_GAP * page.line_height)), None
+    for x, inked in enumerate(columns):
+        if not inked:
+            gap += 1
+        else:
+            if gap >= needed and x > gap:  # ink before the gap too
+                start = x
+            gap = 0
+    return None if start is None else line.box[0] + start - max(2, page.line_height // 8)
+
+
+def read_whole(whole: list[tuple[str, float]], text: str) -> bool:
+    """A reading of the writing's whole ink box gave `text`: no part of the ink went unread,
+    whatever the detector's lines cover."""
+    return any(normalise_text(said) == normalise_text(text) for said, _score in whole if said)
 
 
 def _scored_lines(written: list[ocr.TextLine], question: KeyQuestion) -> list[ocr.TextLine]:

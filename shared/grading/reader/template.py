@@ -27,7 +27,15 @@ from PIL import Image, ImageFilter
 from shared import ocr
 from shared.grading.answer_key import AnswerKey, QuestionType
 from shared.grading.reader.layout import find_anchors, in_reading_order, is_footer, is_heading, next_in_row
-from shared.grading.reader.reading import MIN_INK_PIXELS, AnswerReading, clean_reading, vote, whole_readings
+from shared.grading.reader.reading import (
+    MIN_INK_PIXELS,
+    AnswerReading,
+    Vote,
+    clean_reading,
+    read_whole,
+    vote,
+    whole_readings,
+)
 from shared.grading.reader.scanning import PageScan, level, scan_page, upright_sheet
 from shared.images import ink_mask
 
@@ -91,7 +99,8 @@ def answer_regions(scans: list[PageScan], key: AnswerKey) -> dict[str, tuple[int
         ] + [  # a section heading or the page's footer ends it too
             line.box[1] - REGION_PAD
             for line in page.lines
-            if line.box[1] > anchor.line.box[3] and (is_heading(line) or is_footer(line, page.image.height))
+            if line.box[1] > anchor.line.box[3]
+            and (is_heading(line) or is_footer(line, page.image.height, page.image.width))
         ]
         bottom = min(below) if below else round(0.93 * page.image.height)
         top = max(0, anchor.line.box[1] - REGION_PAD)
@@ -162,6 +171,80 @@ def read_with_template(pages: list[bytes], template: Template, key: AnswerKey) -
     return TemplateReading(readings, aligned_pages)
 
 
+INK_KEPT = 5  # px around the ink kept for the recogniser: a stroke's soft edges
+SPECK = 30  # ink pixels: a component this small far from the writing is a speck or a print remnant
+
+
+def student_ink(mask: Image.Image, line_height: int) -> Image.Image:
+    """The region's ink without specks: components under SPECK pixels more than half a line from
+    any larger one (what is left of the print at a misaligned edge, dirt), which would stretch
+    the writing's box and make the recogniser read blank paper."""
+    pixels = np.asarray(mask)
+    count, labels, stats, _centres = cv2.connectedComponentsWithStats((pixels > 0).astype(np.uint8), connectivity=8)
+    large = [n for n in range(1, count) if stats[n, cv2.CC_STAT_AREA] >= SPECK]
+    if not large or len(large) == count - 1:
+        return mask
+    reach = line_height // 2
+    x0 = min(stats[n, cv2.CC_STAT_LEFT] for n in large) - reach
+    y0 = min(stats[n, cv2.CC_STAT_TOP] for n in large) - reach
+    x1 = max(stats[n, cv2.CC_STAT_LEFT] + stats[n, cv2.CC_STAT_WIDTH] for n in large) + reach
+    y1 = max(stats[n, cv2.CC_STAT_TOP] + stats[n, cv2.CC_STAT_HEIGHT] for n in large) + reach
+    keep = np.zeros(count, dtype=bool)
+    keep[large] = True
+    for n in range(1, count):
+        left, top, width, height = stats[n, :4]
+        if not keep[n] and left >= x0 and top >= y0 and left + width <= x1 and top + height <= y1:
+            keep[n] = True
+    keep[0] = False
+    return Image.fromarray(np.where(keep[labels], 255, 0).astype(np.uint8))
+
+
+BLANKS_GAP = 1.5  # printed lines of blank paper between two answers: two blanks, each read alone
+
+
+def _apart(mask: Image.Image, line_height: int) -> list[tuple[int, int]]:
+    """The columns of each run of ink separated from the next by at least BLANKS_GAP lines (and
+    holding more than a speck)."""
+    columns = np.flatnonzero(np.asarray(mask).max(axis=0) > 0)
+    if not len(columns):
+        return []
+    spans, start = [], int(columns[0])
+    for before, after in zip(columns[:-1], columns[1:], strict=True):
+        if after - before > BLANKS_GAP * line_height:
+            spans.append((start, int(before) + 1))
+            start = int(after)
+    spans.append((start, int(columns[-1]) + 1))
+    inked = np.asarray(mask) > 0
+    return [(x0, x1) for x0, x1 in spans if inked[:, x0:x1].sum() >= MIN_INK_PIXELS]  # no speck is a blank
+
+
+def _read_apart(
+    crop: Image.Image, mask: Image.Image, lines: list[ocr.TextLine], spans: list[tuple[int, int]], line_height: int
+) -> Vote | None:
+    """Each blank's writing read alone (the detector's lines over it and three whole readings),
+    joined as the blanks' answers: trusted as far as the least sure blank; None when one of
+    them reads as nothing."""
+    votes = []
+    for x0, x1 in spans:
+        alone = Image.new("L", mask.size, 0)
+        alone.paste(mask.crop((x0, 0, x1, mask.height)), (x0, 0))
+        if (box := alone.getbbox()) is None:
+            return None
+        over = [line for line in lines if x0 <= (line.box[0] + line.box[2]) / 2 < x1]
+        det = (clean_reading(" ".join(line.text for line in over)), min((l.score for l in over), default=0.0))
+        readings = [det, *whole_readings(crop, alone, box, line_height)]
+        if not any(text for text, _score in readings):
+            return None
+        votes.append(vote(readings))
+    notes = sorted({note for v in votes for note in v.notes})
+    return Vote(
+        "；".join(v.text for v in votes),
+        min(v.confidence for v in votes),
+        notes,
+        min(v.agreeing for v in votes),
+    )
+
+
 def _read_region(
     page: Image.Image,
     number: int,
@@ -171,8 +254,11 @@ def _read_region(
     line_height: int,
 ) -> AnswerReading:
     crop = page.crop(box)
-    mask = ink_mask(crop)
+    mask = student_ink(ink_mask(crop), line_height)
     ink = mask.histogram()[255]
+    # Only the student's ink is read: the faint ghost of the print painted out, the paper's grain
+    # and show-through are below the ink threshold but the recogniser still reads them.
+    crop = Image.composite(crop, Image.new("L", crop.size, 255), mask.filter(ImageFilter.MaxFilter(INK_KEPT)))
     where = {"page": number, "region": box, "line_height": line_height}
     if ink < MIN_INK_PIXELS:
         return AnswerReading(qid, "blank", "", 0.95, **where, note="nothing but the print in the answer region")
@@ -189,14 +275,21 @@ def _read_region(
     det_score = min((line.score for line in lines), default=0.0)
     readings = [(det_text, det_score)]
     ink_box = mask.getbbox()
-    if ink_box is not None and ink_box[3] - ink_box[1] <= ONE_LINE * line_height and kind != QuestionType.blanks:
+    one_line = ink_box is not None and ink_box[3] - ink_box[1] <= ONE_LINE * line_height
+    if one_line and kind == QuestionType.blanks and len(spans := _apart(mask, line_height)) >= 2:
+        if (apart := _read_apart(crop, mask, lines, spans, line_height)) is not None:
+            return AnswerReading(
+                qid, "read", apart.text, round(apart.confidence, 4), **where,
+                note="; ".join(["with the template", "each blank read alone", *apart.notes]), agreeing=apart.agreeing,
+            )  # fmt: skip
+    if one_line and kind != QuestionType.blanks:
         readings += whole_readings(crop, mask, ink_box, line_height)
     if not any(text for text, _score in readings):
         return AnswerReading(qid, "illegible", "", 0.0, **where, note="writing the offline reader cannot read")
     voted = vote(readings)
     text, confidence, notes = voted.text, voted.confidence, voted.notes
     covered = sum(mask.crop(line.box).histogram()[255] for line in lines)
-    if lines and covered < 0.75 * ink:
+    if lines and covered < 0.75 * ink and not read_whole(readings[1:], text):
         confidence *= 0.7
         notes.append(f"only {covered / ink:.0%} of the writing was read")
     return AnswerReading(
