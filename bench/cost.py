@@ -46,7 +46,7 @@ import bench.school_papers as school_papers
 from bench.throughput import Stack
 from shared.db import transaction
 from shared.images import normalise_page
-from shared.models import Paper, PaperStatus
+from shared.models import Paper, PaperStatus, Usage
 from shared.schools import create_key, create_school
 
 PROFILES = {
@@ -201,6 +201,12 @@ def run_lane(
     seconds = time.monotonic() - started
     actual = loopback_bill(stack) - bill_before
     view = httpx.get(f"{stack.api_url}/v1/exams/{exam_id}", headers=headers).json()
+    with stack.sessions() as session:
+        asked, prompt = session.execute(
+            select(func.avg(Usage.questions), func.avg(Usage.prompt_tokens)).where(
+                Usage.exam_id == exam_id, Usage.outcome.startswith("ok")
+            )
+        ).one()
     return {
         "estimated_usd": round(estimated, 6),
         "measured": estimate.json()["assumptions"]["measured"],
@@ -211,6 +217,11 @@ def run_lane(
         "papers_graded": view["progress"]["graded"] + view["progress"]["needs_review"],
         "seconds": round(seconds, 1),
         "estimate_after_marking_usd": view["cost"]["estimated_usd"],
+        "questions": len(first.answer_key["questions"]),
+        "mean_questions_asked": round(float(asked or 0), 2),
+        "mean_prompt_tokens": round(float(prompt or 0)),
+        "estimated_prompt_tokens": estimate.json()["models"][model]["lanes"][lane]["prompt_tokens"],
+        "estimated_calls_per_paper": estimate.json()["models"][model]["lanes"][lane]["calls_per_paper"],
     }
 
 

@@ -111,7 +111,7 @@ CROP_LABEL_PX, CROP_GAP_PX, CROP_LINE_PX = 90, 12, 16  # as shared.grading.reade
 
 def template_crop(exam: Exam) -> tuple[int, int] | None:
     """The size one question's crop takes in the cascade's image, from the exam's blank paper
-    (the median answer region, scaled as the crops are); None without a read template."""
+    (answer regions scaled as the crops are); None without a read template."""
     template = exam.template or {}
     regions, heights = template.get("regions") or {}, template.get("line_heights") or []
     sizes = []
@@ -123,8 +123,10 @@ def template_crop(exam: Exam) -> tuple[int, int] | None:
         sizes.append((round((x1 - x0) * scale), round((y1 - y0) * scale)))
     if not sizes:
         return None
-    widths, tall = sorted(w for w, _h in sizes), sorted(h for _w, h in sizes)
-    return CROP_LABEL_PX + widths[len(widths) // 2], tall[len(tall) // 2] + CROP_GAP_PX
+    # The sheet is as wide as its widest crop (a row of a few is near the widest of all), and each
+    # crop adds its height: the median.
+    tall = sorted(h for _w, h in sizes)
+    return CROP_LABEL_PX + max(w for w, _h in sizes), tall[len(tall) // 2] + CROP_GAP_PX
 
 
 def unsure_share(session: Session, *conditions: Any) -> float | None:
