@@ -164,7 +164,7 @@ def complete(paper: Paper) -> dict[str, Any]:
         raise ApiError(409, "upload_incomplete", str(exc), exc.problems) from exc
     except StorageError as exc:
         raise domain_error(exc, "storage does not answer now; complete again in a moment") from exc
-    view = paper_view(paper)  # before the commit, so nothing is loaded again after it
+    view = paper_view(paper, new=was_uploading)  # before the commit: nothing is loaded again after it
     session.commit()
     replaced: list[uuid.UUID] = []
     if was_uploading:
@@ -177,7 +177,7 @@ def complete(paper: Paper) -> dict[str, Any]:
 
 def _send_verify(paper: Paper) -> None:
     try:
-        send_step(current_app.extensions["celery"], paper.id, lanes.Step.verify)
+        send_step(current_app.extensions["celery"], paper.id, lanes.Step.verify, session=db())
     except Exception:
         log.warning("could not enqueue paper %s; the sweep will pick it up", paper.id, exc_info=True)
 

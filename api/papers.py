@@ -23,7 +23,7 @@ from shared.grading import papers
 from shared.intake import idempotency
 from shared.intake.submission import replace_failed, submit_paper
 from shared.models import Paper, PaperStatus, Usage
-from shared.spending.ledger import usage_totals
+from shared.spending.ledger import no_usage, usage_totals
 from shared.storage import StorageError
 from worker.tasks import start_grading
 
@@ -60,20 +60,24 @@ SUBMIT_BODY = {
 }
 
 
-def paper_view(paper: Paper) -> dict[str, Any]:
+def paper_view(paper: Paper, *, new: bool = False) -> dict[str, Any]:
+    """The paper with its pages, results and usage; `new`: queued by this very request, so it has
+    no results and no usage yet (nothing is asked of the database for them)."""
     return {
         **{c.key: getattr(paper, c.key) for c in Paper.__table__.columns},
         "status": paper.status.value,
         "provisional": paper.pending_points > 0,
         "pages": paper.pages,
-        "questions": [
+        "questions": []
+        if new
+        else [
             {
                 **{c.key: getattr(q, c.key) for c in q.__table__.columns},
                 "knowledge_points": [kp.knowledge_point_id for kp in q.knowledge_points],
             }
             for q in paper.questions
         ],
-        "usage": usage_totals(db(), Usage.paper_id == paper.id),
+        "usage": no_usage() if new else usage_totals(db(), Usage.paper_id == paper.id),
         "status_url": url_for("papers.PaperById", paper_id=paper.id, _external=False),
     }
 
@@ -99,7 +103,7 @@ def submit(exam: Any) -> dict[str, Any]:
     if paper.status == PaperStatus.queued:
         start_grading([paper.id])
     replaced = replace_failed(db(), resources().storage, paper)
-    return {**paper_view(paper), "replaced": replaced}
+    return {**paper_view(paper, new=True), "replaced": replaced}
 
 
 @blp.route("/v1/exams/<uuid:exam_id>/papers")

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import redis.exceptions
 from flask import current_app
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from shared import logs, webhooks
 from shared.db import transaction
@@ -148,21 +149,25 @@ class PaperTask(FlaskTask):
 FAIR_SHARE = 4
 
 
-def fair_priority(pid: uuid.UUID) -> int:
-    """0 (first) to 9: this paper's place among its exam's unfinished papers, in steps."""
+def fair_priority(pid: uuid.UUID, session: Session | None = None) -> int:
+    """0 (first) to 9: this paper's place among its exam's unfinished papers, in steps; asked in
+    `session` when the caller has one open (committed), else in a session of its own."""
     try:
-        with resources().sessions() as session:
+        if session is not None:
             ahead = papers.unfinished_ahead(session, pid)
+        else:
+            with resources().sessions() as own:
+                ahead = papers.unfinished_ahead(own, pid)
     except TRANSIENT:  # the database away: queue it anyway, at the lowest priority
         return PRIORITY_STEPS[-1]
     return min(PRIORITY_STEPS[-1], ahead // FAIR_SHARE)
 
 
-def send_step(app: object, pid: uuid.UUID, step: lanes.Step) -> None:
+def send_step(app: object, pid: uuid.UUID, step: lanes.Step, session: Session | None = None) -> None:
     """Queue the task of `step` (nothing for done, or a paper waiting for its batch), at its
     exam's fair-share priority."""
     if (name := STEP_TASKS.get(step)) is not None:
-        app.send_task(name, args=(str(pid),), priority=fair_priority(pid))  # type: ignore[attr-defined]
+        app.send_task(name, args=(str(pid),), priority=fair_priority(pid, session))  # type: ignore[attr-defined]
 
 
 def advance(app: object, res: Resources, pid: uuid.UUID) -> None:

@@ -203,6 +203,18 @@ def abandon_stale(session: Session, before: datetime) -> None:
     )
 
 
+def no_usage() -> dict[str, Any]:
+    """usage_totals of a paper no call has been made for."""
+    return (
+        dict.fromkeys(("calls", "prompt_tokens", "cached_tokens", "completion_tokens", "reused", "in_flight"), 0)
+        | dict.fromkeys(("cost_usd", "estimated_cost_usd"), 0.0)
+        | {
+            "estimated_prompt_tokens": 0,
+            "estimated_completion_tokens": 0,
+        }
+    )
+
+
 def usage_totals(session: Session, *conditions: Any) -> dict[str, Any]:
     """The ledger summed: calls made, tokens and dollars, estimated beside actual. Reservations of
     calls in flight count in cost_usd (at their worst case) until the call settles."""
