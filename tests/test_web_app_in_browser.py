@@ -29,15 +29,14 @@ pytestmark = pytest.mark.integration
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 QUESTIONS = samples.MATH_QUESTIONS  # six questions over two pages
 KEY = {q.id: q for q in QUESTIONS}
-# What each of the six students wrote where it differs from the key; S05's question 6 is
+# What each of the four students wrote where it differs from the key; S05's question 6 is
 # scribbled over (what she meant is 400), so markq cannot read it and the teacher types it.
+# (Four, not six: every page is read by the OCR engine, the suite's slowest work.)
 CLASS = {
     "S01": {},
     "S02": {"1": "54", "3": "12厘米"},
     "S03": {"5": "200", "6": "400"},
-    "S04": {"3": "32厘米"},
     "S05": {"1": "54", "6": "400"},
-    "S06": {"2": "0.7"},
 }
 SCRIBBLED = ("S05", "6")
 A4_POINTS = (595, 842)
@@ -99,7 +98,8 @@ def write_class(folder: Path) -> tuple[list[Path], Path]:
         samples.render_page("三年级数学单元测试", "", questions, empty, samples.HAND_ZH_FONTS, 0).save(path, quality=90)
         blank.append(path)
     root = folder / "3(2)班"
-    for n, (student, wrote) in enumerate(CLASS.items()):
+    for student, wrote in CLASS.items():
+        n = int(student[1:]) - 1  # each student's handwriting seed, whoever else is in the class
         (root / student).mkdir(parents=True)
         for part, questions in enumerate(halves, start=1):
             answers = dict(wrote)
@@ -219,22 +219,24 @@ def test_a_teacher_marks_a_class_in_the_browser(live_api, worker, app, browser, 
     page.click("text=上传全班试卷")
     page.fill("#class-label", "3(2)")
     page.set_input_files("#folder", str(folder))
-    expect(page.locator("#plan")).to_contain_text("6 位学生，12 页")
+    expect(page.locator("#plan")).to_contain_text(f"{len(CLASS)} 位学生，{2 * len(CLASS)} 页")
     page.click("#start")
     uploaded = page.locator("#results li[data-state=uploaded]")
     settled = page.locator("#results li[data-state]")
-    assert wait_until(lambda: settled.count() == 6, timeout=60, every=0.5, fail=False), page.inner_text("#results")
-    assert uploaded.count() == 6, page.inner_text("#results")
+    assert wait_until(lambda: settled.count() == len(CLASS), timeout=60, every=0.5, fail=False), page.inner_text(
+        "#results"
+    )
+    assert uploaded.count() == len(CLASS), page.inner_text("#results")
     page.click("text=查看进度")
 
     # live progress: the page follows the papers until none is in flight
     def finished() -> bool:
         data = page.request.get(live_api + page.locator("#progress").get_attribute("data-url")).json()
-        return data["in_flight"] == 0 and len(data["papers"]) == 6
+        return data["in_flight"] == 0 and len(data["papers"]) == len(CLASS)
 
     assert wait_until(finished, timeout=300, every=2)
     page.goto(exam_url)
-    assert page.locator("tr[data-paper]").count() == 6
+    assert page.locator("tr[data-paper]").count() == len(CLASS)
     assert page.locator("tr[data-paper] .pill.failed").count() == 0, page.locator("tr[data-paper]").all_inner_texts()
 
     at_widths(browser, context.storage_state(), f"{live_api}/app/", "exam-list", shots)
