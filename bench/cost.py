@@ -225,8 +225,11 @@ def run_lane(
     }
 
 
-def run(profile_name: str) -> dict[str, Any]:
-    profile = PROFILES[profile_name]
+def run(profile_name: str, models: list[str] | None = None, lanes: list[str] | None = None) -> dict[str, Any]:
+    profile = dict(PROFILES[profile_name])
+    if models:
+        profile["models"] = tuple(models)
+    chosen = [lane for lane in LANES if not lanes or lane in lanes]
     seed = find_class_seed(CLASS_SEED)
     students = class_papers(seed, profile["papers"] + WARM_UP)
     papers, warm_up = students[: profile["papers"]], students[profile["papers"] :]
@@ -249,12 +252,12 @@ def run(profile_name: str) -> dict[str, Any]:
                 # Before this server has marked anything with the model, the estimate rests on its
                 # priors; a trial of two papers on the vision lane and the cascade measures the
                 # replies' length and the unsure share, as a school's first papers would.
-                for lane in ("vision", "cascade"):
+                for lane in [lane for lane in ("vision", "cascade") if lane in chosen]:
                     entry["warm_up"][lane] = run_lane(
                         stack, warm_up, model, lane, sample=papers[0].pages, school=f"warm-up {lane} {model}"
                     )
                     print(model, "warm-up", lane, json.dumps(entry["warm_up"][lane]), flush=True)
-                for lane in LANES:
+                for lane in chosen:
                     entry["lanes"][lane] = run_lane(stack, papers, model, lane)
                     print(model, lane, json.dumps(entry["lanes"][lane]), flush=True)
                 entry["lanes"]["vision crops"] = {"built": False}
@@ -289,8 +292,10 @@ def run(profile_name: str) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    parser.add_argument("--model", action="append", help="only this model (repeat for more)")
+    parser.add_argument("--lane", action="append", choices=sorted(LANES), help="only this lane (repeat)")
     args = parser.parse_args()
-    results = run(args.profile)
+    results = run(args.profile, args.model, args.lane)
     print(json.dumps(results, ensure_ascii=False))
     return 0
 
