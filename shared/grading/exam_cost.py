@@ -10,17 +10,17 @@ per paper left is the prior weighted as `PRIOR_WEIGHT` papers against the mean o
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from shared.grading import lanes
 from shared.grading.answer_key import AnswerKey
-from shared.grading.prompt import PageImage, build_request, count_prompt_tokens
+from shared.grading.prompt import PageImage, build_request, count_prompt_tokens, schema_tokens
 from shared.grading.vocabulary import asked_vocabulary, exam_vocabulary
-from shared.models import Exam, Page, Paper, PaperStatus, Priority, Reader, Usage, UsageOutcome
+from shared.models import Exam, Page, Paper, PaperStatus, Usage, UsageOutcome
 from shared.spending import ledger
 from shared.spending.costs import UnknownModel, text_tokens
 from shared.spending.estimate import (
@@ -37,19 +37,9 @@ A4_SCAN = (1240, 1754)  # 150 dpi: the page assumed before any is seen
 FINISHED = (PaperStatus.graded, PaperStatus.needs_review, PaperStatus.failed)
 
 
-def exam_lane(exam: Exam) -> str | None:
-    """The estimate's lane for this exam (None: the offline reader alone, which costs nothing)."""
-    if exam.provider == Reader.local:
-        return None
-    if exam.provider == Reader.cascade:
-        return "cascade"
-    return {Priority.economy: "economy", Priority.flex: "flex"}.get(exam.priority, "vision")
-
-
 def cacheable_tokens(request: dict[str, Any]) -> int:
     """The part of a request a provider caches: the reply's schema and the text before the first image."""
-    schema = request["response_format"]["json_schema"]["schema"]
-    tokens = text_tokens(json.dumps(schema, sort_keys=True, separators=(",", ":")))
+    tokens = schema_tokens(request)
     for message in request["messages"]:
         content = message["content"]
         for part in [{"type": "text", "text": content}] if isinstance(content, str) else content:
@@ -136,9 +126,7 @@ def unsure_share(session: Session, *conditions: Any) -> float | None:
         select(func.count(), func.coalesce(func.sum(func.json_array_length(Exam.answer_key["questions"])), 0))
         .select_from(Paper)
         .join(Exam, Exam.id == Paper.exam_id)
-        .where(
-            Exam.provider == Reader.cascade, Paper.local_reading.is_not(None), Paper.status.in_(FINISHED), *conditions
-        )
+        .where(lanes.cascade_exams(), Paper.local_reading.is_not(None), Paper.status.in_(FINISHED), *conditions)
     ).one()
     papers, questions = read
     if not papers or not questions:
@@ -148,7 +136,7 @@ def unsure_share(session: Session, *conditions: Any) -> float | None:
         .join(Paper, Paper.id == Usage.paper_id)
         .join(Exam, Exam.id == Paper.exam_id)
         .where(
-            Exam.provider == Reader.cascade,
+            lanes.cascade_exams(),
             Usage.outcome.startswith(UsageOutcome.ok.value),
             Paper.status.in_(FINISHED),
             *conditions,
@@ -183,15 +171,13 @@ def calibration(session: Session, exam: Exam) -> Calibration:
     return Calibration(output, share, {"output_per_question": output_from, "unsure_share": share_from})
 
 
-def exam_cost(session: Session, exam: Exam) -> dict[str, Any]:
+def exam_cost(session: Session, exam: Exam, progress: dict[str, int]) -> dict[str, Any]:
     """Estimated against actual: the whole exam's dollars as estimated now, what its finished papers
-    really cost, and a paper's estimate by the token rules and after what the finished papers cost."""
-    lane = exam_lane(exam)
-    counts = dict(
-        session.execute(select(Paper.status, func.count()).where(Paper.exam_id == exam.id).group_by(Paper.status)).all()
-    )
-    papers = sum(counts.values())
-    finished = sum(counts.get(status, 0) for status in FINISHED)
+    really cost, and a paper's estimate by the token rules and after what the finished papers cost.
+    `progress`: the exam's papers by status (exam_view's counts)."""
+    lane = lanes.priced_lane(exam)
+    papers = sum(progress.values())
+    finished = sum(progress.get(status.value, 0) for status in FINISHED)
     actual = float(
         session.scalar(
             select(func.coalesce(func.sum(Usage.cost_usd), 0))

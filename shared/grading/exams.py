@@ -131,7 +131,7 @@ def exam_view(session: Session, exam: Exam, *, cost: bool = True) -> dict[str, A
         "papers": sum(progress.values()),
         "progress": progress,
         "usage": ledger.usage_totals(session, Usage.exam_id == exam.id),
-        **({"cost": exam_cost(session, exam)} if cost else {}),
+        **({"cost": exam_cost(session, exam, progress)} if cost else {}),
         "warnings": lane_warnings(exam),
     }
 

@@ -93,6 +93,20 @@ def ends_offline(exam: Exam, unsure: list[str]) -> bool:
     return exam.provider == Reader.local or not unsure
 
 
+def priced_lane(exam: Exam) -> str | None:
+    """The lane an estimate prices this exam on (None: the offline reader alone, which costs nothing)."""
+    if exam.provider == Reader.local:
+        return None
+    if exam.provider == Reader.cascade:
+        return "cascade"
+    return {Priority.economy: "economy", Priority.flex: "flex"}.get(exam.priority, "vision")
+
+
+def cascade_exams() -> Any:
+    """The SQL condition for exams read offline first, their unsure questions sent to the model."""
+    return Exam.provider == Reader.cascade
+
+
 def batched_exams() -> Any:
     """The SQL condition for exams on the economy lane."""
     return Exam.priority == Priority.economy

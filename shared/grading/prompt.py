@@ -103,12 +103,17 @@ def prompt_version(request: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fixed, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+def schema_tokens(request: dict[str, Any]) -> int:
+    """The reply's schema, which counts as prompt at OpenAI."""
+    return text_tokens(
+        json.dumps(request["response_format"]["json_schema"]["schema"], sort_keys=True, separators=(",", ":"))
+    )
+
+
 def count_prompt_tokens(request: dict[str, Any], page_sizes: list[tuple[int, int]]) -> int:
     """Prompt tokens by OpenAI's image rules and markq's text estimate (4 per message overhead);
     the response schema counts as prompt, as it does at OpenAI."""
-    tokens = text_tokens(
-        json.dumps(request["response_format"]["json_schema"]["schema"], sort_keys=True, separators=(",", ":"))
-    )
+    tokens = schema_tokens(request)
     detail = "high"
     for message in request["messages"]:
         tokens += 4

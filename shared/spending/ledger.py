@@ -203,16 +203,28 @@ def abandon_stale(session: Session, before: datetime) -> None:
     )
 
 
+# usage_totals' figures, in the order it selects them; the dollars are floats, the rest counts.
+TOTALS = (
+    "calls",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "estimated_prompt_tokens",
+    "estimated_completion_tokens",
+    "estimated_cost_usd",
+    "reused",
+    "in_flight",
+)
+
+
+def _figure(name: str, value: Any) -> int | float:
+    return float(value) if name.endswith("_usd") else int(value)
+
+
 def no_usage() -> dict[str, Any]:
     """usage_totals of a paper no call has been made for."""
-    return (
-        dict.fromkeys(("calls", "prompt_tokens", "cached_tokens", "completion_tokens", "reused", "in_flight"), 0)
-        | dict.fromkeys(("cost_usd", "estimated_cost_usd"), 0.0)
-        | {
-            "estimated_prompt_tokens": 0,
-            "estimated_completion_tokens": 0,
-        }
-    )
+    return {name: _figure(name, 0) for name in TOTALS}
 
 
 def usage_totals(session: Session, *conditions: Any) -> dict[str, Any]:
@@ -239,15 +251,4 @@ def usage_totals(session: Session, *conditions: Any) -> dict[str, Any]:
             count(Usage.outcome == UsageOutcome.reserved),
         ).where(*conditions)
     ).one()
-    return {
-        "calls": int(row[0]),
-        "prompt_tokens": int(row[1]),
-        "cached_tokens": int(row[2]),
-        "completion_tokens": int(row[3]),
-        "cost_usd": float(row[4]),
-        "estimated_prompt_tokens": int(row[5]),
-        "estimated_completion_tokens": int(row[6]),
-        "estimated_cost_usd": float(row[7]),
-        "reused": int(row[8]),
-        "in_flight": int(row[9]),
-    }
+    return {name: _figure(name, value) for name, value in zip(TOTALS, row, strict=True)}
