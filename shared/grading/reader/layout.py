@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw
 
 from shared import ocr
-from shared.grading.answer_key import AnswerKey
+from shared.grading.answer_key import AnswerKey, KeyQuestion
 from shared.grading.reader.scanning import PageScan
 
 _ANCHOR = re.compile(r"^\s*[(（]?\s*(?:第\s*)?(?P<id>[0-9]{1,3}[a-zA-Z]?)\s*(?:[)）.．、,，:：]|题)")
@@ -103,10 +103,19 @@ def find_anchors(pages: list[PageScan], key: AnswerKey) -> dict[str, Anchor]:
         margins[index] = min(xs) if xs else 0
     anchors: dict[str, Anchor] = {}
     previous: tuple[int, ocr.TextLine] | None = None
+    headings = [(index, line) for index, page in enumerate(pages) for line in page.lines if is_heading(line)]
+    section = None
     for question in key.questions:
         number = printed_number(question.id)
+        # the first question of a new section comes after a section heading, where the paper has them
+        new_section = headings and previous is not None and _section(question) != section
         for index, line, qid, rest in candidates:
             if qid != number or (previous is not None and not _comes_after(index, line, *previous)):
+                continue
+            if new_section and not any(
+                _comes_after(i, h, *previous) and _comes_after(index, line, i, h)  # type: ignore[misc]
+                for i, h in headings
+            ):
                 continue
             at_margin = line.box[0] <= margins[index] + 0.12 * pages[index].image.width
             # Away from the margin (a second column), only a number that cannot be an answer like
@@ -119,9 +128,74 @@ def find_anchors(pages: list[PageScan], key: AnswerKey) -> dict[str, Anchor]:
             if question.prompt and _prompt_similarity(_row_text(pages[index], line, rest), question.prompt) < 0.4:
                 continue
             anchors[question.id] = Anchor(index, line, rest)
-            previous = (index, line)
+            previous, section = (index, line), _section(question)
             break
-    return anchors
+    return _fill_gaps(pages, key, anchors)
+
+
+def _section(question: KeyQuestion) -> str:
+    """The section a key question is printed under: its `section`, or the first part of an id
+    numbered within its section ('2' of '2.3'); '' when neither says."""
+    return question.section or (question.id.split(".")[0] if _SECTION_NUMBERED.match(question.id) else "")
+
+
+# A misread question number at the head of a line: a circled one (OCR reads ⑤ as ③ or 5), or a
+# digit set apart by a space.
+_MISREAD_NUMBER = re.compile(r"^\s*(?:[\u2460-\u2473]|[0-9]\s+)\s*[.．、]?")
+
+
+def _fill_gaps(pages: list[PageScan], key: AnswerKey, anchors: dict[str, Anchor]) -> dict[str, Anchor]:
+    """Questions between two found ones whose numbers OCR misread (⑤ as ③, ⑥ as 6 or not at all):
+    the printed lines that start a row in a column the found questions use, between those two, in
+    order, taken only when there are exactly as many as questions missing there (and, with
+    prompts, each resembles its question's). Lines as tall as the found numbers' only: print, not
+    handwriting."""
+    found = [(i, q) for i, q in enumerate(key.questions) if q.id in anchors]
+    if len(found) < 2 or len(found) == len(key.questions):
+        return anchors
+    heights = sorted(a.line.height for a in anchors.values())
+    tallest = 1.3 * heights[len(heights) // 2]
+    used = {id(a.line) for a in anchors.values()}
+    filled = dict(anchors)
+    bounds = [(-1, None)] + [(i, anchors[q.id]) for i, q in found] + [(len(key.questions), None)]
+    for (start, before), (end, after) in zip(bounds, bounds[1:], strict=False):
+        missing = key.questions[start + 1 : end]
+        if not missing or before is None and after is None:
+            continue
+        candidates = [
+            (index, line)
+            for index, page in enumerate(pages)
+            for line in in_reading_order(page.lines)
+            if id(line) not in used
+            and _between(index, line, before, after)
+            and _starts_a_column(page, line, [a for a in anchors.values() if a.page == index], tallest)
+        ]
+        if len(candidates) != len(missing):
+            continue
+        rests = [_anchor_text(line.text) for _index, line in candidates]
+        rests = [rest[m.end() :] if (m := _MISREAD_NUMBER.match(rest)) else rest for rest in rests]
+        if any(q.prompt and _prompt_similarity(rest, q.prompt) < 0.4 for q, rest in zip(missing, rests, strict=True)):
+            continue
+        for question, (index, line), rest in zip(missing, candidates, rests, strict=True):
+            filled[question.id] = Anchor(index, line, rest)
+    return filled
+
+
+def _between(index: int, line: ocr.TextLine, before: Anchor | None, after: Anchor | None) -> bool:
+    return (before is None or _comes_after(index, line, before.page, before.line)) and (
+        after is None or _comes_after(after.page, after.line, index, line)
+    )
+
+
+def _starts_a_column(page: PageScan, line: ocr.TextLine, found: list[Anchor], tallest: float) -> bool:
+    """A printed line that begins where the page's found questions begin (their margin, or a second
+    column's), not a heading, footer, options line or 答： line."""
+    if not found or line.height > tallest or is_heading(line) or is_options_line(line, page.lines):
+        return False
+    if is_footer(line, page.image.height, page.image.width) or ANSWER_MARK.match(line.text):
+        return False
+    near = max(12, round(0.015 * page.image.width))
+    return any(abs(line.box[0] - a.line.box[0]) <= near for a in found) and _QUESTION_TEXT.search(line.text) is not None
 
 
 def _comes_after(index: int, line: ocr.TextLine, before_index: int, before: ocr.TextLine) -> bool:

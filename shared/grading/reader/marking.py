@@ -204,6 +204,7 @@ LOOKALIKE_DISCOUNT = 0.9
 NOT_LIKE_THE_KEY = 0.6
 _LATIN = re.compile(r"[A-Za-z]")
 _LEADING_SLASH = re.compile(r"(?<![0-9A-Za-z)）])/(?=[0-9])")
+_TIMES_AS_X = re.compile(r"(?<=[0-9)）])\s*[xX]\s*(?=[0-9(（])")
 
 
 def as_digits(text: str, question: KeyQuestion) -> str:
@@ -215,6 +216,7 @@ def as_digits(text: str, question: KeyQuestion) -> str:
     text = _LEADING_SLASH.sub("1", text)  # a handwritten 1 read as '/': '/4' is no fraction
     if any(_LATIN.search(k) for k in keys):
         return text
+    text = _TIMES_AS_X.sub("×", text)  # '7x6' for 7×6: handwriting's times sign is an x
     return text.translate(_DIGIT_LOOKALIKES)
 
 
