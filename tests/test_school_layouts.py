@@ -12,10 +12,10 @@ from bench.school_papers import make_school_paper
 from shared import ocr
 from shared.grading.answer_key import AnswerKey, KeyQuestion
 from shared.grading.offline import read_offline
-from shared.grading.reader.layout import is_footer, is_heading, is_options_line, printed_number
+from shared.grading.reader.layout import find_anchors, is_footer, is_heading, is_options_line, printed_number
 from shared.grading.reader.marking import mark_reading
 from shared.grading.reader.reading import AnswerReading, _after_equals, _bracket_contents, _inserted_text
-from shared.grading.reader.scanning import scan_page, upright_sheet
+from shared.grading.reader.scanning import PageScan, scan_page, upright_sheet
 from shared.grading.reader.template import _apart, read_template, read_with_template, register, student_ink
 from shared.images import ink_mask
 
@@ -60,6 +60,59 @@ def test_a_blank_read_as_no_value_or_a_near_miss_is_never_confidently_wrong():
     assert mark_reading(right, key, "math", "zh").confidence >= 0.9
     slashed = mark_reading(AnswerReading("4", "read", "20；/20", 0.95), key, "math", "zh")  # a 1 read as '/'
     assert not slashed.is_correct and slashed.confidence < 0.9
+
+
+def test_a_fraction_or_decimal_read_without_its_bar_or_point_is_never_confidently_wrong():
+    fraction = KeyQuestion.model_validate({"id": "4", "answer": "7/10", "points": 2})
+    for said in ("7110", "710"):  # the bar read as a 1, or lost: every reading agreeing does not make it sure
+        mark = mark_reading(AnswerReading("4", "read", said, 0.97, agreeing=4), fraction, "math", "zh")
+        assert not mark.is_correct and mark.confidence < 0.9, said
+    decimal = KeyQuestion.model_validate({"id": "5", "answer": "1.8", "points": 2})
+    assert mark_reading(AnswerReading("5", "read", "18", 0.97, agreeing=4), decimal, "math", "zh").confidence < 0.9
+    other = mark_reading(AnswerReading("4", "read", "3/10", 0.97, agreeing=4), fraction, "math", "zh")
+    assert not other.is_correct and other.confidence >= 0.9  # a different fraction, read surely, is wrong surely
+    times = KeyQuestion.model_validate(
+        {
+            "id": "6",
+            "type": "blanks",
+            "points": 2,
+            "blanks": [{"answer": "7×6", "points": 1}, {"answer": "42", "points": 1}],
+        }
+    )
+    assert mark_reading(AnswerReading("6", "read", "7x6；42", 0.97, agreeing=4), times, "math", "zh").is_correct
+
+
+def test_questions_whose_circled_numbers_are_misread_are_found_between_their_neighbours():
+    """OCR reads ⑤ as ③, drops ⑥ and reads ⑦ as ①: found by the rows that begin their column,
+    between ④ and the next section's heading (the ① after it is section 2's, not section 1's)."""
+    rows = [
+        line("一、填空题（每题2分）", (96, 254, 522, 288)),
+        line("①7x", (98, 329, 175, 362)),
+        line("②7个6相加，写成乘法算式是", (102, 414, 478, 446)),
+        line("③3米=", (97, 494, 204, 535)),
+        line("④3分=", (98, 581, 204, 620)),
+        line("③2千克=", (98, 667, 231, 705)),
+        line("一个长方形长7厘米，宽4厘米，周长是", (102, 753, 618, 786)),
+        line("①7吨=", (99, 837, 203, 873)),
+        line("二、选一选（每题2分）", (88, 927, 957, 965)),
+        line("①边长7厘米的正方形，周长是（", (100, 1002, 515, 1036)),
+        line("A.28", (133, 1071, 200, 1105)),
+        line("B.11", (361, 1071, 424, 1105)),
+        line("②6千克=（", (100, 1153, 254, 1193)),
+    ]
+    page = PageScan(1, Image.new("L", (1240, 1754), 255), Image.new("L", (1240, 1754), 0), rows)
+    ids = [f"1.{n}" for n in range(1, 8)] + ["2.1", "2.2"]
+    key = AnswerKey.model_validate({"questions": [{"id": qid, "answer": "1", "points": 1} for qid in ids]})
+    found = {qid: anchor.line.text for qid, anchor in find_anchors([page], key).items()}
+    assert found == {
+        "1.1": "①7x", "1.2": "②7个6相加，写成乘法算式是", "1.3": "③3米=", "1.4": "④3分=", "1.5": "③2千克=",
+        "1.6": "一个长方形长7厘米，宽4厘米，周长是", "1.7": "①7吨=", "2.1": "①边长7厘米的正方形，周长是（",
+        "2.2": "②6千克=（",
+    }  # fmt: skip
+    # one row more than questions missing: no guess
+    extra = [*rows[:7], line("3×4=12", (99, 800, 230, 830)), *rows[7:]]
+    page = PageScan(1, page.image, page.ink, extra)
+    assert "1.5" not in find_anchors([page], key) and "2.1" in find_anchors([page], key)
 
 
 def test_an_options_line_is_print_whether_read_as_one_line_or_one_box_an_option():

@@ -148,8 +148,13 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     agreed = reading.agreeing >= AGREED_READINGS and reading.confidence >= AGREED_CONFIDENCE
     if near and not agreed:
         confidence *= 0.8  # a character or two from the key: as likely a misreading as a mistake
-    if any(said == normalise_text(form) for form in (key, *question.accepted)):
-        confidence *= 0.5  # it looks like the key and does not mean it: notation the reader lost (x² read x2)
+    if any(
+        said == normalise_text(form) or said in _notation_lost(normalise_text(form))
+        for form in (key, *question.accepted)
+    ):
+        confidence *= (
+            0.5  # it looks like the key and does not mean it: notation the reader lost (x² read x2, 7/10 read 7110)
+        )
     if question.type == QuestionType.choice and not set(choice_letters(compared)) <= set(question.options or "ABCD"):
         confidence *= 0.5  # not one of the options' letters: a misreading, not a choice
     if question.type == QuestionType.choice and not choice_letters(compared):
@@ -281,6 +286,17 @@ def _near_miss(said: str, form: str) -> bool:
     (7000 read 700, 30000 read 3): what a misreading of the right answer looks like."""
     zeros = said.replace("0", "") == form.replace("0", "") and said.replace("0", "")
     return _edit_distance(said, form) <= max(1, len(form) // 5) or bool(zeros)
+
+
+def _notation_lost(form: str) -> set[str]:
+    """What the reader makes of an answer whose fraction bar or decimal point it loses or takes
+    for a 1 ('7/10' read '7110' or '710', '1.8' read '18'): never a confident wrong verdict."""
+    lost = (
+        {form.replace("/", "1"), form.replace("/", ""), form.replace(".", "")}
+        if any(c.isdigit() for c in form)
+        else set()
+    )
+    return lost - {form}
 
 
 def _confusable_letters(said: str, key: str) -> bool:
