@@ -16,7 +16,14 @@ from shared.grading.reader.layout import find_anchors, is_footer, is_heading, is
 from shared.grading.reader.marking import mark_reading
 from shared.grading.reader.reading import AnswerReading, _after_equals, _bracket_contents, _inserted_text
 from shared.grading.reader.scanning import PageScan, scan_page, upright_sheet
-from shared.grading.reader.template import _apart, read_template, read_with_template, register, student_ink
+from shared.grading.reader.template import (
+    _apart,
+    read_template,
+    read_with_template,
+    register,
+    student_ink,
+    without_struck,
+)
 from shared.images import ink_mask
 
 
@@ -113,6 +120,32 @@ def test_questions_whose_circled_numbers_are_misread_are_found_between_their_nei
     extra = [*rows[:7], line("3×4=12", (99, 800, 230, 830)), *rows[7:]]
     page = PageScan(1, page.image, page.ink, extra)
     assert "1.5" not in find_anchors([page], key) and "2.1" in find_anchors([page], key)
+
+
+def _glyphs(draw: ImageDraw.ImageDraw, x: int, top: int, count: int) -> None:
+    """Round handwritten-looking glyphs, 30 px tall, a few px apart."""
+    for n in range(count):
+        draw.ellipse((x + 26 * n, top, x + 26 * n + 20, top + 30), outline=255, width=4)
+
+
+def test_a_struck_through_try_is_left_out_and_fractions_and_underlines_are_kept():
+    mask = Image.new("L", (600, 160), 0)
+    draw = ImageDraw.Draw(mask)
+    _glyphs(draw, 40, 40, 3)  # the first try, struck through its middle
+    draw.line((30, 57, 128, 53), fill=255, width=4)
+    _glyphs(draw, 200, 40, 2)  # the final answer
+    kept, struck = without_struck(mask, line_height=32)
+    assert struck == 1
+    assert np.asarray(kept)[:, :140].max() == 0 and np.asarray(kept)[:, 200:260].max() == 255
+
+    fraction = Image.new("L", (600, 160), 0)
+    draw = ImageDraw.Draw(fraction)
+    _glyphs(draw, 40, 20, 2)  # numerator, bar, denominator: nothing crosses the bar
+    draw.line((34, 60, 96, 60), fill=255, width=4)
+    _glyphs(draw, 40, 68, 2)
+    draw.line((200, 72, 300, 72), fill=255, width=4)  # an underline at the foot of an answer it touches
+    _glyphs(draw, 204, 40, 4)
+    assert without_struck(fraction, line_height=32) == (fraction, 0)
 
 
 def test_an_options_line_is_print_whether_read_as_one_line_or_one_box_an_option():

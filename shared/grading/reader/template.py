@@ -11,8 +11,9 @@
 4. Each region is read alone: no ink is a blank; otherwise the detector's lines and a whole-crop
    recognition, as the template-free reader does.
 
-Handwriting that crosses printed ink (a fraction bar on an answer line) loses those pixels; a
-struck-through try is read with the final answer (the marker's near-miss rules keep that unsure).
+Handwriting that crosses printed ink (a fraction bar on an answer line) loses those pixels. A
+struck-through try (a level line drawn through a row of writing) is left out of the reading, and
+the reading's note says so; the region's crop, for review, still shows it.
 """
 
 from __future__ import annotations
@@ -199,6 +200,50 @@ def student_ink(mask: Image.Image, line_height: int) -> Image.Image:
     return Image.fromarray(np.where(keep[labels], 255, 0).astype(np.uint8))
 
 
+STRIKE_WIDTH = 1.5  # a struck-through try is at least this many printed lines wide
+STRIKE_HEIGHT = 1.6  # and at most this tall: one row of writing (a stacked fraction is two)
+STRIKE_SLOPE = 0.3  # its line rises at most this much for its length
+
+
+def without_struck(mask: Image.Image, line_height: int) -> tuple[Image.Image, int]:
+    """The region's ink without struck-through tries, and how many there were. A try is struck
+    through by a nearly level line drawn across it, which joins its characters into one component
+    one row tall: a line (Hough) as long as that component is wide finds it; the ink it crosses
+    (a character the line only touches is its own component) goes with it."""
+    pixels = (np.asarray(mask) > 0).astype(np.uint8)
+    count, labels, stats, _centres = cv2.connectedComponentsWithStats(pixels, connectivity=8)
+    strikes = []
+    for n in range(1, count):
+        left, top, width, height = (int(v) for v in stats[n, :4])
+        if width < STRIKE_WIDTH * line_height or not 0.5 * line_height <= height <= STRIKE_HEIGHT * line_height:
+            continue  # narrow; a line alone (a fraction bar, a dash); or more than a row of writing
+        component = np.where(labels[top : top + height, left : left + width] == n, 255, 0).astype(np.uint8)
+        found = cv2.HoughLinesP(
+            component, 1, np.pi / 180, threshold=width // 2, minLineLength=int(0.85 * width), maxLineGap=2
+        )
+        level = [
+            segment
+            for segment in (found.reshape(-1, 4) if found is not None else [])
+            if abs(segment[3] - segment[1]) <= STRIKE_SLOPE * abs(segment[2] - segment[0])
+            and 0.25 * height <= (segment[1] + segment[3]) / 2 <= 0.75 * height  # through the writing, not its foot
+        ]
+        if level:
+            x0, x1 = min(min(s[0], s[2]) for s in level), max(max(s[0], s[2]) for s in level)
+            strikes.append((left + int(x0), top, left + int(x1), top + height))
+    if not strikes:
+        return mask, 0
+    keep = np.ones(count, dtype=bool)
+    keep[0] = False
+    for n in range(1, count):
+        left, top, width, height = (int(v) for v in stats[n, :4])
+        centre = left + width / 2
+        for x0, y0, x1, y1 in strikes:
+            overlap = min(y1, top + height) - max(y0, top)
+            if x0 <= centre <= x1 and overlap >= 0.5 * min(height, y1 - y0):
+                keep[n] = False
+    return Image.fromarray(np.where(keep[labels], 255, 0).astype(np.uint8)), len(strikes)
+
+
 BLANKS_GAP = 1.5  # printed lines of blank paper between two answers: two blanks, each read alone
 
 
@@ -254,12 +299,15 @@ def _read_region(
     line_height: int,
 ) -> AnswerReading:
     crop = page.crop(box)
-    mask = student_ink(ink_mask(crop), line_height)
+    mask, struck = without_struck(student_ink(ink_mask(crop), line_height), line_height)
     ink = mask.histogram()[255]
+    struck_notes = [f"{struck} struck-through tr{'y' if struck == 1 else 'ies'} left out"] if struck else []
     # Only the student's ink is read: the faint ghost of the print painted out, the paper's grain
     # and show-through are below the ink threshold but the recogniser still reads them.
     crop = Image.composite(crop, Image.new("L", crop.size, 255), mask.filter(ImageFilter.MaxFilter(INK_KEPT)))
     where = {"page": number, "region": box, "line_height": line_height}
+    if ink < MIN_INK_PIXELS and struck:  # everything written was struck out: a teacher looks
+        return AnswerReading(qid, "blank", "", 0.5, **where, note=struck_notes[0] + ", nothing else written")
     if ink < MIN_INK_PIXELS:
         return AnswerReading(qid, "blank", "", 0.95, **where, note="nothing but the print in the answer region")
     lines = in_reading_order(ocr.read_lines(crop))
@@ -280,7 +328,8 @@ def _read_region(
         if (apart := _read_apart(crop, mask, lines, spans, line_height)) is not None:
             return AnswerReading(
                 qid, "read", apart.text, round(apart.confidence, 4), **where,
-                note="; ".join(["with the template", "each blank read alone", *apart.notes]), agreeing=apart.agreeing,
+                note="; ".join(["with the template", "each blank read alone", *struck_notes, *apart.notes]),
+                agreeing=apart.agreeing,
             )  # fmt: skip
     if one_line and kind != QuestionType.blanks:
         readings += whole_readings(crop, mask, ink_box, line_height)
@@ -298,6 +347,6 @@ def _read_region(
         text,
         round(confidence, 4),
         **where,
-        note="; ".join(["with the template", *notes]),
+        note="; ".join(["with the template", *struck_notes, *notes]),
         agreeing=voted.agreeing,
     )
