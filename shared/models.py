@@ -274,6 +274,9 @@ class Paper(Base):
     # The offline reader's readings per question (local and cascade exams), kept so a retried
     # cascade paper does not read its pages again.
     local_reading: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # A vision-lane paper of an exam with a blank paper: every question's region cut from its
+    # aligned pages into one image ({"key", "width", "height", "questions"}), or why not ({"note"}).
+    crops: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     claimed_at: Mapped[datetime | None]

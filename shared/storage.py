@@ -71,6 +71,11 @@ def normalised_page_key(school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID,
     return f"{paper_prefix(school_id, exam_id, paper_id)}/page-{number}.jpg"
 
 
+def vision_crops_key(school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID) -> str:
+    """A vision-lane paper's questions cut from its pages aligned to the exam's blank paper."""
+    return f"{paper_prefix(school_id, exam_id, paper_id)}/vision-crops.jpg"
+
+
 def crop_sheet_key(school_id: int, exam_id: uuid.UUID, paper_id: uuid.UUID) -> str:
     """The cascade's crops of the questions the offline reader was unsure of (read once a paper)."""
     return f"{paper_prefix(school_id, exam_id, paper_id)}/crops.jpg"

@@ -13,7 +13,7 @@ from PIL import Image
 from bench.school_papers import SchoolPaper, make_school_paper
 from client.cli import main
 from shared.models import Paper
-from tests.helpers import wait_for, wait_until
+from tests.helpers import loopback_call, wait_for, wait_until
 
 pytestmark = pytest.mark.integration
 OCR_TIMEOUT = 180
@@ -153,3 +153,47 @@ def test_a_choice_a_two_blank_question_and_a_word_problem_are_marked_right(live_
     assert [p.strip() for p in blanks["student_answer"].split("；")] == ["17", "19"], blanks
     assert word["is_correct"] and word["score"] == 4 and not word["needs_review"], word
     assert "64" in word["student_answer"] and "支" in word["student_answer"], word
+
+
+def test_a_vision_paper_with_a_blank_paper_sends_its_questions_crops_when_cheaper(live_api, auth, idle, app, loopback):
+    """The vision lane reads every question: with the exam's blank paper, the images worker cuts
+    each question's region from the aligned pages into one labelled image, sent instead of the
+    pages because it costs fewer image tokens; a paper of an exam without one sends its pages."""
+    headers = auth("A")
+    paper = make_school_paper(20006)
+    body = {"title": "裁切", "subject": "math", "grade": paper.grade, "language": "zh", "provider": "vision"}
+    exam = httpx.post(f"{live_api}/v1/exams", headers=headers, json={**body, "answer_key": paper.answer_key}).json()
+    base = f"{live_api}/v1/exams/{exam['id']}/template"
+    assert httpx.post(base, headers=headers, files=_files(paper.template_pages, "blank")).status_code == 202
+    wait_until(
+        lambda: httpx.get(base, headers=headers).json()["status"] == "ready", timeout=OCR_TIMEOUT, what="template"
+    )
+    plain = httpx.post(f"{live_api}/v1/exams", headers=headers, json={**body, "answer_key": paper.answer_key}).json()
+
+    loopback_call(loopback, "/_loopback/reset", {})
+    sent = {}
+    for label, target in (("crops", exam), ("pages", plain)):
+        submitted = httpx.post(
+            f"{live_api}/v1/exams/{target['id']}/papers",
+            headers=headers,
+            data={"student_ref": f"V-{label}"},
+            files=_files(paper.pages, "p"),
+        )
+        assert submitted.status_code == 202, submitted.text
+        sent[label] = wait_for(live_api, headers, submitted.json()["id"], timeout=OCR_TIMEOUT)
+    seen = loopback_call(loopback, "/_loopback/requests")
+    assert len(seen) == 2
+    with_crops, with_pages = seen
+    assert len(with_pages["images"]) == len(paper.pages) == 2
+    [sheet] = with_crops["images"]  # one image of every question's crop
+    with app.extensions["markq"].sessions() as session:
+        crops = session.get_one(Paper, sent["crops"]["id"]).crops
+    assert crops["questions"] == [q["id"] for q in paper.answer_key["questions"]]
+    assert sheet == [crops["width"], crops["height"]]
+    assert with_crops["questions"] == with_pages["questions"]  # every question asked, either way
+    assert with_crops["prompt_tokens"] < with_pages["prompt_tokens"]  # the reason it was sent
+    assert sent["crops"]["status"] == sent["pages"]["status"] == "graded"
+    assert len(sent["crops"]["questions"]) == len(paper.answer_key["questions"])
+    assert sent["crops"]["usage"]["prompt_tokens"] == with_crops["prompt_tokens"]
+    stored = httpx.get(f"{live_api}/v1/papers/{sent['crops']['id']}", headers=headers).json()
+    assert stored["status"] == "graded"

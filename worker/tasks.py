@@ -14,7 +14,7 @@ from celery import Task, shared_task
 
 from shared import teachers, webhooks
 from shared.db import transaction
-from shared.grading import exam_template, lane_batch, lanes, papers
+from shared.grading import exam_template, lane_batch, lanes, papers, vision_crops
 from shared.grading.lane_live import call_live
 from shared.grading.lane_offline import read_and_mark
 from shared.grading.requests import resize_pages
@@ -67,7 +67,10 @@ def normalise_paper(self: PaperTask, paper_id: str) -> str:
 
 def _resize(res: Resources, pid: uuid.UUID) -> str:
     with transaction(res.sessions) as session:
-        resize_pages(session, res.storage, session.get_one(Paper, pid))
+        paper = session.get_one(Paper, pid)
+        sized = resize_pages(session, res.storage, paper)
+        line_px = {number: page.line_px for number, page in sized.items()}
+        vision_crops.cut(res.storage, session.get_one(Exam, paper.exam_id), paper, line_px)
         papers.release(session, pid, reason="pages ready for the vision model", refund_attempt=True)
     return "normalised"
 

@@ -96,7 +96,7 @@ def known_pages(session: Session, exam: Exam) -> list[PageSize]:
     return pages
 
 
-CROP_LABEL_PX, CROP_GAP_PX, CROP_LINE_PX = 90, 12, 16  # as shared.grading.reader.reading.crop_sheet cuts
+CROP_LABEL_PX, CROP_GAP_PX, CROP_ROW_PX, CROP_LINE_PX = 90, 12, 30, 16  # as reader.reading.crop_sheet cuts
 
 
 def template_crop(exam: Exam) -> tuple[int, int] | None:
@@ -115,7 +115,7 @@ def template_crop(exam: Exam) -> tuple[int, int] | None:
         return None
     # The sheet is as wide as its widest crop (a row of a few is near the widest of all), and each
     # crop adds its height: the median.
-    tall = sorted(h for _w, h in sizes)
+    tall = sorted(max(h, CROP_ROW_PX) for _w, h in sizes)
     return CROP_LABEL_PX + max(w for w, _h in sizes), tall[len(tall) // 2] + CROP_GAP_PX
 
 

@@ -83,6 +83,12 @@ def cuts_crops(exam: Exam) -> bool:
     return exam.provider == Reader.cascade
 
 
+def cuts_vision_crops(exam: Exam) -> bool:
+    """The vision model reads every question: with the exam's blank paper, from the questions'
+    crops where that is fewer tokens than the pages."""
+    return exam.provider == Reader.vision and bool(exam.template)
+
+
 def asks_unsure_only(exam: Exam, paper: Paper) -> bool:
     """The vision call asks only about the questions the offline reader was unsure of."""
     return exam.provider == Reader.cascade and paper.local_reading is not None

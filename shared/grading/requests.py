@@ -1,7 +1,8 @@
 """The vision call for one paper: its marking context, the chat request, and what it may cost.
 
 A cascade paper asks only about the questions the offline reader was unsure of, as one image of
-their crops when that costs fewer tokens than the pages.
+their crops when that costs fewer tokens than the pages; a vision paper of an exam with a blank
+paper is sent as one image of all its questions' crops when that costs fewer tokens.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.grading import lanes
+from shared.grading import lanes, vision_crops
 from shared.grading.answer_key import AnswerKey
 from shared.grading.marks import QuestionMark
 from shared.grading.offline import cheaper_crops, offline_marks, unsure_questions
@@ -27,7 +28,7 @@ from shared.grading.prompt import (
     prompt_version,
 )
 from shared.grading.vocabulary import asked_vocabulary, exam_vocabulary
-from shared.images import normalise_page
+from shared.images import NormalisedPage, normalise_page
 from shared.models import Exam, Paper
 from shared.spending import ledger
 from shared.spending.costs import UnknownModel, call_cost
@@ -89,8 +90,8 @@ def call_cost_bounds(
     return CallCost(prompt, expected_out, expected, worst, questions)
 
 
-def resize_pages(session: Session, storage: Storage, paper: Paper) -> dict[int, bytes]:
-    """Size and store every page not done yet for the vision model; returns the new JPEGs by page."""
+def resize_pages(session: Session, storage: Storage, paper: Paper) -> dict[int, NormalisedPage]:
+    """Size and store every page not done yet for the vision model; returns those pages by number."""
     exam = session.get_one(Exam, paper.exam_id)
     fresh = {}
     for page in paper.pages:
@@ -101,7 +102,7 @@ def resize_pages(session: Session, storage: Storage, paper: Paper) -> dict[int, 
         storage.put(key, io.BytesIO(normalised.jpeg), "image/jpeg")
         page.normalised_key = key
         page.sent_width, page.sent_height = normalised.width, normalised.height
-        fresh[page.number] = normalised.jpeg
+        fresh[page.number] = normalised
     return fresh
 
 
@@ -156,10 +157,22 @@ def prepare_paper(
     fresh = resize_pages(session, storage, paper)
     sizes = [(page.sent_width or 0, page.sent_height or 0) for page in paper.pages]
     images = [
-        PageImage(_image_url(storage, page.normalised_key or "", presign_seconds, fresh.get(page.number)))
+        PageImage(
+            _image_url(
+                storage,
+                page.normalised_key or "",
+                presign_seconds,
+                fresh[page.number].jpeg if page.number in fresh else None,
+            )
+        )
         for page in paper.pages
     ]
     asked, caption = context.asked_key or context.answer_key, None
+    if context.asked_key is None and (
+        crops := vision_crops.cheaper(paper.crops, context.answer_key, exam.model, exam.image_detail, sizes)
+    ):
+        images = [PageImage(_image_url(storage, crops["key"], presign_seconds, None))]
+        sizes, caption = [(crops["width"], crops["height"])], vision_crops.CAPTION
     if context.asked_key is not None:
         unsure = [q.id for q in context.asked_key.questions]
         crops = cheaper_crops(paper.local_reading or {}, unsure, exam.model, exam.image_detail, sizes)

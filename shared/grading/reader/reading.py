@@ -538,6 +538,10 @@ def question_crop(scans: list[PageScan], reading: AnswerReading) -> Image.Image 
     return crop
 
 
+CROP_LABEL_PX, CROP_GAP_PX = 90, 12  # the label column of a sheet of crops, and the space between two
+CROP_ROW_PX = 30  # a row is at least as tall as its label
+
+
 def crop_sheet(scans: list[PageScan], readings: list[AnswerReading], line_px: int = 16) -> Image.Image:
     """The questions of `readings` cut from the pages as they were read (upright, level, flattened:
     the readings' regions are in those pixels) and stacked into one greyscale image, each labelled
@@ -545,22 +549,27 @@ def crop_sheet(scans: list[PageScan], readings: list[AnswerReading], line_px: in
     crops = []
     for reading in readings:
         if (crop := question_crop(scans, reading)) is not None:
-            crops.append((reading.question_id, crop, reading.line_height or line_px))
+            crops.append((reading.question_id, crop, min(1.0, line_px / (reading.line_height or line_px))))
     if not crops:
         raise ValueError("no question could be located on the pages")
-    label_width = 90
-    scaled = [(qid, _scaled(crop, min(1.0, line_px / height))) for qid, crop, height in crops]
-    width = label_width + max(c.width for _q, c in scaled)
-    height = sum(c.height + 12 for _q, c in scaled)
+    return stack_crops(crops)
+
+
+def stack_crops(crops: list[tuple[str, Image.Image, float]]) -> Image.Image:
+    """Crops, each scaled as given, one under another, each labelled with its question's number on
+    the left and ruled off from the next: one greyscale image."""
+    scaled = [(qid, _scaled(crop, scale)) for qid, crop, scale in crops]
+    width = CROP_LABEL_PX + max(c.width for _q, c in scaled)
+    height = sum(max(c.height, CROP_ROW_PX) + CROP_GAP_PX for _q, c in scaled)
     sheet = Image.new("L", (width, height), 255)
     draw = ImageDraw.Draw(sheet)
     y = 0
     for qid, crop in scaled:
         draw.text((6, y + 4), f"Q{qid}", fill=0, font_size=24)
-        sheet.paste(crop, (label_width, y))
-        y += crop.height
+        sheet.paste(crop, (CROP_LABEL_PX, y))
+        y += max(crop.height, CROP_ROW_PX)
         draw.line((0, y + 6, width, y + 6), fill=160, width=2)
-        y += 12
+        y += CROP_GAP_PX
     return sheet
 
 

@@ -172,6 +172,43 @@ def read_with_template(pages: list[bytes], template: Template, key: AnswerKey) -
     return TemplateReading(readings, aligned_pages)
 
 
+CROP_PAD = 10  # px kept around what a question's crop shows
+
+
+def cut_questions(pages: list[bytes], template: Template, key: AnswerKey) -> list[tuple[str, int, Image.Image]] | None:
+    """Every key question's region cut from the student's pages aligned to the blank ones, print
+    and writing as the vision model should see them, down to the last of the question's print or
+    writing (a region runs on to the next question): (id, page index, crop) in key order. None
+    when a page cannot be aligned or a question has no region: then the pages are sent."""
+    if len(pages) != len(template.pages) or any(q.id not in template.regions for q in key.questions):
+        return None
+    aligned, writing = [], []
+    for data, blank in zip(pages, template.pages, strict=True):
+        page = register(upright_sheet(data), blank.image)
+        if page is None:
+            return None
+        aligned.append(page)
+        writing.append(ink_mask(remove_print(page, blank.ink)))
+    crops = []
+    for question in key.questions:
+        index, (left, top, right, bottom) = template.regions[question.id]
+        box = (left, top, right, bottom)
+        shown = [
+            b
+            for b in (
+                template.pages[index].ink.crop(box).getbbox(),  # the question's print
+                student_ink(writing[index].crop(box), template.line_heights[index]).getbbox(),
+            )
+            if b is not None
+        ]
+        if shown:
+            x1 = min(right - left, max(b[2] for b in shown) + CROP_PAD)
+            y1 = min(bottom - top, max(b[3] for b in shown) + CROP_PAD)
+            box = (left, top, left + max(1, x1), top + max(1, y1))
+        crops.append((question.id, index, aligned[index].crop(box)))
+    return crops
+
+
 INK_KEPT = 5  # px around the ink kept for the recogniser: a stroke's soft edges
 SPECK = 30  # ink pixels: a component this small far from the writing is a speck or a print remnant
 

@@ -1,0 +1,69 @@
+"""The vision lane's crops: a paper of an exam with a blank paper, cut into its questions' regions.
+
+Cut once, in the images worker, right after the pages are sized for the model: each page aligned
+to its blank page, each question's region cut (its print and the writing in it, down to the last
+of either), scaled so the printed text is as tall as on the page as sent (the same legibility),
+and stacked into one labelled image. The call sends that image instead of the pages when it is
+fewer image tokens by the model's rules (`cheaper`); otherwise the pages, as without a template.
+A page that cannot be aligned leaves a note, and the pages are sent.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from typing import Any
+
+from shared.grading import exam_template, lanes
+from shared.grading.answer_key import AnswerKey
+from shared.grading.reader.reading import stack_crops
+from shared.grading.reader.template import cut_questions
+from shared.images import MIN_LINE_PX
+from shared.models import Exam, Paper
+from shared.spending.costs import image_tokens, model_card
+from shared.storage import Storage, vision_crops_key
+
+CAPTION = "Every question cut from the student's paper, one under another, each labelled with its number on the left."
+
+
+def cut(storage: Storage, exam: Exam, paper: Paper, line_px: Mapping[int, float | None]) -> None:
+    """Cut and store the paper's crops (once), recording them, or why there are none, on the
+    paper. `line_px`: the text line height of each page (by number) as sized for the model."""
+    if paper.crops is not None or not lanes.cuts_vision_crops(exam):
+        return
+    template = exam_template.usable(exam, storage)
+    if template is None:
+        return  # not read yet, or unreadable: the pages are sent
+    key = AnswerKey.model_validate(exam.answer_key)
+    cut_out = cut_questions([storage.get(page.original_key) for page in paper.pages], template, key)
+    if cut_out is None:
+        paper.crops = {"note": "a page could not be aligned to the blank paper, or a question has no region"}
+        return
+    least = MIN_LINE_PX[model_card(exam.model).scheme]
+    sheet = stack_crops(
+        [
+            (qid, crop, min(1.0, (line_px.get(index + 1) or least) / template.line_heights[index]))
+            for qid, index, crop in cut_out
+        ]
+    )
+    stored = vision_crops_key(paper.school_id, exam.id, paper.id)
+    out = io.BytesIO()
+    sheet.save(out, "JPEG", quality=90)
+    storage.put(stored, io.BytesIO(out.getvalue()), "image/jpeg")
+    paper.crops = {
+        "key": stored,
+        "width": sheet.width,
+        "height": sheet.height,
+        "questions": [qid for qid, _index, _crop in cut_out],
+    }
+
+
+def cheaper(
+    crops: Mapping[str, Any] | None, key: AnswerKey, model: str, detail: str, pages: list[tuple[int, int]]
+) -> Mapping[str, Any] | None:
+    """The paper's crops, if they hold every question of the key and cost fewer image tokens than
+    its pages; None: send the pages."""
+    if not crops or crops.get("questions") != [q.id for q in key.questions]:
+        return None
+    cost = image_tokens(model, crops["width"], crops["height"], detail)
+    return crops if cost < sum(image_tokens(model, w, h, detail) for w, h in pages) else None
