@@ -15,7 +15,7 @@ from api.errors import ApiError, domain_error, refusal_status
 from api.schemas import EstimateResultSchema
 from api.spec import answers
 from shared.grading.answer_key import AnswerKey
-from shared.grading.exam_cost import calibration, prompt_shape, template_crop
+from shared.grading.exam_cost import calibration, prompt_shape, template_crop, vision_sheet
 from shared.images import PageRejected
 from shared.spending.costs import UnknownModel, UnsupportedDetail
 from shared.spending.estimate import DEFAULT_MODELS, PageSize, estimate, recommend, seen_page
@@ -99,7 +99,7 @@ class Estimate(MethodView):
             args = EstimateSchema().load(body)
         except ValidationError as exc:
             raise ApiError(422, "invalid_request", "the estimate request is not valid", exc.messages) from exc
-        shape = calibrated = crop = None
+        shape = calibrated = crop = exam = None
         questions = args["questions"]
         if args["exam_id"] is not None:
             from api.exams import school_exam
@@ -124,6 +124,7 @@ class Estimate(MethodView):
                 shape=shape,
                 calibration=calibrated,
                 crop=crop,
+                sheets={m: sheet for m in models if exam and (sheet := vision_sheet(exam, pages, m))},
             )
         except (UnknownModel, UnsupportedDetail) as exc:
             raise domain_error(exc, f"cannot estimate: {exc}") from exc

@@ -139,3 +139,44 @@ def test_every_lane_is_priced_side_by_side():
     assert mini["lanes"]["flex"]["class_usd"] == mini["lanes"]["economy"]["class_usd"]
     assert out["assumptions"]["measured"] == {"output_per_question": "assumed", "unsure_share": "assumed"}
     assert out["recommended"] is None  # sizes alone say nothing of legibility
+
+
+def test_an_exam_with_a_blank_paper_is_priced_with_its_crops_where_they_are_cheaper():
+    from shared.grading.exam_cost import vision_sheet
+    from shared.models import Exam
+    from shared.spending.estimate import PageSize, estimate
+
+    questions = [{"id": str(n), "answer": "1", "points": 1} for n in range(1, 7)]
+    template = {
+        "status": "ready",
+        "sizes": [[1240, 1754]],
+        "line_heights": [36],
+        # six one-line questions down the page; their print ends a third of the way across
+        "regions": {
+            q["id"]: {"page": 1, "box": [90, 200 + 200 * n, 1150, 390 + 200 * n]} for n, q in enumerate(questions)
+        },
+        "printed": {q["id"]: [0, 6, 360, 44] for q in questions},
+    }
+    exam = Exam(provider="vision", template=template, answer_key={"questions": questions}, model="gpt-5-mini")
+    page = PageSize("page-1", 1240, 1754, {"gpt-5-mini": (406, 608)})
+    sheet = vision_sheet(exam, [page], "gpt-5-mini")
+    assert sheet is not None and sheet[1] < 608  # six rows of print and writing, not the page
+    with_sheet = estimate([page], ["gpt-5-mini"], questions=6, sheets={"gpt-5-mini": sheet})["models"]["gpt-5-mini"]
+    without = estimate([page], ["gpt-5-mini"], questions=6)["models"]["gpt-5-mini"]
+    assert with_sheet["crops_instead_of_pages"] and not without["crops_instead_of_pages"]
+    for lane in ("vision", "economy", "flex"):
+        assert with_sheet["lanes"][lane]["prompt_tokens"] < without["lanes"][lane]["prompt_tokens"]
+    # no blank paper read, another reader, or pages that are not the blank paper's: no crops priced
+    assert (
+        vision_sheet(
+            Exam(provider="vision", template={**template, "status": "reading"}, answer_key=exam.answer_key),
+            [page],
+            "gpt-5-mini",
+        )
+        is None
+    )
+    assert (
+        vision_sheet(Exam(provider="cascade", template=template, answer_key=exam.answer_key), [page], "gpt-5-mini")
+        is None
+    )
+    assert vision_sheet(exam, [page, page], "gpt-5-mini") is None

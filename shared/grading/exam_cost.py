@@ -97,6 +97,7 @@ def known_pages(session: Session, exam: Exam) -> list[PageSize]:
 
 
 CROP_LABEL_PX, CROP_GAP_PX, CROP_ROW_PX, CROP_LINE_PX = 90, 12, 30, 16  # as reader.reading.crop_sheet cuts
+CROP_PAD = 10  # as reader.template.cut_questions leaves around a crop
 
 
 def template_crop(exam: Exam) -> tuple[int, int] | None:
@@ -117,6 +118,42 @@ def template_crop(exam: Exam) -> tuple[int, int] | None:
     # crop adds its height: the median.
     tall = sorted(max(h, CROP_ROW_PX) for _w, h in sizes)
     return CROP_LABEL_PX + max(w for w, _h in sizes), tall[len(tall) // 2] + CROP_GAP_PX
+
+
+def vision_sheet(exam: Exam, pages: list[PageSize], model: str) -> tuple[int, int] | None:
+    """The size of the image of every question's crop the vision lanes send for this exam (with a
+    read blank paper) instead of its pages: each region scaled as `pages` are sent to `model`
+    (the sent width over the blank page's), stacked as shared.grading.vision_crops does; an upper
+    bound, since a crop ends at its last writing. None without a read blank paper, or where the
+    pages given are not the blank paper's."""
+    template = exam.template or {}
+    regions, sizes = template.get("regions") or {}, template.get("sizes") or []
+    key = AnswerKey.model_validate(exam.answer_key)
+    if not lanes.cuts_vision_crops(exam) or template.get("status") != "ready" or len(pages) != len(sizes):
+        return None
+    if any(q.id not in regions for q in key.questions):
+        return None
+    scales = [
+        page.sent.get(model, (page.width, page.height))[0] / max(1, size[0])
+        for page, size in zip(pages, sizes, strict=True)
+    ]
+    printed, heights = template.get("printed") or {}, template.get("line_heights") or []
+    crops = []
+    for question in key.questions:
+        region = regions[question.id]
+        x0, y0, x1, y1 = region["box"]
+        index = int(region["page"]) - 1
+        scale = min(1.0, scales[index])
+        width, height = x1 - x0, y1 - y0
+        if (shown := printed.get(question.id)) and index < len(heights):
+            # the crop ends at its last print or writing: the print, and under it half the room
+            # left for writing (a row's answer sits on it; working fills part of its area)
+            line = heights[index]
+            width = min(width, max(shown[2], round(0.6 * width)) + CROP_PAD)
+            room = max(0, height - shown[3])
+            height = min(height, shown[3] + (room // 2 if room > 2 * line else line // 2) + CROP_PAD)
+        crops.append((round(width * scale), round(height * scale)))
+    return CROP_LABEL_PX + max(w for w, _h in crops), sum(max(h, CROP_ROW_PX) + CROP_GAP_PX for _w, h in crops)
 
 
 def unsure_share(session: Session, *conditions: Any) -> float | None:
@@ -194,14 +231,16 @@ def exam_cost(session: Session, exam: Exam, progress: dict[str, int]) -> dict[st
         calibrated = calibration(session, exam)
         measured = calibrated.sources
         try:
+            pages = known_pages(session, exam)
             costs = lane_costs(
                 exam.model,
-                known_pages(session, exam),
+                pages,
                 prompt_shape(session, exam),
                 len(key.questions),
                 exam.image_detail,
                 calibrated,
                 template_crop(exam),
+                vision_sheet(exam, pages, exam.model),
             )
             cost = costs.get(lane) or costs["vision"]
             before = cost.later_usd

@@ -6,6 +6,8 @@ as markq sends them (normalised: cropped to the writing and scaled to the fewest
 that keep it legible), and its reply. The lanes price the same call differently:
 
 - vision: one call a paper at the standard rate; the static prefix is cached after the first paper.
+  With the exam's blank paper, one image of every question's crop instead of the pages where that
+  is fewer tokens (as on the economy and flex lanes).
 - economy: the same call through the Batch API, half of every price.
 - flex: the same call at the Flex tier (models that have one), half of every price.
 - cascade: the offline reader first; a call only for a paper with unsure questions, asking only
@@ -137,9 +139,14 @@ def lane_costs(
     detail: str,
     calibration: Calibration,
     crop: tuple[int, int] | None = None,
+    sheet: tuple[int, int] | None = None,
 ) -> dict[str, LaneCost]:
-    """What one paper costs on each lane this model can take."""
+    """What one paper costs on each lane this model can take. `crop`: one question's crop in the
+    cascade's image; `sheet`: the image of every question's crop the vision lanes send instead of
+    the pages where that is fewer tokens (an exam with a blank paper)."""
     images = sum(page_tokens(model, page, detail) for page in pages)
+    if sheet is not None:
+        images = min(images, image_tokens(model, sheet[0], sheet[1], detail))
     prompt = shape.text_tokens + images
     output = round(calibration.output_per_question * questions)
     cached = cached_part(shape.cacheable_tokens)
@@ -180,8 +187,11 @@ def estimate(
     shape: PromptShape | None = None,
     calibration: Calibration | None = None,
     crop: tuple[int, int] | None = None,
+    sheets: dict[str, tuple[int, int]] | None = None,
 ) -> dict[str, Any]:
-    """The pages given are one paper. Raises UnknownModel or UnsupportedDetail."""
+    """The pages given are one paper; `sheets`, per model, the image of every question's crop an
+    exam with a blank paper sends instead of them where cheaper. Raises UnknownModel or
+    UnsupportedDetail."""
     models = list(models or DEFAULT_MODELS)
     shape = shape or PromptShape.assumed(questions)
     calibration = calibration or Calibration()
@@ -223,12 +233,15 @@ def estimate(
                 entry["patches"] = image_patches(page.width, page.height, budget or PATCH_BUDGET)
                 entry["multiplier"] = card.multiplier
             per_page.append(entry)
-        lanes = lane_costs(model, pages, shape, questions, detail, calibration, crop)
+        sheet = (sheets or {}).get(model)
+        lanes = lane_costs(model, pages, shape, questions, detail, calibration, crop, sheet)
         vision = lanes["vision"]
         result["models"][model] = {
             "scheme": card.scheme,
             "flex": card.flex,
             "pages": per_page,
+            "crops_instead_of_pages": sheet is not None
+            and image_tokens(model, sheet[0], sheet[1], detail) < sum(page_tokens(model, p, detail) for p in pages),
             "paper": {
                 "image_tokens": vision.prompt_tokens - shape.text_tokens,
                 "prompt_tokens": vision.prompt_tokens,

@@ -63,7 +63,16 @@ class Template:
             "line_heights": self.line_heights,
             "tilts": [page.tilt for page in self.pages],
             "sizes": [list(page.image.size) for page in self.pages],  # the pixels the regions are in
+            "printed": self.printed(),
         }
+
+    def printed(self) -> dict[str, list[int]]:
+        """The box of each region's print, in its region's pixels (for estimating its crop)."""
+        boxes = {}
+        for qid, (index, box) in self.regions.items():
+            if (inked := self.pages[index].ink.crop(box).getbbox()) is not None:
+                boxes[qid] = list(inked)
+        return boxes
 
     @classmethod
     def from_stored(cls, pages: list[bytes], stored: dict[str, Any]) -> Template:
