@@ -21,14 +21,18 @@ Per lane and model it prints:
 - dollars per class, and the cheapest lane whose legibility holds (target at most $0.02).
 
 Lanes: vision (pages, standard tier), economy (Batch API), flex (Flex tier), cascade (offline reader
-with the blank paper first, the unsure questions' crops to the model). Crops on the vision lane
-itself ("vision crops") are not built: it is printed as such.
+with the blank paper first, the unsure questions' crops to the model), vision_crops (the vision
+lane on the exam with its blank paper: every question's crop in one image instead of the pages,
+where that is fewer tokens; its legibility is the OCR recall of that image as sent against the same
+crops at full resolution). The economy and flex lanes send the same crops when the exam has a
+blank paper, at half the price.
 The last line is one JSON object.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import random
@@ -58,7 +62,10 @@ LANES = {  # lane: exam fields
     "economy": {"provider": "vision", "priority": "economy"},
     "flex": {"provider": "vision", "priority": "flex"},
     "cascade": {"provider": "cascade", "priority": "standard"},
+    "vision_crops": {"provider": "vision", "priority": "standard"},
 }
+WITH_TEMPLATE = ("cascade", "vision_crops")  # lanes whose exam is given its blank paper
+PRICED_AS = {"vision_crops": "vision"}  # the estimate's lane for an exam with a blank paper
 CLASS_SEED = 424_242  # chosen for a two-page scanned paper; never tuned on for the reader
 DONE = (PaperStatus.graded, PaperStatus.needs_review, PaperStatus.failed)
 WARM_UP = 2  # students marked before the class, on the vision lane and the cascade
@@ -116,6 +123,35 @@ def legibility(pages: list[bytes], model: str) -> dict[str, Any]:
     return {"ocr_recall": round(again / read, 3) if read else None, "line_height_proxy": proxy}
 
 
+def crops_legibility(paper: Any, model: str) -> dict[str, Any]:
+    """OCR recall of the vision lane's image of every question's crop as sent (scaled to the text
+    height of the pages as sent) against the same crops at full resolution."""
+    from bench.tokens import Reader, recalled
+    from shared.grading.answer_key import AnswerKey
+    from shared.grading.reader.reading import stack_crops
+    from shared.grading.reader.template import cut_questions, read_template
+    from shared.grading.vision_crops import sheet_image
+
+    key = AnswerKey.model_validate(paper.answer_key)
+    template = read_template(paper.template_pages, key)
+    cut = cut_questions(paper.pages, template, key)
+    if cut is None:
+        return {"ocr_recall": None, "note": "a page could not be aligned"}
+    line_px = {n: normalise_page(page, model, "high").line_px for n, page in enumerate(paper.pages, start=1)}
+    reader = Reader()
+    full = stack_crops([(qid, crop, 1.0) for qid, _index, crop in cut])
+    sent = sheet_image(model, "high", cut, template.line_heights, line_px)  # as markq sends it
+    original = reader.text(_jpeg(full))
+    again = recalled(original, reader.text(_jpeg(sent)))
+    return {"ocr_recall": round(again / len(original), 3) if original else None, "sent_size": list(sent.size)}
+
+
+def _jpeg(image: Any) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
 def wait_done(stack: Stack, exam_id: str, papers: int, timeout: float = 1800) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -160,7 +196,7 @@ def run_lane(
     exam = httpx.post(f"{stack.api_url}/v1/exams", headers=headers, json=body, timeout=60)
     exam.raise_for_status()
     exam_id = exam.json()["id"]
-    if lane == "cascade":
+    if lane in WITH_TEMPLATE:
         files = [("pages", (f"blank-{n}.png", data, "image/png")) for n, data in enumerate(first.template_pages, 1)]
         httpx.post(f"{stack.api_url}/v1/exams/{exam_id}/template", headers=headers, files=files, timeout=60)
         deadline = time.monotonic() + 600
@@ -180,7 +216,8 @@ def run_lane(
         timeout=120,
     )
     estimate.raise_for_status()
-    estimated = estimate.json()["models"][model]["lanes"][lane]["class_usd"]
+    priced = estimate.json()["models"][model]["lanes"][PRICED_AS.get(lane, lane)]
+    estimated = priced["class_usd"]
     bill_before = loopback_bill(stack)
     started = time.monotonic()
 
@@ -220,8 +257,9 @@ def run_lane(
         "questions": len(first.answer_key["questions"]),
         "mean_questions_asked": round(float(asked or 0), 2),
         "mean_prompt_tokens": round(float(prompt or 0)),
-        "estimated_prompt_tokens": estimate.json()["models"][model]["lanes"][lane]["prompt_tokens"],
-        "estimated_calls_per_paper": estimate.json()["models"][model]["lanes"][lane]["calls_per_paper"],
+        "estimated_prompt_tokens": priced["prompt_tokens"],
+        "estimated_calls_per_paper": priced["calls_per_paper"],
+        "estimated_crops_instead_of_pages": estimate.json()["models"][model].get("crops_instead_of_pages", False),
     }
 
 
@@ -249,6 +287,8 @@ def run(profile_name: str, models: list[str] | None = None, lanes: list[str] | N
                     "lanes": {},
                     "warm_up": {},
                 }
+                if "vision_crops" in chosen:
+                    entry["crops_legibility"] = crops_legibility(papers[0], model)
                 # Before this server has marked anything with the model, the estimate rests on its
                 # priors; a trial of two papers on the vision lane and the cascade measures the
                 # replies' length and the unsure share, as a school's first papers would.
@@ -260,7 +300,6 @@ def run(profile_name: str, models: list[str] | None = None, lanes: list[str] | N
                 for lane in chosen:
                     entry["lanes"][lane] = run_lane(stack, papers, model, lane)
                     print(model, lane, json.dumps(entry["lanes"][lane]), flush=True)
-                entry["lanes"]["vision crops"] = {"built": False}
                 results[model] = entry
         finally:
             stack.close()
@@ -274,9 +313,8 @@ def run(profile_name: str, models: list[str] | None = None, lanes: list[str] | N
         (
             (lane["actual_usd"], model, name)
             for model in profile["models"]
-            if (results[model]["legibility"]["ocr_recall"] or 0) >= LEGIBLE
             for name, lane in results[model]["lanes"].items()
-            if "actual_usd" in lane
+            if "actual_usd" in lane and (lane_legibility(results[model], name) or 0) >= LEGIBLE
         ),
         default=None,
     )
@@ -287,6 +325,13 @@ def run(profile_name: str, models: list[str] | None = None, lanes: list[str] | N
     )
     results["class_usd_target_met"] = cheapest is not None and cheapest[0] <= TARGET_CLASS_USD
     return results
+
+
+def lane_legibility(entry: dict[str, Any], lane: str) -> float | None:
+    """The OCR recall of what a lane sends: the crops' image on vision_crops, else the pages."""
+    if lane == "vision_crops":
+        return (entry.get("crops_legibility") or {}).get("ocr_recall")
+    return entry["legibility"]["ocr_recall"]
 
 
 def main() -> int:

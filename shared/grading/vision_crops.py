@@ -2,8 +2,8 @@
 
 Cut once, in the images worker, right after the pages are sized for the model: each page aligned
 to its blank page, each question's region cut (its print and the writing in it, down to the last
-of either), scaled so the printed text is as tall as on the page as sent (the same legibility),
-and stacked into one labelled image. The call sends that image instead of the pages when it is
+of either), scaled so the printed text is as tall as on the page as sent, stacked into one
+labelled image, and grown to fill the tiles or patches that image takes anyway (as the pages are). The call sends that image instead of the pages when it is
 fewer image tokens by the model's rules (`cheaper`); otherwise the pages, as without a template.
 A page that cannot be aligned leaves a note, and the pages are sent.
 """
@@ -14,6 +14,8 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
+from PIL import Image, ImageFilter
+
 from shared.grading import exam_template, lanes
 from shared.grading.answer_key import AnswerKey
 from shared.grading.reader.reading import stack_crops
@@ -23,6 +25,7 @@ from shared.models import Exam, Paper
 from shared.spending.costs import image_tokens, model_card
 from shared.storage import Storage, vision_crops_key
 
+MAX_GROWTH = 2.0  # the sheet grows at most this much to fill the tiles or patches it pays for
 CAPTION = "Every question cut from the student's paper, one under another, each labelled with its number on the left."
 
 
@@ -39,13 +42,7 @@ def cut(storage: Storage, exam: Exam, paper: Paper, line_px: Mapping[int, float 
     if cut_out is None:
         paper.crops = {"note": "a page could not be aligned to the blank paper, or a question has no region"}
         return
-    least = MIN_LINE_PX[model_card(exam.model).scheme]
-    sheet = stack_crops(
-        [
-            (qid, crop, min(1.0, (line_px.get(index + 1) or least) / template.line_heights[index]))
-            for qid, index, crop in cut_out
-        ]
-    )
+    sheet = sheet_image(exam.model, exam.image_detail, cut_out, template.line_heights, line_px)
     stored = vision_crops_key(paper.school_id, exam.id, paper.id)
     out = io.BytesIO()
     sheet.save(out, "JPEG", quality=90)
@@ -56,6 +53,35 @@ def cut(storage: Storage, exam: Exam, paper: Paper, line_px: Mapping[int, float 
         "height": sheet.height,
         "questions": [qid for qid, _index, _crop in cut_out],
     }
+
+
+def sheet_image(
+    model: str,
+    detail: str,
+    cut_out: list[tuple[str, int, Image.Image]],
+    line_heights: list[int],
+    line_px: Mapping[int, float | None],
+) -> Image.Image:
+    """The one image of the crops: each scaled so its printed text is as tall as on its page as
+    sent (`line_px`, by page number; the blank page's `line_heights` in the crops' pixels),
+    stacked and labelled, grown to fill the tiles or patches it takes anyway, sharpened as the
+    pages are after scaling."""
+    least = MIN_LINE_PX[model_card(model).scheme]
+    scales = [min(1.0, (line_px.get(n + 1) or least) / height) for n, height in enumerate(line_heights)]
+    sheet = stack_crops([(qid, crop, scales[index]) for qid, index, crop in cut_out])
+    tokens, grow = image_tokens(model, sheet.width, sheet.height, detail), 1.0
+    while (
+        grow < MAX_GROWTH
+        and image_tokens(model, *(round(side * (grow + 0.02)) for side in sheet.size), detail) <= tokens
+    ):
+        grow += 0.02
+    if grow > 1.0:
+        grown = stack_crops([(qid, crop, min(1.0, scales[index] * grow)) for qid, index, crop in cut_out])
+        if image_tokens(model, grown.width, grown.height, detail) <= image_tokens(
+            model, sheet.width, sheet.height, detail
+        ):
+            sheet = grown
+    return sheet.filter(ImageFilter.UnsharpMask(radius=1, percent=80, threshold=2))
 
 
 def cheaper(
