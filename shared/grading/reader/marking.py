@@ -148,6 +148,8 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     agreed = reading.agreeing >= AGREED_READINGS and reading.confidence >= AGREED_CONFIDENCE
     if near and not agreed:
         confidence *= 0.8  # a character or two from the key: as likely a misreading as a mistake
+    elif any(_confusable_digit(said, normalise_text(form)) for form in (key, *question.accepted)):
+        confidence *= 0.8  # a digit from the key that the reader takes for it, however many readings agree
     if any(
         said == normalise_text(form) or said in _notation_lost(normalise_text(form))
         for form in (key, *question.accepted)
@@ -299,6 +301,20 @@ def _notation_lost(form: str) -> set[str]:
     return lost - {form}
 
 
+# Handwritten digits the reader mistakes for one another, every reading alike (324 read 374 four
+# times of four): a reading one of these from the key is never a confident wrong verdict.
+_CONFUSABLE_DIGITS = (
+    {"1", "7"}, {"2", "7"}, {"3", "8"}, {"4", "9"}, {"5", "6"}, {"0", "6"}, {"6", "8"}, {"0", "8"}, {"7", "9"},
+    {"3", "5"},
+)  # fmt: skip
+
+
+def _confusable_digit(said: str, key: str) -> bool:
+    """One digit of the reading differs from the key's, and it is one the reader mistakes for it."""
+    differ = [(a, b) for a, b in zip(said, key, strict=False) if a != b]
+    return len(said) == len(key) and len(differ) == 1 and set(differ[0]) in _CONFUSABLE_DIGITS
+
+
 def _confusable_letters(said: str, key: str) -> bool:
     return len(said) == len(key) == 1 and {said.upper(), key.upper()} in _CONFUSABLE_LETTERS
 
@@ -377,7 +393,7 @@ def _blank_doubt(said: str, as_read: str, blank: Blank, reading: AnswerReading, 
     forms = [normalise_text(form) for form in (blank.answer, *blank.accepted)]
     near = any(_near_miss(normalise_text(said), form) for form in forms)
     agreed = reading.agreeing >= AGREED_READINGS and reading.confidence >= AGREED_CONFIDENCE
-    if near and not agreed:
+    if near and not agreed or _confusable_digit(normalise_text(said), normalise_text(blank.answer)):
         doubt *= 0.8
     if _not_like_the_key(said, blank.answer):
         doubt *= NOT_LIKE_THE_KEY
