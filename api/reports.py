@@ -46,7 +46,7 @@ from api.spec import answers
 from shared.grading.practice import WEAKEST, weak_point_practice
 from shared.grading.practice_model import model_practice
 from shared.grading.reports import class_report, exam_report, known_student, school_weak_points, student_report
-from shared.grading.review import InvalidOverride, override_question, review_queue
+from shared.grading.review import InvalidOverride, answer_crops, override_question, review_queue
 from shared.grading.statistics import gradebook
 from shared.grading.vocabulary import UnknownPoints, add_school_points, visible_to
 from shared.models import KnowledgePoint, Paper
@@ -159,14 +159,16 @@ class QuestionCrop(MethodView):
 
     @blp.doc(responses={"200": {"description": "The answer's image (JPEG).", "content": {"image/jpeg": {}}}})
     def get(self, paper_id: uuid.UUID, question_id: str) -> Response:
-        """The image of one answer, cut from its page as the offline reader read it."""
+        """The image of one answer, cut from its page (by the offline reader, or for the vision
+        lane from the pages aligned to the exam's blank paper)."""
         paper = db().scalar(select(Paper).where(Paper.id == paper_id, Paper.school_id == current_school().id))
         return answer_image(paper, question_id)
 
 
 def answer_image(paper: Paper | None, question_id: str) -> Response:
-    """The answer's crop as the offline reader cut it (JPEG), or 404; for the API and the web app."""
-    key = ((paper.local_reading or {}).get("question_crops") or {}).get(question_id) if paper else None
+    """The answer's crop (JPEG) as the offline reader or the vision lane cut it, or 404; for the API
+    and the web app."""
+    key = answer_crops(paper.local_reading, paper.crops).get(question_id) if paper else None
     if key is None:
         raise not_found("answer image")
     try:

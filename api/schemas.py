@@ -669,6 +669,12 @@ class EstimateLaneSchema(Schema):
 class EstimateModelSchema(Schema):
     scheme = fields.String(metadata={"description": "tile or patch: how the model counts image tokens."})
     flex = fields.Boolean(metadata={"description": "The model has a Flex tier (exam priority flex)."})
+    crops_instead_of_pages = fields.Boolean(
+        metadata={
+            "description": "With the exam's blank paper: the vision lanes send one image of every question's "
+            "crop instead of the pages, as it costs fewer tokens (priced so on those lanes)."
+        }
+    )
     lanes = fields.Dict(
         keys=fields.String(),
         values=fields.Nested(EstimateLaneSchema),

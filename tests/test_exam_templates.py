@@ -195,5 +195,10 @@ def test_a_vision_paper_with_a_blank_paper_sends_its_questions_crops_when_cheape
     assert sent["crops"]["status"] == sent["pages"]["status"] == "graded"
     assert len(sent["crops"]["questions"]) == len(paper.answer_key["questions"])
     assert sent["crops"]["usage"]["prompt_tokens"] == with_crops["prompt_tokens"]
-    stored = httpx.get(f"{live_api}/v1/papers/{sent['crops']['id']}", headers=headers).json()
-    assert stored["status"] == "graded"
+    # each question's crop is kept for a teacher's review, as the offline reader's are
+    first = paper.answer_key["questions"][0]["id"]
+    image = httpx.get(f"{live_api}/v1/papers/{sent['crops']['id']}/questions/{first}/crop", headers=headers)
+    assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(image.content)).height < 400  # one question, not a page
+    missing = httpx.get(f"{live_api}/v1/papers/{sent['pages']['id']}/questions/{first}/crop", headers=headers)
+    assert missing.status_code == 404  # no blank paper: no crops

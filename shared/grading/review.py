@@ -171,9 +171,15 @@ def review_count(session: Session, exam_id: Any) -> int:
     return session.scalar(query.where(_waiting(exam_id))) or 0
 
 
+def answer_crops(local_reading: dict[str, Any] | None, crops: dict[str, Any] | None) -> dict[str, str]:
+    """Each question's stored crop: as the offline reader cut it, else as the vision lane cut it
+    from the pages aligned to the exam's blank paper."""
+    return {**((crops or {}).get("question_crops") or {}), **((local_reading or {}).get("question_crops") or {})}
+
+
 def review_queue(session: Session, exam_id: Any) -> list[dict[str, Any]]:
     rows = session.execute(
-        select(Paper.id, Paper.student_ref, Paper.class_label, Paper.local_reading, QuestionResult)
+        select(Paper.id, Paper.student_ref, Paper.class_label, Paper.local_reading, Paper.crops, QuestionResult)
         .join(QuestionResult, QuestionResult.paper_id == Paper.id)
         .where(_waiting(exam_id))
         .order_by(Paper.class_label, Paper.student_ref, QuestionResult.position)
@@ -194,7 +200,7 @@ def review_queue(session: Session, exam_id: Any) -> list[dict[str, Any]]:
             "check_equivalent": q.check_equivalent,
             "review_reason": q.review_reason,
             "knowledge_points": [kp.knowledge_point_id for kp in q.knowledge_points],
-            "has_crop": q.question_id in ((reading or {}).get("question_crops") or {}),
+            "has_crop": q.question_id in answer_crops(reading, crops),
         }
-        for paper_id, student, label, reading, q in rows
+        for paper_id, student, label, reading, crops, q in rows
     ]

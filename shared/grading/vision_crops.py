@@ -23,7 +23,7 @@ from shared.grading.reader.template import cut_questions
 from shared.images import MIN_LINE_PX
 from shared.models import Exam, Paper
 from shared.spending.costs import image_tokens, model_card
-from shared.storage import Storage, vision_crops_key
+from shared.storage import Storage, question_crop_key, vision_crops_key
 
 MAX_GROWTH = 2.0  # the sheet grows at most this much to fill the tiles or patches it pays for
 CAPTION = "Every question cut from the student's paper, one under another, each labelled with its number on the left."
@@ -44,15 +44,24 @@ def cut(storage: Storage, exam: Exam, paper: Paper, line_px: Mapping[int, float 
         return
     sheet = sheet_image(exam.model, exam.image_detail, cut_out, template.line_heights, line_px)
     stored = vision_crops_key(paper.school_id, exam.id, paper.id)
-    out = io.BytesIO()
-    sheet.save(out, "JPEG", quality=90)
-    storage.put(stored, io.BytesIO(out.getvalue()), "image/jpeg")
+    storage.put(stored, io.BytesIO(_jpeg(sheet)), "image/jpeg")
+    answers = {}  # each question's crop alone, for a teacher's review
+    for qid, _index, crop in cut_out:
+        answers[qid] = question_crop_key(paper.school_id, exam.id, paper.id, qid)
+        storage.put(answers[qid], io.BytesIO(_jpeg(crop)), "image/jpeg")
     paper.crops = {
         "key": stored,
         "width": sheet.width,
         "height": sheet.height,
         "questions": [qid for qid, _index, _crop in cut_out],
+        "question_crops": answers,
     }
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
 
 
 def sheet_image(
