@@ -24,8 +24,8 @@ Lanes: vision (pages, standard tier), economy (Batch API), flex (Flex tier), cas
 with the blank paper first, the unsure questions' crops to the model), vision_crops (the vision
 lane on the exam with its blank paper: every question's crop in one image instead of the pages,
 where that is fewer tokens; its legibility is the OCR recall of that image as sent against the same
-crops at full resolution). The economy and flex lanes send the same crops when the exam has a
-blank paper, at half the price.
+crops at full resolution), economy_crops (the same through the Batch API; the flex lane sends the
+same crops at the same price).
 The last line is one JSON object.
 """
 
@@ -63,9 +63,10 @@ LANES = {  # lane: exam fields
     "flex": {"provider": "vision", "priority": "flex"},
     "cascade": {"provider": "cascade", "priority": "standard"},
     "vision_crops": {"provider": "vision", "priority": "standard"},
+    "economy_crops": {"provider": "vision", "priority": "economy"},
 }
-WITH_TEMPLATE = ("cascade", "vision_crops")  # lanes whose exam is given its blank paper
-PRICED_AS = {"vision_crops": "vision"}  # the estimate's lane for an exam with a blank paper
+WITH_TEMPLATE = ("cascade", "vision_crops", "economy_crops")  # lanes whose exam is given its blank paper
+PRICED_AS = {"vision_crops": "vision", "economy_crops": "economy"}  # the estimate's lane, with a blank paper
 CLASS_SEED = 424_242  # chosen for a two-page scanned paper; never tuned on for the reader
 DONE = (PaperStatus.graded, PaperStatus.needs_review, PaperStatus.failed)
 WARM_UP = 2  # students marked before the class, on the vision lane and the cascade
@@ -287,7 +288,7 @@ def run(profile_name: str, models: list[str] | None = None, lanes: list[str] | N
                     "lanes": {},
                     "warm_up": {},
                 }
-                if "vision_crops" in chosen:
+                if {"vision_crops", "economy_crops"} & set(chosen):
                     entry["crops_legibility"] = crops_legibility(papers[0], model)
                 # Before this server has marked anything with the model, the estimate rests on its
                 # priors; a trial of two papers on the vision lane and the cascade measures the
@@ -329,7 +330,7 @@ def run(profile_name: str, models: list[str] | None = None, lanes: list[str] | N
 
 def lane_legibility(entry: dict[str, Any], lane: str) -> float | None:
     """The OCR recall of what a lane sends: the crops' image on vision_crops, else the pages."""
-    if lane == "vision_crops":
+    if lane in ("vision_crops", "economy_crops"):
         return (entry.get("crops_legibility") or {}).get("ocr_recall")
     return entry["legibility"]["ocr_recall"]
 

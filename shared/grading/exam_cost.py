@@ -98,6 +98,7 @@ def known_pages(session: Session, exam: Exam) -> list[PageSize]:
 
 CROP_LABEL_PX, CROP_GAP_PX, CROP_ROW_PX, CROP_LINE_PX = 90, 12, 30, 16  # as reader.reading.crop_sheet cuts
 CROP_PAD = 10  # as reader.template.cut_questions leaves around a crop
+LEGIBLE_LINE_PX = 16  # as shared.grading.vision_crops scales the vision lane's crops, at the least
 
 
 def template_crop(exam: Exam) -> tuple[int, int] | None:
@@ -123,7 +124,8 @@ def template_crop(exam: Exam) -> tuple[int, int] | None:
 def vision_sheet(exam: Exam, pages: list[PageSize], model: str) -> tuple[int, int] | None:
     """The size of the image of every question's crop the vision lanes send for this exam (with a
     read blank paper) instead of its pages: each region scaled as `pages` are sent to `model`
-    (the sent width over the blank page's), stacked as shared.grading.vision_crops does; an upper
+    (the sent width over the blank page's) with its print at least LEGIBLE_LINE_PX tall, stacked
+    as shared.grading.vision_crops does; an upper
     bound, since a crop ends at its last writing. None without a read blank paper, or where the
     pages given are not the blank paper's."""
     template = exam.template or {}
@@ -133,11 +135,13 @@ def vision_sheet(exam: Exam, pages: list[PageSize], model: str) -> tuple[int, in
         return None
     if any(q.id not in regions for q in key.questions):
         return None
-    scales = [
-        page.sent.get(model, (page.width, page.height))[0] / max(1, size[0])
-        for page, size in zip(pages, sizes, strict=True)
-    ]
     printed, heights = template.get("printed") or {}, template.get("line_heights") or []
+    if len(heights) != len(sizes):
+        return None
+    scales = [  # as the pages are sent, and the print at least LEGIBLE_LINE_PX tall
+        max(page.sent.get(model, (page.width, page.height))[0] / max(1, size[0]), LEGIBLE_LINE_PX / max(1, line))
+        for page, size, line in zip(pages, sizes, heights, strict=True)
+    ]
     crops = []
     for question in key.questions:
         region = regions[question.id]
@@ -145,7 +149,7 @@ def vision_sheet(exam: Exam, pages: list[PageSize], model: str) -> tuple[int, in
         index = int(region["page"]) - 1
         scale = min(1.0, scales[index])
         width, height = x1 - x0, y1 - y0
-        if (shown := printed.get(question.id)) and index < len(heights):
+        if shown := printed.get(question.id):
             # the crop ends at its last print or writing: the print, and under it half the room
             # left for writing (a row's answer sits on it; working fills part of its area)
             line = heights[index]

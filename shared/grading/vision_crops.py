@@ -2,8 +2,9 @@
 
 Cut once, in the images worker, right after the pages are sized for the model: each page aligned
 to its blank page, each question's region cut (its print and the writing in it, down to the last
-of either), scaled so the printed text is as tall as on the page as sent, stacked into one
-labelled image, and grown to fill the tiles or patches that image takes anyway (as the pages are). The call sends that image instead of the pages when it is
+of either), scaled so the printed text is as tall as on the page as sent and at least
+LEGIBLE_LINE_PX, stacked into one labelled image, and grown to fill the tiles or patches that
+image takes anyway (as the pages are). The call sends that image instead of the pages when it is
 fewer image tokens by the model's rules (`cheaper`); otherwise the pages, as without a template.
 A page that cannot be aligned leaves a note, and the pages are sent.
 """
@@ -25,6 +26,9 @@ from shared.models import Exam, Paper
 from shared.spending.costs import image_tokens, model_card
 from shared.storage import Storage, question_crop_key, vision_crops_key
 
+# The crops' printed text is at least this tall, as the cascade's crops are: handwriting stays
+# legible to OCR at it (bench.cost), where whole pages sent at 10-12 px lines do not quite.
+LEGIBLE_LINE_PX = 16
 MAX_GROWTH = 2.0  # the sheet grows at most this much to fill the tiles or patches it pays for
 CAPTION = "Every question cut from the student's paper, one under another, each labelled with its number on the left."
 
@@ -72,11 +76,12 @@ def sheet_image(
     line_px: Mapping[int, float | None],
 ) -> Image.Image:
     """The one image of the crops: each scaled so its printed text is as tall as on its page as
-    sent (`line_px`, by page number; the blank page's `line_heights` in the crops' pixels),
+    sent (`line_px`, by page number; the blank page's `line_heights` in the crops' pixels) and at
+    least LEGIBLE_LINE_PX,
     stacked and labelled, grown to fill the tiles or patches it takes anyway, sharpened as the
     pages are after scaling."""
-    least = MIN_LINE_PX[model_card(model).scheme]
-    scales = [min(1.0, (line_px.get(n + 1) or least) / height) for n, height in enumerate(line_heights)]
+    least = max(MIN_LINE_PX[model_card(model).scheme], LEGIBLE_LINE_PX)
+    scales = [min(1.0, max(line_px.get(n + 1) or 0, least) / height) for n, height in enumerate(line_heights)]
     sheet = stack_crops([(qid, crop, scales[index]) for qid, index, crop in cut_out])
     tokens, grow = image_tokens(model, sheet.width, sheet.height, detail), 1.0
     while (
