@@ -240,6 +240,9 @@ def run_lane(
     actual = loopback_bill(stack) - bill_before
     view = httpx.get(f"{stack.api_url}/v1/exams/{exam_id}", headers=headers).json()
     with stack.sessions() as session:
+        cut = session.scalar(
+            select(func.count()).select_from(Paper).where(Paper.exam_id == exam_id, Paper.crops["key"].is_not(None))
+        )
         asked, prompt = session.execute(
             select(func.avg(Usage.questions), func.avg(Usage.prompt_tokens)).where(
                 Usage.exam_id == exam_id, Usage.outcome.startswith("ok")
@@ -258,6 +261,7 @@ def run_lane(
         "questions": len(first.answer_key["questions"]),
         "mean_questions_asked": round(float(asked or 0), 2),
         "mean_prompt_tokens": round(float(prompt or 0)),
+        "papers_with_crops": cut,
         "estimated_prompt_tokens": priced["prompt_tokens"],
         "estimated_calls_per_paper": priced["calls_per_paper"],
         "estimated_crops_instead_of_pages": estimate.json()["models"][model].get("crops_instead_of_pages", False),

@@ -87,3 +87,46 @@ def test_an_economy_exam_completes_through_batches_priced_at_half(live_api, auth
             "gpt-4o", row.prompt_tokens, row.cached_tokens, row.completion_tokens, batch=True
         )
         assert abs(float(row.cost_usd) - float(full) / 2) < 0.000002
+
+
+def test_a_batch_takes_only_papers_whose_pages_are_checked_and_sized(live_api, auth, app):
+    """A paper queued by URL upload, its files not yet checked, or not yet sized by the images
+    worker (where a templated exam's crops are cut), waits for it: the batch never sends a page it
+    has not seen decoded, nor pages where crops would have gone."""
+    from shared.db import transaction
+    from shared.grading.lane_batch import exams_with_waiting_papers
+    from shared.models import Exam, Page, Paper, PaperStatus
+
+    exam_id = uuid.UUID(make_exam(live_api, auth("A"), priority="economy")["id"])
+    sessions = app.extensions["markq"].sessions
+    with transaction(sessions) as session:
+        exam = session.get_one(Exam, exam_id)
+        paper = Paper(school_id=exam.school_id, exam_id=exam.id, student_ref="r", status=PaperStatus.queued)
+        paper.pages = [
+            Page(
+                number=1,
+                original_key="k",
+                original_format="JPEG",
+                original_bytes=1,
+                width=1,
+                height=1,
+                sha256="0" * 64,
+                verified=False,
+            )
+        ]
+        session.add(paper)
+        session.flush()
+        paper_id = paper.id
+    with sessions() as session:
+        assert exam_id not in exams_with_waiting_papers(session)  # not checked yet
+    with transaction(sessions) as session:
+        session.get_one(Paper, paper_id).pages[0].verified = True
+    with sessions() as session:
+        assert exam_id not in exams_with_waiting_papers(session)  # checked, not sized
+    with transaction(sessions) as session:
+        page = session.get_one(Paper, paper_id).pages[0]
+        page.normalised_key, page.sent_width, page.sent_height = "n", 100, 140
+    with sessions() as session:
+        assert exam_id in exams_with_waiting_papers(session)
+    with transaction(sessions) as session:
+        session.delete(session.get_one(Paper, paper_id))

@@ -13,7 +13,7 @@ import logging
 import uuid
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.db import transaction
@@ -21,7 +21,7 @@ from shared.grading import lanes, papers
 from shared.grading.lane_live import record_stored_reply, store_reply_first
 from shared.grading.requests import prepare_paper
 from shared.grading.reuse import reuse_earlier_result
-from shared.models import Exam, Paper, PaperStatus, ProviderBatch, UsageOutcome, utcnow
+from shared.models import Exam, Page, Paper, PaperStatus, ProviderBatch, UsageOutcome, utcnow
 from shared.provider import (
     ProviderError,
     batch_state,
@@ -38,13 +38,20 @@ TERMINAL = {"completed", "expired", "failed", "cancelled"}
 MAX_LINES = 1000
 
 
+def _ready() -> Any:
+    """A queued paper not in a batch whose pages are checked and sized by the images worker (and,
+    with the exam's blank paper, cut into crops there): what a batch takes."""
+    unready = select(Page.id).where(
+        Page.paper_id == Paper.id,
+        or_(Page.verified.is_(False), Page.normalised_key.is_(None), Page.sent_width.is_(None)),
+    )
+    return and_(Paper.status == PaperStatus.queued, Paper.batch_id.is_(None), ~exists(unready))
+
+
 def exams_with_waiting_papers(session: Session) -> list[uuid.UUID]:
     return list(
         session.scalars(
-            select(Exam.id).where(
-                lanes.batched_exams(),
-                Exam.id.in_(select(Paper.exam_id).where(Paper.status == PaperStatus.queued, Paper.batch_id.is_(None))),
-            )
+            select(Exam.id).where(lanes.batched_exams(), Exam.id.in_(select(Paper.exam_id).where(_ready())))
         )
     )
 
@@ -55,10 +62,7 @@ def send_exam_batch(res: Resources, exam_id: uuid.UUID) -> ProviderBatch | None:
     with sessions() as session:
         ids = list(
             session.scalars(
-                select(Paper.id)
-                .where(Paper.exam_id == exam_id, Paper.status == PaperStatus.queued, Paper.batch_id.is_(None))
-                .order_by(Paper.created_at)
-                .limit(MAX_LINES)
+                select(Paper.id).where(Paper.exam_id == exam_id, _ready()).order_by(Paper.created_at).limit(MAX_LINES)
             )
         )
     lines, reservations = [], {}
