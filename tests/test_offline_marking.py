@@ -154,11 +154,14 @@ def test_verdicts_compare_values_units_and_text():
 
 def test_unsure_readings_give_unsure_verdicts():
     # one character from the key: as likely a misreading as a mistake, however sure one reading
-    # is ("27人" read "7人" three times at 0.99); every reading agreeing is a mistake
+    # is ("27人" read "7人" three times at 0.99); every reading agreeing is a mistake, unless the
+    # one digit that differs is one the reader takes for the key's (8 for 6: 374 read for 324)
     assert mark_reading(reading("58", 0.95), question("56"), "math", "zh").confidence < 0.9
     assert mark_reading(reading("58", 0.999), question("56"), "math", "zh").confidence < 0.9
-    agreed = AnswerReading("1", "read", "58", 0.97, agreeing=4)
+    agreed = AnswerReading("1", "read", "52", 0.97, agreeing=4)
     assert mark_reading(agreed, question("56"), "math", "zh").confidence >= 0.9
+    confusable = AnswerReading("1", "read", "58", 0.97, agreeing=4)
+    assert mark_reading(confusable, question("56"), "math", "zh").confidence < 0.9
     # the key is a number and the reading is not: probably misread
     assert mark_reading(reading("5k", 0.99), question("56"), "math", "zh").confidence < 0.9
     # letters that look like digits are taken as digits where the key has no letter: right when
