@@ -21,13 +21,13 @@ from shared.grading import exam_template, lanes
 from shared.grading.answer_key import AnswerKey
 from shared.grading.reader.reading import stack_crops
 from shared.grading.reader.template import cut_questions
-from shared.images import MIN_LINE_PX
 from shared.models import Exam, Paper
-from shared.spending.costs import image_tokens, model_card
+from shared.spending.costs import image_tokens
 from shared.storage import Storage, question_crop_key, vision_crops_key
 
-# The crops' printed text is at least this tall, as the cascade's crops are: handwriting stays
-# legible to OCR at it (bench.cost), where whole pages sent at 10-12 px lines do not quite.
+# The crops' printed text is at least this tall (more than any model's MIN_LINE_PX for pages), as
+# the cascade's crops are: handwriting stays legible to OCR at it (bench.cost), where whole pages
+# sent at 10-12 px lines do not quite.
 LEGIBLE_LINE_PX = 16
 MAX_GROWTH = 2.0  # the sheet grows at most this much to fill the tiles or patches it pays for
 CAPTION = "Every question cut from the student's paper, one under another, each labelled with its number on the left."
@@ -77,11 +77,9 @@ def sheet_image(
 ) -> Image.Image:
     """The one image of the crops: each scaled so its printed text is as tall as on its page as
     sent (`line_px`, by page number; the blank page's `line_heights` in the crops' pixels) and at
-    least LEGIBLE_LINE_PX,
-    stacked and labelled, grown to fill the tiles or patches it takes anyway, sharpened as the
-    pages are after scaling."""
-    least = max(MIN_LINE_PX[model_card(model).scheme], LEGIBLE_LINE_PX)
-    scales = [min(1.0, max(line_px.get(n + 1) or 0, least) / height) for n, height in enumerate(line_heights)]
+    least LEGIBLE_LINE_PX, stacked and labelled, grown to fill the tiles or patches it takes
+    anyway, sharpened as the pages are after scaling."""
+    scales = [min(1.0, max(line_px.get(n + 1) or 0, LEGIBLE_LINE_PX) / height) for n, height in enumerate(line_heights)]
     sheet = stack_crops([(qid, crop, scales[index]) for qid, index, crop in cut_out])
     tokens, grow = image_tokens(model, sheet.width, sheet.height, detail), 1.0
     while (
@@ -91,9 +89,7 @@ def sheet_image(
         grow += 0.02
     if grow > 1.0:
         grown = stack_crops([(qid, crop, min(1.0, scales[index] * grow)) for qid, index, crop in cut_out])
-        if image_tokens(model, grown.width, grown.height, detail) <= image_tokens(
-            model, sheet.width, sheet.height, detail
-        ):
+        if image_tokens(model, grown.width, grown.height, detail) <= tokens:
             sheet = grown
     return sheet.filter(ImageFilter.UnsharpMask(radius=1, percent=80, threshold=2))
 
