@@ -32,7 +32,6 @@ The last line is one JSON object.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import random
@@ -49,7 +48,7 @@ from sqlalchemy import func, select
 import bench.school_papers as school_papers
 from bench.throughput import Stack
 from shared.db import transaction
-from shared.images import normalise_page
+from shared.images import jpeg_bytes, normalise_page
 from shared.models import Paper, PaperStatus, Usage
 from shared.schools import create_key, create_school
 
@@ -142,15 +141,9 @@ def crops_legibility(paper: Any, model: str) -> dict[str, Any]:
     reader = Reader()
     full = stack_crops([(qid, crop, 1.0) for qid, _index, crop in cut])
     sent = sheet_image(model, "high", cut, template.line_heights, line_px)  # as markq sends it
-    original = reader.text(_jpeg(full))
-    again = recalled(original, reader.text(_jpeg(sent)))
+    original = reader.text(jpeg_bytes(full))
+    again = recalled(original, reader.text(jpeg_bytes(sent)))
     return {"ocr_recall": round(again / len(original), 3) if original else None, "sent_size": list(sent.size)}
-
-
-def _jpeg(image: Any) -> bytes:
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=90)
-    return out.getvalue()
 
 
 def wait_done(stack: Stack, exam_id: str, papers: int, timeout: float = 1800) -> None:

@@ -272,6 +272,13 @@ def text_line_height(mask: Image.Image) -> float | None:
     return float(runs[len(runs) // 2]) if runs else None
 
 
+def jpeg_bytes(image: Image.Image) -> bytes:
+    """An image (a crop, a sheet of crops) as the JPEG markq stores and sends."""
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=JPEG_QUALITY)
+    return out.getvalue()
+
+
 def normalise_page(data: bytes, model: str, detail: str) -> NormalisedPage:
     """The cheapest legible page: upright (EXIF), greyscale, cut to the sheet in a photo, uneven
     light divided out, blank margins cropped, scaled to the fewest tiles or patches that keep text lines MIN_LINE_PX tall, JPEG."""

@@ -19,6 +19,9 @@ from sqlalchemy.orm import Session
 from shared.grading import lanes
 from shared.grading.answer_key import AnswerKey
 from shared.grading.prompt import PageImage, build_request, count_prompt_tokens, schema_tokens
+from shared.grading.reader.reading import CROP_GAP_PX, CROP_LABEL_PX, CROP_LINE_PX, CROP_ROW_PX
+from shared.grading.reader.template import CROP_PAD
+from shared.grading.vision_crops import LEGIBLE_LINE_PX
 from shared.grading.vocabulary import asked_vocabulary, exam_vocabulary
 from shared.models import Exam, Page, Paper, PaperStatus, Usage, UsageOutcome
 from shared.spending import ledger
@@ -96,11 +99,6 @@ def known_pages(session: Session, exam: Exam) -> list[PageSize]:
     return pages
 
 
-CROP_LABEL_PX, CROP_GAP_PX, CROP_ROW_PX, CROP_LINE_PX = 90, 12, 30, 16  # as reader.reading.crop_sheet cuts
-CROP_PAD = 10  # as reader.template.cut_questions leaves around a crop
-LEGIBLE_LINE_PX = 16  # as shared.grading.vision_crops scales the vision lane's crops, at the least
-
-
 def template_crop(exam: Exam) -> tuple[int, int] | None:
     """The size one question's crop takes in the cascade's image, from the exam's blank paper
     (answer regions scaled as the crops are); None without a read template."""
@@ -125,14 +123,13 @@ def vision_sheet(exam: Exam, pages: list[PageSize], model: str) -> tuple[int, in
     """The size of the image of every question's crop the vision lanes send for this exam (with a
     read blank paper) instead of its pages: each region scaled as `pages` are sent to `model`
     (the sent width over the blank page's) with its print at least LEGIBLE_LINE_PX tall, stacked
-    as shared.grading.vision_crops does; an upper
-    bound, since a crop ends at its last writing. None without a read blank paper, or where the
+    as shared.grading.vision_crops does; an upper bound, since a crop ends at its last writing. None without a read blank paper, or where the
     pages given are not the blank paper's."""
     template = exam.template or {}
     regions, sizes = template.get("regions") or {}, template.get("sizes") or []
-    key = AnswerKey.model_validate(exam.answer_key)
     if not lanes.cuts_vision_crops(exam) or template.get("status") != "ready" or len(pages) != len(sizes):
         return None
+    key = AnswerKey.model_validate(exam.answer_key)
     if any(q.id not in regions for q in key.questions):
         return None
     printed, heights = template.get("printed") or {}, template.get("line_heights") or []

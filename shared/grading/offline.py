@@ -20,6 +20,7 @@ from shared.grading.answer_key import AnswerKey
 from shared.grading.marks import QuestionMark
 from shared.grading.reader import marking, reading, scanning
 from shared.grading.reader.template import Template, read_with_template
+from shared.images import jpeg_bytes
 from shared.ocr import ENGINE_NAME
 from shared.spending.costs import image_tokens
 from shared.storage import Storage, crop_sheet_key, question_crop_key
@@ -81,20 +82,14 @@ def store_crops(
     stored = {}
     for qid, crop in offline.question_crops.items():
         key = question_crop_key(school_id, exam_id, paper_id, qid)
-        storage.put(key, io.BytesIO(_jpeg(crop)), "image/jpeg")
+        storage.put(key, io.BytesIO(jpeg_bytes(crop)), "image/jpeg")
         stored[qid] = key
     offline.local_reading["question_crops"] = stored
     if offline.crops is None:
         return
     key = crop_sheet_key(school_id, exam_id, paper_id)
-    storage.put(key, io.BytesIO(_jpeg(offline.crops)), "image/jpeg")
+    storage.put(key, io.BytesIO(jpeg_bytes(offline.crops)), "image/jpeg")
     offline.local_reading["crops"]["key"] = key
-
-
-def _jpeg(image: Image.Image) -> bytes:
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=90)
-    return out.getvalue()
 
 
 def offline_marks(

@@ -167,22 +167,24 @@ def prepare_paper(
         )
         for page in paper.pages
     ]
-    asked, caption = context.asked_key or context.answer_key, None
-    if context.asked_key is None and (
-        crops := vision_crops.cheaper(paper.crops, context.answer_key, exam.model, exam.image_detail, sizes)
-    ):
-        images = [PageImage(_image_url(storage, crops["key"], presign_seconds, None))]
-        sizes, caption = [(crops["width"], crops["height"])], vision_crops.CAPTION
-    if context.asked_key is not None:
+    asked = context.asked_key or context.answer_key
+    # One image of the questions' crops instead of the pages, where that is fewer tokens: every
+    # question's (a vision paper of an exam with a blank paper), or the unsure ones' (a cascade).
+    if context.asked_key is None:
+        crops = vision_crops.cheaper(paper.crops, context.answer_key, exam.model, exam.image_detail, sizes)
+        caption: str | None = vision_crops.CAPTION
+    else:
         unsure = [q.id for q in context.asked_key.questions]
         crops = cheaper_crops(paper.local_reading or {}, unsure, exam.model, exam.image_detail, sizes)
-        if crops is not None:
-            images = [PageImage(_image_url(storage, crops["key"], presign_seconds, None))]
-            sizes = [(crops["width"], crops["height"])]
-            caption = (
-                f"Question(s) {', '.join(unsure)} cut from the student's paper, one under "
-                "another, each labelled with its number on the left."
-            )
+        caption = (
+            f"Question(s) {', '.join(unsure)} cut from the student's paper, one under "
+            "another, each labelled with its number on the left."
+        )
+    if crops is not None:
+        images = [PageImage(_image_url(storage, crops["key"], presign_seconds, None))]
+        sizes = [(crops["width"], crops["height"])]
+    else:
+        caption = None
     vocabulary = exam_vocabulary(session, exam)
     if context.asked_key is not None:
         vocabulary = asked_vocabulary(vocabulary, context.asked_key)

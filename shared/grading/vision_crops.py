@@ -19,16 +19,17 @@ from PIL import Image, ImageFilter
 
 from shared.grading import exam_template, lanes
 from shared.grading.answer_key import AnswerKey
-from shared.grading.reader.reading import stack_crops
+from shared.grading.reader.reading import CROP_LINE_PX, stack_crops
 from shared.grading.reader.template import cut_questions
+from shared.images import jpeg_bytes
 from shared.models import Exam, Paper
 from shared.spending.costs import image_tokens
 from shared.storage import Storage, question_crop_key, vision_crops_key
 
-# The crops' printed text is at least this tall (more than any model's MIN_LINE_PX for pages), as
-# the cascade's crops are: handwriting stays legible to OCR at it (bench.cost), where whole pages
+# The crops' printed text is at least as tall as the cascade's crops' (more than any model's
+# MIN_LINE_PX for pages): handwriting stays legible to OCR at it (bench.cost), where whole pages
 # sent at 10-12 px lines do not quite.
-LEGIBLE_LINE_PX = 16
+LEGIBLE_LINE_PX = CROP_LINE_PX
 MAX_GROWTH = 2.0  # the sheet grows at most this much to fill the tiles or patches it pays for
 CAPTION = "Every question cut from the student's paper, one under another, each labelled with its number on the left."
 
@@ -48,11 +49,11 @@ def cut(storage: Storage, exam: Exam, paper: Paper, line_px: Mapping[int, float 
         return
     sheet = sheet_image(exam.model, exam.image_detail, cut_out, template.line_heights, line_px)
     stored = vision_crops_key(paper.school_id, exam.id, paper.id)
-    storage.put(stored, io.BytesIO(_jpeg(sheet)), "image/jpeg")
+    storage.put(stored, io.BytesIO(jpeg_bytes(sheet)), "image/jpeg")
     answers = {}  # each question's crop alone, for a teacher's review
     for qid, _index, crop in cut_out:
         answers[qid] = question_crop_key(paper.school_id, exam.id, paper.id, qid)
-        storage.put(answers[qid], io.BytesIO(_jpeg(crop)), "image/jpeg")
+        storage.put(answers[qid], io.BytesIO(jpeg_bytes(crop)), "image/jpeg")
     paper.crops = {
         "key": stored,
         "width": sheet.width,
@@ -60,12 +61,6 @@ def cut(storage: Storage, exam: Exam, paper: Paper, line_px: Mapping[int, float 
         "questions": [qid for qid, _index, _crop in cut_out],
         "question_crops": answers,
     }
-
-
-def _jpeg(image: Image.Image) -> bytes:
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=90)
-    return out.getvalue()
 
 
 def sheet_image(

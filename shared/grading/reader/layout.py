@@ -156,20 +156,20 @@ def _fill_gaps(pages: list[PageScan], key: AnswerKey, anchors: dict[str, Anchor]
     heights = sorted(a.line.height for a in anchors.values())
     tallest = 1.3 * heights[len(heights) // 2]
     used = {id(a.line) for a in anchors.values()}
+    found_on = {index: [a for a in anchors.values() if a.page == index] for index in range(len(pages))}
+    rows = [
+        (index, line)
+        for index, page in enumerate(pages)
+        for line in in_reading_order(page.lines)
+        if id(line) not in used and _starts_a_column(page, line, found_on[index], tallest)
+    ]
     filled = dict(anchors)
     bounds = [(-1, None)] + [(i, anchors[q.id]) for i, q in found] + [(len(key.questions), None)]
     for (start, before), (end, after) in zip(bounds, bounds[1:], strict=False):
         missing = key.questions[start + 1 : end]
         if not missing or before is None and after is None:
             continue
-        candidates = [
-            (index, line)
-            for index, page in enumerate(pages)
-            for line in in_reading_order(page.lines)
-            if id(line) not in used
-            and _between(index, line, before, after)
-            and _starts_a_column(page, line, [a for a in anchors.values() if a.page == index], tallest)
-        ]
+        candidates = [(index, line) for index, line in rows if _between(index, line, before, after)]
         if len(candidates) != len(missing):
             continue
         rests = [_anchor_text(line.text) for _index, line in candidates]

@@ -540,9 +540,10 @@ def question_crop(scans: list[PageScan], reading: AnswerReading) -> Image.Image 
 
 CROP_LABEL_PX, CROP_GAP_PX = 90, 12  # the label column of a sheet of crops, and the space between two
 CROP_ROW_PX = 30  # a row is at least as tall as its label
+CROP_LINE_PX = 16  # a crop's printed text is scaled to this height: handwriting stays legible
 
 
-def crop_sheet(scans: list[PageScan], readings: list[AnswerReading], line_px: int = 16) -> Image.Image:
+def crop_sheet(scans: list[PageScan], readings: list[AnswerReading], line_px: int = CROP_LINE_PX) -> Image.Image:
     """The questions of `readings` cut from the pages as they were read (upright, level, flattened:
     the readings' regions are in those pixels) and stacked into one greyscale image, each labelled
     with its number: what the cascade sends the vision model instead of whole pages."""

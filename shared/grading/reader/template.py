@@ -198,14 +198,14 @@ def cut_questions(pages: list[bytes], template: Template, key: AnswerKey) -> lis
             return None
         aligned.append(page)
         writing.append(ink_mask(remove_print(page, blank.ink)))
-    crops = []
+    printed, crops = template.printed(), []
     for question in key.questions:
-        index, (left, top, right, bottom) = template.regions[question.id]
-        box = (left, top, right, bottom)
+        index, box = template.regions[question.id]
+        left, top, right, bottom = box
         shown = [
             b
             for b in (
-                template.pages[index].ink.crop(box).getbbox(),  # the question's print
+                printed.get(question.id),  # the question's print
                 student_ink(writing[index].crop(box), template.line_heights[index]).getbbox(),
             )
             if b is not None
