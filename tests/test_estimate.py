@@ -151,11 +151,12 @@ def test_an_exam_with_a_blank_paper_is_priced_with_its_crops_where_they_are_chea
         "status": "ready",
         "sizes": [[1240, 1754]],
         "line_heights": [36],
-        # six one-line questions down the page; their print ends a third of the way across
+        # six one-line questions down the page, each with a line of room for its answer; their
+        # print ends a quarter of the way across
         "regions": {
-            q["id"]: {"page": 1, "box": [90, 200 + 200 * n, 1150, 390 + 200 * n]} for n, q in enumerate(questions)
+            q["id"]: {"page": 1, "box": [90, 200 + 200 * n, 1150, 320 + 200 * n]} for n, q in enumerate(questions)
         },
-        "printed": {q["id"]: [0, 6, 360, 44] for q in questions},
+        "printed": {q["id"]: [0, 6, 300, 44] for q in questions},
     }
     exam = Exam(provider="vision", template=template, answer_key={"questions": questions}, model="gpt-5-mini")
     page = PageSize("page-1", 1240, 1754, {"gpt-5-mini": (406, 608)})
