@@ -290,7 +290,12 @@ def run(profile_name: str, models: list[str] | None = None, lanes: list[str] | N
                 # Before this server has marked anything with the model, the estimate rests on its
                 # priors; a trial of two papers on the vision lane and the cascade measures the
                 # replies' length and the unsure share, as a school's first papers would.
-                for lane in [lane for lane in ("vision", "cascade") if lane in chosen]:
+                # The vision lane's trial serves every lane but the cascade (each sends the pages or
+                # the crops to the model), so a run of some lanes estimates as the full run does.
+                trials = (["vision"] if set(chosen) - {"cascade"} else []) + (
+                    ["cascade"] if "cascade" in chosen else []
+                )
+                for lane in trials:
                     entry["warm_up"][lane] = run_lane(
                         stack, warm_up, model, lane, sample=papers[0].pages, school=f"warm-up {lane} {model}"
                     )

@@ -33,6 +33,41 @@ def test_s3_storage_streams_presigns_and_deletes(s3_url):
         storage.get("t/big.bin")
 
 
+def test_presigned_urls_are_the_ones_boto3_signs_and_the_server_honours(s3_url):
+    """markq signs with botocore's own signer, not through a client call: the same URLs as a
+    client's generate_presigned_url (a key that needs quoting too), and a PUT to one stores the
+    object under its key (moto does not check signatures: the equality is the check)."""
+    import boto3
+    from botocore.client import Config
+
+    storage = S3Storage("markq-test", endpoint_url=s3_url, public_endpoint_url=s3_url)
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_url,
+        region_name="us-east-1",
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
+    key = f"uploads/{secrets.token_hex(4)}/a b+c~é.jpg"
+    put = storage.presign_put(key, "image/jpeg", 600)
+    get = storage.presign_get(key, 60)
+    # the two sign in the same second, or the test signs again
+    for _ in range(3):
+        theirs_put = client.generate_presigned_url(
+            "put_object", Params={"Bucket": "markq-test", "Key": key, "ContentType": "image/jpeg"}, ExpiresIn=600
+        )
+        theirs_get = client.generate_presigned_url(
+            "get_object", Params={"Bucket": "markq-test", "Key": key}, ExpiresIn=60
+        )
+        if (put, get) == (theirs_put, theirs_get):
+            break
+        put, get = storage.presign_put(key, "image/jpeg", 600), storage.presign_get(key, 60)
+    assert (put, get) == (theirs_put, theirs_get)
+    assert httpx.put(put, content=b"page", headers={"Content-Type": "image/jpeg"}).status_code == 200
+    assert storage.get(key) == b"page"
+    assert httpx.get(get).content == b"page"
+    storage.delete(key)
+
+
 def test_s3_storage_without_public_endpoint_does_not_presign(s3_url):
     assert S3Storage("markq-test", endpoint_url=s3_url).presign_get("k", 60) is None
 
