@@ -22,9 +22,11 @@ import io
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -92,6 +94,10 @@ class Stack:
 
     def __init__(self, profile: dict, home: Path) -> None:
         self.profile = profile
+        if threading.current_thread() is threading.main_thread():
+            # a benchmark stopped with SIGTERM (kill, a CI timeout) unwinds through its `finally`
+            # and closes its stack: its workers would otherwise live on, taking the next run's tasks
+            signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
         self.db_name, self.db_url = fresh_database("markq_bench")
         self.engine = make_engine(self.db_url)
         self.sessions = make_session_factory(self.engine)

@@ -22,7 +22,7 @@ from shared import ocr
 from shared.grading.answer_key import AnswerKey, KeyQuestion
 from shared.grading.reader.scanning import PageScan
 
-_ANCHOR = re.compile(r"^\s*[(（]?\s*(?:第\s*)?(?P<id>[0-9]{1,3}[a-zA-Z]?)\s*(?:[)）.．、,，:：]|题)")
+_ANCHOR = re.compile(r"^\s*[(（]?\s*(?:第\s*)?(?P<id>[0-9]{1,3}[a-zA-Z]?)\s*(?:[)）.．。、,，:：]|题)")
 # Forms that cannot be a decimal or a time: （3）, 第3题, ③. Found anywhere on a line, in any column.
 _UNAMBIGUOUS = re.compile(r"^\s*(?:[(（]\s*[0-9]{1,3}[a-zA-Z]?\s*[)）]|第\s*[0-9]{1,3}\s*题)")
 _CIRCLED = {chr(0x2460 + n): f"{n + 1}." for n in range(20)}  # ① .. ⑳, which NFKC would glue to what follows
@@ -172,13 +172,27 @@ def _fill_gaps(pages: list[PageScan], key: AnswerKey, anchors: dict[str, Anchor]
         candidates = [(index, line) for index, line in rows if _between(index, line, before, after)]
         if len(candidates) != len(missing):
             continue
-        rests = [_anchor_text(line.text) for _index, line in candidates]
-        rests = [rest[m.end() :] if (m := _MISREAD_NUMBER.match(rest)) else rest for rest in rests]
-        if any(q.prompt and _prompt_similarity(rest, q.prompt) < 0.4 for q, rest in zip(missing, rests, strict=True)):
+        rests = [
+            _misread_rest(_anchor_text(line.text), printed_number(question.id))
+            for question, (_index, line) in zip(missing, candidates, strict=True)
+        ]
+        if any(
+            q.prompt and _prompt_similarity(_row_text(pages[index], line, rest), q.prompt) < 0.4
+            for q, (index, line), rest in zip(missing, candidates, rests, strict=True)
+        ):
             continue
         for question, (index, line), rest in zip(missing, candidates, rests, strict=True):
             filled[question.id] = Anchor(index, line, rest)
     return filled
+
+
+def _misread_rest(text: str, number: str) -> str:
+    """A row's text after its misread number: a circled one or a digit set apart, or the question's
+    own number glued to what follows (⑤ read as "5" in "57×")."""
+    if match := _MISREAD_NUMBER.match(text):
+        return text[match.end() :]
+    stripped = text.lstrip()
+    return stripped[len(number) :] if stripped.startswith(number) else text
 
 
 def _between(index: int, line: ocr.TextLine, before: Anchor | None, after: Anchor | None) -> bool:
@@ -194,8 +208,13 @@ def _starts_a_column(page: PageScan, line: ocr.TextLine, found: list[Anchor], ta
         return False
     if is_footer(line, page.image.height, page.image.width) or ANSWER_MARK.match(line.text):
         return False
-    near = max(12, round(0.015 * page.image.width))
-    return any(abs(line.box[0] - a.line.box[0]) <= near for a in found) and _QUESTION_TEXT.search(line.text) is not None
+    # OCR may box a circled number from its inside (⑧ read as "）"): a line starting a little right
+    # of a column still starts it. Its row, not the line alone, holds the question's text ("⑤7×" | "=56").
+    near = max(12, round(0.02 * page.image.width))
+    return (
+        any(abs(line.box[0] - a.line.box[0]) <= near for a in found)
+        and _QUESTION_TEXT.search(_row_text(page, line, line.text)) is not None
+    )
 
 
 def _comes_after(index: int, line: ocr.TextLine, before_index: int, before: ocr.TextLine) -> bool:
