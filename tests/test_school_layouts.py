@@ -122,6 +122,46 @@ def test_questions_whose_circled_numbers_are_misread_are_found_between_their_nei
     assert "1.5" not in find_anchors([page], key) and "2.1" in find_anchors([page], key)
 
 
+def test_numbers_read_with_a_full_stop_glued_or_boxed_from_inside_are_found():
+    """OCR lines of generated blank papers: "9。" (an ideographic full stop) is a number; ⑤ and ⑦
+    read as a digit glued to the prompt ("57x", "742+16-10="), ⑧ read as "）" and boxed 21 px right
+    of its column: found between their neighbours, in reading order, prompts compared without the
+    glued digit."""
+    full_stop = [
+        line("8．袋中有2个红球、3个白球，任意摸一个，摸到红球的概率是", (228, 1396, 1162, 1430)),
+        line("9。方程x2-5x+6=0的两根为x=（", (226, 1593, 711, 1637)),
+        line("10。一元二次方程x2=81的解是（", (228, 1738, 714, 1769)),
+    ]
+    page = PageScan(1, Image.new("L", (1414, 2000), 255), Image.new("L", (1414, 2000), 0), full_stop)
+    key = AnswerKey.model_validate({"questions": [{"id": q, "answer": "1", "points": 1} for q in ("8", "9", "10")]})
+    assert set(find_anchors([page], key)) == {"8", "9", "10"}
+
+    rows = [
+        line("三、计算题（每题2分，共16分）", (91, 100, 511, 135)),
+        line("③16-7=", (100, 219, 216, 250)),
+        line("④14-9=", (651, 218, 767, 252)),
+        line(" 25+5=", (98, 301, 216, 336)),
+        line("28÷7=", (650, 301, 767, 336)),
+        line("742+16-10=", (99, 385, 272, 418)),
+        line("）10+70=", (672, 385, 779, 419)),
+        line("57x", (97, 470, 175, 507)),
+        line("=56", (271, 473, 324, 504)),
+        line("四、解决问题（共14分)", (92, 564, 409, 606)),
+        line("①每盒有5支笔，买了9盒，一共有多少支笔？", (102, 644, 686, 675)),
+    ]
+    page = PageScan(1, Image.new("L", (1240, 1754), 255), Image.new("L", (1240, 1754), 0), rows)
+    prompts = {"3.3": "16-7=", "3.4": "14-9=", "3.5": "25+5=", "3.6": "28÷7=", "3.7": "42+16-10=",
+               "3.8": "10+70=", "3.9": "7×____=56", "4.1": "每盒有5支笔，买了9盒，一共有多少支笔？"}  # fmt: skip
+    key = AnswerKey.model_validate(
+        {"questions": [{"id": q, "answer": "1", "points": 1, "prompt": p} for q, p in prompts.items()]}
+    )
+    found = {qid: anchor.line.text for qid, anchor in find_anchors([page], key).items()}
+    assert found == {
+        "3.3": "③16-7=", "3.4": "④14-9=", "3.5": " 25+5=", "3.6": "28÷7=", "3.7": "742+16-10=",
+        "3.8": "）10+70=", "3.9": "57x", "4.1": "①每盒有5支笔，买了9盒，一共有多少支笔？",
+    }  # fmt: skip
+
+
 def _glyphs(draw: ImageDraw.ImageDraw, x: int, top: int, count: int) -> None:
     """Round handwritten-looking glyphs, 30 px tall, a few px apart."""
     for n in range(count):
