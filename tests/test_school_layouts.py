@@ -177,6 +177,15 @@ def test_a_struck_through_try_is_left_out_and_fractions_and_underlines_are_kept(
     kept, struck = without_struck(mask, line_height=32)
     assert struck == 1
     assert np.asarray(kept)[:, :140].max() == 0 and np.asarray(kept)[:, 200:260].max() == 255
+    # a quick stroke thins out: the line broken in three places, 4 px each, is still a strike
+    broken = mask.copy()
+    ImageDraw.Draw(broken).rectangle((0, 0, 600, 160), fill=0)
+    _glyphs(ImageDraw.Draw(broken), 40, 40, 3)
+    for x0, x1 in ((30, 50), (55, 82), (87, 108), (113, 128)):
+        ImageDraw.Draw(broken).line((x0, 56, x1, 55), fill=255, width=2)
+    _glyphs(ImageDraw.Draw(broken), 200, 40, 2)
+    kept, struck = without_struck(broken, line_height=32)
+    assert struck == 1 and np.asarray(kept)[:, :140].max() == 0
 
     fraction = Image.new("L", (600, 160), 0)
     draw = ImageDraw.Draw(fraction)

@@ -249,6 +249,7 @@ def student_ink(mask: Image.Image, line_height: int) -> Image.Image:
 STRIKE_WIDTH = 1.5  # a struck-through try is at least this many printed lines wide
 STRIKE_HEIGHT = 1.6  # and at most this tall: one row of writing (a stacked fraction is two)
 STRIKE_SLOPE = 0.3  # its line rises at most this much for its length
+STRIKE_GAP = 8  # and may break for an eighth of a line (4 px at 300 dpi)
 
 
 def without_struck(mask: Image.Image, line_height: int) -> tuple[Image.Image, int]:
@@ -265,7 +266,12 @@ def without_struck(mask: Image.Image, line_height: int) -> tuple[Image.Image, in
             continue  # narrow; a line alone (a fraction bar, a dash); or more than a row of writing
         component = np.where(labels[top : top + height, left : left + width] == n, 255, 0).astype(np.uint8)
         found = cv2.HoughLinesP(
-            component, 1, np.pi / 180, threshold=width // 2, minLineLength=int(0.85 * width), maxLineGap=2
+            component,
+            1,
+            np.pi / 180,
+            threshold=width // 2,
+            minLineLength=int(0.85 * width),
+            maxLineGap=max(2, line_height // STRIKE_GAP),  # a quick pen stroke thins out and breaks
         )
         level = [
             segment
