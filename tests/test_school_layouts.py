@@ -31,6 +31,11 @@ def line(text: str, box: tuple[int, int, int, int] = (100, 100, 400, 130)) -> oc
     return ocr.TextLine(text=text, score=0.99, box=box)
 
 
+def page_of(lines: list[ocr.TextLine], size: tuple[int, int] = (1240, 1754)) -> PageScan:
+    """A blank page of `size` on which OCR read `lines`: for finding questions by their lines."""
+    return PageScan(1, Image.new("L", size, 255), Image.new("L", size, 0), lines)
+
+
 def test_a_question_numbered_within_its_section_is_found_by_its_printed_number():
     assert printed_number("2.3") == "3" and printed_number("12") == "12" and printed_number("2b") == "2b"
 
@@ -107,7 +112,7 @@ def test_questions_whose_circled_numbers_are_misread_are_found_between_their_nei
         line("B.11", (361, 1071, 424, 1105)),
         line("②6千克=（", (100, 1153, 254, 1193)),
     ]
-    page = PageScan(1, Image.new("L", (1240, 1754), 255), Image.new("L", (1240, 1754), 0), rows)
+    page = page_of(rows)
     ids = [f"1.{n}" for n in range(1, 8)] + ["2.1", "2.2"]
     key = AnswerKey.model_validate({"questions": [{"id": qid, "answer": "1", "points": 1} for qid in ids]})
     found = {qid: anchor.line.text for qid, anchor in find_anchors([page], key).items()}
@@ -132,7 +137,7 @@ def test_numbers_read_with_a_full_stop_glued_or_boxed_from_inside_are_found():
         line("9。方程x2-5x+6=0的两根为x=（", (226, 1593, 711, 1637)),
         line("10。一元二次方程x2=81的解是（", (228, 1738, 714, 1769)),
     ]
-    page = PageScan(1, Image.new("L", (1414, 2000), 255), Image.new("L", (1414, 2000), 0), full_stop)
+    page = page_of(full_stop, (1414, 2000))
     key = AnswerKey.model_validate({"questions": [{"id": q, "answer": "1", "points": 1} for q in ("8", "9", "10")]})
     assert set(find_anchors([page], key)) == {"8", "9", "10"}
 
@@ -149,7 +154,7 @@ def test_numbers_read_with_a_full_stop_glued_or_boxed_from_inside_are_found():
         line("四、解决问题（共14分)", (92, 564, 409, 606)),
         line("①每盒有5支笔，买了9盒，一共有多少支笔？", (102, 644, 686, 675)),
     ]
-    page = PageScan(1, Image.new("L", (1240, 1754), 255), Image.new("L", (1240, 1754), 0), rows)
+    page = page_of(rows)
     prompts = {"3.3": "16-7=", "3.4": "14-9=", "3.5": "25+5=", "3.6": "28÷7=", "3.7": "42+16-10=",
                "3.8": "10+70=", "3.9": "7×____=56", "4.1": "每盒有5支笔，买了9盒，一共有多少支笔？"}  # fmt: skip
     key = AnswerKey.model_validate(

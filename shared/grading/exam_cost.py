@@ -123,8 +123,8 @@ def vision_sheet(exam: Exam, pages: list[PageSize], model: str) -> tuple[int, in
     """The size of the image of every question's crop the vision lanes send for this exam (with a
     read blank paper) instead of its pages: each region scaled as `pages` are sent to `model`
     (the sent width over the blank page's) with its print at least LEGIBLE_LINE_PX tall, stacked
-    as shared.grading.vision_crops does; an upper bound, since a crop ends at its last writing. None without a read blank paper, or where the
-    pages given are not the blank paper's."""
+    as shared.grading.vision_crops does; an upper bound, since a crop ends at its last writing.
+    None without a read blank paper, or where the pages given are not the blank paper's."""
     template = exam.template or {}
     regions, sizes = template.get("regions") or {}, template.get("sizes") or []
     if not lanes.cuts_vision_crops(exam) or template.get("status") != "ready" or len(pages) != len(sizes):
