@@ -140,3 +140,48 @@ def recognise(image: Image.Image) -> tuple[str, float]:
         return "", 0.0
     text, score = result[0]
     return str(text), float(score)
+
+
+def recognise_likely(image: Image.Image, texts: list[str]) -> tuple[str, float, dict[str, float | None]]:
+    """`recognise`, and how likely the recogniser finds each of `texts` to be what the line says:
+    P(text | image) under its CTC output, summed over every alignment of the text to the image's
+    columns (the forward algorithm), so a text it would also have read another way keeps its share.
+    A text with a character the recogniser does not know is None (not known), as is every text with
+    the 3.x engine, whose recogniser this does not reach into."""
+    if not _LEGACY:
+        return (*recognise(image), dict.fromkeys(texts))
+    pixels = np.asarray(image.convert("RGB"))
+    with _lock:
+        engine = _get_engine()
+        img, _h, _w = engine.preprocess(engine.load_img(pixels))
+        rec = engine.text_rec
+        _channels, height, width = rec.rec_image_shape
+        ratio = max(width / height, img.shape[1] / img.shape[0])
+        probs = rec.session(rec.resize_norm_img(img, ratio)[np.newaxis, :].astype(np.float32))[0]
+    decode = rec.postprocess_op
+    text, score = decode(probs)[0]
+    likely: dict[str, float | None] = {}
+    for said in texts:
+        labels = [decode.dict.get(c, -1) for c in said]
+        likely[said] = _ctc_probability(probs[0], labels) if said and min(labels) > 0 else None
+    return str(text), float(score), likely
+
+
+def _ctc_probability(probs: np.ndarray, labels: list[int]) -> float:
+    """P(labels) from a CTC model's per-column distributions (blank at 0), by the forward algorithm
+    in log space."""
+    if not labels or min(labels) < 1 or probs.shape[0] < len(labels):
+        return 0.0
+    extended = np.zeros(2 * len(labels) + 1, dtype=int)
+    extended[1::2] = labels
+    logp = np.log(np.maximum(probs[:, extended], 1e-30))
+    # a label may skip the blank before it unless it repeats the label before
+    skip = np.zeros(len(extended), dtype=bool)
+    skip[3::2] = extended[3::2] != extended[1:-2:2]
+    alpha = np.full(len(extended), -np.inf)
+    alpha[0], alpha[1] = logp[0, 0], logp[0, 1]
+    for step in range(1, probs.shape[0]):
+        one = np.concatenate(([-np.inf], alpha[:-1]))
+        two = np.where(skip, np.concatenate(([-np.inf, -np.inf], alpha[:-2])), -np.inf)
+        alpha = np.logaddexp(np.logaddexp(alpha, one), two) + logp[step]
+    return float(np.exp(np.logaddexp(alpha[-1], alpha[-2])))

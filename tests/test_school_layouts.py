@@ -3,6 +3,8 @@ brackets, two blanks; and a generated school paper read with no confident wrong 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -92,6 +94,18 @@ def test_a_fraction_or_decimal_read_without_its_bar_or_point_is_never_confidentl
         }
     )
     assert mark_reading(AnswerReading("6", "read", "7x6；42", 0.97, agreeing=4), times, "math", "zh").is_correct
+
+
+def test_other_digits_are_surely_wrong_only_where_the_recogniser_gives_the_key_no_chance():
+    word = KeyQuestion.model_validate({"id": "7", "type": "word", "answer": "2700元", "points": 3})
+    said = AnswerReading("7", "read", "2800元", 0.99, agreeing=3)  # 8 for 7: a digit the reader confuses
+    assert mark_reading(said, word, "math", "zh").confidence < 0.9
+    weighed = replace(said, key_likelihood=2e-8)  # the recogniser gives 2700元 no chance in the writing
+    assert mark_reading(weighed, word, "math", "zh").confidence >= 0.9
+    assert mark_reading(replace(said, key_likelihood=0.05), word, "math", "zh").confidence < 0.9
+    percent = KeyQuestion.model_validate({"id": "8", "answer": "20%", "points": 2})
+    lost = AnswerReading("8", "read", "20", 0.99, agreeing=3, key_likelihood=1e-9)  # the % lost, not weighed
+    assert mark_reading(lost, percent, "math", "zh").confidence < 0.9
 
 
 def test_questions_whose_circled_numbers_are_misread_are_found_between_their_neighbours():
@@ -293,3 +307,18 @@ def test_a_templated_region_reads_the_writing_without_specks_and_each_blank_alon
     kept = np.asarray(student_ink(mask, line_height=30)) > 0
     assert kept[37, 75] and not kept[51, 561] and kept[20, 50] and kept[20, 310]
     assert _apart(Image.fromarray(kept.astype(np.uint8) * 255), line_height=30) == [(40, 77), (300, 331)]
+
+
+def test_a_texts_likelihood_sums_every_alignment_and_separates_the_written_number():
+    # Two columns over (blank, 'a', 'b'): 'a' is aa, a-, -a; 'aa' needs a blank between.
+    probs = np.array([[0.2, 0.5, 0.3], [0.4, 0.4, 0.2]])
+    assert ocr._ctc_probability(probs, [1]) == pytest.approx(0.5 * 0.4 + 0.5 * 0.4 + 0.2 * 0.4)
+    assert ocr._ctc_probability(probs, [1, 2]) == pytest.approx(0.5 * 0.2)
+    assert ocr._ctc_probability(probs, [1, 1]) == 0.0  # a repeat needs a blank column between
+    assert ocr._ctc_probability(probs, [0]) == 0.0  # a character the recogniser does not know
+    image = Image.new("L", (220, 64), 255)
+    ImageDraw.Draw(image).text((12, 8), "7000", fill=0, font_size=40)
+    text, _score, likely = ocr.recognise_likely(image, ["7000", "700", "1000", "7000\x00"])
+    assert text == "7000" and (text, _score) == ocr.recognise(image)
+    assert likely["7000"] > 100 * max(likely["700"], likely["1000"])
+    assert likely["7000\x00"] is None  # a character it cannot read: not known

@@ -60,6 +60,9 @@ class AnswerReading:
     line_height: int | None = None  # the page's typical text line, scan pixels
     note: str = ""
     agreeing: int = 0  # how many readings of the writing (cut and cleaned differently) gave this text
+    # The likeliest the recogniser found any of the key's forms to be the writing, over its whole
+    # readings (None: not measured): near nought, a reading that misses the key is no misreading of it.
+    key_likelihood: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -466,6 +469,15 @@ def whole_readings(
 ) -> list[tuple[str, float]]:
     """One line of writing recognised whole three ways: cut close, with a wide white border, and
     as its ink alone in black on white (a faint pencil or a shadow read apart from its paper)."""
+    return whole_readings_against(crop, mask, ink_box, line_height, [])[0]
+
+
+def whole_readings_against(
+    crop: Image.Image, mask: Image.Image, ink_box: tuple[int, int, int, int], line_height: int, forms: list[str]
+) -> tuple[list[tuple[str, float]], float | None]:
+    """`whole_readings`, and the likeliest any of the key's `forms` is in any of the three: the
+    recogniser's own P(form | image), None where it cannot be known (no forms, or a character the
+    recogniser does not know)."""
     pad = max(4, line_height // 6)
     close = crop.crop(
         (
@@ -477,7 +489,13 @@ def whole_readings(
     )
     bordered = ImageOps.expand(crop.crop(ink_box), border=line_height // 2, fill=255)
     ink_only = ImageOps.expand(ImageOps.invert(mask.crop(ink_box)), border=line_height // 3, fill=255)
-    return [(clean_reading(text), score) for text, score in map(ocr.recognise, (close, bordered, ink_only))]
+    readings, likeliest = [], []
+    for image in (close, bordered, ink_only):
+        text, score, likely = ocr.recognise_likely(image, forms)
+        readings.append((clean_reading(text), score))
+        likeliest.extend(likely.values())
+    known = forms and None not in likeliest
+    return readings, max(likeliest) if known else None  # type: ignore[type-var]
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from shared import ocr
-from shared.grading.answer_key import AnswerKey, QuestionType
+from shared.grading.answer_key import AnswerKey, KeyQuestion, QuestionType
 from shared.grading.reader.layout import find_anchors, in_reading_order, is_footer, is_heading, next_in_row
 from shared.grading.reader.reading import (
     MIN_INK_PIXELS,
@@ -36,6 +36,7 @@ from shared.grading.reader.reading import (
     read_whole,
     vote,
     whole_readings,
+    whole_readings_against,
 )
 from shared.grading.reader.scanning import PageScan, level, scan_page, upright_sheet
 from shared.images import ink_mask
@@ -176,9 +177,23 @@ def read_with_template(pages: list[bytes], template: Template, key: AnswerKey) -
             continue
         index, box = template.regions[question.id]
         readings[question.id] = _read_region(
-            cleaned[index], index + 1, box, question.id, question.type, template.line_heights[index]
+            cleaned[index],
+            index + 1,
+            box,
+            question.id,
+            question.type,
+            template.line_heights[index],
+            written_forms(question),
         )
     return TemplateReading(readings, aligned_pages)
+
+
+def written_forms(question: KeyQuestion) -> list[str]:
+    """The key's answer as a pupil may write it on one line: the answer and its accepted forms,
+    without spaces (none for blanks, read one blank at a time, or a question without an answer)."""
+    if question.type == QuestionType.blanks or not question.answer:
+        return []
+    return list(dict.fromkeys("".join(form.split()) for form in (question.answer, *question.accepted) if form.strip()))
 
 
 CROP_PAD = 10  # px kept around what a question's crop shows
@@ -349,7 +364,10 @@ def _read_region(
     qid: str,
     kind: QuestionType | None,
     line_height: int,
+    forms: list[str] | None = None,
 ) -> AnswerReading:
+    """One question's writing read from its region of the print-free page; `forms`: the key's
+    answer as it may be written, whose likelihood in the writing the verdict may use."""
     crop = page.crop(box)
     mask, struck = without_struck(student_ink(ink_mask(crop), line_height), line_height)
     ink = mask.histogram()[255]
@@ -383,8 +401,10 @@ def _read_region(
                 note="; ".join(["with the template", "each blank read alone", *struck_notes, *apart.notes]),
                 agreeing=apart.agreeing,
             )  # fmt: skip
+    key_likelihood = None
     if one_line and kind != QuestionType.blanks:
-        readings += whole_readings(crop, mask, ink_box, line_height)
+        whole, key_likelihood = whole_readings_against(crop, mask, ink_box, line_height, forms or [])
+        readings += whole
     if not any(text for text, _score in readings):
         return AnswerReading(qid, "illegible", "", 0.0, **where, note="writing the offline reader cannot read")
     voted = vote(readings)
@@ -401,4 +421,5 @@ def _read_region(
         **where,
         note="; ".join(["with the template", *struck_notes, *notes]),
         agreeing=voted.agreeing,
+        key_likelihood=key_likelihood,
     )
