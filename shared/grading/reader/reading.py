@@ -336,9 +336,11 @@ def _read_area(
     det_text = clean_reading(" ".join(l.text for l in written))
     det_score = min((l.score for l in _scored_lines(written, question)), default=0.0)
     readings = [(det_text, det_score)]
+    key_likelihood = None
     if box is not None and box[3] - box[1] <= 2.2 * typical:  # one line of writing: read it whole
         area = page.image.crop((0, top, page.image.width, top + mask.height))
-        readings += whole_readings(area, mask, box, typical)
+        whole, key_likelihood = whole_readings_against(area, mask, box, typical, written_forms(question))
+        readings += whole
     if not any(text for text, _score in readings):
         return AnswerReading(
             question.id, "illegible", "", 0.0, **where, note="there is writing here that the offline reader cannot read"
@@ -357,7 +359,14 @@ def _read_area(
             confidence *= 0.7
             notes.append(f"only {share:.0%} of the writing was read")
     return AnswerReading(
-        question.id, "read", text, round(confidence, 4), **where, note="; ".join(notes), agreeing=voted.agreeing
+        question.id,
+        "read",
+        text,
+        round(confidence, 4),
+        **where,
+        note="; ".join(notes),
+        agreeing=voted.agreeing,
+        key_likelihood=key_likelihood,
     )
 
 
@@ -496,6 +505,14 @@ def whole_readings_against(
         likeliest.extend(likely.values())
     known = forms and None not in likeliest
     return readings, max(likeliest) if known else None  # type: ignore[type-var]
+
+
+def written_forms(question: KeyQuestion) -> list[str]:
+    """The key's answer as a pupil may write it on one line: the answer and its accepted forms,
+    without spaces (none for blanks, read one blank at a time, or a question without an answer)."""
+    if question.type == QuestionType.blanks or not question.answer:
+        return []
+    return list(dict.fromkeys("".join(form.split()) for form in (question.answer, *question.accepted) if form.strip()))
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from shared import ocr
-from shared.grading.answer_key import AnswerKey, KeyQuestion, QuestionType
+from shared.grading.answer_key import AnswerKey, QuestionType
 from shared.grading.reader.layout import find_anchors, in_reading_order, is_footer, is_heading, next_in_row
 from shared.grading.reader.reading import (
     MIN_INK_PIXELS,
@@ -37,6 +37,7 @@ from shared.grading.reader.reading import (
     vote,
     whole_readings,
     whole_readings_against,
+    written_forms,
 )
 from shared.grading.reader.scanning import PageScan, level, scan_page, upright_sheet
 from shared.images import ink_mask
@@ -186,14 +187,6 @@ def read_with_template(pages: list[bytes], template: Template, key: AnswerKey) -
             written_forms(question),
         )
     return TemplateReading(readings, aligned_pages)
-
-
-def written_forms(question: KeyQuestion) -> list[str]:
-    """The key's answer as a pupil may write it on one line: the answer and its accepted forms,
-    without spaces (none for blanks, read one blank at a time, or a question without an answer)."""
-    if question.type == QuestionType.blanks or not question.answer:
-        return []
-    return list(dict.fromkeys("".join(form.split()) for form in (question.answer, *question.accepted) if form.strip()))
 
 
 CROP_PAD = 10  # px kept around what a question's crop shows
