@@ -103,6 +103,9 @@ def test_other_digits_are_surely_wrong_only_where_the_recogniser_gives_the_key_n
     weighed = replace(said, key_likelihood=2e-8)  # the recogniser gives 2700元 no chance in the writing
     assert mark_reading(weighed, word, "math", "zh").confidence >= 0.9
     assert mark_reading(replace(said, key_likelihood=0.05), word, "math", "zh").confidence < 0.9
+    unsure = replace(said, confidence=0.85, key_likelihood=2e-8)  # three readings of other digits, scored low
+    assert mark_reading(unsure, word, "math", "zh").confidence >= 0.9
+    assert mark_reading(replace(unsure, agreeing=2), word, "math", "zh").confidence < 0.9
     percent = KeyQuestion.model_validate({"id": "8", "answer": "20%", "points": 2})
     lost = AnswerReading("8", "read", "20", 0.99, agreeing=3, key_likelihood=1e-9)  # the % lost, not weighed
     assert mark_reading(lost, percent, "math", "zh").confidence < 0.9

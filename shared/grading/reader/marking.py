@@ -147,7 +147,10 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     # lost the same way twice, "11/30" read "1/3 0", or three times, "27人" read "7人" at 0.99).
     agreed = reading.agreeing >= AGREED_READINGS and reading.confidence >= AGREED_CONFIDENCE
     if _not_the_key(reading, said, (key, *question.accepted)):
-        pass  # other digits where the key has digits, and the recogniser gives the key no chance
+        # other digits where the key has digits, and the recogniser gives the key no chance: three
+        # readings agreeing on them are as sure a wrong answer as three giving the key a right one
+        if reading.agreeing >= KEY_AGREED_READINGS:
+            confidence = max(confidence, 0.5 + 0.5 * KEY_AGREED)
     elif near and not agreed:
         confidence *= 0.8  # a character or two from the key: as likely a misreading as a mistake
     elif any(_confusable_digit(said, normalise_text(form)) for form in (key, *question.accepted)):
