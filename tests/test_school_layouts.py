@@ -325,3 +325,16 @@ def test_a_texts_likelihood_sums_every_alignment_and_separates_the_written_numbe
     assert text == "7000" and (text, _score) == ocr.recognise(image)
     assert likely["7000"] > 100 * max(likely["700"], likely["1000"])
     assert likely["7000\x00"] is None  # a character it cannot read: not known
+
+
+def test_the_next_rows_writing_reaching_up_into_a_region_is_not_its_answer():
+    mask = Image.new("L", (600, 100), 0)
+    draw = ImageDraw.Draw(mask)
+    draw.rectangle((180, 5, 215, 34), fill=255)  # the answer, on the question's row
+    draw.rectangle((150, 88, 160, 99), fill=255)  # the top of the next row's digits, cut by the edge
+    draw.rectangle((170, 90, 185, 99), fill=255)
+    kept = student_ink(mask, line_height=30)
+    assert kept.getbbox() == (180, 5, 216, 35)
+    alone = Image.new("L", (600, 100), 0)
+    ImageDraw.Draw(alone).rectangle((150, 80, 190, 99), fill=255)  # written low, nothing else: kept
+    assert student_ink(alone, line_height=30).getbbox() == (150, 80, 191, 100)

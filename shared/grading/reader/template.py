@@ -233,11 +233,21 @@ SPECK = 30  # ink pixels: a component this small far from the writing is a speck
 def student_ink(mask: Image.Image, line_height: int) -> Image.Image:
     """The region's ink without specks: components under SPECK pixels more than half a line from
     any larger one (what is left of the print at a misaligned edge, dirt), which would stretch
-    the writing's box and make the recogniser read blank paper."""
+    the writing's box and make the recogniser read blank paper; and without the next row's
+    writing where it reaches up into the region (ink cut by the region's lower edge that starts
+    within a line of it, below the region's own writing)."""
     pixels = np.asarray(mask)
     count, labels, stats, _centres = cv2.connectedComponentsWithStats((pixels > 0).astype(np.uint8), connectivity=8)
     large = [n for n in range(1, count) if stats[n, cv2.CC_STAT_AREA] >= SPECK]
-    if not large or len(large) == count - 1:
+    edge = mask.height - line_height
+    below = [  # starting within a line of the lower edge and running on past it
+        n
+        for n in large
+        if stats[n, cv2.CC_STAT_TOP] >= edge and stats[n, cv2.CC_STAT_TOP] + stats[n, cv2.CC_STAT_HEIGHT] >= mask.height
+    ]
+    below = below if len(below) < len(large) else []  # never all of the region's writing
+    large = [n for n in large if n not in below]
+    if not large or (not below and len(large) == count - 1):
         return mask
     reach = line_height // 2
     x0 = min(stats[n, cv2.CC_STAT_LEFT] for n in large) - reach
