@@ -503,8 +503,8 @@ def whole_readings_against(
         text, score, likely = ocr.recognise_likely(image, forms)
         readings.append((clean_reading(text), score))
         likeliest.extend(likely.values())
-    known = forms and None not in likeliest
-    return readings, max(likeliest) if known else None  # type: ignore[type-var]
+    known = [p for p in likeliest if p is not None]
+    return readings, max(known) if forms and len(known) == len(likeliest) else None
 
 
 def written_forms(question: KeyQuestion) -> list[str]:
