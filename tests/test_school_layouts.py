@@ -109,6 +109,10 @@ def test_other_digits_are_surely_wrong_only_where_the_recogniser_gives_the_key_n
     percent = KeyQuestion.model_validate({"id": "8", "answer": "20%", "points": 2})
     lost = AnswerReading("8", "read", "20", 0.99, agreeing=3, key_likelihood=1e-9)  # the % lost, not weighed
     assert mark_reading(lost, percent, "math", "zh").confidence < 0.9
+    fraction = KeyQuestion.model_validate({"id": "9", "answer": "11/30", "points": 2})
+    moved = AnswerReading("9", "read", "1/130", 0.95, agreeing=2)  # the bar read one digit early
+    assert mark_reading(moved, fraction, "math", "zh").confidence >= 0.9  # nothing says it is the key
+    assert mark_reading(replace(moved, key_likelihood=0.04), fraction, "math", "zh").confidence < 0.9
 
 
 def test_questions_whose_circled_numbers_are_misread_are_found_between_their_neighbours():

@@ -155,6 +155,8 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
         confidence *= 0.8  # a character or two from the key: as likely a misreading as a mistake
     elif any(_confusable_digit(said, normalise_text(form)) for form in (key, *question.accepted)):
         confidence *= 0.8  # a digit from the key that the reader takes for it, however many readings agree
+    elif reading.key_likelihood is not None and reading.key_likelihood >= KEY_ABSENT:
+        confidence *= 0.8  # the recogniser itself gives the key a real chance: as likely a misreading
     if any(
         said == normalise_text(form) or said in _notation_lost(normalise_text(form))
         for form in (key, *question.accepted)
