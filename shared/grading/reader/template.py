@@ -367,7 +367,7 @@ def _read_region(
     qid: str,
     kind: QuestionType | None,
     line_height: int,
-    forms: list[str] | None = None,
+    forms: list[str],
 ) -> AnswerReading:
     """One question's writing read from its region of the print-free page; `forms`: the key's
     answer as it may be written, whose likelihood in the writing the verdict may use."""
@@ -406,7 +406,7 @@ def _read_region(
             )  # fmt: skip
     key_likelihood = None
     if one_line and kind != QuestionType.blanks:
-        whole, key_likelihood = whole_readings_against(crop, mask, ink_box, line_height, forms or [])
+        whole, key_likelihood = whole_readings_against(crop, mask, ink_box, line_height, forms)
         readings += whole
     if not any(text for text, _score in readings):
         return AnswerReading(qid, "illegible", "", 0.0, **where, note="writing the offline reader cannot read")
