@@ -690,8 +690,17 @@ class ExamCostSchema(Schema):
     lane = fields.String(metadata={"description": "vision, economy, flex, cascade or offline (free)."})
     papers = fields.Integer()
     papers_finished = fields.Integer()
+    papers_read_offline = fields.Integer(
+        metadata={
+            "description": "Cascade: papers read offline and not finished (a trial run holds them, or they wait "
+            "for their call), each priced from the questions its reading leaves to the model."
+        }
+    )
     estimated_usd = fields.Float(
-        metadata={"description": "The whole exam: what its finished papers cost plus the estimate for the rest."}
+        metadata={
+            "description": "The whole exam: what its finished papers cost, the calls of the papers read offline "
+            "as their readings count them, and the estimate for the rest."
+        }
     )
     actual_usd = fields.Float(metadata={"description": "What its finished papers cost."})
     per_paper_usd_from_rules = fields.Float(

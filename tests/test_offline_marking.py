@@ -5,6 +5,7 @@ worker (the OCR queue), PostgreSQL, the S3 server and, for the cascade, the loop
 from __future__ import annotations
 
 import io
+import secrets
 import uuid
 from pathlib import Path
 
@@ -224,8 +225,8 @@ def test_a_local_exam_without_answers_is_refused_in_the_error_shape(client, auth
     assert "question(s) 1" in reply.json["error"]["message"]
 
 
-def create_exam(api: str, headers: dict, plan: dict, provider: str) -> dict:
-    reply = httpx.post(f"{api}/v1/exams", headers=headers, json={**plan["exam"], "provider": provider})
+def create_exam(api: str, headers: dict, plan: dict, provider: str, **fields: object) -> dict:
+    reply = httpx.post(f"{api}/v1/exams", headers=headers, json={**plan["exam"], "provider": provider, **fields})
     assert reply.status_code == 201, reply.text
     assert reply.json()["provider"] == provider
     return reply.json()
@@ -289,6 +290,48 @@ def test_the_cascade_sends_only_the_unsure_questions_to_the_vision_model(
     assert {q["marked_by"] for qid, q in by_id.items() if qid != "4"} == {"local"}
     assert all(by_id[qid]["is_correct"] for qid in ("1", "2", "3", "5", "6"))  # S01 got them right
     assert paper["usage"]["calls"] == 1 and paper["usage"]["prompt_tokens"] == seen[0]["prompt_tokens"]
+
+
+@pytest.mark.integration
+def test_a_cascade_trial_reads_the_held_papers_offline_and_prices_their_calls_before_release(
+    live_api, auth, idle, loopback, app, sample_papers, tmp_path
+):
+    plan = math_plan(sample_papers)
+    exam = create_exam(live_api, auth("A"), plan, "cascade", trial_papers=1)
+    loopback_call(loopback, "/_loopback/reset", {})
+    students = ("S01", "S02", "S03")
+    ids = []
+    for student in students:  # each with question 4 made unreadable: one call each, asking it alone
+        first, second = plan["papers"][student]
+        unread = scribbled(second, 240, tmp_path)
+        with Image.open(unread) as image:  # a speck in the margin: pages no other test sent (none reused)
+            ImageDraw.Draw(image).point((secrets.randbelow(40) + 5, secrets.randbelow(40) + 5), fill=(90, 90, 90))
+            image.save(unread, "JPEG", quality=90)
+        ids.append(submit(live_api, auth("A"), exam["id"], student, [first, unread])["id"])
+    wait_for(live_api, auth("A"), ids[0], timeout=OCR_TIMEOUT)
+
+    def held() -> list[dict]:
+        views = [httpx.get(f"{live_api}/v1/papers/{pid}", headers=auth("A")).json() for pid in ids[1:]]
+        return views if all(v["status"] == "paused" for v in views) else []
+
+    # past the trial, each paper is read offline (free) and waits: no call before the release
+    views = wait_until(held, timeout=2 * OCR_TIMEOUT)
+    assert all("wait for the exam's release" in view["status_reason"] for view in views)
+    assert len(loopback_call(loopback, "/_loopback/requests")) == 1
+    with app.extensions["markq"].sessions() as session:
+        readings = [session.get(Paper, uuid.UUID(pid)).local_reading for pid in ids[1:]]
+    assert [reading["unsure"] for reading in readings] == [["4"], ["4"]]
+    cost = httpx.get(f"{live_api}/v1/exams/{exam['id']}", headers=auth("A")).json()["cost"]
+    assert (cost["papers_finished"], cost["papers_read_offline"]) == (1, 2)
+    estimated = cost["estimated_usd"]
+
+    assert httpx.post(f"{live_api}/v1/exams/{exam['id']}/release", headers=auth("A")).status_code == 200
+    papers = [wait_for(live_api, auth("A"), pid, timeout=OCR_TIMEOUT) for pid in ids[1:]]
+    assert [p["usage"]["calls"] for p in papers] == [1, 1]  # read once: the call asks question 4 alone
+    assert [r["questions"] for r in loopback_call(loopback, "/_loopback/requests")] == [["4"]] * 3
+    actual = httpx.get(f"{live_api}/v1/exams/{exam['id']}", headers=auth("A")).json()["cost"]["actual_usd"]
+    # counted from the readings, the held papers' calls were priced before they were made
+    assert estimated == pytest.approx(actual, rel=0.05)
 
 
 @pytest.mark.integration

@@ -6,6 +6,10 @@ provider would scale them, else an A4 scan), replies of the length the school's 
 and for the cascade the share of unsure questions measured on this exam (else the school's, else the
 prior). As papers finish, what they really cost replaces the estimate paper by paper: the estimate
 per paper left is the prior weighted as `PRIOR_WEIGHT` papers against the mean of those finished.
+A cascade paper already read offline (free) but not finished is priced from its own reading: the
+questions it leaves unsure and their crops, the call it will make. A trial run has every paper past
+its first ones read this way before the teacher releases the exam, so the estimate for the rest is
+counted, not extrapolated from a few papers.
 """
 
 from __future__ import annotations
@@ -25,14 +29,16 @@ from shared.grading.vision_crops import LEGIBLE_LINE_PX
 from shared.grading.vocabulary import asked_vocabulary, exam_vocabulary
 from shared.models import Exam, Page, Paper, PaperStatus, Usage, UsageOutcome
 from shared.spending import ledger
-from shared.spending.costs import UnknownModel, text_tokens
+from shared.spending.costs import UnknownModel, call_cost, image_tokens, text_tokens
 from shared.spending.estimate import (
     OUTPUT_TOKENS_PER_QUESTION,
     UNSURE_SHARE,
     Calibration,
     PageSize,
     PromptShape,
+    asked_call,
     lane_costs,
+    page_tokens,
 )
 
 PRIOR_WEIGHT = 2  # the estimate before any paper counts as this many finished papers
@@ -224,19 +230,19 @@ def exam_cost(session: Session, exam: Exam, progress: dict[str, int]) -> dict[st
         )
         or 0
     )
-    if lane is None:
-        before = 0.0
-        measured: dict[str, str] = {}
-    else:
+    before, read_usd, read = 0.0, 0.0, 0
+    measured: dict[str, str] = {}
+    if lane is not None:
         key = AnswerKey.model_validate(exam.answer_key)
         calibrated = calibration(session, exam)
         measured = calibrated.sources
         try:
             pages = known_pages(session, exam)
+            shape = prompt_shape(session, exam)
             costs = lane_costs(
                 exam.model,
                 pages,
-                prompt_shape(session, exam),
+                shape,
                 len(key.questions),
                 exam.image_detail,
                 calibrated,
@@ -245,16 +251,53 @@ def exam_cost(session: Session, exam: Exam, progress: dict[str, int]) -> dict[st
             )
             cost = costs.get(lane) or costs["vision"]
             before = cost.later_usd
+            if lane == "cascade":
+                read_usd, read = read_not_asked(session, exam, shape, calibrated, pages)
         except UnknownModel:
-            before = 0.0
+            pass
     per_paper = (before * PRIOR_WEIGHT + actual) / (PRIOR_WEIGHT + finished)
     return {
         "lane": lane or "offline",
         "papers": papers,
         "papers_finished": finished,
-        "estimated_usd": round(actual + per_paper * (papers - finished), 6),
+        "papers_read_offline": read,
+        "estimated_usd": round(actual + read_usd + per_paper * (papers - finished - read), 6),
         "actual_usd": round(actual, 6),
         "per_paper_usd_from_rules": round(before, 6),
         "per_paper_usd": round(per_paper, 6),
         "measured": measured,
     }
+
+
+def read_not_asked(
+    session: Session, exam: Exam, shape: PromptShape, calibrated: Calibration, pages: list[PageSize]
+) -> tuple[float, int]:
+    """The cascade's papers read offline and not finished yet (a trial run holds them, or they
+    wait for the call): the dollars of the call each will make, priced from the questions its
+    reading left unsure and the size of their crops, and how many such papers."""
+    rows = session.execute(
+        select(
+            func.json_array_length(Paper.local_reading["unsure"]),
+            Paper.local_reading["crops"]["width"].as_integer(),
+            Paper.local_reading["crops"]["height"].as_integer(),
+        ).where(
+            Paper.exam_id == exam.id,
+            Paper.status.not_in(FINISHED),
+            Paper.local_reading.is_not(None),
+            func.json_typeof(Paper.local_reading["unsure"]) == "array",
+        )
+    ).all()
+    if not rows:
+        return 0.0, 0
+    questions = len(AnswerKey.model_validate(exam.answer_key).questions)
+    pages_tokens = sum(page_tokens(exam.model, page, exam.image_detail) for page in pages)
+    usd = 0.0
+    for asked, width, height in rows:
+        if not asked:
+            continue  # nothing unsure: it ends offline, for nothing
+        images = pages_tokens
+        if width and height:  # its crops, where they are fewer tokens than the pages (as sent)
+            images = min(images, image_tokens(exam.model, width, height, exam.image_detail))
+        prompt, output = asked_call(shape, questions, asked, images, calibrated)
+        usd += float(call_cost(exam.model, prompt, 0, output))
+    return usd, len(rows)

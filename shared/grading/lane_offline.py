@@ -1,7 +1,9 @@
 """The offline lane's step: the OCR engine reads a claimed paper and marks it against the key.
 
 A local exam's paper is recorded here. A cascade paper with questions the reader is unsure of is
-released for the vision model (lanes.next_step sends it on), which asks about those alone.
+released for the vision model (lanes.next_step sends it on), which asks about those alone; past
+the exam's trial run, before its release, it waits paused instead (its reading stored, counted by
+the exam's estimate).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from shared.resources import Resources
 
 log = logging.getLogger(__name__)
 TO_VISION = "to the vision model"
+HELD = "read; held for the trial run"
 
 
 def read_and_mark(res: Resources, paper_id: uuid.UUID) -> str:
@@ -45,6 +48,15 @@ def read_and_mark(res: Resources, paper_id: uuid.UUID) -> str:
         marks = offline_marks(reading, answer_key, exam.subject, exam.language)
         unsure = unsure_questions(marks, threshold)
         if not lanes.ends_offline(exam, unsure):
+            if lanes.held_for_trial(exam, session.get_one(Paper, paper_id)) and papers.hold(
+                session,
+                paper_id,
+                reason=(
+                    f"trial run: read offline; {len(unsure)} question(s) the reader is unsure of wait for the "
+                    "exam's release to go to the vision model"
+                ),
+            ):
+                return HELD
             papers.release(
                 session,
                 paper_id,

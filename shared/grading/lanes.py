@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.models import Exam, FlexFallback, Paper, PaperStatus, Priority, Reader
+from shared.models import Exam, FlexFallback, Paper, PaperStatus, PauseCause, Priority, Reader
 from shared.spending import ledger
 from shared.spending.costs import known_models, model_card
 
@@ -49,8 +49,8 @@ def next_step(exam: Exam, paper: Paper, *, reply_stored: bool = False) -> Step:
         return Step.verify
     if reply_stored:
         return Step.record
-    if reads_offline(exam) and paper.local_reading is None:
-        return Step.read_offline
+    if reads_offline(exam) and (paper.local_reading is None or held_for_trial(exam, paper)):
+        return Step.read_offline  # a paper the trial holds is read (free), then waits for release
     if exam.provider == Reader.local:
         return Step.read_offline  # read before, not recorded yet: the stored reading is marked
     if not pages_normalised(paper):
@@ -71,6 +71,12 @@ def step_for(session: Session, paper_id: uuid.UUID) -> Step:
 
 def pages_normalised(paper: Paper) -> bool:
     return all(page.normalised_key is not None and page.sent_width is not None for page in paper.pages)
+
+
+def held_for_trial(exam: Exam, paper: Paper) -> bool:
+    """A paper past the exam's trial run, before the teacher releases the exam: it is read offline
+    (free) and waits there, so the estimate for the rest counts what each paper will ask."""
+    return paper.paused_for == PauseCause.trial and not exam.trial_released
 
 
 def reads_offline(exam: Exam) -> bool:

@@ -65,6 +65,7 @@ def read_offline(
         "questions": {qid: answer.to_json() for qid, answer in readings.items()},
     }
     unsure = unsure_questions(marks, threshold)
+    local_reading["unsure"] = unsure  # what the vision model will be asked: the estimate counts them
     sheet = None
     if crops and unsure and all(readings[qid].region is not None for qid in unsure):
         sheet = reading.crop_sheet(scans, [readings[qid] for qid in unsure])

@@ -47,10 +47,27 @@ def renew_lease(session: Session, paper_id: uuid.UUID, extra_seconds: float = 0.
 
 def release(session: Session, paper_id: uuid.UUID, *, reason: str, refund_attempt: bool) -> None:
     """processing -> queued, to be tried again. A wait the provider asked for is not an attempt."""
-    values: dict[str, Any] = {"status": PaperStatus.queued, "status_reason": reason, "updated_at": utcnow()}
+    values: dict[str, Any] = {
+        "status": PaperStatus.queued,
+        "paused_for": None,  # a paper the trial held, read while the exam was released
+        "status_reason": reason,
+        "updated_at": utcnow(),
+    }
     if refund_attempt:
         values["attempts"] = Paper.attempts - 1
     session.execute(update(Paper).where(Paper.id == paper_id, Paper.status == PaperStatus.processing).values(**values))
+
+
+def hold(session: Session, paper_id: uuid.UUID, *, reason: str) -> bool:
+    """processing -> paused for the trial run, unless its exam was released meanwhile (then False:
+    release it instead)."""
+    released = select(Exam.trial_released).where(Exam.id == Paper.exam_id).scalar_subquery()
+    result = session.execute(
+        update(Paper)
+        .where(Paper.id == paper_id, Paper.status == PaperStatus.processing, released.is_(False))
+        .values(status=PaperStatus.paused, paused_for=PauseCause.trial, status_reason=reason, updated_at=utcnow())
+    )
+    return result.rowcount == 1
 
 
 def fail(session: Session, paper_id: uuid.UUID, reason: str) -> None:
@@ -83,7 +100,8 @@ def pause(
 ) -> int:
     """Pause this paper and every queued paper of the exam (or of the school); returns how many."""
     scope = Paper.exam_id == exam_id if exam_id is not None else Paper.school_id == school_id
-    waiting = (Paper.status == PaperStatus.queued) & scope
+    # a paper the trial holds, queued to be read offline (free), is read and waits anyway
+    waiting = (Paper.status == PaperStatus.queued) & scope & Paper.paused_for.is_distinct_from(PauseCause.trial)
     this = (Paper.id == paper_id) & Paper.status.in_([PaperStatus.queued, PaperStatus.processing])
     result = session.execute(
         update(Paper)
@@ -153,7 +171,8 @@ def sweep(
     session: Session, *, queued_before: datetime, lease_expired_before: datetime, limit: int = 500
 ) -> Sequence[uuid.UUID]:
     """Papers whose message may be lost: queued too long, or processing past their lease (the
-    worker died). Both come back as queued papers to enqueue now, in this same sweep."""
+    worker died), or held for a trial run its exam has ended. All come back as queued papers to
+    enqueue now, in this same sweep."""
     expired = session.scalars(
         update(Paper)  # papers in a batch belong to the batch poller, which has 24 hours
         .where(
@@ -170,7 +189,15 @@ def sweep(
     ).all()
     if lost:
         session.execute(update(Paper).where(Paper.id.in_(lost)).values(updated_at=utcnow()))
-    return [*expired, *lost]
+    # a paper held for the trial by a reader that finished as its exam was released
+    released = select(Exam.id).where(Exam.trial_released.is_(True))
+    late = session.scalars(
+        update(Paper)
+        .where(Paper.status == PaperStatus.paused, Paper.paused_for == PauseCause.trial, Paper.exam_id.in_(released))
+        .values(status=PaperStatus.queued, paused_for=None, status_reason=None, updated_at=utcnow())
+        .returning(Paper.id)
+    ).all()
+    return [*expired, *lost, *late]
 
 
 def deadline(seconds: float) -> datetime:

@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from shared.grading import lanes
 from shared.images import PageHeader, PageRejected, inspect_page
 from shared.intake.pdf import is_pdf, render_pdf
 from shared.models import Exam, Page, Paper, PaperStatus, PauseCause, StaleObject
@@ -174,8 +175,16 @@ def hold_for_trial(session: Session, exam: Exam, paper: Paper) -> None:
         .where(Paper.exam_id == exam.id, Paper.id != paper.id, Paper.status != PaperStatus.uploading)
     )
     if (earlier or 0) >= exam.trial_papers:
-        paper.status = PaperStatus.paused
         paper.paused_for = PauseCause.trial
+        if lanes.reads_offline(exam):
+            # stays queued: the offline reader (free) reads it now and it waits after that, so the
+            # exam's estimate counts the questions each held paper will ask the model
+            paper.status_reason = (
+                f"trial run: the first {exam.trial_papers} papers are graded first; this one is read offline "
+                "now and waits for the exam's release to ask the vision model"
+            )
+            return
+        paper.status = PaperStatus.paused
         paper.status_reason = (
             f"trial run: the first {exam.trial_papers} papers are graded first; release the exam to grade the rest"
         )

@@ -131,6 +131,15 @@ def crop_sheet_tokens(model: str, detail: str, crop: tuple[int, int] | None, que
     return image_tokens(model, width, max(1, math.ceil(height * questions)), detail)
 
 
+def asked_call(
+    shape: PromptShape, questions: int, asked: float, images: int, calibration: Calibration
+) -> tuple[int, int]:
+    """The prompt and output tokens of the cascade's call asking `asked` of the exam's `questions`
+    with `images` tokens of pictures (their crops, or the pages)."""
+    text = round(shape.text_tokens - shape.per_question * (questions - asked))
+    return text + images, round(calibration.output_per_question * asked)
+
+
 def lane_costs(
     model: str,
     pages: list[PageSize],
@@ -168,10 +177,10 @@ def lane_costs(
     calls = 1 - (1 - share) ** questions if questions else 0.0
     if calls > 0:
         asked = share * questions / calls
-        text = round(shape.text_tokens - shape.per_question * (questions - asked))
         crops = crop_sheet_tokens(model, detail, crop, asked)
         asked_images = min(images, crops) if crops is not None else images
-        lanes["cascade"] = priced(text + asked_images, 0, round(calibration.output_per_question * asked), calls=calls)
+        prompt, output = asked_call(shape, questions, asked, asked_images, calibration)
+        lanes["cascade"] = priced(prompt, 0, output, calls=calls)
     else:
         lanes["cascade"] = LaneCost(0.0, 0, 0, 0, 0.0, 0.0)
     return lanes
