@@ -10,7 +10,8 @@ exam's reader or priority. A paper moves
     read offline (OCR queue) -> [unsure questions] normalise -> call live -> done  reader cascade
 
 and a paper whose paid reply is stored but not yet recorded always goes to `record`, never to a
-second call.
+second call. A paper past an unreleased trial run of an exam the offline reader reads first is
+read (free) and then waits paused (`held_for_trial`).
 """
 
 from __future__ import annotations
