@@ -441,3 +441,45 @@ def test_a_rubric_the_offline_reader_cannot_apply_is_a_warning_on_the_exam(clien
     assert shown["warnings"] == created.json["warnings"]
     plain = client.post("/v1/exams", headers=auth("A"), json={**body, "rubric": ""})
     assert plain.json["warnings"] == []
+
+
+def test_a_paper_read_as_its_exam_is_released_goes_on_and_the_sweep_takes_back_one_held_too_late(
+    live_api, auth, app, sample_papers
+):
+    from datetime import UTC, datetime
+
+    from shared.db import transaction
+    from shared.grading import papers
+    from shared.models import Exam, PaperStatus, PauseCause
+
+    exam_id = uuid.UUID(create_exam(live_api, auth("A"), math_plan(sample_papers), "cascade", trial_papers=1)["id"])
+    sessions = app.extensions["markq"].sessions
+    with transaction(sessions) as session:
+        exam = session.get_one(Exam, exam_id)
+        held = [
+            Paper(
+                school_id=exam.school_id,
+                exam_id=exam.id,
+                student_ref=f"h{n}",
+                status=PaperStatus.processing,
+                paused_for=PauseCause.trial,
+            )
+            for n in range(2)
+        ]
+        session.add_all(held)
+        session.flush()
+        first, second = (paper.id for paper in held)
+    with transaction(sessions) as session:  # read before the release: it waits
+        assert papers.hold(session, first, reason="held") is True
+    with transaction(sessions) as session:
+        session.get_one(Exam, exam_id).trial_released = True
+    with transaction(sessions) as session:  # read after it: not held (the reader releases it instead)
+        assert papers.hold(session, second, reason="held") is False
+        assert session.get_one(Paper, second).status == PaperStatus.processing
+    long_ago = datetime(2000, 1, 1, tzinfo=UTC)
+    with transaction(sessions) as session:  # the first, held as the release committed
+        taken = papers.sweep(session, queued_before=long_ago, lease_expired_before=long_ago)
+    assert first in taken and second not in taken
+    with sessions() as session:
+        back = session.get_one(Paper, first)
+        assert (back.status, back.paused_for) == (PaperStatus.queued, None)
