@@ -601,6 +601,7 @@ def exam_progress(exam_id: uuid.UUID) -> Response:
             "progress": view["progress"],
             "review": view["review"]["needing_review"],
             "cost_usd": str(view["usage"]["cost_usd"]),
+            "estimated_usd": str(view["cost"]["estimated_usd"]),
             "in_flight": waiting,
             "papers": [
                 {"id": str(p.id), "status": p.status.value, "reason": p.status_reason, "score": p.score}

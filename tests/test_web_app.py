@@ -148,6 +148,33 @@ def test_a_post_without_the_csrf_token_is_refused(app, signed_in, teacher):
     assert fresh.post("/app/sign-in", data={"email": teacher["email"], "password": PASSWORD}).status_code == 403
 
 
+def test_a_cascade_trials_held_papers_show_in_the_exams_estimate(app, signed_in, teacher):
+    from shared.models import PauseCause, Reader
+
+    with transaction(app.extensions["markq"].sessions) as session:
+        exam = stored_exam(session, teacher["school_id"], "三年级数学 试运行", KEY)
+        exam.provider, exam.trial_papers = Reader.cascade, 1
+        for n, unsure in enumerate((["1"], ["1"], [])):
+            session.add(
+                Paper(
+                    school_id=exam.school_id,
+                    exam_id=exam.id,
+                    student_ref=f"T{n}",
+                    status=PaperStatus.paused if unsure else PaperStatus.queued,
+                    paused_for=PauseCause.trial,
+                    local_reading={"questions": {}, "unsure": unsure} if unsure else None,
+                )
+            )
+        exam_id = exam.id
+    page = signed_in.get(f"/app/exams/{exam_id}")
+    assert page.status_code == 200
+    estimate = re.search(r'id="estimate">\$([0-9.]+)<', page.text)
+    assert estimate and float(estimate.group(1)) > 0
+    assert "已离线识别 2 份试卷" in page.text  # the two held after their reading; the third not read yet
+    progress = signed_in.get(f"/app/exams/{exam_id}/progress.json").json
+    assert float(progress["estimated_usd"]) == pytest.approx(float(estimate.group(1)), abs=1e-4)
+
+
 def test_a_teacher_never_sees_another_schools_exams(app, signed_in):
     other = new_teacher(app)
     exam = graded_exam(app, other["school_id"], {"S1": "56"})

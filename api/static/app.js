@@ -182,6 +182,8 @@ function startProgress(section) {
       if (pill) pill.textContent = String(n);
     }
     document.getElementById("cost").textContent = `$${Number(data.cost_usd).toFixed(4)}`;
+    const estimate = document.getElementById("estimate");
+    if (estimate) estimate.textContent = `$${Number(data.estimated_usd).toFixed(4)}`;
     const review = document.getElementById("review-count");
     if (review) review.textContent = String(data.review);
     for (const paper of data.papers) {
