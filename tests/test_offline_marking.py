@@ -480,6 +480,8 @@ def test_a_paper_read_as_its_exam_is_released_goes_on_and_the_sweep_takes_back_o
     with transaction(sessions) as session:  # the first, held as the release committed
         taken = papers.sweep(session, queued_before=long_ago, lease_expired_before=long_ago)
     assert first in taken and second not in taken
-    with sessions() as session:
+    with transaction(sessions) as session:
         back = session.get_one(Paper, first)
         assert (back.status, back.paused_for) == (PaperStatus.queued, None)
+        for paper_id in (first, second):  # rows without pages: never left in flight for other tests
+            session.delete(session.get_one(Paper, paper_id))

@@ -160,7 +160,7 @@ def test_a_cascade_trials_held_papers_show_in_the_exams_estimate(app, signed_in,
                     school_id=exam.school_id,
                     exam_id=exam.id,
                     student_ref=f"T{n}",
-                    status=PaperStatus.paused if unsure else PaperStatus.queued,
+                    status=PaperStatus.paused,  # the third paused before its reading (none in flight)
                     paused_for=PauseCause.trial,
                     local_reading={"questions": {}, "unsure": unsure} if unsure else None,
                 )
@@ -170,7 +170,7 @@ def test_a_cascade_trials_held_papers_show_in_the_exams_estimate(app, signed_in,
     assert page.status_code == 200
     estimate = re.search(r'id="estimate">\$([0-9.]+)<', page.text)
     assert estimate and float(estimate.group(1)) > 0
-    assert "已离线识别 2 份试卷" in page.text  # the two held after their reading; the third not read yet
+    assert "已离线识别 2 份试卷" in page.text  # the two held after their reading; the third not read
     progress = signed_in.get(f"/app/exams/{exam_id}/progress.json").json
     assert float(progress["estimated_usd"]) == pytest.approx(float(estimate.group(1)), abs=1e-4)
 
