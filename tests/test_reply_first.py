@@ -64,10 +64,11 @@ class FaultRig:
     provider: LoopbackServer
     logs: Path
     worker: subprocess.Popen[bytes] | None = None
+    worker_name: str = ""
     beat: subprocess.Popen[bytes] | None = None
 
     def start_worker(self) -> None:
-        name = f"markq-faults-{secrets.token_hex(3)}@localhost"
+        name = self.worker_name = f"markq-faults-{secrets.token_hex(3)}@localhost"
         self.worker = start_celery(
             self.env,
             "worker",
@@ -85,6 +86,29 @@ class FaultRig:
         self.beat = start_celery(
             self.env, "beat", "--loglevel=INFO", "-s", str(self.logs / "beat-schedule"), log=self.logs / "beat.log"
         )
+
+    def answers(self, within: float) -> bool:
+        """Whether the worker answers a ping through the broker (it is consuming) within `within` s."""
+        app = Celery(broker=self.settings.redis_url)
+        app.config_from_object(celery_config(self.settings))
+        control = app.control
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if self.worker is None or self.worker.poll() is not None:
+                return False
+            if control.ping(destination=[self.worker_name], timeout=1.0):
+                return True
+        return False
+
+    def ready_worker(self) -> None:
+        """A worker consuming the rig's queues before a test: the one running, or a new one in place
+        of one the last fault left dead, dying or not connected to the broker."""
+        if self.answers(10.0):
+            return
+        if self.worker is not None:
+            self.kill_worker()
+        self.start_worker()
+        assert self.answers(90.0), "a new worker did not start consuming"
 
     def kill_worker(self) -> None:
         assert self.worker is not None
@@ -156,8 +180,9 @@ def fresh(rig: FaultRig) -> FaultRig:
         proxy.restore()
     rig.provider.state.reset()
     rig.provider.state.latency_ms = (LATENCY_MS, LATENCY_MS)
-    if rig.worker is None or rig.worker.poll() is not None:
-        rig.start_worker()
+    # a worker the last test's fault brought down (Celery can stop on a lost broker connection)
+    # would leave this test's paper for the next one's worker: never start with one
+    rig.ready_worker()
     return rig
 
 
