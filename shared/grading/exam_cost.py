@@ -252,7 +252,7 @@ def exam_cost(session: Session, exam: Exam, progress: dict[str, int]) -> dict[st
             cost = costs.get(lane) or costs["vision"]
             before = cost.later_usd
             if lane == "cascade":
-                read_usd, read = read_not_asked(session, exam, shape, calibrated, pages)
+                read_usd, read = read_not_asked(session, exam, shape, len(key.questions), calibrated, pages)
         except UnknownModel:
             pass
     per_paper = (before * PRIOR_WEIGHT + actual) / (PRIOR_WEIGHT + finished)
@@ -270,7 +270,7 @@ def exam_cost(session: Session, exam: Exam, progress: dict[str, int]) -> dict[st
 
 
 def read_not_asked(
-    session: Session, exam: Exam, shape: PromptShape, calibrated: Calibration, pages: list[PageSize]
+    session: Session, exam: Exam, shape: PromptShape, questions: int, calibrated: Calibration, pages: list[PageSize]
 ) -> tuple[float, int]:
     """The cascade's papers read offline and not finished yet (a trial run holds them, or they
     wait for the call): the dollars of the call each will make, priced from the questions its
@@ -289,7 +289,6 @@ def read_not_asked(
     ).all()
     if not rows:
         return 0.0, 0
-    questions = len(AnswerKey.model_validate(exam.answer_key).questions)
     pages_tokens = sum(page_tokens(exam.model, page, exam.image_detail) for page in pages)
     usd = 0.0
     for asked, width, height in rows:
