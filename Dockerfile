@@ -35,4 +35,4 @@ EXPOSE 8000
 # The access log leaves query strings out (%(U)s, not %(r)s): share links carry their token there.
 CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--workers", "2", "--threads", "8", \
      "--timeout", "120", "--keep-alive", "5", "--access-logfile", "-", \
-     "--access-logformat", "%(h)s %(t)s \"%(m)s %(U)s %(H)s\" %(s)s %(b)s %(L)s", "api:create_app()"]
+     "--access-logformat", "%(h)s %(t)s \"%(m)s %(U)s %(H)s\" %(s)s %(b)s %(L)s", "api.wsgi:app"]

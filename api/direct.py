@@ -1,7 +1,7 @@
 """Uploads by URL: create a paper's upload, PUT each file straight to storage, then complete it.
 
 The API never carries the bytes with S3/MinIO (presigned PUTs); with the local-folder backend its
-own `PUT /v1/uploads/{page}/{token}` streams them to the folder, so clients speak one protocol.
+own `PUT /v1/uploads/{paper}/{number}/{token}` streams them to the folder, so clients speak one protocol.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from flask import current_app, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from api.context import current_school, db, require_school, resources
 from api.errors import ApiError, domain_error, not_found, refusal_status
@@ -24,11 +25,11 @@ from api.schemas import PaperSchema, UploadCreateSchema, UploadFileSchema, Uploa
 from api.spec import answers
 from shared.grading import lanes
 from shared.intake import uploads
-from shared.intake.submission import replace_failed
+from shared.intake.submission import delete_objects, drop_failed
 from shared.models import Exam, Paper, PaperStatus
 from shared.refusals import has_control_characters
 from shared.storage import StorageError
-from worker.base import send_step
+from worker.base import fair_priority, send_step
 
 log = logging.getLogger(__name__)
 blp = Blueprint("uploads", __name__, description="Uploads by URL: the bytes go straight to storage")
@@ -47,17 +48,17 @@ def _upload_view(paper: Paper, targets: list[uploads.UploadTarget], *, new: bool
     files = []
     for target in targets:
         url = target.url or settings.public_base_url.rstrip("/") + url_for(
-            "uploads.UploadEndpoint", page_id=target.page.id, token=target.token
+            "uploads.UploadEndpoint", paper_id=paper.id, number=target.number, token=target.token
         )
         files.append(
             {
-                "number": target.page.number,
-                "name": target.page.upload_name,
-                "size": target.page.original_bytes,
+                "number": target.number,
+                "name": target.name,
+                "size": target.size,
                 "method": "PUT",
                 "url": url,
                 "headers": {"Content-Type": target.content_type},  # the type its URL is signed for
-                "uploaded": stored.get(target.page.original_key) == target.page.original_bytes,
+                "uploaded": stored.get(target.key) == target.size,
             }
         )
     return {
@@ -151,11 +152,26 @@ class UploadComplete(MethodView):
         """Every file is uploaded: markq checks each is stored at its declared size and queues the
         paper (the images worker then checks and decodes each page). 409 names each file missing.
         Completing a paper twice queues it once."""
-        return complete(_school_paper(paper_id))
+        # the paper with its pages and its exam in one query: completing reads all three
+        row = (
+            db()
+            .execute(
+                select(Paper, Exam)
+                .join(Exam, Exam.id == Paper.exam_id)
+                .options(joinedload(Paper.pages))
+                .where(Paper.id == paper_id, Paper.school_id == current_school().id)
+            )
+            .first()
+        )
+        if row is None:
+            raise not_found("paper")
+        return complete(row[0])
 
 
 def complete(paper: Paper) -> dict[str, Any]:
-    """Queue an uploaded paper once every file is stored (409 naming what is not); its view."""
+    """Queue an uploaded paper once every file is stored (409 naming what is not); its view. One
+    transaction: the paper queued, the same student's failed papers it replaces removed, and its
+    place in the exam's line taken for the queue's priority; then the verify step is sent."""
     session = db()
     was_uploading = paper.status == PaperStatus.uploading
     try:
@@ -165,24 +181,28 @@ def complete(paper: Paper) -> dict[str, Any]:
     except StorageError as exc:
         raise domain_error(exc, "storage does not answer now; complete again in a moment") from exc
     view = paper_view(paper, new=was_uploading)  # before the commit: nothing is loaded again after it
-    session.commit()
     replaced: list[uuid.UUID] = []
+    keys: list[str] = []
+    priority = None
     if was_uploading:
-        if paper.status == PaperStatus.queued:
-            # its first step is known (checking the files): no lookup; the sweep covers a lost send
-            _send_verify(paper)
-        replaced = replace_failed(session, resources().storage, paper)
+        replaced, keys = drop_failed(session, paper)
+        if paper.status == PaperStatus.queued:  # its first step is known (checking the files): no lookup
+            priority = fair_priority(paper.id, session)
+    session.commit()
+    if priority is not None:
+        _send_verify(paper, priority)
+    delete_objects(resources().storage, keys)
     return {**view, "replaced": replaced}
 
 
-def _send_verify(paper: Paper) -> None:
+def _send_verify(paper: Paper, priority: int) -> None:
     try:
-        send_step(current_app.extensions["celery"], paper.id, lanes.Step.verify, session=db())
-    except Exception:
+        send_step(current_app.extensions["celery"], paper.id, lanes.Step.verify, priority=priority)
+    except Exception:  # the sweep covers a lost send
         log.warning("could not enqueue paper %s; the sweep will pick it up", paper.id, exc_info=True)
 
 
-@blp.route("/v1/uploads/<int:page_id>/<token>")
+@blp.route("/v1/uploads/<uuid:paper_id>/<int:number>/<token>")
 class UploadEndpoint(MethodView):
     @blp.doc(
         security=[],
@@ -193,10 +213,10 @@ class UploadEndpoint(MethodView):
     )
     @blp.response(200, UploadFileSchema)
     @blp.doc(**answers(HTTPStatus.REQUEST_ENTITY_TOO_LARGE))
-    def put(self, page_id: int, token: str) -> dict[str, Any]:
+    def put(self, paper_id: uuid.UUID, number: int, token: str) -> dict[str, Any]:
         """The upload URL when storage is a local folder: PUT the file's bytes (the token in the
         URL is the authority; no API key). More bytes than declared: 413, nothing kept."""
-        page = uploads.page_for_token(db(), page_id, token)
+        page = uploads.page_for_token(db(), paper_id, number, token)
         if page is None:
             raise ApiError(404, "not_found", "no upload at this URL: it expired, was completed, or was never issued")
         try:

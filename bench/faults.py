@@ -138,7 +138,7 @@ class Rig:
                 "4",
                 "--timeout",
                 "120",
-                "api:create_app()",
+                "api.wsgi:app",
             ],
         )
         self.start_worker()

@@ -13,7 +13,8 @@ PostgreSQL, Redis):
 
 Prints pages per second for each, the ratios to direct, the API's CPU seconds per page on the URL
 path (its worker processes' user + system time, from /proc), and the larger peak memory growth of
-the API's worker processes (VmHWM after the runs, less VmRSS before). Targets (by URL): at least
+the API's worker processes in each run (its peak VmHWM less its VmRSS before, the peak reset at the
+start of the run). Targets (by URL): at least
 0.9 of direct, at most 5 ms of API CPU a page, memory growth under 50 MB. The images worker, which
 checks and decodes each page, is not part of the intake path measured. The last line is one JSON
 object.
@@ -58,7 +59,7 @@ def scan(seed: int) -> bytes:
         y = 200 + line * 80
         draw.line((200 + rng.randint(0, 50), y, 2200 - rng.randint(0, 400), y + rng.randint(-3, 3)), fill=30, width=4)
     out = io.BytesIO()
-    image.filter(ImageFilter.GaussianBlur(0.5)).convert("RGB").save(out, "JPEG", quality=88)
+    image.filter(ImageFilter.GaussianBlur(0.5)).convert("RGB").save(out, "JPEG", quality=91)  # 1.50 MB
     return out.getvalue()
 
 
@@ -67,6 +68,20 @@ def rss_kb(pid: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+def start_peak(pids: list[int]) -> tuple[dict[int, int], bool]:
+    """Each process's size now (VmRSS, kB), with its peak (VmHWM) started afresh from it, so a
+    phase's peak is its own and not the warm-up's (whose multipart pages are decoded whole): writing
+    5 to clear_refs resets the high-water mark (Linux 4.0+). False where the kernel refuses: the
+    peak then includes what came before."""
+    reset = True
+    for pid in pids:
+        try:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+        except OSError:
+            reset = False
+    return {pid: rss_kb(pid, "VmRSS") for pid in pids}, reset
 
 
 def cpu_seconds(pid: int) -> float:
@@ -166,7 +181,7 @@ def main() -> int:
                 str(THREADS // 2),
                 "--timeout",
                 "120",
-                "api:create_app()",
+                "api.wsgi:app",
             ],
             cwd=ROOT,
             env=api_env,
@@ -221,7 +236,7 @@ def main() -> int:
 
         # the baseline before and after the URL path (the S3 server slows as it fills): their mean
         direct_before = timed_direct("before")
-        rss_before = {pid: rss_kb(pid, "VmRSS") for pid in worker_pids}
+        rss_before, peak_reset = start_peak(worker_pids)
         cpu_before = sum(cpu_seconds(pid) for pid in worker_pids)
         started = time.perf_counter()
         with ThreadPoolExecutor(THREADS) as pool:
@@ -244,6 +259,8 @@ def main() -> int:
             )
             reply.raise_for_status()
 
+        rss_before, reset_again = start_peak(worker_pids)
+        peak_reset = peak_reset and reset_again
         started = time.perf_counter()
         with ThreadPoolExecutor(THREADS) as pool:
             list(pool.map(through_api, range(PAPERS)))
@@ -265,7 +282,8 @@ def main() -> int:
         print(
             f"by URL {url_ratio:.2f} of direct (target >= 0.9), API CPU {api_cpu_ms:.2f} ms a page (target <= 5); "
             f"API worker peak memory growth {url_growth_mb:.1f} MB (target < 50); multipart {ratio:.2f} of direct, "
-            f"{peak_growth_mb:.1f} MB after it: {'MET' if met else 'NOT MET'}"
+            f"{peak_growth_mb:.1f} MB in it{'' if peak_reset else ' (peaks not reset: they include the warm-up)'}: "
+            f"{'MET' if met else 'NOT MET'}"
         )
         print(
             json.dumps(
@@ -280,6 +298,7 @@ def main() -> int:
                     "api_cpu_ms_per_page": round(api_cpu_ms, 2),
                     "api_peak_memory_growth_mb": round(url_growth_mb, 1),
                     "multipart_peak_memory_growth_mb": round(peak_growth_mb, 1),
+                    "peak_reset_per_run": peak_reset,
                     "target_met": met,
                 }
             )

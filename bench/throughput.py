@@ -137,7 +137,7 @@ class Stack:
                 "2",
                 "--threads",
                 "4",
-                "api:create_app()",
+                "api.wsgi:app",
             ],
             self.env,
         )

@@ -225,7 +225,7 @@ def main() -> None:
         api_port, flower_port = free_port(8000), free_port(5555)
         api_url = f"http://127.0.0.1:{api_port}"
         bin_dir = Path(sys.executable).parent
-        processes.start("api", str(bin_dir / "gunicorn"), "-b", f"127.0.0.1:{api_port}", "-w", "2", "api:create_app()")
+        processes.start("api", str(bin_dir / "gunicorn"), "-b", f"127.0.0.1:{api_port}", "-w", "2", "api.wsgi:app")
         processes.start(
             "worker",
             sys.executable,

@@ -96,7 +96,9 @@ def test_a_paper_uploaded_by_url_is_checked_by_the_worker_and_marked(live_api, a
         assert storage.size(upload_key(row.school_id, row.exam_id, row.id, 1)) is None  # upload objects removed
 
 
-def test_a_corrupt_page_uploaded_by_url_fails_its_paper_with_the_reason_and_no_call(live_api, auth, worker, loopback):
+def test_a_corrupt_page_by_url_fails_its_paper_with_no_call_and_an_upload_again_replaces_it(
+    live_api, auth, worker, loopback
+):
     exam = make_exam(live_api, auth(), title="corrupt by URL")
     good = page_bytes("1. 7 x 8 = 56")
     broken = good[: len(good) // 3]  # a JPEG cut short: its header reads, its pixels do not
@@ -109,6 +111,18 @@ def test_a_corrupt_page_uploaded_by_url_fails_its_paper_with_the_reason_and_no_c
     assert paper["status"] == "failed"
     assert paper["status_reason"].startswith("invalid_page: page 2 (back.jpg)"), paper["status_reason"]
     assert loopback_call(loopback, "/_loopback/stats")["requests"] == calls
+
+    # the teacher uploads the student's pages again: the new paper takes the failed one's place
+    again = start(live_api, auth(), exam["id"], {"front.jpg": good, "back.jpg": good}, student="S09")
+    for target in again["files"]:
+        assert put(target, good).status_code == 200
+    completed = httpx.post(f"{live_api}{again['complete_url']}", headers=auth())
+    assert completed.status_code == 200 and completed.json()["replaced"] == [paper["id"]], completed.text
+    assert httpx.get(f"{live_api}/v1/papers/{paper['id']}", headers=auth()).status_code == 404
+    listed = httpx.get(f"{live_api}/v1/exams/{exam['id']}/papers", headers=auth()).json()
+    assert [p["id"] for p in listed if p["student_ref"] == "S09"] == [again["paper_id"]]
+    done = wait_for(live_api, auth(), again["paper_id"], statuses={"failed", "graded", "needs_review"})
+    assert done["status"] in {"graded", "needs_review"}, done["status_reason"]
 
 
 def test_declared_files_are_refused_with_the_limit_and_the_reason(live_api, auth, settings):

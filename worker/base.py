@@ -151,7 +151,7 @@ FAIR_SHARE = 4
 
 def fair_priority(pid: uuid.UUID, session: Session | None = None) -> int:
     """0 (first) to 9: this paper's place among its exam's unfinished papers, in steps; asked in
-    `session` when the caller has one open (committed), else in a session of its own."""
+    the caller's `session` when it has one, else in a session of its own."""
     try:
         if session is not None:
             ahead = papers.unfinished_ahead(session, pid)
@@ -163,11 +163,13 @@ def fair_priority(pid: uuid.UUID, session: Session | None = None) -> int:
     return min(PRIORITY_STEPS[-1], ahead // FAIR_SHARE)
 
 
-def send_step(app: object, pid: uuid.UUID, step: lanes.Step, session: Session | None = None) -> None:
+def send_step(app: object, pid: uuid.UUID, step: lanes.Step, priority: int | None = None) -> None:
     """Queue the task of `step` (nothing for done, or a paper waiting for its batch), at its
-    exam's fair-share priority."""
+    exam's fair-share priority (`priority` when the caller took it in its own transaction)."""
     if (name := STEP_TASKS.get(step)) is not None:
-        app.send_task(name, args=(str(pid),), priority=fair_priority(pid, session))  # type: ignore[attr-defined]
+        if priority is None:
+            priority = fair_priority(pid)
+        app.send_task(name, args=(str(pid),), priority=priority)  # type: ignore[attr-defined]
 
 
 def advance(app: object, res: Resources, pid: uuid.UUID) -> None:

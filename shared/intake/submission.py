@@ -193,6 +193,15 @@ def hold_for_trial(session: Session, exam: Exam, paper: Paper) -> None:
 def replace_failed(session: Session, storage: Storage, paper: Paper) -> list[uuid.UUID]:
     """The same student's failed papers of the exam, removed now that `paper` takes their place
     (rows and their stored pages): a resubmission replaces a failed paper, never adds a second."""
+    replaced, keys = drop_failed(session, paper)
+    session.commit()
+    delete_objects(storage, keys)
+    return replaced
+
+
+def drop_failed(session: Session, paper: Paper) -> tuple[list[uuid.UUID], list[str]]:
+    """`replace_failed` in the caller's transaction: the failed papers' rows deleted in `session`;
+    their ids, and the object keys to delete once the caller has committed."""
     failed = list(
         session.scalars(
             select(Paper).where(
@@ -206,9 +215,7 @@ def replace_failed(session: Session, storage: Storage, paper: Paper) -> list[uui
     keys = [key for old in failed for page in old.pages for key in (page.original_key, page.normalised_key) if key]
     for old in failed:
         session.delete(old)
-    session.commit()
-    delete_objects(storage, keys)
-    return [old.id for old in failed]
+    return [old.id for old in failed], keys
 
 
 def delete_objects(storage: Storage, keys: list[str], session: Session | None = None) -> list[str]:
