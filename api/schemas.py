@@ -617,6 +617,7 @@ class BulkRefusedSchema(Schema):
     reason = fields.String()
     status = fields.Integer(metadata={"description": "The HTTP status a paper of it alone would get."})
     student_ref = fields.String(allow_none=True)
+    note = fields.String(metadata={"description": "When the student's whole paper was left out for it."})
 
 
 class BulkResultSchema(Schema):
@@ -625,6 +626,45 @@ class BulkResultSchema(Schema):
         fields.Nested(BulkExistingSchema), metadata={"description": "Sent before: not created twice."}
     )
     refused = fields.List(fields.Nested(BulkRefusedSchema), metadata={"description": "Files not taken, and why."})
+
+
+class BulkUploadCreateSchema(Schema):
+    name = fields.String(
+        required=True, validate=validate.Length(1, 255), metadata={"description": "The ZIP's file name."}
+    )
+    size = fields.Integer(required=True, validate=validate.Range(min=1), metadata={"description": "Its size in bytes."})
+    class_label = fields.String(
+        load_default="",
+        validate=validate.Length(max=100),
+        metadata={"description": "Class of every paper not given one by the roster."},
+    )
+    roster = fields.String(
+        load_default=None,
+        validate=validate.Length(max=1_000_000),
+        metadata={"description": "Optional CSV text: file, student_ref[, class_label]."},
+    )
+
+
+class BulkUploadSchema(Schema):
+    bulk_id = fields.UUID()
+    exam_id = fields.UUID()
+    name = fields.String()
+    size = fields.Integer()
+    status = fields.String(
+        metadata={"description": "uploading, queued, unpacking, done, or failed (the archive itself refused)."}
+    )
+    status_reason = fields.String(allow_none=True)
+    expires_at = fields.DateTime(allow_none=True, metadata={"description": "Not completed by then, it is removed."})
+    upload = fields.Nested(
+        "UploadFileSchema", allow_none=True, metadata={"description": "While uploading: where to PUT the ZIP."}
+    )
+    complete_url = fields.String(metadata={"description": "POST here once the ZIP is uploaded."})
+    status_url = fields.String(metadata={"description": "Poll here for the result."})
+    result = fields.Nested(
+        BulkResultSchema,
+        allow_none=True,
+        metadata={"description": "Once unpacked: every paper made and every file refused."},
+    )
 
 
 class EstimatePageSchema(Schema):

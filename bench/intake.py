@@ -47,6 +47,7 @@ from shared.migrate import migrate
 from shared.schools import create_key, create_school
 
 PAPERS, PAGES_PER_PAPER, THREADS = 100, 5, 8
+API_WORKERS, API_THREADS = 2, 4  # the Dockerfile runs 8 threads a worker: more CPU a page here
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -176,9 +177,9 @@ def main() -> int:
                 "-b",
                 f"127.0.0.1:{api_port}",
                 "-w",
-                "2",
+                str(API_WORKERS),
                 "--threads",
-                str(THREADS // 2),
+                str(API_THREADS),
                 "--timeout",
                 "120",
                 "api.wsgi:app",

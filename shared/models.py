@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Enum,
@@ -43,6 +44,16 @@ class PaperStatus(enum.StrEnum):
     needs_review = "needs_review"
     failed = "failed"
     paused = "paused"
+
+
+class BulkStatus(enum.StrEnum):
+    """A class ZIP uploaded by URL."""
+
+    uploading = "uploading"  # its upload URL issued; the client has not called complete yet
+    queued = "queued"  # stored; waiting for an images worker to unpack it
+    unpacking = "unpacking"
+    done = "done"  # every student's paper created or refused (`result`)
+    failed = "failed"  # the archive itself was refused (`status_reason`)
 
 
 class Reader(enum.StrEnum):
@@ -484,3 +495,32 @@ class StaleObject(Base):
 
     key: Mapped[str] = mapped_column(String(500), primary_key=True)
     noted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BulkUpload(Base):
+    """A class ZIP uploaded by URL: stored, then unpacked and checked by an images worker with the
+    rules of `POST /v1/exams/{id}/bulk`; the papers it made and the files it refused in `result`."""
+
+    __tablename__ = "bulk_uploads"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id", ondelete="CASCADE"), index=True)
+    exam_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("exams.id", ondelete="CASCADE"), index=True)
+    status: Mapped[BulkStatus] = mapped_column(
+        Enum(BulkStatus, native_enum=False, length=20), default=BulkStatus.uploading
+    )
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    archive_name: Mapped[str] = mapped_column(String(255))  # the client's, for messages only
+    archive_bytes: Mapped[int] = mapped_column(BigInteger)  # as declared
+    archive_key: Mapped[str] = mapped_column(String(300))
+    class_label: Mapped[str] = mapped_column(String(100), default="")
+    # file path -> [student_ref, class_label], from the roster CSV sent with the upload
+    roster: Mapped[dict[str, list[str]] | None] = mapped_column(JSON)
+    upload_token_hash: Mapped[str | None] = mapped_column(String(64))  # the local backend's URL
+    upload_expires_at: Mapped[datetime | None]
+    # {"created": [...], "existing": [...], "refused": [...]}, written as the worker goes
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index("ix_bulk_uploads_status_updated", "status", "updated_at"),)

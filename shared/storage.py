@@ -34,6 +34,10 @@ class ObjectNotFound(StorageError):
 class Storage(Protocol):
     def put(self, key: str, stream: BinaryIO, content_type: str) -> None: ...
     def get(self, key: str) -> bytes: ...
+    def download(self, key: str, out: BinaryIO) -> None:
+        """Stream the object into `out` (a class ZIP is too big to hold in memory)."""
+        ...
+
     def presign_get(self, key: str, expires_seconds: int) -> str | None:
         """A URL the provider can fetch, or None when the storage is not reachable from outside."""
         ...
@@ -119,6 +123,13 @@ class LocalStorage:
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise ObjectNotFound(key) from exc
+
+    def download(self, key: str, out: BinaryIO) -> None:
+        try:
+            with self._path(key).open("rb") as source:
+                shutil.copyfileobj(source, out, length=1024 * 1024)
         except FileNotFoundError as exc:
             raise ObjectNotFound(key) from exc
 
@@ -216,6 +227,16 @@ class S3Storage:
                 raise ObjectNotFound(key) from exc
             raise StorageError(f"could not read {key}: {exc}") from exc
         except BotoCoreError as exc:  # refused, reset, timed out: the server is away, not the object
+            raise StorageError(f"could not read {key}: {exc}") from exc
+
+    def download(self, key: str, out: BinaryIO) -> None:
+        try:
+            self.client.download_fileobj(self.bucket, key, out)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                raise ObjectNotFound(key) from exc
+            raise StorageError(f"could not read {key}: {exc}") from exc
+        except BotoCoreError as exc:
             raise StorageError(f"could not read {key}: {exc}") from exc
 
     def presign_get(self, key: str, expires_seconds: int) -> str | None:

@@ -3,8 +3,9 @@ import secrets
 
 import httpx
 import pytest
+from botocore.utils import parse_timestamp
 
-from shared.storage import LocalStorage, ObjectNotFound, S3Storage, StorageError
+from shared.storage import LocalStorage, ObjectNotFound, S3Storage, StorageError, _timestamp
 
 
 def test_local_storage_round_trip_and_no_escape(tmp_path):
@@ -31,6 +32,24 @@ def test_s3_storage_streams_presigns_and_deletes(s3_url):
     storage.delete("t/big.bin")
     with pytest.raises(ObjectNotFound):
         storage.get("t/big.bin")
+
+
+def test_listing_sizes_and_times_read_as_botocore_reads_them(s3_url):
+    """The listing's times are parsed by the standard library, not dateutil: the same datetimes."""
+    storage = S3Storage("markq-test", endpoint_url=s3_url)
+    prefix = f"t/{secrets.token_hex(4)}/"
+    for n, size in enumerate((3, 5)):
+        storage.put(f"{prefix}file-{n}", io.BytesIO(b"y" * size), "image/jpeg")
+    assert storage.sizes(prefix) == {f"{prefix}file-0": 3, f"{prefix}file-1": 5}
+    listed = storage.client.list_objects_v2(Bucket="markq-test", Prefix=prefix)["Contents"][0]["LastModified"]
+    assert listed.tzinfo is not None and abs((listed - parse_timestamp(listed.isoformat())).total_seconds()) == 0
+    for text in (
+        "2026-12-02T16:30:53.000Z",
+        "Wed, 02 Dec 2026 16:30:53 GMT",
+        "1796229053",
+        "2026-12-02T16:30:53+08:00",
+    ):
+        assert _timestamp(text) == parse_timestamp(text), text
 
 
 def test_presigned_urls_are_the_ones_boto3_signs_and_the_server_honours(s3_url):

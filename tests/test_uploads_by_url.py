@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
+import zipfile
 from contextlib import contextmanager
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -20,7 +22,7 @@ from client import samples
 from client.cli import main as cli
 from loopback.proxy import FaultProxy
 from shared.intake.uploads import upload_key
-from shared.models import Paper, PaperStatus, utcnow
+from shared.models import BulkStatus, BulkUpload, Paper, PaperStatus, utcnow
 from tests.helpers import exam_body, loopback_call, page_bytes, wait_for
 from tests.test_api import another_app
 
@@ -156,11 +158,22 @@ def test_an_upload_never_completed_is_removed_by_the_sweep(live_api, auth, app):
             update(Paper).where(Paper.id == paper.id).values(upload_expires_at=utcnow() - timedelta(seconds=1))
         )
         session.commit()
+    # a class ZIP abandoned the same way
+    archive = class_zip({"S01/a.jpg": data})
+    bulk_upload = start_class(live_api, auth(), exam["id"], archive)
+    assert put(bulk_upload["upload"], archive).status_code == 200
+    with app.extensions["markq"].sessions() as session:
+        bulk = session.get(BulkUpload, bulk_upload["bulk_id"])
+        bulk_key = bulk.archive_key
+        assert storage.size(bulk_key) == len(archive)
+        bulk.upload_expires_at = utcnow() - timedelta(seconds=1)
+        session.commit()
     with app.app_context():
         sweep_stuck_papers()
     with app.extensions["markq"].sessions() as session:
         assert session.get(Paper, upload["paper_id"]) is None
-    assert storage.size(key) is None
+        assert session.get(BulkUpload, bulk_upload["bulk_id"]) is None
+    assert storage.size(key) is None and storage.size(bulk_key) is None
     listed = httpx.get(f"{live_api}/v1/exams/{exam['id']}/papers", headers=auth()).json()
     assert listed == []
 
@@ -195,6 +208,26 @@ def test_with_a_local_folder_the_api_takes_the_upload_itself(settings, app, auth
             paper = session.scalar(select(Paper).where(Paper.id == reply.json["paper_id"]))
             assert paper.status == PaperStatus.queued
             session.delete(paper)  # its task went to queues no worker reads: leave nothing in flight
+            session.commit()
+
+        # a class ZIP the same way, through the API's own upload endpoint
+        archive = class_zip({"L2/p.jpg": data})
+        started = client.post(
+            f"/v1/exams/{exam['id']}/bulk/uploads", headers=auth(), json={"name": "c.zip", "size": len(archive)}
+        )
+        assert started.status_code == 201, started.text
+        bulk_path = started.json["upload"]["url"].removeprefix(settings.public_base_url)
+        assert client.put(bulk_path, data=archive + b"x").status_code == 413
+        assert client.put(bulk_path.rsplit("/", 1)[0] + "/forged", data=archive).status_code == 404
+        assert client.post(started.json["complete_url"], headers=auth()).status_code == 409
+        assert client.put(bulk_path, data=io.BytesIO(archive)).json["uploaded"] is True
+        done = client.post(started.json["complete_url"], headers=auth())
+        assert done.status_code == 200 and done.json["status"] == "queued"
+        assert client.put(bulk_path, data=archive).status_code == 404  # completed: the URL is spent
+        with folder_app.extensions["markq"].sessions() as session:
+            bulk = session.get(BulkUpload, started.json["bulk_id"])
+            assert (tmp_path / "storage" / bulk.archive_key).read_bytes() == archive
+            session.delete(bulk)  # as its paper above: nothing left for another test's worker
             session.commit()
 
 
@@ -243,3 +276,131 @@ def test_an_upload_cut_halfway_is_resumed_by_the_cli_and_the_paper_completes_onc
             assert again.exit_code == 0, again.output
             listed = httpx.get(f"{api}/v1/exams/{exam['id']}/papers", headers=auth()).json()
             assert [p["id"] for p in listed] == [paper["id"]]
+
+
+def class_zip(entries: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return out.getvalue()
+
+
+def start_class(api: str, headers: dict, exam_id: str, data: bytes, **fields) -> dict:
+    body = {"name": "class 3(2).zip", "size": len(data), "class_label": "3(2)", **fields}
+    reply = httpx.post(f"{api}/v1/exams/{exam_id}/bulk/uploads", headers=headers, json=body)
+    assert reply.status_code == 201, reply.text
+    return reply.json()
+
+
+def wait_for_class(api: str, headers: dict, upload: dict, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = httpx.get(f"{api}{upload['status_url']}", headers=headers).json()
+        if state["status"] in {"done", "failed"}:
+            return state
+        time.sleep(0.3)
+    raise AssertionError(f"the class ZIP was not unpacked: {state}")
+
+
+def test_a_class_zip_by_url_is_unpacked_by_a_worker_with_every_refusal_named(live_api, auth, worker, app):
+    exam = make_exam(live_api, auth(), title="class by URL")
+    good = page_bytes("1. 7 x 8 = 56")
+    data = class_zip(
+        {
+            "3(2)/S01/page2.jpg": good,
+            "3(2)/S01/page1.jpg": good,
+            "3(2)/S02/page1.jpg": good[: len(good) // 3],  # damaged: S02's paper is not made
+            "3(2)/S03/scan.jpg": good,
+            "../evil.jpg": good,  # zip slip
+            "3(2)/S04/inner.zip": class_zip({"a.jpg": good}),  # nested archive
+        }
+    )
+    upload = start_class(live_api, auth(), exam["id"], data)
+    assert upload["status"] == "uploading" and upload["result"] is None
+    early = httpx.post(f"{live_api}{upload['complete_url']}", headers=auth())
+    assert early.status_code == 409 and early.json()["error"]["code"] == "upload_incomplete"
+    assert put(upload["upload"], data).status_code == 200
+    completed = httpx.post(f"{live_api}{upload['complete_url']}", headers=auth())
+    assert completed.status_code == 200 and completed.json()["status"] == "queued", completed.text
+
+    state = wait_for_class(live_api, auth(), upload)
+    assert state["status"] == "done", state
+    result = state["result"]
+    assert [(p["student_ref"], p["pages"], p["class_label"]) for p in result["created"]] == [
+        ("S01", 2, "3(2)"),
+        ("S03", 1, "3(2)"),
+    ]
+    refused = {r["file"]: r for r in result["refused"]}
+    assert set(refused) == {"3(2)/S02/page1.jpg", "../evil.jpg", "3(2)/S04/inner.zip"}
+    assert refused["3(2)/S02/page1.jpg"]["status"] == 422 and "not created" in refused["3(2)/S02/page1.jpg"]["note"]
+    assert "unsafe path" in refused["../evil.jpg"]["reason"]
+    assert "archives inside" in refused["3(2)/S04/inner.zip"]["reason"]
+    for created in result["created"]:
+        paper = wait_for(live_api, auth(), created["paper_id"], statuses={"failed", "graded", "needs_review"})
+        assert paper["status"] in {"graded", "needs_review"}, paper["status_reason"]
+    # the archive is gone once unpacked; completing again unpacks nothing twice
+    with app.extensions["markq"].sessions() as session:
+        key = session.get(BulkUpload, upload["bulk_id"]).archive_key
+    assert app.extensions["markq"].storage.size(key) is None
+    again = httpx.post(f"{live_api}{upload['complete_url']}", headers=auth())
+    assert again.status_code == 200 and again.json()["status"] == "done"
+    listed = httpx.get(f"{live_api}/v1/exams/{exam['id']}/papers", headers=auth()).json()
+    assert sorted(p["student_ref"] for p in listed) == ["S01", "S03"]
+    assert httpx.get(f"{live_api}{upload['status_url']}", headers=auth("B")).status_code == 404
+
+
+def test_a_class_zip_unpacked_again_after_a_crash_lists_its_papers_once(live_api, auth, worker, app):
+    from worker.tasks import unpack_bulk
+
+    exam = make_exam(live_api, auth(), title="class crash")
+    good = page_bytes("1. 7 x 8 = 56")
+    data = class_zip({"S01__1.jpg": good, "S02__1.jpg": good, "S03__1.jpg": good})
+    upload = start_class(live_api, auth(), exam["id"], data, roster=None)
+    assert put(upload["upload"], data).status_code == 200
+    assert httpx.post(f"{live_api}{upload['complete_url']}", headers=auth()).status_code == 200
+    done = wait_for_class(live_api, auth(), upload)
+    made = [p["paper_id"] for p in done["result"]["created"]]
+    assert len(made) == 3
+    for paper_id in made:  # marked before the rows are touched below
+        wait_for(live_api, auth(), paper_id, statuses={"failed", "graded", "needs_review"})
+    # as a worker killed after the first paper's commit leaves it: unpacking, one paper made and
+    # listed, the archive still stored (a finished unpacking removed it: it is put back)
+    with app.extensions["markq"].sessions() as session:
+        bulk = session.get(BulkUpload, upload["bulk_id"])
+        app.extensions["markq"].storage.put(bulk.archive_key, io.BytesIO(data), "application/zip")
+        bulk.status = BulkStatus.unpacking
+        bulk.result = {"created": [bulk.result["created"][0]], "existing": [], "refused": []}
+        for paper_id in made[1:]:
+            session.delete(session.get(Paper, paper_id))
+        session.commit()
+    with app.app_context():
+        assert unpack_bulk(upload["bulk_id"]) == "done"
+    state = httpx.get(f"{live_api}{upload['status_url']}", headers=auth()).json()
+    created = state["result"]["created"]
+    assert [p["student_ref"] for p in created] == ["S01", "S02", "S03"] and state["result"]["existing"] == []
+    assert created[0]["paper_id"] == made[0]  # listed once, not again as existing nor made twice
+    listed = httpx.get(f"{live_api}/v1/exams/{exam['id']}/papers", headers=auth()).json()
+    assert sorted(p["id"] for p in listed) == sorted(p["paper_id"] for p in created)
+    for paper in created:
+        wait_for(live_api, auth(), paper["paper_id"], statuses={"failed", "graded", "needs_review"})
+
+
+def test_a_class_zip_that_is_not_a_zip_fails_with_the_reason_and_makes_nothing(live_api, auth, worker, settings):
+    exam = make_exam(live_api, auth(), title="not a zip")
+    data = page_bytes("not an archive")
+    upload = start_class(live_api, auth(), exam["id"], data)
+    assert put(upload["upload"], data).status_code == 200
+    assert httpx.post(f"{live_api}{upload['complete_url']}", headers=auth()).status_code == 200
+    state = wait_for_class(live_api, auth(), upload)
+    assert state["status"] == "failed" and state["status_reason"].startswith(
+        "archive_refused: class 3(2).zip: not a readable ZIP"
+    )
+    assert state["result"] is None
+    assert httpx.get(f"{live_api}/v1/exams/{exam['id']}/papers", headers=auth()).json() == []
+    too_big = {"name": "huge.zip", "size": settings.bulk_max_total_bytes + 1}
+    reply = httpx.post(f"{live_api}/v1/exams/{exam['id']}/bulk/uploads", headers=auth(), json=too_big)
+    assert reply.status_code == 413 and str(settings.bulk_max_total_bytes) in reply.json()["error"]["message"]
+    bad_roster = {"name": "c.zip", "size": 10, "roster": "name,student\na,b\n"}
+    reply = httpx.post(f"{live_api}/v1/exams/{exam['id']}/bulk/uploads", headers=auth(), json=bad_roster)
+    assert reply.status_code == 422 and reply.json()["error"]["code"] == "invalid_roster"

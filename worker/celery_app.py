@@ -34,6 +34,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
         "task_routes": {
             "markq.verify_paper": {"queue": settings.image_queue_name},
             "markq.normalise_paper": {"queue": settings.image_queue_name},
+            "markq.unpack_bulk": {"queue": settings.image_queue_name},
             "markq.read_paper": {"queue": settings.ocr_queue_name},
             "markq.read_template": {"queue": settings.ocr_queue_name},
         },

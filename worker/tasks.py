@@ -6,11 +6,14 @@ task base's job (worker.base); which step comes next is the lanes' (shared.gradi
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+import tempfile
 import uuid
 
 from celery import Task, shared_task
+from sqlalchemy import select
 
 from shared import teachers, webhooks
 from shared.db import transaction
@@ -20,12 +23,13 @@ from shared.grading.lane_offline import read_and_mark
 from shared.grading.requests import resize_pages
 from shared.grading.steps import CannotMark
 from shared.intake import uploads
-from shared.intake.submission import PageError, delete_objects, delete_stale_objects
-from shared.models import Exam, Paper, WebhookDelivery
+from shared.intake.bulk import ArchiveRefused, BulkLimits, make_papers, read_archive
+from shared.intake.submission import PageError, check_pages, delete_objects, delete_stale_objects
+from shared.models import BulkStatus, BulkUpload, Exam, Paper, PaperStatus, WebhookDelivery
 from shared.provider import ProviderError
 from shared.resources import Resources
 from shared.spending import caps, ledger
-from shared.storage import StorageError
+from shared.storage import ObjectNotFound, StorageError
 from worker.base import MAX_COUNTDOWN, PaperTask, notify, resources, send_step
 
 log = logging.getLogger(__name__)
@@ -115,6 +119,93 @@ def read_template(self: Task, exam_id: str) -> str:
         raise self.retry(countdown=30) from exc
 
 
+@shared_task(name="markq.unpack_bulk", bind=True, max_retries=10)
+def unpack_bulk(self: Task, bulk_id: str) -> str:
+    """Images queue: unpack a class ZIP uploaded by URL and make its papers, with the rules of a
+    ZIP in the request (zip slip, nested archives, ratio and size limits, roster). Run again after
+    a crash, it lists the papers it made once and makes none twice."""
+    res = resources()
+    settings = res.settings
+    bid = uuid.UUID(bulk_id)
+    with transaction(res.sessions) as session:
+        bulk = session.get(BulkUpload, bid)
+        if bulk is None or bulk.status not in (BulkStatus.queued, BulkStatus.unpacking):
+            return "nothing to unpack"
+        bulk.status = BulkStatus.unpacking
+        key = bulk.archive_key
+    limits = BulkLimits(
+        settings.bulk_max_entries, settings.bulk_max_total_bytes, settings.max_page_bytes, settings.bulk_max_ratio
+    )
+    check = functools.partial(
+        check_pages,
+        max_bytes=settings.max_page_bytes,
+        max_pixels=settings.max_image_pixels,
+        max_pages=settings.max_pages_per_paper,
+        pdf_dpi=settings.pdf_dpi,
+    )
+
+    def started(paper: Paper) -> None:
+        if paper.status == PaperStatus.queued:
+            start_grading([paper.id])
+
+    try:
+        with tempfile.TemporaryFile() as archive:
+            try:
+                res.storage.download(key, archive)
+            except ObjectNotFound:
+                with transaction(res.sessions) as session:
+                    bulk = session.get_one(BulkUpload, bid)
+                    bulk.status = BulkStatus.failed
+                    bulk.status_reason = f"archive_missing: {bulk.archive_name} is no longer stored; upload it again"
+                return "missing"
+            archive.seek(0)
+            with res.sessions() as session:
+                bulk = session.get_one(BulkUpload, bid)
+                roster = {path: (whose[0], whose[1]) for path, whose in bulk.roster.items()} if bulk.roster else None
+                try:
+                    students, refusals = read_archive(
+                        archive, limits=limits, roster=roster, default_class=bulk.class_label
+                    )
+                except ArchiveRefused as exc:
+                    bulk.status = BulkStatus.failed
+                    bulk.status_reason = f"archive_refused: {bulk.archive_name}: {exc.reason}"
+                    session.commit()
+                    delete_objects(res.storage, [key], session)
+                    return "refused"
+
+                def record(result: dict[str, list[dict[str, object]]]) -> None:
+                    bulk.result = {name: [dict(entry) for entry in entries] for name, entries in result.items()}
+
+                result = make_papers(
+                    session,
+                    res.storage,
+                    session.get_one(Exam, bulk.exam_id),
+                    students,
+                    refusals,
+                    check=check,
+                    started=started,
+                    created=(bulk.result or {}).get("created"),
+                    record=record,
+                )
+                record(result)
+                bulk.status = BulkStatus.done
+                session.commit()
+                delete_objects(res.storage, [key], session)
+    except StorageError as exc:
+        raise self.retry(countdown=min(MAX_COUNTDOWN, 15 * 2**self.request.retries)) from exc
+    return "done"
+
+
+def send_unpack(bulk_id: uuid.UUID) -> None:
+    """Queue a class ZIP's unpacking; the sweep covers a failed send."""
+    from flask import current_app
+
+    try:
+        current_app.extensions["celery"].send_task("markq.unpack_bulk", args=(str(bulk_id),))
+    except Exception:
+        log.warning("could not enqueue bulk upload %s; the sweep will pick it up", bulk_id, exc_info=True)
+
+
 @shared_task(name="markq.sweep_stuck_papers")
 def sweep_stuck_papers() -> int:
     """Re-enqueue papers whose message was lost (a flushed Redis, a dead worker), and papers
@@ -136,6 +227,16 @@ def sweep_stuck_papers() -> int:
         teachers.drop_expired_sessions(session)
     with transaction(res.sessions) as session:
         abandoned = uploads.expired_uploads(session)
+        stuck_bulk = list(
+            session.scalars(
+                select(BulkUpload.id).where(
+                    BulkUpload.status.in_((BulkStatus.queued, BulkStatus.unpacking)),
+                    BulkUpload.updated_at < papers.deadline(settings.stuck_queued_seconds),
+                )
+            )
+        )
+    for bulk_id in stuck_bulk:
+        send_unpack(bulk_id)
     with res.sessions() as session:
         delete_objects(res.storage, abandoned, session)  # after the commit: the rows are gone
     with transaction(res.sessions) as session:

@@ -11,12 +11,21 @@ import csv
 import io
 import re
 import tempfile
+import uuid
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.images import PageHeader
+from shared.intake.submission import PageError, UploadedPage, pages_hash, stream_digest, submit_paper
+from shared.models import Exam, Paper
 from shared.refusals import RefusalKind, has_control_characters
+from shared.storage import Storage
 
 ARCHIVE_SUFFIXES = {".zip", ".rar", ".7z", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".zst"}
 ARCHIVE_MAGIC = (b"PK\x03\x04", b"Rar!", b"7z\xbc\xaf", b"\x1f\x8b", b"BZh", b"\xfd7zXZ")
@@ -168,3 +177,84 @@ def read_archive(
     for student in students.values():
         student.files.sort(key=lambda item: natural_key(PurePosixPath(item[0]).name))
     return sorted(students.values(), key=lambda s: natural_key(s.student_ref)), refused
+
+
+Check = Callable[[list[UploadedPage]], tuple[list[UploadedPage], list[PageHeader]]]
+
+
+def make_papers(
+    session: Session,
+    storage: Storage,
+    exam: Exam,
+    students: list[StudentFiles],
+    refusals: list[Refusal],
+    *,
+    check: Check,
+    started: Callable[[Paper], None],
+    created: list[dict[str, Any]] | None = None,
+    record: Callable[[dict[str, list[dict[str, Any]]]], None] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """A class's papers from its unpacked archive: `{"created", "existing", "refused"}`, each refused
+    file with its reason and `kind`. Each student's files are checked (`check` raises PageError at
+    a refused one: that student's paper is not made); a student whose same pages the exam has
+    already is `existing`. Each paper is committed as it is made, then `started(paper)` (queue it).
+
+    A worker unpacking again after a crash passes `created`, the papers it made before, and
+    `record`, which writes the result so far into `session` before each paper's commit: the list
+    of created papers is never lost nor doubled, and the rest is found again from the archive."""
+    result: dict[str, list[dict[str, Any]]] = {
+        "created": list(created or []),
+        "existing": [],
+        "refused": [
+            {"file": r.file, "reason": r.reason, "kind": r.kind.value, "student_ref": r.student_ref} for r in refusals
+        ],
+    }
+    made_before = {str(entry["paper_id"]) for entry in result["created"]}
+    for student in students:
+        try:
+            pages, headers = check([UploadedPage(stream, name) for name, stream in student.files])
+        except PageError as exc:
+            result["refused"].append(
+                {
+                    "file": exc.filename,
+                    "reason": exc.reason,
+                    "kind": exc.kind.value,
+                    "student_ref": student.student_ref,
+                    "note": "this student's paper was not created; send it again once fixed",
+                }
+            )
+            continue
+        digest = pages_hash([stream_digest(page.stream) for page in pages])
+        earlier = session.scalar(
+            select(Paper.id).where(
+                Paper.exam_id == exam.id, Paper.student_ref == student.student_ref, Paper.pages_hash == digest
+            )
+        )
+        if earlier is not None:
+            if str(earlier) not in made_before:
+                result["existing"].append({"paper_id": str(earlier), "student_ref": student.student_ref})
+            continue
+        paper_id = uuid.uuid4()
+        entry = {
+            "paper_id": str(paper_id),
+            "student_ref": student.student_ref,
+            "class_label": student.class_label,
+            "pages": len(pages),
+            "status": "queued",
+        }
+        result["created"].append(entry)
+        if record is not None:
+            record(result)  # committed with the paper
+        paper = submit_paper(
+            session,
+            storage,
+            exam,
+            student_ref=student.student_ref,
+            class_label=student.class_label,
+            pages=pages,
+            headers=headers,
+            paper_id=paper_id,
+        )
+        entry["status"] = paper.status.value
+        started(paper)
+    return result

@@ -124,11 +124,13 @@ def submit_paper(
     class_label: str,
     pages: list[UploadedPage],
     headers: list[PageHeader],
+    paper_id: uuid.UUID | None = None,
 ) -> Paper:
-    """Store the pages and commit the paper: queued (the caller enqueues after the commit), or held
-    when the exam is in a trial run that already has its first papers."""
+    """Store the pages and commit the paper (with whatever else `session` holds): queued (the
+    caller enqueues after the commit), or held when the exam is in a trial run that already has
+    its first papers. `paper_id`: its id, when the caller records it before the commit."""
     paper = Paper(
-        id=uuid.uuid4(),
+        id=paper_id or uuid.uuid4(),
         school_id=exam.school_id,
         exam_id=exam.id,
         student_ref=student_ref,

@@ -11,6 +11,9 @@
    rendered page by page); the checked pages are stored as the paper's pages and the upload objects
    removed. A file that fails fails its paper with the file's reason; no provider call is made.
 5. `expired_uploads` (the sweep): papers never completed are removed, rows and objects.
+
+A class ZIP goes the same way (`open_bulk_upload`, `complete_bulk_upload`): one object under
+`uploads/`, unpacked and checked by an images worker (`shared.intake.bulk.make_papers`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from shared.intake.submission import PageError, UploadedPage, check_pages, hold_for_trial, pages_hash
-from shared.models import Exam, Page, Paper, PaperStatus, utcnow
+from shared.models import BulkStatus, BulkUpload, Exam, Page, Paper, PaperStatus, utcnow
 from shared.refusals import RefusalKind
 from shared.storage import Storage, original_page_key, paper_prefix
 
@@ -302,14 +305,93 @@ def page_failure(exc: PageError) -> str:
 
 
 def expired_uploads(session: Session, now: datetime | None = None) -> list[str]:
-    """Remove papers whose upload was never completed in time; returns their object keys for the
-    caller to delete after the commit (a key deleted for a row that stays would lose a page)."""
+    """Remove papers and class ZIPs whose upload was never completed in time; returns their object
+    keys for the caller to delete after the commit (a key deleted for a row that stays would lose
+    a page)."""
+    now = now or utcnow()
     rows = list(
-        session.scalars(
-            select(Paper).where(Paper.status == PaperStatus.uploading, Paper.upload_expires_at < (now or utcnow()))
-        )
+        session.scalars(select(Paper).where(Paper.status == PaperStatus.uploading, Paper.upload_expires_at < now))
     )
     keys = [page.original_key for paper in rows for page in paper.pages]
     for paper in rows:
         session.delete(paper)
+    for bulk in session.scalars(
+        select(BulkUpload).where(BulkUpload.status == BulkStatus.uploading, BulkUpload.upload_expires_at < now)
+    ):
+        keys.append(bulk.archive_key)
+        session.delete(bulk)
     return keys
+
+
+def bulk_key(school_id: int, exam_id: uuid.UUID, bulk_id: uuid.UUID) -> str:
+    """Where a class ZIP waits to be unpacked: under `uploads/`, as a paper's files."""
+    return f"uploads/{school_id}/{exam_id}/bulk-{bulk_id}.zip"
+
+
+def open_bulk_upload(
+    session: Session,
+    storage: Storage,
+    exam: Exam,
+    *,
+    name: str,
+    size: int,
+    class_label: str,
+    roster: dict[str, tuple[str, str]] | None,
+    max_bytes: int,
+    expires_seconds: int,
+) -> tuple[BulkUpload, UploadTarget]:
+    """Register a class ZIP as uploading, with its upload target (caller commits)."""
+    if size > max_bytes:
+        raise UploadRefused(
+            1, name, f"the archive is {size} bytes, over the {max_bytes} byte limit", RefusalKind.too_large
+        )
+    bulk = BulkUpload(
+        id=uuid.uuid4(),
+        school_id=exam.school_id,
+        exam_id=exam.id,
+        status=BulkStatus.uploading,
+        archive_name=name[:255],
+        archive_bytes=size,
+        class_label=class_label,
+        roster={path: list(whose) for path, whose in roster.items()} if roster is not None else None,
+        upload_expires_at=utcnow() + timedelta(seconds=expires_seconds),
+    )
+    bulk.archive_key = bulk_key(exam.school_id, exam.id, bulk.id)
+    url = storage.presign_put(bulk.archive_key, "application/zip", expires_seconds)
+    token = None if url else secrets.token_urlsafe(32)
+    bulk.upload_token_hash = token_digest(token) if token else None
+    session.add(bulk)
+    return bulk, UploadTarget(1, bulk.archive_name, size, bulk.archive_key, url, token, "application/zip")
+
+
+def bulk_for_token(session: Session, bulk_id: uuid.UUID, token: str) -> BulkUpload | None:
+    """The uploading class ZIP this token opens (the API's own upload endpoint), or None."""
+    bulk = session.get(BulkUpload, bulk_id)
+    if bulk is None or bulk.status != BulkStatus.uploading or bulk.upload_token_hash is None:
+        return None
+    return bulk if secrets.compare_digest(bulk.upload_token_hash, token_digest(token)) else None
+
+
+def receive_bulk(storage: Storage, bulk: BulkUpload, body: BinaryIO) -> int:
+    """Stream a class ZIP into storage (the local backend's upload endpoint); its bytes."""
+    reader = _Bounded(body, bulk.archive_bytes)
+    storage.put(bulk.archive_key, reader, "application/zip")  # type: ignore[arg-type]
+    return reader.size
+
+
+def complete_bulk_upload(storage: Storage, bulk: BulkUpload) -> bool:
+    """Queue the class ZIP once it is stored at its declared size (caller commits, then sends the
+    unpacking); False when this call queued nothing (completed before). Raises UploadIncomplete."""
+    if bulk.status != BulkStatus.uploading:
+        return False
+    size = storage.size(bulk.archive_key)
+    if size != bulk.archive_bytes:
+        reason = (
+            f"{bulk.archive_name} is not uploaded yet"
+            if size is None
+            else f"{bulk.archive_name} is {size} bytes, not the {bulk.archive_bytes} declared: upload it again"
+        )
+        raise UploadIncomplete([{"file": bulk.archive_name, "number": 1, "reason": reason}])
+    bulk.status = BulkStatus.queued
+    bulk.upload_expires_at = None
+    return True
