@@ -173,10 +173,44 @@ class MarkqClient:
             for handle in handles:
                 handle.close()
 
+    def upload_class(
+        self,
+        exam_id: str,
+        archive: Path,
+        name: str,
+        class_label: str = "",
+        roster: Path | None = None,
+        *,
+        progress: Progress | None = None,
+        timeout: float = 3600.0,
+    ) -> dict[str, Any]:
+        """Upload one class's ZIP straight to storage by URL and wait while a worker unpacks it:
+        `{"created", "existing", "refused"}`. Sending the same ZIP again creates nothing twice."""
+        body: dict[str, Any] = {"name": name, "size": archive.stat().st_size, "class_label": class_label}
+        if roster is not None:
+            try:
+                body["roster"] = roster.read_text("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                raise MarkqError(422, "invalid_roster", f"{roster}: not UTF-8 text ({exc.reason})") from exc
+        upload = self._call("POST", f"/v1/exams/{exam_id}/bulk/uploads", json=body)
+        put_file(self.storage, upload["upload"], archive, progress)
+        state = self._call("POST", upload["complete_url"])
+        deadline = time.monotonic() + timeout
+        while state["status"] not in {"done", "failed"}:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name}: not unpacked after {timeout:.0f}s (it is {state['status']})")
+            time.sleep(1.0)
+            state = self._call("GET", upload["status_url"])
+        if state["status"] == "failed":
+            code, _, message = (state["status_reason"] or "").partition(": ")
+            raise MarkqError(422, code or "archive_refused", message or name)
+        return state["result"]
+
     def submit_class(
         self, exam_id: str, archive: BinaryIO, filename: str, class_label: str = "", roster: Path | None = None
     ) -> dict[str, Any]:
-        """Upload one class's ZIP to the bulk endpoint (streamed from `archive`)."""
+        """Upload one class's ZIP to the bulk endpoint in the request (streamed from `archive`); for
+        small classes and servers without upload URLs. `upload_class` sends it by URL."""
         files: list[tuple[str, tuple[str, Any]]] = [("archive", (filename, archive))]
         handle = roster.open("rb") if roster else None
         try:

@@ -9,7 +9,6 @@ then the user config file (~/.config/markq/config.toml, or MARKQ_CONFIG):
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
@@ -188,21 +187,6 @@ def exams_template(ctx: click.Context, exam_id: str, pages: tuple[Path, ...], pr
         click.echo(f"wrote {target}", err=True)
 
 
-class _Progress(io.RawIOBase):
-    """A file whose reads move a progress bar: upload bytes as httpx streams them."""
-
-    def __init__(self, raw: BinaryIO, bar: Any) -> None:
-        self.raw, self.bar = raw, bar
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        chunk = self.raw.read(size)
-        self.bar.update(len(chunk))
-        return chunk
-
-
 def _zip_folder(folder: Path, out: BinaryIO) -> int:
     """A class folder (a folder per student) as a ZIP, pages stored as they are; returns the count."""
     count = 0
@@ -252,20 +236,25 @@ def submit(
         return
     totals = {"created": 0, "existing": 0, "refused": 0}
     for path in paths:
-        with tempfile.TemporaryFile() as spool:
+        with tempfile.TemporaryDirectory() as scratch:
             if path.is_dir():
-                if not _zip_folder(path, spool):
-                    raise click.ClickException(f"{path}: no page files (jpg, png, webp, tif, heic, pdf) in it")
-                name = f"{path.name}.zip"
+                archive = Path(scratch) / f"{path.name}.zip"
+                with archive.open("wb") as out:
+                    if not _zip_folder(path, out):
+                        raise click.ClickException(f"{path}: no page files (jpg, png, webp, tif, heic, pdf) in it")
             elif zipfile.is_zipfile(path):
-                spool.write(path.read_bytes())
-                name = path.name
+                archive = path
             else:
                 raise click.UsageError(f"{path}: give a class folder or a ZIP, or use --student for one paper")
-            size = spool.tell()
-            spool.seek(0)
-            with click.progressbar(length=size, label=f"uploading {path.name}", file=sys.stderr) as bar:
-                reply = _run(lambda: client.submit_class(exam_id, _Progress(spool, bar), name, class_label, roster))
+            # straight to storage by URL; a worker unpacks it and the result is waited for
+            with click.progressbar(
+                length=archive.stat().st_size, label=f"uploading {path.name}", file=sys.stderr
+            ) as bar:
+                reply = _run(
+                    lambda: client.upload_class(
+                        exam_id, archive, archive.name, class_label, roster, progress=bar.update
+                    )
+                )
         for key in totals:
             totals[key] += len(reply[key])
         for refusal in reply["refused"]:

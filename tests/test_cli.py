@@ -3,6 +3,7 @@
 import copy
 import json
 import socket
+import zipfile
 
 import httpx
 import jsonschema
@@ -64,7 +65,7 @@ def test_errors_are_reported_in_words_not_tracebacks(live_api, school_keys, tmp_
     assert no_key.exit_code == 2 and "API key" in no_key.output
 
 
-def test_submitting_a_class_folder_twice_creates_no_new_papers(live_api, school_keys, tmp_path):
+def test_submitting_a_class_folder_twice_creates_no_new_papers(live_api, school_keys, worker, tmp_path):
     env = {"MARKQ_API_URL": live_api, "MARKQ_API_KEY": school_keys["A"], "MARKQ_CONFIG": str(tmp_path / "none.toml")}
     runner = CliRunner()
     exam_file = tmp_path / "exam.json"
@@ -81,10 +82,20 @@ def test_submitting_a_class_folder_twice_creates_no_new_papers(live_api, school_
     assert json.loads(first.stdout) == {"created": 3, "existing": 0, "refused": 0}
     again = runner.invoke(main, ["--json", "submit", exam_id, str(folder), "--class", "3A"], env=env)
     assert json.loads(again.stdout) == {"created": 0, "existing": 3, "refused": 0}
+    # a ZIP whose files a roster names: by upload URL too, unpacked by the worker
+    archive, roster = tmp_path / "late.zip", tmp_path / "roster.csv"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("scan-17.jpg", page_bytes("late"))
+        out.writestr("scan-18.jpg", page_bytes("nobody"))
+    roster.write_text("file,student_ref,class_label\nscan-17.jpg,S04,3A\n", "utf-8")
+    late = runner.invoke(main, ["--json", "submit", exam_id, str(archive), "--roster", str(roster)], env=env)
+    assert late.exit_code == 0, late.output
+    assert json.loads(late.stdout) == {"created": 1, "existing": 0, "refused": 1}
+    assert "refused scan-18.jpg: not in the roster" in late.stderr
     out = tmp_path / "papers.csv"
     report = runner.invoke(main, ["--json", "report", exam_id, "--csv", str(out)], env=env)
     assert report.exit_code == 0, report.output
-    assert sorted(line.split(",")[0] for line in out.read_text("utf-8-sig").splitlines()[1:]) == ["S01", "S02", "S03"]
+    assert sorted(line.split(",")[0] for line in out.read_text("utf-8-sig").splitlines()[1:]) == ["S01", "S02", "S03", "S04"]
 
 
 def test_the_user_config_file_supplies_url_and_key(live_api, school_keys, tmp_path):
