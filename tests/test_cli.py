@@ -95,7 +95,12 @@ def test_submitting_a_class_folder_twice_creates_no_new_papers(live_api, school_
     out = tmp_path / "papers.csv"
     report = runner.invoke(main, ["--json", "report", exam_id, "--csv", str(out)], env=env)
     assert report.exit_code == 0, report.output
-    assert sorted(line.split(",")[0] for line in out.read_text("utf-8-sig").splitlines()[1:]) == ["S01", "S02", "S03", "S04"]
+    assert sorted(line.split(",")[0] for line in out.read_text("utf-8-sig").splitlines()[1:]) == [
+        "S01",
+        "S02",
+        "S03",
+        "S04",
+    ]
 
 
 def test_the_user_config_file_supplies_url_and_key(live_api, school_keys, tmp_path):
