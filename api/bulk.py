@@ -162,6 +162,7 @@ def start_bulk_upload(exam: Exam, fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def bulk_view(bulk: BulkUpload, target: uploads.UploadTarget | None = None) -> dict[str, Any]:
+    web = request.blueprint == "web"
     upload = None
     if target is not None:
         url = target.url or resources().settings.public_base_url.rstrip("/") + url_for(
@@ -185,8 +186,9 @@ def bulk_view(bulk: BulkUpload, target: uploads.UploadTarget | None = None) -> d
         "status_reason": bulk.status_reason,
         "expires_at": bulk.upload_expires_at,
         "upload": upload,
-        "complete_url": url_for("bulk.BulkComplete", bulk_id=bulk.id),
-        "status_url": url_for("bulk.BulkById", bulk_id=bulk.id),
+        # a signed-in teacher completes and polls through the web app's own endpoints
+        "complete_url": url_for("web.complete_zip" if web else "bulk.BulkComplete", bulk_id=bulk.id),
+        "status_url": url_for("web.zip_status" if web else "bulk.BulkById", bulk_id=bulk.id),
         "result": result_view(bulk.result) if bulk.result is not None and bulk.status == BulkStatus.done else None,
     }
 
@@ -243,18 +245,23 @@ class BulkComplete(MethodView):
     def post(self, bulk_id: uuid.UUID) -> dict[str, Any]:
         """The ZIP is uploaded: markq checks it is stored at its declared size and queues its
         unpacking (409 if not). Completing twice unpacks once."""
-        bulk = _school_bulk(bulk_id)
-        try:
-            queued = uploads.complete_bulk_upload(resources().storage, bulk)
-        except uploads.UploadIncomplete as exc:
-            raise ApiError(409, "upload_incomplete", str(exc), exc.problems) from exc
-        except StorageError as exc:
-            raise domain_error(exc, "storage does not answer now; complete again in a moment") from exc
-        view = bulk_view(bulk)
-        db().commit()
-        if queued:
-            send_unpack(bulk.id)
-        return view
+        return complete_bulk(_school_bulk(bulk_id))
+
+
+def complete_bulk(bulk: BulkUpload) -> dict[str, Any]:
+    """Queue a class ZIP's unpacking once it is stored (409 if not); its view. For the API and
+    the web app alike."""
+    try:
+        queued = uploads.complete_bulk_upload(resources().storage, bulk)
+    except uploads.UploadIncomplete as exc:
+        raise ApiError(409, "upload_incomplete", str(exc), exc.problems) from exc
+    except StorageError as exc:
+        raise domain_error(exc, "storage does not answer now; complete again in a moment") from exc
+    view = bulk_view(bulk)
+    db().commit()
+    if queued:
+        send_unpack(bulk.id)
+    return view
 
 
 @blp.route("/v1/bulk/<uuid:bulk_id>/file/<token>")

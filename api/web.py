@@ -33,13 +33,20 @@ from api.errors import ApiError, domain_error, error_response, not_found
 from api.exams import RESUMABLE, correct_regions, give_blank_paper, resume, template_page
 from api.pages import LABELS, page_url, sheet_practice
 from api.reports import answer_image
-from api.schemas import BulkResultSchema, ExamCreateSchema, UploadCreateSchema, UploadSchema
+from api.schemas import (
+    BulkResultSchema,
+    BulkUploadCreateSchema,
+    BulkUploadSchema,
+    ExamCreateSchema,
+    UploadCreateSchema,
+    UploadSchema,
+)
 from shared import schools, sharing, teachers
 from shared.grading import exam_template, lanes, papers
 from shared.grading.exams import InvalidExam, create_exam, exam_view, get_exam
 from shared.grading.reports import class_report, exam_report, student_report
 from shared.grading.review import InvalidOverride, override_question, review_count, review_groups, review_queue
-from shared.models import Exam, KnowledgePoint, Paper, PaperStatus, PauseCause
+from shared.models import BulkUpload, Exam, KnowledgePoint, Paper, PaperStatus, PauseCause
 from shared.spending import caps
 from shared.spending.estimate import PageSize, estimate
 from worker.tasks import start_grading
@@ -660,6 +667,34 @@ def start_upload(exam_id: uuid.UUID) -> ResponseReturnValue:
 def upload_zip(exam_id: uuid.UUID) -> Response:
     """A class's ZIP dropped on the upload screen (the API's bulk intake: a folder per student)."""
     return jsonify(BulkResultSchema().dump(bulk.submit_class(_exam(exam_id))))
+
+
+@web.post("/exams/<uuid:exam_id>/bulk/uploads")
+def start_zip_upload(exam_id: uuid.UUID) -> ResponseReturnValue:
+    """A class's ZIP declared by the upload screen: its upload URL back (the API's own call)."""
+    exam = _exam(exam_id)
+    try:
+        fields = BulkUploadCreateSchema().load(request.get_json(silent=True) or {})
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_request", "; ".join(_messages(exc.messages))) from exc
+    return jsonify(BulkUploadSchema().dump(bulk.start_bulk_upload(exam, fields))), 201
+
+
+def _bulk(bulk_id: uuid.UUID) -> BulkUpload:
+    found = db().scalar(select(BulkUpload).where(BulkUpload.id == bulk_id, BulkUpload.school_id == g.school.id))
+    if found is None:
+        raise not_found("bulk upload")
+    return found
+
+
+@web.post("/bulk/<uuid:bulk_id>/complete")
+def complete_zip(bulk_id: uuid.UUID) -> Response:
+    return jsonify(BulkUploadSchema().dump(bulk.complete_bulk(_bulk(bulk_id))))
+
+
+@web.get("/bulk/<uuid:bulk_id>")
+def zip_status(bulk_id: uuid.UUID) -> Response:
+    return jsonify(BulkUploadSchema().dump(bulk.bulk_view(_bulk(bulk_id))))
 
 
 @web.get("/papers/<uuid:paper_id>/upload")

@@ -8,11 +8,13 @@ import re
 import secrets
 import subprocess
 import sys
+import time
 import uuid
 import zipfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from openpyxl import Workbook
@@ -418,3 +420,42 @@ def test_a_class_zip_dropped_on_the_upload_screen_is_unpacked_by_student(app, si
     assert sorted(p["student_ref"] for p in reply.json["created"]) == ["Z1", "Z2"]
     assert [r["file"] for r in reply.json["refused"]] == ["3(2)/Z3/notes.txt"]
     assert signed_in.post(f"/app/exams/{exam.id}/bulk", data={}).status_code == 403  # no CSRF token
+
+
+def test_the_upload_screen_sends_a_class_zip_by_url_and_polls_its_unpacking(app, signed_in, teacher, worker):
+    """What app.js does with a dropped ZIP: declare it, PUT it to storage, complete, poll."""
+    exam = graded_exam(app, teacher["school_id"], {"S0": "56"})
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for student in ("U1", "U2"):
+            zipped.writestr(f"3(2)/{student}/p1.jpg", page_bytes(student))
+        zipped.writestr("3(2)/U3/notes.txt", "not a page")
+    data = archive.getvalue()
+    token = csrf_of(signed_in.get(f"/app/exams/{exam.id}/upload").text)
+    headers = {"X-CSRF-Token": token}
+    body = {"name": "class.zip", "size": len(data), "class_label": "3(2)"}
+    assert signed_in.post(f"/app/exams/{exam.id}/bulk/uploads", json=body).status_code == 403  # no CSRF token
+    declared = signed_in.post(f"/app/exams/{exam.id}/bulk/uploads", json=body, headers=headers)
+    assert declared.status_code == 201, declared.json
+    assert declared.json["complete_url"].startswith("/app/bulk/") and declared.json["status_url"].startswith("/app/")
+    target = declared.json["upload"]
+    assert httpx.put(target["url"], content=data, headers=target["headers"]).status_code == 200
+    completed = signed_in.post(declared.json["complete_url"], headers=headers)
+    assert completed.status_code == 200 and completed.json["status"] == "queued", completed.json
+    deadline = time.monotonic() + 60
+    state = completed.json
+    while state["status"] not in {"done", "failed"} and time.monotonic() < deadline:
+        time.sleep(0.3)
+        state = signed_in.get(declared.json["status_url"]).json
+    assert state["status"] == "done", state
+    assert sorted(p["student_ref"] for p in state["result"]["created"]) == ["U1", "U2"]
+    assert [r["file"] for r in state["result"]["refused"]] == ["3(2)/U3/notes.txt"]
+    other = new_teacher(app)
+    theirs = graded_exam(app, other["school_id"], {"T1": "56"})
+    assert signed_in.post(f"/app/exams/{theirs.id}/bulk/uploads", json=body, headers=headers).status_code == 404
+    for created in state["result"]["created"]:  # marked before the test ends: nothing left in flight
+        while time.monotonic() < deadline + 60:
+            with app.extensions["markq"].sessions() as session:
+                if session.get(Paper, created["paper_id"]).status not in {PaperStatus.queued, PaperStatus.processing}:
+                    break
+            time.sleep(0.3)

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import time
+import zipfile
 from pathlib import Path
 
 import boto3
@@ -326,4 +327,36 @@ def test_the_next_answer_shows_within_200_ms_on_a_300_answer_queue(live_api, app
         f"review: page opened in {opened:.2f} s; keystroke to next answer p50 {timings[150]:.1f} ms, p95 {p95:.1f} ms"
     )
     assert p95 < 200, timings[-20:]
+    context.close()
+
+
+def test_a_class_zip_goes_from_the_browser_straight_to_storage(
+    live_api, worker, app, browser, tmp_path, shots, bucket_cors
+):
+    """The upload screen sends a dropped ZIP by URL, waits while the server unpacks it and shows
+    what it made and what it refused."""
+    wait_until_no_paper_is_in_flight(app)
+    teacher = new_teacher(app)
+    exam = graded_exam(app, teacher["school_id"], {"S0": "56"})
+    _, folder = write_class(tmp_path)
+    archive = tmp_path / "三年级二班.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        for path in sorted(folder.rglob("*.png")) + sorted(folder.rglob("*.jpg")):
+            out.write(path, path.relative_to(folder).as_posix())
+        out.writestr("S09/notes.txt", "not a page")
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    sign_in(page, live_api, teacher["email"])
+    page.goto(f"{live_api}/app/exams/{exam.id}/upload")
+    page.fill("#class-label", "3(2)")
+    page.set_input_files("#files", str(archive))
+    expect(page.locator("#plan")).to_contain_text(archive.name)
+    page.click("#start")
+    row = page.locator("#results li[data-state]")
+    assert wait_until(lambda: row.count() == 1, timeout=90, every=0.5, fail=False), page.inner_text("#results")
+    assert row.get_attribute("data-state") == "uploaded", page.inner_text("#results")
+    expect(row).to_contain_text(f"新建 {len(CLASS)} 份试卷")
+    expect(page.locator("#results li.refused")).to_contain_text("S09/notes.txt")
+    screenshot(page, shots / "class-zip-1280.png")
+    wait_until_no_paper_is_in_flight(app)
     context.close()

@@ -250,44 +250,47 @@ function startUploader(root) {
     $("start").disabled = !list.length && !zips.length;
   }
 
-  function sendZip(zip) {
+  // a class ZIP straight to storage by URL, then unpacked by the server (a folder per student)
+  async function sendZip(zip) {
     const row = document.createElement("li");
     row.innerHTML = "<b></b><progress max='1' value='0'></progress><span class='status'></span>";
     row.querySelector("b").textContent = zip.name;
     $("results").appendChild(row);
-    return new Promise((resolve) => {
-      const form = new FormData();
-      form.append("archive", zip, zip.name);
-      form.append("class_label", $("class-label").value.trim());
-      const request = new XMLHttpRequest();
-      request.upload.onprogress = (event) => {
-        if (event.lengthComputable) row.querySelector("progress").value = event.loaded / event.total;
-      };
-      request.onloadend = () => {
-        const body = JSON.parse(request.responseText || "{}");
-        const status = row.querySelector(".status");
-        if (request.status === 200) {
-          status.textContent = format(text.zip, {
-            created: body.created.length, existing: body.existing.length, refused: body.refused.length,
-          });
-          row.dataset.state = "uploaded";
-          for (const refusal of body.refused) {
-            const line = document.createElement("li");
-            line.className = "refused";
-            line.textContent = `${text.refused}: ${refusal.file}: ${refusal.reason}`;
-            $("results").appendChild(line);
-          }
-        } else {
-          status.textContent = `${text.refused}: ${(body.error || {}).message || request.status}`;
-          row.classList.add("refused");
-          row.dataset.state = "refused";
-        }
-        resolve();
-      };
-      request.open("POST", root.dataset.zip);
-      request.setRequestHeader("X-CSRF-Token", root.dataset.csrf);
-      request.send(form);
+    const status = row.querySelector(".status");
+    const refuse = (message) => {
+      status.textContent = `${text.refused}: ${message}`;
+      row.classList.add("refused");
+      row.dataset.state = "refused";
+    };
+    const declared = await api(root.dataset.zip, {
+      method: "POST",
+      body: JSON.stringify({ name: zip.name, size: zip.size, class_label: $("class-label").value.trim() }),
     });
+    if (!declared.ok) return refuse((declared.body.error || {}).message || declared.status);
+    try {
+      await put(declared.body.upload, zip, (loaded) => { row.querySelector("progress").value = loaded / (zip.size || 1); });
+    } catch (error) {
+      return refuse(`${error.message}: ${text.again}`);
+    }
+    let state = await api(declared.body.complete_url, { method: "POST" });
+    status.textContent = text.unpacking;
+    while (state.ok && !["done", "failed"].includes(state.body.status)) {
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      state = await api(declared.body.status_url, { method: "GET" });
+    }
+    if (!state.ok) return refuse((state.body.error || {}).message || state.status);
+    if (state.body.status === "failed") return refuse(state.body.status_reason);
+    const result = state.body.result;
+    status.textContent = format(text.zip, {
+      created: result.created.length, existing: result.existing.length, refused: result.refused.length,
+    });
+    row.dataset.state = "uploaded";
+    for (const refusal of result.refused) {
+      const line = document.createElement("li");
+      line.className = "refused";
+      line.textContent = `${text.refused}: ${refusal.file}: ${refusal.reason}`;
+      $("results").appendChild(line);
+    }
   }
 
   const TYPES = { jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", webp: "image/webp", tif: "image/tiff",
