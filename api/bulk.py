@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from http import HTTPStatus
 from typing import Any
@@ -163,8 +162,22 @@ def start_bulk_upload(exam: Exam, fields: dict[str, Any]) -> dict[str, Any]:
 
 def bulk_view(bulk: BulkUpload, target: uploads.UploadTarget | None = None) -> dict[str, Any]:
     web = request.blueprint == "web"
-    upload = None
-    if target is not None:
+    upload: dict[str, Any] | None = None
+    if target is not None and target.parts:
+        upload = {
+            "number": 1,
+            "name": target.name,
+            "size": target.size,
+            "method": "PUT",
+            "url": None,
+            "headers": {},
+            "uploaded": False,
+            "parts": [
+                {"number": p.number, "offset": p.offset, "size": p.size, "url": p.url, "uploaded": p.uploaded}
+                for p in target.parts
+            ],
+        }
+    elif target is not None:
         url = target.url or resources().settings.public_base_url.rstrip("/") + url_for(
             "bulk.BulkFile", bulk_id=bulk.id, token=target.token
         )
@@ -220,20 +233,23 @@ class BulkUploadAgain(MethodView):
     def get(self, bulk_id: uuid.UUID) -> dict[str, Any]:
         """A fresh upload URL for a class ZIP still uploading (after a dropped link), and whether
         it is stored already at its declared size."""
-        bulk = _school_bulk(bulk_id)
-        if bulk.status != BulkStatus.uploading:
-            raise ApiError(409, "not_uploading", f"the archive is {bulk.status.value}, no longer uploading")
-        storage, settings = resources().storage, resources().settings
-        url = storage.presign_put(bulk.archive_key, "application/zip", settings.upload_expiry_seconds)
-        token = None if url else secrets.token_urlsafe(32)
-        bulk.upload_token_hash = uploads.token_digest(token) if token else None
-        target = uploads.UploadTarget(
-            1, bulk.archive_name, bulk.archive_bytes, bulk.archive_key, url, token, "application/zip"
-        )
-        view = bulk_view(bulk, target)
-        view["upload"]["uploaded"] = storage.size(bulk.archive_key) == bulk.archive_bytes
-        db().commit()
-        return view
+        return upload_bulk_again(_school_bulk(bulk_id))
+
+
+def upload_bulk_again(bulk: BulkUpload) -> dict[str, Any]:
+    """A class ZIP's fresh upload URL (or its parts' URLs, each saying if it is stored)."""
+    if bulk.status != BulkStatus.uploading:
+        raise ApiError(409, "not_uploading", f"the archive is {bulk.status.value}, no longer uploading")
+    storage = resources().storage
+    try:
+        target = uploads.bulk_target(storage, bulk, resources().settings.upload_expiry_seconds)
+        stored = storage.size(bulk.archive_key) == bulk.archive_bytes
+    except StorageError as exc:
+        raise domain_error(exc, "storage does not answer now; ask again in a moment") from exc
+    view = bulk_view(bulk, target)
+    view["upload"]["uploaded"] = stored
+    db().commit()
+    return view
 
 
 @blp.route("/v1/bulk/<uuid:bulk_id>/complete")

@@ -816,14 +816,29 @@ class UploadCreateSchema(Schema):
     )
 
 
+class UploadPartSchema(Schema):
+    number = fields.Integer()
+    offset = fields.Integer(metadata={"description": "The part's first byte in the file."})
+    size = fields.Integer()
+    url = fields.String(metadata={"description": "Where to PUT the part's bytes (no headers needed)."})
+    uploaded = fields.Boolean(metadata={"description": "Already stored at its size."})
+
+
 class UploadFileSchema(Schema):
     number = fields.Integer()
     name = fields.String()
     size = fields.Integer()
     method = fields.String(metadata={"description": "Always PUT."})
-    url = fields.String(metadata={"description": "Where to PUT the file's bytes, with `headers`."})
+    url = fields.String(
+        allow_none=True,
+        metadata={"description": "Where to PUT the file's bytes, with `headers`; null when it goes in `parts`."},
+    )
     headers = fields.Dict(keys=fields.String(), values=fields.String())
     uploaded = fields.Boolean(metadata={"description": "Already stored at its declared size."})
+    parts = fields.List(
+        fields.Nested(UploadPartSchema),
+        metadata={"description": "A large file: PUT each part's bytes to its URL (any order), then complete."},
+    )
 
 
 class UploadSchema(Schema):

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import httpx
 
-from client.uploads import Progress, UploadState, content_type, put_file, storage_client
+from client.uploads import Progress, UploadState, content_type, put_file, put_part, storage_client
 
 FINISHED = frozenset({"graded", "needs_review", "failed", "paused"})
 
@@ -181,30 +181,68 @@ class MarkqClient:
         class_label: str = "",
         roster: Path | None = None,
         *,
+        state: UploadState | None = None,
+        signature: str | None = None,
         progress: Progress | None = None,
         timeout: float = 3600.0,
     ) -> dict[str, Any]:
         """Upload one class's ZIP straight to storage by URL and wait while a worker unpacks it:
-        `{"created", "existing", "refused"}`. Sending the same ZIP again creates nothing twice."""
-        body: dict[str, Any] = {"name": name, "size": archive.stat().st_size, "class_label": class_label}
-        if roster is not None:
-            try:
-                body["roster"] = roster.read_text("utf-8-sig")
-            except UnicodeDecodeError as exc:
-                raise MarkqError(422, "invalid_roster", f"{roster}: not UTF-8 text ({exc.reason})") from exc
-        upload = self._call("POST", f"/v1/exams/{exam_id}/bulk/uploads", json=body)
-        put_file(self.storage, upload["upload"], archive, progress)
-        state = self._call("POST", upload["complete_url"])
+        `{"created", "existing", "refused"}`. A large ZIP goes in parts; with `state` and
+        `signature` (the same class's files), a run cut short resumes from the parts stored and
+        creates nothing twice. Sending the same class again creates no paper twice."""
+        known = state.get(signature) if state and signature else None
+        upload = self._bulk_resumed(known) if known else None
+        if upload is None:
+            body: dict[str, Any] = {"name": name, "size": archive.stat().st_size, "class_label": class_label}
+            if roster is not None:
+                try:
+                    body["roster"] = roster.read_text("utf-8-sig")
+                except UnicodeDecodeError as exc:
+                    raise MarkqError(422, "invalid_roster", f"{roster}: not UTF-8 text ({exc.reason})") from exc
+            upload = self._call("POST", f"/v1/exams/{exam_id}/bulk/uploads", json=body)
+            if state and signature:
+                state.remember(signature, str(upload["bulk_id"]))
+        if upload["upload"] is not None:  # still uploading
+            self._send_archive(upload["upload"], archive, progress)
+            state_now = self._call("POST", upload["complete_url"])
+        else:
+            state_now = self._call("GET", upload["status_url"])
         deadline = time.monotonic() + timeout
-        while state["status"] not in {"done", "failed"}:
+        while state_now["status"] not in {"done", "failed"}:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{name}: not unpacked after {timeout:.0f}s (it is {state['status']})")
+                raise TimeoutError(f"{name}: not unpacked after {timeout:.0f}s (it is {state_now['status']})")
             time.sleep(1.0)
-            state = self._call("GET", upload["status_url"])
-        if state["status"] == "failed":
-            code, _, message = (state["status_reason"] or "").partition(": ")
+            state_now = self._call("GET", upload["status_url"])
+        if state and signature:
+            state.forget(signature)  # done: the same files sent again are a new run (nothing made twice)
+        if state_now["status"] == "failed":
+            code, _, message = (state_now["status_reason"] or "").partition(": ")
             raise MarkqError(422, code or "archive_refused", message or name)
-        return state["result"]
+        return state_now["result"]
+
+    def _send_archive(self, target: dict[str, Any], archive: Path, progress: Progress | None) -> None:
+        """What is not stored yet of a class ZIP: its missing parts, or the whole file."""
+        pieces = target.get("parts") or [target]
+        for piece in pieces:
+            if piece["uploaded"]:
+                if progress is not None:
+                    progress(piece["size"])
+            elif target.get("parts"):
+                put_part(self.storage, piece, archive, progress)
+            else:
+                put_file(self.storage, piece, archive, progress)
+
+    def _bulk_resumed(self, bulk_id: str) -> dict[str, Any] | None:
+        """The class ZIP an earlier run started (fresh URLs, which parts are stored), the upload
+        without URLs if it was completed, or None."""
+        try:
+            return self._call("GET", f"/v1/bulk/{bulk_id}/upload")
+        except MarkqError as exc:
+            if exc.status == 409:
+                return self._call("GET", f"/v1/bulk/{bulk_id}")
+            if exc.status == 404:
+                return None
+            raise
 
     def submit_class(
         self, exam_id: str, archive: BinaryIO, filename: str, class_label: str = "", roster: Path | None = None

@@ -250,9 +250,20 @@ def submit(
             with click.progressbar(
                 length=archive.stat().st_size, label=f"uploading {path.name}", file=sys.stderr
             ) as bar:
+                # the same class files on a later run resume this upload (the folder's ZIP is
+                # made the same, byte for byte, from the same files)
+                files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+                signature = UploadState.signature(str(client.http.base_url), exam_id, f"class:{class_label}", files)
                 reply = _run(
                     lambda: client.upload_class(
-                        exam_id, archive, archive.name, class_label, roster, progress=bar.update
+                        exam_id,
+                        archive,
+                        archive.name,
+                        class_label,
+                        roster,
+                        state=UploadState(),
+                        signature=signature,
+                        progress=bar.update,
                     )
                 )
         for key in totals:

@@ -80,6 +80,29 @@ def _chunks(path: Path, progress: Progress | None) -> Iterator[bytes]:
                 progress(len(chunk))
 
 
+def _range(path: Path, offset: int, size: int, progress: Progress | None) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        left = size
+        while left > 0 and (chunk := handle.read(min(CHUNK, left))):
+            left -= len(chunk)
+            yield chunk
+            if progress is not None:
+                progress(len(chunk))
+
+
+def put_part(http: httpx.Client, part: dict[str, Any], path: Path, progress: Progress | None = None) -> None:
+    """PUT one part of a large file (its bytes from `offset`) to its upload URL."""
+    content = _range(path, part["offset"], part["size"], progress)
+    reply = http.put(part["url"], content=content, headers={"Content-Length": str(part["size"])})
+    if reply.status_code >= 300:
+        raise httpx.HTTPStatusError(
+            f"storage refused part {part['number']} of {path.name}: {reply.status_code} {reply.text[:300]}",
+            request=reply.request,
+            response=reply,
+        )
+
+
 def storage_client() -> httpx.Client:
     """For PUTs to upload URLs: no API key (the URL carries its own authority: a presigned
     signature or a token), connections kept open between files, no write timeout (a slow link

@@ -518,6 +518,10 @@ class BulkUpload(Base):
     roster: Mapped[dict[str, list[str]] | None] = mapped_column(JSON)
     upload_token_hash: Mapped[str | None] = mapped_column(String(64))  # the local backend's URL
     upload_expires_at: Mapped[datetime | None]
+    # A large ZIP goes to S3 in parts of `part_bytes`, each to its own URL: the multipart upload's
+    # id until complete joins them (a dropped link resumes from the last part stored).
+    parts_id: Mapped[str | None] = mapped_column(String(1000))
+    part_bytes: Mapped[int | None] = mapped_column(Integer)
     # {"created": [...], "existing": [...], "refused": [...]}, written as the worker goes
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 import threading
 import time
 import zipfile
@@ -15,13 +16,14 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from click.testing import CliRunner
+from PIL import Image, ImageDraw
 from sqlalchemy import select, update
 from werkzeug.serving import make_server
 
 from client import samples
 from client.cli import main as cli
 from loopback.proxy import FaultProxy
-from shared.intake.uploads import upload_key
+from shared.intake.uploads import PART_BYTES, upload_key
 from shared.models import BulkStatus, BulkUpload, Paper, PaperStatus, utcnow
 from tests.helpers import exam_body, loopback_call, page_bytes, wait_for
 from tests.test_api import another_app
@@ -404,3 +406,61 @@ def test_a_class_zip_that_is_not_a_zip_fails_with_the_reason_and_makes_nothing(l
     bad_roster = {"name": "c.zip", "size": 10, "roster": "name,student\na,b\n"}
     reply = httpx.post(f"{live_api}/v1/exams/{exam['id']}/bulk/uploads", headers=auth(), json=bad_roster)
     assert reply.status_code == 422 and reply.json()["error"]["code"] == "invalid_roster"
+
+
+def noise_page(seed: int) -> bytes:
+    """A 300 dpi page of grain and a few lines, about 3 MB as JPEG: big files, real pages."""
+    rng = random.Random(seed)
+    image = Image.effect_noise((2480, 3508), 40).point(lambda v: 180 + v // 4).convert("RGB")
+    draw = ImageDraw.Draw(image)
+    for line in range(12):
+        y = 300 + line * 240
+        draw.line((200, y, 2200 - rng.randint(0, 600), y), fill=(20, 20, 20), width=6)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=95)
+    return out.getvalue()
+
+
+def test_a_large_class_zip_goes_in_parts_and_the_cli_resumes_from_the_last_part(
+    settings, app, auth, school_keys, worker, tmp_path
+):
+    folder = tmp_path / "3(2)"
+    for n in range(6):
+        (folder / f"S{n + 1:02d}").mkdir(parents=True)
+        (folder / f"S{n + 1:02d}" / "page1.jpg").write_bytes(noise_page(n))
+    size = sum(p.stat().st_size for p in folder.rglob("*.jpg"))
+    assert size > 2 * PART_BYTES, size  # three parts or more
+    s3 = urlsplit(settings.s3_endpoint_url)
+    with FaultProxy(s3.hostname, s3.port) as link:
+        through = settings.model_copy(update={"s3_public_endpoint_url": f"http://127.0.0.1:{link.port}"})
+        with another_app(through, app) as proxied, serving(proxied) as api:
+            exam = make_exam(api, auth(), title="large class")
+            env = {
+                "MARKQ_API_URL": api,
+                "MARKQ_API_KEY": school_keys["A"],
+                "MARKQ_CONFIG": str(tmp_path / "none.toml"),
+                "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            }
+            command = ["--json", "submit", exam["id"], str(folder), "--class", "3(2)"]
+            link.cut_after(PART_BYTES + PART_BYTES // 2)  # the link drops in the second part
+            cut = CliRunner().invoke(cli, command, env=env)
+            assert cut.exit_code == 1 and "run the same command again to resume" in cut.output, cut.output
+            with app.extensions["markq"].sessions() as session:
+                (bulk,) = session.scalars(select(BulkUpload).where(BulkUpload.exam_id == exam["id"])).all()
+                assert bulk.status == BulkStatus.uploading and bulk.parts_id is not None
+            state = httpx.get(f"{api}/v1/bulk/{bulk.id}/upload", headers=auth()).json()["upload"]
+            assert [p["uploaded"] for p in state["parts"]][:2] == [True, False], state["parts"]
+            link.restore()
+            resumed = CliRunner().invoke(cli, command, env=env)
+            assert resumed.exit_code == 0, resumed.output
+            assert json.loads(resumed.stdout) == {"created": 6, "existing": 0, "refused": 0}
+            with app.extensions["markq"].sessions() as session:
+                (again,) = session.scalars(select(BulkUpload).where(BulkUpload.exam_id == exam["id"])).all()
+                assert again.id == bulk.id and again.status == BulkStatus.done  # the same upload, resumed
+                assert app.extensions["markq"].storage.size(again.archive_key) is None  # unpacked, removed
+            listed = httpx.get(f"{api}/v1/exams/{exam['id']}/papers", headers=auth()).json()
+            assert sorted(p["student_ref"] for p in listed) == [f"S{n:02d}" for n in range(1, 7)]
+            for paper in listed:
+                wait_for(api, auth(), paper["id"], statuses={"failed", "graded", "needs_review"}, timeout=120)
+            third = CliRunner().invoke(cli, command, env=env)  # sent again: nothing made twice
+            assert json.loads(third.stdout) == {"created": 0, "existing": 6, "refused": 0}

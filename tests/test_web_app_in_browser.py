@@ -20,10 +20,13 @@ import pypdfium2
 import pytest
 from PIL import Image, ImageDraw
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from sqlalchemy import select
 
 from client import samples
-from shared.models import Exam
+from shared.intake.uploads import PART_BYTES
+from shared.models import BulkUpload, Exam
 from tests.helpers import wait_until, wait_until_no_paper_is_in_flight
+from tests.test_uploads_by_url import noise_page
 from tests.test_web_app import PASSWORD, graded_exam, new_teacher
 
 pytestmark = pytest.mark.integration
@@ -343,7 +346,10 @@ def test_a_class_zip_goes_from_the_browser_straight_to_storage(
     with zipfile.ZipFile(archive, "w") as out:
         for path in sorted(folder.rglob("*.png")) + sorted(folder.rglob("*.jpg")):
             out.write(path, path.relative_to(folder).as_posix())
+        for n in range(3):  # big scans: the ZIP goes over one part, so the browser sends it in parts
+            out.writestr(f"S08/page{n + 1}.jpg", noise_page(n))
         out.writestr("S09/notes.txt", "not a page")
+    assert archive.stat().st_size > PART_BYTES
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     sign_in(page, live_api, teacher["email"])
@@ -355,8 +361,10 @@ def test_a_class_zip_goes_from_the_browser_straight_to_storage(
     row = page.locator("#results li[data-state]")
     assert wait_until(lambda: row.count() == 1, timeout=90, every=0.5, fail=False), page.inner_text("#results")
     assert row.get_attribute("data-state") == "uploaded", page.inner_text("#results")
-    expect(row).to_contain_text(f"新建 {len(CLASS)} 份试卷")
+    expect(row).to_contain_text(f"新建 {len(CLASS) + 1} 份试卷")
     expect(page.locator("#results li.refused")).to_contain_text("S09/notes.txt")
+    with app.extensions["markq"].sessions() as session:  # it went in parts
+        assert session.scalar(select(BulkUpload.part_bytes).where(BulkUpload.exam_id == exam.id)) == PART_BYTES
     screenshot(page, shots / "class-zip-1280.png")
     wait_until_no_paper_is_in_flight(app)
     context.close()

@@ -226,7 +226,7 @@ def sweep_stuck_papers() -> int:
         ids += caps.resumable_by_budget(session)
         teachers.drop_expired_sessions(session)
     with transaction(res.sessions) as session:
-        abandoned = uploads.expired_uploads(session)
+        abandoned, abandoned_parts = uploads.expired_uploads(session)
         stuck_bulk = list(
             session.scalars(
                 select(BulkUpload.id).where(
@@ -239,6 +239,11 @@ def sweep_stuck_papers() -> int:
         send_unpack(bulk_id)
     with res.sessions() as session:
         delete_objects(res.storage, abandoned, session)  # after the commit: the rows are gone
+    for key, parts_id in abandoned_parts:
+        try:
+            res.storage.abort_parts(key, parts_id)
+        except StorageError:  # the storage's own expiry of stale uploads covers it
+            log.warning("could not abort the upload in parts of %s", key, exc_info=True)
     with transaction(res.sessions) as session:
         if deleted := delete_stale_objects(session, res.storage):
             log.info("deleted %d objects left behind while storage was away", deleted)

@@ -267,8 +267,18 @@ function startUploader(root) {
       body: JSON.stringify({ name: zip.name, size: zip.size, class_label: $("class-label").value.trim() }),
     });
     if (!declared.ok) return refuse((declared.body.error || {}).message || declared.status);
+    const bar = row.querySelector("progress");
     try {
-      await put(declared.body.upload, zip, (loaded) => { row.querySelector("progress").value = loaded / (zip.size || 1); });
+      const target = declared.body.upload;
+      if (target.parts && target.parts.length) {
+        // a large ZIP in parts, each to its own URL: a dropped link loses one part, not the ZIP
+        for (const part of target.parts) {
+          const piece = zip.slice(part.offset, part.offset + part.size);
+          await put({ url: part.url, headers: {} }, piece, (loaded) => { bar.value = (part.offset + loaded) / (zip.size || 1); });
+        }
+      } else {
+        await put(target, zip, (loaded) => { bar.value = loaded / (zip.size || 1); });
+      }
     } catch (error) {
       return refuse(`${error.message}: ${text.again}`);
     }

@@ -53,14 +53,29 @@ class DeclaredFile:
 
 
 @dataclass(frozen=True)
+class PartTarget:
+    number: int
+    offset: int  # the part's first byte in the file
+    size: int
+    url: str
+    uploaded: bool = False
+
+
+@dataclass(frozen=True)
 class UploadTarget:
     number: int
     name: str
     size: int  # as declared
     key: str
-    url: str | None  # None: the storage has no URL; the API's own endpoint with `token`
+    url: str | None  # None: the storage has no URL (the API's own endpoint with `token`), or parts
     token: str | None
     content_type: str  # the Content-Type the URL is signed for: the client must send this one
+    parts: tuple[PartTarget, ...] = ()  # a large file: each part PUT to its own URL
+
+
+# A class ZIP over this goes to S3 in parts of this size (S3 takes parts of 5 MiB and more, the
+# last one less; a dropped link then loses one part, not the ZIP).
+PART_BYTES = 8 * 1024 * 1024
 
 
 class UploadRefused(ValueError):
@@ -304,11 +319,12 @@ def page_failure(exc: PageError) -> str:
     return f"{REFUSAL_CODES.get(exc.kind, 'invalid_page')}: {exc}"
 
 
-def expired_uploads(session: Session, now: datetime | None = None) -> list[str]:
+def expired_uploads(session: Session, now: datetime | None = None) -> tuple[list[str], list[tuple[str, str]]]:
     """Remove papers and class ZIPs whose upload was never completed in time; returns their object
-    keys for the caller to delete after the commit (a key deleted for a row that stays would lose
-    a page)."""
+    keys, and the (key, id) of each upload in parts, for the caller to delete and abort after the
+    commit (a key deleted for a row that stays would lose a page)."""
     now = now or utcnow()
+    parts: list[tuple[str, str]] = []
     rows = list(
         session.scalars(select(Paper).where(Paper.status == PaperStatus.uploading, Paper.upload_expires_at < now))
     )
@@ -319,8 +335,10 @@ def expired_uploads(session: Session, now: datetime | None = None) -> list[str]:
         select(BulkUpload).where(BulkUpload.status == BulkStatus.uploading, BulkUpload.upload_expires_at < now)
     ):
         keys.append(bulk.archive_key)
+        if bulk.parts_id is not None:
+            parts.append((bulk.archive_key, bulk.parts_id))
         session.delete(bulk)
-    return keys
+    return keys, parts
 
 
 def bulk_key(school_id: int, exam_id: uuid.UUID, bulk_id: uuid.UUID) -> str:
@@ -357,11 +375,32 @@ def open_bulk_upload(
         upload_expires_at=utcnow() + timedelta(seconds=expires_seconds),
     )
     bulk.archive_key = bulk_key(exam.school_id, exam.id, bulk.id)
+    if size > PART_BYTES and (parts_id := storage.start_parts(bulk.archive_key, "application/zip")) is not None:
+        bulk.parts_id, bulk.part_bytes = parts_id, PART_BYTES
+    session.add(bulk)
+    return bulk, bulk_target(storage, bulk, expires_seconds, stored={})
+
+
+def bulk_target(
+    storage: Storage, bulk: BulkUpload, expires_seconds: int, stored: dict[int, int] | None = None
+) -> UploadTarget:
+    """The class ZIP's upload URL (or URLs, one per part), fresh; a new token for the local
+    backend's endpoint (caller commits). `stored`: the parts stored already, when known."""
+    if bulk.parts_id is not None and bulk.part_bytes:
+        stored = storage.stored_parts(bulk.archive_key, bulk.parts_id) if stored is None else stored
+        parts = []
+        for number, offset in enumerate(range(0, bulk.archive_bytes, bulk.part_bytes), start=1):
+            size = min(bulk.part_bytes, bulk.archive_bytes - offset)
+            url = storage.presign_part(bulk.archive_key, bulk.parts_id, number, expires_seconds)
+            parts.append(PartTarget(number, offset, size, url, stored.get(number) == size))
+        bulk.upload_token_hash = None
+        return UploadTarget(
+            1, bulk.archive_name, bulk.archive_bytes, bulk.archive_key, None, None, "application/zip", tuple(parts)
+        )
     url = storage.presign_put(bulk.archive_key, "application/zip", expires_seconds)
     token = None if url else secrets.token_urlsafe(32)
     bulk.upload_token_hash = token_digest(token) if token else None
-    session.add(bulk)
-    return bulk, UploadTarget(1, bulk.archive_name, size, bulk.archive_key, url, token, "application/zip")
+    return UploadTarget(1, bulk.archive_name, bulk.archive_bytes, bulk.archive_key, url, token, "application/zip")
 
 
 def bulk_for_token(session: Session, bulk_id: uuid.UUID, token: str) -> BulkUpload | None:
@@ -385,6 +424,24 @@ def complete_bulk_upload(storage: Storage, bulk: BulkUpload) -> bool:
     if bulk.status != BulkStatus.uploading:
         return False
     size = storage.size(bulk.archive_key)
+    if bulk.parts_id is not None and size != bulk.archive_bytes:  # joined already, if a commit was lost
+        target = bulk_target(storage, bulk, 60)
+        missing = [part for part in target.parts if not part.uploaded]
+        if missing:
+            raise UploadIncomplete(
+                [
+                    {
+                        "file": bulk.archive_name,
+                        "number": 1,
+                        "part": part.number,
+                        "reason": f"{bulk.archive_name}: part {part.number} (bytes {part.offset}-"
+                        f"{part.offset + part.size - 1}) is not uploaded yet",
+                    }
+                    for part in missing
+                ]
+            )
+        storage.finish_parts(bulk.archive_key, bulk.parts_id)
+        size = storage.size(bulk.archive_key)
     if size != bulk.archive_bytes:
         reason = (
             f"{bulk.archive_name} is not uploaded yet"
@@ -394,4 +451,5 @@ def complete_bulk_upload(storage: Storage, bulk: BulkUpload) -> bool:
         raise UploadIncomplete([{"file": bulk.archive_name, "number": 1, "reason": reason}])
     bulk.status = BulkStatus.queued
     bulk.upload_expires_at = None
+    bulk.parts_id = None
     return True

@@ -31,6 +31,8 @@ def upgrade() -> None:
         sa.Column("roster", sa.JSON(), nullable=True),
         sa.Column("upload_token_hash", sa.String(64), nullable=True),
         sa.Column("upload_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("parts_id", sa.String(1000), nullable=True),
+        sa.Column("part_bytes", sa.Integer(), nullable=True),
         sa.Column("result", sa.JSON(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
