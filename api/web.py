@@ -692,6 +692,12 @@ def complete_zip(bulk_id: uuid.UUID) -> Response:
     return jsonify(BulkUploadSchema().dump(bulk.complete_bulk(_bulk(bulk_id))))
 
 
+@web.get("/bulk/<uuid:bulk_id>/upload")
+def resume_zip(bulk_id: uuid.UUID) -> Response:
+    """A class ZIP the screen started before: fresh URLs, and which parts are stored already."""
+    return jsonify(BulkUploadSchema().dump(bulk.upload_bulk_again(_bulk(bulk_id))))
+
+
 @web.get("/bulk/<uuid:bulk_id>")
 def zip_status(bulk_id: uuid.UUID) -> Response:
     return jsonify(BulkUploadSchema().dump(bulk.bulk_view(_bulk(bulk_id))))

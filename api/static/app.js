@@ -262,33 +262,52 @@ function startUploader(root) {
       row.classList.add("refused");
       row.dataset.state = "refused";
     };
-    const declared = await api(root.dataset.zip, {
-      method: "POST",
-      body: JSON.stringify({ name: zip.name, size: zip.size, class_label: $("class-label").value.trim() }),
-    });
-    if (!declared.ok) return refuse((declared.body.error || {}).message || declared.status);
-    const bar = row.querySelector("progress");
-    try {
-      const target = declared.body.upload;
-      if (target.parts && target.parts.length) {
-        // a large ZIP in parts, each to its own URL: a dropped link loses one part, not the ZIP
-        for (const part of target.parts) {
-          const piece = zip.slice(part.offset, part.offset + part.size);
-          await put({ url: part.url, headers: {} }, piece, (loaded) => { bar.value = (part.offset + loaded) / (zip.size || 1); });
-        }
-      } else {
-        await put(target, zip, (loaded) => { bar.value = loaded / (zip.size || 1); });
-      }
-    } catch (error) {
-      return refuse(`${error.message}: ${text.again}`);
+    // the same ZIP chosen again after a dropped link resumes its upload (the parts not stored)
+    const remembered = `markq-zip:${root.dataset.examId}:${zip.name}:${zip.size}:${zip.lastModified}`;
+    let declared = null;
+    const earlier = localStorage.getItem(remembered);
+    if (earlier) {
+      const again = await api(`${root.dataset.bulk}${earlier}/upload`, { method: "GET" });
+      if (again.ok) declared = again;
+      else if (again.status === 409) declared = await api(`${root.dataset.bulk}${earlier}`, { method: "GET" });
+      if (declared && !declared.ok) declared = null;
     }
-    let state = await api(declared.body.complete_url, { method: "POST" });
+    if (!declared) {
+      declared = await api(root.dataset.zip, {
+        method: "POST",
+        body: JSON.stringify({ name: zip.name, size: zip.size, class_label: $("class-label").value.trim() }),
+      });
+      if (!declared.ok) return refuse((declared.body.error || {}).message || declared.status);
+      localStorage.setItem(remembered, declared.body.bulk_id);
+    }
+    const bar = row.querySelector("progress");
+    const target = declared.body.upload;
+    let state = { ok: true, body: declared.body };
+    if (target) {
+      try {
+        if (target.parts && target.parts.length) {
+          // a large ZIP in parts, each to its own URL: a dropped link loses one part, not the ZIP
+          for (const part of target.parts) {
+            if (part.uploaded) continue;
+            const piece = zip.slice(part.offset, part.offset + part.size);
+            await put({ url: part.url, headers: {} }, piece, (loaded) => { bar.value = (part.offset + loaded) / (zip.size || 1); });
+          }
+        } else if (!target.uploaded) {
+          await put(target, zip, (loaded) => { bar.value = loaded / (zip.size || 1); });
+        }
+      } catch (error) {
+        return refuse(`${error.message}: ${text.again}`);
+      }
+      state = await api(declared.body.complete_url, { method: "POST" });
+    }
+    bar.value = 1;
     status.textContent = text.unpacking;
     while (state.ok && !["done", "failed"].includes(state.body.status)) {
       await new Promise((resolve) => setTimeout(resolve, 1500));
       state = await api(declared.body.status_url, { method: "GET" });
     }
     if (!state.ok) return refuse((state.body.error || {}).message || state.status);
+    localStorage.removeItem(remembered); // unpacked: the same ZIP again is a new upload (nothing made twice)
     if (state.body.status === "failed") return refuse(state.body.status_reason);
     const result = state.body.result;
     status.textContent = format(text.zip, {
@@ -323,8 +342,8 @@ function startUploader(root) {
       request.open("PUT", target.url);
       for (const [name, value] of Object.entries(target.headers)) request.setRequestHeader(name, value);
       request.upload.onprogress = (event) => onProgress(event.loaded);
-      request.onload = () => (request.status < 300 ? resolve() : reject(new Error(`storage answered ${request.status}`)));
-      request.onerror = () => reject(new Error("the connection to storage dropped"));
+      request.onload = () => (request.status < 300 ? resolve() : reject(new Error(format(text.storage, { status: request.status }))));
+      request.onerror = () => reject(new Error(text.dropped));
       request.send(file);
     });
   }
@@ -434,7 +453,12 @@ function startUploader(root) {
     return found;
   }
 
-  for (const id of ["folder", "files", "camera"]) $(id).addEventListener("change", (event) => add(event.target.files));
+  for (const id of ["folder", "files", "camera"]) {
+    $(id).addEventListener("change", (event) => {
+      add([...event.target.files]);
+      event.target.value = ""; // the same files chosen again (to resume) are a change again
+    });
+  }
   for (const input of document.querySelectorAll("input[name=grouping], #every, #roster")) input.addEventListener("input", plan);
   const drop = $("drop");
   drop.addEventListener("dragover", (event) => {
