@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from http import HTTPStatus
 from typing import Any
@@ -155,8 +156,14 @@ def start_bulk_upload(exam: Exam, fields: dict[str, Any]) -> dict[str, Any]:
         )
     except uploads.UploadRefused as exc:
         raise ApiError(refusal_status(exc.kind), "archive_refused", str(exc), {"file": exc.name}) from exc
-    view = bulk_view(bulk, target)
-    db().commit()
+    try:
+        view = bulk_view(bulk, target)
+        db().commit()
+    except Exception:
+        if bulk.parts_id is not None:  # started in storage for a row that is not kept
+            with contextlib.suppress(StorageError):
+                resources().storage.abort_parts(bulk.archive_key, bulk.parts_id)
+        raise
     return view
 
 
@@ -297,6 +304,7 @@ class BulkFile(MethodView):
         bulk = uploads.bulk_for_token(db(), bulk_id, token)
         if bulk is None:
             raise ApiError(404, "not_found", "no upload at this URL: it expired, was completed, or was never issued")
+        request.max_content_length = bulk.archive_bytes  # a class ZIP, not the few pages of a paper
         try:
             size = uploads.receive_bulk(resources().storage, bulk, request.stream)
         except uploads.UploadRefused as exc:

@@ -253,6 +253,7 @@ def submit(
                 # the same class files on a later run resume this upload (the folder's ZIP is
                 # made the same, byte for byte, from the same files)
                 files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+                files += [roster] if roster else []  # a corrected roster is a new upload
                 signature = UploadState.signature(str(client.http.base_url), exam_id, f"class:{class_label}", files)
                 reply = _run(
                     lambda: client.upload_class(

@@ -125,3 +125,24 @@ def test_archives_too_large_or_not_zips_are_refused_whole_and_nothing_is_stored(
     too_many = send(client, auth, exam, make_zip(entries, zipfile.ZIP_STORED))
     assert too_many.status_code == 413 and "more than" in too_many.json["error"]["message"]
     assert stored_objects(app, settings, exam) == 0
+
+
+def test_an_entry_that_cannot_be_read_is_refused_by_name_and_the_rest_go_in(client, auth):
+    """A damaged entry (its CRC does not match) and one marked encrypted are refused one by one."""
+    exam = create_exam(client, auth("A"))
+    good, damaged, locked = page_bytes("good"), page_bytes("damaged"), page_bytes("locked")
+    archive = bytearray(
+        make_zip({"S01/p1.jpg": good, "S02/p1.jpg": damaged, "S03/p1.jpg": locked}, compression=zipfile.ZIP_STORED)
+    )
+    middle = archive.index(damaged) + len(damaged) // 2
+    archive[middle] ^= 0xFF  # one byte of S02's data changed: its CRC-32 no longer matches
+    central = bytes(archive).index(b"PK\x01\x02")  # the central directory's first entry
+    while not bytes(archive[central + 46 : central + 56]).startswith(b"S03/p1.jpg"):
+        central = bytes(archive).index(b"PK\x01\x02", central + 4)
+    archive[central + 8] |= 0x01  # S03's entry in the central directory: "encrypted" (a password)
+    reply = send(client, auth, exam, bytes(archive))
+    assert reply.status_code == 200, reply.json
+    assert [p["student_ref"] for p in reply.json["created"]] == ["S01"]
+    refused = {r["file"]: r["reason"] for r in reply.json["refused"]}
+    assert set(refused) == {"S02/p1.jpg", "S03/p1.jpg"}, refused
+    assert all(reason.startswith("cannot read this file in the archive") for reason in refused.values()), refused

@@ -184,7 +184,15 @@ def test_with_a_local_folder_the_api_takes_the_upload_itself(settings, app, auth
     queues = {name: f"markq-test-unconsumed-{name}" for name in ("queue_name", "image_queue_name", "ocr_queue_name")}
     # its own queues, which no worker reads: the run's worker reads S3, not this folder
     local = settings.model_copy(
-        update={"storage_backend": "local", "home": tmp_path, "storage_dir": tmp_path / "storage", **queues}
+        update={
+            "storage_backend": "local",
+            "home": tmp_path,
+            "storage_dir": tmp_path / "storage",
+            # a multipart paper's body may be 5 MB here; a class ZIP by URL is not held to it
+            "max_page_bytes": 2 * 1024 * 1024,
+            "max_pages_per_paper": 2,
+            **queues,
+        }
     )
     with another_app(local, app) as folder_app, folder_app.test_client() as client:
         exam = client.post("/v1/exams", headers=auth(), json=exam_body(title="local folder")).json
@@ -213,7 +221,8 @@ def test_with_a_local_folder_the_api_takes_the_upload_itself(settings, app, auth
             session.commit()
 
         # a class ZIP the same way, through the API's own upload endpoint
-        archive = class_zip({"L2/p.jpg": data})
+        archive = class_zip({"L2/p.jpg": data, "L2/scan.bin": random.randbytes(6 * 1024 * 1024)})
+        assert len(archive) > folder_app.config["MAX_CONTENT_LENGTH"]
         started = client.post(
             f"/v1/exams/{exam['id']}/bulk/uploads", headers=auth(), json={"name": "c.zip", "size": len(archive)}
         )
@@ -375,6 +384,13 @@ def test_a_class_zip_unpacked_again_after_a_crash_lists_its_papers_once(live_api
         bulk.result = {"created": [bulk.result["created"][0]], "existing": [], "refused": []}
         for paper_id in made[1:]:
             session.delete(session.get(Paper, paper_id))
+        session.commit()
+    with app.app_context():
+        # while the claim is fresh (its worker may be alive), a second run leaves it alone
+        assert unpack_bulk(upload["bulk_id"]) == "nothing to unpack"
+    with app.extensions["markq"].sessions() as session:
+        stale = utcnow() - timedelta(seconds=app.extensions["markq"].settings.stuck_queued_seconds + 1)
+        session.execute(update(BulkUpload).where(BulkUpload.id == upload["bulk_id"]).values(updated_at=stale))
         session.commit()
     with app.app_context():
         assert unpack_bulk(upload["bulk_id"]) == "done"

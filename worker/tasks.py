@@ -11,9 +11,12 @@ import logging
 import random
 import tempfile
 import uuid
+from typing import BinaryIO
 
 from celery import Task, shared_task
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from shared import teachers, webhooks
 from shared.db import transaction
@@ -23,7 +26,7 @@ from shared.grading.lane_offline import read_and_mark
 from shared.grading.requests import resize_pages
 from shared.grading.steps import CannotMark
 from shared.intake import uploads
-from shared.intake.bulk import ArchiveRefused, BulkLimits, make_papers, read_archive
+from shared.intake.bulk import ArchiveRefused, BulkLimits, claim_bulk, keep_bulk, make_papers, read_archive
 from shared.intake.submission import PageError, check_pages, delete_objects, delete_stale_objects
 from shared.models import BulkStatus, BulkUpload, Exam, Paper, PaperStatus, WebhookDelivery
 from shared.provider import ProviderError
@@ -122,20 +125,65 @@ def read_template(self: Task, exam_id: str) -> str:
 @shared_task(name="markq.unpack_bulk", bind=True, max_retries=10)
 def unpack_bulk(self: Task, bulk_id: str) -> str:
     """Images queue: unpack a class ZIP uploaded by URL and make its papers, with the rules of a
-    ZIP in the request (zip slip, nested archives, ratio and size limits, roster). Run again after
-    a crash, it lists the papers it made once and makes none twice."""
+    ZIP in the request (zip slip, nested archives, ratio and size limits, roster). One run at a
+    time holds it (a claim kept alive after each student); run again after a crash, it lists the
+    papers it made once and makes none twice."""
     res = resources()
     settings = res.settings
     bid = uuid.UUID(bulk_id)
     with transaction(res.sessions) as session:
-        bulk = session.get(BulkUpload, bid)
-        if bulk is None or bulk.status not in (BulkStatus.queued, BulkStatus.unpacking):
-            return "nothing to unpack"
-        bulk.status = BulkStatus.unpacking
-        key = bulk.archive_key
+        if not claim_bulk(session, bid, settings.stuck_queued_seconds):
+            return "nothing to unpack"  # done, or another run has it
+        key = session.get_one(BulkUpload, bid).archive_key
+    try:
+        with tempfile.TemporaryFile() as archive:
+            try:
+                res.storage.download(key, archive)
+            except ObjectNotFound:
+                _bulk_failed(res, bid, "archive_missing: the archive is no longer stored; upload it again")
+                return "missing"
+            archive.seek(0)
+            with res.sessions() as session:
+                outcome = _unpack(res, session, bid, archive)
+            if outcome != "done":
+                return outcome
+            with res.sessions() as session:
+                delete_objects(res.storage, [key], session)
+    except StorageError as exc:
+        raise self.retry(countdown=min(MAX_COUNTDOWN, 15 * 2**self.request.retries)) from exc
+    return "done"
+
+
+def _unpack(res: Resources, session: Session, bid: uuid.UUID, archive: BinaryIO) -> str:
+    """The claimed class ZIP (downloaded to `archive`) made into papers; its result committed."""
+    settings = res.settings
+    bulk = session.get_one(BulkUpload, bid)
+    keep_bulk(session, bid)
+    session.commit()  # alive after the download
+    roster = {path: (whose[0], whose[1]) for path, whose in bulk.roster.items()} if bulk.roster else None
     limits = BulkLimits(
         settings.bulk_max_entries, settings.bulk_max_total_bytes, settings.max_page_bytes, settings.bulk_max_ratio
     )
+    try:
+        students, refusals = read_archive(archive, limits=limits, roster=roster, default_class=bulk.class_label)
+    except ArchiveRefused as exc:
+        bulk.status = BulkStatus.failed
+        bulk.status_reason = f"archive_refused: {bulk.archive_name}: {exc.reason}"
+        session.commit()
+        delete_objects(res.storage, [bulk.archive_key], session)
+        return "refused"
+
+    def record(result: dict[str, list[dict[str, object]]]) -> None:
+        bulk.result = {name: [dict(entry) for entry in entries] for name, entries in result.items()}
+
+    def alive() -> None:
+        keep_bulk(session, bid)
+        session.commit()
+
+    def started(paper: Paper) -> None:
+        if paper.status == PaperStatus.queued:
+            start_grading([paper.id])
+
     check = functools.partial(
         check_pages,
         max_bytes=settings.max_page_bytes,
@@ -143,57 +191,37 @@ def unpack_bulk(self: Task, bulk_id: str) -> str:
         max_pages=settings.max_pages_per_paper,
         pdf_dpi=settings.pdf_dpi,
     )
-
-    def started(paper: Paper) -> None:
-        if paper.status == PaperStatus.queued:
-            start_grading([paper.id])
-
     try:
-        with tempfile.TemporaryFile() as archive:
-            try:
-                res.storage.download(key, archive)
-            except ObjectNotFound:
-                with transaction(res.sessions) as session:
-                    bulk = session.get_one(BulkUpload, bid)
-                    bulk.status = BulkStatus.failed
-                    bulk.status_reason = f"archive_missing: {bulk.archive_name} is no longer stored; upload it again"
-                return "missing"
-            archive.seek(0)
-            with res.sessions() as session:
-                bulk = session.get_one(BulkUpload, bid)
-                roster = {path: (whose[0], whose[1]) for path, whose in bulk.roster.items()} if bulk.roster else None
-                try:
-                    students, refusals = read_archive(
-                        archive, limits=limits, roster=roster, default_class=bulk.class_label
-                    )
-                except ArchiveRefused as exc:
-                    bulk.status = BulkStatus.failed
-                    bulk.status_reason = f"archive_refused: {bulk.archive_name}: {exc.reason}"
-                    session.commit()
-                    delete_objects(res.storage, [key], session)
-                    return "refused"
-
-                def record(result: dict[str, list[dict[str, object]]]) -> None:
-                    bulk.result = {name: [dict(entry) for entry in entries] for name, entries in result.items()}
-
-                result = make_papers(
-                    session,
-                    res.storage,
-                    session.get_one(Exam, bulk.exam_id),
-                    students,
-                    refusals,
-                    check=check,
-                    started=started,
-                    created=(bulk.result or {}).get("created"),
-                    record=record,
-                )
-                record(result)
-                bulk.status = BulkStatus.done
-                session.commit()
-                delete_objects(res.storage, [key], session)
-    except StorageError as exc:
-        raise self.retry(countdown=min(MAX_COUNTDOWN, 15 * 2**self.request.retries)) from exc
+        result = make_papers(
+            session,
+            res.storage,
+            session.get_one(Exam, bulk.exam_id),
+            students,
+            refusals,
+            check=check,
+            started=started,
+            created=(bulk.result or {}).get("created"),
+            record=record,
+            alive=alive,
+        )
+    except (StorageError, SQLAlchemyError):
+        raise  # storage or the database away: tried again (a retry, or the sweep once the claim lapses)
+    except Exception as exc:  # noqa: BLE001 - an archive no rule foresaw must not be retried for ever
+        log.exception("class ZIP %s could not be unpacked", bid)
+        session.rollback()
+        _bulk_failed(res, bid, f"unpack_failed: {type(exc).__name__}: {exc}")
+        return "failed"
+    record(result)
+    bulk.status = BulkStatus.done
+    session.commit()
     return "done"
+
+
+def _bulk_failed(res: Resources, bid: uuid.UUID, reason: str) -> None:
+    with transaction(res.sessions) as session:
+        bulk = session.get_one(BulkUpload, bid)
+        bulk.status = BulkStatus.failed
+        bulk.status_reason = reason
 
 
 def send_unpack(bulk_id: uuid.UUID) -> None:

@@ -263,7 +263,8 @@ function startUploader(root) {
       row.dataset.state = "refused";
     };
     // the same ZIP chosen again after a dropped link resumes its upload (the parts not stored)
-    const remembered = `markq-zip:${root.dataset.examId}:${zip.name}:${zip.size}:${zip.lastModified}`;
+    const classLabel = $("class-label").value.trim(); // a corrected class is a new upload
+    const remembered = `markq-zip:${root.dataset.examId}:${classLabel}:${zip.name}:${zip.size}:${zip.lastModified}`;
     let declared = null;
     const earlier = localStorage.getItem(remembered);
     if (earlier) {
@@ -275,7 +276,7 @@ function startUploader(root) {
     if (!declared) {
       declared = await api(root.dataset.zip, {
         method: "POST",
-        body: JSON.stringify({ name: zip.name, size: zip.size, class_label: $("class-label").value.trim() }),
+        body: JSON.stringify({ name: zip.name, size: zip.size, class_label: classLabel }),
       });
       if (!declared.ok) return refuse((declared.body.error || {}).message || declared.status);
       localStorage.setItem(remembered, declared.body.bulk_id);

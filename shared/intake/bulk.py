@@ -13,17 +13,19 @@ import re
 import tempfile
 import uuid
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import PurePosixPath
 from typing import Any, BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.images import PageHeader
 from shared.intake.submission import PageError, UploadedPage, pages_hash, stream_digest, submit_paper
-from shared.models import Exam, Paper
+from shared.models import BulkStatus, BulkUpload, Exam, Paper, utcnow
 from shared.refusals import RefusalKind, has_control_characters
 from shared.storage import Storage
 
@@ -107,6 +109,29 @@ def _owner_or_why_not(
     return whose, ""
 
 
+def _spool(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: BulkLimits) -> BinaryIO | Refusal:
+    """One entry read into a bounded temporary file, at its start; or why it is refused."""
+    spool = tempfile.SpooledTemporaryFile(max_size=2 * 1024 * 1024)
+    read = 0
+    try:
+        with archive.open(info) as source:
+            while chunk := source.read(1024 * 1024):
+                read += len(chunk)
+                if read > info.file_size or read > limits.max_file_bytes:  # a header that lies
+                    break
+                spool.write(chunk)
+    except (RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        # encrypted (a password), a compression zipfile cannot read, or damaged data
+        return Refusal(info.filename, f"cannot read this file in the archive: {exc}", RefusalKind.invalid)
+    if read > info.file_size or read > limits.max_file_bytes:
+        return Refusal(info.filename, "the file is larger than the archive says", RefusalKind.too_large)
+    spool.seek(0)
+    if spool.read(8).startswith(ARCHIVE_MAGIC):  # an archive under another name
+        return Refusal(info.filename, "archives inside the archive are not opened", RefusalKind.invalid)
+    spool.seek(0)
+    return spool  # type: ignore[return-value]
+
+
 def read_archive(
     stream: BinaryIO,
     *,
@@ -156,22 +181,10 @@ def read_archive(
         if whose is None:
             refused.append(Refusal(name, reason, RefusalKind.invalid))
             continue
-        spool = tempfile.SpooledTemporaryFile(max_size=2 * 1024 * 1024)
-        read = 0
-        with archive.open(info) as source:
-            while chunk := source.read(1024 * 1024):
-                read += len(chunk)
-                if read > info.file_size or read > limits.max_file_bytes:  # a header that lies
-                    break
-                spool.write(chunk)
-        if read > info.file_size or read > limits.max_file_bytes:
-            refused.append(Refusal(name, "the file is larger than the archive says", RefusalKind.too_large))
+        spool = _spool(archive, info, limits)
+        if isinstance(spool, Refusal):
+            refused.append(spool)
             continue
-        spool.seek(0)
-        if spool.read(8).startswith(ARCHIVE_MAGIC):  # an archive under another name
-            refused.append(Refusal(name, "archives inside the archive are not opened", RefusalKind.invalid))
-            continue
-        spool.seek(0)
         student = students.setdefault(whose[0], StudentFiles(whose[0], whose[1]))
         student.files.append((name, spool))
     for student in students.values():
@@ -193,6 +206,7 @@ def make_papers(
     started: Callable[[Paper], None],
     created: list[dict[str, Any]] | None = None,
     record: Callable[[dict[str, list[dict[str, Any]]]], None] | None = None,
+    alive: Callable[[], None] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """A class's papers from its unpacked archive: `{"created", "existing", "refused"}`, each refused
     file with its reason and `kind`. Each student's files are checked (`check` raises PageError at
@@ -201,7 +215,8 @@ def make_papers(
 
     A worker unpacking again after a crash passes `created`, the papers it made before, and
     `record`, which writes the result so far into `session` before each paper's commit: the list
-    of created papers is never lost nor doubled, and the rest is found again from the archive."""
+    of created papers is never lost nor doubled, and the rest is found again from the archive;
+    `alive()` after each student keeps its claim."""
     result: dict[str, list[dict[str, Any]]] = {
         "created": list(created or []),
         "existing": [],
@@ -211,6 +226,8 @@ def make_papers(
     }
     made_before = {str(entry["paper_id"]) for entry in result["created"]}
     for student in students:
+        if alive is not None:
+            alive()
         try:
             pages, headers = check([UploadedPage(stream, name) for name, stream in student.files])
         except PageError as exc:
@@ -258,3 +275,30 @@ def make_papers(
         entry["status"] = paper.status.value
         started(paper)
     return result
+
+
+def claim_bulk(session: Session, bulk_id: uuid.UUID, lease_seconds: float) -> bool:
+    """queued -> unpacking in one conditional UPDATE, or an unpacking whose worker has said nothing
+    for `lease_seconds` (it died); False when another run has it or it is done. The run keeps its
+    claim with `keep_bulk` after each student."""
+    now = utcnow()
+    claimed = session.execute(
+        update(BulkUpload)
+        .where(
+            BulkUpload.id == bulk_id,
+            or_(
+                BulkUpload.status == BulkStatus.queued,
+                and_(
+                    BulkUpload.status == BulkStatus.unpacking,
+                    BulkUpload.updated_at < now - timedelta(seconds=lease_seconds),
+                ),
+            ),
+        )
+        .values(status=BulkStatus.unpacking, updated_at=now)
+    )
+    return claimed.rowcount == 1
+
+
+def keep_bulk(session: Session, bulk_id: uuid.UUID) -> None:
+    """The unpacking run is alive (caller commits)."""
+    session.execute(update(BulkUpload).where(BulkUpload.id == bulk_id).values(updated_at=utcnow()))

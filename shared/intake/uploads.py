@@ -387,15 +387,27 @@ def bulk_target(
     """The class ZIP's upload URL (or URLs, one per part), fresh; a new token for the local
     backend's endpoint (caller commits). `stored`: the parts stored already, when known."""
     if bulk.parts_id is not None and bulk.part_bytes:
-        stored = storage.stored_parts(bulk.archive_key, bulk.parts_id) if stored is None else stored
-        parts = []
-        for number, offset in enumerate(range(0, bulk.archive_bytes, bulk.part_bytes), start=1):
-            size = min(bulk.part_bytes, bulk.archive_bytes - offset)
-            url = storage.presign_part(bulk.archive_key, bulk.parts_id, number, expires_seconds)
-            parts.append(PartTarget(number, offset, size, url, stored.get(number) == size))
+        ranges = [
+            (number, offset, min(bulk.part_bytes, bulk.archive_bytes - offset))
+            for number, offset in enumerate(range(0, bulk.archive_bytes, bulk.part_bytes), start=1)
+        ]
+        if stored is None and storage.size(bulk.archive_key) == bulk.archive_bytes:
+            stored = {number: size for number, _, size in ranges}  # joined by a complete whose commit was lost
+        elif stored is None:
+            stored = storage.stored_parts(bulk.archive_key, bulk.parts_id)
+        parts = tuple(
+            PartTarget(
+                number,
+                offset,
+                size,
+                storage.presign_part(bulk.archive_key, bulk.parts_id, number, expires_seconds),
+                stored.get(number) == size,
+            )
+            for number, offset, size in ranges
+        )
         bulk.upload_token_hash = None
         return UploadTarget(
-            1, bulk.archive_name, bulk.archive_bytes, bulk.archive_key, None, None, "application/zip", tuple(parts)
+            1, bulk.archive_name, bulk.archive_bytes, bulk.archive_key, None, None, "application/zip", parts
         )
     url = storage.presign_put(bulk.archive_key, "application/zip", expires_seconds)
     token = None if url else secrets.token_urlsafe(32)
@@ -425,7 +437,7 @@ def complete_bulk_upload(storage: Storage, bulk: BulkUpload) -> bool:
         return False
     size = storage.size(bulk.archive_key)
     if bulk.parts_id is not None and size != bulk.archive_bytes:  # joined already, if a commit was lost
-        target = bulk_target(storage, bulk, 60)
+        target = bulk_target(storage, bulk, 60, stored=storage.stored_parts(bulk.archive_key, bulk.parts_id))
         missing = [part for part in target.parts if not part.uploaded]
         if missing:
             raise UploadIncomplete(
