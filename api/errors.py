@@ -153,11 +153,13 @@ def register_error_handlers(app: Flask) -> None:
             )
         if exc.code == 413:
             limit = request.max_content_length
+            by_url = (  # a class ZIP by URL may be as large as the bulk limits allow
+                "send the class ZIP by URL (POST /v1/exams/{exam_id}/bulk/uploads)"
+                if request.path.endswith("/bulk")
+                else "send fewer pages at a time, or upload them by URL (POST /v1/exams/{exam_id}/uploads)"
+            )
             message = "request body too large" + (
-                f": at most {limit} bytes ({limit / 1024**2:.0f} MiB) here; send fewer pages at a time, "
-                "or upload them by URL (POST /v1/exams/{exam_id}/uploads)"
-                if limit
-                else ""
+                f": at most {limit} bytes ({limit / 1024**2:.0f} MiB) here; {by_url}" if limit else ""
             )
         return error_response(exc.code or 500, code, message, details)
 

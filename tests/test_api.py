@@ -366,6 +366,10 @@ def test_a_body_over_the_limit_is_refused_with_the_limit_in_words(settings, app,
         assert reply.status_code == 413 and reply.json["error"]["code"] == "request_entity_too_large"
         assert f"at most {limit} bytes" in reply.json["error"]["message"]
         assert "/uploads" in reply.json["error"]["message"]
+        body = {"archive": (io.BytesIO(b"x" * 2_000_000), "class.zip")}
+        reply = client.post(f"/v1/exams/{exam['id']}/bulk", headers=auth(), data=body)
+        assert reply.status_code == 413 and f"at most {limit} bytes" in reply.json["error"]["message"]
+        assert "/bulk/uploads" in reply.json["error"]["message"]  # a class ZIP: by URL, as large as allowed
 
 
 def test_every_validation_error_has_the_one_detail_shape(client, auth):
