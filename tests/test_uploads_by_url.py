@@ -480,3 +480,28 @@ def test_a_large_class_zip_goes_in_parts_and_the_cli_resumes_from_the_last_part(
                 wait_for(api, auth(), paper["id"], statuses={"failed", "graded", "needs_review"}, timeout=120)
             third = CliRunner().invoke(cli, command, env=env)  # sent again: nothing made twice
             assert json.loads(third.stdout) == {"created": 0, "existing": 6, "refused": 0}
+
+
+def test_a_class_zip_joined_by_a_complete_whose_commit_was_lost_is_resumed_and_completed(live_api, auth, worker, app):
+    """`complete` joined the parts in storage, then its commit was lost: asking for the upload
+    again says every part is stored, and completing again queues the ZIP once."""
+    exam = make_exam(live_api, auth(), title="lost commit")
+    data = class_zip({f"S{n}/page1.jpg": noise_page(10 + n) for n in range(1, 4)})
+    assert len(data) > PART_BYTES
+    upload = start_class(live_api, auth(), exam["id"], data)
+    for part in upload["upload"]["parts"]:
+        chunk = data[part["offset"] : part["offset"] + part["size"]]
+        assert httpx.put(part["url"], content=chunk).status_code == 200
+    storage = app.extensions["markq"].storage
+    with app.extensions["markq"].sessions() as session:
+        bulk = session.get(BulkUpload, upload["bulk_id"])
+        storage.finish_parts(bulk.archive_key, bulk.parts_id)  # as complete did, before its commit failed
+    again = httpx.get(f"{live_api}/v1/bulk/{upload['bulk_id']}/upload", headers=auth())
+    assert again.status_code == 200, again.text
+    assert all(part["uploaded"] for part in again.json()["upload"]["parts"]) and again.json()["upload"]["uploaded"]
+    completed = httpx.post(f"{live_api}{upload['complete_url']}", headers=auth())
+    assert completed.status_code == 200 and completed.json()["status"] == "queued", completed.text
+    state = wait_for_class(live_api, auth(), upload)
+    assert sorted(p["student_ref"] for p in state["result"]["created"]) == ["S1", "S2", "S3"]
+    for paper in state["result"]["created"]:
+        wait_for(live_api, auth(), paper["paper_id"], statuses={"failed", "graded", "needs_review"})
