@@ -23,8 +23,10 @@ from werkzeug.serving import make_server
 from client import samples
 from client.cli import main as cli
 from loopback.proxy import FaultProxy
+from shared.intake import uploads
 from shared.intake.uploads import PART_BYTES, upload_key
 from shared.models import BulkStatus, BulkUpload, Paper, PaperStatus, utcnow
+from shared.storage import StorageError
 from tests.helpers import exam_body, loopback_call, page_bytes, wait_for
 from tests.test_api import another_app
 
@@ -505,3 +507,40 @@ def test_a_class_zip_joined_by_a_complete_whose_commit_was_lost_is_resumed_and_c
     assert sorted(p["student_ref"] for p in state["result"]["created"]) == ["S1", "S2", "S3"]
     for paper in state["result"]["created"]:
         wait_for(live_api, auth(), paper["paper_id"], statuses={"failed", "graded", "needs_review"})
+
+
+def test_a_class_zip_whose_storage_fails_mid_unpacking_is_retried_and_made_once(live_api, auth, worker, app):
+    """Storage away when the worker fetches the ZIP: the run lets go of it and its retry makes the
+    papers (run here in this process, the retry applied at once)."""
+    from worker.tasks import unpack_bulk
+
+    exam = make_exam(live_api, auth(), title="storage blip")
+    data = class_zip({"S1/page1.jpg": page_bytes("S1"), "S2/page1.jpg": page_bytes("S2")})
+    upload = start_class(live_api, auth(), exam["id"], data)
+    assert put(upload["upload"], data).status_code == 200
+    res = app.extensions["markq"]
+    with res.sessions() as session:  # completed as the API does, the unpacking left to this test
+        bulk = session.get(BulkUpload, upload["bulk_id"])
+        assert uploads.complete_bulk_upload(res.storage, bulk)
+        session.commit()
+    real, calls = res.storage.download, []
+
+    def away_once(key, out):
+        calls.append(key)
+        if len(calls) == 1:
+            raise StorageError(f"could not read {key}: connection refused")
+        return real(key, out)
+
+    res.storage.download = away_once
+    try:
+        with app.app_context():
+            outcome = unpack_bulk.apply(args=(upload["bulk_id"],))
+    finally:
+        res.storage.download = real
+    assert len(calls) == 2, outcome.state  # the first run failed and let go; its retry claimed it and ran
+    state = httpx.get(f"{live_api}{upload['status_url']}", headers=auth()).json()
+    assert state["status"] == "done" and sorted(p["student_ref"] for p in state["result"]["created"]) == ["S1", "S2"]
+    listed = httpx.get(f"{live_api}/v1/exams/{exam['id']}/papers", headers=auth()).json()
+    assert sorted(p["student_ref"] for p in listed) == ["S1", "S2"]  # made once
+    for paper in listed:
+        wait_for(live_api, auth(), paper["id"], statuses={"failed", "graded", "needs_review"})

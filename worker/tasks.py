@@ -14,7 +14,7 @@ import uuid
 from typing import BinaryIO
 
 from celery import Task, shared_task
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -150,8 +150,23 @@ def unpack_bulk(self: Task, bulk_id: str) -> str:
             with res.sessions() as session:
                 delete_objects(res.storage, [key], session)
     except StorageError as exc:
+        _bulk_release(res, bid)  # the retry claims it again
         raise self.retry(countdown=min(MAX_COUNTDOWN, 15 * 2**self.request.retries)) from exc
     return "done"
+
+
+def _bulk_release(res: Resources, bid: uuid.UUID) -> None:
+    """unpacking -> queued, for the retry to claim; the database away too, the claim lapses and
+    the sweep sends it again."""
+    try:
+        with transaction(res.sessions) as session:
+            session.execute(
+                update(BulkUpload)
+                .where(BulkUpload.id == bid, BulkUpload.status == BulkStatus.unpacking)
+                .values(status=BulkStatus.queued)
+            )
+    except SQLAlchemyError:
+        log.warning("could not release class ZIP %s for its retry; the sweep will", bid, exc_info=True)
 
 
 def _unpack(res: Resources, session: Session, bid: uuid.UUID, archive: BinaryIO) -> str:
