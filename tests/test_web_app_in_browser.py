@@ -379,5 +379,9 @@ def test_a_class_zip_goes_from_the_browser_straight_to_storage(
         uploads = session.scalars(select(BulkUpload).where(BulkUpload.exam_id == exam.id)).all()
         assert [(u.part_bytes, u.status.value) for u in uploads] == [(PART_BYTES, "done")]
     screenshot(page, shots / "class-zip-1280.png")
+    page.set_viewport_size({"width": 390, "height": 900})  # on a phone: the results fit the screen
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"the upload screen at 390 px is {overflow} px wider than the screen"
+    screenshot(page, shots / "class-zip-390.png")
     wait_until_no_paper_is_in_flight(app)
     context.close()
