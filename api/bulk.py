@@ -13,6 +13,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from api.context import current_school, db, require_school, resources
+from api.direct import file_view
 from api.errors import ApiError, domain_error, not_found, refusal_status
 from api.exams import school_exam
 from api.schemas import BulkResultSchema, BulkUploadCreateSchema, BulkUploadSchema, UploadFileSchema
@@ -167,36 +168,19 @@ def start_bulk_upload(exam: Exam, fields: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-def bulk_view(bulk: BulkUpload, target: uploads.UploadTarget | None = None) -> dict[str, Any]:
+def bulk_view(
+    bulk: BulkUpload, target: uploads.UploadTarget | None = None, *, uploaded: bool = False
+) -> dict[str, Any]:
+    """The class ZIP's state; with `target`, where to upload it (`uploaded`: stored whole)."""
     web = request.blueprint == "web"
-    upload: dict[str, Any] | None = None
-    if target is not None and target.parts:
-        upload = {
-            "number": 1,
-            "name": target.name,
-            "size": target.size,
-            "method": "PUT",
-            "url": None,
-            "headers": {},
-            "uploaded": False,
-            "parts": [
-                {"number": p.number, "offset": p.offset, "size": p.size, "url": p.url, "uploaded": p.uploaded}
-                for p in target.parts
-            ],
-        }
-    elif target is not None:
-        url = target.url or resources().settings.public_base_url.rstrip("/") + url_for(
-            "bulk.BulkFile", bulk_id=bulk.id, token=target.token
-        )
-        upload = {
-            "number": 1,
-            "name": target.name,
-            "size": target.size,
-            "method": "PUT",
-            "url": url,
-            "headers": {"Content-Type": target.content_type},
-            "uploaded": False,
-        }
+    upload = None
+    if target is not None:
+        url = None
+        if not target.parts:
+            url = target.url or resources().settings.public_base_url.rstrip("/") + url_for(
+                "bulk.BulkFile", bulk_id=bulk.id, token=target.token
+            )
+        upload = file_view(target, url, uploaded)
     return {
         "bulk_id": bulk.id,
         "exam_id": bulk.exam_id,
@@ -249,12 +233,12 @@ def upload_bulk_again(bulk: BulkUpload) -> dict[str, Any]:
         raise ApiError(409, "not_uploading", f"the archive is {bulk.status.value}, no longer uploading")
     storage = resources().storage
     try:
-        target = uploads.bulk_target(storage, bulk, resources().settings.upload_expiry_seconds)
-        stored = storage.size(bulk.archive_key) == bulk.archive_bytes
+        joined = storage.size(bulk.archive_key) == bulk.archive_bytes
+        stored = uploads.stored_parts(storage, bulk, joined)
+        target = uploads.bulk_target(storage, bulk, resources().settings.upload_expiry_seconds, stored)
     except StorageError as exc:
         raise domain_error(exc, "storage does not answer now; ask again in a moment") from exc
-    view = bulk_view(bulk, target)
-    view["upload"]["uploaded"] = stored
+    view = bulk_view(bulk, target, uploaded=joined)
     db().commit()
     return view
 
@@ -306,7 +290,9 @@ class BulkFile(MethodView):
             raise ApiError(404, "not_found", "no upload at this URL: it expired, was completed, or was never issued")
         request.max_content_length = bulk.archive_bytes  # a class ZIP, not the few pages of a paper
         try:
-            size = uploads.receive_bulk(resources().storage, bulk, request.stream)
+            size = uploads.receive(
+                resources().storage, bulk.archive_key, bulk.archive_bytes, request.stream, "application/zip"
+            )
         except uploads.UploadRefused as exc:
             resources().storage.delete(bulk.archive_key)
             raise ApiError(413, "archive_refused", f"{bulk.archive_name}: {exc.reason}") from exc

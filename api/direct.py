@@ -40,6 +40,26 @@ def complete_endpoint() -> str:
     return "web.complete_upload" if request.blueprint == "web" else "uploads.UploadComplete"
 
 
+def file_view(target: uploads.UploadTarget, url: str | None, uploaded: bool) -> dict[str, Any]:
+    """One file to upload: PUT to `url` with its headers, or in parts, each to its own URL."""
+    view: dict[str, Any] = {
+        "number": target.number,
+        "name": target.name,
+        "size": target.size,
+        "method": "PUT",
+        "url": url,
+        # the type its URL is signed for; a part's URL is signed for none
+        "headers": {} if target.parts else {"Content-Type": target.content_type},
+        "uploaded": uploaded,
+    }
+    if target.parts:
+        view["parts"] = [
+            {"number": p.number, "offset": p.offset, "size": p.size, "url": p.url, "uploaded": p.uploaded}
+            for p in target.parts
+        ]
+    return view
+
+
 def _upload_view(paper: Paper, targets: list[uploads.UploadTarget], *, new: bool) -> dict[str, Any]:
     """The upload's files and URLs; for an upload resumed, which files are stored already (one
     listing of the paper's upload prefix; a new upload has none)."""
@@ -50,17 +70,7 @@ def _upload_view(paper: Paper, targets: list[uploads.UploadTarget], *, new: bool
         url = target.url or settings.public_base_url.rstrip("/") + url_for(
             "uploads.UploadEndpoint", paper_id=paper.id, number=target.number, token=target.token
         )
-        files.append(
-            {
-                "number": target.number,
-                "name": target.name,
-                "size": target.size,
-                "method": "PUT",
-                "url": url,
-                "headers": {"Content-Type": target.content_type},  # the type its URL is signed for
-                "uploaded": stored.get(target.key) == target.size,
-            }
-        )
+        files.append(file_view(target, url, stored.get(target.key) == target.size))
     return {
         "paper_id": paper.id,
         "student_ref": paper.student_ref,
@@ -221,7 +231,11 @@ class UploadEndpoint(MethodView):
             raise ApiError(404, "not_found", "no upload at this URL: it expired, was completed, or was never issued")
         try:
             size = uploads.receive(
-                resources().storage, page, request.stream, request.mimetype or "application/octet-stream"
+                resources().storage,
+                page.original_key,
+                page.original_bytes,
+                request.stream,
+                request.mimetype or "application/octet-stream",
             )
         except uploads.UploadRefused as exc:
             resources().storage.delete(page.original_key)

@@ -7,21 +7,14 @@ from flask import request
 from api.context import resources
 from api.errors import ApiError, refusal_status
 from shared.images import PageHeader
-from shared.intake.submission import PageError, UploadedPage, check_pages
+from shared.intake.submission import PageError, UploadedPage, check_within
 from shared.intake.uploads import REFUSAL_CODES
 from shared.refusals import has_control_characters
 
 
 def check_uploads(uploads: list[UploadedPage]) -> tuple[list[UploadedPage], list[PageHeader]]:
     """Every file checked within this installation's limits; raises PageError at the first refused."""
-    settings = resources().settings
-    return check_pages(
-        uploads,
-        max_bytes=settings.max_page_bytes,
-        max_pixels=settings.max_image_pixels,
-        max_pages=settings.max_pages_per_paper,
-        pdf_dpi=settings.pdf_dpi,
-    )
+    return check_within(uploads, resources().settings)
 
 
 def request_pages(missing: str, max_files: int | None = None) -> tuple[list[UploadedPage], list[PageHeader]]:

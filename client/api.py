@@ -124,7 +124,8 @@ class MarkqClient:
         sent, and nothing is created twice (running it again after it completed returns the paper).
         `progress` is called with each chunk's bytes."""
         signature = UploadState.signature(str(self.http.base_url), exam_id, student_ref, pages)
-        upload = self._resumed(state.get(signature)) if state else None
+        earlier = state.get(signature) if state else None
+        upload = self._resumed(f"/v1/papers/{earlier}" if earlier else None)
         if upload is not None and upload.get("status") != "uploading":
             return upload  # completed by an earlier run: the paper as it is, nothing sent again
         if upload is None:
@@ -144,15 +145,16 @@ class MarkqClient:
             put_file(self.storage, target, page, progress)
         return self._call("POST", upload["complete_url"])
 
-    def _resumed(self, paper_id: str | None) -> dict[str, Any] | None:
-        """The upload an earlier run started (fresh URLs), the paper if it was completed, or None."""
-        if paper_id is None:
+    def _resumed(self, path: str | None) -> dict[str, Any] | None:
+        """What an earlier run started at `path` (a paper's or a class ZIP's): its upload again
+        (fresh URLs, what is stored already), itself if it was completed, or None if it is gone."""
+        if path is None:
             return None
         try:
-            return self._call("GET", f"/v1/papers/{paper_id}/upload")
+            return self._call("GET", f"{path}/upload")
         except MarkqError as exc:
             if exc.status == 409:
-                return self.paper(paper_id)
+                return self._call("GET", path)
             if exc.status == 404:
                 return None
             raise
@@ -191,7 +193,7 @@ class MarkqClient:
         `signature` (the same class's files), a run cut short resumes from the parts stored and
         creates nothing twice. Sending the same class again creates no paper twice."""
         known = state.get(signature) if state and signature else None
-        upload = self._bulk_resumed(known) if known else None
+        upload = self._resumed(f"/v1/bulk/{known}" if known else None)
         if upload is None:
             body: dict[str, Any] = {"name": name, "size": archive.stat().st_size, "class_label": class_label}
             if roster is not None:
@@ -231,18 +233,6 @@ class MarkqClient:
                 put_part(self.storage, piece, archive, progress)
             else:
                 put_file(self.storage, piece, archive, progress)
-
-    def _bulk_resumed(self, bulk_id: str) -> dict[str, Any] | None:
-        """The class ZIP an earlier run started (fresh URLs, which parts are stored), the upload
-        without URLs if it was completed, or None."""
-        try:
-            return self._call("GET", f"/v1/bulk/{bulk_id}/upload")
-        except MarkqError as exc:
-            if exc.status == 409:
-                return self._call("GET", f"/v1/bulk/{bulk_id}")
-            if exc.status == 404:
-                return None
-            raise
 
     def submit_class(
         self, exam_id: str, archive: BinaryIO, filename: str, class_label: str = "", roster: Path | None = None

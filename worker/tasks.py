@@ -27,7 +27,7 @@ from shared.grading.requests import resize_pages
 from shared.grading.steps import CannotMark
 from shared.intake import uploads
 from shared.intake.bulk import ArchiveRefused, BulkLimits, claim_bulk, keep_bulk, make_papers, read_archive
-from shared.intake.submission import PageError, check_pages, delete_objects, delete_stale_objects
+from shared.intake.submission import PageError, check_within, delete_objects, delete_stale_objects
 from shared.models import BulkStatus, BulkUpload, Exam, Paper, PaperStatus, WebhookDelivery
 from shared.provider import ProviderError
 from shared.resources import Resources
@@ -199,13 +199,7 @@ def _unpack(res: Resources, session: Session, bid: uuid.UUID, archive: BinaryIO)
         if paper.status == PaperStatus.queued:
             start_grading([paper.id])
 
-    check = functools.partial(
-        check_pages,
-        max_bytes=settings.max_page_bytes,
-        max_pixels=settings.max_image_pixels,
-        max_pages=settings.max_pages_per_paper,
-        pdf_dpi=settings.pdf_dpi,
-    )
+    check = functools.partial(check_within, settings=settings)
     try:
         result = make_papers(
             session,

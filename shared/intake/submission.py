@@ -22,6 +22,7 @@ from shared.images import PageHeader, PageRejected, inspect_page
 from shared.intake.pdf import is_pdf, render_pdf
 from shared.models import Exam, Page, Paper, PaperStatus, PauseCause, StaleObject
 from shared.refusals import RefusalKind
+from shared.settings import Settings
 from shared.storage import Storage, original_page_key
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,17 @@ def check_pages(
                 upload.filename, number, f"more than the {max_pages} pages a paper may have", RefusalKind.too_large
             )
     return pages, headers
+
+
+def check_within(uploads: list[UploadedPage], settings: Settings) -> tuple[list[UploadedPage], list[PageHeader]]:
+    """`check_pages` within this installation's limits (intake in the request, or a worker)."""
+    return check_pages(
+        uploads,
+        max_bytes=settings.max_page_bytes,
+        max_pixels=settings.max_image_pixels,
+        max_pages=settings.max_pages_per_paper,
+        pdf_dpi=settings.pdf_dpi,
+    )
 
 
 def submit_paper(

@@ -108,6 +108,11 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def token_opens(stored_hash: str | None, token: str) -> bool:
+    """The local backend's upload URL token matches the hash kept for it (constant time)."""
+    return stored_hash is not None and secrets.compare_digest(stored_hash, token_digest(token))
+
+
 def check_declared(files: list[DeclaredFile], *, max_bytes: int, max_files: int) -> None:
     if not files:
         raise UploadRefused(0, "", "declare at least one file", RefusalKind.invalid)
@@ -208,11 +213,7 @@ def page_for_token(session: Session, paper_id: uuid.UUID, number: int, token: st
         .join(Page.paper)
         .where(Page.paper_id == paper_id, Page.number == number, Paper.status == PaperStatus.uploading)
     )
-    if page is None or page.upload_token_hash is None:
-        return None
-    if not secrets.compare_digest(page.upload_token_hash, token_digest(token)):
-        return None
-    return page
+    return page if page is not None and token_opens(page.upload_token_hash, token) else None
 
 
 class _Bounded:
@@ -229,10 +230,11 @@ class _Bounded:
         return chunk
 
 
-def receive(storage: Storage, page: Page, body: BinaryIO, content_type: str) -> int:
-    """Stream one uploaded file into storage (the local backend's upload endpoint); its bytes."""
-    reader = _Bounded(body, page.original_bytes)
-    storage.put(page.original_key, reader, content_type)  # type: ignore[arg-type]
+def receive(storage: Storage, key: str, declared: int, body: BinaryIO, content_type: str) -> int:
+    """Stream one uploaded file (a page, or a class ZIP) into storage at `key`, refusing a byte
+    over its `declared` size (the local backend's upload endpoint); its bytes."""
+    reader = _Bounded(body, declared)
+    storage.put(key, reader, content_type)  # type: ignore[arg-type]
     return reader.size
 
 
@@ -378,23 +380,32 @@ def open_bulk_upload(
     if size > PART_BYTES and (parts_id := storage.start_parts(bulk.archive_key, "application/zip")) is not None:
         bulk.parts_id, bulk.part_bytes = parts_id, PART_BYTES
     session.add(bulk)
-    return bulk, bulk_target(storage, bulk, expires_seconds, stored={})
+    return bulk, bulk_target(storage, bulk, expires_seconds, stored={})  # nothing stored yet
 
 
-def bulk_target(
-    storage: Storage, bulk: BulkUpload, expires_seconds: int, stored: dict[int, int] | None = None
-) -> UploadTarget:
-    """The class ZIP's upload URL (or URLs, one per part), fresh; a new token for the local
-    backend's endpoint (caller commits). `stored`: the parts stored already, when known."""
-    if bulk.parts_id is not None and bulk.part_bytes:
-        ranges = [
-            (number, offset, min(bulk.part_bytes, bulk.archive_bytes - offset))
-            for number, offset in enumerate(range(0, bulk.archive_bytes, bulk.part_bytes), start=1)
-        ]
-        if stored is None and storage.size(bulk.archive_key) == bulk.archive_bytes:
-            stored = {number: size for number, _, size in ranges}  # joined by a complete whose commit was lost
-        elif stored is None:
-            stored = storage.stored_parts(bulk.archive_key, bulk.parts_id)
+def part_ranges(bulk: BulkUpload) -> list[tuple[int, int, int]]:
+    """A class ZIP's parts: (number, first byte, size) each; none when it goes in one PUT."""
+    if bulk.parts_id is None or not bulk.part_bytes:
+        return []
+    return [
+        (number, offset, min(bulk.part_bytes, bulk.archive_bytes - offset))
+        for number, offset in enumerate(range(0, bulk.archive_bytes, bulk.part_bytes), start=1)
+    ]
+
+
+def stored_parts(storage: Storage, bulk: BulkUpload, joined: bool) -> dict[int, int]:
+    """The class ZIP's parts stored so far, by number, with their sizes; all of them when the
+    object is `joined` already (by a complete whose commit was lost: the parts are gone)."""
+    if joined:
+        return {number: size for number, _, size in part_ranges(bulk)}
+    return storage.stored_parts(bulk.archive_key, bulk.parts_id) if bulk.parts_id else {}
+
+
+def bulk_target(storage: Storage, bulk: BulkUpload, expires_seconds: int, stored: dict[int, int]) -> UploadTarget:
+    """The class ZIP's upload URL (or URLs, one per part, each saying whether it is in `stored`),
+    fresh; a new token for the local backend's endpoint (caller commits)."""
+    if ranges := part_ranges(bulk):
+        assert bulk.parts_id is not None
         parts = tuple(
             PartTarget(
                 number,
@@ -418,16 +429,9 @@ def bulk_target(
 def bulk_for_token(session: Session, bulk_id: uuid.UUID, token: str) -> BulkUpload | None:
     """The uploading class ZIP this token opens (the API's own upload endpoint), or None."""
     bulk = session.get(BulkUpload, bulk_id)
-    if bulk is None or bulk.status != BulkStatus.uploading or bulk.upload_token_hash is None:
+    if bulk is None or bulk.status != BulkStatus.uploading:
         return None
-    return bulk if secrets.compare_digest(bulk.upload_token_hash, token_digest(token)) else None
-
-
-def receive_bulk(storage: Storage, bulk: BulkUpload, body: BinaryIO) -> int:
-    """Stream a class ZIP into storage (the local backend's upload endpoint); its bytes."""
-    reader = _Bounded(body, bulk.archive_bytes)
-    storage.put(bulk.archive_key, reader, "application/zip")  # type: ignore[arg-type]
-    return reader.size
+    return bulk if token_opens(bulk.upload_token_hash, token) else None
 
 
 def complete_bulk_upload(storage: Storage, bulk: BulkUpload) -> bool:
@@ -437,19 +441,21 @@ def complete_bulk_upload(storage: Storage, bulk: BulkUpload) -> bool:
         return False
     size = storage.size(bulk.archive_key)
     if bulk.parts_id is not None and size != bulk.archive_bytes:  # joined already, if a commit was lost
-        target = bulk_target(storage, bulk, 60, stored=storage.stored_parts(bulk.archive_key, bulk.parts_id))
-        missing = [part for part in target.parts if not part.uploaded]
+        stored = stored_parts(storage, bulk, joined=False)
+        missing = [
+            (number, first, length) for number, first, length in part_ranges(bulk) if stored.get(number) != length
+        ]
         if missing:
             raise UploadIncomplete(
                 [
                     {
                         "file": bulk.archive_name,
                         "number": 1,
-                        "part": part.number,
-                        "reason": f"{bulk.archive_name}: part {part.number} (bytes {part.offset}-"
-                        f"{part.offset + part.size - 1}) is not uploaded yet",
+                        "part": number,
+                        "reason": f"{bulk.archive_name}: part {number} (bytes {first}-{first + length - 1}) "
+                        "is not uploaded yet",
                     }
-                    for part in missing
+                    for number, first, length in missing
                 ]
             )
         storage.finish_parts(bulk.archive_key, bulk.parts_id)
