@@ -9,7 +9,7 @@ import shutil
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 from urllib.parse import quote
 
 import boto3
@@ -322,26 +322,27 @@ class S3Storage:
         query = f"partNumber={number}&uploadId={quote(upload_id, safe='')}"
         return self._presign(self.upload_endpoint_url, "PUT", key, expires_seconds, query=query)
 
-    def stored_parts(self, key: str, upload_id: str) -> dict[int, int]:
-        found: dict[int, int] = {}
+    def _parts(self, key: str, upload_id: str) -> list[dict[str, Any]]:
+        """Every part stored so far, as S3 lists them (number, size, ETag)."""
+        parts: list[dict[str, Any]] = []
         try:
             pages = self.client.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=key, UploadId=upload_id)
             for page in pages:
-                found.update({int(part["PartNumber"]): int(part["Size"]) for part in page.get("Parts", [])})
+                parts += page.get("Parts", [])
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in {"NoSuchUpload", "404"}:
                 raise ObjectNotFound(f"{key} (upload {upload_id})") from exc
             raise StorageError(f"could not list the parts of {key}: {exc}") from exc
         except BotoCoreError as exc:
             raise StorageError(f"could not list the parts of {key}: {exc}") from exc
-        return found
+        return parts
+
+    def stored_parts(self, key: str, upload_id: str) -> dict[int, int]:
+        return {int(part["PartNumber"]): int(part["Size"]) for part in self._parts(key, upload_id)}
 
     def finish_parts(self, key: str, upload_id: str) -> None:
+        parts = [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in self._parts(key, upload_id)]
         try:
-            parts = []
-            pages = self.client.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            for page in pages:
-                parts += [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in page.get("Parts", [])]
             self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
