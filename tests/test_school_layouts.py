@@ -16,7 +16,7 @@ from shared.grading.answer_key import AnswerKey, KeyQuestion
 from shared.grading.offline import read_offline
 from shared.grading.reader.layout import find_anchors, is_footer, is_heading, is_options_line, printed_number
 from shared.grading.reader.marking import mark_reading
-from shared.grading.reader.reading import AnswerReading, _after_equals, _bracket_contents, _inserted_text
+from shared.grading.reader.reading import AnswerReading, _after_equals, _bracket_contents, _inserted_text, read_answers
 from shared.grading.reader.scanning import PageScan, scan_page, upright_sheet
 from shared.grading.reader.template import (
     _apart,
@@ -94,6 +94,55 @@ def test_a_fraction_or_decimal_read_without_its_bar_or_point_is_never_confidentl
         }
     )
     assert mark_reading(AnswerReading("6", "read", "7x6；42", 0.97, agreeing=4), times, "math", "zh").is_correct
+
+
+def test_a_sign_or_one_end_of_the_answer_lost_in_reading_is_never_confidently_wrong():
+    blanks = KeyQuestion.model_validate(
+        {
+            "id": "9",
+            "type": "blanks",
+            "points": 2,
+            "blanks": [{"answer": "-6", "points": 1}, {"answer": "3", "points": 1}],
+        }
+    )
+    lost_minus = mark_reading(AnswerReading("9", "read", "6；3", 1.0, agreeing=4), blanks, "math", "zh")
+    assert not lost_minus.is_correct and lost_minus.confidence < 0.9  # a minus is a short stroke, often lost
+    other = mark_reading(AnswerReading("9", "read", "-4；3", 1.0, agreeing=4), blanks, "math", "zh")
+    assert not other.is_correct and other.confidence >= 0.9
+    single = KeyQuestion.model_validate({"id": "10", "answer": "-12", "points": 2})
+    assert mark_reading(AnswerReading("10", "read", "12", 0.99, agreeing=4), single, "math", "zh").confidence < 0.9
+
+    remainder = KeyQuestion.model_validate({"id": "11", "answer": "7……6", "points": 2})
+    tail = AnswerReading("11", "read", "6", 0.95, agreeing=2, key_likelihood=7e-8)  # the 7 and the dots lost
+    assert mark_reading(tail, remainder, "math", "zh").confidence < 0.9
+    # every reading agreeing on the part: what was written (a pupil's dropped zero), not a misreading
+    zeros = KeyQuestion.model_validate({"id": "12", "answer": "500", "points": 2})
+    said = AnswerReading("12", "read", "50", 0.99, agreeing=4, key_likelihood=4e-4)
+    assert mark_reading(said, zeros, "math", "zh").confidence >= 0.9
+
+
+@pytest.mark.parametrize("prompt", ["4+____=10", "4+（ ）=10"])
+def test_nothing_read_in_a_blank_inside_the_line_is_not_a_sure_blank(prompt):
+    # The recogniser drops a digit written on the blank's line ("4+____=10" read with the 6 lost):
+    # without a template that is not told apart from an empty blank, so a teacher looks.
+    key = AnswerKey.model_validate(
+        {
+            "questions": [
+                {"id": "1", "answer": "6", "prompt": prompt, "points": 1},
+                {"id": "2", "answer": "1", "points": 1},
+            ]
+        }
+    )
+    page = page_of([line("1. " + prompt, (100, 100, 400, 130)), line("2. x=", (100, 300, 160, 330))])
+    reading = read_answers([page], key)["1"]
+    assert reading.state == "blank" and reading.confidence < 0.9
+    plain = key.model_copy(
+        update={"questions": [key.questions[0].model_copy(update={"prompt": "算一算：4+6"}), key.questions[1]]}
+    )
+    assert (
+        read_answers([page_of([line("1. 算一算：4+6"), line("2. x=", (100, 300, 160, 330))])], plain)["1"].confidence
+        >= 0.9
+    )
 
 
 def test_other_digits_are_surely_wrong_only_where_the_recogniser_gives_the_key_no_chance():

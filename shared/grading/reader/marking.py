@@ -164,6 +164,8 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
         confidence *= (
             0.5  # it looks like the key and does not mean it: notation the reader lost (x² read x2, 7/10 read 7110)
         )
+    elif not agreed and any(_part_lost(said, normalise_text(form)) for form in (key, *question.accepted)):
+        confidence *= 0.8  # only one end of the key's answer, not read so every way: the rest perhaps lost
     if question.type == QuestionType.choice and not set(choice_letters(compared)) <= set(question.options or "ABCD"):
         confidence *= 0.5  # not one of the options' letters: a misreading, not a choice
     if question.type == QuestionType.choice and not choice_letters(compared):
@@ -298,14 +300,24 @@ def _near_miss(said: str, form: str) -> bool:
 
 
 def _notation_lost(form: str) -> set[str]:
-    """What the reader makes of an answer whose fraction bar or decimal point it loses or takes
-    for a 1 ('7/10' read '7110' or '710', '1.8' read '18'): never a confident wrong verdict."""
+    """What the reader makes of an answer whose fraction bar, decimal point or sign it loses or
+    takes for a 1 ('7/10' read '7110' or '710', '1.8' read '18', '-6' read '6': a minus is a short
+    stroke, cut off with a blank's edge or taken for a speck): never a confident wrong verdict."""
     lost = (
-        {form.replace("/", "1"), form.replace("/", ""), form.replace(".", "")}
+        {form.replace("/", "1"), form.replace("/", ""), form.replace(".", ""), form.lstrip("-−±+")}
         if any(c.isdigit() for c in form)
         else set()
     )
     return lost - {form}
+
+
+def _part_lost(said: str, form: str) -> bool:
+    """The reading is the answer's first or last characters alone, the rest holding a digit or dots
+    ('7……6' read '6', '11只' read '只'): lost in reading as likely as a pupil writing only that."""
+    if not said or len(said) >= len(form):
+        return False
+    lost = form[len(said) :] if form.startswith(said) else form[: -len(said)] if form.endswith(said) else ""
+    return any(c.isdigit() or c in ".…" for c in lost)  # thin strokes; a unit's character is rarely lost
 
 
 # Handwritten digits the reader mistakes for one another, every reading alike (324 read 374 four
@@ -430,6 +442,8 @@ def _blank_doubt(said: str, as_read: str, blank: Blank, reading: AnswerReading, 
     agreed = reading.agreeing >= AGREED_READINGS and reading.confidence >= AGREED_CONFIDENCE
     if near and not agreed or _confusable_digit(normalise_text(said), normalise_text(blank.answer)):
         doubt *= 0.8
+    if any(normalise_text(said) in _notation_lost(form) for form in forms):
+        doubt *= 0.5  # the blank's answer with its sign, bar or point lost: as likely a misreading
     if _not_like_the_key(said, blank.answer):
         doubt *= NOT_LIKE_THE_KEY
     return doubt

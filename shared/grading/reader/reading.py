@@ -331,6 +331,10 @@ def _read_area(
             )
         if question.type == QuestionType.choice:  # the letter sits inside the printed line: unseen is not blank
             return AnswerReading(question.id, "blank", "", 0.6, **where, note="no letter was read in the brackets")
+        if _BLANK_MARK.search(question.prompt):  # the answer goes inside the line, where the recogniser may drop it
+            return AnswerReading(
+                question.id, "blank", "", 0.6, **where, note="nothing was read in the question's blank, inside its line"
+            )
         return AnswerReading(question.id, "blank", "", 0.95, **where)
 
     det_text = clean_reading(" ".join(l.text for l in written))
