@@ -16,6 +16,7 @@ import importlib.metadata
 import importlib.util
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,14 +143,18 @@ def recognise(image: Image.Image) -> tuple[str, float]:
     return str(text), float(score)
 
 
-def recognise_likely(image: Image.Image, texts: list[str]) -> tuple[str, float, dict[str, float | None]]:
+def recognise_likely(
+    image: Image.Image, texts: list[str] | Callable[[str], list[str]]
+) -> tuple[str, float, dict[str, float | None]]:
     """`recognise`, and how likely the recogniser finds each of `texts` to be what the line says:
     P(text | image) under its CTC output, summed over every alignment of the text to the image's
     columns (the forward algorithm), so a text it would also have read another way keeps its share.
-    A text with a character the recogniser does not know is None (not known), as is every text with
-    the 3.x engine, whose recogniser this does not reach into."""
+    `texts` may be made from what was read (the key put in place of the answer read, the print
+    around it kept). A text with a character the recogniser does not know is None (not known), as
+    is every text with the 3.x engine, whose recogniser this does not reach into."""
     if not _LEGACY:
-        return (*recognise(image), dict.fromkeys(texts))
+        text, score = recognise(image)
+        return text, score, dict.fromkeys(texts(text) if callable(texts) else texts)
     pixels = np.asarray(image.convert("RGB"))
     with _lock:
         engine = _get_engine()
@@ -161,7 +166,7 @@ def recognise_likely(image: Image.Image, texts: list[str]) -> tuple[str, float, 
     decode = rec.postprocess_op
     text, score = decode(probs)[0]
     likely: dict[str, float | None] = {}
-    for said in texts:
+    for said in texts(str(text)) if callable(texts) else texts:
         labels = [decode.dict.get(c, -1) for c in said]
         likely[said] = _ctc_probability(probs[0], labels) if said and min(labels) > 0 else None
     return str(text), float(score), likely

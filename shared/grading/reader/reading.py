@@ -92,7 +92,7 @@ INLINE_ONCE = 0.85
 def _inline_reading(
     page: PageScan,
     on_line: list[ocr.TextLine],
-    qid: str,
+    question: KeyQuestion,
     text: str,
     where: dict[str, Any],
     note: str,
@@ -100,18 +100,31 @@ def _inline_reading(
 ) -> AnswerReading:
     """An answer found inside the question's line, read a second time on its own (cut from where it
     sits in the line): two readings that agree are trusted as any two are; one is not. `score`:
-    the first reading's, by default the line's, never more than INLINE_ONCE."""
+    the first reading's, by default the line's, never more than INLINE_ONCE. Where they agree,
+    the second reading also weighs the key's answer in its place (the print around it kept)."""
     if score is None:
         score = min(min(l.score for l in on_line), INLINE_ONCE)
-    second = _read_again(page, on_line, text)
+    second = _read_again(page, on_line, text, written_forms(question))
     if second is not None and normalise_text(second[0]) == normalise_text(text):
-        return AnswerReading(qid, "read", text, round(max(score, second[1]), 4), **where, note=f"{note}; read twice")
-    return AnswerReading(qid, "read", text, round(score, 4), **where, note=note)
+        return AnswerReading(
+            question.id,
+            "read",
+            text,
+            round(max(score, second[1]), 4),
+            **where,
+            note=f"{note}; read twice",
+            key_likelihood=second[2],
+        )
+    return AnswerReading(question.id, "read", text, round(score, 4), **where, note=note)
 
 
-def _read_again(page: PageScan, on_line: list[ocr.TextLine], text: str) -> tuple[str, float] | None:
+def _read_again(
+    page: PageScan, on_line: list[ocr.TextLine], text: str, forms: list[str]
+) -> tuple[str, float, float | None] | None:
     """Recognise `text` again from the part of its line where it sits (by its characters' share of
-    the line's width), with a little margin; None when it cannot be placed."""
+    the line's width), with a little margin; None when it cannot be placed. Also the likeliest of
+    the key's `forms` in the answer's place in what was read again (None where it cannot be known:
+    no forms, the answer not found in it, or a character the recogniser does not know)."""
     wanted = normalise_text(text).replace("；", "")
     for line in on_line:
         said = normalise_text(line.text)
@@ -130,8 +143,12 @@ def _read_again(page: PageScan, on_line: list[ocr.TextLine], text: str) -> tuple
                 min(page.image.height, line.box[3] + pad // 2),
             )
         )
-        again, score = ocr.recognise(crop)
-        return clean_reading(again), score
+        again, score, likely = ocr.recognise_likely(
+            crop, lambda read: [read.replace(text, form, 1) for form in forms] if text in read else []
+        )
+        known = [p for p in likely.values() if p is not None]
+        key_likelihood = max(known) if known and len(known) == len(likely) else None
+        return clean_reading(again), score, key_likelihood
     return None
 
 
@@ -280,12 +297,12 @@ def _read_area(
 
     if question.type == QuestionType.choice and (letter := _bracketed_letter(anchor, on_line)) is not None:
         text, score = letter
-        return _inline_reading(page, on_line, question.id, text, where, "the letter in the brackets", score)
+        return _inline_reading(page, on_line, question, text, where, "the letter in the brackets", score)
     if box is None and not written:
         line_text = anchor.rest + "".join(l.text for l in on_line if l is not anchor.line)
         separator = "；" if question.type == QuestionType.blanks else ""
         if inline := _inserted_text(line_text, question.prompt, separator):  # written into the question's blank
-            return _inline_reading(page, on_line, question.id, inline, where, "read from the question's own line")
+            return _inline_reading(page, on_line, question, inline, where, "read from the question's own line")
         if printed:  # text was found here, and taken for the prompt: perhaps wrongly
             return AnswerReading(
                 question.id, "blank", "", 0.6, **where, note="only text resembling the question was found under it"
@@ -307,13 +324,13 @@ def _read_area(
         if not question.prompt and (filled := _bracket_contents(line_text)):
             # No prompt to subtract: what is written inside the line's brackets is the answer.
             answer = separator.join(filled)
-            return _inline_reading(page, on_line, question.id, answer, where, "read inside the brackets")
+            return _inline_reading(page, on_line, question, answer, where, "read inside the brackets")
         if not question.prompt and (apart := _answer_boxes(anchor, on_line)):
             # Written apart from the print (the detector boxed it alone), with no operation in it.
-            return _inline_reading(page, on_line, question.id, apart, where, "read beside the question")
+            return _inline_reading(page, on_line, question, apart, where, "read beside the question")
         if not question.prompt and not _BLANK_MARK.search(line_text) and (after := _after_equals(line_text)):
             # No prompt to subtract: a calculation's answer is what follows its last '='.
-            return _inline_reading(page, on_line, question.id, after, where, "read after the question's '='")
+            return _inline_reading(page, on_line, question, after, where, "read after the question's '='")
         if (beside := _read_beside(page, last, right)) is not None:
             return AnswerReading(
                 question.id, "read", beside.text, round(beside.confidence, 4), **where,
