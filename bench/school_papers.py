@@ -1041,11 +1041,43 @@ def place_hand(ctx: Ctx, sheet: Sheet, written: Handwriting, x: float, baseline:
     return (left + b[0], top + b[1], left + b[2], top + b[3])
 
 
+STACKED_SHARE = 0.7  # of fraction answers written stacked, as pupils mostly do; the rest as 3/8
+_FRACTION = re.compile(r"(\d+)/(\d+)")
+
+
 def write_answer(ctx: Ctx, sheet: Sheet, text: str, x: float, baseline: float, max_width: float,
                  factor: float = 1.0) -> tuple[int, int, int, int]:  # fmt: skip
-    """A written answer starting at x on the baseline; its ink box in pixels."""
+    """A written answer starting at x on the baseline; its ink box in pixels. A fraction is mostly
+    written stacked (drawn with an rng of its own: the rest of the paper is as it was)."""
+    if (parts := _FRACTION.fullmatch(text)) is not None:
+        own = random.Random(f"{text}:{x:.2f}:{baseline:.2f}:{ctx.font}:{ctx.hand.size}")
+        if own.random() < STACKED_SHARE:
+            return write_stacked(ctx, sheet, parts.group(1), parts.group(2), x, baseline, own, factor)
     written = write_by_hand(text, ctx.hand, ctx.hand_px(factor), ctx.rng, ctx.px(max_width))
     return place_hand(ctx, sheet, written, x, baseline + ctx.rng.uniform(-2, 4))
+
+
+def write_stacked(ctx: Ctx, sheet: Sheet, numerator: str, denominator: str, x: float, baseline: float,
+                  rng: random.Random, factor: float) -> tuple[int, int, int, int]:  # fmt: skip
+    """A fraction written as pupils write it: the numerator over a hand-drawn bar over the
+    denominator, the bar a little above the line's baseline (on a printed answer line, often on
+    it); its ink box in pixels."""
+    size = ctx.hand.size * factor * 0.8 * rng.uniform(0.92, 1.08)
+    top, bottom = (write_by_hand(part, ctx.hand, ctx.px(size), rng) for part in (numerator, denominator))
+    width = max(w.bbox[2] - w.bbox[0] for w in (top, bottom)) / ctx.scale
+    centre = x + width / 2 + size * 0.2
+    bar = baseline - size * rng.uniform(0.05, 0.3)
+    boxes = []
+    for written, row_baseline in ((top, bar - size * 0.22), (bottom, bar + size * 0.95)):
+        ink_centre = (written.bbox[0] + written.bbox[2]) / 2 - written.origin[0]
+        boxes.append(
+            place_hand(ctx, sheet, written, centre - ink_centre / ctx.scale + rng.uniform(-1, 1), row_baseline)
+        )
+    half = width / 2 + size * rng.uniform(0.1, 0.3)
+    points = [(ctx.px(centre - half + 2 * half * t / 4), ctx.px(bar + rng.uniform(-0.6, 0.6))) for t in range(5)]
+    ImageDraw.Draw(sheet.ink).line(points, fill=(*ctx.hand.ink, 235), width=max(2, ctx.px(ctx.hand.size * 0.09)))
+    boxes.append((points[0][0], min(p[1] for p in points) - 1, points[-1][0], max(p[1] for p in points) + 1))
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
 
 
 def strike_through(ctx: Ctx, sheet: Sheet, ink: tuple[int, int, int, int]) -> None:

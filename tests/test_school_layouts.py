@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from bench.handwriting import HAND_LATIN
 from bench.school_papers import make_school_paper
+from client.samples import _font
 from shared import ocr
 from shared.grading.answer_key import AnswerKey, KeyQuestion
 from shared.grading.offline import read_offline
+from shared.grading.reader.fractions import read_stacked
 from shared.grading.reader.layout import find_anchors, is_footer, is_heading, is_options_line, printed_number
 from shared.grading.reader.marking import mark_reading
 from shared.grading.reader.reading import AnswerReading, _after_equals, _bracket_contents, _inserted_text, read_answers
@@ -391,3 +394,29 @@ def test_the_next_rows_writing_reaching_up_into_a_region_is_not_its_answer():
     alone = Image.new("L", (600, 100), 0)
     ImageDraw.Draw(alone).rectangle((150, 80, 190, 99), fill=255)  # written low, nothing else: kept
     assert student_ink(alone, line_height=30).getbbox() == (150, 80, 191, 100)
+
+
+def _stacked(top: str, bottom: str, bar: bool) -> tuple[Image.Image, Image.Image]:
+    """A pupil's stacked fraction: `top` over a drawn bar (or the empty band a printed answer line
+    left when its print, and the bar on it, were taken away) over `bottom`."""
+    page = Image.new("L", (220, 130), 255)
+    draw = ImageDraw.Draw(page)
+    font = _font(HAND_LATIN, 34)
+    draw.text((70, 16), top, font=font, fill=40)
+    if bar:
+        draw.line((60, 50, 130, 53), fill=40, width=3)
+    draw.text((70, 50), bottom, font=font, fill=40)
+    return page, ink_mask(page)
+
+
+@pytest.mark.parametrize("bar", [True, False])
+def test_a_stacked_fraction_is_read_row_by_row_over_its_bar_or_the_band_the_answer_line_left(bar):
+    page, mask = _stacked("11", "30", bar)
+    found = read_stacked(page, mask, line_height=32)
+    assert found is not None and found.text == "11/30"
+    # one row of writing, or rows that are not whole numbers, are no stacked fraction
+    row = Image.new("L", (220, 130), 255)
+    ImageDraw.Draw(row).text((40, 40), "1130", font=_font(HAND_LATIN, 34), fill=40)
+    assert read_stacked(row, ink_mask(row), line_height=32) is None
+    words, word_mask = _stacked("ab", "cd", bar)
+    assert read_stacked(words, word_mask, line_height=32) is None

@@ -27,6 +27,7 @@ from PIL import Image, ImageFilter
 
 from shared import ocr
 from shared.grading.answer_key import AnswerKey, QuestionType
+from shared.grading.reader.fractions import Stacked, read_stacked
 from shared.grading.reader.layout import find_anchors, in_reading_order, is_footer, is_heading, next_in_row
 from shared.grading.reader.reading import (
     MIN_INK_PIXELS,
@@ -48,6 +49,7 @@ MIN_INLIERS = 25  # fewer matches agreeing on one homography: the page is not th
 PRINT_WIDENING = 5  # px of the template's ink also taken away, for a slightly misaligned page
 REGION_PAD = 6  # px around a region, so writing that leans out of it is still read
 ONE_LINE = 3.0  # handwriting up to this many printed lines tall is one line, read whole as well
+FRACTION_RISE = 0.7  # printed lines above its region a stacked fraction's numerator may stand
 
 
 @dataclass
@@ -360,6 +362,15 @@ def _read_apart(
     )
 
 
+def _read_fraction(page: Image.Image, box: tuple[int, int, int, int], line_height: int) -> Stacked | None:
+    """The region's writing read as a stacked fraction, the region raised by FRACTION_RISE lines:
+    a numerator stands above the question's printed row, where the region begins."""
+    left, top, right, bottom = box
+    taller = page.crop((left, max(0, top - round(FRACTION_RISE * line_height)), right, bottom))
+    mask, _struck = without_struck(student_ink(ink_mask(taller), line_height), line_height)
+    return read_stacked(taller, mask, line_height)
+
+
 def _read_region(
     page: Image.Image,
     number: int,
@@ -404,6 +415,16 @@ def _read_region(
                 note="; ".join(["with the template", "each blank read alone", *struck_notes, *apart.notes]),
                 agreeing=apart.agreeing,
             )  # fmt: skip
+    if (
+        kind not in (QuestionType.blanks, QuestionType.word, QuestionType.choice)
+        and any("/" in form for form in forms)
+        and (stacked := _read_fraction(page, box, line_height)) is not None
+    ):
+        return AnswerReading(
+            qid, "read", stacked.text, round(stacked.confidence, 4), **where,
+            note="; ".join(["with the template", "a stacked fraction, its rows read apart", *struck_notes]),
+            agreeing=stacked.agreeing,
+        )  # fmt: skip
     key_likelihood = None
     if one_line and kind != QuestionType.blanks:
         whole, key_likelihood = whole_readings_against(crop, mask, ink_box, line_height, forms)
