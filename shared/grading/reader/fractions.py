@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageFilter, ImageOps
 
 from shared import ocr
 
@@ -91,6 +91,8 @@ def _read_row(crop: Image.Image, mask: Image.Image, band: tuple[int, int], line_
     box = row_mask.getbbox()
     if box is None:
         return "", 0.0, 0
+    # only this row's ink, its soft edges kept: the bar and the other row are not read with it
+    crop = Image.composite(crop, Image.new("L", crop.size, 255), row_mask.filter(ImageFilter.MaxFilter(5)))
     pad = max(4, line_height // 6)
     close = crop.crop((max(0, box[0] - pad), max(0, box[1] - pad), box[2] + pad, box[3] + pad))
     bordered = ImageOps.expand(crop.crop(box), border=line_height // 2, fill=255)
