@@ -211,11 +211,15 @@ def cut_questions(pages: list[bytes], template: Template, key: AnswerKey) -> lis
     printed, crops = template.printed(), []
     for question in key.questions:
         index, box = template.regions[question.id]
+        if any("/" in form for form in written_forms(question)):  # a stacked fraction's numerator
+            box = raised(box, template.line_heights[index])
+        rise = template.regions[question.id][1][1] - box[1]
         left, top, right, bottom = box
+        print_box = printed.get(question.id)  # the question's print, in the region's pixels
         shown = [
             b
             for b in (
-                printed.get(question.id),  # the question's print
+                [print_box[0], print_box[1] + rise, print_box[2], print_box[3] + rise] if print_box else None,
                 student_ink(writing[index].crop(box), template.line_heights[index]).getbbox(),
             )
             if b is not None
@@ -362,11 +366,16 @@ def _read_apart(
     )
 
 
-def _read_fraction(page: Image.Image, box: tuple[int, int, int, int], line_height: int) -> Stacked | None:
-    """The region's writing read as a stacked fraction, the region raised by FRACTION_RISE lines:
-    a numerator stands above the question's printed row, where the region begins."""
+def raised(box: tuple[int, int, int, int], line_height: int) -> tuple[int, int, int, int]:
+    """A fraction question's region raised by FRACTION_RISE lines: a stacked fraction's numerator
+    stands above the question's printed row, where the region begins."""
     left, top, right, bottom = box
-    taller = page.crop((left, max(0, top - round(FRACTION_RISE * line_height)), right, bottom))
+    return left, max(0, top - round(FRACTION_RISE * line_height)), right, bottom
+
+
+def _read_fraction(page: Image.Image, box: tuple[int, int, int, int], line_height: int) -> Stacked | None:
+    """The raised region's writing read as a stacked fraction."""
+    taller = page.crop(raised(box, line_height))
     mask, _struck = without_struck(student_ink(ink_mask(taller), line_height), line_height)
     return read_stacked(taller, mask, line_height)
 
@@ -421,7 +430,7 @@ def _read_region(
         and (stacked := _read_fraction(page, box, line_height)) is not None
     ):
         return AnswerReading(
-            qid, "read", stacked.text, round(stacked.confidence, 4), **where,
+            qid, "read", stacked.text, round(stacked.confidence, 4), **(where | {"region": raised(box, line_height)}),
             note="; ".join(["with the template", "a stacked fraction, its rows read apart", *struck_notes]),
             agreeing=stacked.agreeing,
         )  # fmt: skip
