@@ -163,6 +163,26 @@ class ExamTemplate(MethodView):
         return exam_template.template_view(exam)
 
 
+@blp.route("/<uuid:exam_id>/template/derive")
+class ExamTemplateDerived(MethodView):
+    decorators = [require_school]
+
+    @blp.response(202, TemplateSchema)
+    def post(self, exam_id: uuid.UUID) -> Any:
+        """No blank paper to give? markq derives one from the exam's first papers (at least 5, up
+        to 8, every page stored): the print they share, each pupil's writing left out. It replaces
+        any blank paper given before; check it, as a given one, before more papers are read.
+        Papers already marked keep their marks."""
+        exam = school_exam(exam_id)
+        try:
+            exam_template.start_deriving(db(), exam)
+        except exam_template.TooFewPapers as exc:
+            raise ApiError(409, "too_few_papers", str(exc)) from exc
+        db().commit()
+        current_app.extensions["celery"].send_task("markq.derive_template", args=(str(exam.id),))
+        return exam_template.template_view(exam), 202
+
+
 @blp.route("/<uuid:exam_id>/template/pages/<int:number>/preview")
 class ExamTemplatePreview(MethodView):
     decorators = [require_school]

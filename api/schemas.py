@@ -593,6 +593,11 @@ class TemplateSchema(Schema):
         values=fields.Nested(RegionSchema),
         metadata={"description": "Each question's answer region on the blank paper."},
     )
+    derived_from = fields.List(
+        fields.UUID(),
+        allow_none=True,
+        metadata={"description": "The papers the blank paper was derived from; null when it was given."},
+    )
 
 
 class TemplateRegionsSchema(Schema):

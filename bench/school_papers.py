@@ -192,17 +192,26 @@ def wrong_numbers(answer: str, rng: random.Random) -> tuple[str, ...]:
     return tuple(plausible) or (answer + "0",)
 
 
+def really_wrong(
+    answer: str, wrongs: tuple[str, ...], rng: random.Random, accepted: tuple[str, ...] = ()
+) -> tuple[str, ...]:
+    """The given wrong answers that are not right ((-2)² = 4 = 2×2), else plausible ones."""
+    return tuple(w for w in wrongs if w != answer and w not in accepted) or wrong_numbers(answer, rng)
+
+
 def calc(text: str, answer: str, kp: str, rng: random.Random, wrongs: tuple[str, ...] = (), **extra: object) -> Spec:
+    accepted = tuple(extra.pop("accepted", ()))
     return Spec(
-        "calc_row", str(extra.pop("qtype", "number")), text, (answer,), (wrongs or wrong_numbers(answer, rng),),
-        _kps(kp), float(extra.pop("points", 2)), accepted=(tuple(extra.pop("accepted", ())),),
+        "calc_row", str(extra.pop("qtype", "number")), text, (answer,), (really_wrong(answer, wrongs, rng, accepted),),
+        _kps(kp), float(extra.pop("points", 2)), accepted=(accepted,),
     )  # fmt: skip
 
 
 def fill(text: str, answer: str, kp: str, rng: random.Random, wrongs: tuple[str, ...] = (), **extra: object) -> Spec:
+    accepted = tuple(extra.pop("accepted", ()))
     return Spec(
-        "fill", str(extra.pop("qtype", "number")), text, (answer,), (wrongs or wrong_numbers(answer, rng),),
-        _kps(kp), 2.0, accepted=(tuple(extra.pop("accepted", ())),),
+        "fill", str(extra.pop("qtype", "number")), text, (answer,), (really_wrong(answer, wrongs, rng, accepted),),
+        _kps(kp), 2.0, accepted=(accepted,),
     )  # fmt: skip
 
 
@@ -1719,8 +1728,10 @@ def make_truth(item: Item, placement: Placement, paper: dict[str, object]) -> Tr
     )  # fmt: skip
 
 
-def make_school_paper(seed: int) -> SchoolPaper:
-    """A school mathematics paper, its blank template, answer key and truth; the same for a seed."""
+def make_school_paper(seed: int, student: int = 0) -> SchoolPaper:
+    """A school mathematics paper, its blank template, answer key and truth; the same for a seed.
+    Another `student` writes the same exam (print, key and template the same): their own hand,
+    answers and image variant."""
     rng = random.Random(seed)
     grade, design, variant = rng.randint(1, 9), choose_design(rng), rng.choice(VARIANTS)
     scale = HIGH_DPI_SCALE if rng.random() < HIGH_DPI_SHARE else 1
@@ -1734,6 +1745,13 @@ def make_school_paper(seed: int) -> SchoolPaper:
     )
     sections = pick_questions(grade, rng, design.calc_columns)
     blocks, where = fit_to_pages(ctx, sections, questions_top(ctx, score_table), restart, with_points)
+    if student:  # the same print, another pupil: the drawing's rng only writes
+        rng = random.Random(f"{seed}/student/{student}")
+        variant = rng.choice(VARIANTS)
+        hand = dataclasses.replace(choose_hand(rng, variant), size=ctx.hand.size)  # the blanks are sized for it
+        ctx = dataclasses.replace(ctx, hand=hand, rng=rng)
+        for block in blocks:
+            block.items = [dataclasses.replace(item, attempt=decide_attempt(item.spec, rng)) for item in block.items]
     items = [item for block in blocks if block.kind != "heading" for item in block.items]
     section_count = sum(1 for b in blocks if b.kind == "heading")
     sheets, placements = draw_pages(ctx, blocks, where, title, section_count, score_table, footer)

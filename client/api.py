@@ -163,6 +163,10 @@ class MarkqClient:
         """Upload the exam's blank paper, its pages in order; it is read in the background."""
         return self._upload(f"/v1/exams/{exam_id}/template", pages)
 
+    def derive_template(self, exam_id: str) -> dict[str, Any]:
+        """Ask markq to derive the blank paper from the exam's first papers."""
+        return self._call("POST", f"/v1/exams/{exam_id}/template/derive")
+
     def template(self, exam_id: str) -> dict[str, Any]:
         return self._call("GET", f"/v1/exams/{exam_id}/template")
 

@@ -165,11 +165,24 @@ def exams_show(ctx: click.Context, exam_id: str) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Save each page of the read blank paper, its answer regions drawn, as PNGs in this folder.",
 )
+@click.option(
+    "--derive",
+    is_flag=True,
+    help="No blank paper to give: derive it from the exam's first papers (at least 5 uploaded).",
+)
 @click.pass_context
-def exams_template(ctx: click.Context, exam_id: str, pages: tuple[Path, ...], preview: Path | None) -> None:
-    """Give the exam's blank paper (its pages in order, images or PDFs); with no PAGES, show how
-    reading it went: its status and each question's answer region (--preview: as pictures)."""
+def exams_template(
+    ctx: click.Context, exam_id: str, pages: tuple[Path, ...], preview: Path | None, derive: bool
+) -> None:
+    """Give the exam's blank paper (its pages in order, images or PDFs), or --derive it from the
+    papers; with neither, show how reading it went: its status and each question's answer region
+    (--preview: as pictures)."""
     client = _client(ctx)
+    if derive and pages:
+        raise click.UsageError("give the blank paper's pages or --derive, not both")
+    if derive:
+        _print(_run(lambda: client.derive_template(exam_id)))
+        return
     if pages:
         _print(_run(lambda: client.give_template(exam_id, list(pages))))
         return

@@ -37,6 +37,7 @@ def celery_config(settings: Settings) -> dict[str, object]:
             "markq.unpack_bulk": {"queue": settings.image_queue_name},
             "markq.read_paper": {"queue": settings.ocr_queue_name},
             "markq.read_template": {"queue": settings.ocr_queue_name},
+            "markq.derive_template": {"queue": settings.ocr_queue_name},
         },
         # Countdowns must stay well under the visibility timeout, or Redis would deliver the message
         # twice. Priorities give each exam a fair share (worker/base.py: fair_priority).

@@ -122,6 +122,20 @@ def read_template(self: Task, exam_id: str) -> str:
         raise self.retry(countdown=30) from exc
 
 
+@shared_task(name="markq.derive_template", bind=True, max_retries=5)
+def derive_template(self: Task, exam_id: str) -> str:
+    """OCR queue: derive an exam's blank paper from its first papers, then read it as a given one."""
+    res = resources()
+    try:
+        with transaction(res.sessions) as session:
+            exam = session.get(Exam, uuid.UUID(exam_id))
+            if exam is None or not (exam.template or {}).get("derived_from"):
+                return "nothing to derive"
+            return exam_template.derive_stored(session, res.storage, exam).value
+    except StorageError as exc:
+        raise self.retry(countdown=30) from exc
+
+
 @shared_task(name="markq.unpack_bulk", bind=True, max_retries=10)
 def unpack_bulk(self: Task, bulk_id: str) -> str:
     """Images queue: unpack a class ZIP uploaded by URL and make its papers, with the rules of a

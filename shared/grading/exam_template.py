@@ -1,8 +1,9 @@
 """An exam's blank paper: stored once, read on the OCR queue, its answer regions served and corrected.
 
 exams.template holds {"status": reading | ready | failed, "reason", "pages": [{"key", "width",
-"height"}], "regions": {question id: {"page", "box"}}, "line_heights", "tilts"}. The regions are in
-the pixels of the blank page as the reader sees it (upright, flattened, at most 2000 px, levelled).
+"height"}], "regions": {question id: {"page", "box"}}, "line_heights", "tilts"}, and "derived_from" (paper ids) where the blank paper was derived from
+the first papers instead of given. The regions are in the pixels of the blank page as the reader
+sees it (upright, flattened, at most 2000 px, levelled).
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ import io
 import json
 from typing import Any
 
-from PIL import ImageDraw, ImageFont
-from sqlalchemy.orm import Session
+from PIL import Image, ImageDraw, ImageFont
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import flag_modified
 
 from shared.grading.answer_key import AnswerKey
+from shared.grading.reader.derive import MIN_PAPERS, CannotDerive, derive_blank
 from shared.grading.reader.template import Template, read_template
 from shared.images import PageHeader
 from shared.intake.submission import UploadedPage
-from shared.models import Exam
+from shared.models import Exam, Paper, PaperStatus
 from shared.storage import Storage, template_page_key
 
 
@@ -43,6 +46,67 @@ def store_pages(storage: Storage, exam: Exam, pages: list[UploadedPage], headers
         storage.put(key, page.stream, header.content_type)
         stored.append({"key": key, "width": header.width, "height": header.height})
     exam.template = {"status": TemplateStatus.reading, "reason": None, "pages": stored, "regions": {}}
+
+
+DERIVE_FROM = 8  # papers a blank paper is derived from: enough that a right answer most wrote drops out
+STORED = (PaperStatus.queued, PaperStatus.processing, PaperStatus.graded, PaperStatus.needs_review, PaperStatus.paused)
+
+
+class TooFewPapers(ValueError):
+    """Fewer papers than a blank paper can be derived from."""
+
+
+def derivable(session: Session, exam: Exam) -> list[Paper]:
+    """The exam's first papers with every page stored, to derive its blank paper from."""
+    return list(
+        session.scalars(
+            select(Paper)
+            .where(Paper.exam_id == exam.id, Paper.status.in_(STORED))
+            .order_by(Paper.created_at, Paper.id)
+            .options(selectinload(Paper.pages))
+            .limit(DERIVE_FROM)
+        )
+    )
+
+
+def start_deriving(session: Session, exam: Exam) -> None:
+    """Mark the template as being derived from the exam's first papers (the caller commits, then
+    queues derive_stored); TooFewPapers when there are not enough."""
+    papers = derivable(session, exam)
+    if len(papers) < MIN_PAPERS:
+        raise TooFewPapers(
+            f"a blank paper is derived from at least {MIN_PAPERS} papers of the exam; it has {len(papers)} "
+            "stored: upload more papers, or give the blank paper"
+        )
+    exam.template = {
+        "status": TemplateStatus.reading,
+        "reason": None,
+        "pages": [],
+        "regions": {},
+        "derived_from": [str(paper.id) for paper in papers],
+    }
+
+
+def derive_stored(session: Session, storage: Storage, exam: Exam) -> TemplateStatus:
+    """The blank paper derived from the papers start_deriving chose (their print is what they
+    share), stored as the template's pages and read like a given one; failed, with the reason,
+    when too few of their pages align."""
+    chosen = exam.template["derived_from"]
+    papers = {str(paper.id): paper for paper in derivable(session, exam)}
+    stored = [papers[pid] for pid in chosen if pid in papers]  # a paper deleted since is left out
+    try:
+        blank = derive_blank([[storage.get(page.original_key) for page in paper.pages] for paper in stored])
+    except CannotDerive as exc:
+        exam.template = {**exam.template, "status": TemplateStatus.failed, "reason": f"could not derive: {exc}"}
+        return TemplateStatus.failed
+    pages = []
+    for number, png in enumerate(blank, start=1):
+        key = template_page_key(exam.school_id, exam.id, number)
+        storage.put(key, io.BytesIO(png), "image/png")
+        with Image.open(io.BytesIO(png)) as image:
+            pages.append({"key": key, "width": image.width, "height": image.height})
+    exam.template = {**exam.template, "pages": pages}
+    return read_stored(session, storage, exam)
 
 
 def read_stored(session: Session, storage: Storage, exam: Exam) -> TemplateStatus:
@@ -164,4 +228,5 @@ def template_view(exam: Exam) -> dict[str, Any]:
             for n, p in enumerate(template.get("pages", []), start=1)
         ],
         "regions": template.get("regions", {}),
+        "derived_from": template.get("derived_from"),
     }

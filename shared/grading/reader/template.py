@@ -124,6 +124,18 @@ def answer_regions(scans: list[PageScan], key: AnswerKey) -> dict[str, tuple[int
 
 def register(student: Image.Image, template: Image.Image) -> Image.Image | None:
     """The student page warped onto the template page's pixels, or None when they do not match."""
+    homography = match(student, template)
+    if homography is None:
+        return None
+    warped = cv2.warpPerspective(
+        np.asarray(student), homography, template.size, flags=cv2.INTER_LINEAR, borderValue=255
+    )
+    return Image.fromarray(warped)
+
+
+def match(student: Image.Image, template: Image.Image) -> np.ndarray | None:
+    """The homography from the student page's pixels to the template page's, or None when they
+    do not match."""
     scale_s, scale_t = MATCH_SIDE / max(student.size), MATCH_SIDE / max(template.size)
     small_s = np.asarray(student.resize((round(student.width * scale_s), round(student.height * scale_s))))
     small_t = np.asarray(template.resize((round(template.width * scale_t), round(template.height * scale_t))))
@@ -141,10 +153,7 @@ def register(student: Image.Image, template: Image.Image) -> Image.Image | None:
     homography, inliers = cv2.findHomography(source, target, cv2.RANSAC, 4.0)
     if homography is None or int(inliers.sum()) < MIN_INLIERS:
         return None
-    warped = cv2.warpPerspective(
-        np.asarray(student), homography, template.size, flags=cv2.INTER_LINEAR, borderValue=255
-    )
-    return Image.fromarray(warped)
+    return homography
 
 
 def remove_print(aligned: Image.Image, template_ink: Image.Image) -> Image.Image:
