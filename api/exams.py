@@ -174,12 +174,7 @@ class ExamTemplateDerived(MethodView):
         any blank paper given before; check it, as a given one, before more papers are read.
         Papers already marked keep their marks."""
         exam = school_exam(exam_id)
-        try:
-            exam_template.start_deriving(db(), exam)
-        except exam_template.TooFewPapers as exc:
-            raise ApiError(409, "too_few_papers", str(exc)) from exc
-        db().commit()
-        current_app.extensions["celery"].send_task("markq.derive_template", args=(str(exam.id),))
+        derive_blank_paper(exam)
         return exam_template.template_view(exam), 202
 
 
@@ -206,6 +201,17 @@ def give_blank_paper(
         raise domain_error(exc, not_stored) from exc
     db().commit()
     current_app.extensions["celery"].send_task("markq.read_template", args=(str(exam.id),))
+
+
+def derive_blank_paper(exam: Exam, too_few: str | None = None) -> None:
+    """The exam's blank paper derived from its first papers, in the background (API and web app;
+    409 too_few_papers when it has fewer than it takes, `too_few` saying so in the caller's words)."""
+    try:
+        exam_template.start_deriving(db(), exam)
+    except exam_template.TooFewPapers as exc:
+        raise ApiError(409, "too_few_papers", too_few or str(exc)) from exc
+    db().commit()
+    current_app.extensions["celery"].send_task("markq.derive_template", args=(str(exam.id),))
 
 
 def correct_regions(exam: Exam, regions: Any) -> None:

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from api import bulk, direct
 from api.context import db, resources
 from api.errors import ApiError, domain_error, error_response, not_found
-from api.exams import RESUMABLE, correct_regions, give_blank_paper, resume, template_page
+from api.exams import RESUMABLE, correct_regions, derive_blank_paper, give_blank_paper, resume, template_page
 from api.pages import LABELS, page_url, sheet_practice
 from api.reports import answer_image
 from api.schemas import (
@@ -44,6 +44,7 @@ from api.schemas import (
 from shared import schools, sharing, teachers
 from shared.grading import exam_template, lanes, papers
 from shared.grading.exams import InvalidExam, create_exam, exam_view, get_exam
+from shared.grading.reader.derive import MIN_PAPERS
 from shared.grading.reports import class_report, exam_report, student_report
 from shared.grading.review import InvalidOverride, override_question, review_count, review_groups, review_queue
 from shared.models import BulkUpload, Exam, KnowledgePoint, Paper, PaperStatus, PauseCause
@@ -723,6 +724,18 @@ def upload_template(exam_id: uuid.UUID) -> ResponseReturnValue:
         _("Could not store the blank paper; nothing was kept."),
     )
     return redirect(url_for("web.exam", exam_id=exam.id))
+
+
+@web.post("/exams/<uuid:exam_id>/template/derive")
+def derive_template(exam_id: uuid.UUID) -> ResponseReturnValue:
+    derive_blank_paper(
+        _exam(exam_id),
+        _(
+            "A blank paper is derived from at least %(n)s uploaded papers of the exam: upload more, or give the blank paper.",
+            n=MIN_PAPERS,
+        ),
+    )
+    return redirect(url_for("web.exam", exam_id=exam_id))
 
 
 @web.get("/exams/<uuid:exam_id>/template/pages/<int:number>.png")

@@ -4,6 +4,7 @@ regions served and corrected, and a paper read with it."""
 from __future__ import annotations
 
 import io
+import json
 
 import httpx
 import pytest
@@ -202,3 +203,44 @@ def test_a_vision_paper_with_a_blank_paper_sends_its_questions_crops_when_cheape
     assert Image.open(io.BytesIO(image.content)).height < 400  # one question, not a page
     missing = httpx.get(f"{live_api}/v1/papers/{sent['pages']['id']}/questions/{first}/crop", headers=headers)
     assert missing.status_code == 404  # no blank paper: no crops
+
+
+def test_a_blank_paper_is_derived_from_the_exams_first_papers(live_api, auth, idle, tmp_path):
+    headers = auth("A")
+    pupils = [make_school_paper(20011, student) for student in range(1, 6)]
+    exam = local_exam(live_api, headers, pupils[0], "期末测试（没有空白卷）")
+    base = f"{live_api}/v1/exams/{exam['id']}/template"
+    early = httpx.post(f"{base}/derive", headers=headers)
+    assert early.status_code == 409 and early.json()["error"]["code"] == "too_few_papers", early.text
+    assert "at least 5" in early.json()["error"]["message"]
+
+    submitted = []
+    for n, paper in enumerate(pupils, start=1):
+        sent = httpx.post(
+            f"{live_api}/v1/exams/{exam['id']}/papers",
+            headers=headers,
+            data={"student_ref": f"S{n:02d}", "class_label": "7(2)"},
+            files=_files(paper.pages, "p"),
+        )
+        assert sent.status_code == 202, sent.text
+        submitted.append(sent.json()["id"])
+    key = headers["Authorization"].removeprefix("Bearer ")
+    asked = CliRunner().invoke(
+        main,
+        ["--json", "exams", "template", exam["id"], "--derive"],
+        env={"MARKQ_API_URL": live_api, "MARKQ_API_KEY": key},
+    )
+    assert asked.exit_code == 0, asked.output
+    assert sorted(json.loads(asked.output)["derived_from"]) == sorted(submitted)
+
+    template = wait_until(
+        lambda: (t := httpx.get(base, headers=headers).json())["status"] != "reading" and t,
+        timeout=OCR_TIMEOUT,
+        what="the blank paper derived and read",
+    )
+    assert template["status"] == "ready" and template["reason"] is None, template
+    assert set(template["regions"]) == {q["id"] for q in pupils[0].answer_key["questions"]}
+    assert len(template["pages"]) == len(pupils[0].pages)
+    preview = httpx.get(f"{live_api}{template['pages'][0]['preview_url']}", headers=headers)
+    assert preview.status_code == 200 and preview.headers["content-type"] == "image/png"
+    assert httpx.post(f"{base}/derive", headers=auth("B")).status_code == 404  # another school's exam

@@ -205,6 +205,11 @@ def test_a_teacher_marks_a_class_in_the_browser(live_api, worker, app, browser, 
     expect(page.locator("h1")).to_have_text("三年级数学单元测试")
     exam_url = page.url
 
+    # no papers yet to derive the blank paper from: the teacher is told what it takes
+    page.click("text=从已交的试卷生成空白卷")
+    expect(page.locator("body")).to_contain_text("生成空白卷至少需要本次考试已上传的 5 份试卷")
+    page.goto(exam_url)
+
     # the blank paper: markq finds the answer regions and shows them drawn on the pages
     page.set_input_files("#blank", [str(p) for p in blank])
     page.click("text=上传空白试卷")
@@ -216,6 +221,7 @@ def test_a_teacher_marks_a_class_in_the_browser(live_api, worker, app, browser, 
     assert wait_until(template_ready, timeout=180, every=2)
     assert page.locator("#template-status").inner_text() == "已就绪"
     expect(page.locator(".template-pages img")).to_have_count(2)
+    expect(page.locator("text=从已交的试卷生成空白卷")).to_have_count(0)  # a blank paper was given
     drag_a_region_and_back(page, app, exam_url)
     screenshot(page, shots / "exam-1280.png")
 
