@@ -1,7 +1,7 @@
 """Offline marking on generated papers with known truth, with and without the exam's blank paper.
 
     python -m bench.offline [--papers 20] [--held-out-seed 90000] [--seed 20000] [--tuning-papers 20]
-                            [--own-layout-papers 30] [--threshold 0.9] [--show-errors]
+                            [--own-layout-papers 30] [--threshold 0.9] [--show-errors] [--derived-papers 0]
 
 Papers: Chinese mathematics, grades 1-9, in four page designs and several printed fonts, with
 two-column calculation rows, choice questions (the letter in the brackets, the options printed
@@ -16,7 +16,9 @@ against sending every page.
 
 Seeds: 20000 and up are for tuning (`--seed`, reported as `tuning`); the held-out seed, 90000,
 is never tuned on, and its figures are the headline `without_template` and `with_template`.
-Also measured: the reader's own first layout (bench.handwriting, `own_layout`), the CPU seconds a
+With `--derived-papers N`, N held-out papers are also read with a blank paper derived from eight
+other pupils' papers of the same exam (no blank paper given), beside their given one. Also
+measured: the reader's own first layout (bench.handwriting, `own_layout`), the CPU seconds a
 page and this process's peak memory (the OCR engine runs in it).
 
 Targets (issue "Marking papers markq has never seen"), on the held-out seed: without templates
@@ -40,8 +42,10 @@ from bench.own_layout import DETAIL, MODEL, cascade_prompt_tokens, page_sizes, p
 from bench.own_layout import measure as measure_own_layout
 from bench.school_papers import SchoolPaper, make_school_paper
 from shared.grading.answer_key import AnswerKey
+from shared.grading.exam_template import DERIVE_FROM
 from shared.grading.offline import cheaper_crops, read_offline, unsure_questions
 from shared.grading.reader import scanning
+from shared.grading.reader.derive import CannotDerive, derive_blank
 from shared.grading.reader.marking import mark_reading
 from shared.grading.reader.reading import AnswerReading, crop_sheet
 from shared.grading.reader.template import read_template, read_with_template
@@ -219,6 +223,50 @@ def measure_school(papers: int, seed: int, threshold: float, show_errors: bool =
     return result
 
 
+def measure_derived(papers: int, seed: int, threshold: float, pupils: int, show_errors: bool = False) -> dict[str, Any]:
+    """Each exam's paper read with its given blank paper and with one derived from `pupils` other
+    pupils' papers of the same exam (shared.grading.reader.derive), counted alike; a blank paper
+    that cannot be derived leaves that paper unread by it (counted as not confident)."""
+    tallies = {"given": Tally(), "derived": Tally()}
+    failed = 0
+    for n in range(papers):
+        paper = make_school_paper(seed + n)
+        key = AnswerKey.model_validate(paper.answer_key)
+        started = time.process_time()
+        try:
+            derived = derive_blank([make_school_paper(seed + n, pupil).pages for pupil in range(1, pupils + 1)])
+        except CannotDerive as exc:
+            print(f"paper {n + 1}: seed {paper.seed}: no blank paper derived ({exc})", flush=True)
+            derived, failed = None, failed + 1
+        tallies["derived"].cpu += time.process_time() - started
+        unsure = {}
+        for name, blank in (("given", paper.template_pages), ("derived", derived)):
+            with_template = read_with_template(paper.pages, read_template(blank, key), key) if blank else None
+            readings = (
+                with_template.readings
+                if with_template is not None
+                else {q.id: AnswerReading(q.id, "not_found", "", 0.0) for q in key.questions}
+            )
+            marks = {q.id: mark_reading(readings[q.id], q, "math", "zh") for q in key.questions}
+            _count(tallies[name].groups, paper, marks, readings, threshold, f"{name} " if show_errors else None)
+            unsure[name] = len(unsure_questions(marks, threshold))
+        print(
+            f"paper {n + 1}: seed {paper.seed}, {paper.variant}; unsure {unsure['given']} of {len(key.questions)} "
+            f"with the given blank paper, {unsure['derived']} with the derived one",
+            flush=True,
+        )
+    result: dict[str, Any] = {"papers": papers, "seed": seed, "pupils": pupils, "not_derived": failed}
+    for name, tally in tallies.items():
+        result[name] = _share(tally.groups["all"])
+        print(
+            f"seed {seed}, {name} blank paper: confident {result[name]['confident_share']:.1%}, right when "
+            f"confident {result[name]['accuracy_on_confident']:.2%}, silently wrong "
+            f"{result[name]['silently_wrong_share']:.2%}"
+        )
+    result["derive_cpu_seconds_per_exam"] = round(tallies["derived"].cpu / max(1, papers), 2)
+    return result
+
+
 def peak_memory_mb() -> float:
     """This process's peak resident memory: the OCR engine's, since it runs here."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -234,6 +282,12 @@ def main() -> None:
     parser.add_argument("--own-layout-seed", type=int, default=7000)
     parser.add_argument("--threshold", type=float, default=get_settings().local_confidence_threshold)
     parser.add_argument("--show-errors", action="store_true", help="print every wrong or unsure verdict")
+    parser.add_argument(
+        "--derived-papers",
+        type=int,
+        default=0,
+        help="held-out papers also read with a blank paper derived from 8 other pupils' papers (0: none)",
+    )
     args = parser.parse_args()
 
     result: dict[str, Any] = {"threshold": args.threshold}
@@ -255,6 +309,12 @@ def main() -> None:
         "with_template": held_out["with_template"],
         "ocr_peak_memory_mb": peak_memory_mb(),
     }
+    if args.derived_papers:
+        print(f"\nheld-out seed {args.held_out_seed}, read with a given and with a derived blank paper:")
+        result["derived_template"] = measure_derived(
+            args.derived_papers, args.held_out_seed, args.threshold, DERIVE_FROM, args.show_errors
+        )
+        result["ocr_peak_memory_mb"] = peak_memory_mb()
     print(f"\npeak memory of this process, the OCR engine's: {result['ocr_peak_memory_mb']} MB")
     print(json.dumps(result))
 
