@@ -124,6 +124,19 @@ def test_a_sign_or_one_end_of_the_answer_lost_in_reading_is_never_confidently_wr
     assert mark_reading(said, zeros, "math", "zh").confidence >= 0.9
 
 
+def test_a_unit_the_reader_could_not_make_out_is_not_a_sure_missing_unit():
+    word = KeyQuestion.model_validate({"id": "4.3", "type": "word", "answer": "145千米", "points": 4})
+    unread = AnswerReading("4.3", "read", "7.5×2=145（干米）\n答：145干米", 0.95, agreeing=3)  # 千 read 干
+    marked = mark_reading(unread, word, "math", "zh")
+    assert not marked.is_correct and marked.confidence < 0.9
+    for left_out in ("7.5×2=145\n答：145", "答：145米"):  # a unit left out, or another unit written
+        other = mark_reading(AnswerReading("4.3", "read", left_out, 0.95, agreeing=3), word, "math", "zh")
+        assert not other.is_correct and other.error_type in ("unit", "calculation")
+    bare = mark_reading(AnswerReading("4.3", "read", "7.5×2=145\n答：145", 0.95, agreeing=3), word, "math", "zh")
+    assert bare.error_type == "unit" and bare.confidence >= 0.9
+    assert mark_reading(AnswerReading("4.3", "read", "答：145千米", 0.95, agreeing=3), word, "math", "zh").is_correct
+
+
 @pytest.mark.parametrize("prompt", ["4+____=10", "4+（ ）=10"])
 def test_nothing_read_in_a_blank_inside_the_line_is_not_a_sure_blank(prompt):
     # The recogniser drops a digit written on the blank's line ("4+____=10" read with the 6 lost):

@@ -109,8 +109,10 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     # what is compared: for a word problem, the answer after 答： (the working stays in the reading)
     written_answer_line = ANSWER_MARK.search(reading.text) is not None and "答" not in key
     compared = final_answer(reading.text) if question.type == QuestionType.word or written_answer_line else reading.text
+    unit_unread = False
     if question.type == QuestionType.word and subject == "math":
-        compared = quantity_in(compared, key)
+        sentence, compared = compared, quantity_in(compared, key)
+        unit_unread = _unit_unread(sentence, compared)
         if _working_agrees(reading.text, as_digits(compared, question)):
             # the working's result and the 答 line say the same number: written twice, read alike twice
             reading = replace(reading, confidence=max(reading.confidence, WORKING_AGREES))
@@ -178,6 +180,8 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     ):
         confidence *= 0.5  # the key's answer is there with more around it: a crossed-out try, or print
     unit = subject == "math" and _unit_error(compared, key)
+    if unit and unit_unread:
+        confidence *= 0.5  # letters after the number that are no unit: the key's unit misread (千米 read 干米)
     error_type = "unit" if unit else "calculation" if subject == "math" else "concept"
     if zh:
         explanation = (
@@ -382,6 +386,14 @@ def quantity_in(sentence: str, key: str) -> str:
         if parse_value(candidate) is not None:
             return candidate
     return sentence
+
+
+def _unit_unread(sentence: str, quantity: str) -> bool:
+    """The quantity taken from a word problem's answer stops where letters still follow it: a
+    unit the reader could not make out ("145干米" gives 145), not a unit left out."""
+    at = sentence.find(quantity)
+    after = sentence[at + len(quantity) :].lstrip() if at >= 0 else ""
+    return bool(after) and after[0].isalpha()
 
 
 def final_answer(text: str) -> str:
