@@ -35,7 +35,7 @@ import resource
 import time
 import uuid
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bench.own_layout import DETAIL, MODEL, cascade_prompt_tokens, page_sizes, prompt_tokens
@@ -43,7 +43,7 @@ from bench.own_layout import measure as measure_own_layout
 from bench.school_papers import SchoolPaper, make_school_paper
 from shared.grading.answer_key import AnswerKey
 from shared.grading.exam_template import DERIVE_FROM
-from shared.grading.offline import cheaper_crops, read_offline, unsure_questions
+from shared.grading.offline import cheaper_crops, mark_readings, read_offline, unsure_questions
 from shared.grading.reader import scanning
 from shared.grading.reader.derive import CannotDerive, derive_blank
 from shared.grading.reader.marking import mark_reading
@@ -241,13 +241,14 @@ def measure_derived(papers: int, seed: int, threshold: float, pupils: int, show_
         tallies["derived"].cpu += time.process_time() - started
         unsure = {}
         for name, blank in (("given", paper.template_pages), ("derived", derived)):
-            with_template = read_with_template(paper.pages, read_template(blank, key), key) if blank else None
+            template = replace(read_template(blank, key), derived=name == "derived") if blank else None
+            with_template = read_with_template(paper.pages, template, key) if template else None
             readings = (
                 with_template.readings
                 if with_template is not None
                 else {q.id: AnswerReading(q.id, "not_found", "", 0.0) for q in key.questions}
             )
-            marks = {q.id: mark_reading(readings[q.id], q, "math", "zh") for q in key.questions}
+            marks = mark_readings(readings, key, "math", "zh", derived=name == "derived")
             _count(tallies[name].groups, paper, marks, readings, threshold, f"{name} " if show_errors else None)
             unsure[name] = len(unsure_questions(marks, threshold))
         print(

@@ -58,10 +58,12 @@ def read_offline(
     else:
         scans = scanning.scan_pages(pages)
         readings = reading.read_answers(scans, answer_key)
-    marks = _marks(readings, answer_key, subject, language)
+    derived = templated is not None and template is not None and template.derived
+    marks = mark_readings(readings, answer_key, subject, language, derived=derived)
     local_reading: dict[str, Any] = {
         "engine": ENGINE_NAME,
         "template": templated is not None,
+        "template_derived": derived,
         "questions": {qid: answer.to_json() for qid, answer in readings.items()},
     }
     unsure = unsure_questions(marks, threshold)
@@ -98,13 +100,32 @@ def offline_marks(
 ) -> dict[str, QuestionMark]:
     """The marks of a stored offline reading (papers.local_reading)."""
     readings = {qid: reading.AnswerReading.from_json(value) for qid, value in local_reading["questions"].items()}
-    return _marks(readings, answer_key, subject, language)
+    return mark_readings(readings, answer_key, subject, language, derived=bool(local_reading.get("template_derived")))
 
 
-def _marks(
-    readings: Mapping[str, reading.AnswerReading], answer_key: AnswerKey, subject: str, language: str
+DERIVED_DOUBT = 0.8  # a wrong or blank verdict read with a blank paper derived from the papers
+
+
+def mark_readings(
+    readings: Mapping[str, reading.AnswerReading],
+    answer_key: AnswerKey,
+    subject: str,
+    language: str,
+    *,
+    derived: bool = False,
 ) -> dict[str, QuestionMark]:
-    return {q.id: marking.mark_reading(readings[q.id], q, subject, language) for q in answer_key.questions}
+    """Each question's mark. With a derived blank paper (`derived`), strokes that most pupils wrote
+    alike may have been taken for print and painted out of the writing (44 read 41), so a wrong or
+    blank verdict is never sure: a teacher looks. A right one stands: paint-out rarely makes the key."""
+    marks = {q.id: marking.mark_reading(readings[q.id], q, subject, language) for q in answer_key.questions}
+    if derived:
+        marks = {
+            qid: mark
+            if mark.is_correct
+            else mark.model_copy(update={"confidence": round(mark.confidence * DERIVED_DOUBT, 4)})
+            for qid, mark in marks.items()
+        }
+    return marks
 
 
 def unsure_questions(marks: Mapping[str, QuestionMark], threshold: float) -> list[str]:

@@ -59,6 +59,7 @@ class Template:
     pages: list[PageScan]  # the blank pages upright and flattened, with their ink
     regions: dict[str, tuple[int, tuple[int, int, int, int]]]  # question id -> (page index, box)
     line_heights: list[int]  # each page's printed line height
+    derived: bool = False  # derived from the pupils' papers, not given (shared.grading.reader.derive)
 
     def to_json(self) -> dict[str, Any]:
         """What is stored of it: the regions and line heights (the pages are in storage)."""
@@ -86,7 +87,7 @@ class Template:
             image = level(upright_sheet(data), tilt)  # the pixels the regions were found in
             scans.append(PageScan(number, image, ink_mask(image), [], tilt))
         regions = {qid: (r["page"] - 1, tuple(r["box"])) for qid, r in stored["regions"].items()}
-        return cls(scans, regions, list(stored["line_heights"]))  # type: ignore[arg-type]
+        return cls(scans, regions, list(stored["line_heights"]), bool(stored.get("derived_from")))  # type: ignore[arg-type]
 
 
 def read_template(pages: list[bytes], key: AnswerKey) -> Template:
