@@ -23,8 +23,8 @@ from shared.images import INK_CONTRAST
 
 MIN_PAPERS = 5  # fewer aligned pages cannot tell the right answer most pupils wrote from the print
 PRINT_SHARE = 0.8  # ink on at least this share of the aligned pages is print (many pupils write the same right answer)
-ALIGN_SLACK = 2  # px each page's ink is widened before the vote (alignment error, a thin stroke blurred)
-SEED_SHARE = 0.85  # a print stroke stands somewhere on all pages but one (a minus sign lost in one blurred photo)
+ALIGN_SLACK = 1  # px each page's ink is widened before the vote (alignment error)
+SEED_SHARE = 1.0  # a print stroke stands somewhere on every page (wider votes kept traces of answers)
 
 
 class CannotDerive(ValueError):
