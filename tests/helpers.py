@@ -134,14 +134,24 @@ def queue_names(settings: Settings) -> tuple[str, str, str]:
     return settings.queue_names
 
 
+CONTROL_TIMEOUT = 15.0  # s a busy worker has to answer a control message (the default, 1 s, is missed under load)
+
+
 def pause_consuming(app: Flask, settings: Settings, worker: str) -> None:
+    """The worker stops taking messages from every markq queue, and has said so."""
     for queue in queue_names(settings):
-        app.extensions["celery"].control.cancel_consumer(queue, destination=[worker], reply=True)
+        replies = app.extensions["celery"].control.cancel_consumer(
+            queue, destination=[worker], reply=True, timeout=CONTROL_TIMEOUT
+        )
+        assert replies, f"{worker} did not answer: it may still take messages from {queue}"
 
 
 def resume_consuming(app: Flask, settings: Settings, worker: str) -> None:
     for queue in queue_names(settings):
-        app.extensions["celery"].control.add_consumer(queue, destination=[worker], reply=True)
+        replies = app.extensions["celery"].control.add_consumer(
+            queue, destination=[worker], reply=True, timeout=CONTROL_TIMEOUT
+        )
+        assert replies, f"{worker} did not answer: it may not take messages from {queue} again"
 
 
 # --- exams, pages and papers ---------------------------------------------------------------------
