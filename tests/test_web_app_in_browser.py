@@ -206,8 +206,10 @@ def test_a_teacher_marks_a_class_in_the_browser(live_api, worker, app, browser, 
     exam_url = page.url
 
     # no papers yet to derive the blank paper from: the teacher is told what it takes
+    screenshot(page, shots / "exam-without-blank-1280.png")
     page.click("text=从已交的试卷生成空白卷")
     expect(page.locator("body")).to_contain_text("生成空白卷至少需要本次考试已上传的 5 份试卷")
+    screenshot(page, shots / "derive-refused-1280.png")
     page.goto(exam_url)
 
     # the blank paper: markq finds the answer regions and shows them drawn on the pages
