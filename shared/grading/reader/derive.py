@@ -1,11 +1,11 @@
 """A blank paper derived from students' papers, for an exam whose blank paper was not given.
 
 Every student's page carries the same print and different writing. Each page of the first papers
-is aligned to the first paper's page (`register`, as a student page is aligned to a template), and
+is aligned to the sharpest of them (`register`, as a student page is aligned to a template), and
 ink that stands on most of the aligned pages is the print: the derived blank page is their
-per-pixel median where most pages have ink there, and white elsewhere. One pupil's writing is on
-one page only, so it drops out; what every pupil wrote in the same place (a printed-looking answer
-that all got right, in the same hand) would not, which is why several papers are needed.
+per-pixel median there, and white elsewhere. One pupil's writing is on one page only, so it drops
+out; what most pupils wrote alike in one place can leave fragments, which is why several papers
+are needed and why marks read with a derived blank paper never call a wrong answer sure.
 """
 
 from __future__ import annotations
