@@ -221,7 +221,7 @@ def cut_questions(pages: list[bytes], template: Template, key: AnswerKey) -> lis
     printed, crops = template.printed(), []
     for question in key.questions:
         index, box = template.regions[question.id]
-        if any("/" in form for form in written_forms(question)):  # a stacked fraction's numerator
+        if fraction_key(written_forms(question)):  # a stacked fraction's numerator, as _read_region reads it
             box = raised(box, template.line_heights[index])
         rise = template.regions[question.id][1][1] - box[1]
         left, top, right, bottom = box
@@ -376,6 +376,11 @@ def _read_apart(
     )
 
 
+def fraction_key(forms: list[str]) -> bool:
+    """The key's answer is a fraction: a pupil may write it stacked, its numerator above the row."""
+    return any("/" in form for form in forms)
+
+
 def raised(box: tuple[int, int, int, int], line_height: int) -> tuple[int, int, int, int]:
     """A fraction question's region raised by FRACTION_RISE lines: a stacked fraction's numerator
     stands above the question's printed row, where the region begins."""
@@ -436,7 +441,7 @@ def _read_region(
             )  # fmt: skip
     if (
         kind not in (QuestionType.blanks, QuestionType.word, QuestionType.choice)
-        and any("/" in form for form in forms)
+        and fraction_key(forms)
         and (stacked := _read_fraction(page, box, line_height)) is not None
     ):
         return AnswerReading(
