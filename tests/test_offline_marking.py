@@ -203,6 +203,32 @@ def test_the_key_lends_confidence_only_to_a_right_answer_no_misreading_could_mak
     assert mark_reading(reading("B", 0.6), choice_b, "math", "zh").confidence < 0.9
 
 
+def test_letters_read_for_digits_are_trusted_where_the_recogniser_weighs_the_key():
+    # "Z" for 2, read three times of four: discounted, unless the recogniser itself gave "2" a real chance
+    weighed = AnswerReading("1", "read", "Z", 0.54, agreeing=3, key_likelihood=0.42)
+    unweighed = AnswerReading("1", "read", "Z", 0.54, agreeing=3, key_likelihood=0.004)
+    assert mark_reading(weighed, question("2"), "math", "zh").confidence >= 0.9
+    assert mark_reading(unweighed, question("2"), "math", "zh").confidence < 0.9
+    # a handwritten 9 read "a", a 0 read "℃": digits where the key has no letter, and not where it has
+    assert mark_reading(reading("a", 0.97), question("9"), "math", "zh").is_correct
+    assert mark_reading(reading("18℃元", 0.95), question("180元"), "math", "zh").is_correct
+    assert not mark_reading(reading("3℃", 0.95), question("30℃"), "math", "zh").is_correct
+    # a times sign read as x is notation, not a letter taken for a digit: no discount
+    blanks = KeyQuestion.model_validate(
+        {"id": "1", "type": "blanks", "blanks": [{"answer": "7×9", "points": 1}, {"answer": "63", "points": 1}]}
+    )
+    assert mark_reading(reading("7x9；63", 0.85), blanks, "math", "zh").confidence >= 0.9
+
+
+def test_a_word_problem_whose_working_gives_its_answer_is_a_sure_mistake_however_near_the_key():
+    word = KeyQuestion(id="1", type="word", answer="168元", points=3, knowledge_points=[])
+    # 178 in the working and on the 答 line: two writings misread alike is unlikely, so it is what was written
+    twice = mark_reading(reading("74×70%=178（元） 答：178元", 0.85), word, "math", "zh")
+    assert not twice.is_correct and twice.confidence >= 0.9
+    once = mark_reading(reading("答：178元", 0.85), word, "math", "zh")
+    assert not once.is_correct and once.confidence < 0.9  # a digit from the key, read once: perhaps misread
+
+
 def test_local_marking_needs_an_answer_for_every_question_and_vision_needs_a_key():
     unanswered = ["2"]  # question 1 has an answer in the key, question 2 none
     assert "no answer for question(s) 2" in check_lane(Reader.local, Priority.standard, unanswered, True)

@@ -109,22 +109,25 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     # what is compared: for a word problem, the answer after 答： (the working stays in the reading)
     written_answer_line = ANSWER_MARK.search(reading.text) is not None and "答" not in key
     compared = final_answer(reading.text) if question.type == QuestionType.word or written_answer_line else reading.text
-    unit_unread = False
+    unit_unread = working_agrees = False
     if question.type == QuestionType.word and subject == "math":
         sentence, compared = compared, quantity_in(compared, key)
         unit_unread = _unit_unread(sentence, compared)
-        if _working_agrees(reading.text, as_digits(compared, question)):
+        if working_agrees := _working_agrees(reading.text, as_digits(compared, question)):
             # the working's result and the 答 line say the same number: written twice, read alike twice
             reading = replace(reading, confidence=max(reading.confidence, WORKING_AGREES))
     digits = _joined(as_digits(compared, question), key) if subject == "math" else compared
     # A reading that needed letters taken for digits (or a gap closed) is less sure: a little where
     # it then lands on the key, much where it still misses it (then it is most likely misread).
-    lookalikes, compared = digits != compared, digits
+    lookalikes, compared = _lookalikes_taken(compared, digits), digits
     if subject == "math" and not _is_right(compared, question, subject) and (powers := _as_powers(compared, key)):
         if _is_right(powers, question, subject):  # "x2-81" written for x²-81: the 2 was raised
             lookalikes, compared = True, powers
     if _is_right(compared, question, subject):
-        confidence = _key_agreed(reading) * (LOOKALIKE_DISCOUNT if lookalikes else 1.0)
+        # letters taken for digits land on the key: less sure, unless the recogniser itself gave
+        # the key's answer a real chance in the writing ("Z" read where it weighs "2" at 0.4)
+        doubted = lookalikes and (reading.key_likelihood is None or reading.key_likelihood < KEY_LIKELY)
+        confidence = _key_agreed(reading) * (LOOKALIKE_DISCOUNT if doubted else 1.0)
         if question.type == QuestionType.choice and _unmistakable_letter(compared, question, reading):
             confidence = max(confidence, KEY_AGREED)
         # A misreading that lands exactly on the key is far less likely than one that misses it.
@@ -147,7 +150,9 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     )
     # Every reading of the writing agreeing is not a misreading to doubt; fewer may be (a digit
     # lost the same way twice, "11/30" read "1/3 0", or three times, "27人" read "7人" at 0.99).
-    agreed = reading.agreeing >= AGREED_READINGS and reading.confidence >= AGREED_CONFIDENCE
+    # Two writings of the number (the working's result and the 答 line) read alike are as good: a
+    # misreading would have to change both the same way.
+    agreed = reading.agreeing >= AGREED_READINGS and reading.confidence >= AGREED_CONFIDENCE or working_agrees
     if _not_the_key(reading, said, (key, *question.accepted)):
         # other digits where the key has digits, and the recogniser gives the key no chance: three
         # readings agreeing on them are as sure a wrong answer as three giving the key a right one
@@ -215,10 +220,10 @@ _BLANK_SEPARATOR = re.compile(r"\s*[,，;；、]\s*|\s{2,}")
 
 
 # Handwritten digits the reader takes for letters; where the key holds no letter, a letter among
-# digits is one of these ("18C元" is 180元, "GO" is 60, "C.q" is 0.9).
+# digits is one of these ("18C元" is 180元, "GO" is 60, "C.q" is 0.9, "18℃元" is 180元).
 _DIGIT_LOOKALIKES = str.maketrans(
     {"O": "0", "o": "0", "C": "0", "c": "0", "D": "0", "I": "1", "l": "1", "|": "1", "Z": "2", "z": "2",
-     "S": "5", "s": "5", "G": "6", "b": "6", "q": "9", "g": "9"}
+     "S": "5", "s": "5", "G": "6", "b": "6", "q": "9", "g": "9", "a": "9", "℃": "0"}
 )  # fmt: skip
 LOOKALIKE_DISCOUNT = 0.9
 NOT_LIKE_THE_KEY = 0.6
@@ -234,10 +239,16 @@ def as_digits(text: str, question: KeyQuestion) -> str:
         return text
     keys = [question.answer or "", *question.accepted, *(b.answer for b in question.blanks)]
     text = _LEADING_SLASH.sub("1", text)  # a handwritten 1 read as '/': '/4' is no fraction
-    if any(_LATIN.search(k) for k in keys):
+    if any(_LATIN.search(k) or "℃" in k for k in keys):  # a temperature's ℃ is the answer's own
         return text
     text = _TIMES_AS_X.sub("×", text)  # '7x6' for 7×6: handwriting's times sign is an x
     return text.translate(_DIGIT_LOOKALIKES)
+
+
+def _lookalikes_taken(as_read: str, as_value: str) -> bool:
+    """The value needed letters taken for digits (or a gap closed): not only a handwritten times
+    sign read as x ('7x9' is 7×9 however surely it was read)."""
+    return as_value != as_read and as_value != _TIMES_AS_X.sub("×", as_read)
 
 
 # Handwritten capitals the reader takes for one another; any other two letters are told apart.
@@ -264,7 +275,7 @@ def _working_agrees(text: str, answer: str) -> bool:
 def as_digits_plain(text: str) -> str:
     """Letters that handwriting makes of digits, as digits, wherever they touch a digit."""
     return re.sub(
-        r"(?<=\d)[OoCcDIl|ZzSsGbqg]|[OoCcDIl|ZzSsGbqg](?=\d)", lambda m: m.group().translate(_DIGIT_LOOKALIKES), text
+        r"(?<=\d)[OoCcDIl|ZzSsGbqg℃]|[OoCcDIl|ZzSsGbqg](?=\d)", lambda m: m.group().translate(_DIGIT_LOOKALIKES), text
     )
 
 
@@ -342,6 +353,7 @@ def _confusable_digit(said: str, key: str) -> bool:
 # gave the key at most 9e-4 in each whole reading (15 answers); the one right answer the recogniser
 # misread so (25 read 75 four times) still gave the key 0.05-0.31.
 KEY_ABSENT = 0.01
+KEY_LIKELY = 0.1  # the recogniser's own chance of the key's answer in the writing: a real candidate
 
 
 def _digits_slipped(said: str, form: str) -> bool:
@@ -446,7 +458,7 @@ def _blank_doubt(said: str, as_read: str, blank: Blank, reading: AnswerReading, 
     """How far one blank's reading lowers the question's confidence, by the rules a single answer
     is marked with: letters taken for digits; a wrong value a character from the blank's answer,
     read unsurely; a reading that is not a value where the answer is one."""
-    doubt = LOOKALIKE_DISCOUNT if said != as_read else 1.0
+    doubt = LOOKALIKE_DISCOUNT if _lookalikes_taken(as_read, said) else 1.0
     if right or not said:
         return doubt
     forms = [normalise_text(form) for form in (blank.answer, *blank.accepted)]
