@@ -19,7 +19,14 @@ from shared.grading.offline import read_offline
 from shared.grading.reader.fractions import read_stacked
 from shared.grading.reader.layout import find_anchors, is_footer, is_heading, is_options_line, printed_number
 from shared.grading.reader.marking import mark_reading
-from shared.grading.reader.reading import AnswerReading, _after_equals, _bracket_contents, _inserted_text, read_answers
+from shared.grading.reader.reading import (
+    AnswerReading,
+    _after_equals,
+    _bracket_contents,
+    _inserted_text,
+    read_answers,
+    read_paper,
+)
 from shared.grading.reader.scanning import PageScan, scan_page, upright_sheet
 from shared.grading.reader.template import (
     _apart,
@@ -304,6 +311,17 @@ def test_answers_inside_a_line_two_blanks_apart_brackets_and_after_the_equals():
     assert _bracket_contents("0.3里面有（3）个0.1") == ["3"]
     assert _bracket_contents("4吨=（ ）千克") == []  # an empty blank holds no answer
     assert _after_equals("36+47=83") == "83"
+    assert _inserted_text("3.6x0.4= 1.44", "3.6×0.4=") == "1.44"  # the printed × read as x is print
+
+
+def test_a_choice_letter_the_recogniser_dropped_from_its_brackets_is_weighed_and_an_empty_one_is_not():
+    paper = make_school_paper(20005)  # q12: a curly C the line's reading left out, "12.6×4=（"; q10 left empty
+    key = AnswerKey.model_validate(paper.answer_key)
+    readings = read_paper(paper.pages, key)
+    written = {t.question_id: t.written for t in paper.truth}
+    assert (written["12"], readings["12"].text) == ("C", "C"), readings["12"]
+    assert "weighed" in readings["12"].note
+    assert written["10"] == "" and readings["10"].text == "", readings["10"]
 
 
 @pytest.mark.parametrize("seed", [20006])
@@ -378,7 +396,15 @@ def test_a_templated_region_reads_the_writing_without_specks_and_each_blank_alon
     draw.rectangle((300, 10, 330, 40), fill=255)  # the second blank's writing
     kept = np.asarray(student_ink(mask, line_height=30)) > 0
     assert kept[37, 75] and not kept[51, 561] and kept[20, 50] and kept[20, 310]
-    assert _apart(Image.fromarray(kept.astype(np.uint8) * 255), line_height=30) == [(40, 77), (300, 331)]
+    assert _apart(Image.fromarray(kept.astype(np.uint8) * 255), line_height=30) == [
+        (40, 10, 77, 41),
+        (300, 10, 331, 41),
+    ]
+    # the blanks wrapped onto the next row: the second answer is below and left of the first, read second
+    wrapped = Image.new("L", (600, 120), 0)
+    ImageDraw.Draw(wrapped).rectangle((300, 10, 330, 40), fill=255)
+    ImageDraw.Draw(wrapped).rectangle((40, 70, 70, 100), fill=255)
+    assert _apart(wrapped, line_height=30) == [(300, 10, 331, 41), (40, 70, 71, 101)]
 
 
 def test_a_texts_likelihood_sums_every_alignment_and_separates_the_written_number():

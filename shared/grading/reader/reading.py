@@ -73,10 +73,14 @@ class AnswerReading:
         return cls(**{**value, "region": tuple(region) if region else None})
 
 
+_TIMES = str.maketrans({"×": "x", "*": "x"})
+
+
 def _inserted_text(line_text: str, prompt: str, separator: str = "") -> str:
     """What a question's printed line holds beyond the key's prompt: an answer written in a blank.
     For a blanks question, answers with print between them are kept apart by `separator`."""
-    said, printed = normalise_text(line_text), normalise_text(prompt)
+    # the recogniser reads a printed times sign as x: the same print, not an answer's letter
+    said, printed = normalise_text(line_text).translate(_TIMES), normalise_text(prompt).translate(_TIMES)
     if not printed:
         return ""
     matcher = difflib.SequenceMatcher(None, said, printed, autojunk=False)
@@ -205,6 +209,59 @@ def _bracketed_letter(anchor: Anchor, on_line: list[ocr.TextLine]) -> tuple[str,
     return None
 
 
+_EMPTY_BRACKETS = re.compile(r"[(（]\s*[)）]|[(（]\s*$")  # read empty, or the line cut off after "（"
+_BRACKETS_READ = re.compile(r"[(（]\s*[^()（）]{0,2}?\s*(?:[)）]|$)")
+LETTER_LEADS = 10.0  # the likeliest option letter, this many times likelier than any other
+LETTER_LEAST = 0.01  # and at least this share of the likelihood of the brackets left empty
+UNCLOSED_REACH = 4  # line heights read on past a line that ends at its opening bracket
+
+
+def _weighed_letter(page: PageScan, anchor: Anchor, question: KeyQuestion) -> str | None:
+    """A choice letter the recogniser dropped from its brackets ("3千克=（）克" where a curly C is
+    written, or the line cut off at "（"): the question's line read again, each option letter
+    weighed in its last brackets (the print around kept); the one far likelier than every other
+    letter and than nothing, else None."""
+    line = anchor.line
+    text = unicodedata.normalize("NFKC", line.text)
+    if not _EMPTY_BRACKETS.search(text):
+        return None
+    pad = max(6, line.height // 3)
+    reach = UNCLOSED_REACH * line.height if re.search(r"[(（]\s*$", text) else pad
+    crop = page.image.crop(
+        (
+            max(0, line.box[0] - pad),
+            max(0, line.box[1] - pad // 2),
+            min(page.image.width, line.box[2] + reach),
+            min(page.image.height, line.box[3] + pad // 2),
+        )
+    )
+    letters = sorted(question.options) if question.options else list("ABCD")
+    tried: list[tuple[str, str]] = []  # (what is in the brackets, the line so)
+
+    def forms(read: str) -> list[str]:
+        read = unicodedata.normalize("NFKC", read)
+        found = list(_BRACKETS_READ.finditer(read))
+        if not found:
+            return []
+        before, after = read[: found[-1].start()], read[found[-1].end() :]
+        tried.extend((inside, f"{before}{o}{inside}{c}{after}") for inside in [*letters, ""] for o, c in ("()", "（）"))
+        return [form for _inside, form in tried]
+
+    _text, _score, likely = ocr.recognise_likely(crop, forms)
+    if not tried or any(value is None for value in likely.values()):
+        return None  # no brackets read again, the 3.x engine, or print the recogniser does not know
+    chance: dict[str, float] = {}
+    for inside, form in tried:
+        chance[inside] = max(chance.get(inside, 0.0), likely.get(form) or 0.0)
+    nothing = chance.pop("")
+    ranked = sorted(chance, key=chance.__getitem__, reverse=True)
+    best = chance[ranked[0]]
+    runner_up = chance[ranked[1]] if len(ranked) > 1 else 0.0
+    if best > 0 and best >= LETTER_LEAST * nothing and best >= LETTER_LEADS * runner_up:
+        return ranked[0]
+    return None
+
+
 def read_answers(pages: list[PageScan], key: AnswerKey) -> dict[str, AnswerReading]:
     anchors = find_anchors(pages, key)
     ordered = sorted(anchors.items(), key=lambda item: (item[1].page, item[1].line.box[1]))
@@ -298,6 +355,12 @@ def _read_area(
     if question.type == QuestionType.choice and (letter := _bracketed_letter(anchor, on_line)) is not None:
         text, score = letter
         return _inline_reading(page, on_line, question, text, where, "the letter in the brackets", score)
+    if question.type == QuestionType.choice and box is None and not written:
+        if (weighed := _weighed_letter(page, anchor, question)) is not None:
+            return AnswerReading(
+                question.id, "read", weighed, INLINE_ONCE, **where,
+                note="the brackets read empty; the option letters weighed in them, one far likelier",
+            )  # fmt: skip
     if box is None and not written:
         line_text = anchor.rest + "".join(l.text for l in on_line if l is not anchor.line)
         separator = "；" if question.type == QuestionType.blanks else ""

@@ -333,35 +333,57 @@ def without_struck(mask: Image.Image, line_height: int) -> tuple[Image.Image, in
 BLANKS_GAP = 1.5  # printed lines of blank paper between two answers: two blanks, each read alone
 
 
-def _apart(mask: Image.Image, line_height: int) -> list[tuple[int, int]]:
-    """The columns of each run of ink separated from the next by at least BLANKS_GAP lines (and
-    holding more than a speck)."""
-    columns = np.flatnonzero(np.asarray(mask).max(axis=0) > 0)
-    if not len(columns):
+ROW_GAP = 0.3  # lines of empty paper between two rows of writing (a blank wrapped to the next row)
+
+
+def _runs(profile: np.ndarray, gap: float) -> list[tuple[int, int]]:
+    """The runs of nonzero entries, two runs apart where more than `gap` zeros lie between."""
+    inked = np.flatnonzero(profile > 0)
+    if not len(inked):
         return []
-    spans, start = [], int(columns[0])
-    for before, after in zip(columns[:-1], columns[1:], strict=True):
-        if after - before > BLANKS_GAP * line_height:
-            spans.append((start, int(before) + 1))
+    runs, start = [], int(inked[0])
+    for before, after in zip(inked[:-1], inked[1:], strict=True):
+        if after - before > gap:
+            runs.append((start, int(before) + 1))
             start = int(after)
-    spans.append((start, int(columns[-1]) + 1))
+    runs.append((start, int(inked[-1]) + 1))
+    return runs
+
+
+def _apart(mask: Image.Image, line_height: int) -> list[tuple[int, int, int, int]]:
+    """The box of each run of writing, in reading order: row by row (a question's blanks may wrap
+    onto the next row, its second answer then left of its first), and within a row each run
+    separated from the next by at least BLANKS_GAP lines (and holding more than a speck)."""
     inked = np.asarray(mask) > 0
-    return [(x0, x1) for x0, x1 in spans if inked[:, x0:x1].sum() >= MIN_INK_PIXELS]  # no speck is a blank
+    boxes = []
+    for top, bottom in _runs(inked.sum(axis=1), ROW_GAP * line_height):
+        for x0, x1 in _runs(inked[top:bottom].sum(axis=0), BLANKS_GAP * line_height):
+            if inked[top:bottom, x0:x1].sum() >= MIN_INK_PIXELS:  # no speck is a blank
+                boxes.append((x0, top, x1, bottom))
+    return boxes
 
 
 def _read_apart(
-    crop: Image.Image, mask: Image.Image, lines: list[ocr.TextLine], spans: list[tuple[int, int]], line_height: int
+    crop: Image.Image,
+    mask: Image.Image,
+    lines: list[ocr.TextLine],
+    boxes: list[tuple[int, int, int, int]],
+    line_height: int,
 ) -> Vote | None:
     """Each blank's writing read alone (the detector's lines over it and three whole readings),
     joined as the blanks' answers: trusted as far as the least sure blank; None when one of
     them reads as nothing."""
     votes = []
-    for x0, x1 in spans:
+    for x0, y0, x1, y1 in boxes:
         alone = Image.new("L", mask.size, 0)
-        alone.paste(mask.crop((x0, 0, x1, mask.height)), (x0, 0))
+        alone.paste(mask.crop((x0, y0, x1, y1)), (x0, y0))
         if (box := alone.getbbox()) is None:
             return None
-        over = [line for line in lines if x0 <= (line.box[0] + line.box[2]) / 2 < x1]
+        over = [
+            line
+            for line in lines
+            if x0 <= (line.box[0] + line.box[2]) / 2 < x1 and y0 <= (line.box[1] + line.box[3]) / 2 < y1
+        ]
         det = (clean_reading(" ".join(line.text for line in over)), min((l.score for l in over), default=0.0))
         readings = [det, *whole_readings(crop, alone, box, line_height)]
         if not any(text for text, _score in readings):
@@ -432,8 +454,8 @@ def _read_region(
     readings = [(det_text, det_score)]
     ink_box = mask.getbbox()
     one_line = ink_box is not None and ink_box[3] - ink_box[1] <= ONE_LINE * line_height
-    if one_line and kind == QuestionType.blanks and len(spans := _apart(mask, line_height)) >= 2:
-        if (apart := _read_apart(crop, mask, lines, spans, line_height)) is not None:
+    if one_line and kind == QuestionType.blanks and len(boxes := _apart(mask, line_height)) >= 2:
+        if (apart := _read_apart(crop, mask, lines, boxes, line_height)) is not None:
             return AnswerReading(
                 qid, "read", apart.text, round(apart.confidence, 4), **where,
                 note="; ".join(["with the template", "each blank read alone", *struck_notes, *apart.notes]),
