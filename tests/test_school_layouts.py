@@ -295,6 +295,28 @@ def test_a_struck_through_try_is_left_out_and_fractions_and_underlines_are_kept(
     assert without_struck(fraction, line_height=32) == (fraction, 0)
 
 
+def test_a_try_struck_through_with_a_thin_light_line_is_found_in_the_region_before_its_specks_go():
+    region = Image.new("L", (600, 160), 255)  # the region as written: dark writing, a 1 px pencil line
+    draw = ImageDraw.Draw(region)
+    for n in range(3):
+        draw.ellipse((40 + 26 * n, 40, 60 + 26 * n, 70), outline=40, width=4)  # the first try
+    draw.line((30, 55, 130, 55), fill=150, width=1)  # a quick light line, 1 px: the speck filter takes it
+    for n in range(2):
+        draw.ellipse((200 + 26 * n, 40, 220 + 26 * n, 70), outline=40, width=4)  # the final answer
+    mask = student_ink(ink_mask(region), line_height=32)
+    assert np.asarray(mask)[30:80, 30:130].max() == 255 and without_struck(mask, 32)[1] == 0  # the line is gone
+    kept, struck = without_struck(mask, line_height=32, region=region)
+    assert struck == 1
+    assert np.asarray(kept)[:, :140].max() == 0 and np.asarray(kept)[:, 200:260].max() == 255
+    # the same thin line under the writing's foot, or across one character, strikes nothing
+    foot = Image.new("L", (600, 160), 255)
+    draw = ImageDraw.Draw(foot)
+    for n in range(3):
+        draw.ellipse((40 + 26 * n, 40, 60 + 26 * n, 70), outline=40, width=4)
+    draw.line((30, 72, 130, 72), fill=150, width=1)
+    assert without_struck(student_ink(ink_mask(foot), 32), 32, foot)[1] == 0
+
+
 def test_an_options_line_is_print_whether_read_as_one_line_or_one_box_an_option():
     assert is_options_line(line("A.41   B.4000   C.4   D.40"))
     row = [line("A.12", (180, 790, 250, 826)), line("B.8", (404, 788, 466, 826)), line("C.4", (632, 788, 690, 827))]

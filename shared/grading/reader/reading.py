@@ -487,7 +487,8 @@ def _read_beside(page: PageScan, line: ocr.TextLine, right: int | None, tail: bo
 _PRINTED_ENDS = "()（）。，, "
 
 
-_OPEN_END = re.compile(r"[(（]\s*$")  # a blank's bracket opened and nothing read in it
+# a blank's bracket opened and nothing read in it, or a calculation's '=' with nothing after it
+_OPEN_END = re.compile(r"[(（=＝]\s*$")
 TAIL_GAP = 0.4  # of the page's printed line: the gap between print and an answer written after it
 
 

@@ -41,7 +41,7 @@ from shared.grading.reader.reading import (
     written_forms,
 )
 from shared.grading.reader.scanning import PageScan, level, scan_page, upright_sheet
-from shared.images import ink_mask
+from shared.images import INK_CONTRAST, ink_mask
 
 MATCH_SIDE = 1200  # features are found on pages scaled to this long side: enough detail, quick
 RATIO = 0.75  # Lowe's ratio test for a good feature match
@@ -286,11 +286,39 @@ STRIKE_SLOPE = 0.3  # its line rises at most this much for its length
 STRIKE_GAP = 8  # and may break for an eighth of a line (4 px at 300 dpi)
 
 
-def without_struck(mask: Image.Image, line_height: int) -> tuple[Image.Image, int]:
+def without_struck(mask: Image.Image, line_height: int, region: Image.Image | None = None) -> tuple[Image.Image, int]:
     """The region's ink without struck-through tries, and how many there were. A try is struck
     through by a nearly level line drawn across it, which joins its characters into one component
     one row tall: a line (Hough) as long as that component is wide finds it; the ink it crosses
-    (a character the line only touches is its own component) goes with it."""
+    (a character the line only touches is its own component) goes with it. With the `region`'s
+    image, the lines are looked for in its ink before specks are filtered out: a quick thin stroke
+    (2 px) does not survive that filter, and the try's characters then stand apart."""
+    pixels = (np.asarray(mask) > 0).astype(np.uint8)
+    count, labels, stats, _centres = cv2.connectedComponentsWithStats(pixels, connectivity=8)
+    strikes = _strikes(mask, line_height)
+    if region is not None:
+        raw = region.point(lambda v: 255 if v < 255 - INK_CONTRAST else 0)
+        strikes += [s for s in _strikes(raw, line_height, THIN_VOTES) if _over_writing(s, stats, count)]
+    if not strikes:
+        return mask, 0
+    keep = np.ones(count, dtype=bool)
+    keep[0] = False
+    for n in range(1, count):
+        left, top, width, height = (int(v) for v in stats[n, :4])
+        centre = left + width / 2
+        for x0, y0, x1, y1 in strikes:
+            overlap = min(y1, top + height) - max(y0, top)
+            if x0 <= centre <= x1 and overlap >= 0.5 * min(height, y1 - y0):
+                keep[n] = False
+    return Image.fromarray(np.where(keep[labels], 255, 0).astype(np.uint8)), len(_merged(strikes))
+
+
+THIN_VOTES = 0.3  # a thin line's pixels, of its length, on one straight line: a hand's 1-2 px stroke wavers
+
+
+def _strikes(mask: Image.Image, line_height: int, votes: float = 0.5) -> list[tuple[int, int, int, int]]:
+    """The box of each component of `mask` a level line runs through from end to end (`votes`: the
+    share of its length that must lie on one straight line)."""
     pixels = (np.asarray(mask) > 0).astype(np.uint8)
     count, labels, stats, _centres = cv2.connectedComponentsWithStats(pixels, connectivity=8)
     strikes = []
@@ -303,7 +331,7 @@ def without_struck(mask: Image.Image, line_height: int) -> tuple[Image.Image, in
             component,
             1,
             np.pi / 180,
-            threshold=width // 2,
+            threshold=int(votes * width),
             minLineLength=int(0.85 * width),
             maxLineGap=max(2, line_height // STRIKE_GAP),  # a quick pen stroke thins out and breaks
         )
@@ -316,18 +344,31 @@ def without_struck(mask: Image.Image, line_height: int) -> tuple[Image.Image, in
         if level:
             x0, x1 = min(min(s[0], s[2]) for s in level), max(max(s[0], s[2]) for s in level)
             strikes.append((left + int(x0), top, left + int(x1), top + height))
-    if not strikes:
-        return mask, 0
-    keep = np.ones(count, dtype=bool)
-    keep[0] = False
+    return strikes
+
+
+def _over_writing(strike: tuple[int, int, int, int], stats: np.ndarray, count: int) -> bool:
+    """A line found in the unfiltered ink crosses at least two of the writing's characters (a
+    stroke joining two characters, alone, is no strike)."""
+    x0, y0, x1, y1 = strike
+    crossed = 0
     for n in range(1, count):
         left, top, width, height = (int(v) for v in stats[n, :4])
-        centre = left + width / 2
-        for x0, y0, x1, y1 in strikes:
-            overlap = min(y1, top + height) - max(y0, top)
-            if x0 <= centre <= x1 and overlap >= 0.5 * min(height, y1 - y0):
-                keep[n] = False
-    return Image.fromarray(np.where(keep[labels], 255, 0).astype(np.uint8)), len(strikes)
+        if x0 <= left + width / 2 <= x1 and min(y1, top + height) - max(y0, top) >= 0.5 * min(height, y1 - y0):
+            crossed += 1
+    return crossed >= 2
+
+
+def _merged(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """The boxes with those that overlap one another counted once (one strike found twice)."""
+    merged: list[tuple[int, int, int, int]] = []
+    for box in sorted(boxes):
+        if merged and box[0] <= merged[-1][2] and box[1] < merged[-1][3] and merged[-1][1] < box[3]:
+            last = merged[-1]
+            merged[-1] = (last[0], min(last[1], box[1]), max(last[2], box[2]), max(last[3], box[3]))
+        else:
+            merged.append(box)
+    return merged
 
 
 BLANKS_GAP = 1.5  # printed lines of blank paper between two answers: two blanks, each read alone
@@ -413,7 +454,7 @@ def raised(box: tuple[int, int, int, int], line_height: int) -> tuple[int, int, 
 def _read_fraction(page: Image.Image, box: tuple[int, int, int, int], line_height: int) -> Stacked | None:
     """The raised region's writing read as a stacked fraction."""
     taller = page.crop(raised(box, line_height))
-    mask, _struck = without_struck(student_ink(ink_mask(taller), line_height), line_height)
+    mask, _struck = without_struck(student_ink(ink_mask(taller), line_height), line_height, taller)
     return read_stacked(taller, mask, line_height)
 
 
@@ -429,7 +470,7 @@ def _read_region(
     """One question's writing read from its region of the print-free page; `forms`: the key's
     answer as it may be written, whose likelihood in the writing the verdict may use."""
     crop = page.crop(box)
-    mask, struck = without_struck(student_ink(ink_mask(crop), line_height), line_height)
+    mask, struck = without_struck(student_ink(ink_mask(crop), line_height), line_height, crop)
     ink = mask.histogram()[255]
     struck_notes = [f"{struck} struck-through tr{'y' if struck == 1 else 'ies'} left out"] if struck else []
     # Only the student's ink is read: the faint ghost of the print painted out, the paper's grain
