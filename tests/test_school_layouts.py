@@ -30,6 +30,8 @@ from shared.grading.reader.reading import (
 from shared.grading.reader.scanning import PageScan, scan_page, upright_sheet
 from shared.grading.reader.template import (
     _apart,
+    _in_slots,
+    blank_slots,
     read_template,
     read_with_template,
     register,
@@ -427,6 +429,31 @@ def test_a_templated_region_reads_the_writing_without_specks_and_each_blank_alon
     ImageDraw.Draw(wrapped).rectangle((300, 10, 330, 40), fill=255)
     ImageDraw.Draw(wrapped).rectangle((40, 70, 70, 100), fill=255)
     assert _apart(wrapped, line_height=30) == [(300, 10, 331, 41), (40, 70, 71, 101)]
+
+
+def test_a_blank_left_empty_is_found_by_the_blank_papers_blanks_and_each_answer_read_in_its_place():
+    printed = Image.new("L", (700, 80), 0)  # "text ____ text （    ） text" on the blank paper
+    draw = ImageDraw.Draw(printed)
+    for x0, x1 in ((10, 120), (290, 360), (560, 600)):
+        draw.rectangle((x0, 30, x1, 60), fill=255)
+    draw.rectangle((130, 58, 280, 60), fill=255)  # the underline: its band is left out
+    draw.rectangle((370, 30, 380, 60), fill=255)  # the brackets
+    draw.rectangle((540, 30, 550, 60), fill=255)
+    slots = blank_slots(printed, line_height=30, count=2)
+    assert slots is not None and [(x0, x1) for x0, _y0, x1, _y1 in slots] == [(121, 290), (381, 540)]
+    assert blank_slots(printed, line_height=30, count=3) is None  # not the key's blanks: not used
+    written = Image.new("L", (700, 80), 0)
+    ImageDraw.Draw(written).rectangle((160, 25, 200, 55), fill=255)  # the first blank's answer, the second empty
+    boxes = _in_slots(written, slots, line_height=30)
+    assert boxes is not None and boxes[1] is None and boxes[0] == (160, 25, 201, 56)
+    ImageDraw.Draw(written).rectangle((620, 25, 640, 55), fill=255)  # writing in no blank: read as before
+    assert _in_slots(written, slots, line_height=30) is None
+    # marked blank by blank: the first right for its points, the second empty
+    question = KeyQuestion.model_validate(
+        {"id": "1", "type": "blanks", "blanks": [{"answer": "5", "points": 1}, {"answer": "3", "points": 1}]}
+    )
+    mark = mark_reading(AnswerReading("1", "read", "5；", 0.95, agreeing=4), question, "math", "zh")
+    assert (mark.is_correct, mark.score) == (False, 1) and mark.confidence >= 0.9
 
 
 def test_a_texts_likelihood_sums_every_alignment_and_separates_the_written_number():

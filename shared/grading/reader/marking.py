@@ -476,7 +476,11 @@ def _blank_doubt(said: str, as_read: str, blank: Blank, reading: AnswerReading, 
 def _mark_blanks(reading: AnswerReading, question: KeyQuestion, subject: str, zh: bool) -> QuestionMark:
     """Each blank against its own answer, for its own points; a reading that does not split into
     as many parts as there are blanks is only a guess at which part is which."""
-    read_parts = [part for part in _BLANK_SEPARATOR.split(reading.text.strip()) if part]
+    in_place = [part.strip() for part in reading.text.split("；")]
+    if len(in_place) == len(question.blanks) and "" in in_place:
+        read_parts = in_place  # each blank read in its place, one left empty: "5；" is 5 and nothing
+    else:
+        read_parts = [part for part in _BLANK_SEPARATOR.split(reading.text.strip()) if part]
     parts = [as_digits(part, question) for part in read_parts]
     right, doubts = [], []
     for number, blank in enumerate(question.blanks):

@@ -30,6 +30,7 @@ from shared.grading.answer_key import AnswerKey, QuestionType
 from shared.grading.reader.fractions import Stacked, read_stacked
 from shared.grading.reader.layout import find_anchors, in_reading_order, is_footer, is_heading, next_in_row
 from shared.grading.reader.reading import (
+    AGREED_READINGS,
     MIN_INK_PIXELS,
     AnswerReading,
     Vote,
@@ -189,14 +190,14 @@ def read_with_template(pages: list[bytes], template: Template, key: AnswerKey) -
             )
             continue
         index, box = template.regions[question.id]
+        line_height = template.line_heights[index]
+        slots = (
+            blank_slots(template.pages[index].ink.crop(box), line_height, len(question.blanks))
+            if question.type == QuestionType.blanks
+            else None
+        )
         readings[question.id] = _read_region(
-            cleaned[index],
-            index + 1,
-            box,
-            question.id,
-            question.type,
-            template.line_heights[index],
-            written_forms(question),
+            cleaned[index], index + 1, box, question.id, question.type, line_height, written_forms(question), slots
         )
     return TemplateReading(readings, aligned_pages)
 
@@ -408,14 +409,18 @@ def _read_apart(
     crop: Image.Image,
     mask: Image.Image,
     lines: list[ocr.TextLine],
-    boxes: list[tuple[int, int, int, int]],
+    boxes: list[tuple[int, int, int, int] | None],
     line_height: int,
 ) -> Vote | None:
     """Each blank's writing read alone (the detector's lines over it and three whole readings),
     joined as the blanks' answers: trusted as far as the least sure blank; None when one of
     them reads as nothing."""
     votes = []
-    for x0, y0, x1, y1 in boxes:
+    for place in boxes:
+        if place is None:  # a blank with no writing in it
+            votes.append(Vote("", EMPTY_SLOT, [], AGREED_READINGS))
+            continue
+        x0, y0, x1, y1 = place
         alone = Image.new("L", mask.size, 0)
         alone.paste(mask.crop((x0, y0, x1, y1)), (x0, y0))
         if (box := alone.getbbox()) is None:
@@ -431,12 +436,67 @@ def _read_apart(
             return None
         votes.append(vote(readings))
     notes = sorted({note for v in votes for note in v.notes})
+    if not any(v.text for v in votes):
+        return None
     return Vote(
         "；".join(v.text for v in votes),
         min(v.confidence for v in votes),
         notes,
         min(v.agreeing for v in votes),
     )
+
+
+SLOT_WIDE = 1.8  # printed lines of empty print between two printed pieces of a row: a blank
+SLOT_FOOT = 0.25  # of a print row's height: an underline's band, left out when looking for blanks
+SLOT_RISE = 0.6  # printed lines above a blank's row where its writing may reach
+EMPTY_SLOT = 0.95  # a blank with no writing in its place on the row
+
+
+def blank_slots(printed: Image.Image, line_height: int, count: int) -> list[tuple[int, int, int, int]] | None:
+    """The blanks of a question's print (its region's ink on the blank paper), in reading order:
+    the wide empty places between printed pieces of a row (inside brackets, or above an underline,
+    whose band is left out), each as the box its writing may fill; None unless there are `count`."""
+    inked = np.asarray(printed) > 0
+    slots = []
+    for top, bottom in _runs(inked.sum(axis=1), ROW_GAP * line_height):
+        upper = bottom - max(2, round(SLOT_FOOT * (bottom - top)))
+        pieces = _runs(inked[top:upper].sum(axis=0), SLOT_WIDE * line_height)
+        for (_a, end), (start, _b) in zip(pieces[:-1], pieces[1:], strict=True):
+            if start - end > SLOT_WIDE * line_height:
+                slots.append((end, max(0, top - round(SLOT_RISE * line_height)), start, bottom + line_height // 3))
+    return slots if len(slots) == count else None
+
+
+def _in_slots(
+    mask: Image.Image, slots: list[tuple[int, int, int, int]], line_height: int
+) -> list[tuple[int, int, int, int] | None] | None:
+    """The writing of each blank, by the blanks' places: the box of the ink whose middle lies in
+    each (None for a blank with none); None when some writing lies in no blank's place (written
+    beside it: read as before) or no blank holds any."""
+    pixels = (np.asarray(mask) > 0).astype(np.uint8)
+    count, _labels, stats, _centres = cv2.connectedComponentsWithStats(pixels, connectivity=8)
+    reach = line_height // 3
+    found: list[list[int]] = [[] for _ in slots]
+    for n in range(1, count):
+        left, top, width, height = (int(v) for v in stats[n, :4])
+        cx, cy = left + width / 2, top + height / 2
+        where = [i for i, (x0, y0, x1, y1) in enumerate(slots) if x0 - reach <= cx <= x1 + reach and y0 <= cy <= y1]
+        if len(where) != 1:
+            return None
+        found[where[0]].append(n)
+    if not any(found):
+        return None
+    boxes: list[tuple[int, int, int, int] | None] = []
+    for members in found:
+        if not members:
+            boxes.append(None)
+            continue
+        x0 = min(int(stats[n, 0]) for n in members)
+        y0 = min(int(stats[n, 1]) for n in members)
+        x1 = max(int(stats[n, 0] + stats[n, 2]) for n in members)
+        y1 = max(int(stats[n, 1] + stats[n, 3]) for n in members)
+        boxes.append((x0, y0, x1, y1))
+    return boxes
 
 
 def fraction_key(forms: list[str]) -> bool:
@@ -466,9 +526,11 @@ def _read_region(
     kind: QuestionType | None,
     line_height: int,
     forms: list[str],
+    slots: list[tuple[int, int, int, int]] | None = None,
 ) -> AnswerReading:
     """One question's writing read from its region of the print-free page; `forms`: the key's
-    answer as it may be written, whose likelihood in the writing the verdict may use."""
+    answer as it may be written, whose likelihood in the writing the verdict may use; `slots`: a
+    blanks question's blanks on the blank paper, in the region's pixels, where they were found."""
     crop = page.crop(box)
     mask, struck = without_struck(student_ink(ink_mask(crop), line_height), line_height, crop)
     ink = mask.histogram()[255]
@@ -495,7 +557,16 @@ def _read_region(
     readings = [(det_text, det_score)]
     ink_box = mask.getbbox()
     one_line = ink_box is not None and ink_box[3] - ink_box[1] <= ONE_LINE * line_height
-    if one_line and kind == QuestionType.blanks and len(boxes := _apart(mask, line_height)) >= 2:
+    boxes = _apart(mask, line_height) if one_line and kind == QuestionType.blanks else []
+    if slots and len(boxes) < len(slots) and (filled := _in_slots(mask, slots, line_height)) is not None:
+        # a blank left empty: each blank's writing read alone, found by the blank paper's blanks
+        if (apart := _read_apart(crop, mask, lines, filled, line_height)) is not None:
+            return AnswerReading(
+                qid, "read", apart.text, round(apart.confidence, 4), **where,
+                note="; ".join(["with the template", "each blank read in its place", *struck_notes, *apart.notes]),
+                agreeing=apart.agreeing,
+            )  # fmt: skip
+    if len(boxes) >= 2:
         if (apart := _read_apart(crop, mask, lines, boxes, line_height)) is not None:
             return AnswerReading(
                 qid, "read", apart.text, round(apart.confidence, 4), **where,
