@@ -257,8 +257,9 @@ def main() -> int:
             rounds.append((url_seconds, (direct_before + timed_direct(f"after{r}")) / 2))
         api_cpu_ms = url_cpu / (ROUNDS * PAPERS * PAGES_PER_PAPER) * 1000
         url_growth_mb = max(rss_kb(pid, "VmHWM") - rss_before[pid] for pid in worker_pids) / 1024
-        ratios = sorted(direct / url for url, direct in rounds)
-        url_seconds, direct_seconds = sorted(rounds, key=lambda pair: pair[1] / pair[0])[ROUNDS // 2]
+        rounds.sort(key=lambda pair: pair[1] / pair[0])
+        ratios = [direct / url for url, direct in rounds]
+        url_seconds, direct_seconds = rounds[ROUNDS // 2]
 
         def through_api(n: int) -> None:
             files = [

@@ -209,7 +209,8 @@ def _bracketed_letter(anchor: Anchor, on_line: list[ocr.TextLine]) -> tuple[str,
     return None
 
 
-_EMPTY_BRACKETS = re.compile(r"[(（]\s*[)）]|[(（]\s*$")  # read empty, or the line cut off after "（"
+_UNCLOSED = re.compile(r"[(（]\s*$")  # the line cut off after "（"
+_EMPTY_BRACKETS = re.compile(rf"[(（]\s*[)）]|{_UNCLOSED.pattern}")  # read empty, or cut off
 _BRACKETS_READ = re.compile(r"[(（]\s*[^()（）]{0,2}?\s*(?:[)）]|$)")
 LETTER_LEADS = 10.0  # the likeliest option letter, this many times likelier than any other
 LETTER_LEAST = 0.01  # and at least this share of the likelihood of the brackets left empty
@@ -226,7 +227,7 @@ def _weighed_letter(page: PageScan, anchor: Anchor, question: KeyQuestion) -> st
     if not _EMPTY_BRACKETS.search(text):
         return None
     pad = max(6, line.height // 3)
-    reach = UNCLOSED_REACH * line.height if re.search(r"[(（]\s*$", text) else pad
+    reach = UNCLOSED_REACH * line.height if _UNCLOSED.search(text) else pad
     crop = page.image.crop(
         (
             max(0, line.box[0] - pad),

@@ -294,34 +294,46 @@ def without_struck(mask: Image.Image, line_height: int, region: Image.Image | No
     (a character the line only touches is its own component) goes with it. With the `region`'s
     image, the lines are looked for in its ink before specks are filtered out: a quick thin stroke
     (2 px) does not survive that filter, and the try's characters then stand apart."""
-    pixels = (np.asarray(mask) > 0).astype(np.uint8)
-    count, labels, stats, _centres = cv2.connectedComponentsWithStats(pixels, connectivity=8)
-    strikes = _strikes(mask, line_height)
+    components = _components(mask)
+    count, labels, stats = components
+    strikes = _strikes(components, line_height)
     if region is not None:
         raw = region.point(lambda v: 255 if v < 255 - INK_CONTRAST else 0)
-        strikes += [s for s in _strikes(raw, line_height, THIN_VOTES) if _over_writing(s, stats, count)]
+        strikes += [s for s in _strikes(_components(raw), line_height, THIN_VOTES) if _over_writing(s, stats, count)]
     if not strikes:
         return mask, 0
     keep = np.ones(count, dtype=bool)
     keep[0] = False
     for n in range(1, count):
-        left, top, width, height = (int(v) for v in stats[n, :4])
-        centre = left + width / 2
-        for x0, y0, x1, y1 in strikes:
-            overlap = min(y1, top + height) - max(y0, top)
-            if x0 <= centre <= x1 and overlap >= 0.5 * min(height, y1 - y0):
-                keep[n] = False
+        if any(_crossed(strike, stats[n]) for strike in strikes):
+            keep[n] = False
     return Image.fromarray(np.where(keep[labels], 255, 0).astype(np.uint8)), len(_merged(strikes))
+
+
+def _components(mask: Image.Image) -> tuple[int, np.ndarray, np.ndarray]:
+    """The mask's connected components (8-connected): their count, labels and stats."""
+    pixels = (np.asarray(mask) > 0).astype(np.uint8)
+    count, labels, stats, _centres = cv2.connectedComponentsWithStats(pixels, connectivity=8)
+    return count, labels, stats
+
+
+def _crossed(strike: tuple[int, int, int, int], stat: np.ndarray) -> bool:
+    """A component (its stats row) lies under a strike: its middle within the strike's columns,
+    half of it (or of the strike's row) within the strike's rows."""
+    x0, y0, x1, y1 = strike
+    left, top, width, height = (int(v) for v in stat[:4])
+    return x0 <= left + width / 2 <= x1 and min(y1, top + height) - max(y0, top) >= 0.5 * min(height, y1 - y0)
 
 
 THIN_VOTES = 0.3  # a thin line's pixels, of its length, on one straight line: a hand's 1-2 px stroke wavers
 
 
-def _strikes(mask: Image.Image, line_height: int, votes: float = 0.5) -> list[tuple[int, int, int, int]]:
-    """The box of each component of `mask` a level line runs through from end to end (`votes`: the
-    share of its length that must lie on one straight line)."""
-    pixels = (np.asarray(mask) > 0).astype(np.uint8)
-    count, labels, stats, _centres = cv2.connectedComponentsWithStats(pixels, connectivity=8)
+def _strikes(
+    components: tuple[int, np.ndarray, np.ndarray], line_height: int, votes: float = 0.5
+) -> list[tuple[int, int, int, int]]:
+    """The box of each component a level line runs through from end to end (`votes`: the share of
+    its length that must lie on one straight line)."""
+    count, labels, stats = components
     strikes = []
     for n in range(1, count):
         left, top, width, height = (int(v) for v in stats[n, :4])
@@ -351,13 +363,7 @@ def _strikes(mask: Image.Image, line_height: int, votes: float = 0.5) -> list[tu
 def _over_writing(strike: tuple[int, int, int, int], stats: np.ndarray, count: int) -> bool:
     """A line found in the unfiltered ink crosses at least two of the writing's characters (a
     stroke joining two characters, alone, is no strike)."""
-    x0, y0, x1, y1 = strike
-    crossed = 0
-    for n in range(1, count):
-        left, top, width, height = (int(v) for v in stats[n, :4])
-        if x0 <= left + width / 2 <= x1 and min(y1, top + height) - max(y0, top) >= 0.5 * min(height, y1 - y0):
-            crossed += 1
-    return crossed >= 2
+    return sum(_crossed(strike, stats[n]) for n in range(1, count)) >= 2
 
 
 def _merged(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
@@ -558,19 +564,16 @@ def _read_region(
     ink_box = mask.getbbox()
     one_line = ink_box is not None and ink_box[3] - ink_box[1] <= ONE_LINE * line_height
     boxes = _apart(mask, line_height) if one_line and kind == QuestionType.blanks else []
-    if slots and len(boxes) < len(slots) and (filled := _in_slots(mask, slots, line_height)) is not None:
-        # a blank left empty: each blank's writing read alone, found by the blank paper's blanks
-        if (apart := _read_apart(crop, mask, lines, filled, line_height)) is not None:
+    # a blank left empty: each blank's writing found by the blank paper's blanks; else by its runs
+    filled = _in_slots(mask, slots, line_height) if slots and len(boxes) < len(slots) else None
+    for places, how in (
+        (filled, "each blank read in its place"),
+        (boxes if len(boxes) >= 2 else None, "each blank read alone"),
+    ):
+        if places is not None and (apart := _read_apart(crop, mask, lines, places, line_height)) is not None:
             return AnswerReading(
                 qid, "read", apart.text, round(apart.confidence, 4), **where,
-                note="; ".join(["with the template", "each blank read in its place", *struck_notes, *apart.notes]),
-                agreeing=apart.agreeing,
-            )  # fmt: skip
-    if len(boxes) >= 2:
-        if (apart := _read_apart(crop, mask, lines, boxes, line_height)) is not None:
-            return AnswerReading(
-                qid, "read", apart.text, round(apart.confidence, 4), **where,
-                note="; ".join(["with the template", "each blank read alone", *struck_notes, *apart.notes]),
+                note="; ".join(["with the template", how, *struck_notes, *apart.notes]),
                 agreeing=apart.agreeing,
             )  # fmt: skip
     if (
