@@ -67,6 +67,9 @@ def test_a_page_number_alone_and_a_marked_heading_are_print():
     assert is_heading(line("■二、直接写出得数")) and not is_heading(line("（2）二、"))
     assert is_heading(line("1三、选一选（每题2分）")) and is_heading(line("四丶解决问题"))  # the mark read as 1
     assert not is_heading(line("1.三角形的内角和是（ ）")) and not is_heading(line("12、"))
+    # the 、 read as another mark (a blank paper read '四~应用题': its question was never found)
+    assert is_heading(line("四~应用题")) and is_heading(line("三，选择题"))
+    assert not is_heading(line("三个十是（ ）。")) and not is_heading(line("十几减9"))
 
 
 def test_a_blank_read_as_no_value_or_a_near_miss_is_never_confidently_wrong():
@@ -187,6 +190,13 @@ def test_other_digits_are_surely_wrong_only_where_the_recogniser_gives_the_key_n
     moved = AnswerReading("9", "read", "1/130", 0.95, agreeing=2)  # the bar read one digit early
     assert mark_reading(moved, fraction, "math", "zh").confidence >= 0.9  # nothing says it is the key
     assert mark_reading(replace(moved, key_likelihood=0.04), fraction, "math", "zh").confidence < 0.9
+    # a zero left out (4 for 40): sure only where three readings agree and the key has no chance
+    forty = KeyQuestion.model_validate({"id": "10", "answer": "40", "points": 2})
+    four = AnswerReading("10", "read", "4", 0.99, agreeing=3, key_likelihood=2e-4)
+    assert mark_reading(four, forty, "math", "zh").confidence >= 0.9
+    assert mark_reading(replace(four, agreeing=2), forty, "math", "zh").confidence < 0.9
+    assert mark_reading(replace(four, key_likelihood=0.03), forty, "math", "zh").confidence < 0.9
+    assert mark_reading(replace(four, key_likelihood=None), forty, "math", "zh").confidence < 0.9
 
 
 def test_questions_whose_circled_numbers_are_misread_are_found_between_their_neighbours():

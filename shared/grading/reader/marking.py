@@ -153,7 +153,8 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     # Two writings of the number (the working's result and the 答 line) read alike are as good: a
     # misreading would have to change both the same way.
     agreed = reading.agreeing >= AGREED_READINGS and reading.confidence >= AGREED_CONFIDENCE or working_agrees
-    if _not_the_key(reading, said, (key, *question.accepted)):
+    key_absent = _not_the_key(reading, said, (key, *question.accepted))
+    if key_absent:
         # other digits where the key has digits, and the recogniser gives the key no chance: three
         # readings agreeing on them are as sure a wrong answer as three giving the key a right one
         if reading.agreeing >= KEY_AGREED_READINGS:
@@ -171,7 +172,11 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
         confidence *= (
             0.5  # it looks like the key and does not mean it: notation the reader lost (x² read x2, 7/10 read 7110)
         )
-    elif not agreed and any(_part_lost(said, normalise_text(form)) for form in (key, *question.accepted)):
+    elif (
+        not agreed
+        and not (key_absent and reading.agreeing >= KEY_AGREED_READINGS)  # its zeros written so, read so thrice
+        and any(_part_lost(said, normalise_text(form)) for form in (key, *question.accepted))
+    ):
         confidence *= 0.8  # only one end of the key's answer, not read so every way: the rest perhaps lost
     if question.type == QuestionType.choice and not set(choice_letters(compared)) <= set(question.options or "ABCD"):
         confidence *= 0.5  # not one of the options' letters: a misreading, not a choice
@@ -365,16 +370,25 @@ def _digits_slipped(said: str, form: str) -> bool:
     )
 
 
+def _zeros_slipped(said: str, form: str) -> bool:
+    """`said` is `form` with zeros left out or added, nothing else (4 for 40, 900 for 90)."""
+    return said != form and "0" in said + form and said.replace("0", "") == form.replace("0", "") != ""
+
+
 def _not_the_key(reading: AnswerReading, said: str, forms: tuple[str, ...]) -> bool:
-    """A reading that differs from the key only in digits, where the recogniser itself gave the
-    key less than KEY_ABSENT in every whole reading of the writing: not a misreading of the key
-    (which the reader's doubts about near misses and confusable digits guard against), but other
-    digits written. A unit, sign or zero lost in reading is not covered: the ink it lost was never
-    weighed."""
+    """A reading that differs from the key only in digits, or in its zeros, where the recogniser
+    itself gave the key less than KEY_ABSENT in every whole reading of the writing: not a
+    misreading of the key (which the reader's doubts about near misses and confusable digits guard
+    against), but other digits written. A zero the recogniser merges into its neighbour keeps the
+    key likely (its columns are there to read); one cut off with the writing's edge would not, so
+    the caller trusts this only where several readings, cut differently, agree. A unit or sign
+    lost in reading is not covered: the ink it lost was never weighed."""
     return (
         reading.key_likelihood is not None
         and reading.key_likelihood < KEY_ABSENT
-        and any(_digits_slipped(said, normalise_text(form)) for form in forms)
+        and any(
+            _digits_slipped(said, normalise_text(form)) or _zeros_slipped(said, normalise_text(form)) for form in forms
+        )
     )
 
 
