@@ -329,6 +329,28 @@ def test_a_try_struck_through_with_a_thin_light_line_is_found_in_the_region_befo
     assert without_struck(student_ink(ink_mask(foot), 32), 32, foot)[1] == 0
 
 
+def test_level_strokes_of_the_writing_and_a_fractions_bar_are_no_strike():
+    # 5 5 written with long level tops joined into one stroke, and 一: level ink, but no line run out
+    # past the writing through the characters' middle
+    region = Image.new("L", (600, 160), 255)
+    draw = ImageDraw.Draw(region)
+    draw.line((40, 42, 140, 42), fill=40, width=4)  # the tops, one stroke
+    for x in (40, 90):
+        draw.arc((x, 52, x + 44, 86), 270, 180, fill=40, width=4)
+        draw.line((x, 42, x, 62), fill=40, width=4)
+    draw.line((200, 60, 260, 60), fill=40, width=4)  # 一
+    mask = student_ink(ink_mask(region), 32)
+    assert without_struck(mask, 32, region)[1] == 0
+    # a stacked fraction's long bar, its rows close above and below: not a strike, though it runs out
+    fraction = Image.new("L", (600, 160), 255)
+    draw = ImageDraw.Draw(fraction)
+    for x in (50, 76):
+        draw.ellipse((x, 26, x + 20, 56), outline=40, width=4)  # the numerator
+        draw.ellipse((x, 66, x + 20, 96), outline=40, width=4)  # the denominator
+    draw.line((30, 61, 130, 61), fill=120, width=2)
+    assert without_struck(student_ink(ink_mask(fraction), 32), 32, fraction)[1] == 0
+
+
 def test_an_options_line_is_print_whether_read_as_one_line_or_one_box_an_option():
     assert is_options_line(line("A.41   B.4000   C.4   D.40"))
     row = [line("A.12", (180, 790, 250, 826)), line("B.8", (404, 788, 466, 826)), line("C.4", (632, 788, 690, 827))]

@@ -42,7 +42,7 @@ from shared.grading.reader.reading import (
     written_forms,
 )
 from shared.grading.reader.scanning import PageScan, level, scan_page, upright_sheet
-from shared.images import INK_CONTRAST, ink_mask
+from shared.images import ink_mask
 
 MATCH_SIDE = 1200  # features are found on pages scaled to this long side: enough detail, quick
 RATIO = 0.75  # Lowe's ratio test for a good feature match
@@ -281,25 +281,28 @@ def student_ink(mask: Image.Image, line_height: int) -> Image.Image:
     return Image.fromarray(np.where(keep[labels], 255, 0).astype(np.uint8))
 
 
-STRIKE_WIDTH = 1.5  # a struck-through try is at least this many printed lines wide
-STRIKE_HEIGHT = 1.6  # and at most this tall: one row of writing (a stacked fraction is two)
+STRIKE_LENGTH = 1.5  # a line striking a try through is at least this many printed lines long
+STRIKE_HEIGHT = 1.6  # and what it crosses at most this tall: one row of writing (a stacked fraction is two)
 STRIKE_SLOPE = 0.3  # its line rises at most this much for its length
-STRIKE_GAP = 8  # and may break for an eighth of a line (4 px at 300 dpi)
+STRIKE_INK = 20  # darker than the paper by this much is a pen's line, however quick and light
+STRIKE_VOTES = 0.8  # of its length on one straight line (a hand's stroke wavers a little)
+STRIKE_FULL = 0.9  # of its length with ink on it or beside it: one stroke, not level strokes in a row
+STRIKE_OUT = 8  # an eighth of a line at one of its ends with nothing written above or below it
 
 
 def without_struck(mask: Image.Image, line_height: int, region: Image.Image | None = None) -> tuple[Image.Image, int]:
-    """The region's ink without struck-through tries, and how many there were. A try is struck
-    through by a nearly level line drawn across it, which joins its characters into one component
-    one row tall: a line (Hough) as long as that component is wide finds it; the ink it crosses
-    (a character the line only touches is its own component) goes with it. With the `region`'s
-    image, the lines are looked for in its ink before specks are filtered out: a quick thin stroke
-    (2 px) does not survive that filter, and the try's characters then stand apart."""
+    """The region's ink without struck-through tries, and how many there were. A strike is one
+    long, nearly level stroke (looked for in the `region`'s image, where a quick light line is
+    still whole: the ink mask's speck filter takes its thin parts) that runs on past the writing
+    at one end at least, through the middle of two or more of the writing's characters (or of one
+    as wide as two, where the line joined them). The characters it crosses go with it. Level
+    strokes of the writing itself (an equals sign, a 5's top, a 一) are not one unbroken line
+    run out past the writing; a fraction's bar and an underline pass above or below characters,
+    not through their middle."""
     components = _components(mask)
     count, labels, stats = components
-    strikes = _strikes(components, line_height)
-    if region is not None:
-        raw = region.point(lambda v: 255 if v < 255 - INK_CONTRAST else 0)
-        strikes += [s for s in _strikes(_components(raw), line_height, THIN_VOTES) if _over_writing(s, stats, count)]
+    gray = np.asarray(region if region is not None else Image.eval(mask, lambda v: 255 - v))
+    strikes = _strikes(gray < 255 - STRIKE_INK, components, line_height)
     if not strikes:
         return mask, 0
     keep = np.ones(count, dtype=bool)
@@ -319,51 +322,74 @@ def _components(mask: Image.Image) -> tuple[int, np.ndarray, np.ndarray]:
 
 def _crossed(strike: tuple[int, int, int, int], stat: np.ndarray) -> bool:
     """A component (its stats row) lies under a strike: its middle within the strike's columns,
-    half of it (or of the strike's row) within the strike's rows."""
+    half of it (or of the strike's rows) within the strike's rows."""
     x0, y0, x1, y1 = strike
     left, top, width, height = (int(v) for v in stat[:4])
     return x0 <= left + width / 2 <= x1 and min(y1, top + height) - max(y0, top) >= 0.5 * min(height, y1 - y0)
 
 
-THIN_VOTES = 0.3  # a thin line's pixels, of its length, on one straight line: a hand's 1-2 px stroke wavers
-
-
 def _strikes(
-    components: tuple[int, np.ndarray, np.ndarray], line_height: int, votes: float = 0.5
+    ink: np.ndarray, components: tuple[int, np.ndarray, np.ndarray], line_height: int
 ) -> list[tuple[int, int, int, int]]:
-    """The box of each component a level line runs through from end to end (`votes`: the share of
-    its length that must lie on one straight line)."""
-    count, labels, stats = components
+    """Each strike's box: its columns, and the rows of the characters it crosses. `ink`: the
+    region's pixels a pen has touched, however lightly; `components`: the writing's."""
+    length = int(STRIKE_LENGTH * line_height)
+    found = cv2.HoughLinesP(
+        ink.astype(np.uint8) * 255,
+        1,
+        np.pi / 360,
+        threshold=int(STRIKE_VOTES * length),
+        minLineLength=length,
+        maxLineGap=max(3, line_height // 10),
+    )
+    count, _labels, stats = components
     strikes = []
-    for n in range(1, count):
-        left, top, width, height = (int(v) for v in stats[n, :4])
-        if width < STRIKE_WIDTH * line_height or not 0.5 * line_height <= height <= STRIKE_HEIGHT * line_height:
-            continue  # narrow; a line alone (a fraction bar, a dash); or more than a row of writing
-        component = np.where(labels[top : top + height, left : left + width] == n, 255, 0).astype(np.uint8)
-        found = cv2.HoughLinesP(
-            component,
-            1,
-            np.pi / 180,
-            threshold=int(votes * width),
-            minLineLength=int(0.85 * width),
-            maxLineGap=max(2, line_height // STRIKE_GAP),  # a quick pen stroke thins out and breaks
-        )
-        level = [
-            segment
-            for segment in (found.reshape(-1, 4) if found is not None else [])
-            if abs(segment[3] - segment[1]) <= STRIKE_SLOPE * abs(segment[2] - segment[0])
-            and 0.25 * height <= (segment[1] + segment[3]) / 2 <= 0.75 * height  # through the writing, not its foot
-        ]
-        if level:
-            x0, x1 = min(min(s[0], s[2]) for s in level), max(max(s[0], s[2]) for s in level)
-            strikes.append((left + int(x0), top, left + int(x1), top + height))
+    for segment in found.reshape(-1, 4) if found is not None else []:
+        x0, y0, x1, y1 = (int(v) for v in segment)
+        if x1 < x0:
+            x0, y0, x1, y1 = x1, y1, x0, y0
+        if abs(y1 - y0) > STRIKE_SLOPE * (x1 - x0) or _line_share(ink, x0, y0, x1, y1) < STRIKE_FULL:
+            continue
+        if not _runs_out(ink, x0, y0, x1, y1, line_height):
+            continue
+        crossed = [n for n in range(1, count) if _through_middle(stats[n], x0, y0, x1, y1, line_height)]
+        if len(crossed) >= 2 or (len(crossed) == 1 and stats[crossed[0], cv2.CC_STAT_WIDTH] >= 1.2 * line_height):
+            top = min(int(stats[n, cv2.CC_STAT_TOP]) for n in crossed)
+            bottom = max(int(stats[n, cv2.CC_STAT_TOP] + stats[n, cv2.CC_STAT_HEIGHT]) for n in crossed)
+            strikes.append((x0, top, x1, bottom))
     return strikes
 
 
-def _over_writing(strike: tuple[int, int, int, int], stats: np.ndarray, count: int) -> bool:
-    """A line found in the unfiltered ink crosses at least two of the writing's characters (a
-    stroke joining two characters, alone, is no strike)."""
-    return sum(_crossed(strike, stats[n]) for n in range(1, count)) >= 2
+def _line_at(x0: int, y0: int, x1: int, y1: int, x: int) -> int:
+    return round(y0 + (y1 - y0) * (x - x0) / max(1, x1 - x0))
+
+
+def _line_share(ink: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> float:
+    """The share of the line's columns with ink on it (within 2 px)."""
+    on = [ink[max(0, y - 2) : y + 3, x].any() for x in range(x0, x1 + 1) for y in [_line_at(x0, y0, x1, y1, x)]]
+    return float(np.mean(on)) if on else 0.0
+
+
+def _runs_out(ink: np.ndarray, x0: int, y0: int, x1: int, y1: int, line_height: int) -> bool:
+    """The line runs on past the writing at one end: nothing above or below it there, for an
+    eighth of a line (all but one column)."""
+    reach, end = line_height // 2, max(3, line_height // STRIKE_OUT)
+
+    def bare(x: int) -> bool:
+        y = _line_at(x0, y0, x1, y1, x)
+        return not ink[max(0, y - reach) : max(0, y - 3), x].any() and not ink[y + 4 : y + reach, x].any()
+
+    return any(
+        sum(bare(x) for x in columns) >= end - 1 for columns in (range(x0, x0 + end), range(x1 - end + 1, x1 + 1))
+    )
+
+
+def _through_middle(stat: np.ndarray, x0: int, y0: int, x1: int, y1: int, line_height: int) -> bool:
+    """A character of one row's height whose middle column the line crosses in its middle rows."""
+    left, top, width, height = (int(v) for v in stat[:4])
+    if not 0.5 * line_height <= height <= STRIKE_HEIGHT * line_height or not x0 <= left + width / 2 <= x1:
+        return False
+    return top + 0.2 * height <= _line_at(x0, y0, x1, y1, round(left + width / 2)) <= top + 0.8 * height
 
 
 def _merged(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
