@@ -209,7 +209,7 @@ def test_questions_whose_circled_numbers_are_misread_are_found_between_their_nei
         line("③3米=", (97, 494, 204, 535)),
         line("④3分=", (98, 581, 204, 620)),
         line("③2千克=", (98, 667, 231, 705)),
-        line("一个长方形长7厘米，宽4厘米，周长是", (102, 753, 618, 786)),
+        line("第9题 一个长方形长7厘米，宽4厘米，周长是", (102, 753, 618, 786)),  # ⑥ printed 第6题, read 第9题
         line("①7吨=", (99, 837, 203, 873)),
         line("二、选一选（每题2分）", (88, 927, 957, 965)),
         line("①边长7厘米的正方形，周长是（", (100, 1002, 515, 1036)),
@@ -223,9 +223,11 @@ def test_questions_whose_circled_numbers_are_misread_are_found_between_their_nei
     found = {qid: anchor.line.text for qid, anchor in find_anchors([page], key).items()}
     assert found == {
         "1.1": "①7x", "1.2": "②7个6相加，写成乘法算式是", "1.3": "③3米=", "1.4": "④3分=", "1.5": "③2千克=",
-        "1.6": "一个长方形长7厘米，宽4厘米，周长是", "1.7": "①7吨=", "2.1": "①边长7厘米的正方形，周长是（",
+        "1.6": "第9题 一个长方形长7厘米，宽4厘米，周长是", "1.7": "①7吨=", "2.1": "①边长7厘米的正方形，周长是（",
         "2.2": "②6千克=（",
     }  # fmt: skip
+    # what follows a label found so is the question's text: the label never enters an answer read in the line
+    assert find_anchors([page], key)["1.6"].rest.strip() == "一个长方形长7厘米,宽4厘米,周长是"  # as normalised
     # one row more than questions missing: no guess
     extra = [*rows[:7], line("3×4=12", (99, 800, 230, 830)), *rows[7:]]
     page = PageScan(1, page.image, page.ink, extra)

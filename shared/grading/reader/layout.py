@@ -188,8 +188,9 @@ def _fill_gaps(pages: list[PageScan], key: AnswerKey, anchors: dict[str, Anchor]
 
 def _misread_rest(text: str, number: str) -> str:
     """A row's text after its misread number: a circled one or a digit set apart, or the question's
-    own number glued to what follows (⑤ read as "5" in "57×")."""
-    if match := _MISREAD_NUMBER.match(text):
+    own number glued to what follows (⑤ read as "5" in "57×"); after a label of another form
+    (第6题, （6）), whatever its number was read as."""
+    if match := _MISREAD_NUMBER.match(text) or _UNAMBIGUOUS.match(text):
         return text[match.end() :]
     stripped = text.lstrip()
     return stripped[len(number) :] if stripped.startswith(number) else text

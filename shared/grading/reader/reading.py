@@ -109,6 +109,7 @@ def _inline_reading(
     if score is None:
         score = min(min(l.score for l in on_line), INLINE_ONCE)
     second = _read_again(page, on_line, text, written_forms(question))
+    text = clean_reading(text)  # found in the line as read; its remainder dots as one form
     if second is not None and normalise_text(second[0]) == normalise_text(text):
         return AnswerReading(
             question.id,
