@@ -3,15 +3,16 @@ brackets, two blanks; and a generated school paper read with no confident wrong 
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 
 from bench.handwriting import HAND_LATIN
-from bench.school_papers import make_school_paper
+from bench.school_papers import choose_hand, make_school_paper, write_by_hand
 from client.samples import _font
 from shared import ocr
 from shared.grading.answer_key import AnswerKey, KeyQuestion
@@ -26,6 +27,7 @@ from shared.grading.reader.reading import (
     _inserted_text,
     read_answers,
     read_paper,
+    remainder_apart,
 )
 from shared.grading.reader.scanning import PageScan, scan_page, upright_sheet
 from shared.grading.reader.template import (
@@ -329,6 +331,18 @@ def test_a_try_struck_through_with_a_thin_light_line_is_found_in_the_region_befo
         draw.ellipse((40 + 26 * n, 40, 60 + 26 * n, 70), outline=40, width=4)
     draw.line((30, 72, 130, 72), fill=150, width=1)
     assert without_struck(student_ink(ink_mask(foot), 32), 32, foot)[1] == 0
+
+
+def test_a_remainders_numbers_are_read_again_apart_from_its_dots():
+    rng = random.Random(1)
+    written = write_by_hand("7……2", choose_hand(rng, "scan"), 40, rng)
+    writing = Image.new("L", (written.bbox[2] - written.bbox[0] + 20, written.bbox[3] - written.bbox[1] + 20), 255)
+    writing.paste(ImageOps.invert(written.mask.crop(written.bbox)), (10, 10))
+    box = ink_mask(writing).getbbox()
+    image, mask = writing.crop(box), ink_mask(writing).crop(box)
+    assert ocr.recognise(image)[1] < 0.9  # the dots drag the whole reading's score down
+    assert remainder_apart("7……2", image, mask) >= 0.9  # 7 and 2, each read alone
+    assert remainder_apart("7……3", image, mask) is None and remainder_apart("72", image, mask) is None
 
 
 def test_level_strokes_of_the_writing_and_a_fractions_bar_are_no_strike():

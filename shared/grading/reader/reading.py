@@ -433,12 +433,11 @@ def _read_area(
         )
     voted = vote(readings)
     text, confidence, notes = voted.text, voted.confidence, voted.notes
-    if box is not None and (match := _REMAINDER_READ.match(text)):
-        # The dots of 5……3 drag a line's score down; read the two numbers on their own instead.
-        parts = _remainder_parts(page.image.crop((box[0], top + box[1], box[2], top + box[3])), mask.crop(box))
-        if parts is not None and parts[0][0] == match.group(1) and parts[1][0] == match.group(2):
-            confidence = max(confidence, min(parts[0][1], parts[1][1]))
-            notes = [n for n in notes if n != "read once"] + ["the numbers read again apart from the dots"]
+    if box is not None and (
+        apart := remainder_apart(text, page.image.crop((box[0], top + box[1], box[2], top + box[3])), mask.crop(box))
+    ):
+        confidence = max(confidence, apart)
+        notes = [n for n in notes if n != "read once"] + [REMAINDER_APART]
     if box is not None and written and not read_whole(readings[1:], text):
         share = _share_read(mask, written, top, ink_pixels)
         if share < 0.75:
@@ -525,6 +524,19 @@ def _scored_lines(written: list[ocr.TextLine], question: KeyQuestion) -> list[oc
 
 
 _REMAINDER_READ = re.compile(r"^(\d+)……(\d+)$")
+REMAINDER_APART = "the numbers read again apart from the dots"
+
+
+def remainder_apart(text: str, image: Image.Image, mask: Image.Image) -> float | None:
+    """The dots of 5……3 drag a line's score down: where `text` is a remainder, its two numbers
+    read again on their own (`image` and `mask`: the writing's box); the lower of their scores
+    where both read as in `text`, else None."""
+    if not (match := _REMAINDER_READ.match(text)):
+        return None
+    parts = _remainder_parts(image, mask)
+    if parts is None or parts[0][0] != match.group(1) or parts[1][0] != match.group(2):
+        return None
+    return min(parts[0][1], parts[1][1])
 
 
 def _remainder_parts(image: Image.Image, mask: Image.Image) -> tuple[tuple[str, float], tuple[str, float]] | None:

@@ -32,10 +32,12 @@ from shared.grading.reader.layout import find_anchors, in_reading_order, is_foot
 from shared.grading.reader.reading import (
     AGREED_READINGS,
     MIN_INK_PIXELS,
+    REMAINDER_APART,
     AnswerReading,
     Vote,
     clean_reading,
     read_whole,
+    remainder_apart,
     vote,
     whole_readings,
     whole_readings_against,
@@ -620,6 +622,9 @@ def _read_region(
         return AnswerReading(qid, "illegible", "", 0.0, **where, note="writing the offline reader cannot read")
     voted = vote(readings)
     text, confidence, notes = voted.text, voted.confidence, voted.notes
+    if ink_box is not None and (apart := remainder_apart(text, crop.crop(ink_box), mask.crop(ink_box))):
+        confidence = max(confidence, apart)
+        notes.append(REMAINDER_APART)
     covered = sum(mask.crop(line.box).histogram()[255] for line in lines)
     if lines and covered < 0.75 * ink and not read_whole(readings[1:], text):
         confidence *= 0.7
