@@ -201,6 +201,50 @@ def test_other_digits_are_surely_wrong_only_where_the_recogniser_gives_the_key_n
     assert mark_reading(replace(four, key_likelihood=None), forty, "math", "zh").confidence < 0.9
 
 
+def test_a_sections_first_question_unread_is_not_taken_from_the_next_section():
+    rows = [
+        line("一、计算题", (80, 250, 300, 290)),
+        line("(1）6+4=10", (100, 340, 300, 380)),
+        line("二、填空题", (80, 600, 300, 640)),
+        line("38里面有（ ）个十", (170, 680, 500, 720)),  # its (1) not read
+        line("(2）2+（8）=10", (100, 770, 400, 810)),
+        line("三、选择题", (80, 1150, 300, 1190)),
+        line("（1）比9大4的数是（D）", (100, 1230, 520, 1270)),
+        line("(2）3时是（B）", (100, 1400, 520, 1440)),
+    ]
+    ids = ["1.1", "2.1", "2.2", "3.1", "3.2"]
+    key = AnswerKey.model_validate({"questions": [{"id": qid, "answer": "1", "points": 1} for qid in ids]})
+    found = {qid: anchor.line.text for qid, anchor in find_anchors([page_of(rows)], key).items()}
+    assert found["2.2"] == "(2）2+（8）=10" and found["3.1"] == "（1）比9大4的数是（D）"
+    assert found.get("2.1") != "（1）比9大4的数是（D）"
+    # sections named in the key count alike
+    named = AnswerKey.model_validate(
+        {"questions": [{"id": qid, "answer": "1", "points": 1, "section": f"part {qid[0]}"} for qid in ids]}
+    )
+    found = {qid: anchor.line.text for qid, anchor in find_anchors([page_of(rows)], named).items()}
+    assert found["3.1"] == "（1）比9大4的数是（D）" and found.get("2.1") != "（1）比9大4的数是（D）"
+
+
+def test_a_circled_number_boxed_with_tall_writing_still_starts_its_row():
+    rows = [
+        line("一、口算", (80, 250, 300, 290)),
+        line("① 67-37= 4 0", (80, 347, 305, 412)),
+        line("② 55+29=", (743, 361, 891, 399)),
+        line("③17-8=", (85, 457, 211, 492)),
+        line("④ 21+20-19=", (743, 459, 930, 490)),
+        line("③ 86-18=", (84, 540, 229, 589)),  # ⑤ read as ③
+        line("③ 63+16= 79", (737, 538, 949, 594)),  # ⑥ read as ③
+        line(" 68+17=", (85, 638, 233, 677)),  # ⑦ lost
+        line("③ 5x8= 40", (730, 607, 957, 690)),  # ⑧ read as ③, boxed with the tall answer beside it
+        line("二、选择题", (82, 800, 280, 840)),
+        line("①3x3=( A )", (82, 900, 328, 950)),
+    ]
+    ids = [f"1.{n}" for n in range(1, 9)] + ["2.1"]
+    key = AnswerKey.model_validate({"questions": [{"id": qid, "answer": "1", "points": 1} for qid in ids]})
+    found = {qid: anchor.line.text for qid, anchor in find_anchors([page_of(rows)], key).items()}
+    assert [found.get(f"1.{n}") for n in range(5, 9)] == ["③ 86-18=", "③ 63+16= 79", " 68+17=", "③ 5x8= 40"]
+
+
 def test_questions_whose_circled_numbers_are_misread_are_found_between_their_neighbours():
     """OCR reads ⑤ as ③, drops ⑥ and reads ⑦ as ①: found by the rows that begin their column,
     between ④ and the next section's heading (the ① after it is section 2's, not section 1's)."""

@@ -105,6 +105,7 @@ def find_anchors(pages: list[PageScan], key: AnswerKey) -> dict[str, Anchor]:
     previous: tuple[int, ocr.TextLine] | None = None
     headings = [(index, line) for index, page in enumerate(pages) for line in page.lines if is_heading(line)]
     section = None
+    order = list(dict.fromkeys(["", *(_section(question) for question in key.questions)]))
     for question in key.questions:
         number = printed_number(question.id)
         # the first question of a new section comes after a section heading, where the paper has them
@@ -112,11 +113,15 @@ def find_anchors(pages: list[PageScan], key: AnswerKey) -> dict[str, Anchor]:
         for index, line, qid, rest in candidates:
             if qid != number or (previous is not None and not _comes_after(index, line, *previous)):
                 continue
-            if new_section and not any(
-                _comes_after(i, h, *previous) and _comes_after(index, line, i, h)  # type: ignore[misc]
-                for i, h in headings
-            ):
-                continue
+            if new_section:
+                passed = sum(
+                    _comes_after(i, h, *previous) and _comes_after(index, line, i, h)  # type: ignore[misc]
+                    for i, h in headings
+                )
+                # after a heading, and after no more headings than the key has sections from the
+                # last question found to this one (section 2's (1), unread, is not section 3's)
+                if not passed or passed > order.index(_section(question)) - order.index(section or ""):
+                    continue
             at_margin = line.box[0] <= margins[index] + 0.12 * pages[index].image.width
             # Away from the margin (a second column), only a number that cannot be an answer like
             # "3.5" counts: (3), 第3题, or a number followed by the question's own text.
@@ -141,6 +146,7 @@ def _section(question: KeyQuestion) -> str:
 
 # A misread question number at the head of a line: a circled one (OCR reads ⑤ as ③ or 5), or a
 # digit set apart by a space.
+_CIRCLED_HEAD = re.compile(r"^\s*[\u2460-\u2473]")
 _MISREAD_NUMBER = re.compile(r"^\s*(?:[\u2460-\u2473]|[0-9]\s+)\s*[.．、]?")
 
 
@@ -204,8 +210,12 @@ def _between(index: int, line: ocr.TextLine, before: Anchor | None, after: Ancho
 
 def _starts_a_column(page: PageScan, line: ocr.TextLine, found: list[Anchor], tallest: float) -> bool:
     """A printed line that begins where the page's found questions begin (their margin, or a second
-    column's), not a heading, footer, options line or 答： line."""
-    if not found or line.height > tallest or is_heading(line) or is_options_line(line, page.lines):
+    column's), not a heading, footer, options line or 答： line. A line taller than the found
+    numbers is handwriting, unless it begins with a circled number: then it is print and the
+    writing boxed with it ("③ 5x8= 40")."""
+    if not found or is_heading(line) or is_options_line(line, page.lines):
+        return False
+    if line.height > tallest and not _CIRCLED_HEAD.match(line.text):
         return False
     if is_footer(line, page.image.height, page.image.width) or ANSWER_MARK.match(line.text):
         return False
