@@ -516,6 +516,17 @@ def test_a_templated_region_reads_the_writing_without_specks_and_each_blank_alon
         (40, 10, 77, 41),
         (300, 10, 331, 41),
     ]
+    # a photographed page ending at the region: its edge, a thin line along the region's side, is
+    # no writing (it made the writing three lines tall, and it was read once, as a block); a 1
+    # as thin, cut by the region's top, is writing
+    edged = Image.new("L", (600, 100), 0)
+    draw = ImageDraw.Draw(edged)
+    draw.rectangle((40, 30, 70, 60), fill=255)
+    draw.rectangle((120, 0, 122, 60), fill=255)  # a pencil 1, rising out of the region's top
+    draw.rectangle((598, 0, 599, 99), fill=255)  # the paper's edge
+    kept = np.asarray(student_ink(edged, line_height=30)) > 0
+    assert kept[40, 50] and kept[30, 121] and not kept[:, 598:].any()
+    assert Image.fromarray(kept.astype(np.uint8) * 255).getbbox() == (40, 0, 123, 61)
     # the blanks wrapped onto the next row: the second answer is below and left of the first, read second
     wrapped = Image.new("L", (600, 120), 0)
     ImageDraw.Draw(wrapped).rectangle((300, 10, 330, 40), fill=255)

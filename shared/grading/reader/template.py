@@ -252,12 +252,14 @@ SPECK = 30  # ink pixels: a component this small far from the writing is a speck
 def student_ink(mask: Image.Image, line_height: int) -> Image.Image:
     """The region's ink without specks: components under SPECK pixels more than half a line from
     any larger one (what is left of the print at a misaligned edge, dirt), which would stretch
-    the writing's box and make the recogniser read blank paper; and without the next row's
+    the writing's box and make the recogniser read blank paper; without the paper's edge where
+    a photographed page ends at the region (`_paper_edge`); and without the next row's
     writing where it reaches up into the region (ink cut by the region's lower edge that starts
     within a line of it, below the region's own writing)."""
     pixels = np.asarray(mask)
     count, labels, stats, _centres = cv2.connectedComponentsWithStats((pixels > 0).astype(np.uint8), connectivity=8)
-    large = [n for n in range(1, count) if stats[n, cv2.CC_STAT_AREA] >= SPECK]
+    edges = [n for n in range(1, count) if _paper_edge(stats[n], mask.size, line_height)]
+    large = [n for n in range(1, count) if stats[n, cv2.CC_STAT_AREA] >= SPECK and n not in edges]
     edge = mask.height - line_height
     below = [  # starting within a line of the lower edge and running on past it
         n
@@ -266,7 +268,9 @@ def student_ink(mask: Image.Image, line_height: int) -> Image.Image:
     ]
     below = below if len(below) < len(large) else []  # never all of the region's writing
     large = [n for n in large if n not in below]
-    if not large or (not below and len(large) == count - 1):
+    if not large and edges:  # nothing written: the edge alone
+        return Image.fromarray(np.where(np.isin(labels, edges), 0, pixels).astype(np.uint8))
+    if not large or (not below and not edges and len(large) == count - 1):
         return mask
     reach = line_height // 2
     x0 = min(stats[n, cv2.CC_STAT_LEFT] for n in large) - reach
@@ -277,10 +281,21 @@ def student_ink(mask: Image.Image, line_height: int) -> Image.Image:
     keep[large] = True
     for n in range(1, count):
         left, top, width, height = stats[n, :4]
-        if not keep[n] and left >= x0 and top >= y0 and left + width <= x1 and top + height <= y1:
+        if not keep[n] and n not in edges and left >= x0 and top >= y0 and left + width <= x1 and top + height <= y1:
             keep[n] = True
     keep[0] = False
     return Image.fromarray(np.where(keep[labels], 255, 0).astype(np.uint8))
+
+
+def _paper_edge(stat: np.ndarray, size: tuple[int, int], line_height: int) -> bool:
+    """A thin straight line two lines long or more along the region's side that it runs along: the
+    paper's edge, or the table beyond it, where a photographed page ends at the region (a page's
+    last column). A pupil's 1 cut by the region's top is not along a side it runs along."""
+    left, top, width, height = (int(v) for v in stat[:4])
+    thin, long = max(3, line_height // 8), 2 * line_height
+    upright = width <= thin and height >= long and (left == 0 or left + width >= size[0])
+    level = height <= thin and width >= long and (top == 0 or top + height >= size[1])
+    return upright or level
 
 
 STRIKE_LENGTH = 1.5  # a line striking a try through is at least this many printed lines long
