@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import secrets
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -218,6 +219,17 @@ def test_letters_read_for_digits_are_trusted_where_the_recogniser_weighs_the_key
         {"id": "1", "type": "blanks", "blanks": [{"answer": "7×9", "points": 1}, {"answer": "63", "points": 1}]}
     )
     assert mark_reading(reading("7x9；63", 0.85), blanks, "math", "zh").confidence >= 0.9
+
+
+def test_a_word_problems_answer_with_a_digit_glued_to_the_words_before_it_is_never_a_sure_mistake():
+    word = KeyQuestion.model_validate({"id": "12", "type": "word", "answer": "327.5千米", "points": 3})
+    # 行驶了327.5千米 with its 了 read as 7, four readings alike: the key's answer after a digit
+    misread = AnswerReading("12", "read", "行驶7327.5千米。", 0.99, agreeing=4)
+    assert not mark_reading(misread, word, "math", "zh").is_correct
+    assert mark_reading(misread, word, "math", "zh").confidence < 0.9
+    # the same digits without words before them, and another number after words, stay sure
+    assert mark_reading(replace(misread, text="7327.5千米"), word, "math", "zh").confidence >= 0.9
+    assert mark_reading(replace(misread, text="行驶了328.5千米。"), word, "math", "zh").confidence >= 0.9
 
 
 def test_a_word_problem_whose_working_gives_its_answer_is_a_sure_mistake_however_near_the_key():

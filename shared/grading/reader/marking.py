@@ -109,10 +109,11 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     # what is compared: for a word problem, the answer after 答： (the working stays in the reading)
     written_answer_line = ANSWER_MARK.search(reading.text) is not None and "答" not in key
     compared = final_answer(reading.text) if question.type == QuestionType.word or written_answer_line else reading.text
-    unit_unread = working_agrees = False
+    unit_unread = working_agrees = glued = False
     if question.type == QuestionType.word and subject == "math":
         sentence, compared = compared, quantity_in(compared, key)
         unit_unread = _unit_unread(sentence, compared)
+        glued = _glued_to_words(sentence, compared, (key, *question.accepted))
         if working_agrees := _working_agrees(reading.text, as_digits(compared, question)):
             # the working's result and the 答 line say the same number: written twice, read alike twice
             reading = replace(reading, confidence=max(reading.confidence, WORKING_AGREES))
@@ -189,6 +190,8 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
         for form in (key, *question.accepted)
     ):
         confidence *= 0.5  # the key's answer is there with more around it: a crossed-out try, or print
+    if glued:
+        confidence *= 0.5  # the key's answer with a digit before it, right after words: 了 read as 7
     unit = subject == "math" and _unit_error(compared, key)
     if unit and unit_unread:
         confidence *= 0.5  # letters after the number that are no unit: the key's unit misread (千米 read 干米)
@@ -412,6 +415,23 @@ def quantity_in(sentence: str, key: str) -> str:
         if parse_value(candidate) is not None:
             return candidate
     return sentence
+
+
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def _glued_to_words(sentence: str, quantity: str, forms: tuple[str, ...]) -> bool:
+    """The quantity taken from a sentence is one of the key's answers with a digit or two before
+    it, and words come right before those digits ("行驶7327.5千米" for 行驶了327.5千米): a
+    character of the sentence read as a digit, as likely as a pupil's mistake."""
+    at = sentence.find(quantity)
+    if at <= 0 or not _CJK.match(sentence[at - 1]):
+        return False
+    return any(
+        quantity.endswith(form) and 0 < len(quantity) - len(form) <= 2 and quantity[: -len(form)].isdigit()
+        for form in (normalise_text(form) for form in forms)
+        if form
+    )
 
 
 def _unit_unread(sentence: str, quantity: str) -> bool:
