@@ -175,6 +175,18 @@ def test_nothing_read_in_a_blank_inside_the_line_is_not_a_sure_blank(prompt):
     )
 
 
+def test_a_right_answer_is_not_sure_where_the_recogniser_weighs_a_minus_before_it():
+    number = KeyQuestion.model_validate({"id": "5", "answer": "24", "points": 2})
+    read = AnswerReading("5", "read", "24", 0.86, agreeing=3, key_likelihood=0.6, minus_odds=0.07)  # "-24" written
+    assert mark_reading(read, number, "math", "zh").is_correct
+    assert mark_reading(read, number, "math", "zh").confidence < 0.9
+    assert mark_reading(replace(read, minus_odds=0.005), number, "math", "zh").confidence >= 0.9
+    assert mark_reading(replace(read, minus_odds=None), number, "math", "zh").confidence >= 0.9
+    word = KeyQuestion.model_validate({"id": "6", "type": "word", "answer": "5160元", "points": 3})
+    sentence = AnswerReading("6", "read", "一共花了5160元", 0.99, agreeing=4, minus_odds=2.5)  # 一 is no minus
+    assert mark_reading(sentence, word, "math", "zh").confidence >= 0.9
+
+
 def test_other_digits_are_surely_wrong_only_where_the_recogniser_gives_the_key_no_chance():
     word = KeyQuestion.model_validate({"id": "7", "type": "word", "answer": "2700元", "points": 3})
     said = AnswerReading("7", "read", "2800元", 0.99, agreeing=3)  # 8 for 7: a digit the reader confuses

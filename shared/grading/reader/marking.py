@@ -129,6 +129,8 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
         # the key's answer a real chance in the writing ("Z" read where it weighs "2" at 0.4)
         doubted = lookalikes and (reading.key_likelihood is None or reading.key_likelihood < KEY_LIKELY)
         confidence = _key_agreed(reading) * (LOOKALIKE_DISCOUNT if doubted else 1.0)
+        if question.type not in (QuestionType.word, QuestionType.choice, QuestionType.text) and _minus_lost(reading):
+            confidence = min(confidence, SIGN_DOUBT)
         if question.type == QuestionType.choice and _unmistakable_letter(compared, question, reading):
             confidence = max(confidence, KEY_AGREED)
         # A misreading that lands exactly on the key is far less likely than one that misses it.
@@ -362,6 +364,18 @@ def _confusable_digit(said: str, key: str) -> bool:
 # misread so (25 read 75 four times) still gave the key 0.05-0.31.
 KEY_ABSENT = 0.01
 KEY_LIKELY = 0.1  # the recogniser's own chance of the key's answer in the writing: a real candidate
+
+
+SIGN_LOST, SIGN_DOUBT = 0.02, 0.6
+
+
+def _minus_lost(reading: AnswerReading) -> bool:
+    """In one of its readings the recogniser finds the key's answer with a minus before it at
+    least a fiftieth as likely as without: a short stroke it did not read may be a minus ("-24"
+    read "24" by three readings of four; the fourth weighed "-24" likelier), so a right verdict
+    is not sure. Not for a word problem's sentence, whose words before the number (一共) a
+    minus resembles."""
+    return reading.minus_odds is not None and reading.minus_odds >= SIGN_LOST
 
 
 def _digits_slipped(said: str, form: str) -> bool:

@@ -63,6 +63,9 @@ class AnswerReading:
     # The likeliest the recogniser found any of the key's forms to be the writing, over its whole
     # readings (None: not measured): near nought, a reading that misses the key is no misreading of it.
     key_likelihood: float | None = None
+    # How likely the key's answer is with a minus before it, over without (where it has none), in
+    # the reading that finds it likeliest so: near 1, a minus it did not read may be there.
+    minus_odds: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -422,10 +425,10 @@ def _read_area(
     det_text = clean_reading(" ".join(l.text for l in written))
     det_score = min((l.score for l in _scored_lines(written, question)), default=0.0)
     readings = [(det_text, det_score)]
-    key_likelihood = None
+    key_likelihood = minus_odds = None
     if box is not None and box[3] - box[1] <= 2.2 * typical:  # one line of writing: read it whole
         area = page.image.crop((0, top, page.image.width, top + mask.height))
-        whole, key_likelihood = whole_readings_against(area, mask, box, typical, written_forms(question))
+        whole, key_likelihood, minus_odds = whole_readings_against(area, mask, box, typical, written_forms(question))
         readings += whole
     if not any(text for text, _score in readings):
         return AnswerReading(
@@ -452,6 +455,7 @@ def _read_area(
         note="; ".join(notes),
         agreeing=voted.agreeing,
         key_likelihood=key_likelihood,
+        minus_odds=minus_odds,
     )
 
 
@@ -582,10 +586,13 @@ def whole_readings(
 
 def whole_readings_against(
     crop: Image.Image, mask: Image.Image, ink_box: tuple[int, int, int, int], line_height: int, forms: list[str]
-) -> tuple[list[tuple[str, float]], float | None]:
-    """`whole_readings`, and the likeliest any of the key's `forms` is in any of the three: the
-    recogniser's own P(form | image), None where it cannot be known (no forms, or a character the
-    recogniser does not know)."""
+) -> tuple[list[tuple[str, float]], float | None, float | None]:
+    """`whole_readings`, the likeliest any of the key's `forms` is in any of the three (the
+    recogniser's own P(form | image), None where it cannot be known: no forms, or a character the
+    recogniser does not know), and the most, over the three, that the key's answer with a minus
+    before it is as likely as without (P(-form) / P(form); None where every form is signed, or
+    the key is not weighed)."""
+    signed = [f"-{form}" for form in forms if form[:1] not in "-−+±"]
     pad = max(4, line_height // 6)
     close = crop.crop(
         (
@@ -597,13 +604,20 @@ def whole_readings_against(
     )
     bordered = ImageOps.expand(crop.crop(ink_box), border=line_height // 2, fill=255)
     ink_only = ImageOps.expand(ImageOps.invert(mask.crop(ink_box)), border=line_height // 3, fill=255)
-    readings, likeliest = [], []
+    readings, likeliest, odds = [], [], []
     for image in (close, bordered, ink_only):
-        text, score, likely = ocr.recognise_likely(image, forms)
+        text, score, likely = ocr.recognise_likely(image, forms + signed)
         readings.append((clean_reading(text), score))
-        likeliest.extend(likely.values())
-    known = [p for p in likeliest if p is not None]
-    return readings, max(known) if forms and len(known) == len(likeliest) else None
+        likeliest.extend(likely[form] for form in forms)
+        plain, minus = _likeliest([likely[form] for form in forms]), _likeliest([likely[form] for form in signed])
+        odds.append(minus / plain if plain and minus is not None else None)
+    return readings, _likeliest(likeliest), _likeliest(odds)
+
+
+def _likeliest(likely: list[float | None]) -> float | None:
+    """The largest, where every one is known."""
+    known = [p for p in likely if p is not None]
+    return max(known) if known and len(known) == len(likely) else None
 
 
 def written_forms(question: KeyQuestion) -> list[str]:

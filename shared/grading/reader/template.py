@@ -288,12 +288,13 @@ def student_ink(mask: Image.Image, line_height: int) -> Image.Image:
 
 
 def _paper_edge(stat: np.ndarray, size: tuple[int, int], line_height: int) -> bool:
-    """A thin straight line two lines long or more along the region's side that it runs along: the
-    paper's edge, or the table beyond it, where a photographed page ends at the region (a page's
-    last column). A pupil's 1 cut by the region's top is not along a side it runs along."""
+    """A thin straight line along the region's side that it runs along, a line long or more
+    upright (the edge is often broken) and two level: the paper's edge, or the table beyond it,
+    where a photographed page ends at the region (a page's last column). A pupil's 1 cut by the
+    region's top is not along a side it runs along."""
     left, top, width, height = (int(v) for v in stat[:4])
     thin, long = max(3, line_height // 8), 2 * line_height
-    upright = width <= thin and height >= long and (left == 0 or left + width >= size[0])
+    upright = width <= thin and height >= line_height and (left == 0 or left + width >= size[0])
     level = height <= thin and width >= long and (top == 0 or top + height >= size[1])
     return upright or level
 
@@ -629,9 +630,9 @@ def _read_region(
             note="; ".join(["with the template", "a stacked fraction, its rows read apart", *struck_notes]),
             agreeing=stacked.agreeing,
         )  # fmt: skip
-    key_likelihood = None
+    key_likelihood = minus_odds = None
     if one_line and kind != QuestionType.blanks:
-        whole, key_likelihood = whole_readings_against(crop, mask, ink_box, line_height, forms)
+        whole, key_likelihood, minus_odds = whole_readings_against(crop, mask, ink_box, line_height, forms)
         readings += whole
     if not any(text for text, _score in readings):
         return AnswerReading(qid, "illegible", "", 0.0, **where, note="writing the offline reader cannot read")
@@ -653,4 +654,5 @@ def _read_region(
         note="; ".join(["with the template", *struck_notes, *notes]),
         agreeing=voted.agreeing,
         key_likelihood=key_likelihood,
+        minus_odds=minus_odds,
     )
