@@ -235,6 +235,22 @@ def test_a_sections_first_question_unread_is_not_taken_from_the_next_section():
     )
     found = {qid: anchor.line.text for qid, anchor in find_anchors([page_of(rows)], named).items()}
     assert found["3.1"] == "（1）比9大4的数是（D）" and found.get("2.1") != "（1）比9大4的数是（D）"
+    # nor is a section's (2), unread, taken from the next section: it is found between its neighbours
+    rows = [
+        line("一、选一选", (80, 250, 300, 290)),
+        line("①边长6厘米的正方形，周长是（", (116, 340, 569, 380)),
+        line("2", (124, 440, 144, 460)),  # ② read as a 2 apart from its row
+        line("三角形的内角和是（", (150, 432, 430, 468)),
+        line("③7千克=（", (115, 540, 279, 580)),
+        line("二、直接写出得数", (80, 650, 378, 690)),
+        line("① 160x17=", (114, 740, 277, 780)),
+        line("② 224x30=", (741, 740, 905, 780)),
+    ]
+    ids = ["1.1", "1.2", "1.3", "2.1", "2.2"]
+    key = AnswerKey.model_validate({"questions": [{"id": qid, "answer": "1", "points": 1} for qid in ids]})
+    found = {qid: anchor.line.text for qid, anchor in find_anchors([page_of(rows)], key).items()}
+    assert found["1.3"] == "③7千克=（" and found["2.2"] == "② 224x30="
+    assert found.get("1.2") in (None, "2", "三角形的内角和是（")
 
 
 def test_a_circled_number_boxed_with_tall_writing_still_starts_its_row():

@@ -108,19 +108,22 @@ def find_anchors(pages: list[PageScan], key: AnswerKey) -> dict[str, Anchor]:
     order = list(dict.fromkeys(["", *(_section(question) for question in key.questions)]))
     for question in key.questions:
         number = printed_number(question.id)
-        # the first question of a new section comes after a section heading, where the paper has them
+        # Where the paper has headings: the first question of a new section comes after one, and
+        # after no more than the key has sections from the last question found to this one
+        # (section 2's (1), unread, is not section 3's); a question of a named section the last
+        # one found shares comes before any (section 2's ②, read as 2, is not section 3's ②).
         new_section = headings and previous is not None and _section(question) != section
+        same_section = headings and previous is not None and _section(question) == section != ""
         for index, line, qid, rest in candidates:
             if qid != number or (previous is not None and not _comes_after(index, line, *previous)):
                 continue
-            if new_section:
+            if new_section or same_section:
                 passed = sum(
                     _comes_after(i, h, *previous) and _comes_after(index, line, i, h)  # type: ignore[misc]
                     for i, h in headings
                 )
-                # after a heading, and after no more headings than the key has sections from the
-                # last question found to this one (section 2's (1), unread, is not section 3's)
-                if not passed or passed > order.index(_section(question)) - order.index(section or ""):
+                sections = order.index(_section(question)) - order.index(section or "")
+                if (new_section and not passed) or passed > sections:
                     continue
             at_margin = line.box[0] <= margins[index] + 0.12 * pages[index].image.width
             # Away from the margin (a second column), only a number that cannot be an answer like
