@@ -175,6 +175,18 @@ def test_nothing_read_in_a_blank_inside_the_line_is_not_a_sure_blank(prompt):
     )
 
 
+def test_a_one_lost_or_found_is_never_a_sure_mistake_however_many_readings_agree():
+    blanks = KeyQuestion.model_validate(
+        {"id": "1", "type": "blanks", "blanks": [{"answer": "±17", "points": 1}, {"answer": "17", "points": 1}]}
+    )
+    lost = AnswerReading("1", "read", "±7；17", 0.98, agreeing=4)  # the 1 joined to ± and lost, every way
+    assert mark_reading(lost, blanks, "math", "zh").confidence < 0.9
+    number = KeyQuestion.model_validate({"id": "2", "answer": "12", "points": 1})
+    for said in ("2", "112"):
+        assert mark_reading(AnswerReading("2", "read", said, 0.98, agreeing=4), number, "math", "zh").confidence < 0.9
+    assert mark_reading(AnswerReading("2", "read", "13", 0.98, agreeing=4), number, "math", "zh").confidence >= 0.9
+
+
 def test_a_right_answer_is_not_sure_where_the_recogniser_weighs_a_minus_before_it():
     number = KeyQuestion.model_validate({"id": "5", "answer": "24", "points": 2})
     read = AnswerReading("5", "read", "24", 0.86, agreeing=3, key_likelihood=0.6, minus_odds=0.07)  # "-24" written

@@ -175,6 +175,8 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
         confidence *= (
             0.5  # it looks like the key and does not mean it: notation the reader lost (x² read x2, 7/10 read 7110)
         )
+    elif not key_absent and any(_one_slipped(said, normalise_text(form)) for form in (key, *question.accepted)):
+        confidence *= 0.8  # a 1 lost or found, however many readings agree
     elif (
         not agreed
         and not (key_absent and reading.agreeing >= KEY_AGREED_READINGS)  # its zeros written so, read so thrice
@@ -322,6 +324,15 @@ def _near_miss(said: str, form: str) -> bool:
     (7000 read 700, 30000 read 3): what a misreading of the right answer looks like."""
     zeros = said.replace("0", "") == form.replace("0", "") and said.replace("0", "")
     return _edit_distance(said, form) <= max(1, len(form) // 5) or bool(zeros)
+
+
+def _one_slipped(said: str, form: str) -> bool:
+    """The reading is the answer with one 1 left out or one put in (±17 read ±7 every way): a 1 is
+    one thin stroke, lost with the specks, joined to a sign, or a stray stroke read as one."""
+    longer, shorter = (form, said) if len(form) > len(said) else (said, form)
+    return len(longer) == len(shorter) + 1 and any(
+        longer[i] == "1" and longer[:i] + longer[i + 1 :] == shorter for i in range(len(longer))
+    )
 
 
 def _notation_lost(form: str) -> set[str]:
@@ -516,6 +527,8 @@ def _blank_doubt(said: str, as_read: str, blank: Blank, reading: AnswerReading, 
         doubt *= 0.8
     if any(normalise_text(said) in _notation_lost(form) for form in forms):
         doubt *= 0.5  # the blank's answer with its sign, bar or point lost: as likely a misreading
+    elif any(_one_slipped(normalise_text(said), form) for form in forms):
+        doubt *= 0.8  # a 1 lost or found, however many readings agree
     if _not_like_the_key(said, blank.answer):
         doubt *= NOT_LIKE_THE_KEY
     return doubt
