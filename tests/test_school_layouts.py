@@ -225,6 +225,16 @@ def test_other_digits_are_surely_wrong_only_where_the_recogniser_gives_the_key_n
     assert mark_reading(replace(four, key_likelihood=None), forty, "math", "zh").confidence < 0.9
 
 
+def found_rows(rows: list[ocr.TextLine], ids: list[str], sections: bool = False) -> dict[str, str]:
+    """Which row each question of a key of `ids` is found at on a page of `rows` (its text); with
+    `sections`, the key names each question's section."""
+    questions = [
+        {"id": qid, "answer": "1", "points": 1} | ({"section": f"part {qid[0]}"} if sections else {}) for qid in ids
+    ]
+    key = AnswerKey.model_validate({"questions": questions})
+    return {qid: anchor.line.text for qid, anchor in find_anchors([page_of(rows)], key).items()}
+
+
 def test_a_sections_first_question_unread_is_not_taken_from_the_next_section():
     rows = [
         line("一、计算题", (80, 250, 300, 290)),
@@ -237,15 +247,11 @@ def test_a_sections_first_question_unread_is_not_taken_from_the_next_section():
         line("(2）3时是（B）", (100, 1400, 520, 1440)),
     ]
     ids = ["1.1", "2.1", "2.2", "3.1", "3.2"]
-    key = AnswerKey.model_validate({"questions": [{"id": qid, "answer": "1", "points": 1} for qid in ids]})
-    found = {qid: anchor.line.text for qid, anchor in find_anchors([page_of(rows)], key).items()}
+    found = found_rows(rows, ids)
     assert found["2.2"] == "(2）2+（8）=10" and found["3.1"] == "（1）比9大4的数是（D）"
     assert found.get("2.1") != "（1）比9大4的数是（D）"
     # sections named in the key count alike
-    named = AnswerKey.model_validate(
-        {"questions": [{"id": qid, "answer": "1", "points": 1, "section": f"part {qid[0]}"} for qid in ids]}
-    )
-    found = {qid: anchor.line.text for qid, anchor in find_anchors([page_of(rows)], named).items()}
+    found = found_rows(rows, ids, sections=True)
     assert found["3.1"] == "（1）比9大4的数是（D）" and found.get("2.1") != "（1）比9大4的数是（D）"
     # nor is a section's (2), unread, taken from the next section: it is found between its neighbours
     rows = [
@@ -258,9 +264,7 @@ def test_a_sections_first_question_unread_is_not_taken_from_the_next_section():
         line("① 160x17=", (114, 740, 277, 780)),
         line("② 224x30=", (741, 740, 905, 780)),
     ]
-    ids = ["1.1", "1.2", "1.3", "2.1", "2.2"]
-    key = AnswerKey.model_validate({"questions": [{"id": qid, "answer": "1", "points": 1} for qid in ids]})
-    found = {qid: anchor.line.text for qid, anchor in find_anchors([page_of(rows)], key).items()}
+    found = found_rows(rows, ["1.1", "1.2", "1.3", "2.1", "2.2"])
     assert found["1.3"] == "③7千克=（" and found["2.2"] == "② 224x30="
     assert found.get("1.2") in (None, "2", "三角形的内角和是（")
 
@@ -279,9 +283,7 @@ def test_a_circled_number_boxed_with_tall_writing_still_starts_its_row():
         line("二、选择题", (82, 800, 280, 840)),
         line("①3x3=( A )", (82, 900, 328, 950)),
     ]
-    ids = [f"1.{n}" for n in range(1, 9)] + ["2.1"]
-    key = AnswerKey.model_validate({"questions": [{"id": qid, "answer": "1", "points": 1} for qid in ids]})
-    found = {qid: anchor.line.text for qid, anchor in find_anchors([page_of(rows)], key).items()}
+    found = found_rows(rows, [f"1.{n}" for n in range(1, 9)] + ["2.1"])
     assert [found.get(f"1.{n}") for n in range(5, 9)] == ["③ 86-18=", "③ 63+16= 79", " 68+17=", "③ 5x8= 40"]
 
 

@@ -149,7 +149,6 @@ def _section(question: KeyQuestion) -> str:
 
 # A misread question number at the head of a line: a circled one (OCR reads ⑤ as ③ or 5), or a
 # digit set apart by a space.
-_CIRCLED_HEAD = re.compile(r"^\s*[\u2460-\u2473]")
 _MISREAD_NUMBER = re.compile(r"^\s*(?:[\u2460-\u2473]|[0-9]\s+)\s*[.．、]?")
 
 
@@ -218,7 +217,7 @@ def _starts_a_column(page: PageScan, line: ocr.TextLine, found: list[Anchor], ta
     writing boxed with it ("③ 5x8= 40")."""
     if not found or is_heading(line) or is_options_line(line, page.lines):
         return False
-    if line.height > tallest and not _CIRCLED_HEAD.match(line.text):
+    if line.height > tallest and line.text.lstrip()[:1] not in _CIRCLED:
         return False
     if is_footer(line, page.image.height, page.image.width) or ANSWER_MARK.match(line.text):
         return False

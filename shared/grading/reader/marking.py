@@ -322,8 +322,7 @@ def _as_powers(text: str, key: str) -> str | None:
 def _near_miss(said: str, form: str) -> bool:
     """A character or two from an answer, or the answer with its zeros lost or doubled
     (7000 read 700, 30000 read 3): what a misreading of the right answer looks like."""
-    zeros = said.replace("0", "") == form.replace("0", "") and said.replace("0", "")
-    return _edit_distance(said, form) <= max(1, len(form) // 5) or bool(zeros)
+    return _edit_distance(said, form) <= max(1, len(form) // 5) or _zeros_slipped(said, form)
 
 
 def _one_slipped(said: str, form: str) -> bool:
@@ -414,9 +413,7 @@ def _not_the_key(reading: AnswerReading, said: str, forms: tuple[str, ...]) -> b
     return (
         reading.key_likelihood is not None
         and reading.key_likelihood < KEY_ABSENT
-        and any(
-            _digits_slipped(said, normalise_text(form)) or _zeros_slipped(said, normalise_text(form)) for form in forms
-        )
+        and any(_digits_slipped(said, form) or _zeros_slipped(said, form) for form in map(normalise_text, forms))
     )
 
 

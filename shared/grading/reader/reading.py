@@ -608,8 +608,9 @@ def whole_readings_against(
     for image in (close, bordered, ink_only):
         text, score, likely = ocr.recognise_likely(image, forms + signed)
         readings.append((clean_reading(text), score))
-        likeliest.extend(likely[form] for form in forms)
-        plain, minus = _likeliest([likely[form] for form in forms]), _likeliest([likely[form] for form in signed])
+        weighed = [likely[form] for form in forms]
+        likeliest.extend(weighed)
+        plain, minus = _likeliest(weighed), _likeliest([likely[form] for form in signed])
         odds.append(minus / plain if plain and minus is not None else None)
     return readings, _likeliest(likeliest), _likeliest(odds)
 
