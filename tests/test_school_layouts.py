@@ -38,6 +38,7 @@ from shared.grading.reader.template import (
     read_with_template,
     register,
     student_ink,
+    with_faint,
     without_struck,
 )
 from shared.images import ink_mask
@@ -417,6 +418,48 @@ def test_a_try_struck_through_with_a_thin_light_line_is_found_in_the_region_befo
         draw.ellipse((40 + 26 * n, 40, 60 + 26 * n, 70), outline=40, width=4)
     draw.line((30, 72, 130, 72), fill=150, width=1)
     assert without_struck(student_ink(ink_mask(foot), 32), 32, foot)[1] == 0
+
+
+def test_a_strike_is_followed_to_its_ends_and_runs_out_under_a_characters_flag():
+    # the line starts left of the try under the flag of its first character (a 1's lead-in, 13 px
+    # above the line: within half a line, clear of a third) and ends inside its last character
+    region = Image.new("L", (600, 160), 255)
+    draw = ImageDraw.Draw(region)
+    draw.line((40, 70, 40, 40), fill=40, width=4)  # 1
+    draw.line((14, 42, 40, 40), fill=40, width=3)  # its flag, out over the line's start
+    for n in range(1, 3):
+        draw.ellipse((26 + 26 * n, 40, 46 + 26 * n, 70), outline=40, width=4)
+    draw.line((20, 55, 94, 55), fill=40, width=4)  # the strike, from under the flag into the last 0
+    for n in range(2):
+        draw.ellipse((200 + 26 * n, 40, 220 + 26 * n, 70), outline=40, width=4)  # the final answer
+    kept, struck = without_struck(student_ink(ink_mask(region), 32), 32, region)
+    assert struck == 1
+    assert np.asarray(kept)[:, :110].max() == 0 and np.asarray(kept)[:, 200:250].max() == 255
+
+
+def test_a_light_pencil_strokes_pale_stretches_join_its_ink_and_a_pens_edges_or_a_shadow_do_not():
+    pencil = Image.new("L", (300, 100), 255)
+    draw = ImageDraw.Draw(pencil)
+    draw.line((40, 20, 40, 80), fill=180, width=3)  # a pencil 1, its middle pale where the lead skipped
+    draw.line((40, 45, 40, 58), fill=226, width=3)
+    draw.rectangle((200, 40, 202, 42), fill=226)  # a pale speck touching no stroke
+    mask = ink_mask(pencil)
+    assert np.asarray(mask)[45:58, 40].max() == 0  # the ink mask alone breaks the 1 in two
+    grown = np.asarray(with_faint(pencil, mask))
+    assert grown[45:58, 40].min() == 255 and grown[38:46, 196:206].max() == 0
+    assert grown.sum() < 1.5 * np.asarray(mask).sum()
+    # a pen's dark stroke keeps its mask: its soft edges would join strokes that do not touch
+    pen = Image.new("L", (300, 100), 255)
+    ImageDraw.Draw(pen).line((40, 20, 40, 80), fill=40, width=3)
+    ImageDraw.Draw(pen).line((43, 20, 43, 80), fill=226, width=1)
+    assert with_faint(pen, ink_mask(pen)) is not None and np.array_equal(
+        np.asarray(with_faint(pen, ink_mask(pen))), np.asarray(ink_mask(pen))
+    )
+    # pencil writing in a shadow's faint patch: the patch would outgrow the writing, nothing is grown
+    shadowed = pencil.copy()
+    ImageDraw.Draw(shadowed).rectangle((0, 0, 140, 100), fill=228)
+    ImageDraw.Draw(shadowed).line((40, 20, 40, 80), fill=180, width=3)
+    assert np.array_equal(np.asarray(with_faint(shadowed, ink_mask(shadowed))), np.asarray(ink_mask(shadowed)))
 
 
 def test_a_remainders_numbers_are_read_again_apart_from_its_dots():

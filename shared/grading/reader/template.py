@@ -246,7 +246,30 @@ def cut_questions(pages: list[bytes], template: Template, key: AnswerKey) -> lis
 
 
 INK_KEPT = 5  # px around the ink kept for the recogniser: a stroke's soft edges
+FAINT_CONTRAST = 22  # half as dark as ink: a light pencil stroke's pale stretches, where they join ink
+FAINT_INK = 166  # writing whose ink is this light at its middle is a pencil's (a pen's is darker)
+FAINT_GROWTH = 3  # the faint parts more than this many times the ink: a shadow or a smudge, not strokes
 SPECK = 30  # ink pixels: a component this small far from the writing is a speck or a print remnant
+
+
+def with_faint(region: Image.Image, mask: Image.Image) -> Image.Image:
+    """The ink `mask` of the `region`'s image grown by its faint pixels that join its ink (the
+    hysteresis of an edge detector) where the writing is in pencil: a light stroke's pale
+    stretches kept, so its characters are read whole, not in pieces. Paper grain and faint marks
+    that touch no ink stay out; where the faint pixels would outgrow the ink many times over (a
+    shadow), the mask is kept as it was."""
+    pixels, strong = np.asarray(region), np.asarray(mask) > 0
+    if not strong.any() or np.median(pixels[strong]) < FAINT_INK:
+        return mask  # a pen's dark line is whole already; its soft edge would join strokes that do not touch
+    faint = (pixels < 255 - FAINT_CONTRAST).astype(np.uint8)
+    count, labels = cv2.connectedComponents(faint, connectivity=8)
+    joined = np.zeros(count, dtype=bool)
+    joined[np.unique(labels[strong & (faint > 0)])] = True
+    joined[0] = False
+    grown = joined[labels] | strong
+    if grown.sum() > FAINT_GROWTH * max(1, strong.sum()):
+        return mask
+    return Image.fromarray(np.where(grown, 255, 0).astype(np.uint8))
 
 
 def student_ink(mask: Image.Image, line_height: int) -> Image.Image:
@@ -368,6 +391,7 @@ def _strikes(
             x0, y0, x1, y1 = x1, y1, x0, y0
         if abs(y1 - y0) > STRIKE_SLOPE * (x1 - x0) or _line_share(ink, x0, y0, x1, y1) < STRIKE_FULL:
             continue
+        x0, y0, x1, y1 = _whole_line(ink, x0, y0, x1, y1)
         if not _runs_out(ink, x0, y0, x1, y1, line_height):
             continue
         crossed = [n for n in range(1, count) if _through_middle(stats[n], x0, y0, x1, y1, line_height)]
@@ -376,6 +400,22 @@ def _strikes(
             bottom = max(int(stats[n, cv2.CC_STAT_TOP] + stats[n, cv2.CC_STAT_HEIGHT]) for n in crossed)
             strikes.append((x0, top, x1, bottom))
     return strikes
+
+
+def _whole_line(ink: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> tuple[int, int, int, int]:
+    """The segment followed on at both ends while the stroke goes on along its line (the
+    transform's segment often stops short of a stroke's ends where it crosses the writing)."""
+
+    def on(x: int) -> bool:
+        y = _line_at(x0, y0, x1, y1, x)
+        return 0 <= x < ink.shape[1] and ink[max(0, y - 2) : y + 3, x].any()
+
+    left, right = x0, x1
+    while on(left - 1):
+        left -= 1
+    while on(right + 1):
+        right += 1
+    return left, _line_at(x0, y0, x1, y1, left), right, _line_at(x0, y0, x1, y1, right)
 
 
 def _line_at(x0: int, y0: int, x1: int, y1: int, x: int) -> int:
@@ -391,7 +431,7 @@ def _line_share(ink: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> float:
 def _runs_out(ink: np.ndarray, x0: int, y0: int, x1: int, y1: int, line_height: int) -> bool:
     """The line runs on past the writing at one end: nothing above or below it there, for an
     eighth of a line (all but one column)."""
-    reach, end = line_height // 2, max(3, line_height // STRIKE_OUT)
+    reach, end = line_height // 3, max(3, line_height // STRIKE_OUT)
 
     def bare(x: int) -> bool:
         y = _line_at(x0, y0, x1, y1, x)
@@ -564,7 +604,7 @@ def raised(box: tuple[int, int, int, int], line_height: int) -> tuple[int, int, 
 def _read_fraction(page: Image.Image, box: tuple[int, int, int, int], line_height: int) -> Stacked | None:
     """The raised region's writing read as a stacked fraction."""
     taller = page.crop(raised(box, line_height))
-    mask, _struck = without_struck(student_ink(ink_mask(taller), line_height), line_height, taller)
+    mask, _struck = without_struck(student_ink(with_faint(taller, ink_mask(taller)), line_height), line_height, taller)
     return read_stacked(taller, mask, line_height)
 
 
@@ -582,7 +622,7 @@ def _read_region(
     answer as it may be written, whose likelihood in the writing the verdict may use; `slots`: a
     blanks question's blanks on the blank paper, in the region's pixels, where they were found."""
     crop = page.crop(box)
-    mask, struck = without_struck(student_ink(ink_mask(crop), line_height), line_height, crop)
+    mask, struck = without_struck(student_ink(with_faint(crop, ink_mask(crop)), line_height), line_height, crop)
     ink = mask.histogram()[255]
     struck_notes = [f"{struck} struck-through tr{'y' if struck == 1 else 'ies'} left out"] if struck else []
     # Only the student's ink is read: the faint ghost of the print painted out, the paper's grain
