@@ -523,3 +523,30 @@ def test_a_paper_read_as_its_exam_is_released_goes_on_and_the_sweep_takes_back_o
         assert (back.status, back.paused_for) == (PaperStatus.queued, None)
         for paper_id in (first, second):  # rows without pages: never left in flight for other tests
             session.delete(session.get_one(Paper, paper_id))
+
+
+def test_an_answer_read_in_its_line_and_alike_three_ways_more_in_its_place_is_sure():
+    key = AnswerKey.model_validate(
+        {
+            "questions": [
+                {"id": "1", "prompt": "3 千克 = ____ 克", "answer": "3000", "points": 2},
+                {"id": "2", "prompt": "比 12 多 8 的数是 ____ 。", "answer": "20", "points": 2},
+            ]
+        }
+    )
+    page, draw = new_page()
+    printed, hand = samples._font(samples.PRINT_FONTS, 34), samples._font(samples.HAND_ZH_FONTS, 40)
+    draw.text((90, 240), "1. 3 千克 =", font=printed, fill=(15, 15, 15))
+    draw.text((300, 236), "3000", font=hand, fill=(25, 45, 150))  # written on the blank, in the line
+    draw.text((420, 240), "克", font=printed, fill=(15, 15, 15))
+    draw.text((90, 400), "2. 比 12 多 8 的数是", font=printed, fill=(15, 15, 15))
+    draw.text((420, 396), "24", font=hand, fill=(25, 45, 150))
+    draw.text((500, 400), "。", font=printed, fill=(15, 15, 15))
+    readings = read_paper([jpeg(page)], key)
+    for qid, written in (("1", "3000"), ("2", "24")):
+        reading = readings[qid]
+        assert reading.text == written and "read four times alike" in reading.note, reading
+        assert reading.confidence >= 0.92 and reading.agreeing == 4
+    # four readings alike make a wrong answer far from the key a sure mistake
+    mark = mark_reading(readings["2"], key.questions[1], "math", "zh")
+    assert not mark.is_correct and mark.confidence >= 0.9

@@ -113,26 +113,43 @@ def _inline_reading(
         score = min(min(l.score for l in on_line), INLINE_ONCE)
     second = _read_again(page, on_line, text, written_forms(question))
     text = clean_reading(text)  # found in the line as read; its remainder dots as one form
-    if second is not None and normalise_text(second[0]) == normalise_text(text):
+    if second is not None and normalise_text(second.text) == normalise_text(text):
+        alike = all(normalise_text(other) == normalise_text(text) for other, _score in second.others)
+        if alike and min(s for _t, s in second.others) >= AGREED_MIN_SCORE:
+            # the line's reading and its place read three ways more, all alike: as sure as the
+            # four readings of a region agreeing
+            return AnswerReading(
+                question.id, "read", text, round(max(score, second.score, AGREED_CONFIDENCE), 4), **where,
+                note=f"{note}; read four times alike", agreeing=AGREED_READINGS, key_likelihood=second.key_likelihood,
+            )  # fmt: skip
         return AnswerReading(
             question.id,
             "read",
             text,
-            round(max(score, second[1]), 4),
+            round(max(score, second.score), 4),
             **where,
             note=f"{note}; read twice",
-            key_likelihood=second[2],
+            key_likelihood=second.key_likelihood,
         )
     return AnswerReading(question.id, "read", text, round(score, 4), **where, note=note)
 
 
-def _read_again(
-    page: PageScan, on_line: list[ocr.TextLine], text: str, forms: list[str]
-) -> tuple[str, float, float | None] | None:
+@dataclass(frozen=True)
+class ReadAgain:
+    """An answer found in its line, recognised again from its place in the line."""
+
+    text: str  # without the print beside it that the cut took in
+    score: float
+    key_likelihood: float | None
+    others: list[tuple[str, float]]  # its place read with a wide white border, and as its ink alone
+
+
+def _read_again(page: PageScan, on_line: list[ocr.TextLine], text: str, forms: list[str]) -> ReadAgain | None:
     """Recognise `text` again from the part of its line where it sits (by its characters' share of
     the line's width), with a little margin; None when it cannot be placed. Also the likeliest of
     the key's `forms` in the answer's place in what was read again (None where it cannot be known:
-    no forms, the answer not found in it, or a character the recogniser does not know)."""
+    no forms, the answer not found in it, or a character the recogniser does not know), and the
+    place read two ways more: with a wide white border, and as its ink alone in black on white."""
     wanted = normalise_text(text).replace("；", "")
     for line in on_line:
         said = normalise_text(line.text)
@@ -143,21 +160,46 @@ def _read_again(
         left = line.box[0] + width * at / len(said)
         right = line.box[0] + width * (at + len(wanted)) / len(said)
         pad = max(6, line.height // 3)
-        crop = page.image.crop(
-            (
-                max(0, round(left - pad)),
-                max(0, line.box[1] - pad // 2),
-                min(page.image.width, round(right + pad)),
-                min(page.image.height, line.box[3] + pad // 2),
-            )
+        box = (
+            max(0, round(left - pad)),
+            max(0, line.box[1] - pad // 2),
+            min(page.image.width, round(right + pad)),
+            min(page.image.height, line.box[3] + pad // 2),
         )
+        crop = page.image.crop(box)
         again, score, likely = ocr.recognise_likely(
             crop, lambda read: [read.replace(text, form, 1) for form in forms] if text in read else []
         )
         known = [p for p in likely.values() if p is not None]
         key_likelihood = max(known) if known and len(known) == len(likely) else None
-        return clean_reading(again), score, key_likelihood
+        others = [
+            ocr.recognise(ImageOps.expand(crop, border=line.height // 2, fill=255)),
+            ocr.recognise(ImageOps.expand(ImageOps.invert(page.ink.crop(box)), border=line.height // 3, fill=255)),
+        ]
+        before, after = said[:at], said[at + len(wanted) :]
+        return ReadAgain(
+            _trimmed(clean_reading(again), before, after),
+            score,
+            key_likelihood,
+            [(_trimmed(clean_reading(t), before, after), s) for t, s in others],
+        )
     return None
+
+
+def _trimmed(read: str, before: str, after: str) -> str:
+    """What was read again in an answer's place in its line, without the print beside it there
+    that the cut took in: the end of the line's text `before` the answer at its start, the start
+    of the text `after` it at its end (`3000克` cut from `3千克=3000克` is `3000`)."""
+    said = normalise_text(read)
+    for n in range(min(len(before), len(said) - 1), 0, -1):
+        if said.startswith(before[-n:]):
+            said = said[n:]
+            break
+    for n in range(min(len(after), len(said) - 1), 0, -1):
+        if said.endswith(after[:n]):
+            said = said[:-n]
+            break
+    return said
 
 
 _BRACKETS = re.compile(r"[(（]\s*([^（()）]*?)\s*[)）]")
