@@ -241,6 +241,18 @@ def test_a_word_problem_whose_working_gives_its_answer_is_a_sure_mistake_however
     assert not once.is_correct and once.confidence < 0.9  # a digit from the key, read once: perhaps misread
 
 
+def test_a_word_problem_read_as_its_printed_answer_mark_alone_is_blank():
+    word = KeyQuestion(id="1", type="word", answer="90元", points=3, knowledge_points=[])
+    alone = AnswerReading("1", "read", "答：", 1.0, agreeing=4)  # every reading: the print, nothing after it
+    mark = mark_reading(alone, word, "math", "zh")
+    assert (mark.is_correct, mark.score, mark.error_type, mark.student_answer) == (False, 0, "blank", "")
+    assert mark.confidence >= 0.9 and mark.explanation == "没有作答。"
+    # read so by two of four readings: something else may be written there, a teacher looks
+    assert mark_reading(replace(alone, agreeing=2, confidence=0.95), word, "math", "zh").confidence < 0.9
+    # working above it is no blank answer
+    assert mark_reading(replace(alone, text="5×18=90（元） 答："), word, "math", "zh").error_type != "blank"
+
+
 def test_local_marking_needs_an_answer_for_every_question_and_vision_needs_a_key():
     unanswered = ["2"]  # question 1 has an answer in the key, question 2 none
     assert "no answer for question(s) 2" in check_lane(Reader.local, Priority.standard, unanswered, True)

@@ -93,14 +93,20 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
                 else "The offline reader could not read this answer; a teacher must look at it."
             ),
         )
-    if reading.state == "blank":
+    # A word problem whose whole reading is its printed 答： (every way alike, the writing all read):
+    # nothing written after it, and no working: blank, not an answer "答：".
+    nothing_after = question.type == QuestionType.word and ANSWER_MARK.fullmatch(reading.text.strip()) is not None
+    if reading.state == "blank" or nothing_after:
+        confidence = reading.confidence
+        if nothing_after and reading.agreeing < KEY_AGREED_READINGS:
+            confidence = min(confidence, NOT_LIKE_THE_KEY)  # read so once or twice: a teacher looks
         return QuestionMark(
             student_answer="",
             is_correct=False,
             score=0,
             knowledge_points=points,
             error_type="blank",
-            confidence=reading.confidence,
+            confidence=confidence,
             correction=f"答案：{key}" if zh else f"Answer: {key}",
             explanation="没有作答。" if zh else "No answer was given.",
         )
