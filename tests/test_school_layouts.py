@@ -236,6 +236,22 @@ def found_rows(rows: list[ocr.TextLine], ids: list[str], sections: bool = False)
     return {qid: anchor.line.text for qid, anchor in find_anchors([page_of(rows)], key).items()}
 
 
+def test_the_papers_first_question_unread_is_not_taken_from_a_later_section():
+    rows = [
+        line("一、填空题", (80, 416, 275, 458)),
+        line("1-6的相反数是（6", (117, 501, 486, 531)),  # its ① read as a 1 run into the text
+        line("②1-8l= (", (115, 589, 270, 628)),
+        line("③0.2的倒数是（", (119, 682, 395, 714)),
+        line("二、选择题", (80, 1138, 275, 1181)),
+        line("①-2的相反数是（B）", (115, 1218, 486, 1257)),
+        line("②圆的半径扩大到原来的2倍，面积扩大到原来的（A）倍。", (113, 1376, 1016, 1423)),
+    ]
+    found = found_rows(rows, ["1.1", "1.2", "1.3", "2.1", "2.2"])
+    assert found.get("1.1") != "①-2的相反数是（B）"
+    assert (found["1.2"], found["1.3"]) == ("②1-8l= (", "③0.2的倒数是（")
+    assert (found["2.1"], found["2.2"]) == ("①-2的相反数是（B）", "②圆的半径扩大到原来的2倍，面积扩大到原来的（A）倍。")
+
+
 def test_a_sections_first_question_unread_is_not_taken_from_the_next_section():
     rows = [
         line("一、计算题", (80, 250, 300, 290)),

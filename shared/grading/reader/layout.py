@@ -29,7 +29,7 @@ _CIRCLED = {chr(0x2460 + n): f"{n + 1}." for n in range(20)}  # ① .. ⑳, whic
 # What a printed question holds after its number: an operation, a bracket or blank, or Chinese text.
 _QUESTION_TEXT = re.compile(r"[+\-−×÷=＝<>（(_]|[\u4e00-\u9fff]")
 # A key id numbered within its section ("2.3": section 2, question 3) is printed as its last part.
-_SECTION_NUMBERED = re.compile(r"^[0-9]{1,2}[.．-](?P<number>[0-9]{1,3}[a-zA-Z]?)$")
+_SECTION_NUMBERED = re.compile(r"^(?P<section>[0-9]{1,2})[.．-](?P<number>[0-9]{1,3}[a-zA-Z]?)$")
 
 
 def printed_number(question_id: str) -> str:
@@ -114,8 +114,13 @@ def find_anchors(pages: list[PageScan], key: AnswerKey) -> dict[str, Anchor]:
         # one found shares comes before any (section 2's ②, read as 2, is not section 3's ②).
         new_section = headings and previous is not None and _section(question) != section
         same_section = headings and previous is not None and _section(question) == section != ""
+        # Before any question is found, a question numbered in its section ('2.3') comes after no
+        # more headings than its section's number (section 1's ①, unread, is not section 2's ①).
+        numbered = _SECTION_NUMBERED.match(question.id) if headings and previous is None else None
         for index, line, qid, rest in candidates:
             if qid != number or (previous is not None and not _comes_after(index, line, *previous)):
+                continue
+            if numbered and sum(_comes_after(index, line, i, h) for i, h in headings) > int(numbered["section"]):
                 continue
             if new_section or same_section:
                 passed = sum(
