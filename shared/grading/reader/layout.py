@@ -120,13 +120,10 @@ def find_anchors(pages: list[PageScan], key: AnswerKey) -> dict[str, Anchor]:
         for index, line, qid, rest in candidates:
             if qid != number or (previous is not None and not _comes_after(index, line, *previous)):
                 continue
-            if numbered and sum(_comes_after(index, line, i, h) for i, h in headings) > int(numbered["section"]):
+            if numbered and _headings_between(headings, None, (index, line)) > int(numbered["section"]):
                 continue
             if new_section or same_section:
-                passed = sum(
-                    _comes_after(i, h, *previous) and _comes_after(index, line, i, h)  # type: ignore[misc]
-                    for i, h in headings
-                )
+                passed = _headings_between(headings, previous, (index, line))
                 sections = order.index(_section(question)) - order.index(section or "")
                 if (new_section and not passed) or passed > sections:
                     continue
@@ -144,6 +141,13 @@ def find_anchors(pages: list[PageScan], key: AnswerKey) -> dict[str, Anchor]:
             previous, section = (index, line), _section(question)
             break
     return _fill_gaps(pages, key, anchors)
+
+
+def _headings_between(
+    headings: list[tuple[int, ocr.TextLine]], after: tuple[int, ocr.TextLine] | None, before: tuple[int, ocr.TextLine]
+) -> int:
+    """How many headings come after the line `after` (None: the paper's start) and before `before`."""
+    return sum((after is None or _comes_after(i, h, *after)) and _comes_after(*before, i, h) for i, h in headings)
 
 
 def _section(question: KeyQuestion) -> str:

@@ -141,15 +141,18 @@ class ReadAgain:
     text: str  # without the print beside it that the cut took in
     score: float
     key_likelihood: float | None
-    others: list[tuple[str, float]]  # its place read with a wide white border, and as its ink alone
+    # its place read with a wide white border, and as its ink alone, where `text` agrees with the
+    # line's reading (else not read: never weighed)
+    others: list[tuple[str, float]]
 
 
 def _read_again(page: PageScan, on_line: list[ocr.TextLine], text: str, forms: list[str]) -> ReadAgain | None:
     """Recognise `text` again from the part of its line where it sits (by its characters' share of
     the line's width), with a little margin; None when it cannot be placed. Also the likeliest of
     the key's `forms` in the answer's place in what was read again (None where it cannot be known:
-    no forms, the answer not found in it, or a character the recogniser does not know), and the
-    place read two ways more: with a wide white border, and as its ink alone in black on white."""
+    no forms, the answer not found in it, or a character the recogniser does not know), and, where
+    it agrees with `text`, the place read two ways more: with a wide white border, and as its ink
+    alone in black on white."""
     wanted = normalise_text(text).replace("；", "")
     for line in on_line:
         said = normalise_text(line.text)
@@ -170,17 +173,18 @@ def _read_again(page: PageScan, on_line: list[ocr.TextLine], text: str, forms: l
         again, score, likely = ocr.recognise_likely(
             crop, lambda read: [read.replace(text, form, 1) for form in forms] if text in read else []
         )
-        known = [p for p in likely.values() if p is not None]
-        key_likelihood = max(known) if known and len(known) == len(likely) else None
-        others = [
-            ocr.recognise(ImageOps.expand(crop, border=line.height // 2, fill=255)),
-            ocr.recognise(ImageOps.expand(ImageOps.invert(page.ink.crop(box)), border=line.height // 3, fill=255)),
-        ]
         before, after = said[:at], said[at + len(wanted) :]
+        again = _trimmed(clean_reading(again), before, after)
+        others: list[tuple[str, float]] = []
+        if normalise_text(again) == normalise_text(clean_reading(text)):  # read further only where it agrees
+            others = [
+                ocr.recognise(ImageOps.expand(crop, border=line.height // 2, fill=255)),
+                ocr.recognise(ImageOps.expand(ImageOps.invert(page.ink.crop(box)), border=line.height // 3, fill=255)),
+            ]
         return ReadAgain(
-            _trimmed(clean_reading(again), before, after),
+            again,
             score,
-            key_likelihood,
+            _likeliest(list(likely.values())),
             [(_trimmed(clean_reading(t), before, after), s) for t, s in others],
         )
     return None

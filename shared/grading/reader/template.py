@@ -601,11 +601,16 @@ def raised(box: tuple[int, int, int, int], line_height: int) -> tuple[int, int, 
     return left, max(0, top - round(FRACTION_RISE * line_height)), right, bottom
 
 
+def writing(region: Image.Image, line_height: int) -> tuple[Image.Image, int]:
+    """The student's ink in a region of the print-free page, a pencil's pale stretches kept, its
+    specks, page edge and struck-through tries left out; and how many tries were struck."""
+    return without_struck(student_ink(with_faint(region, ink_mask(region)), line_height), line_height, region)
+
+
 def _read_fraction(page: Image.Image, box: tuple[int, int, int, int], line_height: int) -> Stacked | None:
     """The raised region's writing read as a stacked fraction."""
     taller = page.crop(raised(box, line_height))
-    mask, _struck = without_struck(student_ink(with_faint(taller, ink_mask(taller)), line_height), line_height, taller)
-    return read_stacked(taller, mask, line_height)
+    return read_stacked(taller, writing(taller, line_height)[0], line_height)
 
 
 def _read_region(
@@ -622,7 +627,7 @@ def _read_region(
     answer as it may be written, whose likelihood in the writing the verdict may use; `slots`: a
     blanks question's blanks on the blank paper, in the region's pixels, where they were found."""
     crop = page.crop(box)
-    mask, struck = without_struck(student_ink(with_faint(crop, ink_mask(crop)), line_height), line_height, crop)
+    mask, struck = writing(crop, line_height)
     ink = mask.histogram()[255]
     struck_notes = [f"{struck} struck-through tr{'y' if struck == 1 else 'ies'} left out"] if struck else []
     # Only the student's ink is read: the faint ghost of the print painted out, the paper's grain
