@@ -32,6 +32,7 @@ from shared.grading.reader.reading import AnswerReading
 from shared.grading.vocabulary import asked_vocabulary, packaged_vocabulary
 from shared.images import normalise_page
 from shared.models import Exam, KnowledgePoint
+from shared.spending.costs import sheet_detail
 
 MODEL, DETAIL = "gpt-4o", "high"
 
@@ -57,7 +58,9 @@ def prompt_tokens(
     points = vocabulary(exam.subject, exam.grade, key)
     if asked:
         points = asked_vocabulary(points, key)
-    images = [PageImage("https://storage.example/page.jpg") for _ in sizes]
+    # An image of crops goes at its own detail, as prepare_paper sends it.
+    details = [sheet_detail(exam.model, w, h, exam.image_detail) if caption else None for w, h in sizes]
+    images = [PageImage("https://storage.example/page.jpg", detail) for detail in details]
     request = build_request(exam, key, points, images, 1000, caption=caption)
     return count_prompt_tokens(request, sizes)
 

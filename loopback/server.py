@@ -203,6 +203,7 @@ class PromptCount:
     prefix_text: str = ""
     seed: bytes = b""
     images: list[tuple[int, int]] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
 
 
 def count_prompt(state: LoopbackState, model: str, messages: list[dict[str, Any]]) -> PromptCount:
@@ -237,6 +238,7 @@ def count_prompt(state: LoopbackState, model: str, messages: list[dict[str, Any]
                 state.count("image_parts_data" if url.startswith("data:") else "image_parts_url")
                 (width, height), data = _image_size(url)
                 count.images.append((width, height))
+                count.details.append(str(image.get("detail", "auto")))
                 digest.update(hashlib.sha256(data).digest())
                 try:
                     count.tokens += image_tokens(model, width, height, image.get("detail", "auto"))
@@ -408,6 +410,7 @@ def complete(state: LoopbackState, body: Any, *, limits: bool) -> tuple[int, dic
                 "questions": list(questions),
                 "knowledge_points": _listed_points(body),
                 "images": [list(size) for size in prompt.images],
+                "details": prompt.details,
                 "prompt_tokens": prompt.tokens,
                 "service_tier": body.get("service_tier"),
             }

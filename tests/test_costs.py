@@ -2,7 +2,15 @@ from decimal import Decimal
 
 import pytest
 
-from shared.spending.costs import call_cost, image_patches, image_tokens, model_card, text_tokens
+from shared.spending.costs import (
+    call_cost,
+    image_patches,
+    image_tokens,
+    model_card,
+    sheet_detail,
+    sheet_tokens,
+    text_tokens,
+)
 
 
 @pytest.mark.parametrize(
@@ -35,6 +43,24 @@ def test_patch_scheme_multiplies_by_the_model_factor():
     assert image_tokens("gpt-4.1-mini", 1800, 2400) == 2353  # ceil(1452 * 1.62)
     assert image_tokens("gpt-4.1-mini", 1024, 1024) == 1659  # the guide's own example
     assert image_tokens("gpt-4.1-nano", 1024, 1024) == 2520  # ceil(1024 * 2.46 = 2519.04)
+
+
+@pytest.mark.parametrize(
+    ("model", "width", "height", "detail", "sent", "tokens"),
+    [
+        ("gpt-4o", 404, 227, "high", "low", 85),  # within the low-detail square: every pixel, 85 not 255
+        ("gpt-4o", 512, 512, "high", "low", 85),
+        ("gpt-4o", 513, 200, "high", "high", 425),  # would be shrunk at low detail: sent as asked
+        ("gpt-5", 300, 300, "high", "low", 70),
+        ("gpt-4.1-mini", 404, 227, "high", "high", image_tokens("gpt-4.1-mini", 404, 227)),  # patches: no saving
+        ("gpt-4o", 404, 227, "low", "low", 85),
+    ],
+)
+def test_a_small_sheet_of_crops_goes_at_low_detail_only_where_nothing_is_lost(
+    model, width, height, detail, sent, tokens
+):
+    assert sheet_detail(model, width, height, detail) == sent
+    assert sheet_tokens(model, width, height, detail) == tokens
 
 
 def test_cached_tokens_are_priced_at_the_cached_rate():

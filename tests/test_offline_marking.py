@@ -335,6 +335,8 @@ def test_the_cascade_sends_only_the_unsure_questions_to_the_vision_model(
     assert seen[0]["knowledge_points"] == sorted(asked["knowledge_points"])  # not the exam's whole list
     [crop] = seen[0]["images"]  # one image of the crops, not the two pages
     assert crop[0] * crop[1] < 0.25 * samples.A4_150_DPI[0] * samples.A4_150_DPI[1]
+    # within the low-detail square: sent at low detail, every pixel for 85 tokens instead of 255 or more
+    assert max(crop) <= 512 and seen[0]["details"] == ["low"]
     by_id = {q["question_id"]: q for q in paper["questions"]}
     assert by_id["4"]["marked_by"] == "vision"
     assert {q["marked_by"] for qid, q in by_id.items() if qid != "4"} == {"local"}

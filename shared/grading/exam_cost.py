@@ -23,13 +23,13 @@ from sqlalchemy.orm import Session
 from shared.grading import lanes
 from shared.grading.answer_key import AnswerKey
 from shared.grading.prompt import PageImage, build_request, count_prompt_tokens, schema_tokens
-from shared.grading.reader.reading import CROP_GAP_PX, CROP_LABEL_PX, CROP_LINE_PX, CROP_ROW_PX
+from shared.grading.reader.reading import CROP_GAP_PX, CROP_LINE_PX, CROP_ROW_PX, label_width
 from shared.grading.reader.template import CROP_PAD
 from shared.grading.vision_crops import LEGIBLE_LINE_PX
 from shared.grading.vocabulary import asked_vocabulary, exam_vocabulary
 from shared.models import Exam, Page, Paper, PaperStatus, Usage, UsageOutcome
 from shared.spending import ledger
-from shared.spending.costs import UnknownModel, call_cost, image_tokens, text_tokens
+from shared.spending.costs import UnknownModel, call_cost, sheet_tokens, text_tokens
 from shared.spending.estimate import (
     OUTPUT_TOKENS_PER_QUESTION,
     UNSURE_SHARE,
@@ -122,7 +122,7 @@ def template_crop(exam: Exam) -> tuple[int, int] | None:
     # The sheet is as wide as its widest crop (a row of a few is near the widest of all), and each
     # crop adds its height: the median.
     tall = sorted(max(h, CROP_ROW_PX) for _w, h in sizes)
-    return CROP_LABEL_PX + max(w for w, _h in sizes), tall[len(tall) // 2] + CROP_GAP_PX
+    return label_width(regions) + max(w for w, _h in sizes), tall[len(tall) // 2] + CROP_GAP_PX
 
 
 def vision_sheet(exam: Exam, pages: list[PageSize], model: str) -> tuple[int, int] | None:
@@ -160,7 +160,8 @@ def vision_sheet(exam: Exam, pages: list[PageSize], model: str) -> tuple[int, in
             room = max(0, height - shown[3])
             height = min(height, shown[3] + (room // 2 if room > 2 * line else line // 2) + CROP_PAD)
         crops.append((round(width * scale), round(height * scale)))
-    return CROP_LABEL_PX + max(w for w, _h in crops), sum(max(h, CROP_ROW_PX) + CROP_GAP_PX for _w, h in crops)
+    width = label_width(q.id for q in key.questions) + max(w for w, _h in crops)
+    return width, sum(max(h, CROP_ROW_PX) + CROP_GAP_PX for _w, h in crops)
 
 
 def unsure_share(session: Session, *conditions: Any) -> float | None:
@@ -296,7 +297,7 @@ def read_not_asked(
             continue  # nothing unsure: it ends offline, for nothing
         images = pages_tokens
         if width and height:  # its crops, where they are fewer tokens than the pages (as sent)
-            images = min(images, image_tokens(exam.model, width, height, exam.image_detail))
+            images = min(images, sheet_tokens(exam.model, width, height, exam.image_detail))
         prompt, output = asked_call(shape, questions, asked, images, calibrated)
         usd += float(call_cost(exam.model, prompt, 0, output))
     return usd, len(rows)

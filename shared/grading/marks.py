@@ -37,24 +37,19 @@ def marks_schema(answer_key: AnswerKey, vocabulary: list[str]) -> dict[str, Any]
     The question object and the enum are defined once under $defs and referenced: repeating them
     per question cost about 270 prompt tokens per question on every paper. A question's maximum
     score is in the answer key the model reads; a score above it is clamped and sent to review.
+    The fields carry no descriptions: the instructions say each once (they cost about 55 prompt
+    tokens on every call, the cascade's included).
     """
     question_mark = {
         "type": "object",
         "properties": {
-            "student_answer": {
-                "type": "string",
-                "description": "Exactly what the student wrote, as read; empty if blank.",
-            },
+            "student_answer": {"type": "string"},
             "is_correct": {"type": "boolean"},
-            "score": {"type": "number", "minimum": 0, "description": "0 to the question's points."},
-            "knowledge_points": {
-                "type": "array",
-                "items": {"$ref": "#/$defs/knowledge_point"},
-                "description": "Knowledge points this question tests; for a wrong answer, the ones missed.",
-            },
+            "score": {"type": "number", "minimum": 0},
+            "knowledge_points": {"type": "array", "items": {"$ref": "#/$defs/knowledge_point"}},
             "error_type": {"type": "string", "enum": list(ERROR_TYPES)},
-            "explanation": {"type": "string", "description": "What is wrong, in the exam's language."},
-            "correction": {"type": "string", "description": "The correct working, in the exam's language."},
+            "explanation": {"type": "string"},
+            "correction": {"type": "string"},
             "confidence": {"type": "number", "minimum": 0, "maximum": 1},
         },
         "required": list(QuestionMark.model_fields),

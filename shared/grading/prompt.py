@@ -29,9 +29,11 @@ Reply only with the JSON object the schema describes."""
 
 @dataclass(frozen=True)
 class PageImage:
-    """A page as the provider will fetch it: a presigned https URL or a data: URL."""
+    """A page (or an image of crops) as the provider will fetch it: a presigned https URL or a
+    data: URL; `detail`: its own detail, where not the exam's (costs.sheet_detail)."""
 
     url: str
+    detail: str | None = None
 
 
 def exam_context(exam: Exam, answer_key: AnswerKey, vocabulary: list[KnowledgePoint]) -> str:
@@ -43,7 +45,8 @@ def exam_context(exam: Exam, answer_key: AnswerKey, vocabulary: list[KnowledgePo
         # Fields left at their defaults say nothing the instructions do not: leaving them out is tokens saved.
         "answer_key": answer_key.model_dump(mode="json", exclude_defaults=True),
         "rubric": exam.rubric,
-        "knowledge_points": {kp.id: f"{kp.name_zh} / {kp.name_en}" for kp in vocabulary},
+        # Each point's name in the exam's language alone: the model writes in it, and tags by id.
+        "knowledge_points": {kp.id: kp.name_zh if exam.language == "zh" else kp.name_en for kp in vocabulary},
     }
     return json.dumps(context, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
@@ -61,7 +64,10 @@ def build_request(
     when they are not the paper's pages in order (the cascade's crops); `flex` asks for the Flex
     tier."""
     schema = marks_schema(answer_key, [kp.id for kp in vocabulary])
-    image_parts = [{"type": "image_url", "image_url": {"url": page.url, "detail": exam.image_detail}} for page in pages]
+    image_parts = [
+        {"type": "image_url", "image_url": {"url": page.url, "detail": page.detail or exam.image_detail}}
+        for page in pages
+    ]
     return {
         "model": exam.model,
         "messages": [
@@ -112,9 +118,10 @@ def schema_tokens(request: dict[str, Any]) -> int:
 
 def count_prompt_tokens(request: dict[str, Any], page_sizes: list[tuple[int, int]]) -> int:
     """Prompt tokens by OpenAI's image rules and markq's text estimate (4 per message overhead);
-    the response schema counts as prompt, as it does at OpenAI."""
+    the response schema counts as prompt, as it does at OpenAI. `page_sizes`: the request's images'
+    sizes in order, each counted at its own detail; none: the text alone."""
     tokens = schema_tokens(request)
-    detail = "high"
+    details = []
     for message in request["messages"]:
         tokens += 4
         content = message["content"]
@@ -122,5 +129,5 @@ def count_prompt_tokens(request: dict[str, Any], page_sizes: list[tuple[int, int
             if part["type"] == "text":
                 tokens += text_tokens(part["text"])
             else:
-                detail = part["image_url"].get("detail", "auto")
-    return tokens + sum(image_tokens(request["model"], w, h, detail) for w, h in page_sizes)
+                details.append(part["image_url"].get("detail", "auto"))
+    return tokens + sum(image_tokens(request["model"], w, h, d) for (w, h), d in zip(page_sizes, details))

@@ -31,7 +31,7 @@ from shared.grading.vocabulary import asked_vocabulary, exam_vocabulary
 from shared.images import NormalisedPage, normalise_page
 from shared.models import Exam, Paper
 from shared.spending import ledger
-from shared.spending.costs import UnknownModel, call_cost
+from shared.spending.costs import UnknownModel, call_cost, sheet_detail
 from shared.spending.estimate import OUTPUT_TOKENS_PER_QUESTION
 from shared.spending.ledger import CallCost
 from shared.storage import Storage, normalised_page_key
@@ -181,8 +181,9 @@ def prepare_paper(
             "another, each labelled with its number on the left."
         )
     if crops is not None:
-        images = [PageImage(_image_url(storage, crops["key"], presign_seconds, None))]
         sizes = [(crops["width"], crops["height"])]
+        detail = sheet_detail(exam.model, *sizes[0], exam.image_detail)
+        images = [PageImage(_image_url(storage, crops["key"], presign_seconds, None), detail)]
     else:
         caption = None
     vocabulary = exam_vocabulary(session, exam)

@@ -4,7 +4,8 @@ Cut once, in the images worker, right after the pages are sized for the model: e
 to its blank page, each question's region cut (its print and the writing in it, down to the last
 of either), scaled so the printed text is as tall as on the page as sent and at least
 LEGIBLE_LINE_PX, stacked into one labelled image, and grown to fill the tiles or patches that
-image takes anyway (as the pages are). The call sends that image instead of the pages when it is
+image takes anyway (as the pages are; a sheet small enough to go at low detail, within its 512 px
+square: costs.sheet_detail). The call sends that image instead of the pages when it is
 fewer image tokens by the model's rules (`cheaper`); otherwise the pages, as without a template.
 A page that cannot be aligned leaves a note, and the pages are sent.
 """
@@ -23,7 +24,7 @@ from shared.grading.reader.reading import stack_crops
 from shared.grading.reader.template import cut_questions
 from shared.images import jpeg_bytes
 from shared.models import Exam, Paper
-from shared.spending.costs import image_tokens
+from shared.spending.costs import image_tokens, sheet_tokens
 from shared.storage import Storage, question_crop_key, vision_crops_key
 
 # The crops' printed text is at least this tall. Measured (bench.cost's OCR recall of the sent
@@ -78,15 +79,15 @@ def sheet_image(
     anyway, sharpened as the pages are after scaling."""
     scales = [min(1.0, max(line_px.get(n + 1) or 0, LEGIBLE_LINE_PX) / height) for n, height in enumerate(line_heights)]
     sheet = stack_crops([(qid, crop, scales[index]) for qid, index, crop in cut_out])
-    tokens, grow = image_tokens(model, sheet.width, sheet.height, detail), 1.0
+    tokens, grow = sheet_tokens(model, sheet.width, sheet.height, detail), 1.0
     while (
         grow < MAX_GROWTH
-        and image_tokens(model, *(round(side * (grow + 0.02)) for side in sheet.size), detail) <= tokens
+        and sheet_tokens(model, *(round(side * (grow + 0.02)) for side in sheet.size), detail) <= tokens
     ):
         grow += 0.02
     if grow > 1.0:
         grown = stack_crops([(qid, crop, min(1.0, scales[index] * grow)) for qid, index, crop in cut_out])
-        if image_tokens(model, grown.width, grown.height, detail) <= tokens:
+        if sheet_tokens(model, grown.width, grown.height, detail) <= tokens:
             sheet = grown
     return sheet.filter(ImageFilter.UnsharpMask(radius=1, percent=80, threshold=2))
 
@@ -98,5 +99,5 @@ def cheaper(
     its pages; None: send the pages."""
     if not crops or crops.get("questions") != [q.id for q in key.questions]:
         return None
-    cost = image_tokens(model, crops["width"], crops["height"], detail)
+    cost = sheet_tokens(model, crops["width"], crops["height"], detail)
     return crops if cost < sum(image_tokens(model, w, h, detail) for w, h in pages) else None

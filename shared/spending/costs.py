@@ -153,6 +153,25 @@ def image_tokens(model: str, width: int, height: int, detail: str = "high") -> i
     return card.base_tokens + card.tile_tokens * math.ceil(w / TILE) * math.ceil(h / TILE)
 
 
+LOW_DETAIL_SIDE = 512  # "low" detail: the model receives the image within a 512 px square
+
+
+def sheet_detail(model: str, width: int, height: int, detail: str) -> str:
+    """The detail to send an image of crops at: "low" where the image fits the low-detail square
+    whole, so the model receives every pixel of it either way, and that is fewer tokens (the tile
+    models: 85 instead of 85 + 170 a tile); otherwise `detail`. Pages are never sent this way: a
+    page is always larger than the square."""
+    if detail == "low" or max(width, height) > LOW_DETAIL_SIDE:
+        return detail
+    cheaper = image_tokens(model, width, height, "low") < image_tokens(model, width, height, detail)
+    return "low" if cheaper else detail
+
+
+def sheet_tokens(model: str, width: int, height: int, detail: str) -> int:
+    """Input tokens of an image of crops, sent at its sheet_detail."""
+    return image_tokens(model, width, height, sheet_detail(model, width, height, detail))
+
+
 _CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
 
 

@@ -31,6 +31,7 @@ from shared.spending.costs import (
     image_tokens,
     model_card,
     prices_taken,
+    sheet_tokens,
 )
 
 DEFAULT_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1-mini")
@@ -128,7 +129,7 @@ def crop_sheet_tokens(model: str, detail: str, crop: tuple[int, int] | None, que
     if crop is None or questions <= 0:
         return None
     width, height = crop
-    return image_tokens(model, width, max(1, math.ceil(height * questions)), detail)
+    return sheet_tokens(model, width, max(1, math.ceil(height * questions)), detail)
 
 
 def asked_call(
@@ -155,7 +156,7 @@ def lane_costs(
     the pages where that is fewer tokens (an exam with a blank paper)."""
     images = sum(page_tokens(model, page, detail) for page in pages)
     if sheet is not None:
-        images = min(images, image_tokens(model, sheet[0], sheet[1], detail))
+        images = min(images, sheet_tokens(model, sheet[0], sheet[1], detail))
     prompt = shape.text_tokens + images
     output = round(calibration.output_per_question * questions)
     cached = cached_part(shape.cacheable_tokens)
@@ -250,7 +251,7 @@ def estimate(
             "flex": card.flex,
             "pages": per_page,
             "crops_instead_of_pages": sheet is not None
-            and image_tokens(model, sheet[0], sheet[1], detail) < sum(page_tokens(model, p, detail) for p in pages),
+            and sheet_tokens(model, sheet[0], sheet[1], detail) < sum(page_tokens(model, p, detail) for p in pages),
             "paper": {
                 "image_tokens": vision.prompt_tokens - shape.text_tokens,
                 "prompt_tokens": vision.prompt_tokens,

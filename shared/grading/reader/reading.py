@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -733,7 +734,7 @@ def question_crop(scans: list[PageScan], reading: AnswerReading) -> Image.Image 
     return crop
 
 
-CROP_LABEL_PX, CROP_GAP_PX = 90, 12  # the label column of a sheet of crops, and the space between two
+CROP_LABEL_FONT_PX, CROP_GAP_PX = 22, 12  # a crop's label (taller than its print), the space between two
 CROP_ROW_PX = 30  # a row is at least as tall as its label
 CROP_LINE_PX = 16  # a crop's printed text is scaled to this height: handwriting stays legible
 
@@ -751,18 +752,26 @@ def crop_sheet(scans: list[PageScan], readings: list[AnswerReading], line_px: in
     return stack_crops(crops)
 
 
+def label_width(question_ids: Iterable[str]) -> int:
+    """The label column of a sheet of these questions' crops: as wide as its widest label (every
+    pixel of width may cost a tile, or the low detail a small sheet could go at)."""
+    draw = ImageDraw.Draw(Image.new("L", (1, 1)))
+    return 16 + max(round(draw.textlength(f"Q{qid}", font_size=CROP_LABEL_FONT_PX)) for qid in question_ids)
+
+
 def stack_crops(crops: list[tuple[str, Image.Image, float]]) -> Image.Image:
     """Crops, each scaled as given, one under another, each labelled with its question's number on
     the left and ruled off from the next: one greyscale image."""
     scaled = [(qid, _scaled(crop, scale)) for qid, crop, scale in crops]
-    width = CROP_LABEL_PX + max(c.width for _q, c in scaled)
+    label = label_width(qid for qid, _c in scaled)
+    width = label + max(c.width for _q, c in scaled)
     height = sum(max(c.height, CROP_ROW_PX) + CROP_GAP_PX for _q, c in scaled)
     sheet = Image.new("L", (width, height), 255)
     draw = ImageDraw.Draw(sheet)
     y = 0
     for qid, crop in scaled:
-        draw.text((6, y + 4), f"Q{qid}", fill=0, font_size=24)
-        sheet.paste(crop, (CROP_LABEL_PX, y))
+        draw.text((6, y + 4), f"Q{qid}", fill=0, font_size=CROP_LABEL_FONT_PX)
+        sheet.paste(crop, (label, y))
         y += max(crop.height, CROP_ROW_PX)
         draw.line((0, y + 6, width, y + 6), fill=160, width=2)
         y += CROP_GAP_PX
