@@ -34,6 +34,7 @@ from shared.grading.reader.template import (
     _apart,
     _in_slots,
     blank_slots,
+    own_writing,
     read_template,
     read_with_template,
     register,
@@ -686,6 +687,26 @@ def test_the_next_rows_writing_reaching_up_into_a_region_is_not_its_answer():
     alone = Image.new("L", (600, 100), 0)
     ImageDraw.Draw(alone).rectangle((150, 80, 190, 99), fill=255)  # written low, nothing else: kept
     assert student_ink(alone, line_height=30).getbbox() == (150, 80, 191, 100)
+
+
+def test_a_stroke_cut_by_a_regions_edge_belongs_to_the_region_holding_most_of_it():
+    """Rows of a compact calculation section: the next row's tall 6 reaches up into a blank
+    question's region (its answer, not this one's), and this row's 7 hangs down into the next."""
+    page = Image.new("L", (600, 300), 255)
+    draw = ImageDraw.Draw(page)
+    upper, lower, below = (0, 0, 600, 100), (0, 100, 600, 200), (0, 200, 600, 300)
+    draw.line((300, 80, 300, 190), fill=30, width=6)  # the lower row's tall digit, mostly its own
+    draw.line((100, 130, 100, 215), fill=30, width=6)  # the lower row's tail into the row below
+    blank, box = own_writing(page, upper, [lower, below], line_height=40)
+    assert box == upper and ink_mask(blank.crop(box)).getbbox() is None  # read blank, not the 6's top
+    assert ink_mask(page.crop(upper)).getbbox() is not None  # the page given is left as it was
+    whole, grown = own_writing(page, lower, [upper, below], line_height=40)
+    assert grown == (0, 80, 600, 216)  # both strokes read whole, from the 6's top to the tail's end
+    assert ink_mask(whole.crop(grown)).getbbox() is not None
+    alone = Image.new("L", (600, 300), 255)
+    ImageDraw.Draw(alone).line((300, 80, 300, 150), fill=30, width=6)  # mostly between the regions
+    same, kept = own_writing(alone, upper, [(0, 160, 600, 300)], line_height=40)
+    assert kept == upper and ink_mask(same.crop(upper)).getbbox() is not None  # nobody else's: kept
 
 
 def _stacked(top: str, bottom: str, bar: bool) -> tuple[Image.Image, Image.Image]:

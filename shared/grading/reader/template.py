@@ -185,6 +185,7 @@ def read_with_template(pages: list[bytes], template: Template, key: AnswerKey) -
         aligned_pages.append(PageScan(number, aligned, ink_mask(aligned), []))
         cleaned.append(remove_print(aligned, blank.ink))
     readings = {}
+    boxes = {qid: (index, box) for qid, (index, box) in template.regions.items()}
     for question in key.questions:
         if question.id not in template.regions:
             readings[question.id] = AnswerReading(
@@ -198,10 +199,63 @@ def read_with_template(pages: list[bytes], template: Template, key: AnswerKey) -
             if question.type == QuestionType.blanks
             else None
         )
+        others = [other for qid, (at, other) in boxes.items() if at == index and qid != question.id]
+        page, box = own_writing(cleaned[index], box, others, line_height)
         readings[question.id] = _read_region(
-            cleaned[index], index + 1, box, question.id, question.type, line_height, written_forms(question), slots
+            page, index + 1, box, question.id, question.type, line_height, written_forms(question), slots
         )
     return TemplateReading(readings, aligned_pages)
+
+
+OWN_SHARE = 2 / 3  # of a stroke's ink in a region: the region's, read whole
+
+
+def own_writing(
+    page: Image.Image, box: tuple[int, int, int, int], others: list[tuple[int, int, int, int]], line_height: int
+) -> tuple[Image.Image, tuple[int, int, int, int]]:
+    """The region's writing whole, without its neighbours': a stroke cut by the region's upper or
+    lower edge is the region's when OWN_SHARE of its ink is in it, and the box grows (a line at
+    most) to take it in whole (a tall hand, a tail); a stroke with as little in the region and
+    most in another question's region (the next row's tall digits reaching up into this one) is
+    painted out of the page returned, as is anything else the grown box takes in. A stroke between
+    the two is left as the region cuts it (a 7's bar in the region above its body). The page is
+    the same one when nothing changes."""
+    x0, y0, x1, y1 = box
+    top, bottom = max(0, y0 - line_height), min(page.height, y1 + line_height)
+    pixels = np.asarray(ink_mask(page.crop((x0, top, x1, bottom)))) > 0
+    count, labels, stats, _centres = cv2.connectedComponentsWithStats(pixels.astype(np.uint8), connectivity=8)
+    inside = np.bincount(labels[y0 - top : y1 - top].ravel(), minlength=count)
+    grown_top, grown_bottom, theirs = y0, y1, []
+    for n in range(1, count):
+        left, upper, width, height, area = (int(v) for v in stats[n])
+        if upper >= y0 - top and upper + height <= y1 - top:
+            continue  # within the region
+        if inside[n] >= OWN_SHARE * area:  # its own, read whole
+            grown_top, grown_bottom = min(grown_top, top + upper), max(grown_bottom, top + upper + height)
+        elif 0 < inside[n] <= (1 - OWN_SHARE) * area and _mostly_in(labels == n, (x0, top), others):
+            theirs.append(n)
+    if not theirs and (grown_top, grown_bottom) == (y0, y1):
+        return page, box
+    grown = (x0, grown_top, x1, grown_bottom)
+    keep = np.zeros(count, dtype=bool)
+    keep[1:] = [n not in theirs and inside[n] > 0 for n in range(1, count)]  # nothing more the grown box takes in
+    band = labels[grown_top - top : grown_bottom - top]
+    painted = page.copy()
+    out = (band > 0) & ~keep[band]
+    if out.any():
+        white = Image.fromarray(np.where(out, 255, 0).astype(np.uint8)).filter(ImageFilter.MaxFilter(3))
+        painted.paste(255, (x0, grown_top), white)
+    return painted, grown
+
+
+def _mostly_in(component: np.ndarray, origin: tuple[int, int], others: list[tuple[int, int, int, int]]) -> bool:
+    """Whether most of a stroke's ink (a mask in the page's pixels from `origin`) lies in one of
+    the other questions' regions."""
+    ys, xs = np.nonzero(component)
+    xs, ys = xs + origin[0], ys + origin[1]
+    return any(
+        int(np.count_nonzero((xs >= a) & (xs < c) & (ys >= b) & (ys < d))) * 2 > len(xs) for a, b, c, d in others
+    )
 
 
 CROP_PAD = 10  # px kept around what a question's crop shows
