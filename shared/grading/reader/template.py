@@ -8,7 +8,8 @@
    says so, and the paper is read without the template.
 3. The template's printed ink, a little widened, is painted white on the aligned student page
    (`remove_print`): prompts, options lines, 答：, footers and headings never enter a reading.
-4. Each region is read alone: no ink is a blank; otherwise the detector's lines and a whole-crop
+4. Each region is read alone: a stroke its edge cuts goes to the region holding most of it
+   (`own_writing`); no ink is a blank; otherwise the detector's lines and a whole-crop
    recognition, as the template-free reader does.
 
 Handwriting that crosses printed ink (a fraction bar on an answer line) loses those pixels. A
@@ -185,7 +186,6 @@ def read_with_template(pages: list[bytes], template: Template, key: AnswerKey) -
         aligned_pages.append(PageScan(number, aligned, ink_mask(aligned), []))
         cleaned.append(remove_print(aligned, blank.ink))
     readings = {}
-    boxes = {qid: (index, box) for qid, (index, box) in template.regions.items()}
     for question in key.questions:
         if question.id not in template.regions:
             readings[question.id] = AnswerReading(
@@ -199,7 +199,7 @@ def read_with_template(pages: list[bytes], template: Template, key: AnswerKey) -
             if question.type == QuestionType.blanks
             else None
         )
-        others = [other for qid, (at, other) in boxes.items() if at == index and qid != question.id]
+        others = [other for qid, (at, other) in template.regions.items() if at == index and qid != question.id]
         page, box = own_writing(cleaned[index], box, others, line_height)
         readings[question.id] = _read_region(
             page, index + 1, box, question.id, question.type, line_height, written_forms(question), slots
