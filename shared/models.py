@@ -215,6 +215,10 @@ class KnowledgePoint(Base):
 
     __table_args__ = (Index("ix_knowledge_points_subject_grade", "subject", "grade"),)
 
+    def name_in(self, language: str) -> str:
+        """The point's name in `language`: Chinese for "zh", English otherwise."""
+        return self.name_zh if language == "zh" else self.name_en
+
 
 class Exam(Base):
     __tablename__ = "exams"

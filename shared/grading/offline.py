@@ -22,7 +22,7 @@ from shared.grading.reader import marking, reading, scanning
 from shared.grading.reader.template import Template, read_with_template
 from shared.images import jpeg_bytes
 from shared.ocr import ENGINE_NAME
-from shared.spending.costs import image_tokens, sheet_tokens
+from shared.spending.costs import sheet_cheaper
 from shared.storage import Storage, crop_sheet_key, question_crop_key
 
 
@@ -141,5 +141,4 @@ def cheaper_crops(
     crops = local_reading.get("crops")
     if not crops or crops["questions"] != unsure:
         return None
-    cost = sheet_tokens(model, crops["width"], crops["height"], detail)
-    return crops if cost < sum(image_tokens(model, w, h, detail) for w, h in pages) else None
+    return crops if sheet_cheaper(model, detail, (crops["width"], crops["height"]), pages) else None

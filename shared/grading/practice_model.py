@@ -49,7 +49,7 @@ SCHEMA = {
 
 
 def practice_request(model: str, point: KnowledgePoint, grade: int, language: str) -> dict[str, Any]:
-    name = point.name_zh if language == "zh" else point.name_en
+    name = point.name_in(language)
     ask = (
         f"为{grade}年级学生出{QUESTIONS}道练习题，知识点：{point.name_zh}（{point.name_en}）。"
         "题目要新，难度适合该年级，每题给出简短的标准答案（只写结果，带单位的写单位）。用中文。"

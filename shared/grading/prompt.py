@@ -46,7 +46,7 @@ def exam_context(exam: Exam, answer_key: AnswerKey, vocabulary: list[KnowledgePo
         "answer_key": answer_key.model_dump(mode="json", exclude_defaults=True),
         "rubric": exam.rubric,
         # Each point's name in the exam's language alone: the model writes in it, and tags by id.
-        "knowledge_points": {kp.id: kp.name_zh if exam.language == "zh" else kp.name_en for kp in vocabulary},
+        "knowledge_points": {kp.id: kp.name_in(exam.language) for kp in vocabulary},
     }
     return json.dumps(context, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 

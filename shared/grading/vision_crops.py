@@ -24,7 +24,7 @@ from shared.grading.reader.reading import stack_crops
 from shared.grading.reader.template import cut_questions
 from shared.images import jpeg_bytes
 from shared.models import Exam, Paper
-from shared.spending.costs import image_tokens, sheet_tokens
+from shared.spending.costs import sheet_cheaper, sheet_tokens
 from shared.storage import Storage, question_crop_key, vision_crops_key
 
 # The crops' printed text is at least this tall. Measured (bench.cost's OCR recall of the sent
@@ -99,5 +99,4 @@ def cheaper(
     its pages; None: send the pages."""
     if not crops or crops.get("questions") != [q.id for q in key.questions]:
         return None
-    cost = sheet_tokens(model, crops["width"], crops["height"], detail)
-    return crops if cost < sum(image_tokens(model, w, h, detail) for w, h in pages) else None
+    return crops if sheet_cheaper(model, detail, (crops["width"], crops["height"]), pages) else None

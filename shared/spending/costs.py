@@ -172,6 +172,12 @@ def sheet_tokens(model: str, width: int, height: int, detail: str) -> int:
     return image_tokens(model, width, height, sheet_detail(model, width, height, detail))
 
 
+def sheet_cheaper(model: str, detail: str, sheet: tuple[int, int], pages: list[tuple[int, int]]) -> bool:
+    """Whether an image of crops (its size), sent at its sheet_detail, is fewer input tokens than
+    the pages (their sizes as sent) at `detail`."""
+    return sheet_tokens(model, *sheet, detail) < sum(image_tokens(model, w, h, detail) for w, h in pages)
+
+
 _CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
 
 
