@@ -6,7 +6,9 @@
 (gunicorn, two worker processes of 4 threads, one per core; S3 storage on moto's server,
 PostgreSQL, Redis):
 
-- by URL (the path clients use): create the upload, PUT each page to its presigned URL, complete;
+- by URL (the path clients use), as markq's client sends many papers (`upload_papers`): create the
+  upload, PUT each page to its presigned URL, complete; 8 files going up at once, as on the direct
+  path, each paper's calls to the API made while other papers' files go up;
 - multipart (the small-client path): the pages in the request; the API checks every page in it;
 - directly: boto3 puts the same bytes into the same S3 server (the baseline, timed before and
   after the URL path, their mean: the server slows a little as it fills).
@@ -33,7 +35,6 @@ import secrets
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,6 +46,7 @@ import redis
 from PIL import Image, ImageDraw, ImageFilter
 
 from bench.throughput import ADMIN_URL, REDIS_URL, free_port
+from client.api import MarkqClient
 from shared.db import make_engine, make_session_factory, transaction
 from shared.migrate import migrate
 from shared.schools import create_key, create_school
@@ -94,30 +96,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-_clients = threading.local()
-STEPS = {"create": 0.0, "put": 0.0, "complete": 0.0}  # seconds summed over the URL path's threads
-
-
-def by_url(base: str, headers: dict[str, str], exam_id: str, pages: list[bytes], n: int) -> None:
-    """One paper through the URL path: declare, PUT each page to storage, complete. Each thread
-    keeps its connections open, as boto3 does on the direct path."""
-    http = getattr(_clients, "http", None) or httpx.Client(timeout=300)
-    _clients.http = http
-    chosen = [pages[(n + i) % len(pages)] for i in range(PAGES_PER_PAPER)]
-    files = [{"name": f"p{i}.jpg", "size": len(data), "content_type": "image/jpeg"} for i, data in enumerate(chosen)]
-    started = time.perf_counter()
-    upload = http.post(
-        f"{base}/v1/exams/{exam_id}/uploads", headers=headers, json={"student_ref": f"u{n}", "files": files}
-    )
-    upload.raise_for_status()
-    created = time.perf_counter()
-    for target, data in zip(upload.json()["files"], chosen, strict=True):
-        http.put(target["url"], content=data, headers=target["headers"]).raise_for_status()
-    uploaded = time.perf_counter()
-    http.post(f"{base}{upload.json()['complete_url']}", headers=headers).raise_for_status()
-    STEPS["create"] += created - started
-    STEPS["put"] += uploaded - created
-    STEPS["complete"] += time.perf_counter() - uploaded
+def by_url(client: MarkqClient, exam_id: str, files: list[Path], first: int) -> None:
+    """PAPERS papers through the URL path as markq's client sends them: for each, declare it, PUT
+    each page to its storage URL, complete; THREADS files going up at once (as many as the direct
+    path's), each paper's create and complete calls running while other papers' files go up."""
+    papers = [
+        (f"u{n}", [files[(n + i) % len(files)] for i in range(PAGES_PER_PAPER)]) for n in range(first, first + PAPERS)
+    ]
+    for paper in client.upload_papers(exam_id, papers, streams=THREADS):
+        assert paper["status"] == "queued", paper
 
 
 def main() -> int:
@@ -226,7 +213,12 @@ def main() -> int:
                 data={"student_ref": f"warm{n}"},
                 files=[("pages", ("p.jpg", pages[0], "image/jpeg"))],
             ).raise_for_status()
-        by_url(base, headers, exam["id"], pages, -1)  # warm the URL path too
+        page_files = []
+        for n, data in enumerate(pages):
+            page_files.append(home / f"page{n}.jpg")
+            page_files[-1].write_bytes(data)  # the client streams each page from its file
+        client = MarkqClient(base, key, timeout=300)
+        client.upload_paper(exam["id"], "warm-url", page_files[:PAGES_PER_PAPER])  # warm the URL path too
 
         def direct(n: int, run: str) -> None:
             for i in range(PAGES_PER_PAPER):
@@ -248,10 +240,7 @@ def main() -> int:
             direct_before = timed_direct(f"before{r}")
             cpu_before = sum(cpu_seconds(pid) for pid in worker_pids)
             started = time.perf_counter()
-            with ThreadPoolExecutor(THREADS) as pool:
-                list(
-                    pool.map(lambda n: by_url(base, headers, exam["id"], pages, n), range(r * PAPERS, (r + 1) * PAPERS))
-                )
+            by_url(client, exam["id"], page_files, r * PAPERS)
             url_seconds = time.perf_counter() - started
             url_cpu += sum(cpu_seconds(pid) for pid in worker_pids) - cpu_before
             rounds.append((url_seconds, (direct_before + timed_direct(f"after{r}")) / 2))
@@ -287,10 +276,6 @@ def main() -> int:
         ratio, url_ratio = api_rate / direct_rate, url_rate / direct_rate
         met = url_ratio >= 0.9 and api_cpu_ms <= 5 and url_growth_mb < 50
         print(f"by URL:          {total} pages in {url_seconds:.1f} s = {url_rate:.1f} pages/s")
-        print(
-            "  mean per paper: "
-            + ", ".join(f"{step} {1000 * spent / (ROUNDS * PAPERS):.0f} ms" for step, spent in STEPS.items())
-        )
         print(f"  each round's ratio to direct: {', '.join(f'{r:.2f}' for r in ratios)} (the median is the figure)")
         print(f"multipart:       {total} pages in {api_seconds:.1f} s = {api_rate:.1f} pages/s")
         print(

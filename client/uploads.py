@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ class UploadState:
     def __init__(self, path: Path | None = None) -> None:
         cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
         self.path = path or cache / "markq" / "uploads.json"
+        self._lock = threading.Lock()  # papers uploaded at once remember and forget in turn
 
     def _read(self) -> dict[str, str]:
         try:
@@ -64,12 +66,14 @@ class UploadState:
         return self._read().get(signature)
 
     def remember(self, signature: str, paper_id: str) -> None:
-        self._write({**self._read(), signature: paper_id})
+        with self._lock:
+            self._write({**self._read(), signature: paper_id})
 
     def forget(self, signature: str) -> None:
-        entries = self._read()
-        if entries.pop(signature, None) is not None:
-            self._write(entries)
+        with self._lock:
+            entries = self._read()
+            if entries.pop(signature, None) is not None:
+                self._write(entries)
 
 
 def _chunks(path: Path, progress: Progress | None) -> Iterator[bytes]:

@@ -21,7 +21,9 @@ from sqlalchemy import select, update
 from werkzeug.serving import make_server
 
 from client import samples
+from client.api import MarkqClient
 from client.cli import main as cli
+from client.uploads import UploadState
 from loopback.proxy import FaultProxy
 from shared.intake import uploads
 from shared.intake.uploads import PART_BYTES, upload_key
@@ -254,6 +256,50 @@ def serving(flask_app):
         yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
+
+
+class CountingTransport(httpx.HTTPTransport):
+    """Storage's side of the client, counting the PUTs under way at once (a body is sent inside
+    handle_request)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock, self.now, self.most, self.puts = threading.Lock(), 0, 0, 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self.lock:
+            self.now += 1
+            self.most, self.puts = max(self.most, self.now), self.puts + 1
+        try:
+            time.sleep(0.05)  # long enough for the papers' other files to be ready beside it
+            return super().handle_request(request)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+
+def test_many_papers_go_up_at_once_within_their_streams_and_once_each(
+    live_api, auth, school_keys, worker, tmp_path, sample
+):
+    exam = make_exam(live_api, auth(), provider="local", answer_key=sample["exam"]["answer_key"], title="many")
+    client = MarkqClient(live_api, school_keys["A"])
+    transport = CountingTransport()
+    client.storage = httpx.Client(transport=transport)
+    papers = [(student, sample["papers"][student]) for student in ("S01", "S02", "S03")]
+    sent: list[int] = []
+    state = UploadState(tmp_path / "uploads.json")
+    done = client.upload_papers(exam["id"], papers, "3(2)", state=state, progress=sent.append, streams=2)
+    assert [paper["student_ref"] for paper in done] == ["S01", "S02", "S03"]  # in the order given
+    assert all(paper["status"] != "uploading" for paper in done)
+    assert transport.puts == 6 and transport.most == 2  # every file once, two at a time
+    assert sum(sent) == sum(page.stat().st_size for _, pages in papers for page in pages)
+    again = client.upload_papers(exam["id"], papers, "3(2)", state=state, streams=2)  # run again
+    assert [paper["id"] for paper in again] == [paper["id"] for paper in done] and transport.puts == 6
+    listed = httpx.get(f"{live_api}/v1/exams/{exam['id']}/papers", headers=auth()).json()
+    assert sorted(paper["id"] for paper in listed) == sorted(paper["id"] for paper in done)  # none twice
+    for paper in done:
+        marked = wait_for(live_api, auth(), paper["id"], timeout=120)
+        assert marked["status"] in ("graded", "needs_review"), marked["status_reason"]
 
 
 def test_an_upload_cut_halfway_is_resumed_by_the_cli_and_the_paper_completes_once(
