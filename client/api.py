@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +26,17 @@ class MarkqError(Exception):
         self.code = code
         self.message = message
         self.details = details
+
+
+def _one_at_a_time(progress: Progress) -> Progress:
+    """`progress` called by one thread at a time (files go up from several)."""
+    lock = threading.Lock()
+
+    def counted(size: int) -> None:
+        with lock:
+            progress(size)
+
+    return counted
 
 
 class MarkqClient:
@@ -121,13 +131,15 @@ class MarkqClient:
         *,
         state: UploadState | None = None,
         progress: Progress | None = None,
-        streams: threading.Semaphore | None = None,
+        streams: int | threading.Semaphore = 3,
     ) -> dict[str, Any]:
-        """Upload one paper's files straight to storage by URL, one after another, then complete it.
-        With `state`, a paper an earlier run started for the same files is resumed: only what is not
-        stored yet is sent, and nothing is created twice (running it again after it completed
-        returns the paper). `progress` is called with each chunk's bytes. With `streams`, each file
-        is sent while holding one of them (`upload_papers` shares them between papers)."""
+        """Upload one paper's files straight to storage by URL, up to `streams` at once, then
+        complete it. With `state`, a paper an earlier run started for the same files is resumed:
+        only what is not stored yet is sent, and nothing is created twice (running it again after
+        it completed returns the paper). `progress` is called with each chunk's bytes, one call at
+        a time. `streams` may be a semaphore that other papers share (`upload_papers`)."""
+        slots = threading.Semaphore(streams) if isinstance(streams, int) else streams
+        counted = _one_at_a_time(progress) if progress is not None else None
         signature = UploadState.signature(str(self.http.base_url), exam_id, student_ref, pages)
         earlier = state.get(signature) if state else None
         upload = self._resumed(f"/v1/papers/{earlier}" if earlier else None)
@@ -142,13 +154,20 @@ class MarkqClient:
             )
             if state:
                 state.remember(signature, str(upload["paper_id"]))
+        missing = []
         for target, page in zip(upload["files"], pages, strict=True):
-            if target["uploaded"]:
-                if progress is not None:
-                    progress(page.stat().st_size)
-                continue
-            with streams or contextlib.nullcontext():
-                put_file(self.storage, target, page, progress)
+            if not target["uploaded"]:
+                missing.append((target, page))
+            elif counted is not None:
+                counted(page.stat().st_size)
+
+        def send(file: tuple[dict[str, Any], Path]) -> None:
+            with slots:
+                put_file(self.storage, *file, counted)
+
+        if missing:
+            with ThreadPoolExecutor(len(missing)) as pool:
+                list(pool.map(send, missing))  # the first file refused or cut is raised here
         return self._call("POST", upload["complete_url"])
 
     def upload_papers(
@@ -162,28 +181,17 @@ class MarkqClient:
         streams: int = 4,
     ) -> list[dict[str, Any]]:
         """Upload many papers by URL, `(student_ref, pages)` each, with up to `streams` files going
-        up at once and the link kept busy: each paper's create and complete calls to the API run
-        while other papers' files are sent, not between them. Returns each paper as `complete`
-        answered, in the order given; resumes as `upload_paper` does. On a slow link one stream
-        is as fast as several and loses less when the link drops; several pay off where each
-        file's round trips, not the link, are what takes the time."""
+        up at once, whichever papers they belong to, and the link kept busy: each paper's create
+        and complete calls to the API are made while other papers' files go up, not between them.
+        Returns each paper as `complete` answered, in the order given; resumes as `upload_paper`
+        does."""
         slots = threading.Semaphore(streams)
-        lock = threading.Lock()
-
-        def counted(size: int) -> None:
-            with lock:
-                progress(size)  # type: ignore[misc]
+        counted = _one_at_a_time(progress) if progress is not None else None
 
         def one(paper: tuple[str, Sequence[Path]]) -> dict[str, Any]:
             student_ref, pages = paper
             return self.upload_paper(
-                exam_id,
-                student_ref,
-                pages,
-                class_label,
-                state=state,
-                progress=counted if progress else None,
-                streams=slots,
+                exam_id, student_ref, pages, class_label, state=state, progress=counted, streams=slots
             )
 
         # twice as many papers under way as streams: while one paper waits for the API, another's
