@@ -1,7 +1,12 @@
+import json
+import uuid
 from decimal import Decimal
 
 import pytest
 
+from shared.grading.answer_key import AnswerKey
+from shared.grading.prompt import PageImage, build_request
+from shared.models import Exam
 from shared.spending.costs import (
     call_cost,
     image_patches,
@@ -89,3 +94,28 @@ def test_blank_environment_values_count_as_unset(monkeypatch):
     monkeypatch.setenv("MARKQ_S3_PUBLIC_ENDPOINT_URL", " ")
     settings = Settings()
     assert settings.openai_base_url is None and settings.s3_public_endpoint_url is None
+
+
+def _request(questions: list[dict], caption: str | None) -> dict:
+    exam = Exam(id=uuid.UUID(int=1), subject="math", grade=3, language="zh", rubric="", model="gpt-4o")
+    exam.image_detail = "high"
+    key = AnswerKey.model_validate({"questions": questions})
+    return build_request(exam, key, [], [PageImage("https://storage.example/p.jpg")], 1000, caption=caption)
+
+
+def test_a_request_says_nothing_its_reader_does_not_need():
+    questions = [
+        {"id": "1.1", "answer": "26", "points": 2, "section": "一、计算题"},
+        {"id": "1.2", "answer": "5", "points": 1.5, "section": "一、计算题"},
+    ]
+    pages, crops = _request(questions, None), _request(questions, "crops")
+    page_key = json.loads(pages["messages"][1]["content"])["answer_key"]["questions"]
+    crop_key = json.loads(crops["messages"][1]["content"])["answer_key"]["questions"]
+    assert [q["section"] for q in page_key] == ["一、计算题"] * 2  # where to look on the page
+    assert all("section" not in q for q in crop_key)  # a crop is labelled with its number
+    assert [q["points"] for q in crop_key] == [2, 1.5] and '"points":2}' in crops["messages"][1]["content"]
+    assert text_tokens(crops["messages"][1]["content"]) < text_tokens(pages["messages"][1]["content"])
+    assert "solve the question yourself" not in pages["messages"][0]["content"]  # every answer is given
+    unanswered = _request([*questions, {"id": "2", "points": 3, "prompt": "12×4="}], None)
+    assert "solve the question yourself" in unanswered["messages"][0]["content"]
+    assert unanswered["messages"][0]["content"].index("solve") < unanswered["messages"][0]["content"].index("Award")

@@ -17,7 +17,6 @@ INSTRUCTIONS = """You mark primary and middle school (grades 1-9) test papers fr
 For every question in the answer key:
 - Read the student's answer exactly as written; write it in student_answer ("" if blank).
 - Compare it with the key's answer and accepted forms; equivalent forms (0.75 = 3/4 = 75%) are correct.
-- Where the key gives no answer, solve the question yourself first, then compare.
 - Award a score between 0 and the question's points, using the partial-credit notes and the rubric.
 - Tag the knowledge points the question tests, from the given list only; for a wrong answer these are the points the student missed.
 - error_type: "none" when correct; otherwise calculation, concept, misread_question, unit, incomplete, blank, or illegible.
@@ -25,6 +24,8 @@ For every question in the answer key:
 - explanation says what went wrong and correction shows the right working, in the exam's language, briefly, for the student.
 - confidence is your certainty in the verdict, from 0 to 1.
 Reply only with the JSON object the schema describes."""
+# Said only where some question of the key has no answer: tokens a key with every answer never needs.
+SOLVE = "\n- Where the key gives no answer, solve the question yourself first, then compare."
 
 
 @dataclass(frozen=True)
@@ -36,14 +37,38 @@ class PageImage:
     detail: str | None = None
 
 
-def exam_context(exam: Exam, answer_key: AnswerKey, vocabulary: list[KnowledgePoint]) -> str:
-    """The exam as the model reads it, serialised deterministically (sorted keys, no spacing)."""
+def instructions(answer_key: AnswerKey) -> str:
+    """The system prompt for this key: the same for every paper of an exam."""
+    if all(question.answer for question in answer_key.questions):
+        return INSTRUCTIONS
+    head, _, rules = INSTRUCTIONS.partition("\n- Award")
+    return f"{head}{SOLVE}\n- Award{rules}"
+
+
+def _whole(value: Any) -> Any:
+    """The same JSON value with whole floats written as integers (points 2.0 as 2: fewer tokens)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    return value
+
+
+def exam_context(exam: Exam, answer_key: AnswerKey, vocabulary: list[KnowledgePoint], *, sections: bool = True) -> str:
+    """The exam as the model reads it, serialised deterministically (sorted keys, no spacing).
+    Without `sections` the questions' section headings are left out: an image of crops labels each
+    question with its number, and where a question stands on the page does not matter."""
+    # Fields left at their defaults say nothing the instructions do not: leaving them out is tokens saved.
+    key = answer_key.model_dump(
+        mode="json", exclude_defaults=True, exclude=None if sections else {"questions": {"__all__": {"section"}}}
+    )
     context = {
         "subject": exam.subject,
         "grade": exam.grade,
         "language": exam.language,
-        # Fields left at their defaults say nothing the instructions do not: leaving them out is tokens saved.
-        "answer_key": answer_key.model_dump(mode="json", exclude_defaults=True),
+        "answer_key": _whole(key),
         "rubric": exam.rubric,
         # Each point's name in the exam's language alone: the model writes in it, and tags by id.
         "knowledge_points": {kp.id: kp.name_in(exam.language) for kp in vocabulary},
@@ -71,8 +96,8 @@ def build_request(
     return {
         "model": exam.model,
         "messages": [
-            {"role": "system", "content": INSTRUCTIONS},
-            {"role": "system", "content": exam_context(exam, answer_key, vocabulary)},
+            {"role": "system", "content": instructions(answer_key)},
+            {"role": "system", "content": exam_context(exam, answer_key, vocabulary, sections=caption is None)},
             {
                 "role": "user",
                 "content": [
