@@ -184,7 +184,8 @@ class MarkqClient:
         up at once, whichever papers they belong to, and the link kept busy: each paper's create
         and complete calls to the API are made while other papers' files go up, not between them.
         Returns each paper as `complete` answered, in the order given; resumes as `upload_paper`
-        does."""
+        does. A paper refused or cut off raises its error once the others have gone up: run it
+        again with the same `state` and only what is missing is sent."""
         slots = threading.Semaphore(streams)
         counted = _one_at_a_time(progress) if progress is not None else None
 
