@@ -177,6 +177,35 @@ def test_nothing_read_in_a_blank_inside_the_line_is_not_a_sure_blank(prompt):
     )
 
 
+def test_a_mark_beyond_the_print_or_the_keys_answer_before_the_equals_is_not_a_sure_verdict():
+    # A written 1 read as a bracket (`tan45°=)`) is no answer, but the line is not empty either.
+    key = AnswerKey.model_validate(
+        {
+            "questions": [
+                {"id": "1", "answer": "1", "prompt": "tan45°=", "points": 1},
+                {"id": "2", "answer": "1", "points": 1},
+            ]
+        }
+    )
+    second = line("2. x=", (100, 300, 160, 330))
+    reading = read_answers([page_of([line("1. tan45°=)"), second])], key)["1"]
+    assert reading.state == "blank" and reading.confidence < 0.9 and "')'" in reading.note
+    assert read_answers([page_of([line("1. tan45°="), second])], key)["1"].confidence >= 0.9  # nothing more
+    # Without a prompt, `6+4=10` with the key 4, or `6+=10` (a 4 between them unread): the answer
+    # may be written in a blank the recogniser did not see, and the 10 print.
+    bare = AnswerKey.model_validate(
+        {"questions": [{"id": "1", "answer": "4", "points": 1}, {"id": "2", "answer": "1", "points": 1}]}
+    )
+    unread = read_answers(
+        [page_of([line("1. 6+", (100, 100, 200, 130)), line("=10", (260, 100, 320, 130)), second])], bare
+    )
+    for reading in (read_answers([page_of([line("1. 6+4=10"), second])], bare)["1"], unread["1"]):
+        assert reading.text == "10" and reading.confidence < 0.9 and "may stand before it" in reading.note
+        assert mark_reading(reading, bare.questions[0], "math", "zh").confidence < 0.9
+    for read in ("1. 14+3=10", "1. 6+3=10"):  # the key inside a longer number, or not there
+        assert "before it" not in read_answers([page_of([line(read), second])], bare)["1"].note
+
+
 def test_a_one_lost_or_found_is_never_a_sure_mistake_however_many_readings_agree():
     blanks = KeyQuestion.model_validate(
         {"id": "1", "type": "blanks", "blanks": [{"answer": "±17", "points": 1}, {"answer": "17", "points": 1}]}

@@ -93,6 +93,14 @@ def _inserted_text(line_text: str, prompt: str, separator: str = "") -> str:
     return separator.join(part for part in parts if part)
 
 
+def _extra_marks(line_text: str, prompt: str) -> str:
+    """What a question's line holds beyond its printed prompt, signs and brackets included (which
+    `_inserted_text` leaves out as no answer): a mark the recogniser may have made of writing."""
+    said, printed = normalise_text(line_text).translate(_TIMES), normalise_text(prompt).translate(_TIMES)
+    matcher = difflib.SequenceMatcher(None, said, printed, autojunk=False)
+    return "".join(said[i1:i2] for tag, i1, i2, _j1, _j2 in matcher.get_opcodes() if tag in ("delete", "replace"))
+
+
 # An answer found inside a printed line, read once, is never trusted as a verdict on its own.
 INLINE_ONCE = 0.85
 
@@ -244,6 +252,16 @@ def _after_equals(line_text: str) -> str:
     """What is written after a calculation's last '=' (on a line without the key's prompt)."""
     match = _EQUALS_ANSWER.search(unicodedata.normalize("NFKC", line_text).strip())
     return normalise_text(match.group("answer")) if match else ""
+
+
+def _blank_before_equals(line_text: str, forms: list[str]) -> bool:
+    """Whether a calculation line's answer may stand before its last '=': an operation there has
+    no number after its sign (`6+=10`: the 4 between them unread), or one of the key's `forms`
+    stands there on its own, not inside a longer number (`6+4=10`, key 4)."""
+    before = normalise_text(unicodedata.normalize("NFKC", line_text)).rpartition("=")[0].rstrip()
+    if before and before[-1] in "+-−×x÷*/":
+        return True
+    return any(re.search(rf"(?<![\d.]){re.escape(form)}(?![\d.])", before) for form in forms if form)
 
 
 # A choice answer: a letter (or letters) written inside the question's brackets: （ B ）.
@@ -445,6 +463,13 @@ def _read_area(
             return _inline_reading(page, on_line, question, apart, where, "read beside the question")
         if not question.prompt and not _BLANK_MARK.search(line_text) and (after := _after_equals(line_text)):
             # No prompt to subtract: a calculation's answer is what follows its last '='.
+            if after not in written_forms(question) and _blank_before_equals(line_text, written_forms(question)):
+                # The blank may be before the '=' (`6+=10`, or `6+4=10` with the key 4), filled so
+                # the recogniser saw no blank, and what follows the '=' the print.
+                return AnswerReading(
+                    question.id, "read", after, 0.5, **where,
+                    note="read after the question's '='; the answer may stand before it",
+                )  # fmt: skip
             return _inline_reading(page, on_line, question, after, where, "read after the question's '='")
         if (beside := _read_beside(page, last, right)) is not None:
             return AnswerReading(
@@ -466,6 +491,11 @@ def _read_area(
         if _BLANK_MARK.search(question.prompt):  # the answer goes inside the line, where the recogniser may drop it
             return AnswerReading(
                 question.id, "blank", "", 0.6, **where, note="nothing was read in the question's blank, inside its line"
+            )
+        if marks := _extra_marks(line_text, question.prompt):
+            # The recogniser saw more than the print (`tan45°=)`: a written 1 read as a bracket).
+            return AnswerReading(
+                question.id, "blank", "", 0.6, **where, note=f"the line holds {marks!r} beyond its print, unread"
             )
         return AnswerReading(question.id, "blank", "", 0.95, **where)
 
