@@ -259,7 +259,7 @@ def _blank_before_equals(line_text: str, forms: list[str]) -> bool:
     no number after its sign (`6+=10`: the 4 between them unread), or one of the key's `forms`
     stands there on its own, not inside a longer number (`6+4=10`, key 4)."""
     before = normalise_text(unicodedata.normalize("NFKC", line_text)).rpartition("=")[0].rstrip()
-    if before and before[-1] in "+-−×x÷*/":
+    if before and before[-1] in "+-−×÷*/":  # not x: `3x=` is algebra, not a times sign read as x
         return True
     return any(re.search(rf"(?<![\d.]){re.escape(form)}(?![\d.])", before) for form in forms if form)
 
