@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from werkzeug.serving import make_server
 
 from client import samples
-from client.api import MarkqClient
+from client.api import MarkqClient, MarkqError
 from client.cli import main as cli
 from client.uploads import UploadState
 from loopback.proxy import FaultProxy
@@ -300,6 +300,21 @@ def test_many_papers_go_up_at_once_within_their_streams_and_once_each(
     for paper in done:
         marked = wait_for(live_api, auth(), paper["id"], timeout=120)
         assert marked["status"] in ("graded", "needs_review"), marked["status_reason"]
+    # one paper refused: its error is raised once the others have gone up and been completed
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a page")
+    refused = [("S04", sample["papers"]["S01"]), ("S05", [notes]), ("S06", sample["papers"]["S02"])]
+    with pytest.raises(MarkqError) as error:
+        client.upload_papers(exam["id"], refused, "3(2)", state=state, streams=2)
+    assert error.value.status == 415, error.value
+    listed = httpx.get(f"{live_api}/v1/exams/{exam['id']}/papers", headers=auth()).json()
+    others = {
+        paper["student_ref"]: paper["status"] for paper in listed if paper["student_ref"] in ("S04", "S05", "S06")
+    }
+    assert set(others) == {"S04", "S06"} and "uploading" not in others.values(), others
+    for paper in listed:
+        if paper["student_ref"] in others:
+            wait_for(live_api, auth(), paper["id"], timeout=120)  # marked before the next test
 
 
 def test_an_upload_cut_halfway_is_resumed_by_the_cli_and_the_paper_completes_once(
