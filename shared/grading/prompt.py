@@ -13,19 +13,19 @@ from shared.grading.marks import SCHEMA_NAME, marks_schema
 from shared.models import Exam, KnowledgePoint
 from shared.spending.costs import image_tokens, text_tokens
 
-INSTRUCTIONS = """You mark primary and middle school (grades 1-9) test papers from photos or scans.
+_READ = """You mark primary and middle school (grades 1-9) test papers from photos or scans.
 For every question in the answer key:
 - Read the student's answer exactly as written; write it in student_answer ("" if blank).
-- Compare it with the key's answer and accepted forms; equivalent forms (0.75 = 3/4 = 75%) are correct.
-- Award a score between 0 and the question's points, using the partial-credit notes and the rubric.
+- Compare it with the key's answer and accepted forms; equivalent forms (0.75 = 3/4 = 75%) are correct."""
+# Said only where some question of the key has no answer: tokens a key with every answer never needs.
+_SOLVE = "- Where the key gives no answer, solve the question yourself first, then compare."
+_MARK = """- Award a score between 0 and the question's points, using the partial-credit notes and the rubric.
 - Tag the knowledge points the question tests, from the given list only; for a wrong answer these are the points the student missed.
 - error_type: "none" when correct; otherwise calculation, concept, misread_question, unit, incomplete, blank, or illegible.
 - If the handwriting cannot be read with confidence, use error_type "illegible" and a low confidence; never guess.
 - explanation says what went wrong and correction shows the right working, in the exam's language, briefly, for the student.
 - confidence is your certainty in the verdict, from 0 to 1.
 Reply only with the JSON object the schema describes."""
-# Said only where some question of the key has no answer: tokens a key with every answer never needs.
-SOLVE = "\n- Where the key gives no answer, solve the question yourself first, then compare."
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,8 @@ class PageImage:
 
 def instructions(answer_key: AnswerKey) -> str:
     """The system prompt for this key: the same for every paper of an exam."""
-    if all(question.answer for question in answer_key.questions):
-        return INSTRUCTIONS
-    head, _, rules = INSTRUCTIONS.partition("\n- Award")
-    return f"{head}{SOLVE}\n- Award{rules}"
+    unanswered = not all(question.answer for question in answer_key.questions)
+    return "\n".join([_READ, *([_SOLVE] if unanswered else []), _MARK])
 
 
 def _whole(value: Any) -> Any:

@@ -80,25 +80,27 @@ class AnswerReading:
 _TIMES = str.maketrans({"×": "x", "*": "x"})
 
 
+def _beyond_print(line_text: str, prompt: str) -> list[str]:
+    """The runs of a question's line that are not its printed prompt, in order."""
+    # the recogniser reads a printed times sign as x: the same print, not an answer's letter
+    said, printed = normalise_text(line_text).translate(_TIMES), normalise_text(prompt).translate(_TIMES)
+    matcher = difflib.SequenceMatcher(None, said, printed, autojunk=False)
+    return [said[i1:i2] for tag, i1, i2, _j1, _j2 in matcher.get_opcodes() if tag in ("delete", "replace")]
+
+
 def _inserted_text(line_text: str, prompt: str, separator: str = "") -> str:
     """What a question's printed line holds beyond the key's prompt: an answer written in a blank.
     For a blanks question, answers with print between them are kept apart by `separator`."""
-    # the recogniser reads a printed times sign as x: the same print, not an answer's letter
-    said, printed = normalise_text(line_text).translate(_TIMES), normalise_text(prompt).translate(_TIMES)
-    if not printed:
+    if not normalise_text(prompt):
         return ""
-    matcher = difflib.SequenceMatcher(None, said, printed, autojunk=False)
-    parts = [said[i1:i2] for tag, i1, i2, _j1, _j2 in matcher.get_opcodes() if tag in ("delete", "replace")]
-    parts = [part.strip("()（）[]【】") for part in parts if re.search(r"\w", part)]  # a misread sign is not one
-    return separator.join(part for part in parts if part)
+    parts = [part.strip("()（）[]【】") for part in _beyond_print(line_text, prompt) if re.search(r"\w", part)]
+    return separator.join(part for part in parts if part)  # a misread sign is not one
 
 
 def _extra_marks(line_text: str, prompt: str) -> str:
     """What a question's line holds beyond its printed prompt, signs and brackets included (which
     `_inserted_text` leaves out as no answer): a mark the recogniser may have made of writing."""
-    said, printed = normalise_text(line_text).translate(_TIMES), normalise_text(prompt).translate(_TIMES)
-    matcher = difflib.SequenceMatcher(None, said, printed, autojunk=False)
-    return "".join(said[i1:i2] for tag, i1, i2, _j1, _j2 in matcher.get_opcodes() if tag in ("delete", "replace"))
+    return "".join(_beyond_print(line_text, prompt))
 
 
 # An answer found inside a printed line, read once, is never trusted as a verdict on its own.
@@ -258,7 +260,7 @@ def _blank_before_equals(line_text: str, forms: list[str]) -> bool:
     """Whether a calculation line's answer may stand before its last '=': an operation there has
     no number after its sign (`6+=10`: the 4 between them unread), or one of the key's `forms`
     stands there on its own, not inside a longer number (`6+4=10`, key 4)."""
-    before = normalise_text(unicodedata.normalize("NFKC", line_text)).rpartition("=")[0].rstrip()
+    before = normalise_text(line_text).rpartition("=")[0].rstrip()
     if before and before[-1] in "+-−×÷*/":  # not x: `3x=` is algebra, not a times sign read as x
         return True
     return any(re.search(rf"(?<![\d.]){re.escape(form)}(?![\d.])", before) for form in forms if form)
@@ -463,7 +465,8 @@ def _read_area(
             return _inline_reading(page, on_line, question, apart, where, "read beside the question")
         if not question.prompt and not _BLANK_MARK.search(line_text) and (after := _after_equals(line_text)):
             # No prompt to subtract: a calculation's answer is what follows its last '='.
-            if after not in written_forms(question) and _blank_before_equals(line_text, written_forms(question)):
+            forms = written_forms(question)
+            if after not in forms and _blank_before_equals(line_text, forms):
                 # The blank may be before the '=' (`6+=10`, or `6+4=10` with the key 4), filled so
                 # the recogniser saw no blank, and what follows the '=' the print.
                 return AnswerReading(
