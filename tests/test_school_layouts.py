@@ -762,3 +762,17 @@ def test_a_stacked_fraction_is_read_row_by_row_over_its_bar_or_the_band_the_answ
     assert read_stacked(row, ink_mask(row), line_height=32) is None
     words, word_mask = _stacked("ab", "cd", bar)
     assert read_stacked(words, word_mask, line_height=32) is None
+
+
+def test_a_fraction_of_single_digits_is_read_over_its_short_bar():
+    # a bar no wider than the digits it splits (about half a printed line), apart from both rows
+    page = Image.new("L", (160, 150), 255)
+    draw, font = ImageDraw.Draw(page), _font(HAND_LATIN, 34)
+    draw.text((70, 12), "1", font=font, fill=40)
+    draw.line((68, 62, 86, 62), fill=40, width=4)
+    draw.text((70, 70), "2", font=font, fill=40)
+    mask = ink_mask(page)
+    box = mask.getbbox()
+    assert box is not None and box[2] - box[0] < 0.6 * 36  # narrower than a bar needed to be before
+    found = read_stacked(page, mask, line_height=36)
+    assert found is not None and found.text == "1/2"

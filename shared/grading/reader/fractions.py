@@ -20,7 +20,7 @@ from PIL import Image, ImageFilter, ImageOps
 from shared import ocr
 
 BAR_HEIGHT = 0.35  # a bar is at most this many printed lines tall
-BAR_WIDTH = 0.6  # and at least this wide, and as wide as most of the rows it splits
+BAR_WIDTH = 0.4  # and at least this wide (a bar under one digit), and as wide as most of the rows it splits
 ROW_HEIGHT = (0.4, 1.8)  # each row of the fraction is this many printed lines tall
 GAP = 1.0  # without a bar, the rows are at most this far apart (the answer line's band)
 _PART = re.compile(r"-?\d{1,4}")
