@@ -8,10 +8,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     MALLOC_ARENA_MAX=2
 
-# opencv (under the offline OCR engine) needs libGL and GLib; Debian's handwriting-style fonts
-# draw the demo's sample papers.
+# opencv under the offline OCR engine is the headless build: it links no libGL or GLib (ldd).
+# Debian's handwriting-style fonts draw the demo's sample papers.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 fonts-wqy-microhei fonts-arphic-ukai fonts-humor-sans \
+    && apt-get install -y --no-install-recommends fonts-wqy-microhei fonts-arphic-ukai fonts-humor-sans \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 markq
 WORKDIR /app

@@ -1,18 +1,18 @@
 """The offline reader with two OCR engines: the same bench.offline profile run by two interpreters.
 
-    python -m bench.ocr_engines --other /tmp/ocr3/bin/python [--own-layout-papers 12] [--papers 4]
+    python -m bench.ocr_engines --other /tmp/ocr4/bin/python [--own-layout-papers 12] [--papers 4]
                                 [--threads 1] [--python PYTHON]
 
 Each interpreter (`--python`, by default this one, and `--other`) runs `python -m bench.offline`
 on this checkout (PYTHONPATH) as a child process, one after the other, so both read the same
 generated papers: the reader's own layout (`--own-layout-papers`, seed 7000) and the held-out seed
 of school papers (`--papers`, seed 90000), no tuning seed. shared.ocr picks the engine each
-interpreter has installed (rapidocr-onnxruntime 1.4.4, else rapidocr 3.x); its ENGINE_NAME names
-the row. An environment for 3.x:
+interpreter has installed (rapidocr 3.x, else rapidocr-onnxruntime 1.4.4); its ENGINE_NAME names
+the row. An environment for 1.4.4, the engine markq used before:
 
-    python3 -m venv /tmp/ocr3 && /tmp/ocr3/bin/pip install -r requirements.lock
-    /tmp/ocr3/bin/pip uninstall -y rapidocr-onnxruntime opencv-python
-    /tmp/ocr3/bin/pip install 'rapidocr==3.*'
+    python3 -m venv /tmp/ocr4 && /tmp/ocr4/bin/pip install -r requirements.lock
+    /tmp/ocr4/bin/pip uninstall -y rapidocr opencv-python-headless
+    /tmp/ocr4/bin/pip install 'rapidocr-onnxruntime==1.4.4'
 
 For each engine and reading (own layout; school papers without and with their blank template):
 the confident share, the accuracy of confident verdicts and the silently wrong share, and the CPU

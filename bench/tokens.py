@@ -19,10 +19,10 @@ import sys
 import time
 from collections import Counter
 
-import numpy as np
 from PIL import Image, ImageOps
 
 from bench.pages import exam_sheet, jpeg, phone_photo
+from shared import ocr
 from shared.images import normalise_page
 from shared.spending.costs import (
     call_cost,
@@ -55,17 +55,13 @@ def pages() -> dict[str, list[bytes]]:
 
 
 class Reader:
-    def __init__(self) -> None:
-        from rapidocr_onnxruntime import RapidOCR
-
-        self.engine = RapidOCR()
+    """The offline reader's OCR engine (shared.ocr), reading a whole page's text."""
 
     def text(self, data: bytes) -> str:
         with Image.open(io.BytesIO(data)) as image:
-            array = np.array(ImageOps.exif_transpose(image).convert("RGB"))
-        result, _ = self.engine(array)
-        lines = sorted(result or [], key=lambda r: (round(r[0][0][1] / 20), r[0][0][0]))
-        return "".join("".join(r[1].split()) for r in lines)
+            lines = ocr.read_lines(ImageOps.exif_transpose(image).convert("RGB"))
+        lines.sort(key=lambda line: (round(line.quad[0][1] / 20), line.quad[0][0]))
+        return "".join("".join(line.text.split()) for line in lines)
 
 
 def provider_view(data: bytes, model: str) -> bytes:

@@ -1,13 +1,13 @@
-"""The local OCR engine: RapidOCR, which runs PP-OCRv4 detection and recognition models (Chinese
-and English) on the CPU through onnxruntime and ships those models inside its wheel, so it works
-with no network and no key.
+"""The local OCR engine: RapidOCR 3.x, which runs PP-OCRv6 detection and recognition models
+(Chinese and English) on the CPU through onnxruntime and ships those models inside its wheel, so
+it works with no network and no key.
 
 One engine per process, loaded on first use (about a second) and shared by the threads of that
 process behind a lock: the ONNX sessions already use every core for one page, unless
 MARKQ_OCR_THREADS says how many (with several OCR worker processes on one host, 1 each).
 
-Without `rapidocr-onnxruntime` installed, the maintained `rapidocr` 3.x runs instead (PP-OCRv6
-models, also inside its wheel; bench.ocr_engines compares the two on bench.offline).
+Where only the older `rapidocr-onnxruntime` 1.4.4 is installed, it runs instead (PP-OCRv4 models;
+bench.ocr_engines compares the two on bench.offline, and docs/architecture.md says why markq moved).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-_LEGACY = importlib.util.find_spec("rapidocr_onnxruntime") is not None
+_LEGACY = importlib.util.find_spec("rapidocr") is None  # 1.4.4's package is rapidocr_onnxruntime
 ENGINE_NAME = (
     "rapidocr-onnxruntime (PP-OCRv4)" if _LEGACY else f"rapidocr {importlib.metadata.version('rapidocr')} (PP-OCRv6)"
 )
@@ -80,13 +80,13 @@ class _RapidOCR3:
         }
         if threads:
             params["EngineConfig.onnxruntime.intra_op_num_threads"] = threads
-        self._ocr = rapidocr.RapidOCR(params=params)
+        self.ocr = rapidocr.RapidOCR(params=params)
 
     def __call__(
         self, pixels: np.ndarray, use_det: bool = True, use_cls: bool = True, use_rec: bool = True
     ) -> tuple[list[list[Any]] | None, float]:
         # every step named on every call: 3.x keeps a call's use_* for the calls after it
-        out = self._ocr(pixels, use_det=use_det, use_cls=use_cls, use_rec=use_rec)
+        out = self.ocr(pixels, use_det=use_det, use_cls=use_cls, use_rec=use_rec)
         elapsed = out.elapse or 0.0
         if not out.txts:
             return None, elapsed
@@ -173,21 +173,22 @@ def recognise_likely(
     P(text | image) under its CTC output, summed over every alignment of the text to the image's
     columns (the forward algorithm), so a text it would also have read another way keeps its share.
     `texts` may be made from what was read (the key put in place of the answer read, the print
-    around it kept). A text with a character the recogniser does not know is None (not known), as
-    is every text with the 3.x engine, whose recogniser this does not reach into."""
-    if not _LEGACY:
-        text, score = recognise(image)
-        return text, score, dict.fromkeys(texts(text) if callable(texts) else texts)
+    around it kept). A text with a character the recogniser does not know is None (not known)."""
     pixels = np.asarray(image.convert("RGB"))
     with _lock:
         engine = _get_engine()
-        img, _h, _w = engine.preprocess(engine.load_img(pixels))
-        rec = engine.text_rec
-        _channels, height, width = rec.rec_image_shape
+        if _LEGACY:
+            img, _h, _w = engine.preprocess(engine.load_img(pixels))
+            rec = engine.text_rec
+        else:
+            img, _record = engine.ocr.preprocess_img(engine.ocr.load_img(pixels))
+            rec = engine.ocr._load_rec_model()  # the recogniser recognise() runs, loaded once
+        _channels, height, width = rec.rec_image_shape[:3]
         ratio = max(width / height, img.shape[1] / img.shape[0])
-        probs = rec.session(rec.resize_norm_img(img, ratio)[np.newaxis, :].astype(np.float32))[0]
+        probs = rec.session(rec.resize_norm_img(img, ratio)[np.newaxis, :].astype(np.float32))
+        probs = probs[0] if _LEGACY else probs  # 1.4.4's session answers a list of outputs
     decode = rec.postprocess_op
-    text, score = decode(probs)[0]
+    text, score = decode(probs)[0] if _LEGACY else decode(probs)[0][0]
     likely: dict[str, float | None] = {}
     for said in texts(str(text)) if callable(texts) else texts:
         labels = [decode.dict.get(c, -1) for c in said]

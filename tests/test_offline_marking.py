@@ -227,8 +227,9 @@ def test_a_word_problems_answer_with_a_digit_glued_to_the_words_before_it_is_nev
     misread = AnswerReading("12", "read", "行驶7327.5千米。", 0.99, agreeing=4)
     assert not mark_reading(misread, word, "math", "zh").is_correct
     assert mark_reading(misread, word, "math", "zh").confidence < 0.9
-    # the same digits without words before them, and another number after words, stay sure
-    assert mark_reading(replace(misread, text="7327.5千米"), word, "math", "zh").confidence >= 0.9
+    # the same digits without words before them are no surer (a struck 7 read on into the answer);
+    # another number after words stays sure
+    assert mark_reading(replace(misread, text="7327.5千米"), word, "math", "zh").confidence < 0.9
     assert mark_reading(replace(misread, text="行驶了328.5千米。"), word, "math", "zh").confidence >= 0.9
 
 

@@ -18,18 +18,19 @@ from shared import ocr
 from shared.grading.answer_key import AnswerKey, KeyQuestion
 from shared.grading.offline import read_offline
 from shared.grading.reader.fractions import read_stacked
-from shared.grading.reader.layout import find_anchors, is_footer, is_heading, is_options_line, printed_number
+from shared.grading.reader.layout import Anchor, find_anchors, is_footer, is_heading, is_options_line, printed_number
 from shared.grading.reader.marking import mark_reading
 from shared.grading.reader.reading import (
     AnswerReading,
     _after_equals,
     _bracket_contents,
     _inserted_text,
+    _margin,
+    _weighed_letter,
     read_answers,
-    read_paper,
     remainder_apart,
 )
-from shared.grading.reader.scanning import PageScan, scan_page, upright_sheet
+from shared.grading.reader.scanning import PageScan, scan_page, scan_pages, upright_sheet
 from shared.grading.reader.template import (
     _apart,
     _in_slots,
@@ -550,6 +551,30 @@ def test_an_options_line_is_print_whether_read_as_one_line_or_one_box_an_option(
     assert not is_options_line(alone, [alone, line("12个", (180, 900, 250, 930))])  # an answer "A.12"? not print
 
 
+def test_a_try_read_on_into_the_keys_answer_is_not_a_sure_mistake_and_a_sign_before_it_is():
+    key = KeyQuestion.model_validate({"id": "2.4", "answer": "50", "points": 1})
+    for said in ("550", "5 50", "81250"):  # a struck 5 (or more) read with the final answer after it
+        mark = mark_reading(AnswerReading("2.4", "read", said, 1.0, agreeing=4, key_likelihood=0.0), key, "math", "zh")
+        assert not mark.is_correct and mark.confidence < 0.9, said
+    signed = mark_reading(AnswerReading("2.4", "read", "-50", 1.0, agreeing=4, key_likelihood=0.0), key, "math", "zh")
+    assert not signed.is_correct and signed.confidence >= 0.9  # the pupil's minus, read every way
+    point = KeyQuestion.model_validate({"id": "1.5", "answer": "6", "points": 1})
+    lost = mark_reading(AnswerReading("1.5", "read", ".6", 0.85, agreeing=2), point, "math", "zh")
+    assert not lost.is_correct and lost.confidence < 0.9
+
+
+def test_a_question_line_run_on_into_the_binding_margin_does_not_move_the_margin():
+    page = PageScan(1, Image.new("L", (1442, 2000), 255), Image.new("L", (1442, 2000), 0), [])
+    lefts = [233, 231, 175, 232, 234, 230, 233, 236]  # one line boxed with the 密 printed left of its number
+    anchors = [
+        Anchor(0, ocr.TextLine((x, 100 * n, x + 400, 100 * n + 40), f"{n + 1}.3+4=7", 0.95), "3+4=7")
+        for n, x in enumerate(lefts)
+    ]
+    assert _margin(anchors, page) == 230 - round(0.01 * 1442)
+    two_columns = anchors + [replace(a, line=replace(a.line, box=(800, *a.line.box[1:]))) for a in anchors[:4]]
+    assert _margin(two_columns, page) == 230 - round(0.01 * 1442)
+
+
 def test_answers_inside_a_line_two_blanks_apart_brackets_and_after_the_equals():
     prompt = "一个长方形长6厘米，宽4厘米，周长是（ ）厘米，面积是（ ）平方厘米。"
     read = "一个长方形长6厘米，宽4厘米，周长是（20）厘米，面积是（24）平方厘米。"
@@ -557,18 +582,26 @@ def test_answers_inside_a_line_two_blanks_apart_brackets_and_after_the_equals():
     assert _inserted_text(read, prompt) == "2024"  # one blank expected: one answer
     assert _bracket_contents("0.3里面有（3）个0.1") == ["3"]
     assert _bracket_contents("4吨=（ ）千克") == []  # an empty blank holds no answer
+    assert _bracket_contents("0.6里面有（.6 ）个0.1。") == [".6"]  # the 0 dropped in reading: not 6
     assert _after_equals("36+47=83") == "83"
     assert _inserted_text("3.6x0.4= 1.44", "3.6×0.4=") == "1.44"  # the printed × read as x is print
 
 
 def test_a_choice_letter_the_recogniser_dropped_from_its_brackets_is_weighed_and_an_empty_one_is_not():
-    paper = make_school_paper(20005)  # q12: a curly C the line's reading left out, "12.6×4=（"; q10 left empty
+    paper = make_school_paper(20005)  # q12: a curly C in its brackets; q10 left empty
     key = AnswerKey.model_validate(paper.answer_key)
-    readings = read_paper(paper.pages, key)
+    scans = scan_pages(paper.pages)
+    readings = read_answers(scans, key)
     written = {t.question_id: t.written for t in paper.truth}
     assert (written["12"], readings["12"].text) == ("C", "C"), readings["12"]
-    assert "weighed" in readings["12"].note
     assert written["10"] == "" and readings["10"].text == "", readings["10"]
+    # the line read as the older engine read it, the C dropped and the line cut off at "（": the
+    # option letters weighed in its brackets find the C; in q10's empty brackets, no letter
+    anchors = find_anchors(scans, key)
+    questions = {q.id: q for q in key.questions}
+    dropped = replace(anchors["12"], line=replace(anchors["12"].line, text="12.6×4=（"))
+    assert _weighed_letter(scans[dropped.page], dropped, questions["12"]) == "C"
+    assert _weighed_letter(scans[anchors["10"].page], anchors["10"], questions["10"]) is None
 
 
 @pytest.mark.parametrize("seed", [20006])

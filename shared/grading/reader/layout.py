@@ -51,7 +51,7 @@ def normalise_text(text: str) -> str:
     return text.strip("。.,，;；:：!！?？")
 
 
-def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+def row_overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     """Vertical overlap of two boxes, as a share of the shorter one."""
     top, bottom = max(a[1], b[1]), min(a[3], b[3])
     return max(0, bottom - top) / max(1, min(a[3] - a[1], b[3] - b[1]))
@@ -81,7 +81,7 @@ def _row_text(page: PageScan, line: ocr.TextLine, rest: str) -> str:
     text = rest
     right = line.box[2]
     for other in sorted(page.lines, key=lambda l: l.box[0]):
-        if other is line or other.box[0] <= (line.box[0] + line.box[2]) // 2 or _overlap(other.box, line.box) < 0.5:
+        if other is line or other.box[0] <= (line.box[0] + line.box[2]) // 2 or row_overlap(other.box, line.box) < 0.5:
             continue
         if other.box[0] - right > 3 * line.height or _UNAMBIGUOUS.match(_anchor_text(other.text)):
             break
@@ -243,7 +243,7 @@ def _comes_after(index: int, line: ocr.TextLine, before_index: int, before: ocr.
     """Reading order: a later page, a lower row, or further right on the same row."""
     if index != before_index:
         return index > before_index
-    if _overlap(line.box, before.box) >= 0.5:
+    if row_overlap(line.box, before.box) >= 0.5:
         return line.box[0] > before.box[2] - 5
     return line.box[1] > before.box[1]
 
@@ -253,7 +253,7 @@ def in_reading_order(lines: Iterable[ocr.TextLine]) -> list[ocr.TextLine]:
     ordered = sorted(lines, key=lambda l: l.centre_y)
     rows: list[list[ocr.TextLine]] = []
     for line in ordered:
-        if rows and any(_overlap(line.box, other.box) >= 0.3 for other in rows[-1]):
+        if rows and any(row_overlap(line.box, other.box) >= 0.3 for other in rows[-1]):
             rows[-1].append(line)
         else:
             rows.append([line])
@@ -315,7 +315,8 @@ def is_options_line(line: ocr.TextLine, lines: list[ocr.TextLine] | None = None)
     if lines is None or not _ONE_OPTION.match(text):
         return False
     return any(
-        other is not line and _overlap(other.box, line.box) >= 0.5 and _ONE_OPTION.match(other.text) for other in lines
+        other is not line and row_overlap(other.box, line.box) >= 0.5 and _ONE_OPTION.match(other.text)
+        for other in lines
     )
 
 
@@ -354,8 +355,8 @@ def question_line(page: PageScan, anchor: Anchor, right: int | None = None) -> l
         if l is anchor.line
         or l.box[0] < limit - 5
         and (
-            (_overlap(l.box, box) >= 0.5 and l.box[0] >= box[0])
-            or (_overlap(l.box, box) >= 0.2 and l.box[0] >= box[2] - 10)
+            (row_overlap(l.box, box) >= 0.5 and l.box[0] >= box[0])
+            or (row_overlap(l.box, box) >= 0.2 and l.box[0] >= box[2] - 10)
         )
     ]
 
@@ -367,7 +368,7 @@ def next_in_row(anchor: Anchor, anchors: list[Anchor]) -> int | None:
         for other in anchors
         if other.page == anchor.page
         and other is not anchor
-        and _overlap(other.line.box, anchor.line.box) >= 0.5
+        and row_overlap(other.line.box, anchor.line.box) >= 0.5
         and other.line.box[0] > anchor.line.box[0]
     ]
     return min(starts) if starts else None

@@ -195,10 +195,7 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
         confidence *= 0.5
     if subject == "math" and _not_like_the_key(compared, key):
         confidence *= NOT_LIKE_THE_KEY  # the key is a value and the reading is not: probably misread
-    if any(
-        len(said) >= len(normalise_text(form)) + 2 and normalise_text(form) in said
-        for form in (key, *question.accepted)
-    ):
+    if any(_key_with_more(said, normalise_text(form)) for form in (key, *question.accepted)):
         confidence *= 0.5  # the key's answer is there with more around it: a crossed-out try, or print
     if glued:
         confidence *= 0.5  # the key's answer with a digit before it, right after words: 了 read as 7
@@ -421,6 +418,15 @@ def _not_the_key(reading: AnswerReading, said: str, forms: tuple[str, ...]) -> b
         and reading.key_likelihood < KEY_ABSENT
         and any(_digits_slipped(said, form) or _zeros_slipped(said, form) for form in map(normalise_text, forms))
     )
+
+
+def _key_with_more(said: str, form: str) -> bool:
+    """The key's answer inside the reading with two characters or more around it, or after one
+    more digit (a struck-through 5 the reader did not see as struck, read on with the 50 after it:
+    550; a sign before it is the pupil's)."""
+    if len(said) >= len(form) + 2 and form in said:
+        return True
+    return len(form) >= 2 and len(said) == len(form) + 1 and said.endswith(form) and said[0].isdigit()
 
 
 def _confusable_letters(said: str, key: str) -> bool:

@@ -37,6 +37,7 @@ from shared.grading.reader.layout import (
     next_in_row,
     normalise_text,
     question_line,
+    row_overlap,
 )
 from shared.grading.reader.scanning import PageScan, scan_pages
 
@@ -235,7 +236,8 @@ def _bracket_contents(line_text: str) -> list[str]:
     """What is written inside the brackets of a line, when every bracket holds something and the
     brackets are not a calculation's signed operands ("(-15) + 25 =": print, the answer is after =)."""
     text = unicodedata.normalize("NFKC", line_text)
-    contents = [normalise_text(c) for c in _BRACKETS.findall(text)]
+    # a point before the first digit stays: a 0 the recogniser dropped from 0.6 is not 6
+    contents = [("." if _POINT_FIRST.match(c) else "") + normalise_text(c) for c in _BRACKETS.findall(text)]
     if not contents or not all(contents):
         return []
     last_bracket = max(text.rfind(")"), text.rfind("）"))
@@ -245,6 +247,7 @@ def _bracket_contents(line_text: str) -> list[str]:
 
 
 _SIGNED = re.compile(r"^[-+−]\d")
+_POINT_FIRST = re.compile(r"^\s*[.．·]\s*\d")
 
 
 _EQUALS_ANSWER = re.compile(r"[=＝]\s*(?P<answer>[^=＝]*\w[^=＝]*)$")
@@ -346,8 +349,7 @@ def read_answers(pages: list[PageScan], key: AnswerKey) -> dict[str, AnswerReadi
     # Left of every question number on a page is its binding margin (密封线, the pupil's details
     # printed sideways), never an answer.
     margins = {
-        number: min(a.line.box[0] for a in every if a.page == number) - round(MARGIN_GAP * pages[number].image.width)
-        for number in {a.page for a in every}
+        number: _margin([a for a in every if a.page == number], pages[number]) for number in {a.page for a in every}
     }
     readings = {}
     for qid, anchor in ordered:
@@ -369,6 +371,19 @@ def read_answers(pages: list[PageScan], key: AnswerKey) -> dict[str, AnswerReadi
                 question.id, "not_found", "", 0.0, note="the question's number was not found on the pages"
             )
     return {q.id: readings[q.id] for q in key.questions}
+
+
+MARGIN_OUTLIER = 0.02  # of the page width: a question line starting further left of most took in the margin
+
+
+def _margin(anchors: list[Anchor], page: PageScan) -> int:
+    """Where a page's binding margin ends: a little left of its leftmost question line, leaving
+    out a line the detector ran on into the margin (a 密 printed beside the number boxed with it:
+    the dashed line left of it then lay in the answer areas and read as a 1)."""
+    lefts = sorted(anchor.line.box[0] for anchor in anchors)
+    usual = lefts[len(lefts) // 4]  # most question lines start at or right of this
+    leftmost = min(left for left in lefts if left >= usual - MARGIN_OUTLIER * page.image.width)
+    return leftmost - round(MARGIN_GAP * page.image.width)
 
 
 _DOTS = re.compile(r"(?<=\d)\s*[.·…⋯・?]{3,}\s*(?=\d)")
@@ -434,7 +449,7 @@ def _read_area(
                 note="the brackets read empty; the option letters weighed in them, one far likelier",
             )  # fmt: skip
     if box is None and not written:
-        line_text = anchor.rest + "".join(l.text for l in on_line if l is not anchor.line)
+        line_text = _row_read(anchor, on_line)
         separator = "；" if question.type == QuestionType.blanks else ""
         if inline := _inserted_text(line_text, question.prompt, separator):  # written into the question's blank
             return _inline_reading(page, on_line, question, inline, where, "read from the question's own line")
@@ -537,6 +552,24 @@ def _read_area(
         key_likelihood=key_likelihood,
         minus_odds=minus_odds,
     )
+
+
+def _row_read(anchor: Anchor, on_line: list[ocr.TextLine]) -> str:
+    """The question's line as read: the text after its number, then the other boxes on its row,
+    left to right, a character that two overlapping boxes both read given once (the detector
+    boxed `1.3千克=3` and `3000克` for 3 千克 = 3000 克: not 33000)."""
+    text, before = anchor.rest, anchor.line
+    for line in (l for l in on_line if l is not anchor.line):  # in the order found (a stacked fraction's rows)
+        said = line.text
+        side_by_side = row_overlap(before.box, line.box) >= 0.5 and before.box[0] < line.box[0] < before.box[2]
+        if side_by_side and said:
+            width = (line.box[2] - line.box[0]) / len(said)
+            shared = min(len(said), round((before.box[2] - line.box[0]) / max(1.0, width)))
+            while shared and not text.endswith(said[:shared]):
+                shared -= 1
+            said = said[shared:]
+        text, before = text + said, line
+    return text
 
 
 def _read_beside(page: PageScan, line: ocr.TextLine, right: int | None, tail: bool = False) -> Vote | None:
