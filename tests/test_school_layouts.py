@@ -18,7 +18,15 @@ from shared import ocr
 from shared.grading.answer_key import AnswerKey, KeyQuestion
 from shared.grading.offline import read_offline
 from shared.grading.reader.fractions import read_stacked
-from shared.grading.reader.layout import Anchor, find_anchors, is_footer, is_heading, is_options_line, printed_number
+from shared.grading.reader.layout import (
+    Anchor,
+    find_anchors,
+    is_footer,
+    is_heading,
+    is_options_line,
+    printed_number,
+    question_line,
+)
 from shared.grading.reader.marking import mark_reading
 from shared.grading.reader.reading import (
     AnswerReading,
@@ -561,6 +569,29 @@ def test_a_try_read_on_into_the_keys_answer_is_not_a_sure_mistake_and_a_sign_bef
     point = KeyQuestion.model_validate({"id": "1.5", "answer": "6", "points": 1})
     lost = mark_reading(AnswerReading("1.5", "read", ".6", 0.85, agreeing=2), point, "math", "zh")
     assert not lost.is_correct and lost.confidence < 0.9
+
+
+def test_one_row_of_a_fraction_or_the_print_after_a_blank_read_with_the_answer_is_not_a_sure_mistake():
+    fraction = KeyQuestion.model_validate({"id": "1", "answer": "32/5", "points": 2})
+    for said in ("5", "32"):  # a stacked fraction with one row read, every way alike
+        mark = mark_reading(
+            AnswerReading("1", "read", said, 1.0, agreeing=4, key_likelihood=0.0), fraction, "math", "zh"
+        )
+        assert not mark.is_correct and mark.confidence < 0.9, said
+    number = KeyQuestion.model_validate({"id": "5", "answer": "540", "points": 2})  # no prompt: 9分=（ ）秒
+    unit = mark_reading(AnswerReading("5", "read", "540秒", 1.0, agreeing=4), number, "math", "zh")
+    assert not unit.is_correct and unit.confidence < 0.9
+    other = mark_reading(AnswerReading("5", "read", "450", 1.0, agreeing=4, key_likelihood=0.0), number, "math", "zh")
+    assert not other.is_correct and other.confidence >= 0.9
+
+
+def test_a_questions_line_ends_where_the_next_questions_label_begins_though_its_number_was_misread():
+    page = PageScan(1, Image.new("L", (1414, 2000), 255), Image.new("L", (1414, 2000), 0), [])
+    own = ocr.TextLine((71, 1009, 312, 1101), "⑤ 86-18= 68", 0.93)
+    beside = ocr.TextLine((728, 1015, 960, 1105), "⑤ 63+16= 79", 0.87)  # ⑥, read as ⑤: not found
+    written = ocr.TextLine((330, 1012, 420, 1098), "68", 0.9)
+    page.lines.extend([own, beside, written])
+    assert question_line(page, Anchor(0, own, " 86-18= 68")) == [own, written]
 
 
 def test_a_question_line_run_on_into_the_binding_margin_does_not_move_the_margin():

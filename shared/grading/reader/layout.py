@@ -346,9 +346,20 @@ def is_printed(line: ocr.TextLine, anchor: ocr.TextLine, prompt: str, page_width
 def question_line(page: PageScan, anchor: Anchor, right: int | None = None) -> list[ocr.TextLine]:
     """The question's printed line: the number's line, what continues it to the right, and an
     answer written after it (handwriting sits a little above or below the printed baseline), up to
-    `right`, where the next question of the same row begins (a second column)."""
+    `right`, where the next question of the same row begins (a second column), or where a
+    question label that is no number (③, （3）, 第3题) begins on the row: the next question's,
+    though its number was misread (⑥ read as ⑤) and it was not found."""
     box = anchor.line.box
     limit = right if right is not None else page.image.width + 1
+    labels = [
+        l.box[0]
+        for l in page.lines
+        if l is not anchor.line
+        and l.box[0] > box[0] + 2 * anchor.line.height
+        and row_overlap(l.box, box) >= 0.5
+        and (l.text.lstrip()[:1] in _CIRCLED or _UNAMBIGUOUS.match(l.text))
+    ]
+    limit = min([limit, *labels])
     return [
         l
         for l in page.lines

@@ -340,12 +340,15 @@ def _one_slipped(said: str, form: str) -> bool:
 def _notation_lost(form: str) -> set[str]:
     """What the reader makes of an answer whose fraction bar, decimal point or sign it loses or
     takes for a 1 ('7/10' read '7110' or '710', '1.8' read '18', '-6' read '6': a minus is a short
-    stroke, cut off with a blank's edge or taken for a speck): never a confident wrong verdict."""
+    stroke, cut off with a blank's edge or taken for a speck), or one row of whose stacked fraction
+    it reads alone ('32/5' read '5'): never a confident wrong verdict."""
     lost = (
         {form.replace("/", "1"), form.replace("/", ""), form.replace(".", ""), form.lstrip("-−±+")}
         if any(c.isdigit() for c in form)
         else set()
     )
+    if form.count("/") == 1:  # a stacked fraction with one row read (32 over 5 read 5 every way)
+        lost |= {part for part in form.split("/") if part}
     return lost - {form}
 
 
@@ -421,12 +424,18 @@ def _not_the_key(reading: AnswerReading, said: str, forms: tuple[str, ...]) -> b
 
 
 def _key_with_more(said: str, form: str) -> bool:
-    """The key's answer inside the reading with two characters or more around it, or after one
-    more digit (a struck-through 5 the reader did not see as struck, read on with the 50 after it:
-    550; a sign before it is the pupil's)."""
+    """The key's answer inside the reading with two characters or more around it, after one more
+    digit (a struck-through 5 the reader did not see as struck, read on with the 50 after it: 550;
+    a sign before it is the pupil's), or with a unit after it that the key does not give (the
+    print after the blank read with it where the key has no prompt: 540秒)."""
     if len(said) >= len(form) + 2 and form in said:
         return True
+    if said.startswith(form) and said != form and _UNIT_ONLY.fullmatch(said[len(form) :]):
+        return True
     return len(form) >= 2 and len(said) == len(form) + 1 and said.endswith(form) and said[0].isdigit()
+
+
+_UNIT_ONLY = re.compile(r"[\u4e00-\u9fffA-Za-z]+")
 
 
 def _confusable_letters(said: str, key: str) -> bool:
