@@ -324,7 +324,7 @@ def _weighed_letter(page: PageScan, anchor: Anchor, question: KeyQuestion) -> st
 
     _text, _score, likely = ocr.recognise_likely(crop, forms)
     if not tried or any(value is None for value in likely.values()):
-        return None  # no brackets read again, the 3.x engine, or print the recogniser does not know
+        return None  # no brackets read again, or print the recogniser does not know
     chance: dict[str, float] = {}
     for inside, form in tried:
         chance[inside] = max(chance.get(inside, 0.0), likely.get(form) or 0.0)
@@ -555,9 +555,9 @@ def _read_area(
 
 
 def _row_read(anchor: Anchor, on_line: list[ocr.TextLine]) -> str:
-    """The question's line as read: the text after its number, then the other boxes on its row,
-    left to right, a character that two overlapping boxes both read given once (the detector
-    boxed `1.3千克=3` and `3000克` for 3 千克 = 3000 克: not 33000)."""
+    """The question's line as read: the text after its number, then the other boxes of its line
+    in the order found, a character that two boxes side by side and overlapping both read given
+    once (the detector boxed `1.3千克=3` and `3000克` for 3 千克 = 3000 克: not 33000)."""
     text, before = anchor.rest, anchor.line
     for line in (l for l in on_line if l is not anchor.line):  # in the order found (a stacked fraction's rows)
         said = line.text
