@@ -515,6 +515,15 @@ def test_a_light_pencil_strokes_pale_stretches_join_its_ink_and_a_pens_edges_or_
     ImageDraw.Draw(shadowed).rectangle((0, 0, 140, 100), fill=228)
     ImageDraw.Draw(shadowed).line((40, 20, 40, 80), fill=180, width=3)
     assert np.array_equal(np.asarray(with_faint(shadowed, ink_mask(shadowed))), np.asarray(ink_mask(shadowed)))
+    assert np.array_equal(np.asarray(with_faint(shadowed, ink_mask(shadowed), 32)), np.asarray(ink_mask(shadowed)))
+    # a character so light that a few of its pixels are ink is grown whole, within a line's square
+    light = Image.new("L", (300, 100), 255)
+    ImageDraw.Draw(light).arc((30, 30, 70, 80), 0, 360, fill=222, width=2)
+    ImageDraw.Draw(light).rectangle((30, 52, 33, 56), fill=190)
+    few = ink_mask(light)
+    assert 0 < np.count_nonzero(np.asarray(few)) < 20
+    whole = np.count_nonzero(np.asarray(with_faint(light, few, 32)))
+    assert whole > 5 * np.count_nonzero(np.asarray(few)) and whole < 600
 
 
 def test_a_remainders_numbers_are_read_again_apart_from_its_dots():
@@ -567,6 +576,14 @@ def test_a_try_read_on_into_the_keys_answer_is_not_a_sure_mistake_and_a_sign_bef
     signed = mark_reading(AnswerReading("2.4", "read", "-50", 1.0, agreeing=4, key_likelihood=0.0), key, "math", "zh")
     assert not signed.is_correct and signed.confidence >= 0.9  # the pupil's minus, read every way
     point = KeyQuestion.model_validate({"id": "1.5", "answer": "6", "points": 1})
+    for said in ("86", "66"):  # a one-digit try struck with one short line reads as that digit
+        mark = mark_reading(AnswerReading("1.5", "read", said, 1.0, agreeing=4, key_likelihood=0.0), point, "math", "zh")
+        assert not mark.is_correct and mark.confidence < 0.9, said
+    for said in ("1/6", "0.6", "6/7"):  # another number written, the key's digit a part of it
+        mark = mark_reading(AnswerReading("1.5", "read", said, 1.0, agreeing=4, key_likelihood=0.0), point, "math", "zh")
+        assert not mark.is_correct and mark.confidence >= 0.9, said
+    other = mark_reading(AnswerReading("1.5", "read", "63", 1.0, agreeing=4, key_likelihood=0.0), point, "math", "zh")
+    assert not other.is_correct and other.confidence >= 0.9  # the key's digit first: another number written
     lost = mark_reading(AnswerReading("1.5", "read", ".6", 0.85, agreeing=2), point, "math", "zh")
     assert not lost.is_correct and lost.confidence < 0.9
 

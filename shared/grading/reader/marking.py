@@ -426,16 +426,27 @@ def _not_the_key(reading: AnswerReading, said: str, forms: tuple[str, ...]) -> b
 def _key_with_more(said: str, form: str) -> bool:
     """The key's answer inside the reading with two characters or more around it, after one more
     digit (a struck-through 5 the reader did not see as struck, read on with the 50 after it: 550;
-    a sign before it is the pupil's), or with a unit after it that the key does not give (the
-    print after the blank read with it where the key has no prompt: 540秒)."""
-    if len(said) >= len(form) + 2 and form in said:
+    a 4 struck through with one short line reads as a 4, so a one-digit key read after a digit is
+    no surer: 44, 86; a sign before it is the pupil's), or with a unit after it that the key does
+    not give (the print after the blank read with it where the key has no prompt: 540秒)."""
+    if len(said) >= len(form) + 2 and any(not _in_a_number(said, form, at) for at in _places(said, form)):
         return True
     if said.startswith(form) and said != form and _UNIT_ONLY.fullmatch(said[len(form) :]):
         return True
-    return len(form) >= 2 and len(said) == len(form) + 1 and said.endswith(form) and said[0].isdigit()
+    return len(said) == len(form) + 1 and said.endswith(form) and said[0].isdigit()
 
 
 _UNIT_ONLY = re.compile(r"[\u4e00-\u9fffA-Za-z]+")
+
+
+def _places(said: str, form: str) -> list[int]:
+    return [at for at in range(len(said) - len(form) + 1) if said.startswith(form, at)]
+
+
+def _in_a_number(said: str, form: str, at: int) -> bool:
+    """The key's answer at `at` is a part of a fraction or a decimal the pupil wrote (1/7 or 0.5
+    for 7 or 5: the bar or point beside it), not what a struck try and the answer read on make."""
+    return said[at - 1 : at] in ("/", ".") or said[at + len(form) : at + len(form) + 1] in ("/", ".")
 
 
 def _confusable_letters(said: str, key: str) -> bool:

@@ -303,15 +303,18 @@ INK_KEPT = 5  # px around the ink kept for the recogniser: a stroke's soft edges
 FAINT_CONTRAST = 22  # half as dark as ink: a light pencil stroke's pale stretches, where they join ink
 FAINT_INK = 166  # writing whose ink is this light at its middle is a pencil's (a pen's is darker)
 FAINT_GROWTH = 3  # the faint parts more than this many times the ink: a shadow or a smudge, not strokes
+FAINT_FLOOR = 0.25  # of a line's height squared: the ink a light character is weighed against at least
 SPECK = 30  # ink pixels: a component this small far from the writing is a speck or a print remnant
 
 
-def with_faint(region: Image.Image, mask: Image.Image) -> Image.Image:
+def with_faint(region: Image.Image, mask: Image.Image, line_height: int = 0) -> Image.Image:
     """The ink `mask` of the `region`'s image grown by its faint pixels that join its ink (the
     hysteresis of an edge detector) where the writing is in pencil: a light stroke's pale
     stretches kept, so its characters are read whole, not in pieces. Paper grain and faint marks
     that touch no ink stay out; where the faint pixels would outgrow the ink many times over (a
-    shadow), the mask is kept as it was."""
+    shadow), the mask is kept as it was. So light a character that only a few of its pixels are
+    ink (a pencil 6 with 18) may grow to FAINT_FLOOR of a square line of writing: a shadow's
+    patch is far larger."""
     pixels, strong = np.asarray(region), np.asarray(mask) > 0
     if not strong.any() or np.median(pixels[strong]) < FAINT_INK:
         return mask  # a pen's dark line is whole already; its soft edge would join strokes that do not touch
@@ -321,7 +324,7 @@ def with_faint(region: Image.Image, mask: Image.Image) -> Image.Image:
     joined[np.unique(labels[strong & (faint > 0)])] = True
     joined[0] = False
     grown = joined[labels] | strong
-    if grown.sum() > FAINT_GROWTH * max(1, strong.sum()):
+    if grown.sum() > FAINT_GROWTH * max(1, strong.sum(), round(FAINT_FLOOR * line_height**2)):
         return mask
     return Image.fromarray(np.where(grown, 255, 0).astype(np.uint8))
 
@@ -658,7 +661,9 @@ def raised(box: tuple[int, int, int, int], line_height: int) -> tuple[int, int, 
 def writing(region: Image.Image, line_height: int) -> tuple[Image.Image, int]:
     """The student's ink in a region of the print-free page, a pencil's pale stretches kept, its
     specks, page edge and struck-through tries left out; and how many tries were struck."""
-    return without_struck(student_ink(with_faint(region, ink_mask(region)), line_height), line_height, region)
+    return without_struck(
+        student_ink(with_faint(region, ink_mask(region), line_height), line_height), line_height, region
+    )
 
 
 def _read_fraction(page: Image.Image, box: tuple[int, int, int, int], line_height: int) -> Stacked | None:
