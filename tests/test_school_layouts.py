@@ -453,6 +453,42 @@ def test_a_struck_through_try_is_left_out_and_fractions_and_underlines_are_kept(
     assert without_struck(fraction, line_height=32) == (fraction, 0)
 
 
+def _row(*marks: tuple[str, tuple[int, ...]]) -> Image.Image:
+    """A mask (white ink) with ellipses ("o": a round glyph), lines ("-") and boxes ("[]") drawn."""
+    mask = Image.new("L", (600, 160), 0)
+    draw = ImageDraw.Draw(mask)
+    for kind, box in marks:
+        {"o": draw.ellipse, "[]": draw.rectangle}.get(kind, draw.line)(
+            box, **({"fill": 255} if kind == "-" else {"outline": 255}), width=4
+        )  # type: ignore[operator]
+    return mask
+
+
+def test_a_one_character_try_struck_with_a_short_line_is_left_out_where_short_strikes_apply():
+    struck = _row(
+        ("o", (40, 40, 60, 70)), ("-", (30, 56, 70, 54)), ("o", (100, 40, 120, 70)), ("o", (126, 40, 146, 70))
+    )
+    kept, count = without_struck(struck, 32, short=True)
+    assert count == 1
+    assert np.asarray(kept)[:, :80].max() == 0 and np.asarray(kept)[:, 100:150].max() == 255
+    assert without_struck(struck, 32) == (struck, 0)  # not where they do not apply (a + is a struck 1)
+    # the same line with nothing after it (no final answer), or with writing before it (inside the
+    # answer), or over working in rows below; a box's middle stroke (周) that stops at its sides;
+    # a minus before a digit, crossing no character; a 7's top bar; a character as wide as a line
+    # (a 本's stroke run out past it): none is a struck try
+    for marks in (
+        (("o", (40, 40, 60, 70)), ("-", (30, 56, 70, 54))),
+        (("o", (4, 40, 24, 70)), ("o", (40, 40, 60, 70)), ("-", (30, 56, 70, 54)), ("o", (100, 40, 120, 70))),
+        (("o", (40, 40, 60, 70)), ("-", (30, 56, 70, 54)), ("o", (100, 40, 120, 70)), ("o", (40, 100, 60, 130))),
+        (("[]", (40, 40, 72, 72)), ("-", (42, 56, 70, 56)), ("o", (100, 40, 120, 70))),
+        (("-", (30, 56, 56, 56)), ("o", (62, 40, 82, 70)), ("o", (88, 40, 108, 70))),
+        (("-", (34, 46, 66, 46)), ("-", (62, 46, 44, 74)), ("o", (100, 40, 120, 70))),  # a 7's bar, run out
+        (("[]", (30, 40, 66, 72)), ("-", (25, 56, 70, 56)), ("o", (100, 40, 120, 70))),  # a line wide: 本, not a digit
+    ):
+        mask = _row(*marks)
+        assert without_struck(mask, 32, short=True)[1] == 0, marks
+
+
 def test_a_try_struck_through_with_a_thin_light_line_is_found_in_the_region_before_its_specks_go():
     region = Image.new("L", (600, 160), 255)  # the region as written: dark writing, a 1 px pencil line
     draw = ImageDraw.Draw(region)
@@ -577,10 +613,14 @@ def test_a_try_read_on_into_the_keys_answer_is_not_a_sure_mistake_and_a_sign_bef
     assert not signed.is_correct and signed.confidence >= 0.9  # the pupil's minus, read every way
     point = KeyQuestion.model_validate({"id": "1.5", "answer": "6", "points": 1})
     for said in ("86", "66"):  # a one-digit try struck with one short line reads as that digit
-        mark = mark_reading(AnswerReading("1.5", "read", said, 1.0, agreeing=4, key_likelihood=0.0), point, "math", "zh")
+        mark = mark_reading(
+            AnswerReading("1.5", "read", said, 1.0, agreeing=4, key_likelihood=0.0), point, "math", "zh"
+        )
         assert not mark.is_correct and mark.confidence < 0.9, said
     for said in ("1/6", "0.6", "6/7"):  # another number written, the key's digit a part of it
-        mark = mark_reading(AnswerReading("1.5", "read", said, 1.0, agreeing=4, key_likelihood=0.0), point, "math", "zh")
+        mark = mark_reading(
+            AnswerReading("1.5", "read", said, 1.0, agreeing=4, key_likelihood=0.0), point, "math", "zh"
+        )
         assert not mark.is_correct and mark.confidence >= 0.9, said
     other = mark_reading(AnswerReading("1.5", "read", "63", 1.0, agreeing=4, key_likelihood=0.0), point, "math", "zh")
     assert not other.is_correct and other.confidence >= 0.9  # the key's digit first: another number written

@@ -386,9 +386,16 @@ STRIKE_INK = 20  # darker than the paper by this much is a pen's line, however q
 STRIKE_VOTES = 0.8  # of its length on one straight line (a hand's stroke wavers a little)
 STRIKE_FULL = 0.9  # of its length with ink on it or beside it: one stroke, not level strokes in a row
 STRIKE_OUT = 8  # an eighth of a line at one of its ends with nothing written above or below it
+SHORT_STRIKE = 0.7  # lines: a line through a try of one or two characters is at least this long
+SHORT_GAP = (0.1, 1.2)  # lines from a short strike's end to the final answer after it
+SHORT_MIDDLE = 0.3  # a short strike crosses its characters' middle rows, not their top or bottom 30%
+SHORT_WIDTH = 0.8  # lines: the characters a short strike crosses are digits, narrower than this
+SHORT_CROSS = 0.15  # lines of the crossed characters above and below a short strike, at least
 
 
-def without_struck(mask: Image.Image, line_height: int, region: Image.Image | None = None) -> tuple[Image.Image, int]:
+def without_struck(
+    mask: Image.Image, line_height: int, region: Image.Image | None = None, short: bool = False
+) -> tuple[Image.Image, int]:
     """The region's ink without struck-through tries, and how many there were. A strike is one
     long, nearly level stroke (looked for in the `region`'s image, where a quick light line is
     still whole: the ink mask's speck filter takes its thin parts) that runs on past the writing
@@ -396,11 +403,17 @@ def without_struck(mask: Image.Image, line_height: int, region: Image.Image | No
     as wide as two, where the line joined them). The characters it crosses go with it. Level
     strokes of the writing itself (an equals sign, a 5's top, a 一) are not one unbroken line
     run out past the writing; a fraction's bar and an underline pass above or below characters,
-    not through their middle."""
+    not through their middle.
+
+    With `short`, a try of one or two characters struck with one short line is found too
+    (`_short_strikes`): for answers whose writing has no level stroke through a character of its
+    own (a + or a ± is a struck 1)."""
     components = _components(mask)
     count, labels, stats = components
     gray = np.asarray(region if region is not None else Image.eval(mask, lambda v: 255 - v))
     strikes = _strikes(gray < 255 - STRIKE_INK, components, line_height)
+    if not strikes and short:
+        strikes = _short_strikes(_against_paper(gray, line_height), components, line_height)
     if not strikes:
         return mask, 0
     keep = np.ones(count, dtype=bool)
@@ -459,6 +472,107 @@ def _strikes(
     return strikes
 
 
+def _against_paper(gray: np.ndarray, line_height: int) -> np.ndarray:
+    """The pixels a pen has touched, darker by STRIKE_INK than the paper around them (its
+    brightest within half a line): a shadow's grey is paper, not ink."""
+    size = max(3, line_height // 2) | 1
+    paper = cv2.dilate(gray, np.ones((size, size), np.uint8))
+    return gray.astype(np.int16) < paper.astype(np.int16) - STRIKE_INK
+
+
+def _short_strikes(
+    ink: np.ndarray, components: tuple[int, np.ndarray, np.ndarray], line_height: int
+) -> list[tuple[int, int, int, int]]:
+    """Each short strike's box: a level line, SHORT_STRIKE lines long at least, run out past the
+    writing at both ends, through the middle of the characters that begin their row of writing
+    (a pupil's first try), with more writing after it within SHORT_GAP (the final answer). A
+    minus, an equals sign or a fraction's bar crosses no character's middle; a 4's bar or a 7's
+    is not run out at both ends; a 十 or 本 inside an answer is not its first writing with an
+    answer after it."""
+    length = int(SHORT_STRIKE * line_height)
+    found = cv2.HoughLinesP(
+        ink.astype(np.uint8) * 255,
+        1,
+        np.pi / 360,
+        threshold=int(STRIKE_VOTES * length),
+        minLineLength=length,
+        maxLineGap=max(3, line_height // 10),
+    )
+    count, labels, stats = components
+    writing = [n for n in range(1, count) if stats[n, cv2.CC_STAT_AREA] >= SPECK]
+    segments = [
+        (x0, y0, x1, y1) if x0 <= x1 else (x1, y1, x0, y0)
+        for x0, y0, x1, y1 in (
+            tuple(int(v) for v in found) for found in (found.reshape(-1, 4) if found is not None else [])
+        )
+    ]
+    segments = [(x0, y0, x1, y1) for x0, y0, x1, y1 in segments if abs(y1 - y0) <= STRIKE_SLOPE * (x1 - x0)]
+    # whether a line runs out is judged without the level lines themselves: a second stroke of a
+    # double strike, or the line's own thickness where it tilts, is not writing above or below it
+    level = np.zeros(ink.shape, np.uint8)
+    for x0, y0, x1, y1 in segments:
+        cv2.line(level, (x0, y0), (x1, y1), 1, thickness=max(3, line_height // 5))
+    apart = ink & (level == 0)
+    on_lines, thin = np.bincount(labels[level > 0], minlength=count), max(3, line_height // 5) + 2
+    pieces = {  # a line's broken-off ends
+        n for n in writing if on_lines[n] >= 0.8 * stats[n, cv2.CC_STAT_AREA] and stats[n, cv2.CC_STAT_HEIGHT] <= thin
+    }
+    strikes = []
+    for x0, y0, x1, y1 in segments:
+        if _line_share(ink, x0, y0, x1, y1) < STRIKE_FULL:
+            continue
+        x0, y0, x1, y1 = _whole_line(ink, x0, y0, x1, y1)
+        if not _runs_out(apart, x0, y0, x1, y1, line_height, both=True):
+            continue
+        crossed = [n for n in writing if _through_middle(stats[n], x0, y0, x1, y1, line_height, SHORT_MIDDLE)]
+        character = np.isin(labels, crossed)
+        if not crossed or not _past_both_sides(character, level, x0, x1, line_height):
+            continue
+        if not _a_small_character_crossed(character, level, x0, y0, x1, y1, line_height):
+            continue
+        top = min(int(stats[n, cv2.CC_STAT_TOP]) for n in crossed)
+        bottom = max(int(stats[n, cv2.CC_STAT_TOP] + stats[n, cv2.CC_STAT_HEIGHT]) for n in crossed)
+        row = [n for n in writing if n not in crossed and n not in pieces and _overlap(stats[n], top, bottom)]
+        start = min(int(stats[n, cv2.CC_STAT_LEFT]) for n in crossed)
+        end = max([x1, *(int(stats[n, cv2.CC_STAT_LEFT] + stats[n, cv2.CC_STAT_WIDTH]) for n in crossed)])
+        if any(stats[n, cv2.CC_STAT_LEFT] < start for n in row):
+            continue  # writing before it: the line is inside the answer, not through a first try
+        if any(stats[n, cv2.CC_STAT_TOP] >= bottom for n in writing):
+            continue  # rows written below: working, whose answer is in the last row
+        after = [int(stats[n, cv2.CC_STAT_LEFT]) - end for n in row if stats[n, cv2.CC_STAT_LEFT] >= end]
+        if after and SHORT_GAP[0] * line_height <= min(after) <= SHORT_GAP[1] * line_height:
+            strikes.append((x0, top, x1, bottom))
+    return strikes
+
+
+def _past_both_sides(character: np.ndarray, level: np.ndarray, x0: int, x1: int, line_height: int) -> bool:
+    """The line reaches past the characters it crosses, their level strokes left out, on both
+    sides (a pupil's strike runs out past the try; a 周's middle stroke ends at its sides)."""
+    columns = np.flatnonzero((character & (level == 0)).sum(axis=0) >= 2)  # a stroke, not a line's fringe
+    reach = max(2, line_height // 10)
+    return columns.size > 0 and x0 <= columns[0] - reach and x1 >= columns[-1] + reach
+
+
+def _a_small_character_crossed(
+    character: np.ndarray, level: np.ndarray, x0: int, y0: int, x1: int, y1: int, line_height: int
+) -> bool:
+    """The characters a short line crosses, its level strokes left out, are as narrow as digits
+    (SHORT_WIDTH lines: a 周 or 本 is a line wide) and reach SHORT_CROSS of a line above and
+    below the line (a 7's or 5's top bar has nothing above it)."""
+    rows, columns = np.nonzero(character & (level == 0))
+    if columns.size == 0 or columns.max() - columns.min() > SHORT_WIDTH * line_height:
+        return False
+    at = np.array([_line_at(x0, y0, x1, y1, int(x)) for x in columns])
+    reach = SHORT_CROSS * line_height
+    return bool((rows <= at - reach).any() and (rows >= at + reach).any())
+
+
+def _overlap(stat: np.ndarray, top: int, bottom: int) -> bool:
+    """A component in the rows top..bottom: half of it, or of those rows, within them."""
+    upper, height = int(stat[cv2.CC_STAT_TOP]), int(stat[cv2.CC_STAT_HEIGHT])
+    return min(bottom, upper + height) - max(top, upper) >= 0.5 * min(height, bottom - top)
+
+
 def _whole_line(ink: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> tuple[int, int, int, int]:
     """The segment followed on at both ends while the stroke goes on along its line (the
     transform's segment often stops short of a stroke's ends where it crosses the writing)."""
@@ -485,26 +599,28 @@ def _line_share(ink: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> float:
     return float(np.mean(on)) if on else 0.0
 
 
-def _runs_out(ink: np.ndarray, x0: int, y0: int, x1: int, y1: int, line_height: int) -> bool:
-    """The line runs on past the writing at one end: nothing above or below it there, for an
-    eighth of a line (all but one column)."""
+def _runs_out(ink: np.ndarray, x0: int, y0: int, x1: int, y1: int, line_height: int, both: bool = False) -> bool:
+    """The line runs on past the writing at one end (or `both`): nothing above or below it there,
+    for an eighth of a line (all but one column)."""
     reach, end = line_height // 3, max(3, line_height // STRIKE_OUT)
 
     def bare(x: int) -> bool:
         y = _line_at(x0, y0, x1, y1, x)
         return not ink[max(0, y - reach) : max(0, y - 3), x].any() and not ink[y + 4 : y + reach, x].any()
 
-    return any(
-        sum(bare(x) for x in columns) >= end - 1 for columns in (range(x0, x0 + end), range(x1 - end + 1, x1 + 1))
-    )
+    ends = [sum(bare(x) for x in columns) >= end - 1 for columns in (range(x0, x0 + end), range(x1 - end + 1, x1 + 1))]
+    return all(ends) if both else any(ends)
 
 
-def _through_middle(stat: np.ndarray, x0: int, y0: int, x1: int, y1: int, line_height: int) -> bool:
-    """A character of one row's height whose middle column the line crosses in its middle rows."""
+def _through_middle(
+    stat: np.ndarray, x0: int, y0: int, x1: int, y1: int, line_height: int, middle: float = 0.2
+) -> bool:
+    """A character of one row's height whose middle column the line crosses in its middle rows
+    (not its top or bottom `middle` of them)."""
     left, top, width, height = (int(v) for v in stat[:4])
     if not 0.5 * line_height <= height <= STRIKE_HEIGHT * line_height or not x0 <= left + width / 2 <= x1:
         return False
-    return top + 0.2 * height <= _line_at(x0, y0, x1, y1, round(left + width / 2)) <= top + 0.8 * height
+    return top + middle * height <= _line_at(x0, y0, x1, y1, round(left + width / 2)) <= top + (1 - middle) * height
 
 
 def _merged(boxes: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
@@ -658,12 +774,20 @@ def raised(box: tuple[int, int, int, int], line_height: int) -> tuple[int, int, 
     return left, max(0, top - round(FRACTION_RISE * line_height)), right, bottom
 
 
-def writing(region: Image.Image, line_height: int) -> tuple[Image.Image, int]:
+def writing(region: Image.Image, line_height: int, short: bool = False) -> tuple[Image.Image, int]:
     """The student's ink in a region of the print-free page, a pencil's pale stretches kept, its
-    specks, page edge and struck-through tries left out; and how many tries were struck."""
+    specks, page edge and struck-through tries left out (with `short`, those struck with one short
+    line too); and how many tries were struck."""
     return without_struck(
-        student_ink(with_faint(region, ink_mask(region), line_height), line_height), line_height, region
+        student_ink(with_faint(region, ink_mask(region), line_height), line_height), line_height, region, short
     )
+
+
+def short_strikes_apply(kind: QuestionType | None, forms: list[str]) -> bool:
+    """Whether a short strike through a region's first characters is a struck try: not among a
+    question's blanks (a minus before one blank, the next blank after it), nor where the answer
+    holds a + or a ± (a level line through a 1)."""
+    return kind != QuestionType.blanks and not any(sign in form for form in forms for sign in "+±")
 
 
 def _read_fraction(page: Image.Image, box: tuple[int, int, int, int], line_height: int) -> Stacked | None:
@@ -686,7 +810,7 @@ def _read_region(
     answer as it may be written, whose likelihood in the writing the verdict may use; `slots`: a
     blanks question's blanks on the blank paper, in the region's pixels, where they were found."""
     crop = page.crop(box)
-    mask, struck = writing(crop, line_height)
+    mask, struck = writing(crop, line_height, short_strikes_apply(kind, forms))
     ink = mask.histogram()[255]
     struck_notes = [f"{struck} struck-through tr{'y' if struck == 1 else 'ies'} left out"] if struck else []
     # Only the student's ink is read: the faint ghost of the print painted out, the paper's grain
