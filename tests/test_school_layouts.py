@@ -675,7 +675,7 @@ def test_answers_inside_a_line_two_blanks_apart_brackets_and_after_the_equals():
     assert _inserted_text("3.6x0.4= 1.44", "3.6×0.4=") == "1.44"  # the printed × read as x is print
 
 
-def test_a_choice_letter_the_recogniser_dropped_from_its_brackets_is_weighed_and_an_empty_one_is_not():
+def test_a_choice_letter_the_recogniser_dropped_from_its_brackets_is_weighed_and_an_empty_one_is_blank():
     paper = make_school_paper(20005)  # q12: a curly C in its brackets; q10 left empty
     key = AnswerKey.model_validate(paper.answer_key)
     scans = scan_pages(paper.pages)
@@ -684,12 +684,13 @@ def test_a_choice_letter_the_recogniser_dropped_from_its_brackets_is_weighed_and
     assert (written["12"], readings["12"].text) == ("C", "C"), readings["12"]
     assert written["10"] == "" and readings["10"].text == "", readings["10"]
     # the line read as the older engine read it, the C dropped and the line cut off at "（": the
-    # option letters weighed in its brackets find the C; in q10's empty brackets, no letter
+    # option letters weighed in its brackets find the C; in q10's empty brackets, none: left empty
     anchors = find_anchors(scans, key)
     questions = {q.id: q for q in key.questions}
     dropped = replace(anchors["12"], line=replace(anchors["12"].line, text="12.6×4=（"))
     assert _weighed_letter(scans[dropped.page], dropped, questions["12"]) == "C"
-    assert _weighed_letter(scans[anchors["10"].page], anchors["10"], questions["10"]) is None
+    assert _weighed_letter(scans[anchors["10"].page], anchors["10"], questions["10"]) == ""  # left empty
+    assert readings["10"].state == "blank" and readings["10"].confidence >= 0.9, readings["10"]
 
 
 @pytest.mark.parametrize("seed", [20006])

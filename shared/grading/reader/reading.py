@@ -288,6 +288,8 @@ _EMPTY_BRACKETS = re.compile(rf"[(（]\s*[)）]|{_UNCLOSED.pattern}")  # read em
 _BRACKETS_READ = re.compile(r"[(（]\s*[^()（）]{0,2}?\s*(?:[)）]|$)")
 LETTER_LEADS = 10.0  # the likeliest option letter, this many times likelier than any other
 LETTER_LEAST = 0.01  # and at least this share of the likelihood of the brackets left empty
+EMPTY_LEADS = 1000.0  # the brackets left empty this many times likelier than every letter: left empty
+EMPTY_BRACKETS = 0.9  # how sure a choice left blank is, its brackets weighed so
 UNCLOSED_REACH = 4  # line heights read on past a line that ends at its opening bracket
 
 
@@ -295,7 +297,8 @@ def _weighed_letter(page: PageScan, anchor: Anchor, question: KeyQuestion) -> st
     """A choice letter the recogniser dropped from its brackets ("3千克=（）克" where a curly C is
     written, or the line cut off at "（"): the question's line read again, each option letter
     weighed in its last brackets (the print around kept); the one far likelier than every other
-    letter and than nothing, else None."""
+    letter and than nothing; "" where nothing in them is EMPTY_LEADS times likelier than every
+    letter (the brackets left empty); else None."""
     line = anchor.line
     text = unicodedata.normalize("NFKC", line.text)
     if not _EMPTY_BRACKETS.search(text):
@@ -334,6 +337,8 @@ def _weighed_letter(page: PageScan, anchor: Anchor, question: KeyQuestion) -> st
     runner_up = chance[ranked[1]] if len(ranked) > 1 else 0.0
     if best > 0 and best >= LETTER_LEAST * nothing and best >= LETTER_LEADS * runner_up:
         return ranked[0]
+    if nothing > 0 and nothing >= EMPTY_LEADS * best:
+        return ""
     return None
 
 
@@ -443,7 +448,12 @@ def _read_area(
         text, score = letter
         return _inline_reading(page, on_line, question, text, where, "the letter in the brackets", score)
     if question.type == QuestionType.choice and box is None and not written:
-        if (weighed := _weighed_letter(page, anchor, question)) is not None:
+        if (weighed := _weighed_letter(page, anchor, question)) == "":
+            return AnswerReading(
+                question.id, "blank", "", EMPTY_BRACKETS, **where,
+                note="the brackets read empty; nothing in them far likelier than every option letter",
+            )  # fmt: skip
+        if weighed is not None:
             return AnswerReading(
                 question.id, "read", weighed, INLINE_ONCE, **where,
                 note="the brackets read empty; the option letters weighed in them, one far likelier",
