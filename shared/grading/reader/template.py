@@ -444,22 +444,10 @@ def _strikes(
 ) -> list[tuple[int, int, int, int]]:
     """Each strike's box: its columns, and the rows of the characters it crosses. `ink`: the
     region's pixels a pen has touched, however lightly; `components`: the writing's."""
-    length = int(STRIKE_LENGTH * line_height)
-    found = cv2.HoughLinesP(
-        ink.astype(np.uint8) * 255,
-        1,
-        np.pi / 360,
-        threshold=int(STRIKE_VOTES * length),
-        minLineLength=length,
-        maxLineGap=max(3, line_height // 10),
-    )
     count, _labels, stats = components
     strikes = []
-    for segment in found.reshape(-1, 4) if found is not None else []:
-        x0, y0, x1, y1 = (int(v) for v in segment)
-        if x1 < x0:
-            x0, y0, x1, y1 = x1, y1, x0, y0
-        if abs(y1 - y0) > STRIKE_SLOPE * (x1 - x0) or _line_share(ink, x0, y0, x1, y1) < STRIKE_FULL:
+    for x0, y0, x1, y1 in _level_lines(ink, STRIKE_LENGTH * line_height, line_height):
+        if _line_share(ink, x0, y0, x1, y1) < STRIKE_FULL:
             continue
         x0, y0, x1, y1 = _whole_line(ink, x0, y0, x1, y1)
         if not _runs_out(ink, x0, y0, x1, y1, line_height):
@@ -470,6 +458,26 @@ def _strikes(
             bottom = max(int(stats[n, cv2.CC_STAT_TOP] + stats[n, cv2.CC_STAT_HEIGHT]) for n in crossed)
             strikes.append((x0, top, x1, bottom))
     return strikes
+
+
+def _level_lines(ink: np.ndarray, least: float, line_height: int) -> list[tuple[int, int, int, int]]:
+    """The straight segments of `ink` at least `least` px long that rise at most STRIKE_SLOPE for
+    their length, each from its left end to its right."""
+    length = int(least)
+    found = cv2.HoughLinesP(
+        ink.astype(np.uint8) * 255,
+        1,
+        np.pi / 360,
+        threshold=int(STRIKE_VOTES * length),
+        minLineLength=length,
+        maxLineGap=max(3, line_height // 10),
+    )
+    segments = [tuple(int(v) for v in segment) for segment in (found.reshape(-1, 4) if found is not None else [])]
+    return [
+        (x0, y0, x1, y1) if x0 <= x1 else (x1, y1, x0, y0)
+        for x0, y0, x1, y1 in segments
+        if abs(y1 - y0) <= STRIKE_SLOPE * abs(x1 - x0)
+    ]
 
 
 def _against_paper(gray: np.ndarray, line_height: int) -> np.ndarray:
@@ -489,33 +497,20 @@ def _short_strikes(
     minus, an equals sign or a fraction's bar crosses no character's middle; a 4's bar or a 7's
     is not run out at both ends; a 十 or 本 inside an answer is not its first writing with an
     answer after it."""
-    length = int(SHORT_STRIKE * line_height)
-    found = cv2.HoughLinesP(
-        ink.astype(np.uint8) * 255,
-        1,
-        np.pi / 360,
-        threshold=int(STRIKE_VOTES * length),
-        minLineLength=length,
-        maxLineGap=max(3, line_height // 10),
-    )
     count, labels, stats = components
     writing = [n for n in range(1, count) if stats[n, cv2.CC_STAT_AREA] >= SPECK]
-    segments = [
-        (x0, y0, x1, y1) if x0 <= x1 else (x1, y1, x0, y0)
-        for x0, y0, x1, y1 in (
-            tuple(int(v) for v in found) for found in (found.reshape(-1, 4) if found is not None else [])
-        )
-    ]
-    segments = [(x0, y0, x1, y1) for x0, y0, x1, y1 in segments if abs(y1 - y0) <= STRIKE_SLOPE * (x1 - x0)]
+    segments = _level_lines(ink, SHORT_STRIKE * line_height, line_height)
     # whether a line runs out is judged without the level lines themselves: a second stroke of a
     # double strike, or the line's own thickness where it tilts, is not writing above or below it
-    level = np.zeros(ink.shape, np.uint8)
+    level, band = np.zeros(ink.shape, np.uint8), max(3, line_height // 5)
     for x0, y0, x1, y1 in segments:
-        cv2.line(level, (x0, y0), (x1, y1), 1, thickness=max(3, line_height // 5))
+        cv2.line(level, (x0, y0), (x1, y1), 1, thickness=band)
     apart = ink & (level == 0)
-    on_lines, thin = np.bincount(labels[level > 0], minlength=count), max(3, line_height // 5) + 2
+    on_lines = np.bincount(labels[level > 0], minlength=count)
     pieces = {  # a line's broken-off ends
-        n for n in writing if on_lines[n] >= 0.8 * stats[n, cv2.CC_STAT_AREA] and stats[n, cv2.CC_STAT_HEIGHT] <= thin
+        n
+        for n in writing
+        if on_lines[n] >= 0.8 * stats[n, cv2.CC_STAT_AREA] and stats[n, cv2.CC_STAT_HEIGHT] <= band + 2
     }
     strikes = []
     for x0, y0, x1, y1 in segments:
@@ -525,10 +520,10 @@ def _short_strikes(
         if not _runs_out(apart, x0, y0, x1, y1, line_height, both=True):
             continue
         crossed = [n for n in writing if _through_middle(stats[n], x0, y0, x1, y1, line_height, SHORT_MIDDLE)]
-        character = np.isin(labels, crossed)
-        if not crossed or not _past_both_sides(character, level, x0, x1, line_height):
+        character = np.isin(labels, crossed) & (level == 0)  # their level strokes left out
+        if not crossed or not _past_both_sides(character, x0, x1, line_height):
             continue
-        if not _a_small_character_crossed(character, level, x0, y0, x1, y1, line_height):
+        if not _a_small_character_crossed(character, x0, y0, x1, y1, line_height):
             continue
         top = min(int(stats[n, cv2.CC_STAT_TOP]) for n in crossed)
         bottom = max(int(stats[n, cv2.CC_STAT_TOP] + stats[n, cv2.CC_STAT_HEIGHT]) for n in crossed)
@@ -545,24 +540,23 @@ def _short_strikes(
     return strikes
 
 
-def _past_both_sides(character: np.ndarray, level: np.ndarray, x0: int, x1: int, line_height: int) -> bool:
-    """The line reaches past the characters it crosses, their level strokes left out, on both
-    sides (a pupil's strike runs out past the try; a 周's middle stroke ends at its sides)."""
-    columns = np.flatnonzero((character & (level == 0)).sum(axis=0) >= 2)  # a stroke, not a line's fringe
+def _past_both_sides(character: np.ndarray, x0: int, x1: int, line_height: int) -> bool:
+    """The line reaches past the characters it crosses (`character`: their pixels, level strokes
+    left out) on both sides (a pupil's strike runs out past the try; a 周's middle stroke ends at
+    its sides)."""
+    columns = np.flatnonzero(character.sum(axis=0) >= 2)  # a stroke, not a line's fringe
     reach = max(2, line_height // 10)
     return columns.size > 0 and x0 <= columns[0] - reach and x1 >= columns[-1] + reach
 
 
-def _a_small_character_crossed(
-    character: np.ndarray, level: np.ndarray, x0: int, y0: int, x1: int, y1: int, line_height: int
-) -> bool:
-    """The characters a short line crosses, its level strokes left out, are as narrow as digits
-    (SHORT_WIDTH lines: a 周 or 本 is a line wide) and reach SHORT_CROSS of a line above and
-    below the line (a 7's or 5's top bar has nothing above it)."""
-    rows, columns = np.nonzero(character & (level == 0))
+def _a_small_character_crossed(character: np.ndarray, x0: int, y0: int, x1: int, y1: int, line_height: int) -> bool:
+    """The characters a short line crosses (`character`: their pixels, level strokes left out)
+    are as narrow as digits (SHORT_WIDTH lines: a 周 or 本 is a line wide) and reach SHORT_CROSS
+    of a line above and below the line (a 7's or 5's top bar has nothing above it)."""
+    rows, columns = np.nonzero(character)
     if columns.size == 0 or columns.max() - columns.min() > SHORT_WIDTH * line_height:
         return False
-    at = np.array([_line_at(x0, y0, x1, y1, int(x)) for x in columns])
+    at = np.round(y0 + (y1 - y0) * (columns - x0) / max(1, x1 - x0))  # _line_at, every column at once
     reach = SHORT_CROSS * line_height
     return bool((rows <= at - reach).any() and (rows >= at + reach).any())
 
