@@ -28,6 +28,11 @@ from shared.grading.equivalence import equivalent
         ("x=3", "3", True),
         ("７×８", "56", True),  # full-width digits and signs
         ("", "56", False),  # blank against a value
+        ("√8", "2√2", True),  # a root's number is the root's, not the letters of sqrt
+        ("√2/2", "1/√2", True),
+        ("√2/2", "1/2", False),  # cos60° taken for cos45°
+        ("√3", "3", False),
+        ("2√(x+1)", "2√(1+x)", True),
         ("twelve", "12", None),  # words are the model's to judge
         ("childs", "children", None),
         ("因为长方形的周长是长加宽的和乘2", "24厘米", None),

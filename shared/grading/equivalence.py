@@ -105,6 +105,9 @@ def parse_value(text: str) -> Value | None:
     return None if number is None else Value(number)
 
 
+_ROOT = re.compile(r"√\s*(\d+(?:\.\d+)?|[a-zA-Z]|\([^()]*\))")
+
+
 def parse_number(text: str) -> sympy.Expr | None:
     text = text.strip()
     if match := _MIXED.match(text):
@@ -116,7 +119,9 @@ def parse_number(text: str) -> sympy.Expr | None:
         text = text[:-1]
     if not re.fullmatch(r"[0-9a-zA-Z+\-*/^().\s√π]+", text):
         return None
-    text = text.replace("√", "sqrt").replace("π", "pi")
+    # √ takes the number, letter or bracket after it (`2√3`, `√2/2`): sqrt2 would be split into
+    # the letters s, q, r, t by implicit multiplication
+    text = _ROOT.sub(r"sqrt(\1)", text).replace("√", "sqrt").replace("π", "pi")
     if re.search(r"[a-zA-Z]{2,}", re.sub(r"sqrt|pi", "", text)):
         return None  # a word, not an expression: single-letter variables only
     try:
