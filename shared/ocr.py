@@ -174,6 +174,18 @@ def recognise_likely(
     columns (the forward algorithm), so a text it would also have read another way keeps its share.
     `texts` may be made from what was read (the key put in place of the answer read, the print
     around it kept). A text with a character the recogniser does not know is None (not known)."""
+    probs, decode, _column_width = _recognised_columns(image)
+    text, score = decode(probs)[0] if _LEGACY else decode(probs)[0][0]
+    likely: dict[str, float | None] = {}
+    for said in texts(str(text)) if callable(texts) else texts:
+        labels = [decode.dict.get(c, -1) for c in said]
+        likely[said] = _ctc_probability(probs[0], labels) if said and min(labels) > 0 else None
+    return str(text), float(score), likely
+
+
+def _recognised_columns(image: Image.Image) -> tuple[np.ndarray, Any, float]:
+    """The recogniser's per-column character distributions for a one-line image (1, columns,
+    characters), its decoder, and how many of the image's pixels wide one column is."""
     pixels = np.asarray(image.convert("RGB"))
     with _lock:
         engine = _get_engine()
@@ -187,13 +199,28 @@ def recognise_likely(
         ratio = max(width / height, img.shape[1] / img.shape[0])
         probs = rec.session(rec.resize_norm_img(img, ratio)[np.newaxis, :].astype(np.float32))
         probs = probs[0] if _LEGACY else probs  # 1.4.4's session answers a list of outputs
-    decode = rec.postprocess_op
-    text, score = decode(probs)[0] if _LEGACY else decode(probs)[0][0]
-    likely: dict[str, float | None] = {}
-    for said in texts(str(text)) if callable(texts) else texts:
-        labels = [decode.dict.get(c, -1) for c in said]
-        likely[said] = _ctc_probability(probs[0], labels) if said and min(labels) > 0 else None
-    return str(text), float(score), likely
+    # the input is `height` px high and `height * ratio` wide, the image filling its first
+    # ceil(height * w / h) px (resize_norm_img), the rest padding
+    filled = min(height * ratio, math.ceil(height * img.shape[1] / img.shape[0]))
+    column = (height * ratio / probs.shape[1]) * (image.width / filled)
+    return probs, rec.postprocess_op, column
+
+
+def recognise_places(image: Image.Image) -> tuple[str, list[float]]:
+    """`recognise`'s text for a one-line image, with where each of its characters stands: the x
+    (image pixels) of the column the recogniser emitted it at (CTC's greedy decoding, as the
+    engine's own: repeats merged, blanks dropped)."""
+    probs, decode, column = _recognised_columns(image)
+    best = probs[0].argmax(axis=1)
+    chosen = np.ones(len(best), dtype=bool)
+    chosen[1:] = best[1:] != best[:-1]
+    chosen &= best != 0
+    text, places = [], []
+    for at in np.flatnonzero(chosen):
+        char = decode.character[int(best[at])]
+        text.append(char)
+        places.append((float(at) + 0.5) * column)
+    return "".join(text), places
 
 
 def _ctc_probability(probs: np.ndarray, labels: list[int]) -> float:

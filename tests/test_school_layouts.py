@@ -34,6 +34,8 @@ from shared.grading.reader.reading import (
     _bracket_contents,
     _inserted_text,
     _margin,
+    _place_in_line,
+    _read_again,
     _weighed_letter,
     read_answers,
     remainder_apart,
@@ -83,6 +85,9 @@ def test_a_page_number_alone_and_a_marked_heading_are_print():
     # the 、 read as another mark (a blank paper read '四~应用题': its question was never found)
     assert is_heading(line("四~应用题")) and is_heading(line("三，选择题"))
     assert not is_heading(line("三个十是（ ）。")) and not is_heading(line("十几减9"))
+    # boxed with a character of the sealing line printed sideways beside it (its section's questions
+    # were then looked for after the next heading, and none was found)
+    assert is_heading(line("不二、填一填")) and is_heading(line("线 三、选一选"))
 
 
 def test_a_blank_read_as_no_value_or_a_near_miss_is_never_confidently_wrong():
@@ -898,3 +903,75 @@ def test_a_fraction_of_single_digits_is_read_over_its_short_bar():
     assert box is not None and box[2] - box[0] < 0.6 * 36  # narrower than a bar needed to be before
     found = read_stacked(page, mask, line_height=36)
     assert found is not None and found.text == "1/2"
+
+
+def _printed_row(text: str) -> tuple[PageScan, ocr.TextLine, list[tuple[int, int]]]:
+    """A page holding one printed row of `text` (a CJK print font), the row as OCR finds it, and
+    each character's x span."""
+    from bench.school_papers import print_fonts
+
+    font = _font(list(print_fonts()), 36)
+    image = Image.new("L", (1000, 120), 255)
+    draw, x, spans = ImageDraw.Draw(image), 40.0, []
+    for char in text:
+        width = draw.textlength(char, font=font)
+        draw.text((x, 40), char, font=font, fill=20)
+        spans.append((round(x), round(x + width)))
+        x += width + 3
+    found = ocr.read_lines(image)
+    assert len(found) == 1, [l.text for l in found]
+    return PageScan(1, image, ink_mask(image), found), found[0], spans
+
+
+def test_an_answer_in_its_line_is_read_again_from_where_the_recogniser_saw_it():
+    # narrow print before it ('(', ')', '/') puts it further left than its characters' share of
+    # the line: placed by the recogniser's own columns, the cut holds the answer whole
+    page, row, spans = _printed_row("(3)3/4=34%")
+    place = _place_in_line(page, row, "34")
+    assert place is not None and place.before == "(3)3/4=" and place.after == "%"
+    assert abs(place.left - spans[7][0]) < 12 and abs(place.right - spans[8][1]) < 12
+    again = _read_again(page, [row], "34", ["75"])
+    assert again is not None and again.text == "34" and [text for text, _score in again.others] == ["34", "34"]
+
+
+def test_two_blanks_answers_are_read_again_each_from_its_own_place():
+    page, row, _spans = _printed_row("2+4=(6),3+3=(6)")
+    again = _read_again(page, [row], "6；6", [])
+    assert again is not None and again.text == "6；6" and again.key_likelihood is None
+    assert [text for text, _score in again.others] == ["6；6", "6；6"]
+    assert _read_again(page, [row], "6；6；6", []) is None  # a third 6 is nowhere after the second
+    assert _read_again(page, [row], "6；7", []) is None
+
+
+def test_the_sealing_lines_characters_reaching_past_the_margin_are_never_an_answer():
+    # 答 and 要 of 密封线内不要答题, printed sideways beside the numbers: their boxes end a few
+    # pixels right of the margin, below a question whose answer is written in its own line
+    key = AnswerKey.model_validate(
+        {
+            "questions": [
+                {"id": str(n), "answer": answer, "prompt": prompt, "points": 1}
+                for n, (prompt, answer) in enumerate([("15-7=", "8"), ("5×5=", "25"), ("45+19-6=", "58")], start=1)
+            ]
+        }
+    )
+    page = page_of(
+        [
+            line("第1题 15-7= 8", (197, 343, 414, 392)),
+            line("第2题 5×5= 25", (195, 652, 417, 708)),
+            line("1答", (143, 703, 184, 733)),
+            line("第3题 45+19-6= 58", (191, 756, 488, 814)),
+            line("要", (145, 768, 185, 796)),
+        ]
+    )
+    readings = read_answers([page], key)
+    assert readings["2"].text == "25" and readings["3"].text == "58"
+    # writing that starts left of the number but lies mostly right of the margin is read
+    written = page_of(
+        [
+            line("第1题 15-7=", (197, 343, 414, 392)),
+            line("第2题 5×5=", (195, 652, 417, 708)),
+            line("25", (170, 712, 260, 750)),
+            line("第3题 45+19-6= 58", (191, 756, 488, 814)),
+        ]
+    )
+    assert read_answers([written], key)["2"].text == "25"

@@ -262,9 +262,10 @@ def in_reading_order(lines: Iterable[ocr.TextLine]) -> list[ocr.TextLine]:
 
 # A section heading between questions: 二、填空题, 第二部分, Part B, Section 2, III. Fill in ...
 # (after a printed mark or two, which OCR may read as a 1: ■二、, 1三、, ★ Part B; its 、 may be read
-# as another mark: 四~应用题, 四，应用题)
+# as another mark: 四~应用题, 四，应用题; or after a character of the sealing line 密封线内不要答题
+# printed sideways beside it, boxed with it: 不二、填一填)
 _HEADING = re.compile(
-    r"^(?:[^\w(（]|[1Il|]){0,2}\s*(?:[一二三四五六七八九十]+\s*[、.．丶~～,，·\-—]|第[一二三四五六七八九十]+部分|"
+    r"^(?:[^\w(（]|[1Il|]|[密封线内不要答题]){0,2}\s*(?:[一二三四五六七八九十]+\s*[、.．丶~～,，·\-—]|第[一二三四五六七八九十]+部分|"
     r"(?:part|section)\s+[a-z0-9]+\b|[ivx]+\s*[.．、]\s*[a-z])",
     re.IGNORECASE,
 )

@@ -159,47 +159,133 @@ class ReadAgain:
 
 
 def _read_again(page: PageScan, on_line: list[ocr.TextLine], text: str, forms: list[str]) -> ReadAgain | None:
-    """Recognise `text` again from the part of its line where it sits (by its characters' share of
-    the line's width), with a little margin; None when it cannot be placed. Also the likeliest of
-    the key's `forms` in the answer's place in what was read again (None where it cannot be known:
-    no forms, the answer not found in it, or a character the recogniser does not know), and, where
-    it agrees with `text`, the place read two ways more: with a wide white border, and as its ink
-    alone in black on white."""
-    wanted = normalise_text(text).replace("；", "")
+    """Recognise `text` again from the part of its line where it sits, with a little margin; None
+    when it cannot be placed. Also the likeliest of the key's `forms` in the answer's place in what
+    was read again (None where it cannot be known: no forms, the answer not found in it, or a
+    character the recogniser does not know), and, where it agrees with `text`, the place read two
+    ways more: with a wide white border, and as its ink alone in black on white.
+
+    Several blanks' answers (`6；7`) are each read again from their own place, in order along the
+    line, and agree only where every one does."""
+    parts = text.split("；")
+    if len(parts) > 1:
+        return _read_parts_again(page, on_line, parts)
+    wanted = normalise_text(text).translate(_TIMES)
     for line in on_line:
-        said = normalise_text(line.text)
-        at = said.rfind(wanted) if wanted else -1
-        if at < 0 or not said:
-            continue
-        width = line.box[2] - line.box[0]
-        left = line.box[0] + width * at / len(said)
-        right = line.box[0] + width * (at + len(wanted)) / len(said)
-        pad = max(6, line.height // 3)
-        box = (
-            max(0, round(left - pad)),
-            max(0, line.box[1] - pad // 2),
-            min(page.image.width, round(right + pad)),
-            min(page.image.height, line.box[3] + pad // 2),
-        )
-        crop = page.image.crop(box)
-        again, score, likely = ocr.recognise_likely(
-            crop, lambda read: [read.replace(text, form, 1) for form in forms] if text in read else []
-        )
-        before, after = said[:at], said[at + len(wanted) :]
-        again = _trimmed(clean_reading(again), before, after)
-        others: list[tuple[str, float]] = []
-        if normalise_text(again) == normalise_text(clean_reading(text)):  # read further only where it agrees
-            others = [
-                ocr.recognise(ImageOps.expand(crop, border=line.height // 2, fill=255)),
-                ocr.recognise(ImageOps.expand(ImageOps.invert(page.ink.crop(box)), border=line.height // 3, fill=255)),
-            ]
-        return ReadAgain(
-            again,
-            score,
-            _likeliest(list(likely.values())),
-            [(_trimmed(clean_reading(t), before, after), s) for t, s in others],
-        )
+        found = _place_in_line(page, line, wanted)
+        if found is not None:
+            return _read_place(page, line, found, text, forms)
     return None
+
+
+_END_MARKS = "。.,，;；:：!！?？"  # what normalise_text strips from the ends
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where an answer stands in its line: its left and right x on the page, and the line's text
+    (normalised) before and after it."""
+
+    left: float
+    right: float
+    before: str
+    after: str
+
+
+def _line_characters(page: PageScan, line: ocr.TextLine) -> list[tuple[str, float, float]]:
+    """The line read again on its own, each character (normalised; those normalising to nothing
+    dropped) with the x span it stands over on the page: from half way to the character before to
+    half way to the one after (the recogniser's column for each)."""
+    said, places = ocr.recognise_places(page.image.crop(line.box))
+    # a point or a comma inside the line stays (normalise_text strips them only at the ends)
+    kept = [
+        (normalise_text(char) if char.strip(_END_MARKS) else unicodedata.normalize("NFKC", char), x)
+        for char, x in zip(said, places)
+    ]
+    kept = [(char, x) for char, x in kept if char]
+    chars = []
+    for n, (char, x) in enumerate(kept):
+        before = kept[n - 1][1] if n else x - line.height / 2
+        after = kept[n + 1][1] if n + 1 < len(kept) else x + line.height / 2
+        chars.append((char, line.box[0] + (before + x) / 2, line.box[0] + (x + after) / 2))
+    return chars
+
+
+def _place_in_line(page: PageScan, line: ocr.TextLine, wanted: str, start: int = 0, last: bool = True) -> _Place | None:
+    """Where `wanted` (normalised, a times sign as x) stands in `line`: placed by the recogniser's
+    own columns where the line read again on its own holds it, else by its characters' share of
+    the line's width as first read; the last such place (the first at or after `start` where not
+    `last`)."""
+    if not wanted:
+        return None
+    chars = _line_characters(page, line)
+    said = "".join(char for char, _l, _r in chars).translate(_TIMES)
+    if len(said) == len(chars):  # one character each: the columns place it
+        at = said.rfind(wanted) if last else said.find(wanted, start)
+        if at >= 0:
+            end = at + len(wanted)
+            return _Place(chars[at][1], chars[end - 1][2], said[:at], said[end:])
+    said = normalise_text(line.text).translate(_TIMES)
+    at = said.rfind(wanted) if last else said.find(wanted, start)
+    if at < 0:
+        return None
+    width = line.box[2] - line.box[0]
+    end = at + len(wanted)
+    return _Place(line.box[0] + width * at / len(said), line.box[0] + width * end / len(said), said[:at], said[end:])
+
+
+def _read_place(page: PageScan, line: ocr.TextLine, place: _Place, text: str, forms: list[str]) -> ReadAgain:
+    """`text`, found at `place` in `line`, recognised again from there (see _read_again)."""
+    pad = max(6, line.height // 3)
+    box = (
+        max(0, round(place.left - pad)),
+        max(0, line.box[1] - pad // 2),
+        min(page.image.width, round(place.right + pad)),
+        min(page.image.height, line.box[3] + pad // 2),
+    )
+    crop = page.image.crop(box)
+    again, score, likely = ocr.recognise_likely(
+        crop, lambda read: [read.replace(text, form, 1) for form in forms] if text in read else []
+    )
+    said = normalise_text(clean_reading(text))
+
+    def as_said(read: str) -> str:  # a times sign read as x where `text` has the other: the same
+        read = _trimmed(clean_reading(read), place.before, place.after)
+        return said if read.translate(_TIMES) == said.translate(_TIMES) else read
+
+    again = as_said(again)
+    others: list[tuple[str, float]] = []
+    if again == said:  # read further only where it agrees
+        others = [
+            ocr.recognise(ImageOps.expand(crop, border=line.height // 2, fill=255)),
+            ocr.recognise(ImageOps.expand(ImageOps.invert(page.ink.crop(box)), border=line.height // 3, fill=255)),
+        ]
+    return ReadAgain(again, score, _likeliest(list(likely.values())), [(as_said(t), s) for t, s in others])
+
+
+def _read_parts_again(page: PageScan, on_line: list[ocr.TextLine], parts: list[str]) -> ReadAgain | None:
+    """Each blank's answer read again from its own place, the places in order along the line (a
+    `6` and a `6` are two places, not one read twice); None unless every one is placed."""
+    lines = sorted(on_line, key=lambda line: line.box[0])
+    again: list[ReadAgain] = []
+    at_line, start = 0, 0
+    for part in parts:
+        wanted = normalise_text(part).translate(_TIMES)
+        while at_line < len(lines):
+            place = _place_in_line(page, lines[at_line], wanted, start, last=False)
+            if place is not None:
+                again.append(_read_place(page, lines[at_line], place, part, []))
+                start = len(place.before) + len(wanted)
+                break
+            at_line, start = at_line + 1, 0
+        else:
+            return None
+    others: list[tuple[str, float]] = []
+    if all(len(one.others) == 2 for one in again):
+        others = [
+            ("；".join(one.others[k][0] for one in again), min(one.others[k][1] for one in again)) for k in (0, 1)
+        ]
+    return ReadAgain("；".join(one.text for one in again), min(one.score for one in again), None, others)
 
 
 def _trimmed(read: str, before: str, after: str) -> str:
@@ -421,6 +507,10 @@ def _read_area(
         for l in page.lines
         if id(l) not in claimed and top - 2 <= l.centre_y < bottom and l.box[2] > margin and l.box[0] < limit
     ]
+    # A line mostly left of the margin is the margin's print, reaching past it (密 or 线 of a
+    # sealing line printed sideways, beside the numbers): never read, its ink left out.
+    in_margin = [l for l in in_area if (l.box[0] + l.box[2]) / 2 < margin]
+    in_area = [l for l in in_area if l not in in_margin]
     printed_prompt = normalise_text(question.prompt)
     printed = [
         l
@@ -440,7 +530,7 @@ def _read_area(
         "region": (0, max(0, anchor.line.box[1] - 4), page.image.width, bottom),
         "line_height": typical,
     }
-    mask = answer_ink(page, top, bottom, printed, margin, right)
+    mask = answer_ink(page, top, bottom, printed + in_margin, margin, right)
     ink_pixels = mask.histogram()[255]
     box = mask.getbbox() if ink_pixels >= MIN_INK_PIXELS else None
 
