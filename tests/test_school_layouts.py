@@ -975,3 +975,10 @@ def test_the_sealing_lines_characters_reaching_past_the_margin_are_never_an_answ
         ]
     )
     assert read_answers([written], key)["2"].text == "25"
+
+
+def test_a_strike_that_leaves_a_number_no_pupil_writes_is_doubted():
+    from shared.grading.reader.template import _left_with_a_leading_zero
+
+    assert _left_with_a_leading_zero("085") and _left_with_a_leading_zero("-07")  # 4085 with its 4 taken
+    assert not any(_left_with_a_leading_zero(text) for text in ("0.5", "0", "85", "10", "0……3", "-0.25"))

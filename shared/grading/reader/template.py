@@ -19,6 +19,7 @@ the reading's note says so; the region's crop, for review, still shows it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,14 @@ from PIL import Image, ImageFilter
 from shared import ocr
 from shared.grading.answer_key import AnswerKey, QuestionType
 from shared.grading.reader.fractions import Stacked, read_stacked
-from shared.grading.reader.layout import find_anchors, in_reading_order, is_footer, is_heading, next_in_row
+from shared.grading.reader.layout import (
+    find_anchors,
+    in_reading_order,
+    is_footer,
+    is_heading,
+    next_in_row,
+    normalise_text,
+)
 from shared.grading.reader.reading import (
     AGREED_READINGS,
     MIN_INK_PIXELS,
@@ -784,6 +792,15 @@ def short_strikes_apply(kind: QuestionType | None, forms: list[str]) -> bool:
     return kind != QuestionType.blanks and not any(sign in form for form in forms for sign in "+±")
 
 
+_LEADING_ZERO = re.compile(r"^[-+−]?0\d")
+
+
+def _left_with_a_leading_zero(text: str) -> bool:
+    """A number no pupil writes (`085`): left by a strike found through the answer's own first
+    character (a 4's bar taken for a line through a try), not through a try before it."""
+    return _LEADING_ZERO.match(normalise_text(text)) is not None
+
+
 def _read_fraction(page: Image.Image, box: tuple[int, int, int, int], line_height: int) -> Stacked | None:
     """The raised region's writing read as a stacked fraction."""
     taller = page.crop(raised(box, line_height))
@@ -863,6 +880,9 @@ def _read_region(
     if ink_box is not None and (apart := remainder_apart(text, crop.crop(ink_box), mask.crop(ink_box))):
         confidence = max(confidence, apart)
         notes.append(REMAINDER_APART)
+    if struck and _left_with_a_leading_zero(text):
+        confidence *= 0.5
+        notes.append("what is left after the struck try begins 0 and a digit: the strike may be a stroke of the answer")
     covered = sum(mask.crop(line.box).histogram()[255] for line in lines)
     if lines and covered < 0.75 * ink and not read_whole(readings[1:], text):
         confidence *= 0.7
