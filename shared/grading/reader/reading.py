@@ -211,14 +211,21 @@ def _line_characters(page: PageScan, line: ocr.TextLine) -> list[tuple[str, floa
     return chars
 
 
-def _place_in_line(page: PageScan, line: ocr.TextLine, wanted: str, start: int = 0, last: bool = True) -> _Place | None:
+def _place_in_line(
+    page: PageScan,
+    line: ocr.TextLine,
+    wanted: str,
+    start: int = 0,
+    last: bool = True,
+    chars: list[tuple[str, float, float]] | None = None,
+) -> _Place | None:
     """Where `wanted` (normalised, a times sign as x) stands in `line`: placed by the recogniser's
     own columns where the line read again on its own holds it, else by its characters' share of
     the line's width as first read; the last such place (the first at or after `start` where not
-    `last`)."""
+    `last`). `chars`: the line's characters where they were already read again."""
     if not wanted:
         return None
-    chars = _line_characters(page, line)
+    chars = _line_characters(page, line) if chars is None else chars
     said = "".join(char for char, _l, _r in chars).translate(_TIMES)
     if len(said) == len(chars):  # one character each: the columns place it
         at = said.rfind(wanted) if last else said.find(wanted, start)
@@ -269,10 +276,13 @@ def _read_parts_again(page: PageScan, on_line: list[ocr.TextLine], parts: list[s
     lines = sorted(on_line, key=lambda line: line.box[0])
     again: list[ReadAgain] = []
     at_line, start = 0, 0
+    read: dict[int, list[tuple[str, float, float]]] = {}  # each line's characters, read again once
     for part in parts:
         wanted = normalise_text(part).translate(_TIMES)
         while at_line < len(lines):
-            place = _place_in_line(page, lines[at_line], wanted, start, last=False)
+            if at_line not in read:
+                read[at_line] = _line_characters(page, lines[at_line])
+            place = _place_in_line(page, lines[at_line], wanted, start, last=False, chars=read[at_line])
             if place is not None:
                 again.append(_read_place(page, lines[at_line], place, part, []))
                 start = len(place.before) + len(wanted)
