@@ -982,3 +982,13 @@ def test_a_strike_that_leaves_a_number_no_pupil_writes_is_doubted():
 
     assert _left_with_a_leading_zero("085") and _left_with_a_leading_zero("-07")  # 4085 with its 4 taken
     assert not any(_left_with_a_leading_zero(text) for text in ("0.5", "0", "85", "10", "0……3", "-0.25"))
+
+
+def test_a_wrong_reading_of_a_key_with_a_power_that_lost_it_is_not_a_sure_mistake():
+    key = KeyQuestion.model_validate({"id": "3.2", "type": "expression", "answer": "x²-49", "points": 2})
+    lost = mark_reading(AnswerReading("3.2", "read", "x+49x9", 0.97, agreeing=3), key, "math", "zh")
+    assert not lost.is_correct and lost.confidence < 0.9  # the ² read as a +
+    kept = mark_reading(AnswerReading("3.2", "read", "x²+49", 1.0, agreeing=4), key, "math", "zh")
+    assert not kept.is_correct and kept.confidence >= 0.9  # the power read: a sign mistake, surely
+    plain = KeyQuestion.model_validate({"id": "1", "answer": "49", "points": 1})
+    assert mark_reading(AnswerReading("1", "read", "48", 0.97, agreeing=4), plain, "math", "zh").confidence >= 0.9

@@ -195,6 +195,8 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
         confidence *= 0.5
     if subject == "math" and _not_like_the_key(compared, key):
         confidence *= NOT_LIKE_THE_KEY  # the key is a value and the reading is not: probably misread
+    if subject == "math" and _power_lost(compared, (key, *question.accepted)):
+        confidence *= 0.8  # the key's power unread: the raised digit is what the reader loses most (x² read x+)
     if any(_key_with_more(said, normalise_text(form)) for form in (key, *question.accepted)):
         confidence *= 0.5  # the key's answer is there with more around it: a crossed-out try, or print
     if glued:
@@ -310,6 +312,15 @@ def _joined(text: str, key: str) -> str:
 
 
 _RAISED = re.compile(r"([a-z])([23])(?![0-9])")
+
+
+_POWER = re.compile(r"[²³^]")
+
+
+def _power_lost(text: str, forms: tuple[str, ...]) -> bool:
+    """Every form of the key has a power (x², a^3) and the reading none: a wrong reading of it
+    may be the raised digit read as a sign or lost (`x+49x9` for x²-49)."""
+    return all(_POWER.search(form) for form in forms) and not _POWER.search(text)
 
 
 def _as_powers(text: str, key: str) -> str | None:
