@@ -629,6 +629,11 @@ def test_a_try_read_on_into_the_keys_answer_is_not_a_sure_mistake_and_a_sign_bef
         assert not mark.is_correct and mark.confidence >= 0.9, said
     other = mark_reading(AnswerReading("1.5", "read", "63", 1.0, agreeing=4, key_likelihood=0.0), point, "math", "zh")
     assert not other.is_correct and other.confidence >= 0.9  # the key's digit first: another number written
+    one = KeyQuestion.model_validate({"id": "3.6", "answer": "1", "points": 1})
+    struck = mark_reading(
+        AnswerReading("3.6", "read", "1/4.1", 0.96, agreeing=3, key_likelihood=0.0), one, "math", "zh"
+    )
+    assert not struck.is_correct and struck.confidence < 0.9  # a struck 1/4, a gap read as a point, then 1
     lost = mark_reading(AnswerReading("1.5", "read", ".6", 0.85, agreeing=2), point, "math", "zh")
     assert not lost.is_correct and lost.confidence < 0.9
 

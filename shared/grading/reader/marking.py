@@ -456,7 +456,11 @@ def _places(said: str, form: str) -> list[int]:
 
 def _in_a_number(said: str, form: str, at: int) -> bool:
     """The key's answer at `at` is a part of a fraction or a decimal the pupil wrote (1/7 or 0.5
-    for 7 or 5: the bar or point beside it), not what a struck try and the answer read on make."""
+    for 7 or 5: the bar or point beside it), not what a struck try and the answer read on make.
+    A bar and a point in one reading are no number a pupil writes: a struck fraction, a gap read
+    as a point, and the answer (`1/4.1` for 1)."""
+    if "/" in said and "." in said:
+        return False
     return said[at - 1 : at] in ("/", ".") or said[at + len(form) : at + len(form) + 1] in ("/", ".")
 
 
