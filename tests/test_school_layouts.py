@@ -997,3 +997,17 @@ def test_a_wrong_reading_of_a_key_with_a_power_that_lost_it_is_not_a_sure_mistak
     assert not kept.is_correct and kept.confidence >= 0.9  # the power read: a sign mistake, surely
     plain = KeyQuestion.model_validate({"id": "1", "answer": "49", "points": 1})
     assert mark_reading(AnswerReading("1", "read", "48", 0.97, agreeing=4), plain, "math", "zh").confidence >= 0.9
+
+
+def test_brackets_holding_a_letter_the_recogniser_weighs_as_nothing_are_not_empty():
+    from shared.grading.reader.reading import _ink_in_brackets
+
+    page, row, spans = _printed_row("是原来的(     )倍。")
+    assert not _ink_in_brackets(page, row)  # left empty: the weighing may call it blank
+    inside = (spans[4][1] + spans[10][0]) // 2
+    draw = ImageDraw.Draw(page.image)  # a B written like ß: a stem and two bowls
+    draw.line((inside - 7, 44, inside - 7, 82), fill=30, width=3)
+    draw.arc((inside - 9, 44, inside + 7, 62), 270, 90, fill=30, width=3)
+    draw.arc((inside - 9, 60, inside + 10, 82), 270, 90, fill=30, width=3)
+    written = PageScan(1, page.image, ink_mask(page.image), page.lines)
+    assert _ink_in_brackets(written, row)  # a B written like ß: writing, whatever it is weighed as

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
@@ -433,9 +434,36 @@ def _weighed_letter(page: PageScan, anchor: Anchor, question: KeyQuestion) -> st
     runner_up = chance[ranked[1]] if len(ranked) > 1 else 0.0
     if best > 0 and best >= LETTER_LEAST * nothing and best >= LETTER_LEADS * runner_up:
         return ranked[0]
-    if nothing > 0 and nothing >= EMPTY_LEADS * best:
+    if nothing > 0 and nothing >= EMPTY_LEADS * best and not _ink_in_brackets(page, line):
         return ""
     return None
+
+
+def _ink_in_brackets(page: PageScan, line: ocr.TextLine) -> bool:
+    """Whether there is writing between the line's last opening bracket and the closing one after
+    it, from the column the recogniser emitted one at to the other's: ink there that touches
+    neither end (a bracket's stroke the span cuts does). A letter the recogniser weighs as nothing (a B written like ß) is
+    still writing, and brackets that hold it are not empty. Where no closing bracket follows (the
+    line cut off at the opening one), the weighing alone decides: no ink is known."""
+    chars = _line_characters(page, line)
+    opening = [n for n, (char, _l, _r) in enumerate(chars) if char == "("]
+    if not opening:
+        return True  # the brackets cannot be placed: not known to be empty
+    first = opening[-1]
+    closing = next((n for n in range(first + 1, len(chars)) if chars[n][0] == ")"), None)
+    if closing is None:
+        return False
+    left, right = (round((chars[n][1] + chars[n][2]) / 2) for n in (first, closing))  # their columns
+    if right - left < 3:
+        return False
+    inside = np.asarray(page.ink.crop((left, line.box[1], right, line.box[3]))) > 0
+    count, _labels, stats, _centres = cv2.connectedComponentsWithStats(inside.astype(np.uint8), connectivity=8)
+    apart = [
+        stats[n, cv2.CC_STAT_AREA]
+        for n in range(1, count)
+        if stats[n, cv2.CC_STAT_LEFT] > 0 and stats[n, cv2.CC_STAT_LEFT] + stats[n, cv2.CC_STAT_WIDTH] < inside.shape[1]
+    ]
+    return sum(apart) >= MIN_INK_PIXELS
 
 
 def read_answers(pages: list[PageScan], key: AnswerKey) -> dict[str, AnswerReading]:
