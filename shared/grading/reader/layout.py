@@ -43,12 +43,15 @@ def _anchor_text(text: str) -> str:
     return unicodedata.normalize("NFKC", "".join(_CIRCLED.get(ch, ch) for ch in text))
 
 
+END_MARKS = "。.,，;；:：!！?？"  # end punctuation normalise_text strips from a text's ends
+
+
 def normalise_text(text: str) -> str:
     """For comparing readings and answers: width-folded, case-folded, without spaces, underscores,
     quotes or end punctuation (handwriting loses spaces; OCR reads a blank line as underscores)."""
     text = unicodedata.normalize("NFKC", text).casefold()
     text = re.sub(r"[\s_'\"‘’“”`]+", "", text)
-    return text.strip("。.,，;；:：!！?？")
+    return text.strip(END_MARKS)
 
 
 def row_overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:

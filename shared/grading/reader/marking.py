@@ -326,7 +326,7 @@ def _power_lost(text: str, forms: tuple[str, ...]) -> bool:
 def _as_powers(text: str, key: str) -> str | None:
     """Where the key has a power (x², a^3) and the reading none, the reading with a digit right
     after a letter taken as raised ("X2-81" -> "x^2-81"); None where that does not apply."""
-    if not re.search(r"[²³^]", key) or re.search(r"[²³^]", text):
+    if not _POWER.search(key) or _POWER.search(text):
         return None
     lowered = text.lower() if not re.search(r"[A-Z]", key) else text
     raised = _RAISED.sub(r"\1^\2", lowered)

@@ -26,6 +26,7 @@ from shared import ocr
 from shared.grading.answer_key import AnswerKey, KeyQuestion, QuestionType, choice_letters
 from shared.grading.reader.layout import (
     ANSWER_MARK,
+    END_MARKS,
     Anchor,
     answer_ink,
     find_anchors,
@@ -179,9 +180,6 @@ def _read_again(page: PageScan, on_line: list[ocr.TextLine], text: str, forms: l
     return None
 
 
-_END_MARKS = "。.,，;；:：!！?？"  # what normalise_text strips from the ends
-
-
 @dataclass(frozen=True)
 class _Place:
     """Where an answer stands in its line: its left and right x on the page, and the line's text
@@ -200,7 +198,7 @@ def _line_characters(page: PageScan, line: ocr.TextLine) -> list[tuple[str, floa
     said, places = ocr.recognise_places(page.image.crop(line.box))
     # a point or a comma inside the line stays (normalise_text strips them only at the ends)
     kept = [
-        (normalise_text(char) if char.strip(_END_MARKS) else unicodedata.normalize("NFKC", char), x)
+        (normalise_text(char) if char.strip(END_MARKS) else unicodedata.normalize("NFKC", char), x)
         for char, x in zip(said, places)
     ]
     kept = [(char, x) for char, x in kept if char]
