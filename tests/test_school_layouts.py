@@ -27,7 +27,7 @@ from shared.grading.reader.layout import (
     printed_number,
     question_line,
 )
-from shared.grading.reader.marking import mark_reading
+from shared.grading.reader.marking import as_digits, mark_reading
 from shared.grading.reader.reading import (
     AnswerReading,
     _after_equals,
@@ -1011,3 +1011,37 @@ def test_brackets_holding_a_letter_the_recogniser_weighs_as_nothing_are_not_empt
     draw.arc((inside - 9, 60, inside + 10, 82), 270, 90, fill=30, width=3)
     written = PageScan(1, page.image, ink_mask(page.image), page.lines)
     assert _ink_in_brackets(written, row)  # a B written like ß: writing, whatever it is weighed as
+
+
+def test_a_small_b_read_as_a_six_is_the_choice_b_unless_an_option_is_six():
+    options = {"A": "-1/5", "B": "5", "C": "-5", "D": "1/5"}
+    right = KeyQuestion.model_validate({"id": "13", "type": "choice", "answer": "B", "options": options, "points": 2})
+    for said in ("6", "（6）"):
+        mark = mark_reading(AnswerReading("13", "read", said, 1.0, agreeing=4), right, "math", "zh")
+        assert mark.is_correct and mark.score == 2 and mark.confidence >= 0.9, said
+    # another letter keyed: a b is a wrong choice, but taken from a 6 it is not a sure one
+    other = right.model_copy(update={"answer": "D"})
+    wrong = mark_reading(AnswerReading("13", "read", "6", 1.0, agreeing=4), other, "math", "zh")
+    assert not wrong.is_correct and wrong.confidence < 0.9
+    # an option whose value is 6: the pupil may have written the value, not a letter
+    six = KeyQuestion.model_validate(
+        {"id": "2", "type": "choice", "answer": "B", "options": {"A": "4", "B": "5", "C": "6", "D": "7"}, "points": 2}
+    )
+    unsure = mark_reading(AnswerReading("2", "read", "6", 1.0, agreeing=4), six, "math", "zh")
+    assert not unsure.is_correct and unsure.confidence < 0.9
+    # a 6 with more written is no lone letter
+    more = mark_reading(AnswerReading("13", "read", "63", 1.0, agreeing=4), right, "math", "zh")
+    assert not more.is_correct and more.confidence < 0.9
+
+
+def test_a_capital_read_for_the_keys_small_letter_is_that_letter():
+    key = KeyQuestion.model_validate({"id": "1", "answer": "7a+2", "points": 2})
+    for said in ("7A+2", "7a+2"):
+        mark = mark_reading(AnswerReading("1", "read", said, 1.0, agreeing=4), key, "math", "zh")
+        assert mark.is_correct and mark.confidence >= 0.9, said
+    wrong = mark_reading(AnswerReading("1", "read", "6A+2", 1.0, agreeing=4), key, "math", "zh")
+    assert not wrong.is_correct and wrong.confidence < 0.9  # a letter taken so, then still not the key
+    assert as_digits("6A+2X", key) == "6a+2X"  # only the key's own letters
+    # a key with a capital in it (a point A, a unit L) keeps the reading's letters as they are
+    point = KeyQuestion.model_validate({"id": "2", "answer": "A(2,a)", "points": 1})
+    assert as_digits("A(2,A)", point) == "A(2,A)"

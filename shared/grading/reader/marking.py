@@ -251,15 +251,43 @@ _TIMES_AS_X = re.compile(r"(?<=[0-9)）])\s*[xX]\s*(?=[0-9(（])")
 
 def as_digits(text: str, question: KeyQuestion) -> str:
     """A reading of a value with the letters that look like digits taken as digits, where the key
-    (a value, or each blank's) has no letter in it; else as read."""
-    if question.type in (QuestionType.choice, QuestionType.text):
+    (a value, or each blank's) has no letter in it; where it has letters, all small, the reading's
+    capitals of those letters as small ones (`6A` for 6a); a choice's lone 6 as the letter b it
+    was written as, where no option is the value 6; else as read."""
+    if question.type == QuestionType.choice:
+        return _b_for_six(text, question)
+    if question.type == QuestionType.text:
         return text
     keys = [question.answer or "", *question.accepted, *(b.answer for b in question.blanks)]
     text = _LEADING_SLASH.sub("1", text)  # a handwritten 1 read as '/': '/4' is no fraction
     if any(_LATIN.search(k) or "℃" in k for k in keys):  # a temperature's ℃ is the answer's own
-        return text
+        return _small_letters_as_keyed(text, keys)
     text = _TIMES_AS_X.sub("×", text)  # '7x6' for 7×6: handwriting's times sign is an x
     return text.translate(_DIGIT_LOOKALIKES)
+
+
+_LONE_SIX = re.compile(r"[(（]?6[)）]?")
+
+
+def _b_for_six(text: str, question: KeyQuestion) -> str:
+    """A choice's reading that is a lone 6, as B: a pupil's small b (its stem curled into the bowl)
+    reads as a 6. Not where B is no option, nor where an option's value is 6 (then the pupil may
+    have written the value instead of its letter)."""
+    if not _LONE_SIX.fullmatch(normalise_text(text)) or "B" not in (question.options or "ABCD"):
+        return text
+    if any(normalise_text(value) == "6" for value in question.options.values()):
+        return text
+    return "B"
+
+
+def _small_letters_as_keyed(text: str, keys: list[str]) -> str:
+    """The reading's capitals as small letters where the key writes those letters small and has no
+    capital letter: a handwritten a, x or m read as A, X or M is the key's letter (a pupil's
+    capital means the same unknown, a teacher would not mark it down)."""
+    if any(ch.isupper() for k in keys for ch in _LATIN.findall(k)):
+        return text
+    small = {ch for k in keys for ch in _LATIN.findall(k)}
+    return "".join(ch.lower() if ch.isupper() and ch.lower() in small else ch for ch in text)
 
 
 def _lookalikes_taken(as_read: str, as_value: str) -> bool:
