@@ -284,10 +284,10 @@ def _small_letters_as_keyed(text: str, keys: list[str]) -> str:
     """The reading's capitals as small letters where the key writes those letters small and has no
     capital letter: a handwritten a, x or m read as A, X or M is the key's letter (a pupil's
     capital means the same unknown, a teacher would not mark it down)."""
-    if any(ch.isupper() for k in keys for ch in _LATIN.findall(k)):
+    keyed = {ch for k in keys for ch in _LATIN.findall(k)}
+    if any(ch.isupper() for ch in keyed):
         return text
-    small = {ch for k in keys for ch in _LATIN.findall(k)}
-    return "".join(ch.lower() if ch.isupper() and ch.lower() in small else ch for ch in text)
+    return "".join(ch.lower() if ch.isupper() and ch.lower() in keyed else ch for ch in text)
 
 
 def _lookalikes_taken(as_read: str, as_value: str) -> bool:

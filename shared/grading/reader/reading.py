@@ -440,9 +440,10 @@ def _weighed_letter(page: PageScan, anchor: Anchor, question: KeyQuestion) -> st
 def _ink_in_brackets(page: PageScan, line: ocr.TextLine) -> bool:
     """Whether there is writing between the line's last opening bracket and the closing one after
     it, from the column the recogniser emitted one at to the other's: ink there that touches
-    neither end (a bracket's stroke the span cuts does). A letter the recogniser weighs as nothing (a B written like ß) is
-    still writing, and brackets that hold it are not empty. Where no closing bracket follows (the
-    line cut off at the opening one), the weighing alone decides: no ink is known."""
+    neither end (a bracket's stroke the span cuts does). A letter the recogniser weighs as nothing
+    (a B written like ß) is still writing, and brackets that hold it are not empty. Where no
+    closing bracket follows (the line cut off at the opening one), the weighing alone decides: no
+    ink is known."""
     chars = _line_characters(page, line)
     opening = [n for n, (char, _l, _r) in enumerate(chars) if char == "("]
     if not opening:
