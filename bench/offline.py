@@ -84,7 +84,8 @@ def _count(
     threshold: float,
     show: str | None,
 ) -> None:
-    """Count each verdict against the truth, overall and per kind, variant, prompts and design;
+    """Count each verdict against the truth, overall and per kind, variant, prompts, design and
+    whether the pupil's strokes were moved one by one (bench.school_papers.perturb_strokes);
     with `show`, print each wrong or unsure one (`show` prefixes the line)."""
     for truth in paper.truth:
         mark, reading = marks[truth.question_id], readings[truth.question_id]
@@ -97,6 +98,7 @@ def _count(
             f"variant:{paper.variant}",
             f"prompts:{prompts}",
             f"design:{paper.design}",
+            f"strokes:{'moved' if paper.hand_font.endswith('+strokes moved') else 'as drawn'}",
         ):
             groups[group].update(questions=1, confident=sure, confident_right=sure and right, silent=sure and not right)
         if show is not None and (not right or not sure):

@@ -34,12 +34,15 @@ import random
 import re
 import subprocess
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
+import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
 from bench.handwriting import HAND_CJK, HAND_LATIN, _degrade
@@ -78,6 +81,7 @@ CROSS_OUT_SHARE = 0.12  # of answered calc_row and word questions
 ACCEPTED_FORM_SHARE = 0.15  # a right answer written in one of its accepted forms
 WORD_PHRASE_SHARE = 0.15  # 答：还剩26本。 rather than 答：26本
 PROMPTS_SHARE = 0.5
+PERTURBED_SHARE = 0.4  # pupils whose every stroke is moved on its own (perturb_strokes)
 SHORT_QUIZ_SHARE = 0.25  # papers whose key gives the questions' prompts
 WORKING_LINES = 2  # the space left for a word problem's working
 SAME_SHAPE_MOST = {"calc_row": 3, "fill": 1, "blanks": 1, "choice": 1, "word": 1}  # questions alike but for numbers
@@ -890,6 +894,11 @@ class HandStyle:
     size: float  # units
     slant: float
     stroke: int
+    # Each stroke of each glyph moved and turned on its own (handright's method, below): the
+    # shift's sigma as a share of the glyph's size, the turn's sigma in radians; 0: not moved.
+    shift: float = 0.0
+    turn: float = 0.0
+    strokes_seed: int = 0
 
     @property
     def ink(self) -> tuple[int, int, int]:
@@ -897,7 +906,7 @@ class HandStyle:
 
     @property
     def name(self) -> str:
-        return f"{Path(self.latin).stem}+{Path(self.cjk).stem}"
+        return f"{Path(self.latin).stem}+{Path(self.cjk).stem}" + ("+strokes moved" if self.shift else "")
 
 
 @dataclass(frozen=True)
@@ -939,6 +948,8 @@ def write_by_hand(text: str, hand: HandStyle, px: int, rng: random.Random, max_w
         size = max(6, round(px * rng.uniform(0.85, 1.13) * (0.92 if not ch.isascii() else 1.0)))
         path = hand_font(ch, hand)
         glyph, ox, oy = draw_glyph(ch, path, size, rng.randint(200, 255), rng.uniform(-9, 9), hand.stroke)
+        if hand.shift or hand.turn:
+            glyph = perturb_strokes(glyph, size * hand.shift, hand.turn, stroke_rng(hand, text, size, x))
         y = baseline + round(max(-0.2 * px, min(0.2 * px, (x - px) * drift)) + rng.uniform(-0.08, 0.08) * px)
         box = (int(x) - ox, y - oy)
         region = canvas.crop((*box, box[0] + glyph.width, box[1] + glyph.height))
@@ -953,6 +964,29 @@ def write_by_hand(text: str, hand: HandStyle, px: int, rng: random.Random, max_w
     bbox = canvas.getbbox() or (px, baseline - 1, px + 1, baseline)
     written = Handwriting(canvas, (px, baseline), bbox)
     return fit_width(written, max_width) if max_width else written
+
+
+def stroke_rng(hand: HandStyle, text: str, size: int, x: float) -> random.Random:
+    """The strokes' own random stream, so the paper's stream (and every paper whose pupil's strokes
+    are not moved) stays as it was."""
+    return random.Random(zlib.crc32(f"{hand.strokes_seed}:{text}:{size}:{x:.2f}".encode()))
+
+
+def perturb_strokes(glyph: Image.Image, shift: float, turn: float, rng: random.Random) -> Image.Image:
+    """Every stroke (a connected piece of ink) shifted by a Gaussian amount in x and y and turned
+    about its box's centre: the perturbation of the handright handwriting simulator (which pins a
+    Pillow older than markq's), kept grey rather than thresholded to one bit."""
+    ink = np.asarray(glyph)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((ink > 0).astype(np.uint8), connectivity=4)
+    out = np.zeros_like(ink)
+    for n in range(1, count):
+        x, y, w, h = (int(v) for v in stats[n, :4])
+        stroke = np.where(labels == n, ink, 0).astype(np.uint8)
+        centre = (x + (w - 1) / 2, y + (h - 1) / 2)
+        move = cv2.getRotationMatrix2D(centre, np.degrees(rng.gauss(0, turn)), 1.0)
+        move[:, 2] += (rng.gauss(0, shift), rng.gauss(0, shift))
+        np.maximum(out, cv2.warpAffine(stroke, move, (ink.shape[1], ink.shape[0]), flags=cv2.INTER_LINEAR), out=out)
+    return Image.fromarray(out)
 
 
 def slant(mask: Image.Image, amount: float, baseline: int) -> Image.Image:
@@ -1638,6 +1672,17 @@ def choose_hand(rng: random.Random, variant: str) -> HandStyle:
     return HandStyle(latin_font, cjk_font, pen, rng.uniform(36, 46), rng.uniform(-0.12, 0.22), rng.choice([0, 0, 1]))
 
 
+def perturbed(hand: HandStyle, key: str) -> HandStyle:
+    """Some pupils' strokes moved one by one, decided by a stream of its own (`key`): the paper's
+    stream is left as it was."""
+    rng = random.Random(key)
+    if rng.random() >= PERTURBED_SHARE:
+        return hand
+    return dataclasses.replace(
+        hand, shift=rng.uniform(0.02, 0.05), turn=rng.uniform(0.03, 0.09), strokes_seed=rng.getrandbits(32)
+    )
+
+
 def choose_design(rng: random.Random) -> Design:
     d = rng.choice(DESIGNS)
     size = d.print_size + rng.randint(-1, 2)
@@ -1737,6 +1782,7 @@ def make_school_paper(seed: int, student: int = 0) -> SchoolPaper:
     scale = HIGH_DPI_SCALE if rng.random() < HIGH_DPI_SHARE else 1
     ctx = Ctx(grade, design, rng.choice(print_fonts()), scale, rng.choice(design.numbering),
               rng.choice(["paren", "paren", "line"]), rng.random() < 0.3, choose_hand(rng, variant), rng)  # fmt: skip
+    ctx = dataclasses.replace(ctx, hand=perturbed(ctx.hand, f"{seed}/strokes"))
     title, has_prompts, score_table = make_title(grade, rng), rng.random() < PROMPTS_SHARE, rng.random() < 0.4
     restart, with_points, footer = (
         ctx.numbering in ("paren", "circled"),
@@ -1749,6 +1795,7 @@ def make_school_paper(seed: int, student: int = 0) -> SchoolPaper:
         rng = random.Random(f"{seed}/student/{student}")
         variant = rng.choice(VARIANTS)
         hand = dataclasses.replace(choose_hand(rng, variant), size=ctx.hand.size)  # the blanks are sized for it
+        hand = perturbed(hand, f"{seed}/student/{student}/strokes")
         ctx = dataclasses.replace(ctx, hand=hand, rng=rng)
         for block in blocks:
             block.items = [dataclasses.replace(item, attempt=decide_attempt(item.spec, rng)) for item in block.items]

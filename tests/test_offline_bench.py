@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+from PIL import Image, ImageDraw
+
 from bench.handwriting import answer_key, make_paper
+from bench.school_papers import choose_hand, make_school_paper, perturb_strokes, perturbed
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,6 +25,34 @@ def test_generated_papers_carry_their_truth_and_are_the_same_every_run():
     for written in paper.answers:
         forms = (written.question.answer, *[a for a in written.question.accepted if a])
         assert (written.text in forms) == written.correct
+
+
+def test_moved_strokes_each_move_on_their_own_and_keep_their_ink():
+    glyph = Image.new("L", (120, 80), 0)
+    draw = ImageDraw.Draw(glyph)
+    draw.line((20, 30, 100, 30), fill=255, width=4)  # an '=': two strokes
+    draw.line((20, 50, 100, 50), fill=255, width=4)
+    assert np.array_equal(np.asarray(perturb_strokes(glyph, 0, 0, random.Random(1))), np.asarray(glyph))
+    moved = np.asarray(perturb_strokes(glyph, 3.0, 0.08, random.Random(1))).astype(float)
+    ink = np.asarray(glyph).astype(float)
+    assert not np.array_equal(moved, ink)
+    assert abs(moved.sum() - ink.sum()) < 0.1 * ink.sum()  # moved and turned, not lost
+    ys, xs = np.nonzero(moved)
+    weight = moved[ys, xs]
+    centres = [
+        np.array([np.average(xs[half], weights=weight[half]), np.average(ys[half], weights=weight[half])])
+        for half in (ys < 40, ys >= 40)
+    ]
+    shifts = [centres[0] - (60, 30), centres[1] - (60, 50)]
+    assert np.linalg.norm(shifts[0] - shifts[1]) > 0.5  # each stroke its own way, not the glyph as one
+
+
+def test_some_pupils_have_every_stroke_moved_and_their_papers_are_the_same_every_run():
+    hand = choose_hand(random.Random(5), "scan")
+    hands = [perturbed(hand, f"{seed}/strokes") for seed in range(20)]
+    assert any(h.shift for h in hands) and any(h is hand for h in hands)  # the rest keep their hand as it was
+    paper = make_school_paper(20400)
+    assert paper.hand_font.endswith("+strokes moved") and paper.pages == make_school_paper(20400).pages
 
 
 def run_bench(module: str, *args: str) -> dict:
