@@ -90,6 +90,44 @@ def test_a_page_number_alone_and_a_marked_heading_are_print():
     assert is_heading(line("不二、填一填")) and is_heading(line("线 三、选一选"))
 
 
+def test_a_question_number_with_the_sealing_lines_dash_read_before_it_is_found():
+    # the dashed sealing line beside 第16题 read with it as '~': question 16 went unfound and 15 ran on
+    lines = [
+        line("第15题学校买了35套桌椅，每套150元，一共花了多少元？", (100, 100, 900, 130)),
+        line("~第16题一个长方形花坛长10米，宽9米，它的周长是多少米？", (70, 400, 900, 430)),
+    ]
+    key = AnswerKey.model_validate(
+        {"questions": [{"id": "15", "answer": "5250元", "points": 4}, {"id": "16", "answer": "38米", "points": 4}]}
+    )
+    anchors = find_anchors([page_of(lines)], key)
+    assert set(anchors) == {"15", "16"} and anchors["16"].line is lines[1]
+    assert find_anchors([page_of([line("~16.一个长方形花坛", (70, 400, 900, 430))])], key) == {}  # not 第16题
+
+
+def test_a_reading_that_ran_on_into_the_next_question_is_never_sure():
+    word = KeyQuestion.model_validate({"id": "15", "type": "word", "answer": "5250元", "points": 4})
+    ran_on = (
+        "150×35=5250（元） 答：5250元 ~第16题一个长方形花坛长10米，宽9米，它的周长是多少米？ (10+9)×2=38(米) 答：38"
+    )
+    for text in (ran_on, "150×35=5250（元） 答：5250元 第16题一个长方形花坛"):
+        mark = mark_reading(AnswerReading("15", "read", text, 0.97, agreeing=3), word, "math", "zh")
+        assert mark.confidence < 0.9, text  # the 答 compared may be question 16's: wrong or right, unsure
+    alone = mark_reading(
+        AnswerReading("15", "read", "150×35=5250（元） 答：5250元", 0.97, agreeing=3), word, "math", "zh"
+    )
+    assert alone.is_correct and alone.confidence >= 0.9
+    twice = "150×35=5250（元） 答：5250元 (10+9)×2=38(米) 答：38"  # a second 答: line, its number unread
+    assert mark_reading(AnswerReading("15", "read", twice, 0.97, agreeing=3), word, "math", "zh").confidence < 0.9
+
+
+def test_a_decimal_read_without_its_point_and_a_digit_is_never_confidently_wrong():
+    decimal = KeyQuestion.model_validate({"id": "3.1", "answer": "11.23", "points": 2})
+    lost = mark_reading(AnswerReading("3.1", "read", "123", 0.97, agreeing=0), decimal, "math", "zh")
+    assert not lost.is_correct and lost.confidence < 0.9  # 1123 with a 1 lost: as likely misread as written
+    other = mark_reading(AnswerReading("3.1", "read", "12.3", 0.97, agreeing=0), decimal, "math", "zh")
+    assert not other.is_correct and other.confidence >= 0.9  # its own point: another number, written
+
+
 def test_a_blank_read_as_no_value_or_a_near_miss_is_never_confidently_wrong():
     key = KeyQuestion.model_validate(
         {

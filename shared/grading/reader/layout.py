@@ -39,8 +39,12 @@ def printed_number(question_id: str) -> str:
     return question_id.lower()
 
 
+# A mark read before 第3题 from the margin's dashed or sealing line beside it (~第16题, 密第3题).
+_MARGIN_MARK = re.compile(r"^\s*[~|¦\-—–:·'\".,、密封线内不要答题]{1,2}\s*(?=第\s*[0-9]{1,3}\s*题)")
+
+
 def _anchor_text(text: str) -> str:
-    return unicodedata.normalize("NFKC", "".join(_CIRCLED.get(ch, ch) for ch in text))
+    return _MARGIN_MARK.sub("", unicodedata.normalize("NFKC", "".join(_CIRCLED.get(ch, ch) for ch in text)))
 
 
 END_MARKS = "。.,，;；:：!！?？"  # end punctuation normalise_text strips from a text's ends

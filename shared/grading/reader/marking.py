@@ -20,7 +20,7 @@ from dataclasses import replace
 from shared.grading.answer_key import Blank, KeyQuestion, QuestionType, choice_letters
 from shared.grading.equivalence import equivalent, parse_value
 from shared.grading.marks import QuestionMark
-from shared.grading.reader.layout import ANSWER_MARK, normalise_text
+from shared.grading.reader.layout import ANSWER_MARK, normalise_text, printed_number
 from shared.grading.reader.reading import AGREED_CONFIDENCE, AGREED_READINGS, AnswerReading
 
 
@@ -120,7 +120,9 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
         sentence, compared = compared, quantity_in(compared, key)
         unit_unread = _unit_unread(sentence, compared)
         glued = _glued_to_words(sentence, compared, (key, *question.accepted))
-        if working_agrees := _working_agrees(reading.text, as_digits(compared, question)):
+        if (working_agrees := _working_agrees(reading.text, as_digits(compared, question))) and not _ran_on(
+            reading.text, question
+        ):
             # the working's result and the 答 line say the same number: written twice, read alike twice
             reading = replace(reading, confidence=max(reading.confidence, WORKING_AGREES))
     digits = _joined(as_digits(compared, question), key) if subject == "math" else compared
@@ -139,6 +141,8 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
             confidence = min(confidence, SIGN_DOUBT)
         if question.type == QuestionType.choice and _unmistakable_letter(compared, question, reading):
             confidence = max(confidence, KEY_AGREED)
+        if _ran_on(reading.text, question):
+            confidence = min(confidence, RAN_ON)  # the region ran on into the next question (unfound)
         # A misreading that lands exactly on the key is far less likely than one that misses it.
         return QuestionMark(
             student_answer=reading.text,
@@ -152,10 +156,18 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
         )
     confidence = reading.confidence * (NOT_LIKE_THE_KEY if lookalikes else 1.0)
     said = normalise_text(compared)
+    # a near miss of the key, or of the key with its notation lost (11.23 read 123: point and a 1)
     near = (
         _confusable_letters(said, normalise_text(key))
         if question.type == QuestionType.choice
-        else any(_near_miss(said, normalise_text(form)) for form in (key, *question.accepted))
+        else any(
+            _near_miss(said, normalise_text(form))
+            or (
+                not ("/" in said or "." in said)  # a reading with its own bar or point lost none
+                and any(_near_miss(said, lost) for lost in _notation_lost(normalise_text(form)) if len(lost) >= 3)
+            )
+            for form in (key, *question.accepted)
+        )
     )
     # Every reading of the writing agreeing is not a misreading to doubt; fewer may be (a digit
     # lost the same way twice, "11/30" read "1/3 0", or three times, "27人" read "7人" at 0.99).
@@ -204,6 +216,8 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     unit = subject == "math" and _unit_error(compared, key)
     if unit and unit_unread:
         confidence *= 0.5  # letters after the number that are no unit: the key's unit misread (千米 read 干米)
+    if _ran_on(reading.text, question):
+        confidence = min(confidence, RAN_ON)  # what is compared may be the next question's answer
     error_type = "unit" if unit else "calculation" if subject == "math" else "concept"
     if zh:
         explanation = (
@@ -365,6 +379,20 @@ def _near_miss(said: str, form: str) -> bool:
     """A character or two from an answer, or the answer with its zeros lost or doubled
     (7000 read 700, 30000 read 3): what a misreading of the right answer looks like."""
     return _edit_distance(said, form) <= max(1, len(form) // 5) or _zeros_slipped(said, form)
+
+
+RAN_ON = 0.5
+_OTHER_LABEL = re.compile(r"第\s*([0-9]{1,3})\s*题")
+
+
+def _ran_on(text: str, question: KeyQuestion) -> bool:
+    """The reading holds another question's printed label (第16题 in question 15's) or, for a word
+    problem, a second 答: line: its region ran on past the next question's number, which the
+    layout did not find (a sealing line's dash read before it)."""
+    number = printed_number(question.id)
+    if any(label.lstrip("0") != number.lstrip("0") for label in _OTHER_LABEL.findall(text)):
+        return True
+    return question.type == QuestionType.word and len(ANSWER_MARK.findall(text)) >= 2
 
 
 def _one_slipped(said: str, form: str) -> bool:
