@@ -112,6 +112,9 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
         )
     if question.type == QuestionType.blanks:
         return _mark_blanks(reading, question, subject, zh)
+    # the region ran on into the next question (its number unfound): what is compared may be that
+    # question's answer, so the verdict is never sure, right or wrong
+    ran_on = _ran_on(reading.text, question)
     # what is compared: for a word problem, the answer after 答： (the working stays in the reading)
     written_answer_line = ANSWER_MARK.search(reading.text) is not None and "答" not in key
     compared = final_answer(reading.text) if question.type == QuestionType.word or written_answer_line else reading.text
@@ -120,9 +123,7 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
         sentence, compared = compared, quantity_in(compared, key)
         unit_unread = _unit_unread(sentence, compared)
         glued = _glued_to_words(sentence, compared, (key, *question.accepted))
-        if (working_agrees := _working_agrees(reading.text, as_digits(compared, question))) and not _ran_on(
-            reading.text, question
-        ):
+        if (working_agrees := _working_agrees(reading.text, as_digits(compared, question))) and not ran_on:
             # the working's result and the 答 line say the same number: written twice, read alike twice
             reading = replace(reading, confidence=max(reading.confidence, WORKING_AGREES))
     digits = _joined(as_digits(compared, question), key) if subject == "math" else compared
@@ -141,8 +142,8 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
             confidence = min(confidence, SIGN_DOUBT)
         if question.type == QuestionType.choice and _unmistakable_letter(compared, question, reading):
             confidence = max(confidence, KEY_AGREED)
-        if _ran_on(reading.text, question):
-            confidence = min(confidence, RAN_ON)  # the region ran on into the next question (unfound)
+        if ran_on:
+            confidence = min(confidence, RAN_ON)
         # A misreading that lands exactly on the key is far less likely than one that misses it.
         return QuestionMark(
             student_answer=reading.text,
@@ -161,11 +162,7 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
         _confusable_letters(said, normalise_text(key))
         if question.type == QuestionType.choice
         else any(
-            _near_miss(said, normalise_text(form))
-            or (
-                not ("/" in said or "." in said)  # a reading with its own bar or point lost none
-                and any(_near_miss(said, lost) for lost in _notation_lost(normalise_text(form)) if len(lost) >= 3)
-            )
+            _near_miss(said, normalise_text(form)) or _near_notation_lost(said, normalise_text(form))
             for form in (key, *question.accepted)
         )
     )
@@ -216,8 +213,8 @@ def mark_reading(reading: AnswerReading, question: KeyQuestion, subject: str, la
     unit = subject == "math" and _unit_error(compared, key)
     if unit and unit_unread:
         confidence *= 0.5  # letters after the number that are no unit: the key's unit misread (千米 read 干米)
-    if _ran_on(reading.text, question):
-        confidence = min(confidence, RAN_ON)  # what is compared may be the next question's answer
+    if ran_on:
+        confidence = min(confidence, RAN_ON)
     error_type = "unit" if unit else "calculation" if subject == "math" else "concept"
     if zh:
         explanation = (
@@ -417,6 +414,15 @@ def _notation_lost(form: str) -> set[str]:
     if form.count("/") == 1:  # a stacked fraction with one row read (32 over 5 read 5 every way)
         lost |= {part for part in form.split("/") if part}
     return lost - {form}
+
+
+def _near_notation_lost(said: str, form: str) -> bool:
+    """A near miss of the answer with its notation lost (11.23 read 123: the point and a 1), for
+    lost forms of three characters or more (shorter ones would make every short reading near); a
+    reading with a bar or point of its own lost none."""
+    if "/" in said or "." in said:
+        return False
+    return any(_near_miss(said, lost) for lost in _notation_lost(form) if len(lost) >= 3)
 
 
 def _part_lost(said: str, form: str) -> bool:
