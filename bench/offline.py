@@ -98,7 +98,7 @@ def _count(
             f"variant:{paper.variant}",
             f"prompts:{prompts}",
             f"design:{paper.design}",
-            f"strokes:{'moved' if paper.hand_font.endswith('+strokes moved') else 'as drawn'}",
+            f"strokes:{'moved' if paper.strokes_moved else 'as drawn'}",
         ):
             groups[group].update(questions=1, confident=sure, confident_right=sure and right, silent=sure and not right)
         if show is not None and (not right or not sure):

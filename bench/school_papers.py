@@ -1606,6 +1606,7 @@ class SchoolPaper:
     template_pages: list[bytes]  # the same pages unanswered, as a clean scan (PNG)
     answer_key: dict[str, object]
     truth: list[Truth]
+    strokes_moved: bool = False  # the pupil's every stroke shifted and turned on its own (handright's way)
 
 
 def make_items(ctx: Ctx, sections: dict[str, list[Spec]], restart: bool) -> list[tuple[str, list[Item]]]:
@@ -1811,7 +1812,7 @@ def make_school_paper(seed: int, student: int = 0) -> SchoolPaper:
         seed, grade, title, design.name, variant, 150 * scale, Path(ctx.font).stem, ctx.hand.name, has_prompts, pages,
         [encode_template(s.paper) for s in sheets],
         {"questions": [key_entry(ctx, item, has_prompts) for item in items]},
-        [make_truth(item, placements[item.qid], paper_facts) for item in items],
+        [make_truth(item, placements[item.qid], paper_facts) for item in items], bool(ctx.hand.shift),
     )  # fmt: skip
 
 

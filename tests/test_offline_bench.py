@@ -52,7 +52,9 @@ def test_some_pupils_have_every_stroke_moved_and_their_papers_are_the_same_every
     hands = [perturbed(hand, f"{seed}/strokes") for seed in range(20)]
     assert any(h.shift for h in hands) and any(h is hand for h in hands)  # the rest keep their hand as it was
     paper = make_school_paper(20400)
-    assert paper.hand_font.endswith("+strokes moved") and paper.pages == make_school_paper(20400).pages
+    assert paper.strokes_moved and paper.hand_font.endswith("+strokes moved")
+    assert paper.pages == make_school_paper(20400).pages
+    assert not make_school_paper(20402).strokes_moved  # a pupil who writes as drawn
 
 
 def run_bench(module: str, *args: str) -> dict:

@@ -23,8 +23,11 @@ from shared.grading.answer_key import AnswerKey, KeyQuestion
 from shared.grading.reader.scanning import PageScan
 
 _ANCHOR = re.compile(r"^\s*[(（]?\s*(?:第\s*)?(?P<id>[0-9]{1,3}[a-zA-Z]?)\s*(?:[)）.．。、,，:：]|题)")
+# The printed label 第3题 ("question 3"), spelled once: a question's number at the start of a line
+# here, another question's label inside a reading in `marking`. Its group is the number.
+NTH_QUESTION = r"第\s*([0-9]{1,3})\s*题"
 # Forms that cannot be a decimal or a time: （3）, 第3题, ③. Found anywhere on a line, in any column.
-_UNAMBIGUOUS = re.compile(r"^\s*(?:[(（]\s*[0-9]{1,3}[a-zA-Z]?\s*[)）]|第\s*[0-9]{1,3}\s*题)")
+_UNAMBIGUOUS = re.compile(rf"^\s*(?:[(（]\s*[0-9]{{1,3}}[a-zA-Z]?\s*[)）]|{NTH_QUESTION})")
 _CIRCLED = {chr(0x2460 + n): f"{n + 1}." for n in range(20)}  # ① .. ⑳, which NFKC would glue to what follows
 # What a printed question holds after its number: an operation, a bracket or blank, or Chinese text.
 _QUESTION_TEXT = re.compile(r"[+\-−×÷=＝<>（(_]|[\u4e00-\u9fff]")
@@ -40,7 +43,7 @@ def printed_number(question_id: str) -> str:
 
 
 # A mark read before 第3题 from the margin's dashed or sealing line beside it (~第16题, 密第3题).
-_MARGIN_MARK = re.compile(r"^\s*[~|¦\-—–:·'\".,、密封线内不要答题]{1,2}\s*(?=第\s*[0-9]{1,3}\s*题)")
+_MARGIN_MARK = re.compile(rf"^\s*[~|¦\-—–:·'\".,、密封线内不要答题]{{1,2}}\s*(?={NTH_QUESTION})")
 
 
 def _anchor_text(text: str) -> str:

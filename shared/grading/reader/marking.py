@@ -20,7 +20,7 @@ from dataclasses import replace
 from shared.grading.answer_key import Blank, KeyQuestion, QuestionType, choice_letters
 from shared.grading.equivalence import equivalent, parse_value
 from shared.grading.marks import QuestionMark
-from shared.grading.reader.layout import ANSWER_MARK, normalise_text, printed_number
+from shared.grading.reader.layout import ANSWER_MARK, NTH_QUESTION, normalise_text, printed_number
 from shared.grading.reader.reading import AGREED_CONFIDENCE, AGREED_READINGS, AnswerReading
 
 
@@ -379,7 +379,7 @@ def _near_miss(said: str, form: str) -> bool:
 
 
 RAN_ON = 0.5
-_OTHER_LABEL = re.compile(r"第\s*([0-9]{1,3})\s*题")
+_OTHER_LABEL = re.compile(NTH_QUESTION)
 
 
 def _ran_on(text: str, question: KeyQuestion) -> bool:
