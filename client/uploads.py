@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -96,15 +97,57 @@ def _range(path: Path, offset: int, size: int, progress: Progress | None) -> Ite
 
 
 def put_part(http: httpx.Client, part: dict[str, Any], path: Path, progress: Progress | None = None) -> None:
-    """PUT one part of a large file (its bytes from `offset`) to its upload URL."""
-    content = _range(path, part["offset"], part["size"], progress)
-    reply = http.put(part["url"], content=content, headers={"Content-Length": str(part["size"])})
-    if reply.status_code >= 300:
-        raise httpx.HTTPStatusError(
-            f"storage refused part {part['number']} of {path.name}: {reply.status_code} {reply.text[:300]}",
-            request=reply.request,
-            response=reply,
-        )
+    """PUT one part of a large file (its bytes from `offset`) to its upload URL, tried again as
+    `_put_again` says."""
+    _put_again(
+        lambda counted: http.put(
+            part["url"],
+            content=_range(path, part["offset"], part["size"], counted),
+            headers={"Content-Length": str(part["size"])},
+        ),
+        f"part {part['number']} of {path.name}",
+        progress,
+    )
+
+
+# A link that drops for a moment, or storage briefly away (a 5xx, S3's 503 SlowDown), costs one
+# file's bytes again, not the run: each PUT is tried up to PUT_ATTEMPTS times, PUT_BACKOFF seconds
+# apart and doubling. A PUT replaces its object whole, so a try again never stores a file twice.
+# Past the last try the error goes up, and running the command again resumes (`UploadState`).
+PUT_ATTEMPTS = 3
+PUT_BACKOFF = 1.0
+TRIED_AGAIN = {408, 429, 500, 502, 503, 504}
+
+
+def _put_again(put: Callable[[Progress], httpx.Response], what: str, progress: Progress | None) -> None:
+    """Run `put` (which streams its bytes through the progress callback it is given) until storage
+    takes it; a try that fails takes the bytes it counted back off `progress`."""
+    for attempt in range(1, PUT_ATTEMPTS + 1):
+        sent = 0
+
+        def counted(size: int) -> None:
+            nonlocal sent
+            sent += size
+            if progress is not None:
+                progress(size)
+
+        try:
+            reply = put(counted)
+        except httpx.TransportError:
+            if attempt == PUT_ATTEMPTS:
+                raise
+        else:
+            if reply.status_code < 300:
+                return
+            if reply.status_code not in TRIED_AGAIN or attempt == PUT_ATTEMPTS:
+                raise httpx.HTTPStatusError(
+                    f"storage refused {what}: {reply.status_code} {reply.text[:300]}",
+                    request=reply.request,
+                    response=reply,
+                )
+        if progress is not None and sent:
+            progress(-sent)  # the bar shows what is stored, not what was sent
+        time.sleep(PUT_BACKOFF * 2 ** (attempt - 1))
 
 
 def storage_client() -> httpx.Client:
@@ -115,12 +158,10 @@ def storage_client() -> httpx.Client:
 
 
 def put_file(http: httpx.Client, target: dict[str, Any], path: Path, progress: Progress | None = None) -> None:
-    """PUT one file to its upload URL, streamed from disk."""
+    """PUT one file to its upload URL, streamed from disk, tried again as `_put_again` says."""
     headers = {**target["headers"], "Content-Length": str(path.stat().st_size)}
-    reply = http.put(target["url"], content=_chunks(path, progress), headers=headers)
-    if reply.status_code >= 300:
-        raise httpx.HTTPStatusError(
-            f"storage refused file {target['number']} ({path.name}): {reply.status_code} {reply.text[:300]}",
-            request=reply.request,
-            response=reply,
-        )
+    _put_again(
+        lambda counted: http.put(target["url"], content=_chunks(path, counted), headers=headers),
+        f"file {target['number']} ({path.name})",
+        progress,
+    )

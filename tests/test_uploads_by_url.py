@@ -24,7 +24,7 @@ from client import samples
 from client.api import MarkqClient, MarkqError
 from client.cli import main as cli
 from client.uploads import UploadState
-from loopback.proxy import FaultProxy
+from loopback.proxy import FaultProxy, Mode
 from shared.intake import uploads
 from shared.intake.uploads import PART_BYTES, upload_key
 from shared.models import BulkStatus, BulkUpload, Paper, PaperStatus, utcnow
@@ -350,6 +350,39 @@ def test_an_upload_cut_halfway_is_resumed_by_the_cli_and_the_paper_completes_onc
             assert again.exit_code == 0, again.output
             listed = httpx.get(f"{api}/v1/exams/{exam['id']}/papers", headers=auth()).json()
             assert [p["id"] for p in listed] == [paper["id"]]
+
+
+def test_a_link_that_drops_for_a_moment_costs_one_try_again_not_the_run(
+    settings, app, auth, school_keys, tmp_path, sample
+):
+    s3 = urlsplit(settings.s3_endpoint_url)
+    pages = sample["papers"]["S04"]
+    size = sum(page.stat().st_size for page in pages)
+    with FaultProxy(s3.hostname, s3.port) as link:
+        through = settings.model_copy(update={"s3_public_endpoint_url": f"http://127.0.0.1:{link.port}"})
+        with another_app(through, app) as proxied, serving(proxied) as api:
+            exam = make_exam(api, auth(), provider="local", answer_key=sample["exam"]["answer_key"], title="a drop")
+            link.cut_after(size // 3)
+
+            def back_once_dropped() -> None:  # the link comes back half a second after it dropped
+                deadline = time.monotonic() + 30
+                while link.mode != Mode.refusing and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(0.5)
+                link.restore()
+
+            comes_back = threading.Thread(target=back_once_dropped)
+            comes_back.start()
+            counted: list[int] = []
+            paper = MarkqClient(api, school_keys["A"]).upload_paper(
+                exam["id"], "S04", pages, state=UploadState(tmp_path / "state.json"), progress=counted.append
+            )
+            comes_back.join()
+            assert paper["status"] == "queued", paper  # one run: the PUTs cut were tried again
+            assert min(counted) < 0  # a cut try's bytes were taken back off the bar...
+            assert sum(counted) == size  # ...which ends at the files' bytes, not more
+            listed = httpx.get(f"{api}/v1/exams/{exam['id']}/papers", headers=auth()).json()
+            assert [p["id"] for p in listed] == [paper["id"]]  # one paper, created once
 
 
 def class_zip(entries: dict[str, bytes]) -> bytes:
