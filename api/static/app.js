@@ -336,15 +336,32 @@ function startUploader(root) {
     return { ok: reply.ok, status: reply.status, body };
   }
 
-  // one file straight to storage, with its progress (the URL carries its own authority)
-  function put(target, file, onProgress) {
+  // One file straight to storage, with its progress (the URL carries its own authority). A link
+  // that drops for a moment, or storage briefly away (408, 429, 5xx), costs a try again, not the
+  // teacher's: three tries, 1 s then 2 s apart. A PUT replaces its object whole: nothing twice.
+  const TRIED_AGAIN = [408, 429, 500, 502, 503, 504];
+  async function put(target, file, onProgress) {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await putOnce(target, file, onProgress);
+      } catch (error) {
+        if (!error.again || attempt >= 3) throw error;
+        onProgress(0); // the bar shows what is stored, not what was sent
+        await new Promise((resolve) => setTimeout(resolve, 1000 * 2 ** (attempt - 1)));
+      }
+    }
+  }
+
+  function putOnce(target, file, onProgress) {
     return new Promise((resolve, reject) => {
       const request = new XMLHttpRequest();
+      const fail = (message, again) => reject(Object.assign(new Error(message), { again }));
       request.open("PUT", target.url);
       for (const [name, value] of Object.entries(target.headers)) request.setRequestHeader(name, value);
       request.upload.onprogress = (event) => onProgress(event.loaded);
-      request.onload = () => (request.status < 300 ? resolve() : reject(new Error(format(text.storage, { status: request.status }))));
-      request.onerror = () => reject(new Error(text.dropped));
+      request.onload = () => (request.status < 300 ? resolve()
+        : fail(format(text.storage, { status: request.status }), TRIED_AGAIN.includes(request.status)));
+      request.onerror = () => fail(text.dropped, true);
       request.send(file);
     });
   }
