@@ -16,6 +16,15 @@ from client.uploads import Progress, UploadState, content_type, put_file, put_pa
 
 FINISHED = frozenset({"graded", "needs_review", "failed", "paused"})
 
+# A moment's drop on the way to the API, or the API briefly unable to answer (502/503/504: its
+# storage or database away, a proxy in between), is tried again where that is safe: reads, and
+# completing an upload (completing twice queues once); up to API_ATTEMPTS tries, API_BACKOFF
+# seconds apart and doubling. Creating is never tried again (a reply lost after the paper was made
+# would make a second one): running the command again resumes instead.
+API_ATTEMPTS = 3
+API_BACKOFF = 1.0
+API_TRIED_AGAIN = {502, 503, 504}
+
 
 class MarkqError(Exception):
     """An error reply from the API, in its one shape."""
@@ -48,15 +57,31 @@ class MarkqClient:
         )
         self.storage = storage_client()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self._checked(self.http.request(method, path, **kwargs)).json()
+    def _call(self, method: str, path: str, *, again: bool = False, **kwargs: Any) -> Any:
+        return self._request(method, path, again=again, **kwargs).json()
+
+    def _request(self, method: str, path: str, *, again: bool = False, **kwargs: Any) -> httpx.Response:
+        """One call to the API, checked; a GET, or a call marked `again` (safe to repeat), is
+        tried again on a dropped connection or a 502/503/504."""
+        again = again or method == "GET"
+        for attempt in range(1, API_ATTEMPTS + 1):
+            try:
+                reply = self.http.request(method, path, **kwargs)
+            except httpx.TransportError:
+                if not again or attempt == API_ATTEMPTS:
+                    raise
+            else:
+                if not again or reply.status_code not in API_TRIED_AGAIN or attempt == API_ATTEMPTS:
+                    return self._checked(reply)
+            time.sleep(API_BACKOFF * 2 ** (attempt - 1))
+        raise AssertionError("unreachable: the last try returns or raises")
 
     def _every_page(self, path: str, params: dict[str, Any] | None = None) -> list[Any]:
         """A whole list, page after page, following each page's Link rel="next"."""
         items: list[Any] = []
         url: str | None = path
         while url is not None:
-            reply = self._checked(self.http.get(url, params=params))
+            reply = self._request("GET", url, params=params)
             items += reply.json()
             url, params = reply.links.get("next", {}).get("url"), None
         return items
@@ -168,7 +193,7 @@ class MarkqClient:
         if missing:
             with ThreadPoolExecutor(len(missing)) as pool:
                 list(pool.map(send, missing))  # the first file refused or cut is raised here
-        return self._call("POST", upload["complete_url"])
+        return self._call("POST", upload["complete_url"], again=True)
 
     def upload_papers(
         self,
@@ -265,7 +290,7 @@ class MarkqClient:
                 state.remember(signature, str(upload["bulk_id"]))
         if upload["upload"] is not None:  # still uploading
             self._send_archive(upload["upload"], archive, progress)
-            state_now = self._call("POST", upload["complete_url"])
+            state_now = self._call("POST", upload["complete_url"], again=True)
         else:
             state_now = self._call("GET", upload["status_url"])
         deadline = time.monotonic() + timeout
@@ -310,10 +335,10 @@ class MarkqClient:
 
     def download(self, path: str) -> bytes:
         """A file the API serves (an image, a CSV), or the API's error."""
-        return self._checked(self.http.get(path)).content
+        return self._request("GET", path).content
 
     def report_csv(self, exam_id: str, table: str = "papers") -> bytes:
-        return self._checked(self.http.get(f"/v1/exams/{exam_id}/report.csv", params={"table": table})).content
+        return self._request("GET", f"/v1/exams/{exam_id}/report.csv", params={"table": table}).content
 
     def share(self, exam_id: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/exams/{exam_id}/share")

@@ -385,6 +385,40 @@ def test_a_link_that_drops_for_a_moment_costs_one_try_again_not_the_run(
             assert [p["id"] for p in listed] == [paper["id"]]  # one paper, created once
 
 
+def test_completing_while_the_apis_storage_is_away_for_a_moment_is_tried_again(
+    settings, app, auth, school_keys, tmp_path, sample
+):
+    s3 = urlsplit(settings.s3_endpoint_url)
+    pages = sample["papers"]["S02"]
+    with FaultProxy(s3.hostname, s3.port) as link:
+        # the API reaches storage through a link that goes down; clients PUT to storage directly
+        behind = settings.model_copy(update={"s3_endpoint_url": f"http://127.0.0.1:{link.port}"})
+        with another_app(behind, app) as proxied, serving(proxied) as api:
+            exam = make_exam(api, auth(), provider="local", answer_key=sample["exam"]["answer_key"], title="away")
+            client = MarkqClient(api, school_keys["A"])
+            answers: list[int] = []
+
+            def storage_down_as_it_completes(request: httpx.Request) -> None:
+                if request.url.path.endswith("/complete") and not answers:
+                    link.refuse()
+
+            def storage_back_after_a_503(reply: httpx.Response) -> None:
+                if reply.url.path.endswith("/complete"):
+                    answers.append(reply.status_code)
+                    if reply.status_code == 503:
+                        link.restore()
+
+            client.http.event_hooks = {
+                "request": [storage_down_as_it_completes],
+                "response": [storage_back_after_a_503],
+            }
+            paper = client.upload_paper(exam["id"], "S02", pages, state=UploadState(tmp_path / "state.json"))
+            assert answers == [503, 200], answers  # storage away: 503; tried again a second later
+            assert paper["status"] == "queued", paper
+            listed = httpx.get(f"{api}/v1/exams/{exam['id']}/papers", headers=auth()).json()
+            assert [p["id"] for p in listed] == [paper["id"]]  # one paper, queued once
+
+
 def class_zip(entries: dict[str, bytes]) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
