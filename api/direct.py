@@ -21,7 +21,16 @@ from api.context import current_school, db, require_school, resources
 from api.errors import ApiError, domain_error, not_found, refusal_status
 from api.exams import school_exam
 from api.papers import paper_view
-from api.schemas import PaperSchema, UploadCreateSchema, UploadFileSchema, UploadSchema
+from api.schemas import (
+    PaperSchema,
+    UploadBatchCompletedSchema,
+    UploadBatchCompleteSchema,
+    UploadBatchCreateSchema,
+    UploadBatchSchema,
+    UploadCreateSchema,
+    UploadFileSchema,
+    UploadSchema,
+)
 from api.spec import answers
 from shared.grading import lanes
 from shared.intake import uploads
@@ -97,9 +106,20 @@ class Uploads(MethodView):
 def start_upload(exam: Exam, fields: dict[str, Any]) -> dict[str, Any]:
     """Register one student's paper as uploading (the request's declared files), committed; its
     view with an upload URL per file. For the API and the web app alike."""
+    view = _open_one(exam, fields)
+    db().commit()
+    return view
+
+
+def _open_one(exam: Exam, fields: dict[str, Any], where: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One paper registered as uploading in the request's transaction (not committed); its view.
+    A refusal rolls the transaction back and names the file (and `where` it was: a batch's paper)."""
     for name in ("student_ref", "class_label"):
         if has_control_characters(fields.get(name, "")):
-            raise ApiError(422, "invalid_request", f"{name} holds a control character (NUL, a line break)")
+            db().rollback()
+            raise ApiError(
+                422, "invalid_request", f"{name} holds a control character (NUL, a line break)", where or None
+            )
     settings = resources().settings
     declared = [uploads.DeclaredFile(f["name"], f["size"], f["content_type"]) for f in fields["files"]]
     try:
@@ -117,10 +137,28 @@ def start_upload(exam: Exam, fields: dict[str, Any]) -> dict[str, Any]:
     except uploads.UploadRefused as exc:
         db().rollback()
         code = uploads.REFUSAL_CODES.get(exc.kind, "invalid_page")
-        raise ApiError(refusal_status(exc.kind), code, str(exc), {"file": exc.name, "number": exc.number}) from exc
-    view = _upload_view(paper, targets, new=True)  # before the commit: no reload of each page after it
-    db().commit()
-    return view
+        details = {**(where or {}), "file": exc.name, "number": exc.number}
+        raise ApiError(refusal_status(exc.kind), code, str(exc), details) from exc
+    return _upload_view(paper, targets, new=True)  # before the commit: no reload of each page after it
+
+
+@blp.route("/v1/exams/<uuid:exam_id>/uploads/batch")
+class UploadBatch(MethodView):
+    decorators = [require_school]
+
+    @blp.arguments(UploadBatchCreateSchema)
+    @blp.response(201, UploadBatchSchema)
+    def post(self, fields: dict[str, Any], exam_id: uuid.UUID) -> dict[str, Any]:
+        """Start many students' papers by URL in one call, each declared as for one upload: one
+        request and one transaction instead of one a paper. All or nothing: a file refused refuses
+        the batch, its error naming the paper (`paper`: its place in the list, from 0) and the file."""
+        exam = school_exam(exam_id)
+        views = [
+            _open_one(exam, paper, {"paper": n, "student_ref": paper["student_ref"]})
+            for n, paper in enumerate(fields["papers"])
+        ]
+        db().commit()
+        return {"papers": views}, 201
 
 
 def _school_paper(paper_id: uuid.UUID) -> Paper:
@@ -203,6 +241,62 @@ def complete(paper: Paper) -> dict[str, Any]:
         _send_verify(paper, priority)
     delete_objects(resources().storage, keys)
     return {**view, "replaced": replaced}
+
+
+@blp.route("/v1/exams/<uuid:exam_id>/uploads/complete")
+class UploadBatchComplete(MethodView):
+    decorators = [require_school]
+
+    @blp.arguments(UploadBatchCompleteSchema)
+    @blp.response(200, UploadBatchCompletedSchema)
+    def post(self, fields: dict[str, Any], exam_id: uuid.UUID) -> dict[str, Any]:
+        """Complete many of the exam's papers in one call: each is queued as a single complete
+        would queue it. A paper not ready (a file
+        missing or of the wrong size) or not found is left as it was and named in `incomplete`
+        with the error completing it alone would answer; the others are queued all the same.
+        Completing twice queues once, so the call is safe to repeat."""
+        exam = school_exam(exam_id)
+        wanted = list(dict.fromkeys(fields["paper_ids"]))
+        found = {
+            paper.id: paper
+            for paper in db()
+            .scalars(
+                select(Paper)
+                .options(joinedload(Paper.pages))
+                .where(Paper.id.in_(wanted), Paper.exam_id == exam.id, Paper.school_id == current_school().id)
+            )
+            .unique()
+        }
+        session = db()
+        views, incomplete, queued, keys = [], [], [], []
+        for paper_id in wanted:
+            paper = found.get(paper_id)
+            if paper is None:
+                incomplete.append({"paper_id": paper_id, "error": {"code": "not_found", "message": "paper not found"}})
+                continue
+            was_uploading = paper.status == PaperStatus.uploading
+            try:  # one listing of the paper's own files (the exam's could hold a backlog of thousands)
+                uploads.complete_upload(session, resources().storage, paper)
+            except uploads.UploadIncomplete as exc:
+                error = {"code": "upload_incomplete", "message": str(exc), "details": exc.problems}
+                incomplete.append({"paper_id": paper_id, "error": error})
+                continue
+            except StorageError as exc:
+                session.rollback()
+                raise domain_error(exc, "storage does not answer now; complete again in a moment") from exc
+            view = paper_view(paper, new=was_uploading)
+            replaced: list[uuid.UUID] = []
+            if was_uploading:
+                replaced, dropped = drop_failed(session, paper)
+                keys += dropped
+                if paper.status == PaperStatus.queued:
+                    queued.append((paper, fair_priority(paper.id, session)))
+            views.append({**view, "replaced": replaced})
+        session.commit()
+        for paper, priority in queued:
+            _send_verify(paper, priority)
+        delete_objects(resources().storage, keys)
+        return {"papers": views, "incomplete": incomplete}
 
 
 def _send_verify(paper: Paper, priority: int) -> None:

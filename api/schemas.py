@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from api.paging import PageArgs
+from api.spec import ErrorBodySchema
 from shared.models import FlexFallback, Priority, Reader
 from shared.settings import get_settings
 
@@ -821,6 +822,28 @@ class UploadCreateSchema(Schema):
     )
 
 
+# Papers a batch call may carry: a class or two of students in one request.
+MAX_BATCH_PAPERS = 100
+
+
+class UploadBatchCreateSchema(Schema):
+    papers = fields.List(
+        fields.Nested(UploadCreateSchema),
+        required=True,
+        validate=validate.Length(1, MAX_BATCH_PAPERS),
+        metadata={"description": f"Up to {MAX_BATCH_PAPERS} students' papers, each as one upload declares it."},
+    )
+
+
+class UploadBatchCompleteSchema(Schema):
+    paper_ids = fields.List(
+        fields.UUID(),
+        required=True,
+        validate=validate.Length(1, MAX_BATCH_PAPERS),
+        metadata={"description": f"Up to {MAX_BATCH_PAPERS} of the exam's papers whose files are all uploaded."},
+    )
+
+
 class UploadPartSchema(Schema):
     number = fields.Integer()
     offset = fields.Integer(metadata={"description": "The part's first byte in the file."})
@@ -853,3 +876,23 @@ class UploadSchema(Schema):
     expires_at = fields.DateTime(allow_none=True, metadata={"description": "Not completed by then, it is removed."})
     files = fields.List(fields.Nested(UploadFileSchema))
     complete_url = fields.String(metadata={"description": "POST here once every file is uploaded."})
+
+
+class UploadBatchSchema(Schema):
+    papers = fields.List(fields.Nested(UploadSchema), metadata={"description": "In the order declared."})
+
+
+class IncompletePaperSchema(Schema):
+    paper_id = fields.UUID()
+    error = fields.Nested(ErrorBodySchema, metadata={"description": "What completing it alone would answer."})
+
+
+class UploadBatchCompletedSchema(Schema):
+    papers = fields.List(
+        fields.Nested(PaperSchema),
+        metadata={"description": "The papers queued (or queued before: completing twice queues once), in order."},
+    )
+    incomplete = fields.List(
+        fields.Nested(IncompletePaperSchema),
+        metadata={"description": "Papers not queued: a file missing or of the wrong size, or no such paper."},
+    )

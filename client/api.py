@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote
@@ -24,6 +25,12 @@ FINISHED = frozenset({"graded", "needs_review", "failed", "paused"})
 API_ATTEMPTS = 3
 API_BACKOFF = 1.0
 API_TRIED_AGAIN = {502, 503, 504}
+
+
+def _declared(student_ref: str, pages: Sequence[Path], class_label: str) -> dict[str, Any]:
+    """One paper's upload as the API declares it: the student, the class, each file's name, size and type."""
+    files = [{"name": p.name, "size": p.stat().st_size, "content_type": content_type(p)} for p in pages]
+    return {"student_ref": student_ref, "class_label": class_label, "files": files}
 
 
 class MarkqError(Exception):
@@ -165,20 +172,28 @@ class MarkqClient:
         a time. `streams` may be a semaphore that other papers share (`upload_papers`)."""
         slots = threading.Semaphore(streams) if isinstance(streams, int) else streams
         counted = _one_at_a_time(progress) if progress is not None else None
-        signature = UploadState.signature(str(self.http.base_url), exam_id, student_ref, pages)
-        earlier = state.get(signature) if state else None
-        upload = self._resumed(f"/v1/papers/{earlier}" if earlier else None)
+        signature, upload = self._earlier(exam_id, student_ref, pages, state)
         if upload is not None and upload.get("status") != "uploading":
             return upload  # completed by an earlier run: the paper as it is, nothing sent again
         if upload is None:
-            declared = [{"name": p.name, "size": p.stat().st_size, "content_type": content_type(p)} for p in pages]
-            upload = self._call(
-                "POST",
-                f"/v1/exams/{exam_id}/uploads",
-                json={"student_ref": student_ref, "class_label": class_label, "files": declared},
-            )
+            upload = self._call("POST", f"/v1/exams/{exam_id}/uploads", json=_declared(student_ref, pages, class_label))
             if state:
                 state.remember(signature, str(upload["paper_id"]))
+        self._send_files(upload, pages, slots, counted)
+        return self._call("POST", upload["complete_url"], again=True)
+
+    def _earlier(
+        self, exam_id: str, student_ref: str, pages: Sequence[Path], state: UploadState | None
+    ) -> tuple[str, dict[str, Any] | None]:
+        """The files' signature, and what an earlier run started for them (see `_resumed`)."""
+        signature = UploadState.signature(str(self.http.base_url), exam_id, student_ref, pages)
+        earlier = state.get(signature) if state else None
+        return signature, self._resumed(f"/v1/papers/{earlier}" if earlier else None)
+
+    def _send_files(
+        self, upload: dict[str, Any], pages: Sequence[Path], slots: threading.Semaphore, counted: Progress | None
+    ) -> None:
+        """PUT each file of the upload not stored yet, each taking one of `slots` while it goes up."""
         missing = []
         for target, page in zip(upload["files"], pages, strict=True):
             if not target["uploaded"]:
@@ -193,7 +208,18 @@ class MarkqClient:
         if missing:
             with ThreadPoolExecutor(len(missing)) as pool:
                 list(pool.map(send, missing))  # the first file refused or cut is raised here
-        return self._call("POST", upload["complete_url"], again=True)
+
+    def _queue_files(
+        self, pool: ThreadPoolExecutor, upload: dict[str, Any], pages: Sequence[Path], counted: Progress | None
+    ) -> list[Future[None]]:
+        """Queue a PUT in `pool` for each file of the upload not stored yet (in order)."""
+        queued = []
+        for target, page in zip(upload["files"], pages, strict=True):
+            if not target["uploaded"]:
+                queued.append(pool.submit(put_file, self.storage, target, page, counted))
+            elif counted is not None:
+                counted(page.stat().st_size)
+        return queued
 
     def upload_papers(
         self,
@@ -206,24 +232,53 @@ class MarkqClient:
         streams: int = 4,
     ) -> list[dict[str, Any]]:
         """Upload many papers by URL, `(student_ref, pages)` each, with up to `streams` files going
-        up at once, whichever papers they belong to, and the link kept busy: each paper's create
-        and complete calls to the API are made while other papers' files go up, not between them.
-        Returns each paper as `complete` answered, in the order given; resumes as `upload_paper`
-        does. A paper refused or cut off raises its error once the others have gone up: run it
-        again with the same `state` and only what is missing is sent."""
-        slots = threading.Semaphore(streams)
+        up at once, whichever papers they belong to. Papers go in groups of `streams`: one call
+        starts a group's papers and one completes them (`/uploads/batch`, `/uploads/complete`),
+        and a group's calls are made while the group before it has files going up, so the link
+        never waits on the API. Returns each paper as completing it answered, in the order given;
+        resumes as `upload_paper` does. A paper refused or cut off raises its error once the others
+        have gone up and been completed: run it again with the same `state` and only what is
+        missing is sent."""
         counted = _one_at_a_time(progress) if progress is not None else None
+        size = max(1, streams)
+        # the streams: files go up in the order their groups gave them, so a group finishes (and is
+        # completed, and the next one started) while the group after it still has files to send
+        with ThreadPoolExecutor(size) as streams_pool:
+            run = _Batches(self, exam_id, papers, class_label, state, counted, streams_pool)
+            # two groups under way: while one waits for the API, the other's files take the streams
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(run.group, (range(n, min(n + size, len(papers))) for n in range(0, len(papers), size))))
+        if run.errors:
+            raise run.errors[min(run.errors)]
+        return [paper for paper in run.results if paper is not None]
 
-        def one(paper: tuple[str, Sequence[Path]]) -> dict[str, Any]:
-            student_ref, pages = paper
-            return self.upload_paper(
-                exam_id, student_ref, pages, class_label, state=state, progress=counted, streams=slots
-            )
-
-        # twice as many papers under way as streams: while one paper waits for the API, another's
-        # file takes its stream
-        with ThreadPoolExecutor(max(1, min(2 * streams, len(papers)))) as pool:
-            return list(pool.map(one, papers))
+    def _start_group(
+        self,
+        exam_id: str,
+        papers: Sequence[tuple[str, Sequence[Path]]],
+        class_label: str,
+        numbers: list[int],
+        errors: dict[int, Exception],
+    ) -> dict[int, dict[str, Any]]:
+        """Start these papers' uploads in one call; if the batch is refused (one paper's file, say),
+        one call each, so only the refused paper fails (its error in `errors`)."""
+        if not numbers:
+            return {}
+        declared = [_declared(*papers[n], class_label) for n in numbers]
+        try:
+            made = self._call("POST", f"/v1/exams/{exam_id}/uploads/batch", json={"papers": declared})
+            return dict(zip(numbers, made["papers"], strict=True))
+        except MarkqError as exc:
+            if not 400 <= exc.status < 500 or len(numbers) == 1:
+                errors.update(dict.fromkeys(numbers, exc))
+                return {}
+        started = {}
+        for n, body in zip(numbers, declared, strict=True):
+            try:
+                started[n] = self._call("POST", f"/v1/exams/{exam_id}/uploads", json=body)
+            except MarkqError as exc:
+                errors[n] = exc
+        return started
 
     def _resumed(self, path: str | None) -> dict[str, Any] | None:
         """What an earlier run started at `path` (a paper's or a class ZIP's): its upload again
@@ -358,3 +413,82 @@ class MarkqClient:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"exam {exam_id}: {waiting} papers still waiting after {timeout:.0f}s")
             time.sleep(1.0)
+
+
+@dataclass
+class _Batches:
+    """One `upload_papers` run: its papers, what each came to, and each one's error."""
+
+    client: MarkqClient
+    exam_id: str
+    papers: Sequence[tuple[str, Sequence[Path]]]
+    class_label: str
+    state: UploadState | None
+    counted: Progress | None
+    streams: ThreadPoolExecutor
+    results: list[dict[str, Any] | None] = field(default_factory=list)
+    errors: dict[int, Exception] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.results = [None] * len(self.papers)
+
+    def group(self, numbers: range) -> None:
+        """Start these papers (one call; resumed ones as they were), send their files, complete
+        them (one call). Errors are kept by paper, for the caller to raise once all are done."""
+        uploads = self._open(numbers)
+        ready = []
+        sending = {
+            n: self.client._queue_files(self.streams, u, self.papers[n][1], self.counted) for n, u in uploads.items()
+        }
+        for n, files in sending.items():
+            try:
+                for file in files:
+                    file.result()
+                ready.append(n)
+            except Exception as exc:  # noqa: BLE001 - this paper's error; the others go on
+                self.errors[n] = exc
+        if ready:
+            self._complete({n: uploads[n] for n in ready})
+
+    def _open(self, numbers: range) -> dict[int, dict[str, Any]]:
+        uploads: dict[int, dict[str, Any]] = {}
+        fresh: dict[int, str] = {}  # paper number: its files' signature
+        for n in numbers:
+            try:
+                signature, upload = self.client._earlier(self.exam_id, *self.papers[n], self.state)
+            except Exception as exc:  # noqa: BLE001 - raised once the others are done
+                self.errors[n] = exc
+                continue
+            if upload is None:
+                fresh[n] = signature
+            elif upload.get("status") != "uploading":
+                self.results[n] = upload  # completed by an earlier run
+            else:
+                uploads[n] = upload
+        started = self.client._start_group(self.exam_id, self.papers, self.class_label, list(fresh), self.errors)
+        for n, upload in started.items():
+            uploads[n] = upload
+            if self.state:
+                self.state.remember(fresh[n], str(upload["paper_id"]))
+        return uploads
+
+    def _complete(self, uploads: dict[int, dict[str, Any]]) -> None:
+        try:
+            done = self.client._call(
+                "POST",
+                f"/v1/exams/{self.exam_id}/uploads/complete",
+                json={"paper_ids": [upload["paper_id"] for upload in uploads.values()]},
+                again=True,
+            )
+        except Exception as exc:  # noqa: BLE001 - the group stays uploading: running again resumes it
+            self.errors.update(dict.fromkeys(uploads, exc))
+            return
+        by_id = {paper["id"]: paper for paper in done["papers"]}
+        left = {item["paper_id"]: item["error"] for item in done["incomplete"]}
+        for n, upload in uploads.items():
+            paper_id = str(upload["paper_id"])
+            if paper_id in by_id:
+                self.results[n] = by_id[paper_id]
+            else:
+                error = left.get(paper_id, {"code": "upload_incomplete", "message": "not completed"})
+                self.errors[n] = MarkqError(409, error["code"], error["message"], error.get("details"))

@@ -317,6 +317,64 @@ def test_many_papers_go_up_at_once_within_their_streams_and_once_each(
             wait_for(live_api, auth(), paper["id"], timeout=120)  # marked before the next test
 
 
+def test_a_class_is_started_and_completed_in_one_call_each(live_api, auth, worker, sample):
+    exam = make_exam(live_api, auth(), provider="local", answer_key=sample["exam"]["answer_key"], title="batch")
+    base = f"{live_api}/v1/exams/{exam['id']}/uploads"
+    students = ("S01", "S02", "S03")
+    files = {s: [page.read_bytes() for page in sample["papers"][s]] for s in students}
+    body = {
+        "papers": [
+            {
+                "student_ref": s,
+                "class_label": "3(2)",
+                "files": [declare(f"p{i}.png", d) for i, d in enumerate(files[s])],
+            }
+            for s in students
+        ]
+    }
+    # all or nothing: one file refused refuses the batch, naming its paper and file, and makes none
+    refused = {
+        "papers": [*body["papers"][:2], {**body["papers"][2], "files": [declare("notes.txt", b"x", "text/plain")]}]
+    }
+    reply = httpx.post(f"{base}/batch", headers=auth(), json=refused)
+    assert reply.status_code == 415, reply.text
+    error = reply.json()["error"]
+    assert error["code"] == "unsupported_page" and error["details"]["paper"] == 2, error
+    assert error["details"]["student_ref"] == "S03" and error["details"]["file"] == "notes.txt", error
+    assert httpx.get(f"{live_api}/v1/exams/{exam['id']}/papers", headers=auth()).json() == []
+    too_many = httpx.post(f"{base}/batch", headers=auth(), json={"papers": body["papers"] * 34})
+    assert too_many.status_code == 422, too_many.text  # 102 papers: over the 100 a call takes
+
+    reply = httpx.post(f"{base}/batch", headers=auth(), json=body)
+    assert reply.status_code == 201, reply.text
+    made = reply.json()["papers"]
+    assert [p["student_ref"] for p in made] == list(students) and all(p["status"] == "uploading" for p in made)
+    for upload, student in zip(made, students, strict=True):
+        for target, data in zip(upload["files"], files[student], strict=True):
+            if student != "S03" or target["number"] == 1:  # S03's second file never goes up
+                assert put(target, data).status_code == 200
+    ids = [p["paper_id"] for p in made]
+    unknown = "00000000-0000-4000-8000-000000000000"
+    reply = httpx.post(f"{base}/complete", headers=auth(), json={"paper_ids": [*ids, unknown]})
+    assert reply.status_code == 200, reply.text
+    done = reply.json()
+    assert [p["id"] for p in done["papers"]] == ids[:2] and all(p["status"] == "queued" for p in done["papers"])
+    left = {item["paper_id"]: item["error"] for item in done["incomplete"]}
+    assert left[ids[2]]["code"] == "upload_incomplete" and left[ids[2]]["details"][0]["number"] == 2, left
+    assert left[unknown]["code"] == "not_found" and len(left) == 2, left
+    # another school cannot complete this exam's papers
+    assert httpx.post(f"{base}/complete", headers=auth("B"), json={"paper_ids": ids}).status_code == 404
+    # S03's file goes up; completing all three again queues S03 and leaves the others as they were
+    assert put(made[2]["files"][1], files["S03"][1]).status_code == 200
+    again = httpx.post(f"{base}/complete", headers=auth(), json={"paper_ids": ids}).json()
+    assert [p["id"] for p in again["papers"]] == ids and again["incomplete"] == [], again
+    listed = httpx.get(f"{live_api}/v1/exams/{exam['id']}/papers", headers=auth()).json()
+    assert sorted(p["id"] for p in listed) == sorted(ids)  # three papers, each once
+    for paper_id in ids:
+        marked = wait_for(live_api, auth(), paper_id, timeout=120)
+        assert marked["status"] in ("graded", "needs_review"), marked["status_reason"]
+
+
 def test_an_upload_cut_halfway_is_resumed_by_the_cli_and_the_paper_completes_once(
     settings, app, auth, school_keys, worker, tmp_path, sample
 ):
