@@ -6,9 +6,10 @@
 (gunicorn, two worker processes of 4 threads, one per core; S3 storage on moto's server,
 PostgreSQL, Redis):
 
-- by URL (the path clients use), as markq's client sends many papers (`upload_papers`): create the
-  upload, PUT each page to its presigned URL, complete; 8 files going up at once, as on the direct
-  path, each paper's calls to the API made while other papers' files go up;
+- by URL (the path clients use), as markq's client sends many papers (`upload_papers`): papers in
+  groups of 8, each group started in one call (`/uploads/batch`), its pages PUT to their presigned
+  URLs, completed in one call (`/uploads/complete`); 8 files going up at once, as on the direct
+  path, a group's calls to the API made while the group before it has files going up;
 - multipart (the small-client path): the pages in the request; the API checks every page in it;
 - directly: boto3 puts the same bytes into the same S3 server (the baseline, timed before and
   after the URL path, their mean: the server slows a little as it fills).
@@ -97,9 +98,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def by_url(client: MarkqClient, exam_id: str, files: list[Path], first: int) -> None:
-    """PAPERS papers through the URL path as markq's client sends them: for each, declare it, PUT
-    each page to its storage URL, complete; THREADS files going up at once (as many as the direct
-    path's), each paper's create and complete calls running while other papers' files go up."""
+    """PAPERS papers through the URL path as markq's client sends them (`upload_papers`): in groups
+    of THREADS, each started and completed in one call, THREADS files going up at once (as many as
+    the direct path's), a group's calls running while the group before it has files going up."""
     papers = [
         (f"u{n}", [files[(n + i) % len(files)] for i in range(PAGES_PER_PAPER)]) for n in range(first, first + PAPERS)
     ]

@@ -169,7 +169,7 @@ class MarkqClient:
         complete it. With `state`, a paper an earlier run started for the same files is resumed:
         only what is not stored yet is sent, and nothing is created twice (running it again after
         it completed returns the paper). `progress` is called with each chunk's bytes, one call at
-        a time. `streams` may be a semaphore that other papers share (`upload_papers`)."""
+        a time. `streams` may be a semaphore shared with other uploads under way."""
         slots = threading.Semaphore(streams) if isinstance(streams, int) else streams
         counted = _one_at_a_time(progress) if progress is not None else None
         signature, upload = self._earlier(exam_id, student_ref, pages, state)
