@@ -251,10 +251,9 @@ class UploadBatchComplete(MethodView):
     @blp.response(200, UploadBatchCompletedSchema)
     def post(self, fields: dict[str, Any], exam_id: uuid.UUID) -> dict[str, Any]:
         """Complete many of the exam's papers in one call: each is queued as a single complete
-        would queue it. A paper not ready (a file
-        missing or of the wrong size) or not found is left as it was and named in `incomplete`
-        with the error completing it alone would answer; the others are queued all the same.
-        Completing twice queues once, so the call is safe to repeat."""
+        would queue it. A paper not ready (a file missing or of the wrong size) or not found is
+        left as it was and named in `incomplete` with the error completing it alone would answer;
+        the others are queued all the same. Completing twice queues once: safe to repeat."""
         exam = school_exam(exam_id)
         wanted = list(dict.fromkeys(fields["paper_ids"]))
         found = {
