@@ -272,11 +272,14 @@ class MarkqClient:
             if not 400 <= exc.status < 500 or len(numbers) == 1:
                 errors.update(dict.fromkeys(numbers, exc))
                 return {}
+        except httpx.TransportError as exc:  # the link dropped: the group's error, raised at the end
+            errors.update(dict.fromkeys(numbers, exc))
+            return {}
         started = {}
         for n, body in zip(numbers, declared, strict=True):
             try:
                 started[n] = self._call("POST", f"/v1/exams/{exam_id}/uploads", json=body)
-            except MarkqError as exc:
+            except (MarkqError, httpx.TransportError) as exc:
                 errors[n] = exc
         return started
 

@@ -317,6 +317,49 @@ def test_many_papers_go_up_at_once_within_their_streams_and_once_each(
             wait_for(live_api, auth(), paper["id"], timeout=120)  # marked before the next test
 
 
+class RefusingTransport(httpx.HTTPTransport):
+    """Storage that refuses (403) every PUT whose URL holds `paper_id`, as for an expired URL."""
+
+    def __init__(self, paper_id: str | None = None) -> None:
+        super().__init__()
+        self.paper_id = paper_id
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.paper_id and self.paper_id in str(request.url):
+            return httpx.Response(403, text="refused")
+        return super().handle_request(request)
+
+
+def test_a_paper_whose_files_storage_refuses_fails_alone_and_the_next_run_completes_it(
+    live_api, auth, school_keys, worker, tmp_path, sample
+):
+    exam = make_exam(live_api, auth(), provider="local", answer_key=sample["exam"]["answer_key"], title="refused")
+    client = MarkqClient(live_api, school_keys["A"])
+    papers = [(student, sample["papers"][student]) for student in ("S01", "S02", "S03", "S04")]
+    state = UploadState(tmp_path / "uploads.json")
+    transport = RefusingTransport()
+    client.storage = httpx.Client(transport=transport)
+
+    def refuse_s02s_files(reply: httpx.Response) -> None:
+        if reply.url.path.endswith("/uploads/batch") and transport.paper_id is None:
+            reply.read()
+            transport.paper_id = next(p["paper_id"] for p in reply.json()["papers"] if p["student_ref"] == "S02")
+
+    client.http.event_hooks["response"].append(refuse_s02s_files)
+    with pytest.raises(httpx.HTTPStatusError) as error:
+        client.upload_papers(exam["id"], papers, "3(2)", state=state, streams=2)  # two groups of two
+    assert error.value.response.status_code == 403
+    listed = {p["student_ref"]: p for p in httpx.get(f"{live_api}/v1/exams/{exam['id']}/papers", headers=auth()).json()}
+    assert listed["S02"]["status"] == "uploading", listed  # the refused one waits, resumable
+    assert all(listed[s]["status"] != "uploading" for s in ("S01", "S03", "S04")), listed  # the others went on
+    transport.paper_id = ""  # storage takes everything now
+    again = client.upload_papers(exam["id"], papers, "3(2)", state=state, streams=2)
+    assert [p["id"] for p in again] == [listed[s]["id"] for s, _ in papers]  # the same four papers
+    assert all(p["status"] != "uploading" for p in again), again
+    for paper in again:
+        wait_for(live_api, auth(), paper["id"], timeout=120)  # marked before the next test
+
+
 def test_a_class_is_started_and_completed_in_one_call_each(live_api, auth, worker, sample):
     exam = make_exam(live_api, auth(), provider="local", answer_key=sample["exam"]["answer_key"], title="batch")
     base = f"{live_api}/v1/exams/{exam['id']}/uploads"
