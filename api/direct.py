@@ -15,7 +15,7 @@ from flask import current_app, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import Session, joinedload
 
 from api.context import current_school, db, require_school, resources
 from api.errors import ApiError, domain_error, not_found, refusal_status
@@ -117,9 +117,7 @@ def _open_one(exam: Exam, fields: dict[str, Any], where: dict[str, Any] | None =
     for name in ("student_ref", "class_label"):
         if has_control_characters(fields.get(name, "")):
             db().rollback()
-            raise ApiError(
-                422, "invalid_request", f"{name} holds a control character (NUL, a line break)", where or None
-            )
+            raise ApiError(422, "invalid_request", f"{name} holds a control character (NUL, a line break)", where)
     settings = resources().settings
     declared = [uploads.DeclaredFile(f["name"], f["size"], f["content_type"]) for f in fields["files"]]
     try:
@@ -216,18 +214,31 @@ class UploadComplete(MethodView):
         return complete(row[0])
 
 
+STORAGE_AWAY = "storage does not answer now; complete again in a moment"
+
+
 def complete(paper: Paper) -> dict[str, Any]:
     """Queue an uploaded paper once every file is stored (409 naming what is not); its view. One
     transaction: the paper queued, the same student's failed papers it replaces removed, and its
     place in the exam's line taken for the queue's priority; then the verify step is sent."""
     session = db()
-    was_uploading = paper.status == PaperStatus.uploading
     try:
-        uploads.complete_upload(session, resources().storage, paper)
+        view, priority, keys = _complete_in(session, paper)
     except uploads.UploadIncomplete as exc:
         raise ApiError(409, "upload_incomplete", str(exc), exc.problems) from exc
     except StorageError as exc:
-        raise domain_error(exc, "storage does not answer now; complete again in a moment") from exc
+        raise domain_error(exc, STORAGE_AWAY) from exc
+    session.commit()
+    _after_commit([(paper, priority)], keys)
+    return view
+
+
+def _complete_in(session: Session, paper: Paper) -> tuple[dict[str, Any], int | None, list[str]]:
+    """Complete one paper in the caller's transaction (raises UploadIncomplete, StorageError):
+    its view with the papers it replaced, its queue priority when this call queued it (its verify
+    step to send after the commit, else None), and the replaced papers' objects to delete then."""
+    was_uploading = paper.status == PaperStatus.uploading
+    uploads.complete_upload(session, resources().storage, paper)  # one listing of the paper's own files
     view = paper_view(paper, new=was_uploading)  # before the commit: nothing is loaded again after it
     replaced: list[uuid.UUID] = []
     keys: list[str] = []
@@ -236,11 +247,15 @@ def complete(paper: Paper) -> dict[str, Any]:
         replaced, keys = drop_failed(session, paper)
         if paper.status == PaperStatus.queued:  # its first step is known (checking the files): no lookup
             priority = fair_priority(paper.id, session)
-    session.commit()
-    if priority is not None:
-        _send_verify(paper, priority)
+    return {**view, "replaced": replaced}, priority, keys
+
+
+def _after_commit(queued: list[tuple[Paper, int | None]], keys: list[str]) -> None:
+    """Send the verify step of each paper queued, and delete the replaced papers' objects."""
+    for paper, priority in queued:
+        if priority is not None:
+            _send_verify(paper, priority)
     delete_objects(resources().storage, keys)
-    return {**view, "replaced": replaced}
 
 
 @blp.route("/v1/exams/<uuid:exam_id>/uploads/complete")
@@ -273,28 +288,20 @@ class UploadBatchComplete(MethodView):
             if paper is None:
                 incomplete.append({"paper_id": paper_id, "error": {"code": "not_found", "message": "paper not found"}})
                 continue
-            was_uploading = paper.status == PaperStatus.uploading
-            try:  # one listing of the paper's own files (the exam's could hold a backlog of thousands)
-                uploads.complete_upload(session, resources().storage, paper)
+            try:
+                view, priority, dropped = _complete_in(session, paper)
             except uploads.UploadIncomplete as exc:
                 error = {"code": "upload_incomplete", "message": str(exc), "details": exc.problems}
                 incomplete.append({"paper_id": paper_id, "error": error})
                 continue
             except StorageError as exc:
-                session.rollback()
-                raise domain_error(exc, "storage does not answer now; complete again in a moment") from exc
-            view = paper_view(paper, new=was_uploading)
-            replaced: list[uuid.UUID] = []
-            if was_uploading:
-                replaced, dropped = drop_failed(session, paper)
-                keys += dropped
-                if paper.status == PaperStatus.queued:
-                    queued.append((paper, fair_priority(paper.id, session)))
-            views.append({**view, "replaced": replaced})
+                session.rollback()  # the papers before it in this call stay uploading too
+                raise domain_error(exc, STORAGE_AWAY) from exc
+            views.append(view)
+            queued.append((paper, priority))
+            keys += dropped
         session.commit()
-        for paper, priority in queued:
-            _send_verify(paper, priority)
-        delete_objects(resources().storage, keys)
+        _after_commit(queued, keys)
         return {"papers": views, "incomplete": incomplete}
 
 

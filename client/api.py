@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 import httpx
 
-from client.uploads import Progress, UploadState, content_type, put_file, put_part, storage_client
+from client.uploads import Progress, UploadState, content_type, put_file, put_part, storage_client, with_tries
 
 FINISHED = frozenset({"graded", "needs_review", "failed", "paused"})
 
@@ -70,18 +70,9 @@ class MarkqClient:
     def _request(self, method: str, path: str, *, again: bool = False, **kwargs: Any) -> httpx.Response:
         """One call to the API, checked; a GET, or a call marked `again` (safe to repeat), is
         tried again on a dropped connection or a 502/503/504."""
-        again = again or method == "GET"
-        for attempt in range(1, API_ATTEMPTS + 1):
-            try:
-                reply = self.http.request(method, path, **kwargs)
-            except httpx.TransportError:
-                if not again or attempt == API_ATTEMPTS:
-                    raise
-            else:
-                if not again or reply.status_code not in API_TRIED_AGAIN or attempt == API_ATTEMPTS:
-                    return self._checked(reply)
-            time.sleep(API_BACKOFF * 2 ** (attempt - 1))
-        raise AssertionError("unreachable: the last try returns or raises")
+        attempts = API_ATTEMPTS if again or method == "GET" else 1
+        reply = with_tries(lambda _: self.http.request(method, path, **kwargs), API_TRIED_AGAIN, attempts, API_BACKOFF)
+        return self._checked(reply)
 
     def _every_page(self, path: str, params: dict[str, Any] | None = None) -> list[Any]:
         """A whole list, page after page, following each page's Link rel="next"."""
@@ -163,14 +154,13 @@ class MarkqClient:
         *,
         state: UploadState | None = None,
         progress: Progress | None = None,
-        streams: int | threading.Semaphore = 3,
+        streams: int = 3,
     ) -> dict[str, Any]:
         """Upload one paper's files straight to storage by URL, up to `streams` at once, then
         complete it. With `state`, a paper an earlier run started for the same files is resumed:
         only what is not stored yet is sent, and nothing is created twice (running it again after
         it completed returns the paper). `progress` is called with each chunk's bytes, one call at
-        a time. `streams` may be a semaphore shared with other uploads under way."""
-        slots = threading.Semaphore(streams) if isinstance(streams, int) else streams
+        a time."""
         counted = _one_at_a_time(progress) if progress is not None else None
         signature, upload = self._earlier(exam_id, student_ref, pages, state)
         if upload is not None and upload.get("status") != "uploading":
@@ -179,7 +169,9 @@ class MarkqClient:
             upload = self._call("POST", f"/v1/exams/{exam_id}/uploads", json=_declared(student_ref, pages, class_label))
             if state:
                 state.remember(signature, str(upload["paper_id"]))
-        self._send_files(upload, pages, slots, counted)
+        with ThreadPoolExecutor(max(1, streams)) as pool:
+            for file in self._queue_files(pool, upload, pages, counted):
+                file.result()  # the first file refused or cut (in order) is raised here
         return self._call("POST", upload["complete_url"], again=True)
 
     def _earlier(
@@ -189,25 +181,6 @@ class MarkqClient:
         signature = UploadState.signature(str(self.http.base_url), exam_id, student_ref, pages)
         earlier = state.get(signature) if state else None
         return signature, self._resumed(f"/v1/papers/{earlier}" if earlier else None)
-
-    def _send_files(
-        self, upload: dict[str, Any], pages: Sequence[Path], slots: threading.Semaphore, counted: Progress | None
-    ) -> None:
-        """PUT each file of the upload not stored yet, each taking one of `slots` while it goes up."""
-        missing = []
-        for target, page in zip(upload["files"], pages, strict=True):
-            if not target["uploaded"]:
-                missing.append((target, page))
-            elif counted is not None:
-                counted(page.stat().st_size)
-
-        def send(file: tuple[dict[str, Any], Path]) -> None:
-            with slots:
-                put_file(self.storage, *file, counted)
-
-        if missing:
-            with ThreadPoolExecutor(len(missing)) as pool:
-                list(pool.map(send, missing))  # the first file refused or cut is raised here
 
     def _queue_files(
         self, pool: ThreadPoolExecutor, upload: dict[str, Any], pages: Sequence[Path], counted: Progress | None

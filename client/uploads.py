@@ -98,16 +98,19 @@ def _range(path: Path, offset: int, size: int, progress: Progress | None) -> Ite
 
 def put_part(http: httpx.Client, part: dict[str, Any], path: Path, progress: Progress | None = None) -> None:
     """PUT one part of a large file (its bytes from `offset`) to its upload URL, tried again as
-    `_put_again` says."""
-    _put_again(
+    `with_tries` says."""
+    reply = with_tries(
         lambda counted: http.put(
             part["url"],
             content=_range(path, part["offset"], part["size"], counted),
             headers={"Content-Length": str(part["size"])},
         ),
-        f"part {part['number']} of {path.name}",
+        TRIED_AGAIN,
+        PUT_ATTEMPTS,
+        PUT_BACKOFF,
         progress,
     )
+    _refused(reply, f"part {part['number']} of {path.name}")
 
 
 # A link that drops for a moment, or storage briefly away (a 5xx, S3's 503 SlowDown), costs one
@@ -119,10 +122,18 @@ PUT_BACKOFF = 1.0
 TRIED_AGAIN = {408, 429, 500, 502, 503, 504}
 
 
-def _put_again(put: Callable[[Progress], httpx.Response], what: str, progress: Progress | None) -> None:
-    """Run `put` (which streams its bytes through the progress callback it is given) until storage
-    takes it; a try that fails takes the bytes it counted back off `progress`."""
-    for attempt in range(1, PUT_ATTEMPTS + 1):
+def with_tries(
+    send: Callable[[Progress], httpx.Response],
+    statuses: set[int],
+    attempts: int,
+    backoff: float,
+    progress: Progress | None = None,
+) -> httpx.Response:
+    """`send` (given a progress callback for the bytes it streams) until a reply whose status is
+    not in `statuses`, or `attempts` tries, `backoff` seconds apart and doubling; a dropped
+    connection is tried again too, the last one raised. A try that fails takes the bytes it
+    counted back off `progress`. The last reply, whatever its status."""
+    for attempt in range(1, attempts + 1):
         sent = 0
 
         def counted(size: int) -> None:
@@ -132,22 +143,24 @@ def _put_again(put: Callable[[Progress], httpx.Response], what: str, progress: P
                 progress(size)
 
         try:
-            reply = put(counted)
+            reply = send(counted)
         except httpx.TransportError:
-            if attempt == PUT_ATTEMPTS:
+            if attempt == attempts:
                 raise
         else:
-            if reply.status_code < 300:
-                return
-            if reply.status_code not in TRIED_AGAIN or attempt == PUT_ATTEMPTS:
-                raise httpx.HTTPStatusError(
-                    f"storage refused {what}: {reply.status_code} {reply.text[:300]}",
-                    request=reply.request,
-                    response=reply,
-                )
+            if reply.status_code not in statuses or attempt == attempts:
+                return reply
         if progress is not None and sent:
             progress(-sent)  # the bar shows what is stored, not what was sent
-        time.sleep(PUT_BACKOFF * 2 ** (attempt - 1))
+        time.sleep(backoff * 2 ** (attempt - 1))
+    raise ValueError("attempts must be at least 1")
+
+
+def _refused(reply: httpx.Response, what: str) -> None:
+    if reply.status_code >= 300:
+        raise httpx.HTTPStatusError(
+            f"storage refused {what}: {reply.status_code} {reply.text[:300]}", request=reply.request, response=reply
+        )
 
 
 def storage_client() -> httpx.Client:
@@ -158,10 +171,13 @@ def storage_client() -> httpx.Client:
 
 
 def put_file(http: httpx.Client, target: dict[str, Any], path: Path, progress: Progress | None = None) -> None:
-    """PUT one file to its upload URL, streamed from disk, tried again as `_put_again` says."""
+    """PUT one file to its upload URL, streamed from disk, tried again as `with_tries` says."""
     headers = {**target["headers"], "Content-Length": str(path.stat().st_size)}
-    _put_again(
+    reply = with_tries(
         lambda counted: http.put(target["url"], content=_chunks(path, counted), headers=headers),
-        f"file {target['number']} ({path.name})",
+        TRIED_AGAIN,
+        PUT_ATTEMPTS,
+        PUT_BACKOFF,
         progress,
     )
+    _refused(reply, f"file {target['number']} ({path.name})")
